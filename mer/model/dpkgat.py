@@ -1,0 +1,189 @@
+"""DPK-GAT: the micro-expression network of FED-PsyAU, top to bottom in one file.
+
+Li et al., "FED-PsyAU: Privacy-Preserving Micro-Expression Recognition via Psychological AU
+Coordination and Dynamic Facial Motion Modeling", https://arxiv.org/abs/2507.20557 (ICCV 2025).
+
+Pipeline for one aligned flow image x (B, 3, S, S) — channels u, v, optical strain:
+
+1. Regional stage (local region module). Resize to ``work_size``, cut ``patch``-sized patches at
+   the template points of :data:`mer.face.regions.REGIONS` (fixed index buffer, no parameters), encode
+   every patch with a shared small conv net (Conv3d with (1, k, k) kernels = a 2-D conv per patch,
+   GroupNorm), add a position code, mix the patches with one transformer layer, and turn each
+   region into its AU nodes with a squeeze-excitation block: 3 + 3 + 2 + 4 = 12 nodes.
+2. Hierarchical DPK-GAT: an upper-face graph (6 nodes) and a lower-face graph (6 nodes), each with
+   a residual, then a global 12-node graph over the psychologically coordinated upper<->lower
+   pairs. Each layer mixes its attention with a prior P (psychological, statistical, both, none).
+3. Dual-stream head (DSI): the AU-relationship stream (12 node features through a 1-D Inception
+   block) and the global flow stream (x resized to 28x28 through two 2-D Inception blocks),
+   concatenated, one Linear to the emotion classes. Two AU heads give multi-label AU logits
+   before (aux) and after the graphs.
+
+Differences from the reference code, on purpose: non-edges are masked with -inf (not 0) before
+the softmax; the regional stage reads only the flow image (composite-format input works), so
+patches come from the template layout; every weight is in an Opacus-supported layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mer.face.regions import AU_NODES, LOWER_NODES, REGIONS, UPPER_NODES, patch_boxes
+from mer.model.layers import DPKGATLayer, Inception1d, Inception2d, RegionSE, TransformerLayer
+from mer.priors import (global_adjacency, lower_adjacency, restrict_prior, statistical_prior,
+                        uniform_prior, upper_adjacency)
+
+PRIORS = ("both", "psych", "stat", "none")
+
+
+@dataclass(frozen=True)
+class DPKGATConfig:
+    num_classes: int = 3
+    work_size: int = 56            # side the flow image is resized to before patches are cut
+    patch: int = 8                 # patch side at work_size (even)
+    dim: int = 64                  # token / node features; also the GAT hidden size per head
+    enc_channels: tuple[int, int] = (16, 32)  # patch encoder conv widths
+    tf_heads: int = 4              # transformer heads across patches
+    gat_heads: int = 3             # DPK-GAT heads (averaged)
+    gat_dropout: float = 0.5       # dropout on attention coefficients
+    beta: float = 0.3              # prior weight
+    prior: str = "both"            # both | psych | stat | none
+    stat_smoothing: float = 1.0    # add-s smoothing of co-occurrence counts
+    flow_size: int = 28            # global flow stream input side
+    flow_branch: int = 8           # channels per Inception branch, flow stream (doubled in block 2)
+    au_branch: int = 16            # channels per Inception branch, AU stream
+    dropout: float = 0.5           # before the emotion classifier
+
+    def problems(self) -> list[str]:
+        p = []
+        if self.num_classes < 2:
+            p.append(f"num_classes must be >= 2 (got {self.num_classes})")
+        if self.prior not in PRIORS:
+            p.append(f"prior must be one of {', '.join(PRIORS)} (got {self.prior!r})")
+        if self.patch % 2 or not 2 <= self.patch <= self.work_size:
+            p.append(f"patch must be even and in [2, work_size={self.work_size}] (got {self.patch})")
+        if self.dim % self.tf_heads:
+            p.append(f"dim {self.dim} must be divisible by tf_heads {self.tf_heads}")
+        if not 0.0 <= self.beta <= 1.0:
+            p.append(f"beta must lie in [0, 1] (got {self.beta})")
+        if self.flow_size % 4:
+            p.append(f"flow_size must be divisible by 4 (got {self.flow_size})")
+        return p
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+
+
+class DPKGAT(nn.Module):
+    """The full network. ``forward(x)`` with x (B, 3, S, S) returns
+    ``(emotion_logits (B, K), au_logits (B, 12), aux_au_logits (B, 12))``."""
+
+    def __init__(self, config: DPKGATConfig) -> None:
+        super().__init__()
+        if config.problems():
+            raise ValueError("invalid DPKGATConfig: " + "; ".join(config.problems()))
+        if tuple(a for r in REGIONS for a in r.aus) != AU_NODES:
+            raise ValueError("REGIONS must list the AUs in AU_NODES order")
+        self.config = c = config
+        d, (c1, c2), n_au = c.dim, c.enc_channels, len(AU_NODES)
+
+        # 1. regional stage
+        boxes = patch_boxes(c.work_size, c.patch)                       # (P, 2) as (y0, x0)
+        off = np.arange(c.patch)
+        rows = boxes[:, 0, None, None] + off[None, :, None]             # (P, p, 1)
+        cols = boxes[:, 1, None, None] + off[None, None, :]             # (P, 1, p)
+        self.register_buffer("patch_index", torch.as_tensor((rows * c.work_size + cols).reshape(-1)))
+        self.n_patches = len(boxes)
+        self.region_sizes = [len(r.points) for r in REGIONS]
+        self.enc1 = nn.Conv3d(3, c1, (1, 3, 3), padding=(0, 1, 1))
+        self.enc_norm1 = nn.GroupNorm(4, c1)
+        self.enc2 = nn.Conv3d(c1, c2, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        self.enc_norm2 = nn.GroupNorm(4, c2)
+        self.enc3 = nn.Conv3d(c2, d, (1, c.patch // 2, c.patch // 2))   # whole (p/2)^2 map -> one token
+        self.register_buffer("position_onehot", torch.eye(self.n_patches))
+        self.position = nn.Linear(self.n_patches, d, bias=False)        # learned position codes
+        self.mixer = TransformerLayer(d, c.tf_heads)
+        self.regions = nn.ModuleList(RegionSE(len(r.points), len(r.aus), d) for r in REGIONS)
+        self.aux_au_head = nn.Linear(n_au * d, n_au)
+
+        # 2. hierarchical DPK-GAT
+        beta = 0.0 if c.prior == "none" else c.beta
+        gat = dict(heads=c.gat_heads, hidden=d, beta=beta, dropout=c.gat_dropout)
+        self.upper = DPKGATLayer(d, torch.as_tensor(upper_adjacency()), **gat)
+        self.lower = DPKGATLayer(d, torch.as_tensor(lower_adjacency()), **gat)
+        self.coordinated = DPKGATLayer(d, torch.as_tensor(global_adjacency()), **gat)
+        self.register_buffer("stat_prior", torch.full((n_au, n_au), 1.0 / n_au))
+        self.set_statistical_prior(np.zeros((n_au, n_au), dtype=np.int64))
+        self.au_head = nn.Linear(n_au * d, n_au)
+
+        # 3. dual-stream head
+        self.au_stream = Inception1d(d, c.au_branch)
+        self.flow1 = Inception2d(3, c.flow_branch)
+        self.flow2 = Inception2d(self.flow1.out_ch, 2 * c.flow_branch)
+        feat = self.au_stream.out_ch * n_au + self.flow2.out_ch * 9
+        self.classifier = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(feat, c.num_classes))
+
+    # -- priors and schedule ----------------------------------------------------------------
+    def set_statistical_prior(self, counts: np.ndarray) -> None:
+        """Set the statistical prior from (12, 12) AU co-occurrence counts (see mer.priors.stat)."""
+        stat = statistical_prior(np.asarray(counts), self.config.stat_smoothing)
+        self.stat_prior.copy_(torch.as_tensor(stat, dtype=self.stat_prior.dtype))
+        for layer, nodes in ((self.upper, UPPER_NODES), (self.lower, LOWER_NODES),
+                             (self.coordinated, tuple(range(len(AU_NODES))))):
+            adj = layer.adjacency.cpu().numpy()
+            psych = uniform_prior(adj)
+            stat_g = restrict_prior(stat[np.ix_(nodes, nodes)], adj)
+            prior = {"psych": psych, "stat": stat_g, "both": (psych + stat_g) / 2, "none": psych}[self.config.prior]
+            layer.set_prior(torch.as_tensor(prior))
+
+    def set_r(self, r: float) -> None:
+        """Set the dynamic prior factor r in [0, 1] on every DPK-GAT layer (the trainer's schedule)."""
+        if not 0.0 <= r <= 1.0:
+            raise ValueError(f"r must lie in [0, 1] (got {r})")
+        for layer in (self.upper, self.lower, self.coordinated):
+            layer.r.fill_(r)
+
+    # -- forward ----------------------------------------------------------------------------
+    def au_nodes(self, x: Tensor) -> Tensor:
+        """Regional stage: flow image (B, 3, S, S) -> AU node features (B, 12, D)."""
+        b, c = x.shape[0], self.config
+        w = _resize(x, c.work_size)                                         # (B, 3, W, W)
+        patches = w.flatten(2).index_select(2, self.patch_index)            # (B, 3, P*p*p)
+        patches = patches.reshape(b, 3, self.n_patches, c.patch, c.patch)   # (B, 3, P, p, p)
+        h = F.gelu(self.enc_norm1(self.enc1(patches)))                      # (B, c1, P, p, p)
+        h = F.gelu(self.enc_norm2(self.enc2(h)))                            # (B, c2, P, p/2, p/2)
+        tokens = self.enc3(h).flatten(2).transpose(1, 2)                    # (B, P, D)
+        tokens = tokens + self.position(self.position_onehot.expand(b, -1, -1))
+        tokens = self.mixer(tokens)                                         # (B, P, D)
+        parts = tokens.split(self.region_sizes, dim=1)                      # per region (B, n_r, D)
+        return torch.cat([se(t) for se, t in zip(self.regions, parts)], dim=1)  # (B, 12, D)
+
+    def relate(self, nodes: Tensor) -> Tensor:
+        """Hierarchical graphs: upper and lower face with residuals, then the coordinated graph."""
+        up, low = nodes[:, list(UPPER_NODES)], nodes[:, list(LOWER_NODES)]  # (B, 6, D) each
+        up = up + F.elu(self.upper(up))
+        low = low + F.elu(self.lower(low))
+        h = torch.cat([up, low], dim=1)                                     # (B, 12, D)
+        return h + F.elu(self.coordinated(h))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
+            raise ValueError(f"expected a flow image batch (B, 3, S, S) (got {tuple(x.shape)})")
+        b = x.shape[0]
+        nodes = self.au_nodes(x)                                            # (B, 12, D)
+        aux_au = self.aux_au_head(nodes.flatten(1))                         # (B, 12)
+        rel = self.relate(nodes)                                            # (B, 12, D)
+        au = self.au_head(rel.flatten(1))                                   # (B, 12)
+        au_feat = self.au_stream(rel.transpose(1, 2)).flatten(1)            # (B, C_au*12)
+        f = self.flow1(_resize(x, self.config.flow_size))                  # (B, C1, 28, 28)
+        f = self.flow2(F.max_pool2d(f, 2))                                  # (B, C2, 14, 14)
+        f = F.adaptive_avg_pool2d(F.max_pool2d(f, 2), 3).reshape(b, -1)     # (B, C2*9)
+        logits = self.classifier(torch.cat([au_feat, f], dim=1))            # (B, K)
+        return logits, au, aux_au
