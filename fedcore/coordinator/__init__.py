@@ -1,0 +1,1 @@
+"""The coordinator: round engine (state machine), servicer, checkpoints and the daemon."""

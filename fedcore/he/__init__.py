@@ -1,0 +1,75 @@
+"""CKKS-encrypted aggregation (mode ``ckks``): the coordinator adds ciphertexts it cannot decrypt.
+
+Modules: :mod:`~fedcore.he.params` (parameters, validation), :mod:`~fedcore.he.pack` (pure
+packing maths), :mod:`~fedcore.he.sealio` and :mod:`~fedcore.he.context` (SEAL objects),
+:mod:`~fedcore.he.keys` (signed advertisements, sealed key envelopes), :mod:`~fedcore.he.relay`
+(the coordinator's part of the key exchange), :mod:`~fedcore.he.server` and
+:mod:`~fedcore.he.client` (the two sides of the mode), :mod:`~fedcore.he.messages` (stage bodies),
+:mod:`~fedcore.he.driver` (an in-process driver for tests and benchmarks).
+
+Protocol
+--------
+Set-up, once per coordinator run (so keys rotate with every start), over the clients present:
+
+1. ``CKKS_KEY_ADVERTISE``: every client makes a fresh X25519 key pair and submits the public key
+   with its certificate, signed with its certificate key over (label, federation, set-up id,
+   parameter fingerprint, client id, public key).
+2. ``CKKS_KEY_DISTRIBUTE``: the key holder (``settings["key_holder"]`` if present, else the first
+   participant in sorted order) checks every peer's advertisement (signature; certificate issued
+   by the federation CA, valid, CN = claimed id, a client certificate; in ``members`` if that list
+   is set), generates the CKKS secret key and seals its serialization to each accepted peer
+   (X25519 + HKDF label ``fedpsyau/ckks/v1/key`` + AES-256-GCM; the associated data binds
+   holder, peer, federation, set-up, key id and parameters). It also submits the public context:
+   the SEAL encryption parameters and nothing else.
+3. ``CKKS_KEY_RECEIVE``: every other client checks the holder's signed advertisement, opens its
+   envelope, checks the key against the announced key id and loads it.
+
+If the key holder is missing at set-up (no advertisement or no distribution), the stage aborts
+and the next attempt picks another holder (holders that failed are passed over). After set-up the
+holder is nobody special: every client holds the key, so any of them may drop out. A client that
+joins after set-up holds no key and sits out CKKS rounds until the next coordinator start.
+
+A round (``CKKS_ENCRYPTED_INPUT`` then ``CKKS_DECRYPT``): each client clips its weight, forms
+``[w*x, w, 1]``, checks that no slot can overflow ``max_abs`` when summed, and encrypts it with
+the secret key into seeded ciphertexts (N reals each: complex packing). The coordinator checks
+each ciphertext (SEAL header, size, parameters, level, scale), adds, and serves the sum as a blob.
+Each contributor decrypts it, checks that it looks like an honest sum (bounded values, the count
+slot equals the announced number of contributors, positive weight), rounds it to multiples of
+2^-round_bits and submits the integers; the coordinator takes the value a strict majority agrees
+on (within one grid step) and applies its strategy. A client missing at the input deadline is
+simply not in the sum; the weight and count slots keep the result consistent.
+
+Why round before anything decrypted leaves a client: CKKS decryption returns the message plus the
+encryption noise, and exact decryptions handed to the holder of the ciphertexts reveal linear
+equations in the secret key (Li & Micciancio, "On the security of homomorphic encryption on
+approximate numbers", EUROCRYPT 2021). Rounding to a grid 2^(scale_bits - round_bits) units wide,
+far above the noise (~2^12 units), removes the noise from what leaves the client; a client also
+refuses a second decryption in the same round attempt.
+
+Bytes on the wire (benchmarks/ckks.py, N = 8192)
+------------------------------------------------
+Client upload 14.0 bytes per parameter with the defaults (8.0 with ``max_abs <= 2^17``, one
+60-bit prime); the served sum 28.7 (16.0). TenSEAL's ``CKKSVector`` needs 57.4 with the same
+moduli, public-key or symmetric alike, and 32.0 at best (moduli [60, 40]). The savings, measured
+one at a time: seeded symmetric encryption halves a ciphertext (SEAL replaces the second
+polynomial by a seed; TenSEAL's own symmetric mode does not keep the seed); complex packing puts
+two reals in each of the N/2 slots; the encryption level drops the primes ``max_abs`` does not
+need; SEAL compresses with zstd by default (header compr_mode 2), which squeezes the 40-bit
+prime's 24 unused bits per 64-bit word but nothing from a 60-bit one. No public, relinearisation
+or Galois key exists anywhere: the coordinator's public context is the 80-byte parameter set.
+
+Threat model
+------------
+- Coordinator, honest but curious: holds only the encryption parameters (no public, relin,
+  Galois or secret key; encryption is symmetric, so it cannot even encrypt) and learns only the
+  rounded sum of at least ``min_clients`` (default 3, never below 2) inputs.
+- Clients share one secret key: a client colluding with the coordinator can decrypt every other
+  client's input. TenSEAL has no threshold decryption; SecAgg+ is the mode without this weakness.
+- A malicious coordinator could ask the clients to decrypt a single client's ciphertext (or a
+  multiple of it) instead of the sum; the count-slot check does not catch a multiple. Preventing
+  it needs verifiable aggregation, which is out of scope (the coordinator is honest but curious).
+- A ciphertext under another key with the same parameters cannot be told apart by the
+  coordinator (semantic security); it spoils that round's sum, as any malicious client can.
+
+Settings (the ``[aggregation.ckks]`` table): see :data:`fedcore.he.params.SETTINGS_KEYS`.
+"""

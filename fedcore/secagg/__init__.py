@@ -1,0 +1,21 @@
+"""SecAgg+ secure aggregation (Bonawitz et al., CCS 2017; Bell et al., CCS 2020): the ``secagg`` mode.
+
+The coordinator learns only the sum, over the clients whose masked input arrived, of each
+client's weighted, fixed-point update, its weight and its clip count; it recovers the sum when
+clients drop out between stages, and aborts when fewer than T survive.
+
+Layout (pure maths and crypto apart from protocol state):
+
+- :mod:`.prg` mask PRG (AES-128-CTR keystream, HKDF under ``b"fedpsyau/secagg/v1/mask"``)
+- :mod:`.shamir` Shamir sharing over GF(2^521 - 1)
+- :mod:`.quantize` fixed point in Z_2^32 / Z_2^64 with an overflow-free scale
+- :mod:`.graph` SecAgg+'s random k-regular masking graph from a public seed
+- :mod:`.noise` the distributed-DP noise hook (defaults to :mod:`fedcore.dp.discrete`)
+- :mod:`.state` stages, legal transitions, settings and thresholds (both sides import these)
+- :mod:`.wire` body unpacking and sealed share envelopes (through :mod:`fedcore.crypto.recipes`)
+- :mod:`.client` / :mod:`.server` the two sides of the :mod:`fedcore.common.aggregation` contract
+- :mod:`.unmask` the server's reconstruction and mask removal
+- :mod:`.driver` an in-process round runner (tests, benchmarks), any mode
+
+Messages are in ``protos/fedpsyau/v1/secagg.proto``.
+"""

@@ -25,7 +25,7 @@ import numpy as np
 from mer.face.regions import AU_NODES
 
 _SPLIT = re.compile(r"[+,;/\s]+")
-_TOKEN = re.compile(r"^(?:AU)?(?P<side>[LRBUT])?(?:AU|A)?(?P<num>\d{1,2})(?:\.0+)?(?P<intensity>[A-E])?$", re.I)
+_TOKEN = re.compile(r"^(?:AU)?(?P<side>[LRBUT])?(?:AU|A)?(?P<num>\d{1,2})(?:\.0+)?(?P<intensity>[A-E])?$", re.IGNORECASE)
 _EMPTY = {"", "none", "-", "/", "n/a", "na", "nan", "null"}
 
 
@@ -44,8 +44,8 @@ def parse_aus(text: object) -> AUCode:
     s = str(text).strip()
     if s.lower() in _EMPTY:
         return AUCode((), ())
-    s = re.sub(r"\bAU\s+", "AU", s, flags=re.I)        # "AU 4" -> "AU4"
-    s = re.sub(r"\b([LRBUT])\s+AU", r"\1AU", s, flags=re.I)  # "L AU10" -> "LAU10"
+    s = re.sub(r"\bAU\s+", "AU", s, flags=re.IGNORECASE)        # "AU 4" -> "AU4"
+    s = re.sub(r"\b([LRBUT])\s+AU", r"\1AU", s, flags=re.IGNORECASE)  # "L AU10" -> "LAU10"
     aus: list[int] = []
     unknown: list[str] = []
     for tok in (t for t in _SPLIT.split(s) if t):

@@ -18,7 +18,7 @@ class DataError(ValueError):
     """Bad input data: a missing or corrupt file, an unreadable sheet, an unknown label."""
 
     def __init__(self, message: str, *, file: str | Path | None = None, row: int | None = None,
-                 sample: str | None = None, problems: list["Problem"] | None = None) -> None:
+                 sample: str | None = None, problems: list[Problem] | None = None) -> None:
         self.message = message
         self.file = str(file) if file is not None else None
         self.row = row

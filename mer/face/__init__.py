@@ -1,0 +1,1 @@
+"""Faces: AU regions and template points (regions), landmark backends, eye alignment, TPS warps."""

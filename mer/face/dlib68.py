@@ -3,7 +3,10 @@
 Optional: ``pip install 'fedpsyau[landmarks]'`` (``dlib-bin``, a prebuilt dlib wheel, and
 ``face_recognition_models``, which ships ``shape_predictor_68_face_landmarks.dat``). Both install
 from PyPI for CPython 3.11 on manylinux x86_64. The 68-point model was trained on iBUG 300-W,
-whose licence excludes commercial use. Eye centres are the means of points 36-41 and 42-47.
+whose licence excludes commercial use. ``face_recognition_models`` imports ``pkg_resources``,
+so it also needs ``setuptools<81`` (newer setuptools drop that module). Eye centres are the
+means of points 36-41 and 42-47. When no face is detected in a small image (a crop of at most
+256 px side) the whole image is used as the face box; in a larger image that is an error.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import numpy as np
 
 from mer.face.landmarks import FaceLandmarks, FaceNotFoundError, check_gray
 
+#: images up to this side with no detected face are taken as face crops (box = whole image)
+CROP_MAX_SIDE = 256
 INSTALL_HINT = "the 'dlib' landmark backend needs: pip install 'fedpsyau[landmarks]' (dlib-bin, face_recognition_models)"
 
 
@@ -33,7 +38,9 @@ class DlibBackend:
         h, w = gray.shape
         rects = self._detector(gray, 1)  # upsample once: ME crops are small
         if len(rects) == 0:
-            rect = self._rect(0, 0, w - 1, h - 1)  # aligned crops: the whole image is the face
+            if max(h, w) > CROP_MAX_SIDE:
+                raise FaceNotFoundError(f"dlib found no face in a {w}x{h} image")
+            rect = self._rect(0, 0, w - 1, h - 1)  # a small crop: take the whole image as the face box
         else:
             rect = max(rects, key=lambda r: r.width() * r.height())
         shape = self._predictor(gray, rect)

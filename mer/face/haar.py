@@ -3,11 +3,11 @@
 The cascade XML files ship inside the opencv-contrib wheel (``cv2.data.haarcascades``), so this
 backend works offline with the core install. Steps:
 
-1. Pad the image by a quarter of its side (replicated edges): tight crops such as CASME II's
-   leave the detector no margin around the face otherwise.
-2. Detect faces on the histogram-equalised image; keep the largest.
-3. Detect eyes in the upper 60 % of the face box; keep the best-matched pair (one per half of
-   the box, sizes alike, nearly level).
+1. Detect faces; if none, pad the image by a quarter of its side (replicated edges) and retry:
+   tight crops such as CASME II's leave the detector no margin around the face otherwise.
+2. Detect faces on the histogram-equalised image; keep the most confident box.
+3. Detect eyes in a band of the face box; keep the nearly level pair closest to where the box
+   puts the eyes (each within 12 % of the box side of that spot).
 4. Without such a pair, estimate the eyes from the face box at the positions where the
    cascade's boxes put them on average (30 % / 70 % across, 38 % down), and say so in
    ``FaceLandmarks.eyes_from = "face-box"``.
@@ -37,7 +37,7 @@ def _cascade(filename: str) -> cv2.CascadeClassifier:
 class HaarBackend:
     name = "haar"
 
-    def __init__(self, min_face_fraction: float = 0.3) -> None:
+    def __init__(self, min_face_fraction: float = 0.12) -> None:
         self.face = _cascade("haarcascade_frontalface_default.xml")
         self.eye = _cascade("haarcascade_eye.xml")
         self.min_face_fraction = min_face_fraction
@@ -45,38 +45,54 @@ class HaarBackend:
     def detect(self, gray: np.ndarray) -> FaceLandmarks:
         check_gray(gray)
         h, w = gray.shape
-        pad = max(h, w) // 4
-        padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        eq = cv2.equalizeHist(padded)
-        min_side = max(20, int(self.min_face_fraction * min(h, w)))
-        faces = self.face.detectMultiScale(eq, scaleFactor=1.05, minNeighbors=4, minSize=(min_side, min_side))
-        if len(faces) == 0:
+        for pad in (0, max(h, w) // 4):  # tight crops: retry with a margin
+            padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else gray
+            eq = cv2.equalizeHist(padded)
+            min_side = max(20, int(self.min_face_fraction * min(h, w)))
+            faces, _, weights = self.face.detectMultiScale3(eq, scaleFactor=1.05, minNeighbors=4,
+                                                            minSize=(min_side, min_side), outputRejectLevels=True)
+            if len(faces):
+                break
+        else:
             raise FaceNotFoundError(f"no frontal face found by the Haar cascade in a {w}x{h} image")
-        fx, fy, fw, fh = max(faces, key=lambda b: b[2] * b[3])
-        pair = self._eyes(eq, fx, fy, fw, fh)
-        box = (int(fx - pad), int(fy - pad), int(fw), int(fh))
+        fx, fy, fw, fh = (int(v) for v in faces[int(np.argmax(np.ravel(weights)))])  # most confident box
+        box = (fx - pad, fy - pad, fw, fh)
+        guess_l = (fx + BOX_LEFT_EYE[0] * fw, fy + BOX_LEFT_EYE[1] * fh)
+        guess_r = (fx + BOX_RIGHT_EYE[0] * fw, fy + BOX_RIGHT_EYE[1] * fh)
+        pair = self._eyes(eq, (fx, fy, fw, fh), guess_l, guess_r)
         if pair is None:
-            left = (fx - pad + BOX_LEFT_EYE[0] * fw, fy - pad + BOX_LEFT_EYE[1] * fh)
-            right = (fx - pad + BOX_RIGHT_EYE[0] * fw, fy - pad + BOX_RIGHT_EYE[1] * fh)
-            return FaceLandmarks(left, right, box, self.name, eyes_from="face-box")
+            return FaceLandmarks((guess_l[0] - pad, guess_l[1] - pad), (guess_r[0] - pad, guess_r[1] - pad), box,
+                                 self.name, eyes_from="face-box")
         (lx, ly), (rx, ry) = pair
         return FaceLandmarks((lx - pad, ly - pad), (rx - pad, ry - pad), box, self.name, eyes_from="detector")
 
-    def _eyes(self, eq: np.ndarray, fx: int, fy: int, fw: int, fh: int):
-        roi = eq[fy:fy + int(0.6 * fh), fx:fx + fw]
+    def _eyes(self, eq: np.ndarray, face: tuple[int, int, int, int], guess_l, guess_r):
+        """The detected eye pair closest to the box's expected eye positions, or None.
+
+        Eyes are searched in the band 15-60 % down the face box; a pair must be nearly level and
+        each eye within 12 % of the box side from where the box puts it (rejects brows,
+        nostrils, glasses rims).
+        """
+        fx, fy, fw, fh = face
+        y0 = fy + int(0.15 * fh)
+        roi = eq[y0:fy + int(0.6 * fh), fx:fx + fw]
         min_eye = max(5, fw // 10)
         eyes = self.eye.detectMultiScale(roi, scaleFactor=1.05, minNeighbors=3, minSize=(min_eye, min_eye),
                                          maxSize=(fw // 2, fw // 2))
-        centres = [(fx + ex + ew / 2.0, fy + ey + eh / 2.0, ew) for ex, ey, ew, eh in eyes]
-        lefts = [c for c in centres if c[0] < fx + fw / 2.0]
-        rights = [c for c in centres if c[0] >= fx + fw / 2.0]
+        centres = [(fx + ex + ew / 2.0, y0 + ey + eh / 2.0) for ex, ey, ew, eh in eyes]
+        tol = 0.12 * fw
+
+        def near(c, g):
+            return float(np.hypot(c[0] - g[0], c[1] - g[1]))
+
+        lefts = [c for c in centres if near(c, guess_l) < tol]
+        rights = [c for c in centres if near(c, guess_r) < tol]
         best, best_cost = None, np.inf
-        for lx, ly, lw in lefts:
-            for rx, ry, rw in rights:
-                dist = rx - lx
-                if dist < 0.25 * fw or abs(ry - ly) > 0.25 * dist:
-                    continue  # too close together or far from level: not a pair of eyes
-                cost = abs(ry - ly) / dist + abs(lw - rw) / max(lw, rw) + abs(dist / fw - 0.4)
+        for lc in lefts:
+            for rc in rights:
+                if abs(rc[1] - lc[1]) > 0.2 * (rc[0] - lc[0]):
+                    continue
+                cost = near(lc, guess_l) + near(rc, guess_r)
                 if cost < best_cost:
-                    best, best_cost = ((lx, ly), (rx, ry)), cost
+                    best, best_cost = (lc, rc), cost
         return best

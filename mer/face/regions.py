@@ -99,4 +99,4 @@ def patch_boxes(size: int, patch: int | None = None) -> np.ndarray:
 
 def patch_side(size: int, patch: int | None = None) -> int:
     """Side of the patches that :func:`patch_boxes` cuts for an image of side ``size``."""
-    return patch if patch is not None else max(3, int(round(PATCH_FRACTION * size)))
+    return patch if patch is not None else max(3, round(PATCH_FRACTION * size))

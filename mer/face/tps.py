@@ -23,15 +23,13 @@ import numpy as np
 
 def _kernel(r2: np.ndarray) -> np.ndarray:
     """U(r) = r^2 log r written in r^2: 0.5 * r2 * log(r2), with U(0) = 0."""
-    out = np.zeros_like(r2)
-    nz = r2 > 0
-    out[nz] = 0.5 * r2[nz] * np.log(r2[nz])
-    return out
+    return 0.5 * r2 * np.log(np.maximum(r2, 1e-300))  # 0 * log(1e-300) = 0 at r = 0
 
 
 def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d = a[:, None, :] - b[None, :, :]
-    return np.einsum("ijk,ijk->ij", d, d)
+    # |a|^2 + |b|^2 - 2 a.b, clipped at 0 against rounding; (M, K)
+    d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return np.maximum(d2, 0.0)
 
 
 @dataclass(frozen=True)
@@ -65,6 +63,10 @@ def tps_fit(centres: np.ndarray, values: np.ndarray, lam: float = 0.0) -> TPS:
     if len(v) != len(c):
         raise ValueError(f"values has {len(v)} rows, centres has {len(c)}")
     n = len(c)
+    if np.linalg.matrix_rank(np.column_stack([np.ones(n), c - c.mean(0)])) < 3:
+        raise ValueError("TPS system is singular: all control points lie on one line")
+    if len(np.unique(np.round(c, 9), axis=0)) < n:
+        raise ValueError("TPS system is singular: control points are duplicated")
     a = np.zeros((n + 3, n + 3))
     a[:n, :n] = _kernel(_sqdist(c, c)) + lam * np.eye(n)
     p = np.column_stack([np.ones(n), c])

@@ -1,0 +1,1 @@
+"""Optical flow (Farneback, DIS, TV-L1), optical strain, flow images, region patches, the flow cache."""

@@ -20,6 +20,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+#: part of every key; bump it whenever flow parameters, strain or normalisation code change
 CACHE_VERSION = "fedpsyau-flow-v1"
 
 

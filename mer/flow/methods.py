@@ -13,7 +13,7 @@ at call time, so a test can wrap an entry and count calls.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

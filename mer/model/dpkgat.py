@@ -7,20 +7,25 @@ Pipeline for one aligned flow image x (B, 3, S, S) — channels u, v, optical st
 
 1. Regional stage (local region module). Resize to ``work_size``, cut ``patch``-sized patches at
    the template points of :data:`mer.face.regions.REGIONS` (fixed index buffer, no parameters), encode
-   every patch with a shared small conv net (Conv3d with (1, k, k) kernels = a 2-D conv per patch,
-   GroupNorm), add a position code, mix the patches with one transformer layer, and turn each
-   region into its AU nodes with a squeeze-excitation block: 3 + 3 + 2 + 4 = 12 nodes.
+   every patch with a shared small conv net (three kernel = stride convolutions with GroupNorm, so
+   the 19 patches stacked into one tall image are encoded independently, p -> p/2 -> p/4 -> 1),
+   add a learned position code, mix the patches with one transformer layer, and turn each region
+   into its AU nodes with a squeeze-excitation block: 3 + 3 + 2 + 4 = 12 nodes.
 2. Hierarchical DPK-GAT: an upper-face graph (6 nodes) and a lower-face graph (6 nodes), each with
    a residual, then a global 12-node graph over the psychologically coordinated upper<->lower
    pairs. Each layer mixes its attention with a prior P (psychological, statistical, both, none).
 3. Dual-stream head (DSI): the AU-relationship stream (12 node features through a 1-D Inception
-   block) and the global flow stream (x resized to 28x28 through two 2-D Inception blocks),
+   block) and the global flow stream (x resized to 28x28 through two stride-2 2-D Inception
+   blocks, 28 -> 14 -> 7, pooled to 3x3),
    concatenated, one Linear to the emotion classes. Two AU heads give multi-label AU logits
    before (aux) and after the graphs.
 
 Differences from the reference code, on purpose: non-edges are masked with -inf (not 0) before
 the softmax; the regional stage reads only the flow image (composite-format input works), so
-patches come from the template layout; every weight is in an Opacus-supported layer.
+patches come from the template layout; every weight is in an Opacus-supported layer. Cost was
+shaped for DP-SGD: few parameterised modules (Opacus pays per module and per parameter tensor),
+small unfolds for the per-sample conv gradients (kernel = stride encoder, dilated 3x3 for the 5x5
+field), no max pooling; see benchmarks/model.py.
 """
 
 from __future__ import annotations
@@ -33,9 +38,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mer.face.regions import AU_NODES, LOWER_NODES, REGIONS, UPPER_NODES, patch_boxes
-from mer.model.layers import DPKGATLayer, Inception1d, Inception2d, RegionSE, TransformerLayer
-from mer.priors import (global_adjacency, lower_adjacency, restrict_prior, statistical_prior,
-                        uniform_prior, upper_adjacency)
+from mer.model.layers import (
+    DPKGATLayer,
+    Inception1d,
+    Inception2d,
+    RegionSE,
+    TransformerLayer,
+    resize_flow,
+)
+from mer.priors import (
+    global_adjacency,
+    lower_adjacency,
+    restrict_prior,
+    statistical_prior,
+    uniform_prior,
+    upper_adjacency,
+)
 
 PRIORS = ("both", "psych", "stat", "none")
 
@@ -44,7 +62,7 @@ PRIORS = ("both", "psych", "stat", "none")
 class DPKGATConfig:
     num_classes: int = 3
     work_size: int = 56            # side the flow image is resized to before patches are cut
-    patch: int = 8                 # patch side at work_size (even)
+    patch: int = 8                 # patch side at work_size (multiple of 4)
     dim: int = 64                  # token / node features; also the GAT hidden size per head
     enc_channels: tuple[int, int] = (16, 32)  # patch encoder conv widths
     tf_heads: int = 4              # transformer heads across patches
@@ -54,7 +72,7 @@ class DPKGATConfig:
     prior: str = "both"            # both | psych | stat | none
     stat_smoothing: float = 1.0    # add-s smoothing of co-occurrence counts
     flow_size: int = 28            # global flow stream input side
-    flow_branch: int = 8           # channels per Inception branch, flow stream (doubled in block 2)
+    flow_branch: int = 8           # channels per Inception branch, flow stream
     au_branch: int = 16            # channels per Inception branch, AU stream
     dropout: float = 0.5           # before the emotion classifier
 
@@ -64,8 +82,8 @@ class DPKGATConfig:
             p.append(f"num_classes must be >= 2 (got {self.num_classes})")
         if self.prior not in PRIORS:
             p.append(f"prior must be one of {', '.join(PRIORS)} (got {self.prior!r})")
-        if self.patch % 2 or not 2 <= self.patch <= self.work_size:
-            p.append(f"patch must be even and in [2, work_size={self.work_size}] (got {self.patch})")
+        if self.patch % 4 or not 4 <= self.patch <= self.work_size:
+            p.append(f"patch must be a multiple of 4 and in [4, work_size={self.work_size}] (got {self.patch})")
         if self.dim % self.tf_heads:
             p.append(f"dim {self.dim} must be divisible by tf_heads {self.tf_heads}")
         if not 0.0 <= self.beta <= 1.0:
@@ -73,12 +91,6 @@ class DPKGATConfig:
         if self.flow_size % 4:
             p.append(f"flow_size must be divisible by 4 (got {self.flow_size})")
         return p
-
-
-def _resize(x: Tensor, size: int) -> Tensor:
-    if x.shape[-1] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
 
 
 class DPKGAT(nn.Module):
@@ -102,20 +114,22 @@ class DPKGAT(nn.Module):
         self.register_buffer("patch_index", torch.as_tensor((rows * c.work_size + cols).reshape(-1)))
         self.n_patches = len(boxes)
         self.region_sizes = [len(r.points) for r in REGIONS]
-        self.enc1 = nn.Conv3d(3, c1, (1, 3, 3), padding=(0, 1, 1))
+        # Patches are stacked into one tall image (B, 3, P*p, p); every conv has kernel = stride, so
+        # no kernel ever straddles two patches: each patch is encoded on its own, p -> p/2 -> p/4 -> 1.
+        self.enc1 = nn.Conv2d(3, c1, 2, stride=2, bias=False)
         self.enc_norm1 = nn.GroupNorm(4, c1)
-        self.enc2 = nn.Conv3d(c1, c2, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        self.enc2 = nn.Conv2d(c1, c2, 2, stride=2, bias=False)
         self.enc_norm2 = nn.GroupNorm(4, c2)
-        self.enc3 = nn.Conv3d(c2, d, (1, c.patch // 2, c.patch // 2))   # whole (p/2)^2 map -> one token
+        self.enc3 = nn.Conv2d(c2, d, c.patch // 4, stride=c.patch // 4)  # whole (p/4)^2 map -> one token
         self.register_buffer("position_onehot", torch.eye(self.n_patches))
         self.position = nn.Linear(self.n_patches, d, bias=False)        # learned position codes
         self.mixer = TransformerLayer(d, c.tf_heads)
-        self.regions = nn.ModuleList(RegionSE(len(r.points), len(r.aus), d) for r in REGIONS)
+        self.regions = RegionSE(self.region_sizes, [len(r.aus) for r in REGIONS], d)
         self.aux_au_head = nn.Linear(n_au * d, n_au)
 
         # 2. hierarchical DPK-GAT
         beta = 0.0 if c.prior == "none" else c.beta
-        gat = dict(heads=c.gat_heads, hidden=d, beta=beta, dropout=c.gat_dropout)
+        gat = {"heads": c.gat_heads, "hidden": d, "beta": beta, "dropout": c.gat_dropout}
         self.upper = DPKGATLayer(d, torch.as_tensor(upper_adjacency()), **gat)
         self.lower = DPKGATLayer(d, torch.as_tensor(lower_adjacency()), **gat)
         self.coordinated = DPKGATLayer(d, torch.as_tensor(global_adjacency()), **gat)
@@ -125,10 +139,15 @@ class DPKGAT(nn.Module):
 
         # 3. dual-stream head
         self.au_stream = Inception1d(d, c.au_branch)
-        self.flow1 = Inception2d(3, c.flow_branch)
-        self.flow2 = Inception2d(self.flow1.out_ch, 2 * c.flow_branch)
+        self.flow1 = Inception2d(3, c.flow_branch, stride=2)
+        self.flow2 = Inception2d(self.flow1.out_ch, c.flow_branch, stride=2)
         feat = self.au_stream.out_ch * n_au + self.flow2.out_ch * 9
         self.classifier = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(feat, c.num_classes))
+
+    @property
+    def input_size(self) -> int:
+        """Side the model works at; inputs of another size are resized on the way in."""
+        return self.config.work_size
 
     # -- priors and schedule ----------------------------------------------------------------
     def set_statistical_prior(self, counts: np.ndarray) -> None:
@@ -154,16 +173,15 @@ class DPKGAT(nn.Module):
     def au_nodes(self, x: Tensor) -> Tensor:
         """Regional stage: flow image (B, 3, S, S) -> AU node features (B, 12, D)."""
         b, c = x.shape[0], self.config
-        w = _resize(x, c.work_size)                                         # (B, 3, W, W)
+        w = resize_flow(x, c.work_size)                                         # (B, 3, W, W)
         patches = w.flatten(2).index_select(2, self.patch_index)            # (B, 3, P*p*p)
-        patches = patches.reshape(b, 3, self.n_patches, c.patch, c.patch)   # (B, 3, P, p, p)
-        h = F.gelu(self.enc_norm1(self.enc1(patches)))                      # (B, c1, P, p, p)
-        h = F.gelu(self.enc_norm2(self.enc2(h)))                            # (B, c2, P, p/2, p/2)
+        patches = patches.reshape(b, 3, self.n_patches * c.patch, c.patch)  # (B, 3, P*p, p) patches stacked
+        h = F.gelu(self.enc_norm1(self.enc1(patches)))                      # (B, c1, P*p/2, p/2)
+        h = F.gelu(self.enc_norm2(self.enc2(h)))                            # (B, c2, P*p/4, p/4)
         tokens = self.enc3(h).flatten(2).transpose(1, 2)                    # (B, P, D)
         tokens = tokens + self.position(self.position_onehot.expand(b, -1, -1))
         tokens = self.mixer(tokens)                                         # (B, P, D)
-        parts = tokens.split(self.region_sizes, dim=1)                      # per region (B, n_r, D)
-        return torch.cat([se(t) for se, t in zip(self.regions, parts)], dim=1)  # (B, 12, D)
+        return self.regions(tokens)                                         # (B, 12, D)
 
     def relate(self, nodes: Tensor) -> Tensor:
         """Hierarchical graphs: upper and lower face with residuals, then the coordinated graph."""
@@ -182,8 +200,8 @@ class DPKGAT(nn.Module):
         rel = self.relate(nodes)                                            # (B, 12, D)
         au = self.au_head(rel.flatten(1))                                   # (B, 12)
         au_feat = self.au_stream(rel.transpose(1, 2)).flatten(1)            # (B, C_au*12)
-        f = self.flow1(_resize(x, self.config.flow_size))                  # (B, C1, 28, 28)
-        f = self.flow2(F.max_pool2d(f, 2))                                  # (B, C2, 14, 14)
-        f = F.adaptive_avg_pool2d(F.max_pool2d(f, 2), 3).reshape(b, -1)     # (B, C2*9)
+        f = self.flow1(resize_flow(x, self.config.flow_size))                  # (B, C, 14, 14)
+        f = self.flow2(f)                                                   # (B, C, 7, 7)
+        f = F.adaptive_avg_pool2d(f, 3).reshape(b, -1)                      # (B, C*9)
         logits = self.classifier(torch.cat([au_feat, f], dim=1))            # (B, K)
         return logits, au, aux_au

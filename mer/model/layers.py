@@ -15,6 +15,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def resize_flow(x: Tensor, size: int) -> Tensor:
+    """Resize a flow image batch (B, 3, S, S) to (B, 3, size, size): bilinear, antialiased when shrinking.
+
+    A no-op when S == size. Models call it on their input; the trainer calls it once on the whole
+    data set with the model's ``input_size`` so that each step skips the work.
+    """
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+
+
 class DPKGATLayer(nn.Module):
     r"""Dynamic-prior-knowledge graph attention (DPK-GAT) over a fixed dense graph.
 
@@ -125,10 +136,11 @@ class TransformerLayer(nn.Module):
         if dim % heads:
             raise ValueError(f"dim {dim} must be divisible by heads {heads}")
         self.heads = heads
-        self.norm1 = nn.LayerNorm(dim)
+        # No affine in the norms: the Linear right after each absorbs a scale and a shift exactly.
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False)
         self.mlp1 = nn.Linear(dim, mlp_ratio * dim)
         self.mlp2 = nn.Linear(mlp_ratio * dim, dim)
         self.dropout = nn.Dropout(dropout)
@@ -143,58 +155,79 @@ class TransformerLayer(nn.Module):
 
 
 class RegionSE(nn.Module):
-    """Squeeze-excitation over one region's patch tokens, then a mix of patches into AU nodes.
+    """Squeeze-excitation per AU region, then each region's patch tokens mixed into its AU nodes.
 
-    Squeeze: mean over the region's patches; excite: two Linears and a sigmoid gate on the channels;
-    then a Linear over the patch axis turns the region's ``n_patches`` tokens into ``n_nodes`` nodes.
+    For region r with tokens X_r (n_r patches): squeeze z_r = mean of X_r over its patches; excite
+    g_r = sigmoid(W2_r relu(W1_r z_r)), a gate per channel; then a Linear over the patch axis
+    turns the gated n_r tokens into the region's m_r AU nodes. The excitation MLPs of all regions
+    run as grouped 1x1 convolutions (groups = regions): R independent MLPs in two layers, which
+    keeps Opacus at two hooks instead of 2R.
 
-    Shapes: input (B, n_patches, D) -> output (B, n_nodes, D).
+    Args:
+        patches (sequence of int): patches per region n_r, in token order.
+        nodes (sequence of int): AU nodes per region m_r.
+        dim (int): token features D.
+        reduction (int, optional): hidden size of the excitation MLP is D // reduction. (default: 4)
+
+    Shapes: input (B, sum n_r, D) -> output (B, sum m_r, D).
     """
 
-    def __init__(self, n_patches: int, n_nodes: int, dim: int, reduction: int = 4) -> None:
+    def __init__(self, patches, nodes, dim: int, reduction: int = 4) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, max(1, dim // reduction))
-        self.fc2 = nn.Linear(max(1, dim // reduction), dim)
-        self.to_nodes = nn.Linear(n_patches, n_nodes)
+        if len(patches) != len(nodes):
+            raise ValueError(f"patches ({len(patches)}) and nodes ({len(nodes)}) must list the same regions")
+        self.patches, r, hid = list(patches), len(patches), max(1, dim // reduction)
+        self.excite1 = nn.Conv1d(r * dim, r * hid, 1, groups=r)
+        self.excite2 = nn.Conv1d(r * hid, r * dim, 1, groups=r)
+        self.to_nodes = nn.ModuleList(nn.Linear(n, m, bias=False) for n, m in zip(patches, nodes))
 
     def forward(self, x: Tensor) -> Tensor:
-        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=1)))))  # (B, D)
-        x = x * gate.unsqueeze(1)                                       # (B, n_patches, D)
-        return self.to_nodes(x.transpose(1, 2)).transpose(1, 2)          # (B, n_nodes, D)
+        b, _, d = x.shape
+        parts = x.split(self.patches, dim=1)                                  # R x (B, n_r, D)
+        z = torch.cat([t.mean(dim=1) for t in parts], dim=1).unsqueeze(-1)    # (B, R*D, 1)
+        gate = torch.sigmoid(self.excite2(F.relu(self.excite1(z))))          # (B, R*D, 1)
+        gate = gate.reshape(b, len(parts), 1, d)                              # (B, R, 1, D)
+        nodes = [mix((t * gate[:, i]).transpose(1, 2)).transpose(1, 2)        # (B, m_r, D)
+                 for i, (mix, t) in enumerate(zip(self.to_nodes, parts))]
+        return torch.cat(nodes, dim=1)                                        # (B, sum m_r, D)
 
 
 class Inception2d(nn.Module):
-    """Inception block: 1x1, 3x3 and 5x5 convolutions plus a 3x3 max-pool of the input, concatenated.
+    """Inception block: parallel 1x1, 3x3 and 5x5-field convolutions (same stride), concatenated, GroupNorm, ReLU.
 
-    Shapes: input (B, C_in, H, W) -> output (B, 3*branch + C_in, H, W).
+    The 5x5 field is a 3x3 kernel with dilation 2 (9 taps instead of 25: the per-sample
+    gradients Opacus computes from unfolded inputs are 2.8x smaller). The classic block's
+    max-pool branch is left out: on CPU it costs more than the three convs together and adds
+    nothing the 1x1 branch cannot carry. ``stride`` 2 halves the map.
+
+    Shapes: input (B, C_in, H, W) -> output (B, 3*branch, H/stride, W/stride).
     """
 
-    def __init__(self, in_ch: int, branch: int, groups: int = 4) -> None:
+    def __init__(self, in_ch: int, branch: int, stride: int = 1, groups: int = 3) -> None:
         super().__init__()
-        self.b1 = nn.Conv2d(in_ch, branch, 1)
-        self.b3 = nn.Conv2d(in_ch, branch, 3, padding=1)
-        self.b5 = nn.Conv2d(in_ch, branch, 5, padding=2)
+        self.b1 = nn.Conv2d(in_ch, branch, 1, stride=stride, bias=False)  # GroupNorm supplies the shift
+        self.b3 = nn.Conv2d(in_ch, branch, 3, stride=stride, padding=1, bias=False)
+        self.b5 = nn.Conv2d(in_ch, branch, 3, stride=stride, padding=2, dilation=2, bias=False)
         self.norm = nn.GroupNorm(groups, 3 * branch)
-        self.out_ch = 3 * branch + in_ch
+        self.out_ch = 3 * branch
 
     def forward(self, x: Tensor) -> Tensor:
-        conv = F.relu(self.norm(torch.cat([self.b1(x), self.b3(x), self.b5(x)], dim=1)))  # (B, 3*branch, H, W)
-        return torch.cat([conv, F.max_pool2d(x, 3, stride=1, padding=1)], dim=1)
+        return F.relu(self.norm(torch.cat([self.b1(x), self.b3(x), self.b5(x)], dim=1)))  # (B, 3*branch, H', W')
 
 
 class Inception1d(nn.Module):
-    """1-D Inception block over the AU-node axis: kernel 1 and kernel 3 convolutions plus a max-pool.
+    """1-D Inception block over the AU-node axis: kernel 1 and kernel 3 convolutions plus the input itself.
 
     Shapes: input (B, C_in, N) -> output (B, 2*branch + C_in, N).
     """
 
-    def __init__(self, in_ch: int, branch: int, groups: int = 4) -> None:
+    def __init__(self, in_ch: int, branch: int, groups: int = 2) -> None:
         super().__init__()
-        self.b1 = nn.Conv1d(in_ch, branch, 1)
-        self.b3 = nn.Conv1d(in_ch, branch, 3, padding=1)
+        self.b1 = nn.Conv1d(in_ch, branch, 1, bias=False)
+        self.b3 = nn.Conv1d(in_ch, branch, 3, padding=1, bias=False)
         self.norm = nn.GroupNorm(groups, 2 * branch)
         self.out_ch = 2 * branch + in_ch
 
     def forward(self, x: Tensor) -> Tensor:
         conv = F.relu(self.norm(torch.cat([self.b1(x), self.b3(x)], dim=1)))  # (B, 2*branch, N)
-        return torch.cat([conv, F.max_pool1d(x, 3, stride=1, padding=1)], dim=1)
+        return torch.cat([conv, x], dim=1)                                    # (B, 2*branch + C_in, N)

@@ -1,0 +1,163 @@
+"""fedcore's commands: ``provision``, ``coordinator``, ``client`` and ``simulate``.
+
+Run them as ``python -m fedcore.cli COMMAND ...`` (fedcore alone) or through the application's
+console script, which adds them with :func:`register`.
+
+Exit codes (:class:`fedcore.exitcodes.ExitCode`):
+
+====  ===========  ==========================================================================
+code  name         meaning
+====  ===========  ==========================================================================
+0     OK           finished: every round completed (or the command succeeded)
+1     INTERNAL     an unexpected error (a bug): see the log
+2     CONFIG       usage or configuration error; every problem found is listed
+3     TLS          a certificate or key is missing, unreadable or not PEM
+4     ABORTED      the federation aborted (too few clients after all retries, ...)
+5     UNREACHABLE  the coordinator stayed unreachable for the client's reconnect timeout
+6     REFUSED      the coordinator refused this client (identity or federation mismatch)
+130   INTERRUPTED  stopped by SIGINT/SIGTERM before finishing (restart to resume)
+====  ===========  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from fedcore.common.aggregation import MODES
+from fedcore.common.errors import ConfigError
+from fedcore.exitcodes import ExitCode
+
+log = logging.getLogger("fedcore")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    else:
+        root.setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
+def _guard(fn):
+    """Turn the expected failures of a command into exit codes with one clear message."""
+    def handler(args: argparse.Namespace) -> int:
+        from fedcore.transport.certs import CertificateError
+        from fedcore.transport.tls import TlsError
+
+        setup_logging(getattr(args, "log_level", "INFO"))
+        try:
+            return int(fn(args))
+        except ConfigError as exc:
+            log.error("configuration error: %s", exc)
+            return ExitCode.CONFIG
+        except (TlsError, CertificateError) as exc:
+            log.error("TLS error: %s", exc)
+            return ExitCode.TLS
+        except KeyboardInterrupt:
+            return ExitCode.INTERRUPTED
+    handler.__name__ = fn.__name__
+    return handler
+
+
+@_guard
+def cmd_provision(args) -> int:
+    from fedcore.provision import provision
+
+    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    result = provision(args.out, clients, server_names=args.server_name or (), address=args.address,
+                       aggregation=args.aggregation, federation_id=args.federation, rounds=args.rounds,
+                       workload=args.workload, overwrite=args.force)
+    print(f"wrote {result.coordinator_config}")
+    for cid, path in result.client_configs.items():
+        print(f"wrote {path}  ({cid})")
+    return ExitCode.OK
+
+
+@_guard
+def cmd_coordinator(args) -> int:
+    from fedcore.config.coordinator import load_coordinator_config
+    from fedcore.coordinator.daemon import run_coordinator
+
+    cfg = load_coordinator_config(args.config, insecure=True if args.insecure else None)
+    return run_coordinator(cfg)
+
+
+@_guard
+def cmd_client(args) -> int:
+    from fedcore.client.daemon import run_client
+    from fedcore.config.client import load_client_config
+
+    cfg = load_client_config(args.config, insecure=True if args.insecure else None)
+    return run_client(cfg)
+
+
+@_guard
+def cmd_simulate(args) -> int:
+    from fedcore.simulation import simulate
+
+    result = simulate(clients=args.clients, rounds=args.rounds, out=args.out, aggregation=args.aggregation,
+                      workload=args.workload, insecure=args.insecure, seed=args.seed,
+                      strategy={"name": args.strategy} if args.strategy else None, timeout=args.timeout)
+    return result.returncode
+
+
+def register(subparsers) -> None:
+    """Add fedcore's subcommands to an argparse ``subparsers`` object."""
+    from fedcore.provision import DEFAULT_WORKLOAD
+
+    def common(p):
+        p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        return p
+
+    p = common(subparsers.add_parser("provision", help="create a federation CA, certificates and configs"))
+    p.add_argument("--out", required=True, type=Path, help="folder to write into")
+    p.add_argument("--clients", required=True, help="comma-separated client ids, e.g. alice,bob,carol")
+    p.add_argument("--server-name", action="append", help="extra host name/IP for the server certificate (repeat)")
+    p.add_argument("--address", default="localhost:50051", help="HOST:PORT the clients dial (default %(default)s)")
+    p.add_argument("--aggregation", default="secagg", choices=list(MODES))
+    p.add_argument("--federation", default="fedpsyau", help="federation id")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--workload", default=DEFAULT_WORKLOAD, help="import path module:attribute")
+    p.add_argument("--force", action="store_true", help="overwrite an existing provisioned folder")
+    p.set_defaults(func=cmd_provision)
+
+    p = common(subparsers.add_parser("coordinator", help="run the coordinator daemon"))
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--insecure", action="store_true", help="no TLS (local debugging only; warns)")
+    p.set_defaults(func=cmd_coordinator)
+
+    p = common(subparsers.add_parser("client", help="run a client daemon"))
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--insecure", action="store_true", help="no TLS (local debugging only; warns)")
+    p.set_defaults(func=cmd_client)
+
+    p = common(subparsers.add_parser("simulate", help="coordinator + N client processes on loopback"))
+    p.add_argument("--clients", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/sim-<time>)")
+    p.add_argument("--aggregation", default="secagg", choices=list(MODES))
+    p.add_argument("--workload", default=DEFAULT_WORKLOAD, help="import path module:attribute")
+    p.add_argument("--strategy", default=None, help="fedavg | fedprox | fedadam | fedyogi")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    p.add_argument("--insecure", action="store_true", help="no TLS (local debugging only; warns)")
+    p.set_defaults(func=cmd_simulate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fedcore.cli", description="fedcore: federated learning daemons")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return ExitCode.OK if exc.code == 0 else ExitCode.CONFIG
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""``client --config client.toml``: join, poll for tasks, answer them, until the federation ends.
+
+The loop: Join (identity = certificate), then GetTask repeatedly. WAIT -> sleep ``retry_after``;
+DONE -> exit (0 when the federation completed, 4 when it aborted); any other stage -> answer it
+and Submit the result. A heartbeat thread keeps the client alive in the coordinator's eyes.
+When the coordinator goes away the RPCs back off and retry (capped, jittered); a GetTask refused
+with FAILED_PRECONDITION (a restarted coordinator does not know this client) triggers a new Join.
+A result whose submission fails for a transient reason is kept and resubmitted byte for byte, so
+the coordinator sees a duplicate, never a second, different answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import grpc
+from google.protobuf import any_pb2
+
+from fedcore.client.cache import UpdateCache
+from fedcore.client.connection import Connection, CoordinatorUnreachable
+from fedcore.client.handlers import StageHandlers
+from fedcore.client.trainer import load_workload
+from fedcore.common.aggregation import ClientIdentity, client_mode
+from fedcore.common.errors import (
+    InvalidPayload,
+    NotAuthorized,
+    ProtocolAbort,
+    WrongStage,
+)
+from fedcore.common.stages import Stage
+from fedcore.config.client import ClientConfig
+from fedcore.exitcodes import ExitCode
+from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
+from fedcore.transport.structs import from_struct
+from fedcore.transport.tls import TlsMaterial
+
+log = logging.getLogger("fedcore.client")
+VERSION = "fedcore/1"
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+class ClientDaemon:
+    def __init__(self, cfg: ClientConfig, stop: threading.Event | None = None):
+        self.cfg = cfg
+        self.stop = stop or threading.Event()
+        c = cfg.client
+        self.tls = None if cfg.tls.insecure else TlsMaterial.from_files(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
+        self.conn = Connection(c.coordinator, self.tls, client_id=c.id, federation_id=c.federation,
+                               insecure=cfg.tls.insecure, server_name=cfg.tls.server_name,
+                               reconnect_timeout=c.reconnect_timeout, backoff_max=c.backoff_max,
+                               max_payload_bytes=c.max_payload_bytes)
+        self.identity = ClientIdentity(c.id, *(b"", b"", b"") if self.tls is None else
+                                       (self.tls.cert_pem, self.tls.key_pem, self.tls.ca_pem))
+        self.workload = load_workload(cfg.workload.path)
+        c.workdir.mkdir(parents=True, exist_ok=True)
+        self.trainer = self.workload.make_trainer(cfg.workload.settings, c.id, c.workdir, resolve_device(c.device))
+        self.cache = UpdateCache(c.workdir / "cache")
+        self.handlers: StageHandlers | None = None
+        self.heartbeat_interval = 5.0
+        self.poll_interval = 0.5
+        self._pending: tuple[tuple[int, int, int], bytes] | None = None   # unsent (or unconfirmed) result
+        self._skip: set[tuple[int, int, int]] = set()
+
+    # -- joining ------------------------------------------------------------------------------
+    def join(self) -> None:
+        reply = self.conn.join(VERSION)
+        settings = from_struct(reply.settings)
+        self.heartbeat_interval = float(reply.heartbeat_interval or 5.0)
+        self.poll_interval = float(settings.get("poll_interval", 0.5))
+        name = settings.get("aggregation", "")
+        if settings.get("workload") and settings["workload"] != self.cfg.workload.path:
+            log.warning("the coordinator's workload is %s, this client runs %s", settings["workload"],
+                        self.cfg.workload.path)
+        if self.handlers is None or self.handlers.mode.name != name:
+            mode = client_mode(name)(self.identity, self.cfg.client.federation, settings.get("mode_settings", {}))
+            self.handlers = StageHandlers(self.trainer, mode, self.conn, self.cache, self.cfg.privacy)
+            if name == "plain":
+                log.warning("aggregation 'plain': this client's updates reach the coordinator in the clear")
+        log.info("joined federation %r as %s (aggregation %s, %s rounds)", self.cfg.client.federation,
+                 self.cfg.client.id, name, settings.get("rounds"))
+
+    def _heartbeats(self) -> None:
+        while not self.stop.wait(self.heartbeat_interval):
+            try:
+                self.conn.heartbeat(timeout=min(self.conn.rpc_timeout, max(1.0, 2 * self.heartbeat_interval)))
+            except grpc.RpcError as exc:
+                log.debug("heartbeat failed: %s", exc.code() if hasattr(exc, "code") else exc)
+
+    # -- main loop ----------------------------------------------------------------------------
+    def run(self) -> int:
+        beats = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
+        try:
+            self.join()
+            beats.start()
+            return self._loop()
+        except CoordinatorUnreachable as exc:
+            log.error("%s", exc)
+            return ExitCode.UNREACHABLE
+        except NotAuthorized as exc:
+            log.error("refused by the coordinator: %s", exc)
+            return ExitCode.REFUSED
+        finally:
+            self.stop.set()
+            if beats.is_alive():
+                beats.join(timeout=self.conn.rpc_timeout)  # never close the channel under a call in flight
+            self.conn.close()
+
+    def _loop(self) -> int:
+        last = pb.Header()
+        while not self.stop.is_set():
+            try:
+                task = self.conn.get_task(last)
+            except WrongStage as exc:
+                log.info("re-joining: %s", exc)
+                self.join()
+                continue
+            stage = Stage(task.header.stage)
+            if stage == Stage.DONE:
+                done = pb.DoneTask()
+                task.body.Unpack(done)
+                log.info("federation over (%s): %s", "completed" if done.success else "ABORTED", done.reason)
+                return ExitCode.OK if done.success else ExitCode.ABORTED
+            if stage == Stage.WAIT:
+                self.stop.wait(task.retry_after or self.poll_interval)
+                continue
+            last = task.header
+            self._answer(task)
+        return ExitCode.INTERRUPTED
+
+    def _answer(self, task: pb.Task) -> None:
+        h = task.header
+        key = (h.round, h.stage, h.attempt)
+        if key in self._skip:
+            self.stop.wait(self.poll_interval)
+            return
+        try:
+            if self._pending is not None and self._pending[0] == key:
+                payload = self._pending[1]
+                log.info("resubmitting the kept result for round %d stage %s", h.round, Stage(h.stage).name)
+            else:
+                started = time.monotonic()
+                body = any_pb2.Any()
+                body.Pack(self.handlers.handle(task))
+                payload = body.SerializeToString()
+                log.info("round %d attempt %d stage %s answered in %.2f s", h.round, h.attempt,
+                         Stage(h.stage).name, time.monotonic() - started)
+            self._pending = (key, payload)
+            reply = self.conn.submit(h, payload)
+            if reply.duplicate:
+                log.info("round %d stage %s: coordinator already had this result", h.round, Stage(h.stage).name)
+            self._pending = None
+        except WrongStage as exc:
+            log.info("stale task (round %d stage %s): %s", h.round, Stage(h.stage).name, exc)
+            self._pending = None
+        except (InvalidPayload, ProtocolAbort) as exc:
+            log.error("round %d stage %s: cannot answer: %s", h.round, Stage(h.stage).name, exc)
+            self._skip.add(key)
+            self._pending = None
+        except (CoordinatorUnreachable, NotAuthorized):
+            raise
+        except Exception:  # a workload or mode bug: skip this task, stay in the federation
+            log.exception("round %d stage %s: failed", h.round, Stage(h.stage).name)
+            self._skip.add(key)
+            self._pending = None
+
+
+def run_client(cfg: ClientConfig, stop: threading.Event | None = None) -> int:
+    return ClientDaemon(cfg, stop).run()

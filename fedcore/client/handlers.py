@@ -1,0 +1,178 @@
+"""What a client does for each stage: TRAIN, STATS and EVALUATE itself, the rest via its mode.
+
+The update a client contributes to round r is ``local - global`` (float64), weighted by its
+number of training examples; the aggregation mode applies the weight. The job made in TRAIN
+(or STATS, for round 0) is kept per (round, attempt) for the mode stages that follow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from google.protobuf import any_pb2, message_factory, symbol_database
+from google.protobuf.message import DecodeError, Message
+
+from fedcore.client.cache import UpdateCache
+from fedcore.client.connection import Connection
+from fedcore.client.trainer import BudgetExhausted, FitResult, PrivacyState, Trainer
+from fedcore.common.aggregation import ClientJob, ClientMode
+from fedcore.common.errors import InvalidPayload
+from fedcore.common.params import decode_model, decode_vector
+from fedcore.common.stages import Stage
+from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
+from fedcore.transport.structs import from_struct
+
+log = logging.getLogger(__name__)
+
+
+def unpack_any(body: any_pb2.Any) -> Message:
+    """Unpack an Any into its registered message class (mode modules register theirs on import)."""
+    name = body.type_url.rpartition("/")[2]
+    try:
+        descriptor = symbol_database.Default().pool.FindMessageTypeByName(name)
+    except KeyError:
+        raise InvalidPayload(f"task body of unknown type {name!r}") from None
+    msg = message_factory.GetMessageClass(descriptor)()
+    try:
+        body.Unpack(msg)
+    except DecodeError:
+        raise InvalidPayload(f"task body of type {name!r} does not parse") from None
+    return msg
+
+
+def privacy_report(p: PrivacyState | None) -> pb.PrivacyReport:
+    if p is None:
+        return pb.PrivacyReport(enabled=False)
+    return pb.PrivacyReport(enabled=p.enabled, epsilon=p.epsilon, delta=p.delta, accountant=p.accountant,
+                            steps=p.steps, noise_multiplier=p.noise_multiplier, target_epsilon=p.target_epsilon,
+                            exhausted=p.exhausted)
+
+
+def _finite_metrics(metrics: Mapping[str, Any], what: str) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        value = float(value)
+        if math.isfinite(value):
+            out[str(key)] = value
+        else:
+            log.warning("%s: dropping non-finite metric %s = %s", what, key, value)
+    return out
+
+
+class StageHandlers:
+    def __init__(self, trainer: Trainer, mode: ClientMode, conn: Connection, cache: UpdateCache,
+                 privacy: Mapping[str, Any]):
+        self.trainer = trainer
+        self.mode = mode
+        self.conn = conn
+        self.cache = cache
+        self.privacy = dict(privacy)
+        self.jobs: dict[tuple[int, int], ClientJob] = {}
+
+    def handle(self, task: pb.Task) -> Message:
+        stage = Stage(task.header.stage)
+        if stage == Stage.TRAIN:
+            return self.train(task.header, _unpack(task.body, pb.TrainTask))
+        if stage == Stage.STATS:
+            return self.stats(task.header, _unpack(task.body, pb.StatsTask))
+        if stage == Stage.EVALUATE:
+            return self.evaluate(task.header, _unpack(task.body, pb.EvaluateTask))
+        job = self.jobs.get((task.header.round, task.header.attempt))
+        return self.mode.handle(stage, unpack_any(task.body), job,
+                                lambda name: self.conn.download(task.header, name))
+
+    def _config(self, struct) -> dict[str, Any]:
+        config = from_struct(struct)
+        config["privacy"] = {**config.get("privacy", {}), **self.privacy}
+        return config
+
+    def _model(self, header: pb.Header, blob: str, sha: bytes):
+        payload = self.conn.download(header, blob, expected_sha256=sha)
+        model = pb.Model()
+        try:
+            model.ParseFromString(payload)
+        except DecodeError:
+            raise InvalidPayload(f"blob {blob!r} is not a Model message") from None
+        return decode_model(model)
+
+    @staticmethod
+    def _statistics(vec: pb.Vector) -> np.ndarray | None:
+        return decode_vector(vec, what="federation statistics") if vec.dtype else None
+
+    def _keep(self, job: ClientJob) -> None:
+        self.jobs[(job.round, job.attempt)] = job
+        for key in sorted(self.jobs)[:-4]:
+            del self.jobs[key]
+
+    def train(self, header: pb.Header, t: pb.TrainTask) -> pb.TrainReport:
+        params, spec, _ = self._model(header, t.model_blob, t.model_sha256)
+        r = int(header.round)
+        fit = self.cache.get(r, t.model_sha256, spec.size)
+        if fit is not None:
+            log.info("round %d: reusing the cached update for this model (no new training)", r)
+        else:
+            try:
+                fit = self.trainer.fit(params, spec, r, self._config(t.config), self._statistics(t.statistics))
+            except BudgetExhausted as exc:
+                log.warning("round %d: refusing to train: %s", r, exc)
+                privacy = exc.privacy
+                privacy.exhausted = True
+                return pb.TrainReport(ready=False, refusal=str(exc), privacy=privacy_report(privacy))
+            except Exception as exc:  # a workload bug or mismatch: report it, keep the daemon alive
+                log.exception("round %d: the trainer failed", r)
+                return pb.TrainReport(ready=False, refusal=f"training failed: {type(exc).__name__}: {exc}"[:500])
+            problem = _check_fit(fit, spec.size)
+            if problem:
+                log.error("round %d: %s; reporting not ready", r, problem)
+                return pb.TrainReport(ready=False, refusal=problem, privacy=privacy_report(fit.privacy))
+            self.cache.put(r, t.model_sha256, fit)
+        delta = np.asarray(fit.parameters, np.float64) - np.asarray(params, np.float64)
+        self._keep(ClientJob(r, int(header.attempt), delta, float(fit.num_examples)))
+        return pb.TrainReport(ready=True, metrics=_finite_metrics(fit.metrics, f"round {r} training"),
+                              privacy=privacy_report(fit.privacy))
+
+    def stats(self, header: pb.Header, t: pb.StatsTask) -> pb.StatsReport:
+        vec = self.trainer.statistics(self._config(t.config))
+        if vec is None:
+            return pb.StatsReport(ready=False, refusal="this workload computes no statistics")
+        vec = np.asarray(vec, np.float64)
+        if vec.ndim != 1 or not np.isfinite(vec).all():
+            return pb.StatsReport(ready=False, refusal=f"statistics must be a finite 1-D vector (got shape {vec.shape})")
+        self._keep(ClientJob(int(header.round), int(header.attempt), vec, 1.0))
+        return pb.StatsReport(ready=True)
+
+    def evaluate(self, header: pb.Header, t: pb.EvaluateTask) -> pb.EvaluateReport:
+        params, spec, _ = self._model(header, t.model_blob, t.model_sha256)
+        res = self.trainer.evaluate(params, spec, int(header.round), from_struct(t.config), self._statistics(t.statistics))
+        report = pb.EvaluateReport(metrics=_finite_metrics(res.metrics, f"round {header.round} evaluation"),
+                                   num_examples=int(res.num_examples))
+        if res.confusion is not None:
+            cm = np.asarray(res.confusion, np.int64)
+            if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or (cm < 0).any():
+                raise InvalidPayload(f"the trainer's confusion matrix must be square and >= 0 (got {cm.shape})")
+            report.num_classes = cm.shape[0]
+            report.confusion.extend(int(v) for v in cm.ravel())
+            report.num_examples = int(cm.sum())
+        return report
+
+
+def _unpack(body: any_pb2.Any, cls: type[Message]) -> Message:
+    msg = cls()
+    if not body.Is(cls.DESCRIPTOR) or not body.Unpack(msg):
+        raise InvalidPayload(f"expected a {cls.DESCRIPTOR.full_name} task body (got {body.type_url or 'nothing'})")
+    return msg
+
+
+def _check_fit(fit: FitResult, size: int) -> str:
+    p = np.asarray(fit.parameters)
+    if p.shape != (size,):
+        return f"the trainer returned parameters of shape {p.shape}, the model has ({size},)"
+    if not np.isfinite(p).all():
+        return f"the trainer returned {int((~np.isfinite(p)).sum())} NaN/Inf parameters"
+    if not fit.num_examples or fit.num_examples <= 0:
+        return f"the trainer reported num_examples = {fit.num_examples} (must be > 0)"
+    return ""

@@ -1,0 +1,271 @@
+"""The round engine: the coordinator's state machine behind the gRPC servicer.
+
+All state lives in one :class:`~fedcore.coordinator.state.State` guarded by one lock. RPC
+handlers call :meth:`join`, :meth:`task`, :meth:`submit`, :meth:`download` and
+:meth:`heartbeat`; they check the caller's header against the open stage and record results, but
+never change phase. Phase changes happen only in :meth:`tick`, which the driver thread calls when
+woken by a submission or when a deadline or heartbeat expiry is due (tests call it with a fake
+clock). The functions that perform each phase are in :mod:`fedcore.coordinator.phases`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
+
+from fedcore.client.trainer import Workload
+from fedcore.common.aggregation import ServerMode
+from fedcore.common.errors import ConfigError, InvalidPayload, NotAuthorized, WrongStage
+from fedcore.common.stages import Stage
+from fedcore.config.coordinator import CoordinatorConfig
+from fedcore.coordinator import bodies, phases
+from fedcore.coordinator.checkpoint import CheckpointStore
+from fedcore.coordinator.records import RunRecords
+from fedcore.coordinator.registry import Registry
+from fedcore.coordinator.state import Phase, State
+from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
+from fedcore.transport.chunks import sha256
+from fedcore.transport.status import UnknownBlob
+from fedcore.transport.structs import to_struct
+
+log = logging.getLogger(__name__)
+
+#: a tick that held the lock this long refreshes every live client's liveness
+_BUSY = 0.5
+
+
+class RoundEngine:
+    def __init__(self, cfg: CoordinatorConfig, workload: Workload, mode: ServerMode, strategy,
+                 store: CheckpointStore, *, clock: Callable[[], float] = time.monotonic,
+                 poll_interval: float | None = None):
+        self.cfg = cfg
+        self.workload = workload
+        self.mode = mode
+        self.strategy = strategy
+        self.store = store
+        self.clock = clock
+        self.poll_interval = cfg.deadlines.poll_interval if poll_interval is None else poll_interval
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.records = RunRecords(cfg.server.run_dir)
+        self.registry = Registry(cfg.limits.max_clients, cfg.deadlines.heartbeat_timeout)
+        self.stats_spec = workload.statistics_spec(cfg.workload)
+        self.started_work = False
+        self.state = self._restore()
+
+    # -- start-up -------------------------------------------------------------------------
+    def _restore(self) -> State:
+        params, spec = self.workload.initial_parameters(self.cfg.workload, self.cfg.federation.seed)
+        ckpt = self.store.load_latest()
+        now = self.clock()
+        if ckpt is None:
+            state = State(Phase.JOINING, 0, 0, 1, params, spec, 0, needs_stats=self.stats_spec is not None)
+            self.history, self.extra = [], {}
+        else:
+            if ckpt.spec != spec:
+                raise ConfigError(f"the checkpoint in {self.store.directory} holds a model of {ckpt.spec.size} "
+                                  f"parameters ({len(ckpt.spec.tensors)} tensors) that does not match the "
+                                  f"workload's ({spec.size}, {len(spec.tensors)} tensors)", source="resume")
+            self.strategy.load_state_dict(ckpt.strategy_state)
+            state = State(Phase.JOINING, 0, 0, ckpt.round + 1, ckpt.params, ckpt.spec, ckpt.round,
+                          statistics=ckpt.statistics,
+                          needs_stats=self.stats_spec is not None and ckpt.statistics is None)
+            self.history, self.extra = list(ckpt.history), dict(ckpt.extra)
+            log.info("resuming from the checkpoint of round %d: next round %d of %d", ckpt.round,
+                     ckpt.round + 1, self.cfg.federation.rounds)
+        self.records.sync_metrics(self.history)
+        self.known_exhausted: dict[str, str] = dict(self.extra.get("excluded", {}))
+        self.privacy: dict[str, dict] = dict(self.extra.get("privacy", {}))
+        state.attempt = self.records.next_attempt(0)
+        state.waiting_since = now
+        return state
+
+    # -- helpers for RPCs -----------------------------------------------------------------
+    def header(self, client_id: str = "") -> pb.Header:
+        st = self.state
+        stage = st.stage.stage if st.stage else {Phase.DONE: Stage.DONE, Phase.ABORTED: Stage.DONE}.get(st.phase, Stage.WAIT)
+        return pb.Header(federation_id=self.cfg.federation.id, round=st.round, stage=int(stage),
+                         attempt=st.attempt, client_id=client_id)
+
+    def _check_federation(self, header: pb.Header) -> None:
+        if header.federation_id != self.cfg.federation.id:
+            raise NotAuthorized(f"this coordinator serves federation {self.cfg.federation.id!r} "
+                                f"(got {header.federation_id!r})")
+
+    def _check_joined(self, client_id: str) -> None:
+        if client_id not in self.registry:
+            raise WrongStage(f"client {client_id!r} has not joined (call Join first)")
+
+    def _check_current(self, header: pb.Header) -> None:
+        st = self.state
+        if st.stage is None:
+            raise WrongStage(f"no stage is open (phase {st.phase.value}); got round {header.round} "
+                             f"stage {_stage_name(header.stage)} attempt {header.attempt}")
+        want = (st.round, int(st.stage.stage), st.attempt)
+        got = (header.round, header.stage, header.attempt)
+        if got != want:
+            raise WrongStage(f"expected round {want[0]} stage {st.stage.stage.name} attempt {want[2]} "
+                             f"(got round {got[0]} stage {_stage_name(got[1])} attempt {got[2]})")
+
+    def _known_submission(self, client_id: str, header: pb.Header) -> bytes | None:
+        st = self.state
+        if header.round == st.round and header.attempt == st.attempt:
+            return st.submissions.get((header.stage, client_id))
+        return None
+
+    # -- RPCs -----------------------------------------------------------------------------
+    def join(self, client_id: str, header: pb.Header, client_version: str = "") -> pb.JoinReply:
+        with self.lock:
+            self._check_federation(header)
+            info = self.registry.join(client_id, self.clock())
+            if client_id in self.known_exhausted and not info.exhausted:
+                info.exhausted = self.known_exhausted[client_id]
+            self.changed.notify_all()
+            return pb.JoinReply(header=self.header(client_id), heartbeat_interval=self.cfg.deadlines.heartbeat_interval,
+                                settings=to_struct(self.join_settings()))
+
+    def join_settings(self) -> dict:
+        fed = self.cfg.federation
+        return {"federation_id": fed.id, "aggregation": fed.aggregation, "rounds": fed.rounds,
+                "min_clients": fed.min_clients, "workload": fed.workload, "mode_settings": self.cfg.mode_settings,
+                "heartbeat_interval": self.cfg.deadlines.heartbeat_interval, "poll_interval": self.poll_interval}
+
+    def task(self, client_id: str, header: pb.Header) -> pb.Task:
+        with self.lock:
+            self._check_federation(header)
+            self._check_joined(client_id)
+            now = self.clock()
+            self.registry.seen(client_id, now)
+            st = self.state
+            body = any_pb2.Any()
+            if st.phase in (Phase.DONE, Phase.ABORTED):
+                self.registry.clients[client_id].told_done = True
+                body.Pack(pb.DoneTask(reason=st.outcome, success=st.phase == Phase.DONE))
+                task = pb.Task(header=self.header(client_id), body=body)
+            elif st.stage is not None and client_id in st.stage.pending:
+                body.Pack(bodies.task_body(self, client_id))
+                task = pb.Task(header=self.header(client_id), deadline_in=max(0.0, st.stage.deadline - now), body=body)
+            else:
+                body.Pack(pb.WaitTask(reason=bodies.wait_reason(self, client_id)))
+                hdr = self.header(client_id)
+                hdr.stage = int(Stage.WAIT)
+                task = pb.Task(header=hdr, retry_after=self.poll_interval, body=body)
+            st.tally.bytes_down += task.ByteSize()
+            return task
+
+    def precheck_submit(self, client_id: str, header: pb.Header) -> None:
+        """Refuse a stale submission before its payload is read (a possible duplicate passes)."""
+        with self.lock:
+            self._check_federation(header)
+            self._check_joined(client_id)
+            self.registry.seen(client_id, self.clock())
+            if self._known_submission(client_id, header) is None:
+                self._check_current(header)
+                self._check_pending(client_id)
+
+    def _check_pending(self, client_id: str) -> None:
+        stage = self.state.stage
+        if client_id not in stage.pending:
+            why = ("already answered" if client_id in stage.responded else
+                   "was dropped from it as dead" if client_id in stage.dropped else "is not expected in it")
+            raise WrongStage(f"client {client_id!r} {why} (stage {stage.stage.name})")
+
+    def submit(self, client_id: str, header: pb.Header, payload: bytes, digest: bytes) -> pb.SubmitReply:
+        with self.lock:
+            self._check_federation(header)
+            self._check_joined(client_id)
+            self.registry.seen(client_id, self.clock())
+            known = self._known_submission(client_id, header)
+            if known is not None:
+                if known == digest:
+                    return pb.SubmitReply(header=self.header(client_id), duplicate=True,
+                                          message="identical submission already accepted; nothing changed")
+                raise WrongStage(f"client {client_id!r} already submitted a different result for round "
+                                 f"{header.round} stage {_stage_name(header.stage)} attempt {header.attempt}")
+            self._check_current(header)
+            self._check_pending(client_id)
+            body = any_pb2.Any()
+            try:
+                body.ParseFromString(payload)
+            except DecodeError:
+                raise InvalidPayload(f"submission from {client_id!r} is not a serialized google.protobuf.Any") from None
+            bodies.accept(self, client_id, body)
+            st = self.state
+            st.submissions[(header.stage, client_id)] = digest
+            st.stage.responded.add(client_id)
+            st.tally.bytes_up += len(payload)
+            self.changed.notify_all()
+            return pb.SubmitReply(header=self.header(client_id), message="accepted")
+
+    def download(self, client_id: str, header: pb.Header, blob: str) -> tuple[bytes, bytes]:
+        with self.lock:
+            self._check_federation(header)
+            self._check_joined(client_id)
+            self.registry.seen(client_id, self.clock())
+            self._check_current(header)
+            st = self.state
+            if st.blob is not None and blob == st.blob.name:
+                return st.blob.payload, st.blob.sha256
+            try:
+                payload = self.mode.blob(blob, client_id)
+            except KeyError:
+                raise UnknownBlob(f"no blob {blob!r} at round {st.round} stage {st.stage.stage.name}") from None
+            return payload, sha256(payload)
+
+    def count_download(self, nbytes: int) -> None:
+        with self.lock:
+            self.state.tally.bytes_down += nbytes
+
+    def heartbeat(self, client_id: str, header: pb.Header) -> pb.HeartbeatReply:
+        with self.lock:
+            self._check_federation(header)
+            self._check_joined(client_id)
+            self.registry.seen(client_id, self.clock())
+            return pb.HeartbeatReply(header=self.header(client_id))
+
+    # -- driver ---------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.state.phase in (Phase.DONE, Phase.ABORTED)
+
+    def tick(self) -> float:
+        """Advance the state machine as far as it can go now; return seconds until the next
+        deadline or heartbeat expiry."""
+        with self.lock:
+            start = self.clock()
+            st = self.state
+            for cid in self.registry.expire(start):
+                if st.stage is not None and cid in st.stage.pending:
+                    st.stage.dropped.add(cid)
+                    log.warning("round %d stage %s: %s dropped (dead)", st.round, st.stage.stage.name, cid)
+            for _ in range(100):  # each step changes phase or stage; bounded for safety
+                if not phases.advance(self, self.clock()):
+                    break
+            end = self.clock()
+            if end - start > _BUSY:
+                self.registry.refresh_all(end)
+            return phases.next_wake(self, end)
+
+    def run(self, stop: threading.Event) -> None:
+        """The driver loop: tick, then sleep until woken by an RPC or the next deadline."""
+        while not stop.is_set() and not self.finished:
+            wait = self.tick()
+            with self.changed:
+                if not self.finished:
+                    self.changed.wait(timeout=min(max(wait, 0.01), 1.0))
+
+    def all_told_done(self) -> bool:
+        with self.lock:
+            return all(c.told_done or not c.alive for c in self.registry.clients.values())
+
+
+def _stage_name(value: int) -> str:
+    try:
+        return Stage(value).name
+    except ValueError:
+        return f"<unknown {value}>"

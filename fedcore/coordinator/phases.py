@@ -1,0 +1,367 @@
+"""One function per phase of the round engine (see :mod:`fedcore.coordinator.state`).
+
+Every function here runs under the engine's lock, from :meth:`RoundEngine.tick`. ``begin_*``
+opens a phase, ``close_*`` ends its stage (all expected clients answered, the rest are dead, or
+the deadline passed), :func:`fail_attempt` retries the current work as a new attempt, and
+:func:`abort` / :func:`finish` end the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fedcore.common.aggregation import AggregateResult, AggregationContext
+from fedcore.common.errors import AggregationAborted
+from fedcore.common.params import encode_model
+from fedcore.common.stages import Stage
+from fedcore.coordinator.checkpoint import Checkpoint
+from fedcore.coordinator.records import jsonable, summarize
+from fedcore.coordinator.reports import pooled_metrics
+from fedcore.coordinator.state import ModelBlob, Phase, RoundTally, StageRun, transition
+from fedcore.transport.chunks import sha256
+
+if TYPE_CHECKING:
+    from fedcore.coordinator.engine import RoundEngine
+
+log = logging.getLogger(__name__)
+
+
+# -- dispatch ----------------------------------------------------------------------------------
+def advance(eng: RoundEngine, now: float) -> bool:
+    """Take at most one step; True when the phase or stage changed."""
+    st = eng.state
+    if st.phase == Phase.JOINING:
+        return tick_joining(eng, now)
+    if st.stage is None:
+        return False
+    if st.stage.pending and now < st.stage.deadline:
+        return False
+    if now >= st.stage.deadline and st.stage.pending:
+        log.warning("round %d stage %s: deadline passed; no answer from %s", st.round, st.stage.stage.name,
+                    ", ".join(sorted(st.stage.pending)))
+    close = {Phase.SETUP: close_setup_stage, Phase.STATS: close_stats, Phase.STATS_AGG: close_mode_stage,
+             Phase.TRAIN: close_train, Phase.AGGREGATE: close_mode_stage, Phase.EVALUATE: close_evaluate}
+    close[st.phase](eng, now)
+    return True
+
+
+def next_wake(eng: RoundEngine, now: float) -> float:
+    st = eng.state
+    times = [eng.registry.next_expiry() or math.inf]
+    if st.stage is not None:
+        times.append(st.stage.deadline)
+    if st.phase == Phase.JOINING:
+        times.append(st.waiting_since + eng.cfg.deadlines.join)
+    return max(0.0, min(times) - now)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _work_needed(eng: RoundEngine) -> Phase:
+    st = eng.state
+    if not st.setup_done and eng.mode.setup_stages():
+        return Phase.SETUP
+    if st.needs_stats:
+        return Phase.STATS
+    if st.next_round > eng.cfg.federation.rounds:
+        return Phase.DONE
+    return Phase.TRAIN
+
+
+def _pool(eng: RoundEngine, work: Phase) -> list[str]:
+    members = eng.state.setup_members if (work != Phase.SETUP and eng.mode.setup_stages()) else None
+    return eng.registry.eligible(members)
+
+
+def _enter(eng: RoundEngine, round_: int, now: float) -> None:
+    """Make ``round_`` the current wire round; a new round gets its first attempt number."""
+    st = eng.state
+    if st.round != round_:
+        st.round, st.retries = round_, 0
+        st.attempt = eng.records.next_attempt(round_)
+        st.tally = RoundTally(started=now)
+    elif not st.tally.started:
+        st.tally.started = now
+    eng.records.save_attempt(round_, st.attempt)
+    st.submissions.clear()
+    st.train_reports.clear()
+    st.eval_reports.clear()
+    eng.started_work = True
+
+
+def _open(eng: RoundEngine, stage: Stage, expected, timeout: float, now: float) -> None:
+    st = eng.state
+    alive = set(eng.registry.alive())
+    expected = frozenset(expected)
+    st.stage = StageRun(stage, expected, now + timeout, dropped=set(expected - alive))
+    log.info("round %d attempt %d: stage %s open for %s (deadline %.0f s)", st.round, st.attempt, stage.name,
+             ", ".join(sorted(expected)) or "nobody", timeout)
+
+
+def _ensure_blob(eng: RoundEngine) -> None:
+    st = eng.state
+    if st.blob is None or st.blob.round != st.model_round:
+        payload = encode_model(st.params, st.spec, st.model_round).SerializeToString()
+        st.blob = ModelBlob(st.model_round, f"model/{st.model_round}", payload, sha256(payload))
+
+
+def next_work(eng: RoundEngine, now: float) -> None:
+    """Start whatever comes next, or wait in JOINING when too few eligible clients are alive."""
+    st = eng.state
+    work = _work_needed(eng)
+    if work == Phase.DONE:
+        return finish(eng, f"all {eng.cfg.federation.rounds} rounds completed")
+    pool = _pool(eng, work)
+    if len(pool) < eng.cfg.federation.min_clients:
+        if st.phase != Phase.JOINING:
+            st.waiting_since = now
+            log.info("waiting for clients: %d eligible alive, %d needed", len(pool), eng.cfg.federation.min_clients)
+        transition(st, Phase.JOINING)
+        return
+    {Phase.SETUP: begin_setup, Phase.STATS: begin_stats, Phase.TRAIN: begin_train}[work](eng, pool, now)
+
+
+# -- phases ------------------------------------------------------------------------------------
+def tick_joining(eng: RoundEngine, now: float) -> bool:
+    st = eng.state
+    pool = _pool(eng, _work_needed(eng))
+    if len(pool) >= eng.cfg.federation.min_clients or _work_needed(eng) == Phase.DONE:
+        next_work(eng, now)
+        return True
+    if now - st.waiting_since < eng.cfg.deadlines.join:
+        return False
+    need = eng.cfg.federation.min_clients
+    excluded = eng.registry.excluded()
+    detail = f"{len(pool)} eligible of {len(eng.registry.clients)} joined, {need} needed" + (
+        f"; excluded for exhausted privacy budgets: {', '.join(sorted(excluded))}" if excluded else "")
+    st.waiting_since = now
+    if not eng.started_work:
+        log.warning("still waiting for clients after %.0f s: %s", eng.cfg.deadlines.join, detail)
+        return False
+    fail_attempt(eng, now, f"too few clients within the join deadline ({detail})")
+    return True
+
+
+def begin_setup(eng: RoundEngine, pool: list[str], now: float) -> None:
+    st = eng.state
+    _enter(eng, 0, now)
+    st.participants = tuple(pool)
+    st.setup_members = frozenset(pool)
+    ctx = AggregationContext(eng.cfg.federation.id, 0, st.attempt, tuple(pool), st.spec.size, eng.cfg.mode_settings)
+    eng.mode.begin_setup(ctx)
+    st.mode_stages, st.stage_index = tuple(eng.mode.setup_stages()), 0
+    transition(st, Phase.SETUP)
+    _open(eng, st.mode_stages[0], eng.mode.expected(st.mode_stages[0]), eng.cfg.deadlines.stage, now)
+
+
+def close_setup_stage(eng: RoundEngine, now: float) -> None:
+    st = eng.state
+    run = st.stage
+    st.setup_members = st.setup_members - (run.expected - run.responded)
+    try:
+        eng.mode.close_stage(run.stage, frozenset(run.responded))
+    except AggregationAborted as exc:
+        return fail_attempt(eng, now, f"set-up stage {run.stage.name}: {exc}")
+    st.stage_index += 1
+    if st.stage_index < len(st.mode_stages):
+        stage = st.mode_stages[st.stage_index]
+        return _open(eng, stage, eng.mode.expected(stage), eng.cfg.deadlines.stage, now)
+    if not eng.mode.setup_done():
+        return fail_attempt(eng, now, "the mode's set-up did not complete")
+    st.setup_done = True
+    log.info("set-up of %s done with %s", eng.mode.name, ", ".join(sorted(st.setup_members)))
+    st.stage = None
+    next_work(eng, now)
+
+
+def begin_stats(eng: RoundEngine, pool: list[str], now: float) -> None:
+    st = eng.state
+    _enter(eng, 0, now)
+    transition(st, Phase.STATS)
+    _open(eng, Stage.STATS, pool, eng.cfg.deadlines.train, now)
+
+
+def close_stats(eng: RoundEngine, now: float) -> None:
+    st = eng.state
+    ready = sorted(c for c, r in st.train_reports.items() if r.ready)
+    need = eng.cfg.federation.min_clients
+    if len(ready) < need:
+        return fail_attempt(eng, now, f"only {len(ready)} clients reported statistics ready ({need} needed)")
+    length, clip = eng.stats_spec
+    settings = {**eng.cfg.mode_settings, "clip": float(clip)}
+    _begin_mode(eng, Phase.STATS_AGG, ready, int(length), settings, 1.0, now)
+
+
+def _begin_mode(eng, phase, ready, length, settings, max_weight, now) -> None:
+    st = eng.state
+    st.participants = tuple(ready)
+    kwargs = {} if max_weight is None else {"max_weight": max_weight}
+    ctx = AggregationContext(eng.cfg.federation.id, st.round, st.attempt, tuple(ready), length, settings, **kwargs)
+    eng.mode.begin(ctx)
+    st.mode_stages, st.stage_index = tuple(eng.mode.round_stages()), 0
+    transition(st, phase)
+    _open(eng, st.mode_stages[0], eng.mode.expected(st.mode_stages[0]), eng.cfg.deadlines.stage, now)
+
+
+def close_mode_stage(eng: RoundEngine, now: float) -> None:
+    st = eng.state
+    run = st.stage
+    try:
+        eng.mode.close_stage(run.stage, frozenset(run.responded))
+        st.stage_index += 1
+        if st.stage_index < len(st.mode_stages):
+            stage = st.mode_stages[st.stage_index]
+            return _open(eng, stage, eng.mode.expected(stage), eng.cfg.deadlines.stage, now)
+        result = eng.mode.result()
+    except AggregationAborted as exc:
+        return fail_attempt(eng, now, f"{eng.mode.name} stage {run.stage.name}: {exc}")
+    if st.phase == Phase.STATS_AGG:
+        finish_stats(eng, result, now)
+    else:
+        finish_aggregate(eng, result, now)
+
+
+def finish_stats(eng: RoundEngine, result: AggregateResult, now: float) -> None:
+    st = eng.state
+    st.statistics = np.asarray(result.weighted_sum, np.float64).copy()
+    st.needs_stats = False
+    eng.extra["round0"] = {"seconds": now - st.tally.started, "bytes_up": st.tally.bytes_up,
+                           "bytes_down": st.tally.bytes_down, "contributors": result.num_contributors}
+    _checkpoint(eng, 0)
+    log.info("round 0: statistics of %d clients summed (%d values)", result.num_contributors, st.statistics.size)
+    st.retries = 0
+    next_work(eng, now)
+
+
+def begin_train(eng: RoundEngine, pool: list[str], now: float) -> None:
+    st = eng.state
+    fed = eng.cfg.federation
+    _enter(eng, st.next_round, now)
+    k = min(len(pool), max(fed.min_clients, math.ceil(fed.fraction * len(pool))))
+    rng = np.random.default_rng([fed.seed, st.round, st.attempt])
+    st.selected = tuple(sorted(rng.choice(pool, size=k, replace=False).tolist()))
+    excluded = eng.registry.excluded()
+    log.info("round %d/%d attempt %d: selected %s%s", st.round, fed.rounds, st.attempt, ", ".join(st.selected),
+             "; excluded (privacy budget exhausted): " + ", ".join(f"{c} ({why})" for c, why in sorted(excluded.items()))
+             if excluded else "")
+    _ensure_blob(eng)
+    transition(st, Phase.TRAIN)
+    _open(eng, Stage.TRAIN, st.selected, eng.cfg.deadlines.train, now)
+
+
+def close_train(eng: RoundEngine, now: float) -> None:
+    st = eng.state
+    for cid, rep in sorted(st.train_reports.items()):
+        if not rep.ready:
+            log.warning("round %d: %s refused to train: %s", st.round, cid, rep.refusal or "(no reason)")
+            if rep.privacy.exhausted and cid in eng.registry.clients:
+                reason = rep.refusal or "privacy budget exhausted"
+                eng.registry.clients[cid].exhausted = reason
+                eng.known_exhausted[cid] = reason
+    ready = sorted(c for c, r in st.train_reports.items() if r.ready)
+    need = eng.cfg.federation.min_clients
+    if len(ready) < need:
+        missing = sorted(set(st.selected) - set(st.train_reports))
+        return fail_attempt(eng, now, f"only {len(ready)} of {len(st.selected)} selected clients reported an update "
+                                      f"({need} needed); no answer from {missing or 'nobody'}")
+    _begin_mode(eng, Phase.AGGREGATE, ready, st.spec.size, eng.cfg.mode_settings, None, now)
+
+
+def finish_aggregate(eng: RoundEngine, result: AggregateResult, now: float) -> None:
+    st = eng.state
+    try:
+        mean = result.mean
+        new = np.asarray(eng.strategy.apply(st.params, mean, st.round), np.float32)
+    except ValueError as exc:
+        return fail_attempt(eng, now, f"cannot apply the aggregate: {exc}")
+    if new.shape != st.params.shape or not np.isfinite(new).all():
+        return fail_attempt(eng, now, "the strategy produced a model with the wrong shape or non-finite values")
+    st.params, st.model_round = new, st.round
+    st.contributors, st.aggregate_notes = result.num_contributors, dict(result.notes)
+    every, rounds = eng.cfg.federation.evaluate_every, eng.cfg.federation.rounds
+    if st.round == rounds or (every and st.round % every == 0):
+        _ensure_blob(eng)
+        transition(st, Phase.EVALUATE)
+        return _open(eng, Stage.EVALUATE, eng.registry.alive(), eng.cfg.deadlines.evaluate, now)
+    complete_round(eng, {}, now)
+
+
+def close_evaluate(eng: RoundEngine, now: float) -> None:
+    st = eng.state
+    pooled = pooled_metrics(st.eval_reports)
+    if not pooled:
+        log.warning("round %d: no evaluation reports arrived", st.round)
+    complete_round(eng, pooled, now)
+
+
+def complete_round(eng: RoundEngine, pooled: dict, now: float) -> None:
+    st = eng.state
+    privacy = {c: {k: p[k] for k in ("epsilon", "delta", "accountant", "steps", "noise_multiplier", "exhausted")}
+               for c, p in sorted(eng.privacy.items()) if p.get("enabled")}
+    line = jsonable({
+        "round": st.round, "attempt": st.attempt, "clients": list(st.selected), "contributors": st.contributors,
+        "excluded": sorted(eng.registry.excluded()),
+        "train": {c: dict(r.metrics) for c, r in sorted(st.train_reports.items()) if r.ready},
+        "refused": {c: r.refusal for c, r in sorted(st.train_reports.items()) if not r.ready},
+        "eval": pooled, "privacy": privacy,
+        "epsilon_max": max((p["epsilon"] for p in privacy.values()), default=None),
+        "seconds": round(now - st.tally.started, 4), "bytes_up": st.tally.bytes_up, "bytes_down": st.tally.bytes_down,
+        "notes": st.aggregate_notes,
+    })
+    eng.history.append(line)
+    _checkpoint(eng, st.round)
+    eng.records.append_metrics(line)
+    ev = f" eval {', '.join(f'{k} {v:.4f}' for k, v in pooled.items() if k in ('accuracy', 'uf1', 'uar'))}" if pooled else ""
+    log.info("round %d/%d done in %.2f s with %d contributors;%s", st.round, eng.cfg.federation.rounds,
+             line["seconds"], st.contributors, ev)
+    st.next_round, st.retries = st.round + 1, 0
+    st.tally = RoundTally()
+    next_work(eng, now)
+
+
+def _checkpoint(eng: RoundEngine, round_: int) -> None:
+    st = eng.state
+    eng.extra.update({"excluded": dict(eng.known_exhausted), "privacy": jsonable(eng.privacy),
+                      "clients": sorted(eng.registry.ever | set(eng.extra.get("clients", [])))})
+    eng.store.save(Checkpoint(round_, st.params, st.spec, eng.strategy.state_dict(), list(eng.history),
+                              st.statistics, dict(eng.extra)))
+
+
+# -- endings -----------------------------------------------------------------------------------
+def fail_attempt(eng: RoundEngine, now: float, reason: str) -> None:
+    st = eng.state
+    st.retries += 1
+    what = "set-up/statistics (round 0)" if st.round == 0 else f"round {st.round}"
+    log.warning("%s attempt %d failed: %s", what, st.attempt, reason)
+    if st.retries > eng.cfg.deadlines.max_round_retries:
+        return abort(eng, f"{what} failed {st.retries} times (max_round_retries = "
+                          f"{eng.cfg.deadlines.max_round_retries}); last failure: {reason}")
+    st.attempt += 1
+    eng.records.save_attempt(st.round, st.attempt)
+    st.stage = None
+    next_work(eng, now)
+
+
+def _end(eng: RoundEngine, phase: Phase, reason: str) -> None:
+    st = eng.state
+    transition(st, phase)
+    st.outcome = reason
+    clients = sorted(eng.registry.ever | set(eng.extra.get("clients", [])))
+    eng.records.write_summary(summarize(
+        eng.history, federation=eng.cfg.federation.id, aggregation=eng.cfg.federation.aggregation,
+        strategy=eng.cfg.strategy.name, rounds_planned=eng.cfg.federation.rounds,
+        status="completed" if phase == Phase.DONE else "aborted", reason=reason, clients=clients,
+        round0=eng.extra.get("round0", {}), privacy=eng.privacy))
+
+
+def abort(eng: RoundEngine, reason: str) -> None:
+    log.error("FEDERATION ABORTED: %s", reason)
+    _end(eng, Phase.ABORTED, reason)
+
+
+def finish(eng: RoundEngine, reason: str) -> None:
+    log.info("federation finished: %s", reason)
+    _end(eng, Phase.DONE, reason)

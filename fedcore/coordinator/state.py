@@ -1,0 +1,126 @@
+"""The coordinator's round state machine: phases, legal transitions and the state they act on.
+
+Phases of a coordinator run (``round`` is the wire round: 0 for set-up and statistics)::
+
+    JOINING --> SETUP --> STATS --> STATS_AGG --> TRAIN --> AGGREGATE --> EVALUATE --> TRAIN ...
+       |          (mode key exchange, once)  (round 0)      (rounds 1..R)      \\--> DONE
+       \\-- any stage phase goes back to JOINING when too few clients are left,
+            repeats itself as a new attempt when it fails, or ends in ABORTED.
+
+:data:`TRANSITIONS` is the single list of legal moves; :func:`transition` refuses every other one
+(a bug, never a client's doing). The functions that perform the phases live in
+:mod:`fedcore.coordinator.phases`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedcore.common.params import ParamSpec
+from fedcore.common.stages import Stage
+
+
+class Phase(enum.StrEnum):
+    JOINING = "joining"        # waiting for enough eligible clients
+    SETUP = "setup"            # the mode's set-up stages (CKKS key exchange), once per run
+    STATS = "stats"            # clients compute their local statistics (round 0)
+    STATS_AGG = "stats_agg"    # the mode sums the statistics
+    TRAIN = "train"            # selected clients train locally
+    AGGREGATE = "aggregate"    # the mode sums the updates
+    EVALUATE = "evaluate"      # clients evaluate the new global model
+    DONE = "done"
+    ABORTED = "aborted"
+
+
+_WORK = {Phase.SETUP, Phase.STATS, Phase.TRAIN}
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.JOINING: frozenset(_WORK | {Phase.JOINING, Phase.DONE, Phase.ABORTED}),
+    Phase.SETUP: frozenset(_WORK | {Phase.JOINING, Phase.ABORTED}),
+    Phase.STATS: frozenset({Phase.STATS_AGG, Phase.STATS, Phase.JOINING, Phase.ABORTED}),
+    Phase.STATS_AGG: frozenset({Phase.TRAIN, Phase.STATS, Phase.JOINING, Phase.DONE, Phase.ABORTED}),
+    Phase.TRAIN: frozenset({Phase.AGGREGATE, Phase.TRAIN, Phase.JOINING, Phase.ABORTED}),
+    Phase.AGGREGATE: frozenset({Phase.EVALUATE, Phase.TRAIN, Phase.JOINING, Phase.DONE, Phase.ABORTED}),
+    Phase.EVALUATE: frozenset({Phase.TRAIN, Phase.JOINING, Phase.DONE, Phase.ABORTED}),
+    Phase.DONE: frozenset(),
+    Phase.ABORTED: frozenset(),
+}
+
+#: phases in which a wire stage is open
+STAGE_PHASES = frozenset({Phase.SETUP, Phase.STATS, Phase.STATS_AGG, Phase.TRAIN, Phase.AGGREGATE, Phase.EVALUATE})
+
+
+class IllegalTransition(RuntimeError):
+    """The engine tried a move that :data:`TRANSITIONS` does not list (a bug)."""
+
+
+@dataclass
+class StageRun:
+    """One open wire stage."""
+    stage: Stage
+    expected: frozenset[str]
+    deadline: float
+    responded: set[str] = field(default_factory=set)
+    dropped: set[str] = field(default_factory=set)     # died during the stage
+
+    @property
+    def pending(self) -> frozenset[str]:
+        return self.expected - self.responded - self.dropped
+
+
+@dataclass
+class ModelBlob:
+    round: int
+    name: str
+    payload: bytes
+    sha256: bytes
+
+
+@dataclass
+class RoundTally:
+    """What one round (all its attempts) has cost so far."""
+    started: float = 0.0
+    bytes_up: int = 0
+    bytes_down: int = 0
+
+
+@dataclass
+class State:
+    phase: Phase
+    round: int                          # wire round: 0 = set-up/statistics, 1.. = training
+    attempt: int
+    next_round: int                     # the next training round to run
+    params: np.ndarray
+    spec: ParamSpec
+    model_round: int                    # the round that produced ``params`` (0 = initial)
+    statistics: np.ndarray | None = None
+    needs_stats: bool = False
+    setup_done: bool = False
+    setup_members: frozenset[str] = frozenset()
+    retries: int = 0                    # failed attempts of the current work
+    stage: StageRun | None = None
+    mode_stages: tuple[Stage, ...] = ()
+    stage_index: int = 0
+    selected: tuple[str, ...] = ()
+    participants: tuple[str, ...] = ()
+    submissions: dict[tuple[int, str], bytes] = field(default_factory=dict)  # (stage, client) -> sha256
+    train_reports: dict[str, Any] = field(default_factory=dict)              # client -> TrainReport
+    eval_reports: dict[str, Any] = field(default_factory=dict)               # client -> EvaluateReport
+    aggregate_notes: dict[str, Any] = field(default_factory=dict)
+    contributors: int = 0
+    waiting_since: float = 0.0
+    tally: RoundTally = field(default_factory=RoundTally)
+    blob: ModelBlob | None = None
+    outcome: str = ""                   # why the run ended
+
+
+def transition(state: State, to: Phase) -> None:
+    """Move ``state`` to phase ``to``; raises :class:`IllegalTransition` for an unlisted move."""
+    if to not in TRANSITIONS[state.phase]:
+        raise IllegalTransition(f"illegal phase change {state.phase.value} -> {to.value}")
+    state.phase = to
+    if to not in STAGE_PHASES:
+        state.stage = None

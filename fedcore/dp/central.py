@@ -1,0 +1,132 @@
+"""Central (client-level) DP for federated averaging: DP-FedAvg (McMahan et al., ICLR 2018).
+
+Each round: every participating client clips its model update (delta = new - global) to L2
+norm S (:func:`clip_update`); the coordinator sums the clipped updates and adds Gaussian noise
+N(0, (z S)^2 I) to the sum (:func:`add_gaussian_noise`) before dividing by the number of clients
+(or by the expected number, q N, under Poisson client sampling). Adding or removing one *client*
+changes the sum by at most S, so the released aggregate is a (subsampled) Gaussian mechanism at
+the client level; :func:`client_level_epsilon` composes it over rounds with sampling rate
+q = clients per round / total clients (RDP; Mironov et al. 2019, as in
+:mod:`fedcore.dp.accounting`).
+
+.. warning::
+   Client-level DP needs many clients. The noise on the *sum* has standard deviation z S, while
+   the signal is at most m S for m clients per round: with the 3-68 clients of a
+   micro-expression federation (one institution per client) and z ~ 1 the noise is as large as
+   one to a third of all the updates together, with no amplification from sampling (q ~ 1), so
+   the model learns nothing useful for any meaningful epsilon. McMahan et al. used ~763k users.
+   fedcore's default protection is sample-level DP-SGD on each client (:mod:`.opacus_train`);
+   use this module only for federations with thousands of clients. :func:`warn_if_few_clients`
+   says so at run time.
+
+The noise is drawn from :class:`~fedcore.dp.rng.SecureRNG` unless a numpy ``Generator`` is
+passed (tests, simulations; warned as insecure). The secure draw sums four Gaussians per
+coordinate (Holohan et al. 2021) against floating-point attacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+
+import numpy as np
+
+from .accounting import Segment, account
+from .rng import RandomSource, SecureRNG
+
+__all__ = [
+    "MIN_USEFUL_CLIENTS",
+    "add_gaussian_noise",
+    "client_level_epsilon",
+    "clip_update",
+    "warn_if_few_clients",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Below this many clients in the federation, client-level DP is warned about as useless.
+MIN_USEFUL_CLIENTS = 1000
+
+
+def clip_update(delta: np.ndarray, clip_norm: float) -> tuple[np.ndarray, bool]:
+    """Scale ``delta`` to L2 norm at most ``clip_norm``: delta * min(1, S / ||delta||).
+
+    Returns ``(clipped, was_clipped)``; the input is not modified. A non-finite update is an
+    error (clipping cannot bound it).
+    """
+    if not (math.isfinite(clip_norm) and clip_norm > 0):
+        raise ValueError(f"clip_norm must be a finite number > 0 (got {clip_norm})")
+    delta = np.asarray(delta)
+    if not np.issubdtype(delta.dtype, np.floating):
+        raise TypeError(f"expected a floating-point update vector (got dtype {delta.dtype})")
+    norm = float(np.linalg.norm(delta.astype(np.float64, copy=False)))
+    if not math.isfinite(norm):
+        raise ValueError("update contains NaN or infinite values; refusing to clip it")
+    if norm <= clip_norm:
+        return delta.copy(), False
+    return (delta * (clip_norm / norm)).astype(delta.dtype, copy=False), True
+
+
+def add_gaussian_noise(
+    aggregate: np.ndarray,
+    clip_norm: float,
+    noise_multiplier: float,
+    rng: RandomSource | None = None,
+) -> np.ndarray:
+    """Return ``aggregate + N(0, (noise_multiplier * clip_norm)^2 I)`` (the sum, not the mean).
+
+    Args:
+        aggregate: sum of the clipped client updates (float array).
+        clip_norm: S, the clients' clipping bound.
+        noise_multiplier: z.
+        rng: ``None`` (default) for a fresh :class:`SecureRNG`, a :class:`SecureRNG`, or a numpy
+            ``Generator`` (insecure: warned).
+    """
+    if not (math.isfinite(noise_multiplier) and noise_multiplier > 0):
+        raise ValueError(f"noise_multiplier must be a finite number > 0 (got {noise_multiplier})")
+    if not (math.isfinite(clip_norm) and clip_norm > 0):
+        raise ValueError(f"clip_norm must be a finite number > 0 (got {clip_norm})")
+    aggregate = np.asarray(aggregate)
+    std = noise_multiplier * clip_norm
+    if rng is None or isinstance(rng, SecureRNG):
+        rng = rng or SecureRNG()
+        z = rng.standard_normal(4 * aggregate.size).reshape(4, aggregate.size).sum(axis=0) / 2.0
+    elif isinstance(rng, np.random.Generator):
+        warnings.warn("central DP noise from a numpy Generator is not cryptographically secure", stacklevel=2)
+        z = rng.standard_normal(aggregate.size)
+    else:
+        raise TypeError(f"rng must be None, a SecureRNG or a numpy Generator (got {type(rng).__name__})")
+    noisy = aggregate.astype(np.float64) + std * z.reshape(aggregate.shape)
+    return noisy.astype(aggregate.dtype if np.issubdtype(aggregate.dtype, np.floating) else np.float64)
+
+
+def warn_if_few_clients(total_clients: int, threshold: int = MIN_USEFUL_CLIENTS) -> bool:
+    """Warn (and log) when client-level DP is run with fewer than ``threshold`` clients."""
+    if total_clients < threshold:
+        message = (
+            f"client-level DP (DP-FedAvg) with {total_clients} clients: noise of std z*S on a sum of "
+            f"at most {total_clients}*S drowns the signal for any useful epsilon; it needs thousands "
+            "of clients. Prefer sample-level DP-SGD on each client."
+        )
+        warnings.warn(message, stacklevel=2)
+        logger.warning(message)
+        return True
+    return False
+
+
+def client_level_epsilon(
+    clients_per_round: int, total_clients: int, noise_multiplier: float, rounds: int, delta: float
+) -> float:
+    """Client-level epsilon of DP-FedAvg after ``rounds`` rounds.
+
+    Sampling rate q = clients_per_round / total_clients (Poisson client sampling assumed; with
+    q = 1 there is no amplification). RDP accounting of the subsampled Gaussian per round.
+    """
+    if not (1 <= clients_per_round <= total_clients):
+        raise ValueError(
+            f"clients_per_round must be in [1, total_clients={total_clients}] (got {clients_per_round})"
+        )
+    warn_if_few_clients(total_clients)
+    q = clients_per_round / total_clients
+    return account([Segment(q, noise_multiplier, rounds)], delta, "rdp").epsilon

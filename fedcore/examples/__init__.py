@@ -1,0 +1,1 @@
+"""Example workloads that run through fedcore's Workload/Trainer interface."""

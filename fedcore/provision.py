@@ -1,0 +1,148 @@
+"""``provision``: a federation CA, server and client certificates, and ready-to-run configs.
+
+Layout written under ``out``::
+
+    ca.pem  ca.key (0600)              the federation CA (keep ca.key offline in real use)
+    server.pem  server.key (0600)      the coordinator's certificate (SANs: localhost, 127.0.0.1,
+                                       the --server-name hosts and the host of --address)
+    coordinator.toml                   paths relative to this folder
+    clients/<id>/ca.pem cert.pem key.pem (0600) client.toml
+                                       one self-contained folder per client (CN = <id>)
+
+Each client folder can be copied to its machine as a whole: every path in ``client.toml`` is
+relative to the file itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedcore.common.errors import ConfigError
+from fedcore.config._write import dumps, field_comments
+from fedcore.config.client import ClientSection, ClientTls
+from fedcore.config.coordinator import Deadlines, Federation, Server, ServerTls
+from fedcore.transport.certs import (
+    CLIENT_ID,
+    create_ca,
+    issue_client,
+    issue_server,
+    write_certificate,
+    write_private_key,
+)
+
+log = logging.getLogger(__name__)
+DEFAULT_WORKLOAD = "fedcore.examples.softmax:workload"
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    out: Path
+    coordinator_config: Path
+    client_configs: dict[str, Path]
+
+
+def coordinator_toml(*, federation: Mapping[str, Any], server: Mapping[str, Any], tls: Mapping[str, Any] | None = None,
+                     deadlines: Mapping[str, Any] | None = None, strategy: Mapping[str, Any] | None = None,
+                     workload: Mapping[str, Any] | None = None, privacy: Mapping[str, Any] | None = None,
+                     limits: Mapping[str, Any] | None = None, secagg: Mapping[str, Any] | None = None,
+                     ckks: Mapping[str, Any] | None = None) -> str:
+    data: dict[str, Any] = {"federation": dict(federation), "server": dict(server),
+                            "tls": dict(tls or {"ca": "ca.pem", "cert": "server.pem", "key": "server.key"})}
+    for name, table in (("deadlines", deadlines), ("strategy", strategy), ("limits", limits)):
+        if table:
+            data[name] = dict(table)
+    data["workload"] = dict(workload or {})
+    data["privacy"] = dict(privacy or {})
+    for name, table in (("secagg", secagg), ("ckks", ckks)):
+        if table:
+            data[name] = dict(table)
+    comments = {**field_comments(Federation, "federation"), **field_comments(Server, "server"),
+                **field_comments(ServerTls, "tls"), **field_comments(Deadlines, "deadlines")}
+    header = ("FED-PsyAU coordinator. Relative paths are relative to this file's folder.\n"
+              "[workload] is sent to clients in TrainTask/EvaluateTask.config; [privacy] holds the\n"
+              "defaults sent under config[\"privacy\"] (a client's own [privacy] overrides them).")
+    return dumps(data, header, comments)
+
+
+def client_toml(client_id: str, *, federation: str, coordinator: str, workload: str,
+                settings: Mapping[str, Any] | None = None, privacy: Mapping[str, Any] | None = None,
+                client: Mapping[str, Any] | None = None) -> str:
+    data = {"client": {"id": client_id, "federation": federation, "coordinator": coordinator, "workdir": "work",
+                       **dict(client or {})},
+            "tls": {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"},
+            "workload": {"path": workload, "settings": dict(settings or {})},
+            "privacy": dict(privacy or {})}
+    comments = {**field_comments(ClientSection, "client"), **field_comments(ClientTls, "tls")}
+    header = (f"FED-PsyAU client {client_id}. Relative paths are relative to this file's folder.\n"
+              "[workload.settings] goes to the workload verbatim (plus config_dir = this folder).")
+    return dumps(data, header, comments)
+
+
+def provision(out: str | Path, clients: Sequence[str], *, server_names: Sequence[str] = (),
+              address: str = "localhost:50051", listen: str | None = None, aggregation: str = "secagg",
+              federation_id: str = "fedpsyau", rounds: int = 10, min_clients: int | None = None,
+              workload: str = DEFAULT_WORKLOAD, workload_settings: Mapping[str, Any] | None = None,
+              client_settings: Sequence[Mapping[str, Any]] | None = None, overwrite: bool = False,
+              client_options: Mapping[str, Any] | None = None, **coordinator_tables: Any) -> Provisioned:
+    """Write certificates and configs for a federation of ``clients`` (see the module docstring).
+
+    ``address`` is what clients dial; the coordinator listens on ``listen`` (default: all
+    interfaces, the port of ``address``). ``client_settings[i]`` is merged over the default
+    ``{"client_index": i, "num_clients": n}`` of client i's ``[workload.settings]``.
+    ``coordinator_tables`` pass extra tables (``deadlines``, ``strategy``, ``privacy``, ``secagg``,
+    ``ckks``, ``limits``, ``server``) into ``coordinator.toml``.
+    """
+    out = Path(out)
+    clients = list(clients)
+    problems = []
+    if not clients:
+        problems.append("at least one client id is required")
+    if len(set(clients)) != len(clients):
+        problems.append(f"client ids must be unique (got {clients})")
+    if client_settings is not None and len(client_settings) != len(clients):
+        problems.append(f"client_settings has {len(client_settings)} entries for {len(clients)} clients")
+    bad = [c for c in clients if not isinstance(c, str) or not CLIENT_ID.fullmatch(c)]
+    if bad:
+        problems.append(f"client ids must be 1-64 characters of [A-Za-z0-9_.-] (got {bad})")
+    host, sep, port = address.rpartition(":")
+    if not (host and sep and port.isdigit()):
+        problems.append(f"address must look like HOST:PORT (got {address!r})")
+    if (out / "ca.pem").exists() and not overwrite:
+        problems.append(f"{out} is already provisioned (ca.pem exists); pass overwrite/--force to replace it")
+    if problems:
+        raise ConfigError(problems, source="provision")
+    out.mkdir(parents=True, exist_ok=True)
+    ca = create_ca(f"FED-PsyAU CA {federation_id}")
+    write_certificate(out / "ca.pem", ca.cert_pem)
+    write_private_key(out / "ca.key", ca.key_pem, overwrite=overwrite)
+    hosts = list(dict.fromkeys(["localhost", "127.0.0.1", *server_names, host.strip("[]")]))
+    server = issue_server(ca, hosts)
+    write_certificate(out / "server.pem", server.cert_pem)
+    write_private_key(out / "server.key", server.key_pem, overwrite=overwrite)
+    server_table = {"address": listen or f"0.0.0.0:{port}", "run_dir": "run",
+                    **dict(coordinator_tables.pop("server", {}) or {})}
+    fed = {"id": federation_id, "rounds": rounds, "aggregation": aggregation,
+           "min_clients": min_clients if min_clients is not None else min(3, len(clients)), "workload": workload}
+    fed.update(coordinator_tables.pop("federation", {}) or {})
+    coord = out / "coordinator.toml"
+    coord.write_text(coordinator_toml(federation=fed, server=server_table, workload=workload_settings,
+                                      **coordinator_tables))
+    paths = {}
+    for i, cid in enumerate(clients):
+        creds = issue_client(ca, cid)
+        folder = out / "clients" / cid
+        folder.mkdir(parents=True, exist_ok=True)
+        write_certificate(folder / "ca.pem", ca.cert_pem)
+        write_certificate(folder / "cert.pem", creds.cert_pem)
+        write_private_key(folder / "key.pem", creds.key_pem, overwrite=overwrite)
+        settings = {"client_index": i, "num_clients": len(clients),
+                    **dict(client_settings[i] if client_settings else {})}
+        paths[cid] = folder / "client.toml"
+        paths[cid].write_text(client_toml(cid, federation=federation_id, coordinator=address, workload=workload,
+                                          settings=settings, client=client_options))
+    log.info("provisioned %d clients under %s", len(clients), out)
+    return Provisioned(out, coord, paths)

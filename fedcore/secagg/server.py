@@ -1,0 +1,327 @@
+"""Server side of SecAgg+: relays keys and sealed shares, checks thresholds, unmasks the sum.
+
+The server sees public keys, sealed envelopes it cannot open, masked vectors (uniform-looking in
+Z_2^bits) and, at unmask, self-mask shares of survivors and key shares of dropped clients. From
+those it learns only the sum over U3 (the clients whose masked input arrived) of
+``q(x_i) * w_i | w_i | clipped_i``.
+
+Survivor sets: U1 advertised keys, U2 shared keys, U3 sent a masked input, U4 answered unmask.
+After each stage the server keeps only clients whose neighbourhood can still meet the share
+threshold (a fixpoint: excluding one may thin its neighbours'); clients excluded after sending a
+masked input are treated as dropped (their input is discarded and their key shares asked for,
+never their self-mask shares). Fewer than T survivors at any stage raises AggregationAborted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import (
+    X25519PrivateKey,
+    X25519PublicKey,
+)
+
+from fedcore.common.aggregation import AggregateResult, AggregationContext, ServerMode
+from fedcore.common.errors import (
+    AggregationAborted,
+    ConfigError,
+    InvalidPayload,
+    WrongStage,
+)
+from fedcore.common.params import decode_vector
+from fedcore.common.stages import Stage
+from fedcore.proto.fedpsyau.v1 import secagg_pb2 as spb
+from fedcore.secagg import quantize as qz
+from fedcore.secagg import shamir, wire
+from fedcore.secagg.graph import SEED_BYTES, masking_graph, resolve_degree
+from fedcore.secagg.prg import round_context
+from fedcore.secagg.state import (
+    ROUND_STAGES,
+    SERVER_TRANSITIONS,
+    SecAggSettings,
+    SecAggStage,
+    resolve_threshold,
+    share_threshold,
+)
+from fedcore.secagg.unmask import recover_mask_key, recover_secret, unmasked_sum
+
+log = logging.getLogger(__name__)
+S = SecAggStage
+
+
+@dataclass
+class ServerRound:
+    """Everything the server keeps for one aggregation (one begin())."""
+    ctx: AggregationContext
+    config: SecAggSettings
+    context: bytes
+    threshold: int                   # T
+    degree: int                      # k (n - 1 = complete)
+    share_threshold: int             # t_nb
+    seed: bytes
+    graph: dict[str, frozenset[str]]
+    index: dict[str, int]
+    quant: qz.QuantParams
+    stage: SecAggStage = S.IDLE
+    expected: dict[SecAggStage, frozenset[str]] = field(default_factory=dict)
+    bodies: dict[SecAggStage, dict[str, bytes]] = field(  # each accepted body, for duplicates
+        default_factory=lambda: {s: {} for s in ROUND_STAGES})
+    keys: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    outbox: dict[str, dict[str, spb.SecAggSealedShare]] = field(default_factory=dict)  # sender -> receiver
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    requests: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
+    reveals: dict[str, spb.SecAggUnmask] = field(default_factory=dict)
+    dropouts: dict[str, list[str]] = field(default_factory=dict)
+    excluded: dict[str, list[str]] = field(default_factory=dict)
+    result: AggregateResult | None = None
+
+
+class SecAggServer(ServerMode):
+    name = "secagg"
+
+    def round_stages(self) -> tuple[Stage, ...]:
+        return tuple(s.wire for s in ROUND_STAGES)
+
+    def body_types(self, stage: Stage):
+        return (wire.REPLY_TYPES[self._stage_of(stage)],)
+
+    def begin(self, ctx: AggregationContext) -> None:
+        self.r = None  # a refused round must not leave the previous round's result reachable
+        config = SecAggSettings.from_mapping({**self.settings, **dict(ctx.settings)})
+        roster = wire.check_ids(ctx.participants, "participants", ConfigError, sorted_=True)
+        n = len(roster)
+        try:
+            t = resolve_threshold(config.threshold, n, config.min_clients)
+            k = resolve_degree(config.k, n)
+            quant = qz.choose_params(n, config.clip, ctx.max_weight, bits=config.bits, frac_bits=config.frac_bits,
+                                     min_frac_bits=config.min_frac_bits, noise_sigma=config.noise_sigma,
+                                     length=ctx.vector_length)
+        except ValueError as exc:
+            raise AggregationAborted(f"secagg round {ctx.round} attempt {ctx.attempt}: {exc}") from None
+        seed = os.urandom(SEED_BYTES)
+        self.r = ServerRound(ctx, config, round_context(self.federation_id, ctx.round, ctx.attempt), t, k,
+                             share_threshold(t, n, k), seed, masking_graph(roster, k, seed),
+                             {cid: i + 1 for i, cid in enumerate(roster)}, quant)
+        self._move(S.ADVERTISE_KEYS)
+        self.r.expected[S.ADVERTISE_KEYS] = frozenset(roster)
+        self._probe = X25519PrivateKey.generate()
+
+    # ---- driving --------------------------------------------------------------------------------
+
+    def _stage_of(self, stage: Stage | int) -> SecAggStage:
+        try:
+            return SecAggStage.from_wire(stage)
+        except ValueError as exc:
+            raise WrongStage(f"secagg: {exc}") from None
+
+    def _current(self, stage: Stage | int) -> SecAggStage:
+        s = self._stage_of(stage)
+        r = getattr(self, "r", None)
+        if r is None or r.stage != s:
+            now = r.stage if r is not None else "no round"
+            raise WrongStage(f"secagg: stage {s} is not the current one ({now})")
+        return s
+
+    def _move(self, new: SecAggStage) -> None:
+        if (self.r.stage, new) not in SERVER_TRANSITIONS:
+            raise WrongStage(f"secagg: illegal server stage change {self.r.stage} -> {new}")
+        self.r.stage = new
+
+    def expected(self, stage: Stage) -> frozenset[str]:
+        s = self._stage_of(stage)
+        return self.r.expected.get(s, frozenset()) if getattr(self, "r", None) else frozenset()
+
+    def task(self, stage: Stage, client_id: str):
+        s, r = self._current(stage), self.r
+        if client_id not in r.expected[s]:
+            raise WrongStage(f"secagg: client {client_id!r} is not expected at stage {s}")
+        head = {"round": r.ctx.round, "attempt": r.ctx.attempt}
+        if s == S.ADVERTISE_KEYS:
+            return spb.SecAggAdvertiseKeysTask(**head, participants=r.ctx.participants)
+        if s == S.SHARE_KEYS:
+            peers = wire.sorted_by(r.index, r.graph[client_id] & r.expected[S.SHARE_KEYS])
+            return spb.SecAggShareKeysTask(
+                **head, participants=r.ctx.participants, graph_seed=r.seed, degree=r.degree,
+                min_survivors=r.threshold,
+                neighbours=[spb.SecAggPeerKeys(client_id=p, channel_public_key=r.keys[p][0],
+                                               mask_public_key=r.keys[p][1]) for p in peers])
+        if s == S.MASKED_INPUT:
+            q = r.quant
+            senders = wire.sorted_by(r.index, r.graph[client_id] & r.expected[S.MASKED_INPUT])
+            return spb.SecAggMaskedInputTask(
+                **head, quantization=spb.SecAggQuantization(
+                    bits=q.bits, frac_bits=q.frac_bits, clip=q.clip, max_weight=q.max_weight,
+                    noise_sigma=q.noise_sigma, num_clients=len(r.index)),
+                shares=[r.outbox[j][client_id] for j in senders])
+        survivors, dropped = r.requests[client_id]
+        return spb.SecAggUnmaskTask(**head, survivors=survivors, dropped=dropped,
+                                    num_survivors=len(r.expected[S.UNMASK]))
+
+    def accept(self, stage: Stage, client_id: str, body: Any) -> None:
+        s, r = self._current(stage), self.r
+        if client_id not in r.expected[s]:
+            raise WrongStage(f"secagg: client {client_id!r} is not expected at stage {s}")
+        msg = wire.unpack(body, wire.REPLY_TYPES[s], InvalidPayload, f"{s} submission from {client_id!r}")
+        # duplicate detection by the body's bytes (masked input: by the decoded vector, on demand)
+        ident = b"" if s == S.MASKED_INPUT else msg.SerializeToString(deterministic=True)
+        if client_id in r.bodies[s]:
+            if s == S.MASKED_INPUT:
+                same = np.array_equal(r.inputs.get(client_id), self._decode_input(client_id, msg))
+            else:
+                same = r.bodies[s][client_id] == ident
+            if same:
+                return  # an identical resubmission changes nothing
+            raise InvalidPayload(f"{s}: {client_id!r} already submitted a different body; refused")
+        {S.ADVERTISE_KEYS: self._accept_keys, S.SHARE_KEYS: self._accept_shares,
+         S.MASKED_INPUT: self._accept_input, S.UNMASK: self._accept_unmask}[s](client_id, msg)
+        r.bodies[s][client_id] = ident
+
+    def _accept_keys(self, cid: str, msg: spb.SecAggAdvertiseKeys) -> None:
+        keys = (msg.channel_public_key, msg.mask_public_key)
+        if any(len(k) != wire.KEY_BYTES for k in keys) or keys[0] == keys[1]:
+            raise InvalidPayload(f"advertise-keys from {cid!r}: expected two distinct 32-byte X25519 public keys "
+                                 f"(got {len(keys[0])} and {len(keys[1])} bytes)")
+        taken = {k for other, pair in self.r.keys.items() if other != cid for k in pair}
+        if set(keys) & taken:
+            raise InvalidPayload(f"advertise-keys from {cid!r}: a public key already advertised by another client")
+        for k in keys:  # a low-order point would make every peer's key agreement fail
+            try:
+                self._probe.exchange(X25519PublicKey.from_public_bytes(k))
+            except ValueError:
+                raise InvalidPayload(f"advertise-keys from {cid!r}: not a usable X25519 public key") from None
+        self.r.keys[cid] = keys
+
+    def _accept_shares(self, cid: str, msg: spb.SecAggShareKeys) -> None:
+        r = self.r
+        want = r.graph[cid] & r.expected[S.SHARE_KEYS]
+        got = [env.receiver for env in msg.shares]
+        if len(got) != len(set(got)) or set(got) != want:
+            raise InvalidPayload(f"share-keys from {cid!r}: expected one share for each of {sorted(want)} "
+                                 f"(got {sorted(got)})")
+        for env in msg.shares:
+            if env.sender != cid or not wire.envelope_plausible(env.sealed):
+                raise InvalidPayload(f"share-keys from {cid!r}: the envelope for {env.receiver!r} is malformed "
+                                     f"(sender {env.sender!r}, {len(env.sealed)} bytes)")
+        r.outbox[cid] = {env.receiver: env for env in msg.shares}
+
+    def _decode_input(self, cid: str, msg: spb.SecAggMaskedInput) -> np.ndarray:
+        if not msg.HasField("masked"):
+            raise InvalidPayload(f"masked input from {cid!r} has no vector")
+        return decode_vector(msg.masked, dtype=qz.RING_DTYPES[self.r.quant.bits].name,
+                             length=self.r.ctx.vector_length + 2, what=f"masked input from {cid!r}")
+
+    def _accept_input(self, cid: str, msg: spb.SecAggMaskedInput) -> None:
+        self.r.inputs[cid] = self._decode_input(cid, msg)
+
+    def _accept_unmask(self, cid: str, msg: spb.SecAggUnmask) -> None:
+        survivors, dropped = self.r.requests[cid]
+        x = self.r.index[cid]
+        for kind, items, want in (("self-mask", msg.self_mask_shares, survivors), ("key", msg.key_shares, dropped)):
+            owners = [s.owner for s in items]
+            if len(owners) != len(set(owners)) or set(owners) != set(want):
+                raise InvalidPayload(f"unmask from {cid!r}: expected {kind} shares of {sorted(want)} (got {sorted(owners)})")
+            for item in items:
+                try:
+                    ok = shamir.share_index(item.share) == x
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise InvalidPayload(f"unmask from {cid!r}: the {kind} share of {item.owner!r} is not a "
+                                         f"{shamir.SHARE_BYTES}-byte share for holder {x}")
+        self.r.reveals[cid] = msg
+
+    # ---- closing stages -------------------------------------------------------------------------
+
+    def close_stage(self, stage: Stage, responded: frozenset[str]) -> None:
+        s, r = self._current(stage), self.r
+        got = r.expected[s] & frozenset(r.bodies[s]) & frozenset(responded)
+        r.dropouts[str(s)] = sorted(r.expected[s] - got)
+        try:
+            self._require(s, got)
+            if s == S.UNMASK:
+                r.result = self._finish(got)
+                self._move(S.DONE)
+                r.inputs, r.reveals, r.outbox = {}, {}, {}  # free the round's bulk now
+                return
+            degree_of: Callable[[str, frozenset[str]], int] = lambda i, alive: len(r.graph[i] & alive) + 1
+            kept = _prune(got, degree_of, r.share_threshold)
+            r.excluded[str(s)] = sorted(got - kept)
+            self._require(s, kept, excluded=True)
+        except AggregationAborted:
+            r.stage = S.ABORTED
+            r.inputs, r.reveals, r.outbox = {}, {}, {}
+            raise
+        nxt = ROUND_STAGES[ROUND_STAGES.index(s) + 1]
+        self._move(nxt)
+        r.expected[nxt] = kept
+        if nxt == S.UNMASK:
+            r.inputs = {cid: r.inputs[cid] for cid in kept}
+            shared = r.expected[S.MASKED_INPUT]
+            for i in kept:
+                near = r.graph[i] & shared
+                r.requests[i] = (tuple(wire.sorted_by(r.index, (near & kept) | {i})),
+                                 tuple(wire.sorted_by(r.index, near - kept)))
+
+    def _require(self, s: SecAggStage, alive: frozenset[str], excluded: bool = False) -> None:
+        r = self.r
+        if len(alive) < r.threshold:
+            why = (f" after excluding clients whose neighbourhood fell below the share threshold {r.share_threshold}"
+                   if excluded else "")
+            raise AggregationAborted(f"secagg round {r.ctx.round} attempt {r.ctx.attempt}: only {len(alive)} of "
+                                     f"{len(r.expected[s])} clients completed {s}{why}; the threshold is {r.threshold}")
+
+    def _finish(self, answered: frozenset[str]) -> AggregateResult:
+        r = self.r
+        survivors, shared = r.expected[S.UNMASK], r.expected[S.MASKED_INPUT]
+        b_shares: dict[str, list[bytes]] = {c: [] for c in survivors}
+        k_shares: dict[str, list[bytes]] = {c: [] for c in shared - survivors}
+        for cid in sorted(answered):
+            msg = r.reveals[cid]
+            for item in msg.self_mask_shares:
+                b_shares[item.owner].append(item.share)
+            for item in msg.key_shares:
+                k_shares[item.owner].append(item.share)
+        t = r.share_threshold
+        seeds = {c: recover_secret(c, "self-mask", b_shares[c], t) for c in survivors}
+        dropped = {c: recover_mask_key(c, k_shares[c], t, r.keys[c][1]) for c in k_shares
+                   if r.graph[c] & survivors}
+        total = unmasked_sum(r.inputs, seeds, dropped, {c: r.keys[c][1] for c in r.keys}, r.graph, r.context)
+        return self._decode(total, len(survivors))
+
+    def _decode(self, total: np.ndarray, count: int) -> AggregateResult:
+        r, q = self.r, self.r.quant
+        length = r.ctx.vector_length
+        weight, clipped = int(total[length]), int(total[length + 1])
+        if not (count <= weight <= count * q.max_weight and 0 <= clipped <= count * length):
+            raise AggregationAborted(f"secagg round {r.ctx.round}: the unmasked weight ({weight}) or clip count "
+                                     f"({clipped}) is out of range for {count} inputs; shares or inputs are corrupt")
+        weighted = qz.dequantize(qz.from_ring(total[:length], q.bits), q.frac_bits)
+        notes = {"mode": "secagg", "private": True, "bits": q.bits, "frac_bits": q.frac_bits, "clip": q.clip,
+                 "clipped": clipped, "max_weight": q.max_weight, "noise_sigma": q.noise_sigma,
+                 "threshold": r.threshold, "degree": r.degree, "share_threshold": r.share_threshold,
+                 "participants": len(r.index), "dropouts": dict(r.dropouts), "excluded": dict(r.excluded)}
+        if clipped:
+            log.warning("secagg round %d: %d values were clipped to +-%g", r.ctx.round, clipped, q.clip)
+        return AggregateResult(weighted, float(weight), count, notes)
+
+    def result(self) -> AggregateResult:
+        r = getattr(self, "r", None)
+        if r is None or r.result is None:
+            state = r.stage if r is not None else "no round"
+            raise AggregationAborted(f"secagg: no result ({state})")
+        return r.result
+
+
+def _prune(alive: Iterable[str], degree_of: Callable[[str, frozenset[str]], int], need: int) -> frozenset[str]:
+    """The largest subset in which every member keeps at least ``need`` holders (a fixpoint)."""
+    kept = frozenset(alive)
+    while True:
+        thin = frozenset(i for i in kept if degree_of(i, kept) < need)
+        if not thin:
+            return kept
+        kept -= thin

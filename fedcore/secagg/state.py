@@ -1,0 +1,180 @@
+"""SecAgg+ stages, the legal transitions between them, and the mode's settings.
+
+Both sides import the stages from here. A client moves IDLE -> ADVERTISE_KEYS -> SHARE_KEYS ->
+MASKED_INPUT -> UNMASK within one (round, attempt); a repeated UNMASK is legal (a lost reply) but
+goes through the same "never both shares" guard. A new (round, attempt) starts again at
+ADVERTISE_KEYS with fresh keys; anything else is refused.
+
+Settings (the ``[aggregation.secagg]`` table; the server reads them merged with ``ctx.settings``,
+the client as floors for what the server may ask):
+
+========================  ===========  =============================================================
+key                       default      meaning
+========================  ===========  =============================================================
+``k``                     ``"auto"``   masking-graph degree: ``"all"`` (complete graph, original
+                                       SecAgg), ``"auto"`` (even k >= 10 log2 n; complete for
+                                       n <= 61), or an integer >= 2 (k >= n - 1 = complete)
+``threshold``             ``0.5``      T, the fewest survivors of any stage: a value in (0, 1] is a
+                                       fraction of the participants (raised to a strict majority),
+                                       an integer > 1 an absolute count (must exceed half of them)
+``min_clients``           ``3``        T is never below this; rounds with fewer participants abort
+``clip``                  ``1.0``      c: each value is clipped to [-c, c] before quantisation
+``bits``                  ``"auto"``   ring Z_2^bits: 32, 64, or ``"auto"`` (32 unless that leaves
+                                       fewer than ``min_frac_bits`` fractional bits)
+``frac_bits``             ``"auto"``   f: the largest that cannot overflow, or a fixed integer
+``min_frac_bits``         ``16``       the precision below which ``"auto"`` bits switches to 64
+``noise_sigma``           ``0.0``      distributed DP: per-client discrete noise std in integer units
+========================  ===========  =============================================================
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from fedcore.common.errors import ConfigError
+from fedcore.common.stages import Stage
+
+
+class SecAggStage(enum.StrEnum):
+    IDLE = "idle"                      # no round started (or a new (round, attempt) is due)
+    ADVERTISE_KEYS = "advertise_keys"
+    SHARE_KEYS = "share_keys"
+    MASKED_INPUT = "masked_input"
+    UNMASK = "unmask"
+    DONE = "done"                      # server only: the sum is known
+    ABORTED = "aborted"                # this (round, attempt) ended in an abort; nothing more is done
+
+    @property
+    def wire(self) -> Stage:
+        return _TO_WIRE[self]
+
+    @classmethod
+    def from_wire(cls, stage: Stage | int) -> SecAggStage:
+        """The SecAgg stage of a wire stage; ValueError for any stage that is not SecAgg's."""
+        try:
+            return _FROM_WIRE[Stage(stage)]
+        except (KeyError, ValueError):
+            raise ValueError(f"stage {stage!r} is not a SecAgg stage (expected one of "
+                             f"{', '.join(s.name for s in _FROM_WIRE)})") from None
+
+
+ROUND_STAGES = (SecAggStage.ADVERTISE_KEYS, SecAggStage.SHARE_KEYS, SecAggStage.MASKED_INPUT,
+                SecAggStage.UNMASK)
+_TO_WIRE = {SecAggStage.ADVERTISE_KEYS: Stage.SECAGG_ADVERTISE_KEYS, SecAggStage.SHARE_KEYS: Stage.SECAGG_SHARE_KEYS,
+            SecAggStage.MASKED_INPUT: Stage.SECAGG_MASKED_INPUT, SecAggStage.UNMASK: Stage.SECAGG_UNMASK}
+_FROM_WIRE = {v: k for k, v in _TO_WIRE.items()}
+
+#: (from, to) stage changes a client accepts within one (round, attempt).
+CLIENT_TRANSITIONS: frozenset[tuple[SecAggStage, SecAggStage]] = frozenset({
+    (SecAggStage.IDLE, SecAggStage.ADVERTISE_KEYS),
+    (SecAggStage.ADVERTISE_KEYS, SecAggStage.SHARE_KEYS),
+    (SecAggStage.SHARE_KEYS, SecAggStage.MASKED_INPUT),
+    (SecAggStage.MASKED_INPUT, SecAggStage.UNMASK),
+    (SecAggStage.UNMASK, SecAggStage.UNMASK),
+})
+
+#: (from, to) stage changes of the server's round (closing a stage moves to the next one); any
+#: stage may also move to ABORTED.
+SERVER_TRANSITIONS: frozenset[tuple[SecAggStage, SecAggStage]] = frozenset({
+    (SecAggStage.IDLE, SecAggStage.ADVERTISE_KEYS),
+    (SecAggStage.ADVERTISE_KEYS, SecAggStage.SHARE_KEYS),
+    (SecAggStage.SHARE_KEYS, SecAggStage.MASKED_INPUT),
+    (SecAggStage.MASKED_INPUT, SecAggStage.UNMASK),
+    (SecAggStage.UNMASK, SecAggStage.DONE),
+})
+
+
+def is_legal(table: frozenset[tuple[SecAggStage, SecAggStage]], current: SecAggStage, new: SecAggStage) -> bool:
+    return (current, new) in table
+
+
+@dataclass(frozen=True)
+class SecAggSettings:
+    k: int | str = "auto"
+    threshold: float | int = 0.5
+    min_clients: int = 3
+    clip: float = 1.0
+    bits: int | str = "auto"
+    frac_bits: int | str = "auto"
+    min_frac_bits: int = 16
+    noise_sigma: float = 0.0
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any], source: str = "secagg settings") -> SecAggSettings:
+        """Read and validate the keys this mode knows (others are ignored); ConfigError lists every
+        problem at once."""
+        values = {f.name: settings[f.name] for f in fields(cls) if f.name in settings}
+        for key in ("k", "threshold", "min_clients", "bits", "frac_bits", "min_frac_bits"):
+            v = values.get(key)  # numbers that crossed a google.protobuf.Struct arrive as floats
+            if isinstance(v, float) and v.is_integer() and (key != "threshold" or v > 1):
+                values[key] = int(v)
+        s = cls(**values)
+        problems = []
+        if not (s.k in ("auto", "all") or (_is_int(s.k) and s.k >= 2)):
+            problems.append(f"k must be 'auto', 'all' or an integer >= 2 (got {s.k!r})")
+        if _is_int(s.threshold) and s.threshold == 1:
+            values["threshold"] = 1.0  # "all of them"
+        elif _is_int(s.threshold):
+            if s.threshold < 2:
+                problems.append(f"an absolute threshold must be >= 2 (got {s.threshold})")
+        elif not (isinstance(s.threshold, float) and 0 < s.threshold <= 1):
+            problems.append(f"threshold must be a fraction in (0, 1] or an integer count (got {s.threshold!r})")
+        if not (_is_int(s.min_clients) and s.min_clients >= 3):
+            problems.append(f"min_clients must be an integer >= 3 (got {s.min_clients!r})")
+        if not (_is_num(s.clip) and math.isfinite(s.clip) and s.clip > 0):
+            problems.append(f"clip must be a positive finite number (got {s.clip!r})")
+        if s.bits not in ("auto", 32, 64):
+            problems.append(f"bits must be 'auto', 32 or 64 (got {s.bits!r})")
+        if not (s.frac_bits == "auto" or (_is_int(s.frac_bits) and 0 <= s.frac_bits <= 40)):
+            problems.append(f"frac_bits must be 'auto' or an integer in [0, 40] (got {s.frac_bits!r})")
+        if not (_is_int(s.min_frac_bits) and 0 <= s.min_frac_bits <= 40):
+            problems.append(f"min_frac_bits must be an integer in [0, 40] (got {s.min_frac_bits!r})")
+        if not (_is_num(s.noise_sigma) and math.isfinite(s.noise_sigma) and s.noise_sigma >= 0):
+            problems.append(f"noise_sigma must be a finite number >= 0 (got {s.noise_sigma!r})")
+        if problems:
+            raise ConfigError(problems, source)
+        return cls(**{**values, "clip": float(s.clip), "noise_sigma": float(s.noise_sigma)})
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def resolve_threshold(threshold: float, n: int, min_clients: int) -> int:
+    """T for ``n`` participants: ValueError when the setting or ``n`` cannot give a safe round.
+
+    A fraction gives max(ceil(fraction * n), floor(n / 2) + 1, min_clients); an absolute count
+    must itself exceed n / 2 and is raised to min_clients. T may not exceed n.
+    """
+    if _is_int(threshold):
+        t = int(threshold)
+        if 2 * t <= n:
+            raise ValueError(f"threshold {t} is not more than half of the {n} participants")
+    else:
+        t = max(math.ceil(float(threshold) * n - 1e-9), n // 2 + 1)
+    t = max(t, min_clients)
+    if t > n:
+        raise ValueError(f"{n} participants are fewer than the threshold {t} (min_clients {min_clients}); "
+                         f"with so few clients each could learn the others' inputs")
+    return t
+
+
+def share_threshold(t: int, n: int, k: int) -> int:
+    """Shamir threshold inside each neighbourhood (k neighbours + the client itself).
+
+    Complete graph: T itself. Otherwise the same fraction T / n of the k + 1 holders, and always a
+    strict majority of them, so that no server can collect t_nb shares of both kinds for one client
+    from disjoint sets of holders.
+    """
+    if k >= n - 1:
+        return t
+    holders = k + 1
+    return min(holders, max(holders // 2 + 1, math.ceil(t * holders / n - 1e-9)))

@@ -1,0 +1,93 @@
+"""Domain errors -> gRPC status codes, in one place.
+
+========================  ===================  ===============================================
+error                     status               meaning
+========================  ===================  ===============================================
+PayloadTooLarge           RESOURCE_EXHAUSTED   a stream announced more bytes than the limit
+InvalidPayload            INVALID_ARGUMENT     malformed body, shape, dtype, NaN/Inf, hash;
+                                               the submission is discarded
+WrongStage                FAILED_PRECONDITION  stale/replayed/out-of-order round, stage or
+                                               attempt; a second, different submission; a
+                                               client that has not joined
+NotAuthorized             PERMISSION_DENIED    certificate name differs from the claimed id,
+                                               or a foreign federation id
+Busy                      RESOURCE_EXHAUSTED   too many clients or concurrent transfers
+KeyError (unknown blob)   NOT_FOUND            a Download names no current blob
+========================  ===================  ===============================================
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+
+import grpc
+
+from fedcore.common.errors import FedError, InvalidPayload, NotAuthorized, WrongStage
+from fedcore.transport.chunks import PayloadTooLarge
+
+log = logging.getLogger(__name__)
+
+
+class Busy(FedError):
+    """The server is at a configured limit (clients, concurrent transfers); retry later."""
+
+
+class UnknownBlob(FedError, KeyError):
+    """A Download names a blob that does not exist now."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (PayloadTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (InvalidPayload, grpc.StatusCode.INVALID_ARGUMENT),
+    (WrongStage, grpc.StatusCode.FAILED_PRECONDITION),
+    (NotAuthorized, grpc.StatusCode.PERMISSION_DENIED),
+    (Busy, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (UnknownBlob, grpc.StatusCode.NOT_FOUND),
+)
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode | None:
+    """The status code for a domain error, or None for an unexpected exception."""
+    for cls, code in _CODES:
+        if isinstance(exc, cls):
+            return code
+    return None
+
+
+def maps_errors(method: Callable) -> Callable:
+    """Decorate a servicer method: domain errors abort the RPC with their status and message;
+    anything else is logged with its traceback and becomes INTERNAL (without internals)."""
+
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except FedError as exc:
+            code = status_for(exc)
+            if code is None:
+                log.exception("%s failed", method.__name__)
+                context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+            log.info("%s refused with %s: %s", method.__name__, code.name, exc)
+            context.abort(code, str(exc))
+
+    return wrapper
+
+
+def streams_errors(method: Callable) -> Callable:
+    """Like :func:`maps_errors` for server-streaming methods (generators)."""
+
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            yield from method(self, request, context)
+        except FedError as exc:
+            code = status_for(exc) or grpc.StatusCode.INTERNAL
+            log.info("%s refused with %s: %s", method.__name__, code.name, exc)
+            context.abort(code, str(exc))
+
+    return wrapper

@@ -1,0 +1,1 @@
+"""Label maps as CSV tables (package data); see :mod:`mer.data.labels`."""

@@ -1,0 +1,250 @@
+"""DPK-GAT as a fedcore workload: each client trains on its own subjects with DP-SGD.
+
+The daemons load this module by the import path ``mer.train.federated:workload``. Everything a
+client needs comes from its ``[workload]`` settings (the coordinator's table merged with the
+client's own):
+
+=================  ===========================================================================
+``data``           data folder (required on clients)
+``format``         casme2 | samm | smic | casme3 | composite | manifest (default casme2)
+``partition``      subjects | by-dataset | dirichlet (default subjects); ``alpha`` for dirichlet
+``num_clients``    clients in the partition; ``client_index`` picks this client's part
+``test_fraction``  share of this client's *subjects* held out for evaluation (default 0.25)
+``model``          dpk-gat | flow-cnn; ``model_options`` a table of model config fields
+``num_classes``    classes of the label map (the coordinator needs it for the initial model)
+``epochs``         local epochs per round (default 1); ``batch_size`` (16); ``lr`` (2e-3)
+``flow_method``    farneback | dis | tvl1; ``cache_dir`` for flow features
+``seed``           partition and split seed (the same on every party)
+=================  ===========================================================================
+
+Evaluation is subject-held-out: every client keeps ``test_fraction`` of its subjects out of
+training, and the coordinator pools the clients' confusion matrices, so UF1/UAR are computed over
+subjects no model update ever saw.
+
+Privacy: DP-SGD (Opacus, via :func:`fedcore.dp.opacus_train.dp_train`) with the client's
+``[privacy]`` table; the ledger persists in the client's workdir. The training loss is computed on
+private data without noise, so it stays in the client's log and is not reported. The statistical
+prior's AU co-occurrence counts are this workload's round-0 statistics: the coordinator only ever
+sees their secure sum.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedcore.client.trainer import BudgetExhausted, EvalResult, FitResult, PrivacyState
+from fedcore.common.params import ParamSpec, flatten, unflatten
+from fedcore.dp.config import PrivacyConfig
+from fedcore.dp.ledger import BudgetExhausted as LedgerExhausted
+from fedcore.dp.ledger import PrivacyLedger
+from fedcore.dp.opacus_train import dp_train, resolve_device
+from fedcore.dp.plan import PrivacyPlan, plan_privacy
+from mer.model import LossWeights, build_model, per_sample_loss
+from mer.priors import cooccurrence_counts
+from mer.priors.stat import VECTOR_LENGTH, counts_to_vector, vector_to_counts
+from mer.train.centralised import to_input
+from mer.train.metrics import confusion_matrix
+
+log = logging.getLogger(__name__)
+
+#: Upper bound on one client's AU co-occurrence count (its number of samples); the secure sum of
+#: the statistics run is sized for it.
+MAX_SAMPLES_PER_CLIENT = 100_000
+
+
+def _model(settings: Mapping[str, Any]) -> torch.nn.Module:
+    return build_model(str(settings.get("model", "dpk-gat")), int(settings.get("num_classes", 5)),
+                       **dict(settings.get("model_options", {})))
+
+
+def model_parameters(model: torch.nn.Module) -> tuple[np.ndarray, ParamSpec]:
+    """The trainable parameters as fedcore's flat vector (buffers such as priors stay local)."""
+    return flatten({n: p for n, p in model.named_parameters()})
+
+
+def load_parameters(model: torch.nn.Module, vec: np.ndarray, spec: ParamSpec) -> None:
+    named = dict(model.named_parameters())
+    names = [t.name for t in spec.tensors]
+    if names != list(named):
+        raise ValueError(f"the global model's parameters do not match this client's model "
+                         f"({len(names)} tensors vs {len(named)}; first difference at "
+                         f"{next((a for a, b in zip(names, named) if a != b), '?')!r})")
+    with torch.no_grad():
+        for name, arr in unflatten(vec, spec).items():
+            if tuple(arr.shape) != tuple(named[name].shape):
+                raise ValueError(f"parameter {name}: expected shape {tuple(named[name].shape)} (got {arr.shape})")
+            named[name].copy_(torch.from_numpy(np.array(arr)))
+
+
+def prior_r(round_: int, rounds: int) -> float:
+    """DPK-GAT's dynamic prior factor over a federation: 1 in round 1, linear to 0 in the last."""
+    return max(0.0, 1.0 - (round_ - 1) / max(1, rounds - 1))
+
+
+class MERTrainer:
+    """One client's data split, model and privacy ledger."""
+
+    def __init__(self, settings: Mapping[str, Any], client_id: str, workdir: Path, device: str):
+        from mer.data.load import load_arrays
+        from mer.data.partition import partition
+        from mer.train.splits import holdout_split
+
+        self.settings = dict(settings)
+        self.client_id = client_id
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(device)
+        if "data" not in settings:
+            raise ValueError("the MER workload needs settings 'data' (a data folder)")
+        data = load_arrays(settings["data"], str(settings.get("format", "casme2")),
+                           flow_method=str(settings.get("flow_method", "farneback")),
+                           cache_dir=settings.get("cache_dir"), verbose=False)
+        seed = int(settings.get("seed", 0))
+        n_clients = int(settings.get("num_clients", 1))
+        index = int(settings.get("client_index", 0))
+        scheme = str(settings.get("partition", "subjects"))
+        parts = partition(data, scheme, None if scheme == "by-dataset" else n_clients, seed,
+                          float(settings.get("alpha", 0.5)))
+        if index not in parts:
+            raise ValueError(f"client_index {index} is not in the partition (clients 0..{len(parts) - 1})")
+        mine = data.subset(parts[index])
+        fold = holdout_split(mine.subject, float(settings.get("test_fraction", 0.25)), seed + index)
+        self.train, self.test = mine.subset(fold.train), mine.subset(fold.test)
+        self.classes = data.class_names
+        if int(settings.get("num_classes", len(self.classes))) != len(self.classes):
+            raise ValueError(f"num_classes {settings.get('num_classes')} differs from the data's "
+                             f"{len(self.classes)} classes {list(self.classes)}")
+        self.model = _model({**self.settings, "num_classes": len(self.classes)})
+        self._ledger: PrivacyLedger | None = None
+        self._plan_: PrivacyPlan | None = None
+        self._privacy_cfg: tuple[dict, PrivacyConfig] | None = None
+        log.info("client %s: %d training samples (%d subjects), %d test samples (%d subjects)", client_id,
+                 len(self.train), len(set(self.train.subject)), len(self.test), len(set(self.test.subject)))
+
+    # -- statistics ------------------------------------------------------------------------
+    def statistics(self, config: Mapping[str, Any]) -> np.ndarray | None:
+        """AU co-occurrence counts of the training split, as a flat vector to sum securely."""
+        known = self.train.au[self.train.au_known]
+        return counts_to_vector(cooccurrence_counts(known)).astype(np.float64)
+
+    def _apply_statistics(self, statistics: np.ndarray | None) -> None:
+        if statistics is None or not hasattr(self.model, "set_statistical_prior"):
+            return
+        if statistics.shape != (VECTOR_LENGTH,):
+            raise ValueError(f"expected {VECTOR_LENGTH} summed AU counts (got shape {statistics.shape})")
+        counts = np.clip(np.rint(statistics), 0, None).astype(np.int64)  # noise may leave it off-integer
+        self.model.set_statistical_prior(vector_to_counts(counts))
+
+    # -- training --------------------------------------------------------------------------
+    def _privacy(self, config: Mapping[str, Any]) -> PrivacyConfig:
+        table = dict(config.get("privacy") or {})
+        table.setdefault("planned_rounds", int(config.get("rounds", 1)))
+        table.setdefault("local_epochs", int(config.get("epochs", 1)))
+        table.setdefault("batch_size", int(config.get("batch_size", 16)))
+        if self._privacy_cfg is None or self._privacy_cfg[0] != table:  # parse (and warn) once per table
+            self._privacy_cfg = (table, PrivacyConfig.from_dict(table, source=f"{self.client_id} [privacy]"))
+        return self._privacy_cfg[1]
+
+    def _plan(self, privacy: PrivacyConfig) -> tuple[PrivacyPlan, PrivacyLedger]:
+        """The privacy plan (noise derived once for the whole planned run) and the persisted ledger."""
+        if self._ledger is None:
+            self._plan_ = plan_privacy(privacy, len(self.train))
+            self._ledger = self._plan_.open_ledger(self.workdir / "privacy_ledger.json")
+            log.info("client %s: %s; noise multiplier %.4f (%s), planned epsilon %.3f at delta %.2e",
+                     self.client_id, privacy.summary(), self._plan_.noise_multiplier,
+                     "derived" if self._plan_.derived else "given", self._plan_.planned_epsilon, self._plan_.delta)
+        return self._plan_, self._ledger
+
+    def _state(self, plan: PrivacyPlan | None, ledger: PrivacyLedger | None, exhausted: bool = False) -> PrivacyState:
+        if plan is None or ledger is None:
+            return PrivacyState(enabled=False)
+        return PrivacyState(enabled=True, epsilon=float(ledger.spent()), delta=float(plan.delta),
+                            accountant=plan.accountant, steps=int(ledger.steps),
+                            noise_multiplier=float(plan.noise_multiplier),
+                            target_epsilon=float(plan.target_epsilon or 0.0), exhausted=exhausted or ledger.exhausted)
+
+    def fit(self, params, spec, round, config, statistics) -> FitResult:
+        load_parameters(self.model, params, spec)
+        self._apply_statistics(statistics)
+        if hasattr(self.model, "set_r"):
+            self.model.set_r(prior_r(round, int(config.get("rounds", 1))))
+        privacy = self._privacy(config)
+        plan, ledger = self._plan(privacy) if privacy.enabled else (None, None)
+        lr = float(config.get("lr", 2e-3))
+        mu = float(config.get("proximal_mu", 0.0))
+        anchor = [p.detach().clone() for p in self.model.parameters()]
+
+        def proximal(_info) -> None:
+            # FedProx: the gradient of mu/2 ||w - w_global||^2 is data-independent, so it is applied
+            # after the private step as a decoupled pull towards the global model (no privacy cost).
+            if mu > 0:
+                with torch.no_grad():
+                    for p, a in zip(self.model.parameters(), anchor):
+                        p.sub_(lr * mu * (p - a.to(p.device)))
+
+        weights = LossWeights(float(config.get("emotion_weight", 0.2)), float(config.get("au_weight", 0.8)))
+        tr = self.train
+        tensors = (to_input(tr.flow, self.model.input_size, torch.device("cpu")),
+                   torch.as_tensor(tr.label, dtype=torch.int64), torch.as_tensor(tr.au, dtype=torch.float32),
+                   torch.as_tensor(tr.au_known, dtype=torch.bool))
+
+        def loss_fn(outputs, label, au, known):
+            return per_sample_loss(outputs, label, au, known, weights).mean()
+
+        try:
+            stats = dp_train(self.model, loss_fn, tensors, privacy=privacy, ledger=ledger, round=round, plan=plan,
+                             epochs=int(config.get("epochs", 1)), batch_size=int(config.get("batch_size", 16)),
+                             optimizer_factory=lambda ps: torch.optim.AdamW(ps, lr=lr, weight_decay=1e-2),
+                             device=self.device, on_step=proximal)
+        except LedgerExhausted as exc:
+            raise BudgetExhausted(str(exc), self._state(plan, ledger, exhausted=True)) from None
+        log.info("client %s round %d: %d steps, local loss %.4f (kept local)", self.client_id, round,
+                 stats.steps, stats.loss)
+        vec, _ = model_parameters(self.model)
+        return FitResult(vec, len(tr), {"steps": float(stats.steps)}, self._state(plan, ledger))
+
+    # -- evaluation ------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, params, spec, round, config, statistics) -> EvalResult:
+        from mer.train.centralised import predict
+
+        load_parameters(self.model, params, spec)
+        self._apply_statistics(statistics)
+        if hasattr(self.model, "set_r"):
+            self.model.set_r(prior_r(round, int(config.get("rounds", 1))))
+        self.model.to(self.device)
+        pred, _ = predict(self.model, self.test.flow)
+        self.model.cpu()
+        k = len(self.classes)
+        cm = confusion_matrix(self.test.label, pred, k)
+        acc = float(np.trace(cm) / max(1, cm.sum()))
+        return EvalResult(len(self.test), {"accuracy": acc}, cm)
+
+
+class MERWorkload:
+    """The fedcore :class:`~fedcore.client.trainer.Workload` of DPK-GAT micro-expression recognition."""
+
+    name = "mer"
+
+    def initial_parameters(self, settings: Mapping[str, Any], seed: int) -> tuple[np.ndarray, ParamSpec]:
+        torch.manual_seed(seed)
+        return model_parameters(_model(settings))
+
+    def statistics_spec(self, settings: Mapping[str, Any]) -> tuple[int, float] | None:
+        model = str(settings.get("model", "dpk-gat"))
+        prior = dict(settings.get("model_options", {})).get("prior", "both")
+        if model != "dpk-gat" or prior not in ("stat", "both"):
+            return None
+        return VECTOR_LENGTH, float(settings.get("max_samples_per_client", MAX_SAMPLES_PER_CLIENT))
+
+    def make_trainer(self, settings: Mapping[str, Any], client_id: str, workdir: Path, device: str) -> MERTrainer:
+        return MERTrainer(settings, client_id, workdir, device)
+
+
+workload = MERWorkload()

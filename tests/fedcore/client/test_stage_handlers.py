@@ -1,0 +1,117 @@
+"""The client's stage handlers against a real in-process coordinator over mTLS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fedcore_testkit import FED, TinyWorkload, make_engine, served_engine
+
+from fedcore.client.cache import UpdateCache
+from fedcore.client.connection import Connection
+from fedcore.client.handlers import StageHandlers
+from fedcore.client.trainer import BudgetExhausted, EvalResult, FitResult, PrivacyState
+from fedcore.common.aggregation import ClientIdentity
+from fedcore.common.errors import InvalidPayload
+from fedcore.common.stages import Stage
+from fedcore.plain import PlainClient
+from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
+
+
+class CountingTrainer:
+    """Adds ``step`` to every parameter; counts fits; can refuse for budget or return NaN."""
+
+    def __init__(self, step=0.5, refuse=False, nan=False):
+        self.step, self.refuse, self.nan = step, refuse, nan
+        self.fits = 0
+        self.configs = []
+
+    def fit(self, params, spec, round, config, statistics):
+        self.configs.append(config)
+        if self.refuse:
+            raise BudgetExhausted("epsilon 8.1 > 8.0", PrivacyState(True, epsilon=7.9, delta=1e-5))
+        self.fits += 1
+        out = params + self.step
+        if self.nan:
+            out[0] = np.nan
+        return FitResult(out.astype(np.float32), 20, {"loss": 0.3, "bad": float("nan")},
+                         PrivacyState(True, epsilon=1.0, delta=1e-5, accountant="rdp", steps=10))
+
+    def evaluate(self, params, spec, round, config, statistics):
+        return EvalResult(5, {"loss": 0.1}, np.array([[2, 1], [0, 2]]))
+
+    def statistics(self, config):
+        return None
+
+
+@pytest.fixture
+def train_task(tmp_path, pki):
+    engine = make_engine(tmp_path, workload=TinyWorkload(stats=False), privacy={"target_epsilon": 8.0, "delta": 1e-5})
+    with served_engine(engine, pki) as port:
+        conn = Connection(f"127.0.0.1:{port}", pki.tls("alice"), client_id="alice", federation_id=FED,
+                          reconnect_timeout=5)
+        other = Connection(f"127.0.0.1:{port}", pki.tls("bob"), client_id="bob", federation_id=FED, reconnect_timeout=5)
+        conn.join("t")
+        other.join("t")
+        engine.tick()
+        task = conn.get_task(pb.Header())
+        assert task.header.stage == Stage.TRAIN
+        yield engine, conn, task, tmp_path / "cache"
+        conn.close()
+        other.close()
+
+
+def _handlers(trainer, conn, cache_dir, privacy=None):
+    mode = PlainClient(ClientIdentity("alice"), FED, {})
+    return StageHandlers(trainer, mode, conn, UpdateCache(cache_dir), privacy or {})
+
+
+def test_retried_round_with_the_same_model_does_not_train_again(train_task):
+    _engine, conn, task, cache_dir = train_task
+    trainer = CountingTrainer()
+    first = _handlers(trainer, conn, cache_dir).handle(task)
+    again = _handlers(trainer, conn, cache_dir).handle(task)  # e.g. after a client restart
+    assert trainer.fits == 1
+    assert first.ready and again.ready and first.metrics == again.metrics == {"loss": 0.3}
+    assert first.privacy.epsilon == 1.0
+
+
+def test_update_is_local_minus_global_weighted_by_examples(train_task):
+    _engine, conn, task, cache_dir = train_task
+    handlers = _handlers(CountingTrainer(step=0.5), conn, cache_dir)
+    handlers.handle(task)
+    job = handlers.jobs[(task.header.round, task.header.attempt)]
+    np.testing.assert_allclose(job.vector, np.full(8, 0.5))
+    assert job.weight == 20.0 and job.vector.dtype == np.float64
+
+
+def test_budget_exhausted_becomes_a_refusal_report(train_task):
+    _engine, conn, task, cache_dir = train_task
+    report = _handlers(CountingTrainer(refuse=True), conn, cache_dir).handle(task)
+    assert not report.ready and "8.1" in report.refusal
+    assert report.privacy.exhausted and report.privacy.epsilon == pytest.approx(7.9)
+
+
+def test_non_finite_parameters_are_reported_not_ready(train_task):
+    _engine, conn, task, cache_dir = train_task
+    handlers = _handlers(CountingTrainer(nan=True), conn, cache_dir)
+    report = handlers.handle(task)
+    assert not report.ready and "NaN" in report.refusal and not handlers.jobs
+
+
+def test_client_privacy_overrides_the_coordinator_defaults(train_task):
+    _engine, conn, task, cache_dir = train_task
+    trainer = CountingTrainer()
+    _handlers(trainer, conn, cache_dir, privacy={"target_epsilon": 3.0}).handle(task)
+    assert trainer.configs[0]["privacy"] == {"target_epsilon": 3, "delta": 1e-5}
+
+
+def test_tampered_model_hash_is_refused(train_task):
+    _engine, conn, task, cache_dir = train_task
+    train = pb.TrainTask()
+    task.body.Unpack(train)
+    train.model_sha256 = bytes(32)
+    task.body.Pack(train)
+    trainer = CountingTrainer()
+    with pytest.raises(InvalidPayload, match="SHA-256"):
+        _handlers(trainer, conn, cache_dir).handle(task)
+    assert trainer.fits == 0

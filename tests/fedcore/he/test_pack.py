@@ -1,0 +1,60 @@
+"""Pure packing maths: frames, complex chunks, the rounding grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedcore.he import pack
+
+
+@settings(max_examples=60, deadline=None)
+@given(length=st.integers(0, 70), reals=st.sampled_from([2, 4, 16, 32]), seed=st.integers(0, 2**16))
+def test_chunks_round_trip_any_length(length, reals, seed):
+    v = np.random.default_rng(seed).normal(size=length)
+    chunks = pack.to_complex_chunks(v, reals)
+    assert len(chunks) == pack.num_chunks(length, reals)
+    assert all(c.shape == (reals // 2,) for c in chunks)
+    np.testing.assert_array_equal(pack.from_complex_chunks(chunks, length, reals), v)
+
+
+def test_chunk_layout_puts_halves_in_real_and_imaginary_parts():
+    (z,) = pack.to_complex_chunks(np.arange(8.0), 8)
+    np.testing.assert_array_equal(z, [0 + 4j, 1 + 5j, 2 + 6j, 3 + 7j])
+
+
+def test_chunks_add_like_vectors():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=37), rng.normal(size=37)
+    za, zb = pack.to_complex_chunks(a, 16), pack.to_complex_chunks(b, 16)
+    summed = [x + y for x, y in zip(za, zb)]
+    np.testing.assert_allclose(pack.from_complex_chunks(summed, 37, 16), a + b)
+
+
+def test_odd_chunk_size_refused():
+    with pytest.raises(ValueError, match="even"):
+        pack.to_complex_chunks(np.zeros(3), 5)
+
+
+def test_frame_weights_and_appends_weight_and_count():
+    f = pack.frame(np.array([1.0, -2.0]), 3.0)
+    np.testing.assert_array_equal(f, [3.0, -6.0, 3.0, 1.0])
+    wsum, weight, count = pack.unframe(f + f)
+    np.testing.assert_array_equal(wsum, [6.0, -12.0])
+    assert (weight, count) == (6.0, 2.0)
+
+
+def test_grid_rounds_to_multiples_and_back():
+    v = np.array([0.1, -0.3, 1e-9, 123.456])
+    units = pack.to_grid(v, 10)
+    assert units.dtype == np.int64
+    back = pack.from_grid(units, 10)
+    assert np.abs(back - v).max() <= 2.0 ** -11
+    np.testing.assert_array_equal(back * 2**10, np.round(back * 2**10))
+
+
+def test_grid_overflow_refused():
+    with pytest.raises(ValueError, match="int64"):
+        pack.to_grid(np.array([2.0 ** 50]), 20)

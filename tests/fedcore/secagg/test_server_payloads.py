@@ -1,0 +1,196 @@
+"""The server refuses malformed submissions with InvalidPayload (nothing changes), out-of-stage
+ones with WrongStage, and unsafe rounds with AggregationAborted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from google.protobuf import any_pb2
+
+from fedcore.common.errors import (
+    AggregationAborted,
+    ConfigError,
+    InvalidPayload,
+    WrongStage,
+)
+from fedcore.common.params import encode_vector
+from fedcore.common.stages import Stage
+from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
+from fedcore.proto.fedpsyau.v1 import secagg_pb2 as spb
+from fedcore.secagg import shamir
+from fedcore.secagg.state import ROUND_STAGES, SecAggStage
+
+S = SecAggStage
+ME = "client-00"
+
+
+def no_blob(name):
+    raise KeyError(name)
+
+
+def at_stage(fed, stage: SecAggStage):
+    """Run the stages before ``stage``; return (driver, the honest reply of ME at ``stage``)."""
+    drv = fed.driver()
+    drv.begin()
+    for s in ROUND_STAGES[:ROUND_STAGES.index(stage)]:
+        drv.run_stage(s.wire)
+    task = fed.server.task(stage.wire, ME)
+    return drv, fed.clients[ME].handle(stage.wire, task, fed.jobs[ME], no_blob)
+
+
+def refused(fed, stage, body, match):
+    with pytest.raises(InvalidPayload, match=match):
+        fed.server.accept(stage.wire, ME, body)
+    assert ME not in fed.server.r.bodies[stage]
+
+
+@pytest.mark.parametrize("stage", ROUND_STAGES)
+def test_wrong_message_types_are_invalid(federation, stage):
+    fed = federation(3)
+    at_stage(fed, stage)
+    refused(fed, stage, pb.PlainInput(weight=1.0), "expected a fedpsyau.v1.SecAgg")
+    wrong = any_pb2.Any()
+    wrong.Pack(pb.PlainInput())
+    refused(fed, stage, wrong, "got Any of")
+    refused(fed, stage, b"raw bytes", "got bytes")
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda m: setattr(m, "channel_public_key", b"\x01" * 31), "32-byte"),
+    (lambda m: setattr(m, "mask_public_key", m.channel_public_key), "distinct"),
+    (lambda m: setattr(m, "mask_public_key", bytes(32)), "not a usable X25519"),  # low-order point
+    (lambda m: setattr(m, "mask_public_key", b""), "32-byte"),
+])
+def test_bad_advertised_keys_are_invalid(federation, mutate, match):
+    fed = federation(3)
+    _, reply = at_stage(fed, S.ADVERTISE_KEYS)
+    mutate(reply)
+    refused(fed, S.ADVERTISE_KEYS, reply, match)
+
+
+def test_a_key_already_advertised_by_another_client_is_invalid(federation):
+    fed = federation(3)
+    drv = fed.driver()
+    drv.begin()
+    other = fed.clients["client-01"].handle(Stage.SECAGG_ADVERTISE_KEYS, fed.server.task(
+        Stage.SECAGG_ADVERTISE_KEYS, "client-01"), fed.jobs["client-01"], no_blob)
+    fed.server.accept(Stage.SECAGG_ADVERTISE_KEYS, "client-01", other)
+    copy = spb.SecAggAdvertiseKeys(channel_public_key=other.channel_public_key, mask_public_key=bytes(range(1, 33)))
+    refused(fed, S.ADVERTISE_KEYS, copy, "already advertised")
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda m: m.shares.pop(), "expected one share for each"),
+    (lambda m: m.shares.add().CopyFrom(m.shares[0]), "expected one share for each"),
+    (lambda m: setattr(m.shares[0], "receiver", "client-99"), "expected one share for each"),
+    (lambda m: setattr(m.shares[0], "sender", "client-01"), "malformed"),
+    (lambda m: setattr(m.shares[0], "sealed", b"\x02" + m.shares[0].sealed[1:]), "malformed"),  # version
+    (lambda m: setattr(m.shares[0], "sealed", m.shares[0].sealed[:40]), "malformed"),
+])
+def test_bad_share_envelopes_are_invalid(federation, mutate, match):
+    fed = federation(4)
+    _, reply = at_stage(fed, S.SHARE_KEYS)
+    mutate(reply)
+    refused(fed, S.SHARE_KEYS, reply, match)
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda m: m.ClearField("masked"), "no vector"),
+    (lambda m: m.masked.CopyFrom(encode_vector(np.zeros(8, np.uint64))), "expected dtype uint32"),
+    (lambda m: m.masked.CopyFrom(encode_vector(np.zeros(5, np.uint32))), "expected 8 values"),
+    (lambda m: setattr(m.masked, "data", m.masked.data[:-4]), "need 32 bytes"),
+    (lambda m: m.masked.CopyFrom(encode_vector(np.zeros(8, np.float64))), "expected dtype uint32"),
+])
+def test_bad_masked_vectors_are_invalid(federation, mutate, match):
+    fed = federation(3)  # vector length 6 -> 8 ring values
+    _, reply = at_stage(fed, S.MASKED_INPUT)
+    mutate(reply)
+    refused(fed, S.MASKED_INPUT, reply, match)
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda m: m.self_mask_shares.pop(), "expected self-mask shares"),
+    (lambda m: m.key_shares.add(owner="client-01", share=m.self_mask_shares[0].share), "expected key shares"),
+    (lambda m: setattr(m.self_mask_shares[0], "share", b"\x00" * 10), "not a 70-byte share"),
+    (lambda m: setattr(m.self_mask_shares[0], "share", shamir.split(b"x", [2], 1)[0]), "for holder 1"),
+])
+def test_bad_unmask_replies_are_invalid(federation, mutate, match):
+    fed = federation(3)
+    _, reply = at_stage(fed, S.UNMASK)
+    mutate(reply)
+    refused(fed, S.UNMASK, reply, match)
+
+
+def test_resubmission_identical_is_ignored_different_is_refused(federation):
+    fed = federation(3)
+    _, reply = at_stage(fed, S.MASKED_INPUT)
+    fed.server.accept(Stage.SECAGG_MASKED_INPUT, ME, reply)
+    stored = fed.server.r.inputs[ME].copy()
+    fed.server.accept(Stage.SECAGG_MASKED_INPUT, ME, reply)
+    other = spb.SecAggMaskedInput()
+    other.CopyFrom(reply)
+    other.masked.data = bytes(len(reply.masked.data))
+    with pytest.raises(InvalidPayload, match="already submitted"):
+        fed.server.accept(Stage.SECAGG_MASKED_INPUT, ME, other)
+    assert np.array_equal(fed.server.r.inputs[ME], stored)
+
+
+def test_out_of_stage_and_unexpected_clients_are_wrong_stage(federation):
+    fed = federation(4)
+    drv = fed.driver()
+    drv.begin()
+    with pytest.raises(WrongStage, match="not the current one"):
+        fed.server.accept(Stage.SECAGG_UNMASK, ME, spb.SecAggUnmask())
+    with pytest.raises(WrongStage, match="not a SecAgg stage"):
+        fed.server.task(Stage.TRAIN, ME)
+    drv.drop = {Stage.SECAGG_ADVERTISE_KEYS: frozenset({"client-03"})}
+    drv.run_stage(Stage.SECAGG_ADVERTISE_KEYS)
+    with pytest.raises(WrongStage, match="not expected"):
+        fed.server.task(Stage.SECAGG_SHARE_KEYS, "client-03")
+    with pytest.raises(WrongStage, match="not the current one"):
+        fed.server.close_stage(Stage.SECAGG_ADVERTISE_KEYS, frozenset())
+
+
+@pytest.mark.parametrize("n,settings,match", [
+    (2, {}, "fewer than the threshold"),
+    (3, {"min_clients": 4}, "fewer than the threshold"),
+    (6, {"threshold": 3}, "not more than half"),
+    (5, {"bits": 32, "clip": 1e9}, "overflow"),
+])
+def test_unsafe_rounds_are_refused_at_begin(federation, n, settings, match):
+    fed = federation(n, settings=settings, client_settings={}, max_weight=1e6)
+    with pytest.raises(AggregationAborted, match=match):
+        fed.server.begin(fed.ctx)
+
+
+def test_bad_settings_are_a_config_error(federation):
+    fed = federation(4, settings={"k": 0, "clip": "big"}, client_settings={})
+    with pytest.raises(ConfigError, match="k must be"):
+        fed.server.begin(fed.ctx)
+
+
+def test_no_result_before_the_round_finished_or_after_an_abort(federation):
+    fed = federation(4)
+    drv = fed.driver({Stage.SECAGG_MASKED_INPUT: {"client-01", "client-02"}})
+    drv.run_stage(Stage.SECAGG_ADVERTISE_KEYS)
+    with pytest.raises(AggregationAborted, match="no result"):
+        fed.server.result()
+    drv.run_stage(Stage.SECAGG_SHARE_KEYS)
+    with pytest.raises(AggregationAborted, match="only 2 of 4 clients completed masked_input"):
+        drv.run_stage(Stage.SECAGG_MASKED_INPUT)
+    with pytest.raises(AggregationAborted, match="aborted"):
+        fed.server.result()
+    with pytest.raises(WrongStage):
+        fed.server.task(Stage.SECAGG_UNMASK, ME)
+
+
+def test_a_refused_round_does_not_leave_the_previous_result_reachable(federation):
+    fed = federation(4)
+    fed.driver().run()
+    assert fed.server.result().num_contributors == 4
+    small = federation(2)
+    with pytest.raises(AggregationAborted, match="fewer than the threshold"):
+        fed.server.begin(small.ctx)
+    with pytest.raises(AggregationAborted, match="no result"):
+        fed.server.result()
+    assert fed.server.expected(Stage.SECAGG_ADVERTISE_KEYS) == frozenset()
