@@ -1,7 +1,7 @@
 """Privacy audit of FED-PsyAU: gradient inversion and membership inference vs SecAgg and DP.
 
     python benchmarks/privacy_audit.py [--quick] [--arrays SET.npz | --data DIR --format F]
-                                       [--threads 2] [--out benchmarks/results]
+                                       [--threads 1] [--out benchmarks/results]
 
 (a) **Gradient inversion** (:mod:`audit.inversion_audit`): gradient matching (Inverting
     Gradients: cosine distance + total variation, signed Adam, box [-1, 1], a fixed budget;
@@ -12,8 +12,8 @@
     Model: **flow-cnn** at 28x28 (15.7 k parameters, more than the 2352 input values; one
     matching step takes ~5 ms on one CPU thread, so each attack runs in seconds), freshly
     initialised (round 1) and without dropout, so the client's gradient is a deterministic
-    function of the sample: the attacker's best case. DPK-GAT would add AU heads whose labels the
-    attacker must also guess, and costs ~10x more per step.
+    function of the sample: the attacker's best case. DPK-GAT (126 k parameters) would add AU
+    heads whose labels the attacker must also guess, and its double backward costs more per step.
 (b) **Membership inference** (:mod:`audit.membership_audit`): loss threshold and LiRA (global
     variance) against **DPK-GAT** (prior ``psych``, so that the model is a function of the DP-SGD
     output alone: the statistical prior is counted from training labels outside DP-SGD) trained
@@ -45,11 +45,11 @@ import torch
 # as the top-level package "audit" from here.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from audit.inversion_audit import run_inversion  # noqa: E402
-from audit.membership_audit import run_membership  # noqa: E402
-from audit.plots import plot_audit  # noqa: E402
+from audit.inversion_audit import run_inversion
+from audit.membership_audit import run_membership
+from audit.plots import plot_audit
 
-from mer.data.arrays import MEArrays  # noqa: E402
+from mer.data.arrays import MEArrays
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -118,9 +118,10 @@ def headline(report: dict) -> list[str]:
                  f"{mia['shadows']} shadows)")
     for key, r in mia["by_epsilon"].items():
         la, lo = r["attacks"]["lira"], r["attacks"]["loss"]
-        lines.append(f"  eps={key:4s} LiRA AUC {la['auc']:.3f} TPR@0.1% {la['tpr_at_0.001_fpr']:.3f} "
+        lines.append(f"  eps={key:4s} LiRA AUC {la['auc']:.3f} ± {la['auc_se']:.3f} TPR@0.1% {la['tpr_at_0.001_fpr']:.3f} "
                      f"TPR@1% {la['tpr_at_0.01_fpr']:.3f} (bound {la['dp_bound_at_0.01_fpr']:.3f}) | loss AUC "
-                     f"{lo['auc']:.3f} TPR@1% {lo['tpr_at_0.01_fpr']:.3f} | acc in/out "
+                     f"{lo['auc']:.3f} TPR@1% {lo['tpr_at_0.01_fpr']:.3f} | eps lower bound "
+                     f"{max(la['epsilon_lower_bound'], lo['epsilon_lower_bound']):.2f} | acc in/out "
                      f"{r['accuracy_members']:.2f}/{r['accuracy_non_members']:.2f}")
     return lines
 
@@ -132,14 +133,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--format", default="casme2")
     ap.add_argument("--arrays", default=None, help="an MEArrays .npz (MEArrays.save) instead of --data")
     ap.add_argument("--cache-dir", default=None)
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: these models are tiny, and 2 threads on a busy 2-core machine run up to 10x slower)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = _merge(CONFIG, QUICK) if args.quick else copy.deepcopy(CONFIG)
     t_all = time.perf_counter()
     data, source = load_data(args)
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)
     report = {"mode": "quick" if args.quick else "full", "data": source, "n_samples": len(data),
               "class_names": list(data.class_names), "config": cfg, "threads": args.threads,
               "platform": platform.platform(), "torch": torch.__version__, "seconds": {}}

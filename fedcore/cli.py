@@ -105,8 +105,9 @@ def cmd_simulate(args) -> int:
     return result.returncode
 
 
-def register(subparsers) -> None:
-    """Add fedcore's subcommands to an argparse ``subparsers`` object."""
+def register(subparsers, exclude: tuple[str, ...] = ()) -> None:
+    """Add fedcore's subcommands to an argparse ``subparsers`` object, except those in ``exclude``
+    (an application that provides its own ``simulate`` leaves fedcore's out)."""
     from fedcore.provision import DEFAULT_WORKLOAD
 
     def common(p):
@@ -135,6 +136,8 @@ def register(subparsers) -> None:
     p.add_argument("--insecure", action="store_true", help="no TLS (local debugging only; warns)")
     p.set_defaults(func=cmd_client)
 
+    if "simulate" in exclude:
+        return
     p = common(subparsers.add_parser("simulate", help="coordinator + N client processes on loopback"))
     p.add_argument("--clients", type=int, default=3)
     p.add_argument("--rounds", type=int, default=5)

@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from fedcore.common.aggregation import AggregateResult, AggregationContext, ClientJob, ClientMode, ServerMode
+from fedcore.common.aggregation import (
+    AggregateResult,
+    AggregationContext,
+    ClientJob,
+    ClientMode,
+    ServerMode,
+)
 from fedcore.common.errors import AggregationAborted, InvalidPayload, ProtocolAbort
 from fedcore.common.params import decode_vector, encode_vector
 from fedcore.common.stages import Stage

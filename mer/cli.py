@@ -25,10 +25,10 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     from fedcore import cli as fed_cli
     from fedcore.dp import commands as dp_commands
+    from mer import bench as mer_bench
+    from mer import federation as mer_federation
     from mer.data import commands as data_commands
     from mer.train import commands as train_commands
-    from mer import federation as mer_federation
-    from mer import bench as mer_bench
 
     parser = argparse.ArgumentParser(prog="fedpsyau", description="Privacy-preserving federated micro-expression recognition.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -22,7 +22,9 @@ from fedcore.exitcodes import ExitCode
 log = logging.getLogger(__name__)
 
 WORKLOAD = "mer.train.federated:workload"
-DEFAULTS = {"clients": 3, "rounds": 20, "epsilon": 8.0, "epochs": 2, "batch_size": 16, "lr": 3e-3}
+# Tuned on the default set under DP (epsilon 8): full-batch steps (q = 1) and a small AdamW rate
+# gave the best utility; see the README's federated results.
+DEFAULTS = {"clients": 3, "rounds": 20, "epsilon": 8.0, "epochs": 1, "batch_size": 64, "lr": 1e-3}
 
 
 def prepare_data(run_dir: Path, data: str | None, fmt: str, subjects: int, seed: int) -> tuple[Path, Path, list[str]]:

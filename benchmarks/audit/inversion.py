@@ -166,8 +166,8 @@ def invert_gradient(model: nn.Module, loss_fn: LossFn, target: Sequence[Tensor],
             final = math.inf
         if best is None or final < best[0]:
             best = (final, x.detach().clone(), restart)
-    assert best is not None
-    return Inversion(best[1], best[0], best[2], time.perf_counter() - start)
+    loss_value, x_best, won = best  # type: ignore[misc]  # restarts >= 1, so best is set
+    return Inversion(x_best, loss_value, won, time.perf_counter() - start)
 
 
 def image_similarity(recon: Tensor | np.ndarray, truth: Tensor | np.ndarray, value_range: float = 2.0) -> dict:

@@ -26,16 +26,15 @@ noise with the data set's per-channel mean and spread.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
-from . import inversion as inv
-from . import views
 from fedcore.dp.accounting import epsilon as dp_epsilon
 from mer.model import LossWeights, build_model, per_sample_loss
 from mer.train.centralised import to_input
+
+from . import inversion as inv
+from . import views
 
 
 def _emotion_loss(outputs, y):
@@ -49,7 +48,7 @@ def _client_loss(outputs, y, au, known):
 
 def _summary(values: list[float]) -> dict:
     v = np.asarray(values, np.float64)
-    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
 
 
 def run_inversion(flow: np.ndarray, label: np.ndarray, cfg: dict, log=print) -> tuple[dict, dict]:
@@ -108,7 +107,8 @@ def run_inversion(flow: np.ndarray, label: np.ndarray, cfg: dict, log=print) -> 
         for s_i, (name, sigma) in enumerate(noise):
             views_of[name] = (update_of(i, sigma, seed=1000 * ti + s_i), [i])
         true_grad = -own
-        examples["truth"].append(truth[0].numpy())
+        if ti < cfg["examples"]:
+            examples["truth"].append(truth[0].numpy())
         for name, (vec, members) in views_of.items():
             grads = inv.unflatten(torch.as_tensor(-vec, dtype=torch.float32), params)
             guess = inv.infer_label(grads[last_w], grads[last_b])
@@ -157,9 +157,3 @@ def run_inversion(flow: np.ndarray, label: np.ndarray, cfg: dict, log=print) -> 
         "chance_label_accuracy": float(np.max(np.bincount(label)) / len(label)),
     }
     return report, examples
-
-
-def timed(fn, *args, **kw):
-    t0 = time.perf_counter()
-    out = fn(*args, **kw)
-    return out, time.perf_counter() - t0

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import beta, rankdata
 
 
 def logit_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -131,6 +131,44 @@ def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
     """The largest TPR on the ROC whose FPR is <= ``target``."""
     ok = np.asarray(fpr) <= target + 1e-12
     return float(np.max(np.asarray(tpr)[ok])) if ok.any() else 0.0
+
+
+def auc_standard_error(auc_value: float, num_pos: int, num_neg: int) -> float:
+    """Hanley & McNeil (1982) standard error of an AUC from ``num_pos`` and ``num_neg`` examples."""
+    a = auc_value
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (num_pos - 1) * (q1 - a * a) + (num_neg - 1) * (q2 - a * a)) / (num_pos * num_neg)
+    return float(math.sqrt(max(var, 0.0)))
+
+
+def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Exact two-sided (1 - alpha) confidence interval of a binomial proportion k / n."""
+    if not 0 <= k <= n or n < 1:
+        raise ValueError(f"need 0 <= k <= n and n >= 1 (got k={k}, n={n})")
+    lo = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return lo, hi
+
+
+def operating_point(scores: np.ndarray, is_member: np.ndarray, max_fpr: float, delta: float,
+                    alpha: float = 0.05) -> dict:
+    """The ROC point with the largest TPR at FPR <= ``max_fpr``, with counts and exact intervals.
+
+    ``epsilon_lower_bound`` is the audit of Jagielski et al. 2020 (https://arxiv.org/abs/2006.07709):
+    with confidence about 1 - alpha, any (eps, delta) the training satisfies has
+    eps >= log((TPR_low - delta) / FPR_high) (0 when the intervals allow no conclusion).
+    """
+    m = np.asarray(is_member, bool)
+    pos, neg = int(m.sum()), int((~m).sum())
+    fpr, tpr = roc_curve(scores, m)
+    ok = np.flatnonzero(fpr <= max_fpr + 1e-12)
+    j = ok[np.argmax(tpr[ok])]
+    tp, fp = int(np.rint(tpr[j] * pos)), int(np.rint(fpr[j] * neg))
+    tpr_ci, fpr_ci = clopper_pearson(tp, pos, alpha), clopper_pearson(fp, neg, alpha)
+    ratio = (tpr_ci[0] - delta) / fpr_ci[1]
+    return {"max_fpr": max_fpr, "tpr": tp / pos, "fpr": fp / neg, "tp": tp, "fp": fp,
+            "tpr_ci95": list(tpr_ci), "fpr_ci95": list(fpr_ci),
+            "epsilon_lower_bound": float(math.log(ratio)) if ratio > 1 else 0.0}
 
 
 def dp_tpr_bound(fpr: np.ndarray | float, epsilon: float, delta: float, tight: bool = False) -> np.ndarray:

@@ -19,20 +19,31 @@ import time
 import numpy as np
 import torch
 
-from . import membership as mi
-from .training import TrainRecipe, train_on
 from mer.model import build_model
 from mer.train.centralised import to_input
+
+from . import membership as mi
+from .training import TrainRecipe, train_on
 
 FPRS = (0.001, 0.01, 0.1)
 
 
 def _attack_metrics(scores: np.ndarray, is_member: np.ndarray, eps: float, delta: float) -> dict:
     fpr, tpr = mi.roc_curve(scores, is_member)
-    out = {"auc": mi.auc(scores, is_member)}
+    a = mi.auc(scores, is_member)
+    out = {"auc": a, "auc_se": mi.auc_standard_error(a, int(is_member.sum()), int((~is_member).sum()))}
+    points = []
     for f in FPRS:
-        out[f"tpr_at_{f:g}_fpr"] = mi.tpr_at_fpr(fpr, tpr, f)
-        out[f"dp_bound_at_{f:g}_fpr"] = float(mi.dp_tpr_bound(f, eps, delta))
+        p = mi.operating_point(scores, is_member, f, delta)
+        p["dp_bound"] = float(mi.dp_tpr_bound(f, eps, delta))
+        p["dp_bound_at_achieved_fpr"] = float(mi.dp_tpr_bound(p["fpr"], eps, delta))
+        # a real violation needs the interval of TPR above the bound at the interval's worst FPR
+        p["violates_bound"] = bool(p["tpr_ci95"][0] > mi.dp_tpr_bound(p["fpr_ci95"][1], eps, delta))
+        out[f"tpr_at_{f:g}_fpr"] = p["tpr"]
+        out[f"dp_bound_at_{f:g}_fpr"] = p["dp_bound"]
+        points.append(p)
+    out["operating_points"] = points
+    out["epsilon_lower_bound"] = max(p["epsilon_lower_bound"] for p in points)
     out["roc"] = {"fpr": [round(float(v), 5) for v in fpr], "tpr": [round(float(v), 5) for v in tpr]}
     return out
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -36,23 +35,25 @@ def _bars(ax, inv: dict, metric: str, base_key: str, ylabel: str) -> None:
                     ha="center", fontsize=6)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel(ylabel, fontsize=8)
-    ax.legend(fontsize=6, loc="upper right")
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + 0.25 * (hi - lo))  # room for the legend above the bars
+    ax.legend(fontsize=6, loc="upper center", ncol=3)
 
 
-def _examples(ax, examples: dict, columns: list[str]) -> None:
+def _examples(ax, examples: dict, settings: list[str]) -> None:
+    """One column per setting (the true image first), one row per example target."""
+    cols = [c for c in ["truth", *settings] if c in examples]
     rows = len(examples["truth"])
-    cols = [c for c in ["truth", *columns] if c in examples]
-    tiles = [[_rgb(examples[c][r]) for c in cols] for r in range(rows)]
-    h, w = tiles[0][0].shape[:2]
-    pad = 2
+    h, w = examples["truth"][0].shape[1:]
+    pad = 3
     canvas = np.ones((rows * (h + pad), len(cols) * (w + pad), 3))
     for r in range(rows):
-        for c in range(len(cols)):
-            canvas[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = tiles[r][c]
+        for c, name in enumerate(cols):
+            canvas[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = _rgb(examples[name][r])
     ax.imshow(canvas, interpolation="nearest")
-    ax.set_xticks([c * (w + pad) + w / 2 for c in range(len(cols))], cols, rotation=45, ha="right", fontsize=6)
-    ax.set_yticks([])
-    ax.set_title("reconstructions (u, v, strain as R, G, B)", fontsize=8)
+    ax.set_xticks([c * (w + pad) + w / 2 for c in range(len(cols))], cols, fontsize=7, rotation=30, ha="right")
+    ax.set_yticks([r * (h + pad) + h / 2 for r in range(rows)], [f"target {r + 1}" for r in range(rows)], fontsize=7)
+    ax.set_title("example reconstructions (u, v, strain shown as R, G, B; [-1, 1] -> [0, 1])", fontsize=8)
 
 
 def _roc(ax, mia: dict, attack: str) -> None:
@@ -94,18 +95,18 @@ def _vs_eps(ax, mia: dict) -> None:
 
 def plot_audit(report: dict, examples: dict, path: Path) -> None:
     inv, mia = report["inversion"], report["membership"]
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9.5))
-    _bars(axes[0, 0], inv, "cosine", "baselines", "cosine(reconstruction, target)")
-    axes[0, 0].set_title(f"gradient inversion, {inv['model']} {inv['input_shape']} "
-                         f"({len(inv['targets'])} targets, mean ± sd; label hit rate on top)", fontsize=8)
-    _bars(axes[0, 1], inv, "psnr", "baselines_psnr", "PSNR (dB, peak 2)")
-    axes[0, 1].set_title("reconstruction PSNR", fontsize=8)
-    shown = [n for n in inv["settings"] if n == "plain" or "K=5" in n or "K=10" in n or n.startswith("dp eps=16")
-             or n == f"dp sigma={min(report['config']['inversion']['dp_weak_sigmas'], default=math.nan):g}"]
-    _examples(axes[0, 2], examples, shown)
-    _roc(axes[1, 0], mia, "lira")
-    _roc(axes[1, 1], mia, "loss")
-    _vs_eps(axes[1, 2], mia)
+    fig = plt.figure(figsize=(16, 14))
+    grid = fig.add_gridspec(3, 3, height_ratios=[1.0, 0.75, 1.0])
+    top = [fig.add_subplot(grid[0, 0:2]), fig.add_subplot(grid[0, 2])]
+    _bars(top[0], inv, "cosine", "baselines", "cosine(reconstruction, target)")
+    top[0].set_title(f"gradient inversion, {inv['model']} {inv['input_shape']} "
+                     f"({len(inv['targets'])} targets, mean ± sd; label hit rate on top)", fontsize=8)
+    _bars(top[1], inv, "psnr", "baselines_psnr", "PSNR (dB, peak 2)")
+    top[1].set_title("reconstruction PSNR", fontsize=8)
+    _examples(fig.add_subplot(grid[1, :]), examples, list(inv["settings"]))
+    _roc(fig.add_subplot(grid[2, 0]), mia, "lira")
+    _roc(fig.add_subplot(grid[2, 1]), mia, "loss")
+    _vs_eps(fig.add_subplot(grid[2, 2]), mia)
     fig.suptitle(f"FED-PsyAU privacy audit ({report['mode']} run, {report['data']})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

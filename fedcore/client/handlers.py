@@ -131,7 +131,8 @@ class StageHandlers:
                 return pb.TrainReport(ready=False, refusal=problem, privacy=privacy_report(fit.privacy))
             self.cache.put(r, t.model_sha256, fit)
         delta = np.asarray(fit.parameters, np.float64) - np.asarray(params, np.float64)
-        self._keep(ClientJob(r, int(header.attempt), delta, float(fit.num_examples)))
+        delta, weight = _central_dp(delta, float(fit.num_examples), from_struct(t.config).get("central_dp"), r)
+        self._keep(ClientJob(r, int(header.attempt), delta, weight))
         return pb.TrainReport(ready=True, metrics=_finite_metrics(fit.metrics, f"round {r} training"),
                               privacy=privacy_report(fit.privacy))
 
@@ -165,6 +166,22 @@ def _unpack(body: any_pb2.Any, cls: type[Message]) -> Message:
     if not body.Is(cls.DESCRIPTOR) or not body.Unpack(msg):
         raise InvalidPayload(f"expected a {cls.DESCRIPTOR.full_name} task body (got {body.type_url or 'nothing'})")
     return msg
+
+
+def _central_dp(delta: np.ndarray, weight: float, central: Any, round_: int) -> tuple[np.ndarray, float]:
+    """DP-FedAvg on the client: with ``central_dp = {clip_norm}`` in the TrainTask config the update
+    (new - global) is clipped to that L2 norm and sent with weight 1 (the coordinator adds the noise;
+    see :class:`fedcore.dp.central.DPFedAvg`). Without it: unchanged."""
+    if not central:
+        return delta, weight
+    if not isinstance(central, Mapping) or not isinstance(central.get("clip_norm"), (int, float)):
+        raise InvalidPayload(f"TrainTask config central_dp must be a table with a numeric clip_norm (got {central!r})")
+    from fedcore.dp.central import clip_update
+
+    clipped, was = clip_update(delta, float(central["clip_norm"]))
+    if was:
+        log.info("round %d: update clipped to L2 norm %g for central DP", round_, float(central["clip_norm"]))
+    return clipped, 1.0
 
 
 def _check_fit(fit: FitResult, size: int) -> str:

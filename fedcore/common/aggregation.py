@@ -129,7 +129,7 @@ class ClientMode(ABC):
 
     name: str = ""
 
-    def __init__(self, identity: "ClientIdentity", federation_id: str, settings: Mapping[str, Any]):
+    def __init__(self, identity: ClientIdentity, federation_id: str, settings: Mapping[str, Any]):
         self.identity = identity
         self.federation_id = federation_id
         self.settings = dict(settings)

@@ -48,7 +48,7 @@ class ParamSpec:
         return pb.ParamSpec(tensors=[pb.TensorSpec(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in self.tensors])
 
     @classmethod
-    def from_proto(cls, msg: pb.ParamSpec) -> "ParamSpec":
+    def from_proto(cls, msg: pb.ParamSpec) -> ParamSpec:
         tensors = []
         for t in msg.tensors:
             if t.dtype != "float32":

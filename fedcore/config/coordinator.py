@@ -27,6 +27,7 @@ class Federation:
     seed: int = 0                           # initial model and client selection
     workload: str = "fedcore.examples.softmax:workload"  # import path "module:attribute"
     evaluate_every: int = 1                 # evaluate every k-th round and after the last; 0 = last only
+    min_available: int = 0                  # before the first work, wait (up to [deadlines] join) for this many
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,26 @@ class Limits:
     max_clients: int = 1000                 # joins beyond this are refused (RESOURCE_EXHAUSTED)
     max_payload_bytes: int = 1 << 30        # largest submission accepted, checked before allocating
     max_concurrent_streams: int = 32        # concurrent Download/Submit streams
+    max_client_bytes_per_round: int = 0     # announced upload bytes one client may send per round (0 = 4 x max_payload_bytes)
+
+
+@dataclass(frozen=True)
+class CentralDP:
+    """``[central_dp]``: DP-FedAvg (client-level DP with noise added by the coordinator).
+
+    Clients clip their update (new - global) to L2 ``clip_norm`` and send it with weight 1; the
+    coordinator adds N(0, (noise_multiplier clip_norm)^2) to the sum and divides by the number of
+    contributors (:class:`fedcore.dp.central.DPFedAvg`). Needs very many clients to be useful.
+    """
+    enabled: bool = False                   # off by default
+    clip_norm: float = 1.0                  # S: L2 bound of each client's update
+    noise_multiplier: float = 1.0           # z: noise std on the sum is z * S
+    clients_total: int = 0                  # N, the client population (sampling rate = selected / N); required
+    delta: float = 0.0                      # client-level delta; 0 = min(1e-5, 1 / (10 N))
+
+    @property
+    def resolved_delta(self) -> float:
+        return self.delta if self.delta > 0 else min(1e-5, 1.0 / (10.0 * max(1, self.clients_total)))
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,7 @@ class CoordinatorConfig:
     privacy: dict[str, Any] = field(default_factory=dict)    # defaults under config["privacy"]
     secagg: dict[str, Any] = field(default_factory=dict)
     ckks: dict[str, Any] = field(default_factory=dict)
+    central_dp: CentralDP = field(default_factory=CentralDP)
     source: Path | None = None
 
     @property
@@ -90,7 +112,7 @@ class CoordinatorConfig:
 
 
 SECTIONS = ("federation", "server", "tls", "deadlines", "strategy", "limits", "workload", "privacy",
-            "secagg", "ckks")
+            "secagg", "ckks", "central_dp")
 
 
 def parse_coordinator(data: dict[str, Any], base: Path, *, insecure: bool | None = None,
@@ -103,6 +125,8 @@ def parse_coordinator(data: dict[str, Any], base: Path, *, insecure: bool | None
     dl = section(Deadlines, data.get("deadlines"), "deadlines", problems)
     strategy = section(Strategy, data.get("strategy"), "strategy", problems, rest="options")
     limits = section(Limits, data.get("limits"), "limits", problems)
+    central = section(CentralDP, data.get("central_dp"), "central_dp", problems)
+    _validate_central(central, fed, problems)
     tables = {}
     for name in ("workload", "privacy", "secagg", "ckks"):
         value = data.get(name, {})
@@ -117,7 +141,19 @@ def parse_coordinator(data: dict[str, Any], base: Path, *, insecure: bool | None
     _validate(fed, server, tls, dl, strategy, limits, tables, problems, check_files)
     if problems:
         raise ConfigError(problems, source=str(source or "coordinator config"))
-    return CoordinatorConfig(fed, server, tls, dl, strategy, limits, source=source, **tables)
+    return CoordinatorConfig(fed, server, tls, dl, strategy, limits, central_dp=central, source=source, **tables)
+
+
+def _validate_central(c: CentralDP, fed: Federation, problems: list[str]) -> None:
+    if not c.enabled:
+        return
+    positive(problems, "[central_dp] clip_norm", c.clip_norm)
+    positive(problems, "[central_dp] noise_multiplier", c.noise_multiplier)
+    if c.clients_total < max(1, fed.min_clients):
+        problems.append(f"[central_dp] clients_total must be >= [federation] min_clients ({fed.min_clients}) "
+                        f"(got {c.clients_total})")
+    if not 0 <= c.delta < 1 or (c.delta > 0 and c.clients_total > 0 and c.delta >= 1 / c.clients_total):
+        problems.append(f"[central_dp] delta must be in (0, 1/clients_total) or 0 for the default (got {c.delta})")
 
 
 def _validate(fed, server, tls, dl, strategy, limits, tables, problems, check_files) -> None:
@@ -131,6 +167,9 @@ def _validate(fed, server, tls, dl, strategy, limits, tables, problems, check_fi
         problems.append(f"[federation] min_clients must be >= 1 (got {fed.min_clients})")
     if not 0.0 < fed.fraction <= 1.0:
         problems.append(f"[federation] fraction must be in (0, 1] (got {fed.fraction})")
+    if not 0 <= fed.min_available <= limits.max_clients:
+        problems.append(f"[federation] min_available must be in [0, max_clients={limits.max_clients}] "
+                        f"(got {fed.min_available})")
     if fed.evaluate_every < 0:
         problems.append(f"[federation] evaluate_every must be >= 0 (got {fed.evaluate_every})")
     module, sep, attr = fed.workload.partition(":")
@@ -148,6 +187,7 @@ def _validate(fed, server, tls, dl, strategy, limits, tables, problems, check_fi
     positive(problems, "[limits] max_clients", limits.max_clients)
     positive(problems, "[limits] max_payload_bytes", limits.max_payload_bytes)
     positive(problems, "[limits] max_concurrent_streams", limits.max_concurrent_streams)
+    positive(problems, "[limits] max_client_bytes_per_round", limits.max_client_bytes_per_round, zero_ok=True)
     if limits.max_clients < fed.min_clients:
         problems.append(f"[limits] max_clients ({limits.max_clients}) is below [federation] min_clients "
                         f"({fed.min_clients})")
@@ -214,6 +254,9 @@ def startup_summary(cfg: CoordinatorConfig) -> list[str]:
          f"heartbeat {dl.heartbeat_interval}s/{dl.heartbeat_timeout}s, retries {dl.max_round_retries}"),
         "TLS: DISABLED (--insecure)" if cfg.tls.insecure else f"TLS: mTLS, CA {cfg.tls.ca}, cert {cfg.tls.cert}",
         f"privacy defaults for clients: {cfg.privacy or 'none (each client decides)'}",
+        (f"central DP (DP-FedAvg): clip_norm {cfg.central_dp.clip_norm}, noise_multiplier "
+         f"{cfg.central_dp.noise_multiplier}, clients_total {cfg.central_dp.clients_total}, delta "
+         f"{cfg.central_dp.resolved_delta:.3g}, weight 1 per client" if cfg.central_dp.enabled else "central DP: off"),
         f"listen {cfg.server.address}, run_dir {cfg.server.run_dir}",
     ]
     if fed.aggregation in ("secagg", "ckks"):

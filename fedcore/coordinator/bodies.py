@@ -38,7 +38,7 @@ def train_config(eng: RoundEngine, round_: int) -> dict:
     """TrainTask.config: the [workload] table, the strategy's client keys and privacy defaults."""
     cfg = eng.cfg
     return {**cfg.workload, **eng.strategy.client_config(round_), "rounds": cfg.federation.rounds,
-            "privacy": dict(cfg.privacy)}
+            "privacy": dict(cfg.privacy), **eng.client_dp.client_config()}
 
 
 def _statistics(eng: RoundEngine) -> pb.Vector | None:

@@ -42,7 +42,8 @@ def build_engine(cfg: CoordinatorConfig, **kwargs) -> RoundEngine:
 def start_server(cfg: CoordinatorConfig, engine: RoundEngine) -> BoundServer:
     tls = None if cfg.tls.insecure else TlsMaterial.from_files(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
     servicer = FederationServicer(engine, insecure=cfg.tls.insecure, max_payload_bytes=cfg.limits.max_payload_bytes,
-                                  max_concurrent_streams=cfg.limits.max_concurrent_streams)
+                                  max_concurrent_streams=cfg.limits.max_concurrent_streams,
+                                  max_client_bytes_per_round=cfg.limits.max_client_bytes_per_round)
     bound = serve(servicer, cfg.server.address, tls, insecure=cfg.tls.insecure,
                   max_workers=max(16, 2 * cfg.limits.max_concurrent_streams),
                   max_concurrent_streams=cfg.limits.max_concurrent_streams)

@@ -28,6 +28,7 @@ from fedcore.coordinator.checkpoint import CheckpointStore
 from fedcore.coordinator.records import RunRecords
 from fedcore.coordinator.registry import Registry
 from fedcore.coordinator.state import Phase, State
+from fedcore.dp.coordinator_dp import CoordinatorPrivacy
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 from fedcore.transport.chunks import sha256
 from fedcore.transport.status import UnknownBlob
@@ -81,6 +82,10 @@ class RoundEngine:
         self.records.sync_metrics(self.history)
         self.known_exhausted: dict[str, str] = dict(self.extra.get("excluded", {}))
         self.privacy: dict[str, dict] = dict(self.extra.get("privacy", {}))
+        self.client_dp = CoordinatorPrivacy(self.cfg.central_dp, self.cfg.mode_settings, self.cfg.federation.aggregation,
+                                            self.extra.get("client_dp"))
+        self.client_dp.startup()
+        self.round_dp: dict = {}  # the current round's central/distributed DP records, for metrics.jsonl
         state.attempt = self.records.next_attempt(0)
         state.waiting_since = now
         return state

@@ -128,7 +128,7 @@ def next_work(eng: RoundEngine, now: float) -> None:
 def tick_joining(eng: RoundEngine, now: float) -> bool:
     st = eng.state
     pool = _pool(eng, _work_needed(eng))
-    if len(pool) >= eng.cfg.federation.min_clients or _work_needed(eng) == Phase.DONE:
+    if (len(pool) >= eng.cfg.federation.min_clients and _gathered(eng, pool, now)) or _work_needed(eng) == Phase.DONE:
         next_work(eng, now)
         return True
     if now - st.waiting_since < eng.cfg.deadlines.join:
@@ -143,6 +143,14 @@ def tick_joining(eng: RoundEngine, now: float) -> bool:
         return False
     fail_attempt(eng, now, f"too few clients within the join deadline ({detail})")
     return True
+
+
+def _gathered(eng: RoundEngine, pool: list[str], now: float) -> bool:
+    """Before a run's first work, wait up to the join deadline for ``[federation] min_available``
+    clients, so that a client joining a moment after the first ``min_clients`` is not left out of
+    the once-per-run set-up (CKKS keys) or round 0."""
+    return (eng.started_work or len(pool) >= eng.cfg.federation.min_available
+            or now - eng.state.waiting_since >= eng.cfg.deadlines.join)
 
 
 def begin_setup(eng: RoundEngine, pool: list[str], now: float) -> None:
@@ -230,6 +238,7 @@ def finish_stats(eng: RoundEngine, result: AggregateResult, now: float) -> None:
     st.needs_stats = False
     eng.extra["round0"] = {"seconds": now - st.tally.started, "bytes_up": st.tally.bytes_up,
                            "bytes_down": st.tally.bytes_down, "contributors": result.num_contributors}
+    eng.client_dp.stats_release(result)
     _checkpoint(eng, 0)
     log.info("round 0: statistics of %d clients summed (%d values)", result.num_contributors, st.statistics.size)
     st.retries = 0
@@ -267,16 +276,17 @@ def close_train(eng: RoundEngine, now: float) -> None:
         missing = sorted(set(st.selected) - set(st.train_reports))
         return fail_attempt(eng, now, f"only {len(ready)} of {len(st.selected)} selected clients reported an update "
                                       f"({need} needed); no answer from {missing or 'nobody'}")
-    _begin_mode(eng, Phase.AGGREGATE, ready, st.spec.size, eng.cfg.mode_settings, None, now)
+    _begin_mode(eng, Phase.AGGREGATE, ready, st.spec.size, eng.cfg.mode_settings, eng.client_dp.max_weight(), now)
 
 
 def finish_aggregate(eng: RoundEngine, result: AggregateResult, now: float) -> None:
     st = eng.state
     try:
-        mean = result.mean
+        mean, st_dp = eng.client_dp.release(result, len(st.selected))  # DP-FedAvg noise, client-level accounts
         new = np.asarray(eng.strategy.apply(st.params, mean, st.round), np.float32)
     except ValueError as exc:
         return fail_attempt(eng, now, f"cannot apply the aggregate: {exc}")
+    eng.round_dp = st_dp
     if new.shape != st.params.shape or not np.isfinite(new).all():
         return fail_attempt(eng, now, "the strategy produced a model with the wrong shape or non-finite values")
     st.params, st.model_round = new, st.round
@@ -306,11 +316,13 @@ def complete_round(eng: RoundEngine, pooled: dict, now: float) -> None:
         "excluded": sorted(eng.registry.excluded()),
         "train": {c: dict(r.metrics) for c, r in sorted(st.train_reports.items()) if r.ready},
         "refused": {c: r.refusal for c, r in sorted(st.train_reports.items()) if not r.ready},
-        "eval": pooled, "privacy": privacy,
-        "epsilon_max": max((p["epsilon"] for p in privacy.values()), default=None),
+        "eval": pooled,
+        # sample-level DP-SGD states as fedcore.dp.report reads them; left out when no client runs DP-SGD
+        **({"privacy": privacy, "epsilon_max": max(p["epsilon"] for p in privacy.values())} if privacy else {}),
         "seconds": round(now - st.tally.started, 4), "bytes_up": st.tally.bytes_up, "bytes_down": st.tally.bytes_down,
-        "notes": st.aggregate_notes,
+        "notes": st.aggregate_notes, **getattr(eng, "round_dp", {}),
     })
+    eng.round_dp = {}
     eng.history.append(line)
     _checkpoint(eng, st.round)
     eng.records.append_metrics(line)
@@ -325,6 +337,7 @@ def complete_round(eng: RoundEngine, pooled: dict, now: float) -> None:
 def _checkpoint(eng: RoundEngine, round_: int) -> None:
     st = eng.state
     eng.extra.update({"excluded": dict(eng.known_exhausted), "privacy": jsonable(eng.privacy),
+                      "client_dp": jsonable(eng.client_dp.state()),
                       "clients": sorted(eng.registry.ever | set(eng.extra.get("clients", [])))})
     eng.store.save(Checkpoint(round_, st.params, st.spec, eng.strategy.state_dict(), list(eng.history),
                               st.statistics, dict(eng.extra)))
@@ -350,11 +363,11 @@ def _end(eng: RoundEngine, phase: Phase, reason: str) -> None:
     transition(st, phase)
     st.outcome = reason
     clients = sorted(eng.registry.ever | set(eng.extra.get("clients", [])))
-    eng.records.write_summary(summarize(
+    eng.records.write_summary({**summarize(
         eng.history, federation=eng.cfg.federation.id, aggregation=eng.cfg.federation.aggregation,
         strategy=eng.cfg.strategy.name, rounds_planned=eng.cfg.federation.rounds,
         status="completed" if phase == Phase.DONE else "aborted", reason=reason, clients=clients,
-        round0=eng.extra.get("round0", {}), privacy=eng.privacy))
+        round0=eng.extra.get("round0", {}), privacy=eng.privacy), **eng.client_dp.summary()})
 
 
 def abort(eng: RoundEngine, reason: str) -> None:

@@ -17,6 +17,9 @@ from fedcore.common.errors import InvalidPayload
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 
 MAX_CLASSES = 4096
+#: bound on one client's evaluation examples: pooled int64 confusion counts of up to 2^20 clients
+#: cannot overflow (a larger claim would wrap and poison the pooled metrics)
+MAX_EXAMPLES = 1 << 40
 
 
 def check_metrics(metrics, what: str) -> dict[str, float]:
@@ -50,6 +53,8 @@ def check_eval_report(report: pb.EvaluateReport, client: str, num_classes: int |
     what = f"EvaluateReport from {client}"
     check_metrics(report.metrics, what)
     c = int(report.num_classes)
+    if report.num_examples > MAX_EXAMPLES:
+        raise InvalidPayload(f"{what}: num_examples must be <= {MAX_EXAMPLES} (got {report.num_examples})")
     if report.confusion or c:
         if not 1 <= c <= MAX_CLASSES:
             raise InvalidPayload(f"{what}: num_classes must be in [1, {MAX_CLASSES}] (got {c})")
@@ -83,6 +88,7 @@ def pooled_metrics(reports: dict[str, pb.EvaluateReport]) -> dict[str, float]:
         for r in sized:
             cm += np.asarray(r.confusion, np.int64).reshape(c, c)
         out.update(confusion_metrics(cm))
+        out["confusion"] = cm.tolist()  # pooled, rows = truth: for the run's confusion-matrix plot
     return out
 
 

@@ -29,6 +29,8 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +39,7 @@ from .rng import RandomSource, SecureRNG
 
 __all__ = [
     "MIN_USEFUL_CLIENTS",
+    "DPFedAvg",
     "add_gaussian_noise",
     "client_level_epsilon",
     "clip_update",
@@ -130,3 +133,83 @@ def client_level_epsilon(
     warn_if_few_clients(total_clients)
     q = clients_per_round / total_clients
     return account([Segment(q, noise_multiplier, rounds)], delta, "rdp").epsilon
+
+
+@dataclass
+class DPFedAvg:
+    """The coordinator's side of DP-FedAvg: noise on the sum of clipped updates, and its accounting.
+
+    Weighting (the choice fedcore makes): with central DP every client's update counts with weight
+    1 (the client daemon sends weight 1.0 and the coordinator caps weights at 1), so adding or
+    removing one client changes the *sum* by at most ``clip_norm`` S whatever its sample count.
+    The coordinator adds N(0, (z S)^2 I) to that sum and divides by the number m of contributors:
+    the mean then carries noise of std z S / m and one client moves it by at most S / m. m is the
+    size of the round's roster, which the coordinator knows and logs anyway (treated as public).
+
+    Accounting: each released round is one subsampled Gaussian step with sampling rate
+    q = clients selected / ``clients_total`` (capped at 1); rounds compose by RDP
+    (:func:`~fedcore.dp.accounting.account`, accountant ``rdp``). Fixed-size selection is
+    accounted as Poisson sampling at the same rate, as McMahan et al. (2018) do; with
+    ``[federation] fraction = 1`` q is about 1 and nothing is gained from sampling.
+
+    Args:
+        clip_norm: S, the L2 bound each client clips its update (new - global) to.
+        noise_multiplier: z.
+        clients_total: N, the population the clients are drawn from (>= every round's roster).
+        delta: the client-level delta.
+        rates: sampling rates of the rounds released so far (restored from a checkpoint).
+    """
+
+    clip_norm: float
+    noise_multiplier: float
+    clients_total: int
+    delta: float
+    rates: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("clip_norm", "noise_multiplier"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                problems.append(f"{name} must be a finite number > 0 (got {value!r})")
+        if isinstance(self.clients_total, bool) or not isinstance(self.clients_total, int) or self.clients_total < 1:
+            problems.append(f"clients_total must be an integer >= 1 (got {self.clients_total!r})")
+        if not (isinstance(self.delta, int | float) and 0 < self.delta < 1):
+            problems.append(f"delta must be in (0, 1) (got {self.delta!r})")
+        if problems:
+            raise ValueError("central DP: " + "; ".join(problems))
+
+    @property
+    def noise_std(self) -> float:
+        """Standard deviation of the noise on the sum: z S."""
+        return self.noise_multiplier * self.clip_norm
+
+    def release(
+        self, weighted_sum: np.ndarray, total_weight: float, contributors: int, selected: int,
+        rng: RandomSource | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Noise the sum of ``contributors`` clipped updates, charge one round, return (mean, record).
+
+        Raises ValueError (nothing is charged) when the weights are not 1 per client: then the
+        sensitivity would not be S.
+        """
+        if contributors < 1 or abs(float(total_weight) - contributors) > 1e-6 * contributors:
+            raise ValueError(f"central DP needs weight 1 per client: {contributors} contributors carry a total "
+                             f"weight of {total_weight} (is the client daemon applying [central_dp]?)")
+        selected = max(int(selected), contributors)
+        noisy = add_gaussian_noise(np.asarray(weighted_sum, np.float64), self.clip_norm, self.noise_multiplier, rng)
+        self.rates.append(min(1.0, selected / self.clients_total))
+        return noisy / contributors, {**self.record(), "contributors": contributors,
+                                      "mean_noise_std": self.noise_std / contributors}
+
+    def epsilon(self) -> float:
+        """Client-level epsilon of all rounds released so far (0 before the first)."""
+        if not self.rates:
+            return 0.0
+        return account([Segment(q, self.noise_multiplier, 1) for q in self.rates], self.delta, "rdp").epsilon
+
+    def record(self) -> dict[str, Any]:
+        """What the coordinator logs per round (metrics.jsonl ``central_dp``) and in summary.json."""
+        return {"epsilon": self.epsilon(), "delta": self.delta, "noise_multiplier": self.noise_multiplier,
+                "clip_norm": self.clip_norm, "clients_total": self.clients_total, "rounds": len(self.rates),
+                "sampling_rate": self.rates[-1] if self.rates else None, "accountant": "rdp"}

@@ -6,7 +6,8 @@ Each line of ``RUN_DIR/metrics.jsonl`` is a JSON object. Lines that carry privac
      "privacy": {"clinic-a": {"epsilon": 2.41, "delta": 1e-05, "accountant": "rdp", "steps": 24,
                               "noise_multiplier": 1.79, "exhausted": false}, ...}, ...}
 
-Other lines (no ``privacy`` key) are skipped. :func:`privacy_report` returns one
+Other lines (no ``privacy`` key: the coordinator leaves it and ``epsilon_max`` out of rounds in
+which no client ran DP-SGD) are skipped. :func:`privacy_report` returns one
 :class:`PrivacyRow` per client (its latest state) and writes ``RUN_DIR/report/epsilon.png``
 (epsilon per round per client, with the federation maximum). Malformed input raises
 :class:`ReportError` naming the file, line and field.

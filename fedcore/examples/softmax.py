@@ -12,7 +12,13 @@ training keys the coordinator sends in ``TrainTask.config``:
 
 Round-0 statistics: each client's training label counts (length ``num_classes``, at most
 ``samples`` each), summed across the federation by the aggregation mode.
-This workload does not implement DP-SGD: it reports ``PrivacyState(enabled=False)``.
+
+Privacy: when ``config["privacy"]`` asks for it (:func:`fedcore.examples.privacy.wants_dp`), local
+training is DP-SGD (Opacus, Poisson sampling, :func:`fedcore.dp.opacus_train.dp_train`) charged to
+a ledger in the client's workdir; a round that would pass the client's ``target_epsilon`` is
+refused with :class:`~fedcore.client.trainer.BudgetExhausted`. The reported metrics are then only
+``steps`` and ``empty_batches`` (the training loss on private data stays in the local log).
+Otherwise plain SGD, reporting ``PrivacyState(enabled=False)``.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedcore.client.trainer import EvalResult, FitResult, PrivacyState
+from fedcore.client.trainer import BudgetExhausted, EvalResult, FitResult, PrivacyState
 from fedcore.common.params import ParamSpec, flatten, unflatten
+from fedcore.examples.privacy import ClientPrivacy, wants_dp
 from fedcore.examples.synthetic import DataSettings, make_shard
 
 log = logging.getLogger(__name__)
@@ -49,7 +56,8 @@ def resolve_device(device: str) -> torch.device:
 class SoftmaxTrainer:
     """Trains this client's shard; implements :class:`fedcore.client.trainer.Trainer`."""
 
-    def __init__(self, settings: DataSettings, device: str = "cpu"):
+    def __init__(self, settings: DataSettings, device: str = "cpu", client_id: str = "client",
+                 workdir: Path | None = None):
         self.s = settings
         self.device = resolve_device(device)
         shard = make_shard(settings)
@@ -58,6 +66,7 @@ class SoftmaxTrainer:
         self.x_test = torch.from_numpy(shard.x_test).to(self.device)
         self.y_test = torch.from_numpy(shard.y_test).to(self.device)
         self.model = build_model(settings).to(self.device)
+        self.privacy = ClientPrivacy(client_id, workdir, len(self.y_train))
 
     def _load(self, params: np.ndarray, spec: ParamSpec) -> None:
         named = unflatten(np.asarray(params, np.float32), spec)
@@ -75,6 +84,8 @@ class SoftmaxTrainer:
         if self.s.slowdown:
             time.sleep(self.s.slowdown)
         self._load(params, spec)
+        if wants_dp(config):
+            return self._fit_dp(round, config, statistics)
         epochs, lr = int(config.get("epochs", 1)), float(config.get("lr", 0.1))
         batch, mu = int(config.get("batch_size", 32)), float(config.get("proximal_mu", 0.0))
         anchor = [p.detach().clone() for p in self.model.parameters()]
@@ -102,6 +113,40 @@ class SoftmaxTrainer:
         vec, _ = flatten(self.model.state_dict())
         return FitResult(vec, num_examples=n, metrics={"loss": total / seen, "accuracy": correct / seen},
                          privacy=PrivacyState(enabled=False))
+
+    def _fit_dp(self, round: int, config: Mapping[str, Any], statistics: np.ndarray | None) -> FitResult:
+        """DP-SGD for this round (see the module docstring); BudgetExhausted past the target."""
+        from fedcore.dp.ledger import BudgetExhausted as LedgerExhausted
+        from fedcore.dp.opacus_train import dp_train
+
+        privacy, plan, ledger = self.privacy.prepare(config)
+        lr, mu = float(config.get("lr", 0.1)), float(config.get("proximal_mu", 0.0))
+        weights = self._class_weights(config, statistics)
+        anchor = [p.detach().clone() for p in self.model.parameters()]
+
+        def loss_fn(logits, y):  # per-sample weights, then a plain batch mean (what Opacus assumes)
+            losses = nn.functional.cross_entropy(logits, y, reduction="none")  # (B,)
+            return (losses * weights[y]).mean() if weights is not None else losses.mean()
+
+        def proximal(_info) -> None:  # FedProx pull towards the global model: data-independent, no privacy cost
+            if mu > 0:
+                with torch.no_grad():
+                    for p, a in zip(self.model.parameters(), anchor):
+                        p.sub_(lr * mu * (p - a))
+
+        try:
+            stats = dp_train(self.model, loss_fn, (self.x_train, self.y_train), privacy=privacy, ledger=ledger,
+                             round=round, plan=plan, epochs=int(config.get("epochs", 1)),
+                             batch_size=int(config.get("batch_size", 32)), lr=lr, device=self.device,
+                             on_step=proximal)
+        except LedgerExhausted as exc:
+            raise BudgetExhausted(str(exc), self.privacy.state(exhausted=True)) from None
+        log.info("round %d: %d DP-SGD steps, local loss %.4f (kept local), epsilon %.4g", round, stats.steps,
+                 stats.loss, stats.epsilon)
+        vec, _ = flatten(self.model.state_dict())
+        return FitResult(vec, num_examples=len(self.y_train),
+                         metrics={"steps": float(stats.steps), "empty_batches": float(stats.empty_batches)},
+                         privacy=self.privacy.state())
 
     @torch.no_grad()
     def evaluate(self, params, spec, round, config, statistics) -> EvalResult:
@@ -136,7 +181,7 @@ class SoftmaxWorkload:
         return s.num_classes, float(s.samples)
 
     def make_trainer(self, settings, client_id: str, workdir: Path, device: str) -> SoftmaxTrainer:
-        return SoftmaxTrainer(DataSettings.from_mapping(settings), device)
+        return SoftmaxTrainer(DataSettings.from_mapping(settings), device, client_id, workdir)
 
 
 workload = SoftmaxWorkload()

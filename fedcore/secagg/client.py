@@ -200,6 +200,7 @@ class SecAggClient(ClientMode):
         if vec.ndim != 1 or vec.dtype.kind not in "fiu" or not np.isfinite(vec).all():
             raise ProtocolAbort(f"the job vector must be 1-D, numeric and finite (got {vec.dtype} {vec.shape})")
         qp = self._check_quantization(task, vec.shape[0])
+        vec = self._private_input(vec, qp, int(job.round))
         senders = self._open_shares(task.shares)
         weight = qz.quantize_weight(float(job.weight), qp.max_weight)
         length = vec.shape[0]
@@ -249,6 +250,31 @@ class SecAggClient(ClientMode):
             raise ProtocolAbort("noise_sigma > 0 but no discrete noise sampler is available (inject one with "
                                 "noise_sampler= or fedcore.secagg.noise.NOISE_SAMPLER)")
         return qp
+
+    def _private_input(self, vec: np.ndarray, qp: qz.QuantParams, round_: int) -> np.ndarray:
+        """Distributed DP: check the server's noise scale against this client's own settings (never
+        less noise than they require, weights capped at 1) and clip a training update to L2 clip_norm
+        before quantisation (:mod:`fedcore.dp.secagg_dp`)."""
+        dp, length = self.config.dp, vec.shape[0]
+        if round_ == 0:
+            need = self.config.stats_noise_sigma * 2.0**qp.frac_bits
+        elif dp is not None:
+            from fedcore.dp.secagg_dp import update_noise_sigma
+            need = update_noise_sigma(dp, qp.frac_bits, self.state.min_survivors, length)
+        else:
+            return vec
+        if qp.noise_sigma < need * (1 - 1e-9):
+            raise ProtocolAbort(f"noise_sigma {qp.noise_sigma:.6g} is below the {need:.6g} this client's "
+                                f"{'stats_noise_sigma' if round_ == 0 else 'distributed_dp'} settings require")
+        if round_ == 0 or dp is None:
+            return vec
+        if qp.max_weight != 1:
+            raise ProtocolAbort(f"distributed DP needs weight 1 per client (the server allows {qp.max_weight})")
+        from fedcore.dp.central import clip_update
+        clipped, was = clip_update(np.asarray(vec, np.float64), dp.clip_norm)
+        if was:
+            log.info("secagg round %d: update clipped to L2 norm %g for distributed DP", round_, dp.clip_norm)
+        return clipped
 
     def _open_shares(self, shares) -> list[str]:
         st = self.state

@@ -47,6 +47,7 @@ from fedcore.secagg.state import (
     SecAggStage,
     resolve_threshold,
     share_threshold,
+    validate_settings,
 )
 from fedcore.secagg.unmask import recover_mask_key, recover_secret, unmasked_sum
 
@@ -79,10 +80,39 @@ class ServerRound:
     dropouts: dict[str, list[str]] = field(default_factory=dict)
     excluded: dict[str, list[str]] = field(default_factory=dict)
     result: AggregateResult | None = None
+    dp_note: dict[str, Any] | None = None  # distributed DP of this round (for the coordinator's accounting)
+
+
+def _quantization(config: SecAggSettings, ctx: AggregationContext, n: int, t: int) -> tuple[qz.QuantParams, dict | None]:
+    """The round's fixed-point parameters; with distributed DP (training rounds) or statistics noise
+    (round 0) the per-client noise scale follows the chosen f and the overflow bound includes its tails
+    (:mod:`fedcore.dp.secagg_dp`)."""
+    kwargs = {"bits": config.bits, "frac_bits": config.frac_bits, "min_frac_bits": config.min_frac_bits,
+              "length": ctx.vector_length}
+    dp, length = config.dp, ctx.vector_length
+    if ctx.round == 0 and config.stats_noise_sigma > 0:
+        from fedcore.dp.secagg_dp import choose_noisy_params
+        floor = config.noise_sigma
+        quant = choose_noisy_params(n, config.clip, ctx.max_weight, **kwargs,
+                                    sigma_of_f=lambda f: max(floor, config.stats_noise_sigma * 2.0**f))
+        return quant, {"kind": "stats", "stats_noise_sigma": config.stats_noise_sigma, "threshold": t,
+                       "participants": n, "dim": length}
+    if ctx.round >= 1 and dp is not None:
+        from fedcore.dp.distributed import quantised_l2_sensitivity
+        from fedcore.dp.secagg_dp import choose_noisy_params, update_noise_sigma
+        floor = config.noise_sigma
+        quant = choose_noisy_params(n, min(config.clip, dp.clip_norm), 1.0, **kwargs,
+                                    sigma_of_f=lambda f: max(floor, update_noise_sigma(dp, f, t, length)))
+        sensitivity = quantised_l2_sensitivity(dp.clip_norm, 2.0**quant.frac_bits, length, beta=None)
+        return quant, {"kind": "update", "sensitivity": sensitivity, "sigma_client": quant.noise_sigma,
+                       "threshold": t, "participants": n, "dim": length}
+    return qz.choose_params(n, config.clip, ctx.max_weight, noise_sigma=config.noise_sigma, **kwargs), None
 
 
 class SecAggServer(ServerMode):
     name = "secagg"
+    #: every problem of a [secagg] table at once (the coordinator's config loader calls it)
+    validate_settings = staticmethod(validate_settings)
 
     def round_stages(self) -> tuple[Stage, ...]:
         return tuple(s.wire for s in ROUND_STAGES)
@@ -98,15 +128,13 @@ class SecAggServer(ServerMode):
         try:
             t = resolve_threshold(config.threshold, n, config.min_clients)
             k = resolve_degree(config.k, n)
-            quant = qz.choose_params(n, config.clip, ctx.max_weight, bits=config.bits, frac_bits=config.frac_bits,
-                                     min_frac_bits=config.min_frac_bits, noise_sigma=config.noise_sigma,
-                                     length=ctx.vector_length)
+            quant, dp_note = _quantization(config, ctx, n, t)
         except ValueError as exc:
             raise AggregationAborted(f"secagg round {ctx.round} attempt {ctx.attempt}: {exc}") from None
         seed = os.urandom(SEED_BYTES)
         self.r = ServerRound(ctx, config, round_context(self.federation_id, ctx.round, ctx.attempt), t, k,
                              share_threshold(t, n, k), seed, masking_graph(roster, k, seed),
-                             {cid: i + 1 for i, cid in enumerate(roster)}, quant)
+                             {cid: i + 1 for i, cid in enumerate(roster)}, quant, dp_note=dp_note)
         self._move(S.ADVERTISE_KEYS)
         self.r.expected[S.ADVERTISE_KEYS] = frozenset(roster)
         self._probe = X25519PrivateKey.generate()
@@ -305,6 +333,8 @@ class SecAggServer(ServerMode):
                  "clipped": clipped, "max_weight": q.max_weight, "noise_sigma": q.noise_sigma,
                  "threshold": r.threshold, "degree": r.degree, "share_threshold": r.share_threshold,
                  "participants": len(r.index), "dropouts": dict(r.dropouts), "excluded": dict(r.excluded)}
+        if r.dp_note is not None:
+            notes["distributed_dp"] = {**r.dp_note, "survivors": count}
         if clipped:
             log.warning("secagg round %d: %d values were clipped to +-%g", r.ctx.round, clipped, q.clip)
         return AggregateResult(weighted, float(weight), count, notes)

@@ -23,8 +23,17 @@ key                       default      meaning
                                        fewer than ``min_frac_bits`` fractional bits)
 ``frac_bits``             ``"auto"``   f: the largest that cannot overflow, or a fixed integer
 ``min_frac_bits``         ``16``       the precision below which ``"auto"`` bits switches to 64
-``noise_sigma``           ``0.0``      distributed DP: per-client discrete noise std in integer units
+``noise_sigma``           ``0.0``      per-client discrete noise std in integer units (a floor; raw)
+``distributed_dp``        absent       ``{noise_multiplier, clip_norm, delta}``: client-level DP of
+                                       training rounds; each client clips its update to L2
+                                       ``clip_norm`` and adds noise scaled for the threshold T
+                                       (:mod:`fedcore.dp.secagg_dp`); weights are capped at 1
+``stats_noise_sigma``     ``0.0``      round 0: per-client noise std in *counts* on the statistics
+                                       (sample-level DP, L2 sensitivity sqrt(L))
 ========================  ===========  =============================================================
+
+:func:`validate_settings` lists every problem of a table at once (unknown keys included); the
+coordinator's config loader calls it through ``SecAggServer.validate_settings``.
 """
 
 from __future__ import annotations
@@ -102,6 +111,14 @@ class SecAggSettings:
     frac_bits: int | str = "auto"
     min_frac_bits: int = 16
     noise_sigma: float = 0.0
+    distributed_dp: Mapping[str, Any] | None = None
+    stats_noise_sigma: float = 0.0
+
+    @property
+    def dp(self):
+        """The parsed ``distributed_dp`` settings (:class:`fedcore.dp.secagg_dp.DistributedDP`) or None."""
+        from fedcore.dp.secagg_dp import parse_distributed_dp
+        return parse_distributed_dp(self.distributed_dp)[0]
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any], source: str = "secagg settings") -> SecAggSettings:
@@ -135,9 +152,29 @@ class SecAggSettings:
             problems.append(f"min_frac_bits must be an integer in [0, 40] (got {s.min_frac_bits!r})")
         if not (_is_num(s.noise_sigma) and math.isfinite(s.noise_sigma) and s.noise_sigma >= 0):
             problems.append(f"noise_sigma must be a finite number >= 0 (got {s.noise_sigma!r})")
+        if not (_is_num(s.stats_noise_sigma) and math.isfinite(s.stats_noise_sigma) and s.stats_noise_sigma >= 0):
+            problems.append(f"stats_noise_sigma must be a finite number >= 0 (got {s.stats_noise_sigma!r})")
+        from fedcore.dp.secagg_dp import parse_distributed_dp
+        problems += parse_distributed_dp(s.distributed_dp)[1]
         if problems:
             raise ConfigError(problems, source)
-        return cls(**{**values, "clip": float(s.clip), "noise_sigma": float(s.noise_sigma)})
+        return cls(**{**values, "clip": float(s.clip), "noise_sigma": float(s.noise_sigma),
+                      "stats_noise_sigma": float(s.stats_noise_sigma)})
+
+
+def validate_settings(settings: Mapping[str, Any]) -> list[str]:
+    """Every problem of a ``[secagg]`` table, unknown keys included (empty list: valid)."""
+    if not isinstance(settings, Mapping):
+        return [f"expected a table of settings (got {type(settings).__name__})"]
+    known = [f.name for f in fields(SecAggSettings)]
+    problems = [f"unknown key {key!r} (expected one of: {', '.join(known)})" for key in settings if key not in known]
+    try:
+        SecAggSettings.from_mapping(settings)
+    except ConfigError as exc:
+        problems += exc.problems
+    except TypeError as exc:
+        problems.append(str(exc))
+    return problems
 
 
 def _is_int(v: Any) -> bool:

@@ -5,7 +5,9 @@ the data. Receiver: :func:`receive_chunks` checks, in this order and before keep
 
 1. the first chunk is a StreamHeader (else :class:`InvalidPayload`);
 2. ``total_size`` is within the receiver's limit (else :class:`PayloadTooLarge`, which maps to
-   RESOURCE_EXHAUSTED) -- only then is a buffer of ``total_size`` bytes allocated;
+   RESOURCE_EXHAUSTED); nothing is allocated from the declared size: the buffer grows with the
+   bytes that actually arrive, so a peer that announces a large payload and sends little costs
+   only what it sent;
 3. every data chunk is at most :data:`CHUNK_SIZE` bytes and the running total never passes
    ``total_size`` (else :class:`InvalidPayload`);
 4. at the end, the byte count equals ``total_size`` and the SHA-256 matches (else
@@ -77,7 +79,7 @@ def receive_data(head: pb.StreamHeader, chunks: Iterable[pb.Chunk], limit: int) 
     total = int(head.total_size)
     if total > limit:
         raise PayloadTooLarge(f"payload of {total} bytes exceeds the limit of {limit} bytes")
-    buf = bytearray(total)
+    buf = bytearray()  # grows with what arrives (never sized from the peer's declaration)
     hasher = hashlib.sha256()
     got = 0
     for index, chunk in enumerate(chunks, start=1):
@@ -88,7 +90,7 @@ def receive_data(head: pb.StreamHeader, chunks: Iterable[pb.Chunk], limit: int) 
             raise InvalidPayload(f"chunk {index}: {n} bytes exceeds the chunk limit of {CHUNK_SIZE} bytes")
         if got + n > total:
             raise InvalidPayload(f"chunk {index}: stream exceeds its announced total_size of {total} bytes")
-        buf[got:got + n] = chunk.data
+        buf += chunk.data
         hasher.update(chunk.data)
         got += n
     if got != total:

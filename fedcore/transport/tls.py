@@ -71,6 +71,8 @@ def peer_identity(context: grpc.ServicerContext, claimed: str, insecure: bool) -
     if len(names) != 1:
         raise NotAuthorized(f"expected exactly one certificate common name (got {len(names)})")
     cn = names[0].decode("utf-8", "replace")
+    if not cn:
+        raise NotAuthorized("the certificate's common name is empty")
     if claimed != cn:
         raise NotAuthorized(f"Header.client_id {claimed!r} differs from the certificate's name {cn!r}")
     return cn

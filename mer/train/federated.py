@@ -82,6 +82,18 @@ def load_parameters(model: torch.nn.Module, vec: np.ndarray, spec: ParamSpec) ->
             named[name].copy_(torch.from_numpy(np.array(arr)))
 
 
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def make_optimizer(params, name: str, lr: float) -> torch.optim.Optimizer:
+    """AdamW (weight decay 1e-2) or SGD with momentum 0.9; under DP-SGD's noise SGD is often steadier."""
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {name!r})")
+
+
 def prior_r(round_: int, rounds: int) -> float:
     """DPK-GAT's dynamic prior factor over a federation: 1 in round 1, linear to 0 in the last."""
     return max(0.0, 1.0 - (round_ - 1) / max(1, rounds - 1))
@@ -200,7 +212,7 @@ class MERTrainer:
         try:
             stats = dp_train(self.model, loss_fn, tensors, privacy=privacy, ledger=ledger, round=round, plan=plan,
                              epochs=int(config.get("epochs", 1)), batch_size=int(config.get("batch_size", 16)),
-                             optimizer_factory=lambda ps: torch.optim.AdamW(ps, lr=lr, weight_decay=1e-2),
+                             optimizer_factory=lambda ps: make_optimizer(ps, str(config.get("optimizer", "adamw")), lr),
                              device=self.device, on_step=proximal)
         except LedgerExhausted as exc:
             raise BudgetExhausted(str(exc), self._state(plan, ledger, exhausted=True)) from None

@@ -17,9 +17,9 @@ _BENCH = str(Path(__file__).resolve().parents[2] / "benchmarks")
 if _BENCH not in sys.path:
     sys.path.insert(0, _BENCH)
 
-from audit import inversion as inv  # noqa: E402
-from audit import membership as mi  # noqa: E402
-from audit import views  # noqa: E402
+from audit import inversion as inv
+from audit import membership as mi
+from audit import views
 
 
 def _ce(outputs, y):
@@ -80,7 +80,7 @@ def test_client_update_is_minus_gradient_and_dp_update_is_clipped_plus_noise():
     torch.manual_seed(2)
     model = _Linear(12, 3)
     x, y = torch.rand(1, 3, 2, 2), torch.tensor([2])
-    loss = lambda out, yy: _ce(out, yy)  # noqa: E731
+    loss = lambda out, yy: _ce(out, yy)
     grad = inv.flatten(inv.parameter_gradient(model, _ce, x, y)).double().numpy()
     plain = views.client_update(model, loss, (x, y))
     np.testing.assert_allclose(plain, -grad, atol=1e-6)
@@ -100,7 +100,9 @@ def test_secagg_view_sum_is_exact_and_masked_vector_uncorrelated():
     for cid, up in zip(view.clients, ups, strict=True):
         m = view.masked[cid]
         assert abs(m @ up / (np.linalg.norm(m) * np.linalg.norm(up))) < 0.1
-        assert np.abs(m).max() > 100 * np.abs(up).max()  # masks fill the ring, not the data's range
+        # read as fixed point, a masked vector is uniform over the whole ring [-R, R): mean |m| = R / 2
+        ring = 2.0 ** (view.notes["bits"] - 1 - view.notes["frac_bits"])
+        assert np.mean(np.abs(m)) == pytest.approx(ring / 2, rel=0.06)
 
 
 def test_secagg_refuses_two_clients():
@@ -179,3 +181,22 @@ def test_lira_separates_members_when_in_and_out_shadows_differ():
 def test_balanced_inclusion_rejects_odd_shadow_count():
     with pytest.raises(ValueError, match="even number"):
         mi.balanced_inclusion(10, 3, np.random.default_rng(0))
+
+
+def test_clopper_pearson_known_values():
+    lo, hi = mi.clopper_pearson(5, 10)
+    assert lo == pytest.approx(0.1871, abs=1e-4) and hi == pytest.approx(0.8129, abs=1e-4)
+    assert mi.clopper_pearson(0, 111) == (0.0, pytest.approx(1 - 0.025 ** (1 / 111)))
+
+
+def test_operating_point_counts_and_no_epsilon_claim_from_few_samples():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    member = np.array([True, False, True, True, False, False])
+    p = mi.operating_point(scores, member, 0.01, delta=1e-5)
+    assert (p["tp"], p["fp"]) == (1, 0)
+    assert p["tpr_ci95"][0] < 1 / 3 < p["tpr_ci95"][1]
+    assert p["epsilon_lower_bound"] == 0.0  # three non-members certify nothing
+    # 1000 members all caught with no false positive among 1000 non-members certifies eps > 5
+    big = mi.operating_point(np.r_[np.ones(1000), np.zeros(1000)], np.r_[np.ones(1000, bool), np.zeros(1000, bool)],
+                             0.001, delta=1e-5)
+    assert big["epsilon_lower_bound"] > 5.0

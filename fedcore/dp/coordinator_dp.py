@@ -1,0 +1,152 @@
+"""The coordinator's client-level DP bookkeeping: DP-FedAvg noise and the distributed-DP accounts.
+
+One :class:`CoordinatorPrivacy` per coordinator run, built from the config and the checkpoint's
+``extra["client_dp"]`` (so the accounts survive a restart). The round engine asks it:
+
+- :meth:`max_weight` -- weights are capped at 1 under either kind of client-level DP (one
+  client's contribution is then bounded by the clip norm whatever its sample count);
+- :meth:`client_config` -- the ``central_dp`` keys sent in ``TrainTask.config`` (the client daemon
+  clips its update to ``clip_norm`` and sends weight 1);
+- :meth:`release` -- for each aggregate: add DP-FedAvg noise (if on) and charge the accounts; it
+  returns the mean to hand to the strategy and the fields for ``metrics.jsonl``;
+- :meth:`stats_release` -- round 0's statistics noise (``[secagg] stats_noise_sigma``).
+
+Records (``metrics.jsonl`` per round, ``summary.json`` at the end)::
+
+    "central_dp":     {"epsilon", "delta", "noise_multiplier", "clip_norm", "clients_total", "rounds",
+                       "sampling_rate", "accountant", "contributors", "mean_noise_std"}
+    "distributed_dp": {"epsilon", "delta", "noise_multiplier", "clip_norm", "rounds", "threshold",
+                       "sigma_client", "sensitivity", "accountant"}
+    summary.json "stats_dp": {"epsilon", "delta", "stats_noise_sigma", "sensitivity", "threshold"}
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from .secagg_dp import (
+    DistributedAccountant,
+    DistributedDP,
+    parse_distributed_dp,
+    stats_epsilon,
+)
+
+# .central (numpy + Opacus's accountant, hence torch) is imported only when DP-FedAvg is on.
+
+__all__ = ["CoordinatorPrivacy"]
+
+log = logging.getLogger(__name__)
+
+
+class CoordinatorPrivacy:
+    """Client-level DP of one coordinator run (see the module docstring).
+
+    Args:
+        central: the ``[central_dp]`` section (:class:`fedcore.config.coordinator.CentralDP`).
+        mode_settings: the aggregation mode's table (``distributed_dp``, ``stats_noise_sigma`` for secagg).
+        aggregation: the mode's name.
+        saved: ``extra["client_dp"]`` of the latest checkpoint, or None.
+        rng: noise source for DP-FedAvg (None: a fresh SecureRNG per round; tests pass a Generator).
+    """
+
+    def __init__(self, central: Any, mode_settings: dict, aggregation: str, saved: dict | None = None,
+                 rng: Any = None):
+        saved = saved or {}
+        self.rng = rng
+        self.central = None
+        if central.enabled:
+            from .central import DPFedAvg
+
+            self.central = DPFedAvg(float(central.clip_norm), float(central.noise_multiplier),
+                                    int(central.clients_total), float(central.resolved_delta),
+                                    rates=[float(q) for q in saved.get("central_rates", [])])
+        self.distributed: DistributedDP | None = None
+        self.dist_account: DistributedAccountant | None = None
+        if aggregation == "secagg":
+            self.distributed = parse_distributed_dp(mode_settings.get("distributed_dp"))[0]
+        if self.distributed is not None:
+            self.dist_account = DistributedAccountant(self.distributed.delta, list(saved.get("distributed_rounds", [])))
+        self.stats_delta = self.distributed.delta if self.distributed else 1e-5
+        self.stats: dict[str, Any] | None = saved.get("stats_dp")
+
+    # -- start-up -----------------------------------------------------------------------------
+    def startup(self) -> list[str]:
+        """Log (and return) the start-up lines; warns when DP-FedAvg has too few clients."""
+        lines = []
+        if self.central is not None:
+            c = self.central
+            lines.append(f"central DP (DP-FedAvg): clip_norm {c.clip_norm}, noise_multiplier {c.noise_multiplier}, "
+                         f"noise std on the sum {c.noise_std:.4g}, clients_total {c.clients_total}, "
+                         f"delta {c.delta:.3g}; updates weighted 1 per client")
+            from .central import warn_if_few_clients
+
+            warn_if_few_clients(c.clients_total)
+        if self.distributed is not None:
+            d = self.distributed
+            lines.append(f"distributed DP in secagg: clip_norm {d.clip_norm}, noise_multiplier {d.noise_multiplier}, "
+                         f"delta {d.delta:.3g}; per-client discrete Gaussian scaled for the survivor threshold")
+        for line in lines:
+            log.info("%s", line)
+        return lines
+
+    # -- per round ----------------------------------------------------------------------------
+    def max_weight(self) -> float | None:
+        """1.0 under client-level DP (uniform weights), else None (the mode's default)."""
+        return 1.0 if (self.central is not None or self.distributed is not None) else None
+
+    def client_config(self) -> dict[str, Any]:
+        """Keys for ``TrainTask.config``."""
+        return {"central_dp": {"clip_norm": self.central.clip_norm}} if self.central is not None else {}
+
+    def release(self, result: Any, selected: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """(mean for the strategy, fields for the round's metrics line). ValueError: not releasable."""
+        fields: dict[str, Any] = {}
+        note = result.notes.get("distributed_dp") if isinstance(result.notes, dict) else None
+        if self.dist_account is not None:
+            if not note or note.get("kind") != "update":
+                raise ValueError("distributed DP is configured but the secagg result carries no noise record")
+            self.dist_account.charge(sensitivity=note["sensitivity"], sigma_client=note["sigma_client"],
+                                     threshold=note["threshold"], participants=note["participants"],
+                                     dim=note["dim"])
+            fields["distributed_dp"] = self.dist_account.record(self.distributed)
+        if self.central is None:
+            return result.mean, fields
+        mean, fields["central_dp"] = self.central.release(result.weighted_sum, result.total_weight,
+                                                          result.num_contributors, selected, self.rng)
+        return mean, fields
+
+    def stats_release(self, result: Any) -> dict[str, Any] | None:
+        """The round-0 statistics' sample-level DP record, or None without statistics noise."""
+        note = result.notes.get("distributed_dp") if isinstance(result.notes, dict) else None
+        if not note or note.get("kind") != "stats":
+            return None
+        sigma, length = float(note["stats_noise_sigma"]), int(note["dim"])
+        self.stats = {"epsilon": stats_epsilon(sigma, length, int(note["threshold"]), int(note["participants"]),
+                                               self.stats_delta),
+                      "delta": self.stats_delta, "stats_noise_sigma": sigma, "sensitivity": math.sqrt(length),
+                      "threshold": int(note["threshold"]), "level": "sample"}
+        log.info("round 0 statistics: distributed discrete Gaussian noise %.3g counts per client, epsilon %.4g "
+                 "(delta %.3g, sample level, L2 sensitivity sqrt(%d))", sigma, self.stats["epsilon"],
+                 self.stats_delta, length)
+        return self.stats
+
+    # -- persistence and summary ------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """For the checkpoint's ``extra["client_dp"]``."""
+        return {"central_rates": list(self.central.rates) if self.central else [],
+                "distributed_rounds": list(self.dist_account.rounds) if self.dist_account else [],
+                "stats_dp": self.stats}
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.central is not None:
+            out["central_dp"] = self.central.record()
+        if self.dist_account is not None:
+            out["distributed_dp"] = self.dist_account.record(self.distributed)
+        if self.stats is not None:
+            out["stats_dp"] = self.stats
+        return out

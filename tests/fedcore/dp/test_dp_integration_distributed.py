@@ -1,0 +1,151 @@
+"""Distributed DP inside SecAgg+: noise scaled for the survivor threshold, exact sums, no overflow,
+statistics noise, accounting and the [secagg] settings check (in-process driver, real crypto)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from fedcore_testkit import config
+
+from fedcore.common.aggregation import AggregationContext, ClientIdentity, ClientJob
+from fedcore.common.errors import ConfigError, ProtocolAbort
+from fedcore.common.stages import Stage
+from fedcore.dp.central import clip_update
+from fedcore.dp.coordinator_dp import CoordinatorPrivacy
+from fedcore.dp.discrete import sample_discrete_gaussian
+from fedcore.dp.distributed import distributed_epsilon, quantised_l2_sensitivity
+from fedcore.dp.secagg_dp import (
+    DistributedAccountant,
+    DistributedDP,
+    choose_noisy_params,
+    stats_epsilon,
+)
+from fedcore.secagg import quantize as qz
+from fedcore.secagg.client import SecAggClient
+from fedcore.secagg.driver import run_round
+from fedcore.secagg.server import SecAggServer
+
+FED = "fed-dp"
+DDP = {"noise_multiplier": 1.0, "clip_norm": 1.0, "delta": 1e-5}
+
+
+def _round(vectors: dict[str, np.ndarray], settings: dict, *, round_: int = 1, drop=None, client_settings=None,
+           samplers=None):
+    ids = tuple(sorted(vectors))
+    length = len(next(iter(vectors.values())))
+    ctx = AggregationContext(FED, round_, 0, ids, length, {}, max_weight=1.0)
+    clients = {c: SecAggClient(ClientIdentity(c), FED, client_settings or settings,
+                               noise_sampler=(samplers or {}).get(c)) for c in ids}
+    jobs = {c: ClientJob(round_, 0, vectors[c], 1.0) for c in ids}
+    return run_round(SecAggServer(FED, settings), clients, ctx, jobs, drop).result
+
+
+def _ids(n):
+    return [f"c{i}" for i in range(n)]
+
+
+@pytest.mark.parametrize("dropped", [2, 0])
+def test_survivors_sum_carries_at_least_the_configured_central_variance(dropped):
+    d, ids = 4000, _ids(5)
+    settings = {"threshold": 0.5, "distributed_dp": DDP}  # t = 3 of 5
+    res = _round({c: np.zeros(d) for c in ids}, settings, drop={Stage.SECAGG_MASKED_INPUT: ids[:dropped]})
+    note, f = res.notes["distributed_dp"], res.notes["frac_bits"]
+    assert note["threshold"] == 3 and res.num_contributors == 5 - dropped and res.notes["clipped"] == 0
+    central = (DDP["noise_multiplier"] * quantised_l2_sensitivity(1.0, 2.0**f, d, beta=None)) ** 2  # integer units
+    assert res.notes["noise_sigma"] == pytest.approx(math.sqrt(central / 3))
+    variance = np.var(res.weighted_sum * 2.0**f)
+    # the sum over m >= t survivors has variance m/t of the target; 4000 values: ~2.2 % sampling error
+    assert variance >= 0.93 * central
+    assert variance == pytest.approx(central * (5 - dropped) / 3, rel=0.08)
+
+
+def test_noisy_sum_is_exact_up_to_the_noise_and_rounding_with_no_overflow():
+    d, ids = 300, _ids(4)
+    rng = np.random.default_rng(3)
+    vectors = {c: rng.normal(0, s, d) for c, s in zip(ids, (0.01, 0.2, 1.0, 5.0))}  # the last two get clipped
+    drawn: dict[str, np.ndarray] = {}
+
+    def recorder(cid):
+        gen = np.random.default_rng(abs(hash(cid)) % 2**32)
+
+        def sample(sigma, size):
+            drawn[cid] = sample_discrete_gaussian(sigma, size, gen)
+            return drawn[cid]
+        return sample
+
+    settings = {"threshold": 0.6, "distributed_dp": DDP}
+    res = _round(vectors, settings, samplers={c: recorder(c) for c in ids})
+    f, bound = res.notes["frac_bits"], math.ceil(qz.NOISE_TAIL * res.notes["noise_sigma"])
+    assert res.notes["max_weight"] == 1 and res.total_weight == 4.0
+    # ring headroom: 4 clients x (|q| + noise tail) stays below 2^(bits-1)
+    assert 4 * (math.ceil(2.0**f) + bound) < 2 ** (res.notes["bits"] - 1)
+    clipped_sum = sum(clip_update(v, 1.0)[0] for v in vectors.values())
+    noise = sum(np.clip(n, -bound, bound) for n in drawn.values())
+    residual = np.rint(res.weighted_sum * 2.0**f) - noise - clipped_sum * 2.0**f
+    assert np.abs(residual).max() <= 4  # stochastic rounding: < 1 unit per client
+    assert np.linalg.norm(clip_update(vectors[ids[3]], 1.0)[0]) == pytest.approx(1.0)
+
+
+def test_client_refuses_less_noise_than_its_distributed_dp_settings_require():
+    ids = _ids(4)
+    with pytest.raises(ProtocolAbort, match="noise_sigma .* below"):
+        _round({c: np.zeros(50) for c in ids}, {"threshold": 0.6},
+               client_settings={"threshold": 0.6, "distributed_dp": DDP})
+
+
+def test_statistics_round_gets_count_noise_of_the_configured_std():
+    d, ids, s = 3000, _ids(4), 4.0
+    res = _round({c: np.zeros(d) for c in ids}, {"stats_noise_sigma": s, "clip": 100.0}, round_=0)
+    note = res.notes["distributed_dp"]
+    assert note["kind"] == "stats" and res.notes["noise_sigma"] == pytest.approx(s * 2.0 ** res.notes["frac_bits"])
+    assert np.var(res.weighted_sum) == pytest.approx(4 * s * s, rel=0.08)  # in counts, over 4 clients
+    privacy = CoordinatorPrivacy(_Central(), {"stats_noise_sigma": s}, "secagg")
+    record = privacy.stats_release(res)
+    assert record["sensitivity"] == pytest.approx(math.sqrt(d))
+    assert record["epsilon"] == pytest.approx(stats_epsilon(s, d, note["threshold"], 4, 1e-5))
+
+
+class _Central:
+    enabled = False
+
+
+def test_accountant_composes_rounds_like_distributed_epsilon():
+    dp = DistributedDP(1.2, 0.5, 1e-6)
+    acc = DistributedAccountant(dp.delta)
+    sens = quantised_l2_sensitivity(0.5, 2.0**20, 1000, beta=None)
+    sigma = 1.2 * sens / math.sqrt(6)
+    for _ in range(4):
+        acc.charge(sensitivity=sens, sigma_client=sigma, threshold=6, participants=10, dim=1000)
+    want = distributed_epsilon(noise_multiplier=1.2, clip_norm=0.5, scale=2.0**20, dim=1000, threshold=6,
+                               max_clients=10, rounds=4, delta=1e-6, beta=None)
+    assert acc.epsilon() == pytest.approx(want) and acc.record(dp)["rounds"] == 4
+
+
+def test_chosen_scale_is_the_largest_whose_noise_tails_fit_the_ring():
+    dp = DistributedDP(2.0, 1.0)
+
+    def sigma(f):
+        return 2.0 * quantised_l2_sensitivity(1.0, 2.0**f, 10_000, beta=None) / math.sqrt(30)
+
+    p = choose_noisy_params(50, 1.0, 1.0, sigma_of_f=sigma, length=10_000)
+    assert p.noise_sigma == pytest.approx(sigma(p.frac_bits)) and p.bits == 32
+    qz.check_params(p, 50, 10_000)
+    assert qz.max_frac_bits(32, 50, 1.0, 1, math.ceil(qz.NOISE_TAIL * sigma(p.frac_bits + 1)), 10_000) < p.frac_bits + 1
+    assert dp.clip_norm == 1.0
+
+
+def test_validate_settings_reports_every_bad_secagg_value_at_once(tmp_path):
+    bad = {"threshold": -3, "k": 1, "clip": 0.0, "colour": "red", "stats_noise_sigma": -1.0,
+           "distributed_dp": {"noise_multiplier": -1.0, "sigma": 2}}
+    problems = SecAggServer.validate_settings(bad)
+    text = "\n".join(problems)
+    for part in ("unknown key 'colour'", "absolute threshold must be >= 2", "k must be", "clip must be a positive",
+                 "stats_noise_sigma must be", "noise_multiplier must be a finite number > 0",
+                 "unknown key 'sigma'", "clip_norm is required"):
+        assert part in text, part
+    assert SecAggServer.validate_settings({"threshold": 0.6, "distributed_dp": DDP, "stats_noise_sigma": 2.0}) == []
+    with pytest.raises(ConfigError) as exc:  # and the coordinator's config loader reports them at load
+        config(tmp_path, federation={"aggregation": "secagg", "min_clients": 3}, secagg=bad)
+    assert "[secagg] unknown key 'colour'" in str(exc.value) and "[secagg] k must be" in str(exc.value)

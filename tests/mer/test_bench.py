@@ -1,0 +1,113 @@
+"""`fedpsyau bench epsilon`: the in-process federation engine and the command's arguments."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from fedcore.examples.softmax import workload as softmax
+from mer import bench, bench_config
+from mer.federated_sim import run_federation
+
+SETTINGS = {"num_features": 8, "samples": 60, "hidden": 4}
+
+
+def _run(mode: str, tmp_path, rounds: int = 2, **kw):
+    return run_federation(softmax, SETTINGS, clients=3, rounds=rounds, aggregation=mode, seed=3,
+                          workdir=tmp_path / mode, **kw)
+
+
+def test_secagg_engine_reaches_the_plain_global_model_up_to_quantisation(tmp_path):
+    plain, secagg = _run("plain", tmp_path), _run("secagg", tmp_path)
+    init, _ = softmax.initial_parameters(SETTINGS, 3)
+    assert np.abs(plain.params - init).max() > 1e-3  # the rounds really trained
+    assert secagg.rounds[-1].notes["private"] and not plain.rounds[-1].notes["private"]
+    # fixed point with 2^-frac_bits resolution, then float32: far below any training step
+    np.testing.assert_allclose(secagg.params, plain.params, atol=1e-6)
+    assert secagg.final == pytest.approx(plain.final)
+    assert {"accuracy", "uf1", "uar"} <= set(plain.final)
+
+
+def test_statistics_round_sums_the_clients_counts_exactly_through_secagg(tmp_path):
+    run = _run("secagg", tmp_path, rounds=1)
+    want = sum(softmax.make_trainer({**SETTINGS, "client_index": i, "num_clients": 3}, "c", tmp_path, "cpu")
+               .statistics({}) for i in range(3))
+    # counts are above the mode's default clip of 1.0: the engine must use the workload's bound
+    assert want.max() > 1
+    np.testing.assert_allclose(run.statistics, want, atol=1e-6)
+
+
+def test_engine_counts_model_and_mode_bytes_every_round(tmp_path):
+    run = _run("plain", tmp_path)
+    assert all(r.bytes_up > 0 and r.bytes_down > 0 and r.contributors == 3 for r in run.rounds)
+    assert not run.rounds[0].metrics and run.rounds[-1].metrics  # evaluated after the last round only
+
+
+def _args(argv):
+    parser = argparse.ArgumentParser()
+    bench.register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["bench", "epsilon", *argv])
+
+
+def test_bench_epsilon_lists_every_bad_argument_at_once(tmp_path):
+    args = _args(["--out", str(tmp_path), "--clients", "2", "--seeds", "0", "--rounds", "0",
+                  "--settings", "plain", "homomorphic", "--data", str(tmp_path / "missing")])
+    problems = bench.check_args(args)
+    text = "\n".join(problems)
+    assert len(problems) == 5
+    for needle in ("--clients must be >= 3", "--seeds must be >= 1", "--rounds must be >= 1", "homomorphic",
+                   "does not exist"):
+        assert needle in text
+    assert bench.run(args) == 2  # ExitCode.CONFIG, before any data is written
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "abc"])
+def test_bench_epsilon_refuses_a_non_positive_epsilon(tmp_path, bad):
+    with pytest.raises(SystemExit):
+        _args(["--out", str(tmp_path), "--epsilons", "1", bad])
+
+
+def test_bench_epsilon_requires_out():
+    with pytest.raises(SystemExit):
+        _args([])
+
+
+def test_quick_plan_runs_ckks_at_one_budget_and_no_dp_last(tmp_path):
+    plan = bench.make_plan(_args(["--out", str(tmp_path), "--quick"]))
+    runs = plan.runs()
+    assert {s for s, _, _ in runs} == {"centralised", "plain", "secagg", "ckks"}
+    assert [e for s, e, _ in runs if s == "ckks"] == [8.0]
+    assert math.isinf(plan.epsilons[-1]) and plan.seeds == 1
+    full = bench.make_plan(_args(["--out", str(tmp_path), "--seeds", "2", "--rounds", "5"]))
+    assert full.seeds == 2 and full.rounds == 5 and len(full.runs()) == 2 * 7 * 4
+
+
+def test_hyperparameters_come_from_one_table(monkeypatch):
+    monkeypatch.setitem(bench_config.HYPERPARAMETERS, 1.0, {"lr": 0.5})
+    assert bench_config.hyperparameters(1.0)["lr"] == 0.5
+    assert bench_config.hyperparameters(math.inf) == bench_config.DEFAULT
+    assert bench.privacy_table(math.inf, bench_config.DEFAULT) == {"enabled": False}
+    assert bench.privacy_table(2.0, bench_config.DEFAULT)["target_epsilon"] == 2.0
+    monkeypatch.setitem(bench_config.HYPERPARAMETERS, 2.0, {"momentum": 0.9})
+    with pytest.raises(ValueError, match="momentum"):
+        bench_config.hyperparameters(2.0)
+
+
+def test_outputs_hold_mean_and_sd_over_seeds_and_no_dp_as_inf(tmp_path):
+    runs = [{"setting": s, "epsilon": e, "seed": k, "uf1": u + 0.1 * k, "uar": u, "accuracy": u, "seconds": 1.0,
+             "epsilon_spent": None if math.isinf(e) else e}
+            for s in ("centralised", "secagg") for e, u in ((1.0, 0.2), (math.inf, 0.6)) for k in (0, 1)]
+    summary = bench.summarise(runs)
+    row = next(r for r in summary if r["setting"] == "secagg" and r["epsilon"] == 1.0)
+    assert row["uf1_mean"] == pytest.approx(0.25) and row["uf1_sd"] == pytest.approx(0.1 / math.sqrt(2))
+    result = {"plan": {"clients": 3, "rounds": 2, "seeds": 2}, "data": {"name": "x", "classes": ["a", "b", "c"]},
+              "summary": summary, "runs": runs}
+    paths = bench.write_outputs(result, tmp_path, "epsilon")
+    assert all(p.stat().st_size > 0 for p in paths)
+    rows = list(csv.DictReader(paths[1].open()))
+    assert [r["epsilon"] for r in rows if r["setting"] == "secagg"] == ["1", "inf"]
