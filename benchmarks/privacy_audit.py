@@ -22,8 +22,11 @@
 The attack's total-variation weight was chosen on samples 3, 50 and 100, which are never targets.
 Without --data or --arrays the default synthetic set (mer.data.synth, 24 subjects, seed 0; 221
 samples) is written to a temporary folder first. Writes privacy_audit.json (all figures, settings,
-seeds, run times) and privacy_audit.png. ``--quick`` (fewer targets, iterations, shadows and
-epochs) takes about 4 minutes on 2 cores, the full run about 20.
+seeds, run times) and privacy_audit.png. ``--quick`` (4 targets, 200 iterations, 1 restart; 4
+shadows, 20 epochs) took 205 s on 2 shared cores (load ~3.5). The full run (8 targets, 400
+iterations, 2 restarts; 16 shadows, 30 epochs) needs about 8800 matching steps per target (~45 s
+idle) and 68 model trainings (~4 s without DP, ~10 s with): about 15-20 minutes on 2 idle cores.
+Use one torch thread (the default) on a busy machine: two threads ran 10x slower under load.
 """
 
 from __future__ import annotations

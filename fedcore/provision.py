@@ -49,7 +49,7 @@ def coordinator_toml(*, federation: Mapping[str, Any], server: Mapping[str, Any]
                      deadlines: Mapping[str, Any] | None = None, strategy: Mapping[str, Any] | None = None,
                      workload: Mapping[str, Any] | None = None, privacy: Mapping[str, Any] | None = None,
                      limits: Mapping[str, Any] | None = None, secagg: Mapping[str, Any] | None = None,
-                     ckks: Mapping[str, Any] | None = None) -> str:
+                     ckks: Mapping[str, Any] | None = None, central_dp: Mapping[str, Any] | None = None) -> str:
     data: dict[str, Any] = {"federation": dict(federation), "server": dict(server),
                             "tls": dict(tls or {"ca": "ca.pem", "cert": "server.pem", "key": "server.key"})}
     for name, table in (("deadlines", deadlines), ("strategy", strategy), ("limits", limits)):
@@ -57,7 +57,7 @@ def coordinator_toml(*, federation: Mapping[str, Any], server: Mapping[str, Any]
             data[name] = dict(table)
     data["workload"] = dict(workload or {})
     data["privacy"] = dict(privacy or {})
-    for name, table in (("secagg", secagg), ("ckks", ckks)):
+    for name, table in (("secagg", secagg), ("ckks", ckks), ("central_dp", central_dp)):
         if table:
             data[name] = dict(table)
     comments = {**field_comments(Federation, "federation"), **field_comments(Server, "server"),
@@ -94,7 +94,7 @@ def provision(out: str | Path, clients: Sequence[str], *, server_names: Sequence
     interfaces, the port of ``address``). ``client_settings[i]`` is merged over the default
     ``{"client_index": i, "num_clients": n}`` of client i's ``[workload.settings]``.
     ``coordinator_tables`` pass extra tables (``deadlines``, ``strategy``, ``privacy``, ``secagg``,
-    ``ckks``, ``limits``, ``server``) into ``coordinator.toml``.
+    ``ckks``, ``central_dp``, ``limits``, ``server``) into ``coordinator.toml``.
     """
     out = Path(out)
     clients = list(clients)

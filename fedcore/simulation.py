@@ -81,7 +81,8 @@ def _parent_death_hook():
 
 def _spawn(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
     with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "fedcore.cli", *args], stdout=log, stderr=subprocess.STDOUT,
+        argv = [sys.executable, "-m", "fedcore.cli", *args]  # this interpreter, our own module, fixed options
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603 - argv is built above
                                 env=env, preexec_fn=_parent_death_hook())  # noqa: PLW1509 (one syscall, see above)
 
 
@@ -118,7 +119,7 @@ def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *
              strategy: Mapping[str, Any] | None = None, privacy: Mapping[str, Any] | None = None,
              client_privacy: Sequence[Mapping[str, Any]] | None = None,
              secagg: Mapping[str, Any] | None = None, ckks: Mapping[str, Any] | None = None,
-             deadlines: Mapping[str, Any] | None = None, federation: Mapping[str, Any] | None = None,
+             central_dp: Mapping[str, Any] | None = None, deadlines: Mapping[str, Any] | None = None, federation: Mapping[str, Any] | None = None,
              client_ids: Sequence[str] | None = None, progress: bool | None = None, timeout: float | None = None,
              resume: bool = False, env: Mapping[str, str] | None = None, echo: bool = True) -> SimulationResult:
     """Run a whole federation locally; see the module docstring. ``client_settings[i]`` and
@@ -140,7 +141,7 @@ def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *
                      workload_settings=workload_settings, client_settings=client_settings, overwrite=True,
                      federation=fed_extra, server={"run_dir": str(run_dir)},
                      deadlines={**SIM_DEADLINES, **dict(deadlines or {})}, strategy=dict(strategy or {}),
-                     privacy=privacy, secagg=secagg, ckks=ckks)
+                     privacy=privacy, secagg=secagg, ckks=ckks, central_dp=central_dp)
     child_env = _child_env(clients, env)
     flag = ["--insecure"] if insecure else []
     (run_dir / "coordinator.address").unlink(missing_ok=True)

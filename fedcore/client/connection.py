@@ -38,7 +38,7 @@ class CoordinatorUnreachable(FedError):
 
 def backoff_delays(cap: float, base: float = 0.2, rng: random.Random | None = None):
     """Capped exponential delays with +-25 % jitter: 0.2, 0.4, 0.8, ... <= cap."""
-    rng = rng or random.Random()
+    rng = rng or random.SystemRandom()
     n = 0
     while True:
         yield min(cap, base * 2 ** n) * rng.uniform(0.75, 1.25)

@@ -9,6 +9,7 @@ the live clients a few seconds to learn that it is over.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import threading
@@ -48,9 +49,18 @@ def start_server(cfg: CoordinatorConfig, engine: RoundEngine) -> BoundServer:
                   max_workers=max(16, 2 * cfg.limits.max_concurrent_streams),
                   max_concurrent_streams=cfg.limits.max_concurrent_streams)
     host = cfg.server.address.rpartition(":")[0]
-    host = "127.0.0.1" if host in ("0.0.0.0", "[::]", "::", "") else host
+    host = "127.0.0.1" if _unspecified(host) else host
     engine.records.write_address(f"{host}:{bound.port}")
     return bound
+
+
+def _unspecified(host: str) -> bool:
+    """True for a listen host that means "every interface" ("", 0.0.0.0, ::, [::])."""
+    bare = host.strip("[]")
+    try:
+        return not bare or ipaddress.ip_address(bare).is_unspecified
+    except ValueError:
+        return False
 
 
 def run_coordinator(cfg: CoordinatorConfig, stop: threading.Event | None = None, linger: float = 5.0) -> int:

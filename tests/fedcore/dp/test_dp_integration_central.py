@@ -15,6 +15,7 @@ from fedcore.common.errors import ConfigError, InvalidPayload
 from fedcore.coordinator.state import Phase
 from fedcore.dp.accounting import Segment, account
 from fedcore.dp.central import DPFedAvg
+from fedcore.dp.report import ReportError, privacy_report
 from fedcore.dp.rng import SecureRNG
 
 pytestmark = pytest.mark.filterwarnings("ignore:client-level DP", "ignore:central DP noise from a numpy")
@@ -78,6 +79,9 @@ def test_coordinator_noises_aggregate_and_records_client_level_epsilon(tmp_path,
     assert lines[0]["central_dp"]["noise_multiplier"] == 1.0 and lines[0]["central_dp"]["delta"] == CENTRAL_DELTA
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["central_dp"]["epsilon"] == pytest.approx(eps[1]) and summary["central_dp"]["rounds"] == 2
+    assert "privacy" not in lines[0] and "epsilon_max" not in lines[0]  # no client ran DP-SGD
+    with pytest.raises(ReportError, match="no record with a 'privacy' field"):  # not a malformed-line error
+        privacy_report(tmp_path, write_png=False)
     restarted = make_engine(tmp_path, central_dp=CENTRAL)  # the account survives a coordinator restart
     assert restarted.client_dp.central.rates == [1.0, 1.0]
     assert restarted.client_dp.central.epsilon() == pytest.approx(eps[1])

@@ -25,7 +25,11 @@ from hypothesis import strategies as st
 from fedcore.common.errors import InvalidPayload
 from fedcore.common.params import WIRE_DTYPES, decode_model, decode_vector
 from fedcore.coordinator.records import jsonable
-from fedcore.coordinator.reports import check_eval_report, check_train_report, pooled_metrics
+from fedcore.coordinator.reports import (
+    check_eval_report,
+    check_train_report,
+    pooled_metrics,
+)
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 from fedcore.transport.chunks import PayloadTooLarge, receive_chunks
 

@@ -9,10 +9,16 @@ import os
 import grpc
 import numpy as np
 import pytest
-from fedcore_testkit import FED, ScriptedClient, TinyWorkload, make_engine, packed, served_engine
+from fedcore_testkit import (
+    FED,
+    ScriptedClient,
+    TinyWorkload,
+    make_engine,
+    packed,
+    served_engine,
+)
 from fuzz_kit import Aborted, FakeContext, call
 
-from fedcore.common.aggregation import AggregationContext
 from fedcore.common.errors import ConfigError, InvalidPayload
 from fedcore.common.stages import Stage
 from fedcore.config.client import parse_client
@@ -132,17 +138,10 @@ def test_truncated_and_padded_streams_are_refused_and_nothing_recorded(world):
     assert _submit(servicer, "alice", engine.header("alice"), payload).message == "accepted"
 
 
-def _ckks_server_with_key():
-    from test_mode_fuzz import _ckks_at
+def test_garbage_tenseal_bytes_are_refused_and_the_round_still_sums():
+    from test_mode_fuzz import IDS, _answer, _ckks_at
 
     server, clients, jobs = _ckks_at(Stage.CKKS_ENCRYPTED_INPUT)
-    return server, clients, jobs
-
-
-def test_garbage_tenseal_bytes_are_refused_and_the_round_still_sums(monkeypatch):
-    from test_mode_fuzz import IDS, _answer
-
-    server, clients, jobs = _ckks_server_with_key()
     honest = {c: _answer(server, clients[c], Stage.CKKS_ENCRYPTED_INPUT, jobs[c]) for c in IDS}
     real = honest["client-01"].ciphertexts[0]
     rng = np.random.default_rng(0)
@@ -222,4 +221,3 @@ def test_a_secagg_share_replayed_into_another_attempt_is_refused():
                wire.share_ad(FED, 1, 0, "carol", "bob")):
         with pytest.raises(InvalidToken):
             wire.open_share(key, ad, token)
-    assert AggregationContext  # (imported for the mode helpers)

@@ -20,7 +20,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fedcore.common.aggregation import AggregationContext, ClientIdentity, ClientJob
-from fedcore.common.errors import AggregationAborted, InvalidPayload, NotAuthorized, WrongStage
+from fedcore.common.errors import (
+    AggregationAborted,
+    InvalidPayload,
+    NotAuthorized,
+    WrongStage,
+)
 from fedcore.common.stages import Stage
 from fedcore.transport.certs import create_ca, issue_client
 

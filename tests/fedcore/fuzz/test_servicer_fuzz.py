@@ -13,7 +13,18 @@ import hashlib
 
 import pytest
 from fedcore_testkit import FED, ScriptedClient, TinyWorkload, make_engine, packed
-from fuzz_kit import PROFILES, REFUSALS, Aborted, big, call, mutate, names, run_property, small, stages
+from fuzz_kit import (
+    PROFILES,
+    REFUSALS,
+    Aborted,
+    big,
+    call,
+    mutate,
+    names,
+    run_property,
+    small,
+    stages,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -149,7 +160,7 @@ def _ctx(cn):
 
 
 def test_oversized_chunk_is_refused_as_invalid(world):
-    engine, servicer, _ = world
+    engine, _, _ = world
     payload = b"\0" * (CHUNK_SIZE + 1)
     head = pb.Chunk(header=pb.StreamHeader(header=engine.header("alice"), total_size=len(payload),
                                            sha256=hashlib.sha256(payload).digest()))
