@@ -138,10 +138,12 @@ def dp_training(size: int | None, reps: int, data: Path | None, tmp: Path) -> di
         privacy = dict(CONFIG["dp"]) if dp else {"enabled": False}
         work = tmp / f"fit-{size}-{dp}"
         if size is None:
+            from mer.bench_config import hyperparameters
             from mer.train.federated import workload
+            hp = hyperparameters(CONFIG["dp"]["target_epsilon"])  # what `bench epsilon` and `simulate` train with
             settings = {"data": str(data / "data"), "format": "casme2", "cache_dir": str(data / "cache"),
                         "num_classes": 5, "num_clients": 3, "client_index": 0, "seed": 0,
-                        "epochs": 2, "batch_size": 16, "lr": 3e-3}
+                        "epochs": int(hp["epochs"]), "batch_size": int(hp["batch_size"]), "lr": float(hp["lr"])}
         else:
             workload = sw.workload
             settings = {**CONFIG["workload"], "parameters": size}

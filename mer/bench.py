@@ -310,10 +310,10 @@ def register(subparsers) -> None:
     p.add_argument("--format", default="casme2", choices=FORMATS)
     p.add_argument("--out", required=True, help="output folder for epsilon[_quick].{json,csv,png}")
     p.add_argument("--quick", action="store_true",
-                   help="epsilon 1, 8, inf; one seed; 8 rounds; ckks only at epsilon 8 (under 5 minutes on 2 cores)")
+                   help="epsilon 1, 8, inf; one seed; ckks only at epsilon 8 (under 5 minutes on 2 cores)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per point (default 3; --quick 1)")
     p.add_argument("--clients", type=int, default=3, help="federated clients, >= 3 (default 3)")
-    p.add_argument("--rounds", type=int, default=None, help="federated rounds (default 12; --quick 8)")
+    p.add_argument("--rounds", type=int, default=None, help="federated rounds (default 20, as fedpsyau simulate)")
     p.add_argument("--epsilons", type=_epsilon, nargs="+", default=None, help="override the budgets (inf = no DP)")
     p.add_argument("--settings", nargs="+", default=None, help=f"a subset of {', '.join(bc.SETTINGS)}")
     p.add_argument("--subjects", type=int, default=24, help="subjects of the synthetic set (default 24)")

@@ -5,15 +5,17 @@
 setting of the sweep (centralised, federated plain / SecAgg / CKKS) takes its values from it, so a
 retuned table changes all of them at once. ``math.inf`` means "no DP" (plain SGD, same schedule).
 
-The defaults are those of ``fedpsyau simulate`` (2 local epochs, batch 16, lr 3e-3, clip 1.0);
-they are not tuned per budget yet: edit :data:`HYPERPARAMETERS` (an entry per epsilon, falling
-back to :data:`DEFAULT`) to change that.
+The defaults are read from ``fedpsyau simulate``'s (``mer.federation.DEFAULTS``: local epochs,
+batch size, learning rate; clip 1.0), the same at every budget: add an entry to
+:data:`HYPERPARAMETERS` (epsilon -> overrides, falling back to :data:`DEFAULT`) to tune one.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from mer.federation import DEFAULTS as _SIM
 
 #: The full sweep's privacy budgets (per client, whole run, delta = min(1e-5, 1/(10 n))).
 EPSILONS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, math.inf)
@@ -24,7 +26,9 @@ SETTINGS: tuple[str, ...] = ("centralised", "plain", "secagg", "ckks")
 
 #: Training keys every entry holds.
 KEYS = ("epochs", "batch_size", "lr", "max_grad_norm")
-DEFAULT: dict[str, float | int] = {"epochs": 2, "batch_size": 16, "lr": 3e-3, "max_grad_norm": 1.0}
+#: ``fedpsyau simulate``'s (tuned) training defaults, so the sweep trains what the main job trains.
+DEFAULT: dict[str, float | int] = {"epochs": _SIM["epochs"], "batch_size": _SIM["batch_size"], "lr": _SIM["lr"],
+                                   "max_grad_norm": 1.0}
 #: epsilon -> overrides of DEFAULT (empty: the defaults everywhere).
 HYPERPARAMETERS: dict[float, dict[str, float | int]] = {}
 
@@ -64,8 +68,8 @@ class SweepPlan:
         return out
 
 
-#: --quick: under 5 minutes on 2 cores (10 training runs of 8 rounds).
-QUICK = {"epsilons": QUICK_EPSILONS, "settings": ("centralised", "plain", "secagg", "ckks"), "seeds": 1, "rounds": 8,
+#: --quick: under 5 minutes on 2 cores (10 training runs of 20 rounds).
+QUICK = {"epsilons": QUICK_EPSILONS, "settings": ("centralised", "plain", "secagg", "ckks"), "seeds": 1, "rounds": 20,
              "ckks_epsilons": (8.0,)}
 #: the full sweep: under 60 minutes on 2 cores.
-FULL = {"epsilons": EPSILONS, "settings": SETTINGS, "seeds": 3, "rounds": 12, "ckks_epsilons": EPSILONS}
+FULL = {"epsilons": EPSILONS, "settings": SETTINGS, "seeds": 3, "rounds": 20, "ckks_epsilons": EPSILONS}
