@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,14 @@ def run(args: argparse.Namespace) -> int:
                    workload=WORKLOAD, workload_settings=settings, privacy=privacy, strategy=strategy,
                    insecure=args.insecure, seed=args.seed, timeout=args.timeout, resume=args.resume)
     summary = write_report(run_dir, classes)
+    if privacy.get("enabled", True):
+        from fedcore.dp.report import ReportError, privacy_report
+
+        try:
+            print("\nprivacy spent per client (sample-level, cumulative):", flush=True)
+            privacy_report(run_dir, write_png=False, stream=sys.stdout)
+        except ReportError as exc:
+            log.warning("no privacy report: %s", exc)
     print(json.dumps({k: summary.get(k) for k in ("status", "uf1", "uar", "accuracy", "epsilon_max", "rounds",
                                                   "aggregation", "seconds")}), flush=True)
     print(f"report: {run_dir / 'report'}", flush=True)

@@ -131,7 +131,7 @@ def streams(draw, engine):
     chunks += [pb.Chunk(data=payload[i:i + cut]) for i in range(0, len(payload), cut)]
     if draw(st.booleans()):
         chunks.insert(draw(st.integers(0, len(chunks))), draw(st.sampled_from(
-            [pb.Chunk(), chunks[0], pb.Chunk(data=b"\0" * 3)])))
+            [pb.Chunk(), chunks[0] if chunks else pb.Chunk(data=b"\1"), pb.Chunk(data=b"\0" * 3)])))
     return chunks
 
 
