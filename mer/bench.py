@@ -325,11 +325,6 @@ def register(subparsers) -> None:
 
 
 def _safe_run(args: argparse.Namespace) -> int:
-    from fedcore.common.errors import ConfigError
-    from mer.data.errors import DataError
+    from mer.federation import run_guarded
 
-    try:
-        return run(args)
-    except (ConfigError, DataError, ValueError) as exc:
-        log.error("%s", exc)
-        return int(ExitCode.CONFIG)
+    return run_guarded(run, args)

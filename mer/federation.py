@@ -131,11 +131,16 @@ def register(subparsers) -> None:
 
 
 def _safe_run(args: argparse.Namespace) -> int:
+    return run_guarded(run, args)
+
+
+def run_guarded(command, args: argparse.Namespace) -> int:
+    """Run a MER command; a configuration or data error is logged and gives exit code 2."""
     from fedcore.common.errors import ConfigError
     from mer.data.errors import DataError
 
     try:
-        return run(args)
+        return command(args)
     except (ConfigError, DataError, ValueError) as exc:
         log.error("%s", exc)
         return int(ExitCode.CONFIG)

@@ -22,8 +22,8 @@ PACKAGE_DIR = Path("fedpsyau") / "v1"
 
 def generate(out: Path) -> list[Path]:
     """Run protoc (from grpcio-tools) over every .proto; return the generated files."""
-    from grpc_tools import protoc
     import grpc_tools
+    from grpc_tools import protoc
 
     sources = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
     include = Path(grpc_tools.__file__).parent / "_proto"

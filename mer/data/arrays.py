@@ -48,7 +48,7 @@ class MEArrays:
         """Side S of the flow images."""
         return int(self.flow.shape[-1])
 
-    def subset(self, index: np.ndarray) -> "MEArrays":
+    def subset(self, index: np.ndarray) -> MEArrays:
         index = np.asarray(index)
         kw = {f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "class_names"}
         return MEArrays(class_names=self.class_names, **kw)
@@ -59,7 +59,7 @@ class MEArrays:
         np.savez(path, **kw)
 
     @classmethod
-    def load(cls, path: str | Path) -> "MEArrays":
+    def load(cls, path: str | Path) -> MEArrays:
         with np.load(path, allow_pickle=False) as z:
             kw = {f.name: z[f.name] for f in fields(cls)}
         kw["class_names"] = tuple(str(c) for c in kw["class_names"])

@@ -88,7 +88,7 @@ def patch_boxes(size: int, patch: int | None = None) -> np.ndarray:
     ``round(PATCH_FRACTION * size)`` (at least 3). Returns shape (P, 2).
     """
     if patch is None:
-        patch = max(3, int(round(PATCH_FRACTION * size)))
+        patch = max(3, round(PATCH_FRACTION * size))
     if not 1 <= patch <= size:
         raise ValueError(f"patch side must be in [1, {size}] (got {patch})")
     pts = all_points() * size

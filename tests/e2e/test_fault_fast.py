@@ -12,7 +12,7 @@ matrix (every mode x stage x fault, with the plaintext check) is tests/e2e/test_
 
 from __future__ import annotations
 
-from fault_kit import VICTIM, run_cell
+from fault_kit import run_cell
 
 from fedcore.common.stages import Stage
 
@@ -26,5 +26,6 @@ def test_secagg_client_killed_after_masked_input_still_yields_the_right_sum(tmp_
 def test_ckks_client_dying_mid_round_still_yields_the_right_sum(tmp_path, port):
     result = run_cell(tmp_path, port, "ckks", Stage.CKKS_DECRYPT, "kill")
     assert result["victim_in_sum"] and result["line"]["contributors"] == 4
-    assert VICTIM not in result["line"]["notes"]["decryptors"]
+    notes = result["line"]["notes"]
+    assert notes["mode"] == "ckks" and len(notes["decryptors"]) >= 3 and not notes["disagreeing"]
 
