@@ -89,8 +89,9 @@ class ServerMode(ABC):
     def setup_stages(self) -> tuple[Stage, ...]:
         return ()
 
-    def begin_setup(self, ctx: AggregationContext) -> None:  # pragma: no cover - modes without set-up
-        raise NotImplementedError(f"mode {self.name!r} has no set-up stages")
+    def begin_setup(self, ctx: AggregationContext) -> None:
+        """Start the set-up stages. The round engine calls it only when ``setup_stages()`` is
+        not empty, so a mode without set-up has nothing to start."""
 
     def setup_done(self) -> bool:
         return True

@@ -23,6 +23,7 @@ State (for checkpoints): ``m`` and ``v`` (float64 vectors, once the first round 
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -53,8 +54,9 @@ class _FedOpt(Strategy):
             problems.append(f"tau must be > 0 (got {options['tau']})")
         return problems
 
+    @abstractmethod
     def _second_moment(self, v: np.ndarray, delta_sq: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """v_t from v_{t-1} and Delta_t^2 (Adam, Yogi and Adagrad differ only here)."""
 
     def apply(self, global_params: np.ndarray, mean_delta: np.ndarray, round: int) -> np.ndarray:
         x, delta = self._check_inputs(global_params, mean_delta)
