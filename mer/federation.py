@@ -28,8 +28,8 @@ WORKLOAD = "mer.train.federated:workload"
 DEFAULTS = {"clients": 3, "rounds": 20, "epsilon": 8.0, "epochs": 1, "batch_size": 64, "lr": 1e-3}
 
 
-def prepare_data(run_dir: Path, data: str | None, fmt: str, subjects: int, seed: int) -> tuple[Path, Path, list[str]]:
-    """The data folder (synthesized when ``data`` is None), the flow cache, and the class names.
+def prepare_data(run_dir: Path, data: str | None, fmt: str, subjects: int, seed: int) -> tuple[Path, Path, Any]:
+    """The data folder (synthesized when ``data`` is None), the flow cache, and the loaded MEArrays.
 
     Loading once here fills the flow cache, so the client processes do no flow work.
     """
@@ -45,7 +45,7 @@ def prepare_data(run_dir: Path, data: str | None, fmt: str, subjects: int, seed:
     else:
         root = Path(data)
     arrays = load_arrays(root, fmt, cache_dir=cache)
-    return root, cache, list(arrays.class_names)
+    return root, cache, arrays
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.out or "runs/demo").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    data, cache, classes = prepare_data(run_dir, args.data, args.format, args.subjects, args.seed)
+    data, cache, arrays = prepare_data(run_dir, args.data, args.format, args.subjects, args.seed)
+    classes = list(arrays.class_names)
     settings: dict[str, Any] = {
         "data": str(data), "format": args.format, "cache_dir": str(cache), "partition": args.partition,
         "num_classes": len(classes), "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
@@ -66,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
         settings["model_options"] = {"prior": args.prior}
     clients = args.clients
     if args.partition == "by-dataset":
-        from mer.data.load import load_arrays
-        clients = len(set(load_arrays(data, args.format, cache_dir=cache, verbose=False).dataset.tolist()))
+        clients = len(set(arrays.dataset.tolist()))
     privacy: dict[str, Any] = {"enabled": False} if args.no_dp or math.isinf(args.epsilon) else {
         "target_epsilon": args.epsilon, "max_grad_norm": args.max_grad_norm, "secure_rng": args.secure_rng,
         "planned_rounds": args.rounds, "local_epochs": args.epochs, "batch_size": args.batch_size}

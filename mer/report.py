@@ -17,13 +17,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
-def _metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def plot_rounds(metrics: list[dict[str, Any]], path: Path) -> Path | None:
     rows = [(m["round"], m["eval"]) for m in metrics if m.get("round", 0) >= 1 and m.get("eval")]
     if not rows:
@@ -48,12 +41,13 @@ def plot_rounds(metrics: list[dict[str, Any]], path: Path) -> Path | None:
 def write_report(run_dir: str | Path, class_names: list[str] | None = None) -> dict[str, Any]:
     """Write the PNGs; return summary.json's content (empty if the run wrote none)."""
     from fedcore.dp.report import ReportError, plot_epsilon, read_privacy_history
+    from fedcore.simulation import read_metrics
     from mer.train.plots import confusion_png
 
     run_dir = Path(run_dir)
     out = run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    metrics = _metrics(run_dir)
+    metrics = read_metrics(run_dir / "metrics.jsonl")
     plot_rounds(metrics, out / "metrics.png")
     try:
         plot_epsilon(read_privacy_history(run_dir), out / "epsilon.png")

@@ -133,6 +133,11 @@ class MERTrainer:
             raise ValueError(f"num_classes {settings.get('num_classes')} differs from the data's "
                              f"{len(self.classes)} classes {list(self.classes)}")
         self.model = _model({**self.settings, "num_classes": len(self.classes)})
+        tr = self.train  # resized once here, not every round
+        self._train_tensors = (to_input(tr.flow, self.model.input_size, torch.device("cpu")),
+                               torch.as_tensor(tr.label, dtype=torch.int64),
+                               torch.as_tensor(tr.au, dtype=torch.float32),
+                               torch.as_tensor(tr.au_known, dtype=torch.bool))
         self._ledger: PrivacyLedger | None = None
         self._plan_: PrivacyPlan | None = None
         self._privacy_cfg: tuple[dict, PrivacyConfig] | None = None
@@ -152,6 +157,13 @@ class MERTrainer:
             raise ValueError(f"expected {VECTOR_LENGTH} summed AU counts (got shape {statistics.shape})")
         counts = np.clip(np.rint(statistics), 0, None).astype(np.int64)  # noise may leave it off-integer
         self.model.set_statistical_prior(vector_to_counts(counts))
+
+    def _load(self, params, spec, round_: int, config: Mapping[str, Any], statistics) -> None:
+        """The global parameters, the federation's statistical prior and this round's prior factor r."""
+        load_parameters(self.model, params, spec)
+        self._apply_statistics(statistics)
+        if hasattr(self.model, "set_r"):
+            self.model.set_r(prior_r(round_, int(config.get("rounds", 1))))
 
     # -- training --------------------------------------------------------------------------
     def _privacy(self, config: Mapping[str, Any]) -> PrivacyConfig:
@@ -182,10 +194,7 @@ class MERTrainer:
                             target_epsilon=float(plan.target_epsilon or 0.0), exhausted=exhausted or ledger.exhausted)
 
     def fit(self, params, spec, round, config, statistics) -> FitResult:
-        load_parameters(self.model, params, spec)
-        self._apply_statistics(statistics)
-        if hasattr(self.model, "set_r"):
-            self.model.set_r(prior_r(round, int(config.get("rounds", 1))))
+        self._load(params, spec, round, config, statistics)
         privacy = self._privacy(config)
         plan, ledger = self._plan(privacy) if privacy.enabled else (None, None)
         lr = float(config.get("lr", 2e-3))
@@ -202,9 +211,7 @@ class MERTrainer:
 
         weights = LossWeights(float(config.get("emotion_weight", 0.2)), float(config.get("au_weight", 0.8)))
         tr = self.train
-        tensors = (to_input(tr.flow, self.model.input_size, torch.device("cpu")),
-                   torch.as_tensor(tr.label, dtype=torch.int64), torch.as_tensor(tr.au, dtype=torch.float32),
-                   torch.as_tensor(tr.au_known, dtype=torch.bool))
+        tensors = self._train_tensors
 
         def loss_fn(outputs, label, au, known):
             return per_sample_loss(outputs, label, au, known, weights).mean()
@@ -226,10 +233,7 @@ class MERTrainer:
     def evaluate(self, params, spec, round, config, statistics) -> EvalResult:
         from mer.train.centralised import predict
 
-        load_parameters(self.model, params, spec)
-        self._apply_statistics(statistics)
-        if hasattr(self.model, "set_r"):
-            self.model.set_r(prior_r(round, int(config.get("rounds", 1))))
+        self._load(params, spec, round, config, statistics)
         self.model.to(self.device)
         pred, _ = predict(self.model, self.test.flow)
         self.model.cpu()
