@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mer.data.synth_faces import face_sources, subject_face
+from mer.data.synth_faces import face_pool, subject_face
 from mer.data.synth_motion import (
     AU_MOTION,
     au_displacements,
@@ -165,7 +165,7 @@ def synthesize(out_dir: str | Path, subjects: int = 24, seed: int = 0, **overrid
     rng = np.random.default_rng(cfg.seed)
     table = emotion_table()
     classes = sorted({e for e, _, _ in table})
-    sources = face_sources()
+    sources = face_pool("eval")  # never a pre-training identity
     order = [0, 1] + (2 + rng.permutation(len(sources) - 2)).tolist()
     counts = _samples_per_subject(cfg, rng)
     rows, per_class, per_subject, noisy, faces = [], Counter(), {}, 0, {}

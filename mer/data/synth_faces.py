@@ -8,6 +8,13 @@ Sources (all offline, inside wheels):
   from Labeled Faces in the Wild; images 100-199 there are non-faces and are not used),
   upsampled.
 
+**Identity pools.** The faces are split once, by source, into two disjoint pools:
+:data:`EVAL_FACES` (the astronaut, Grace Hopper and ``lfw/0`` .. ``lfw/69``: 72 faces) for every
+data set a model is evaluated on -- the embedded default set and every preset -- and
+:data:`PRETRAIN_FACES` (``lfw/70`` .. ``lfw/99``: 30 faces) for the public pre-training corpus
+only (:func:`face_pool`). A test asserts the pools share no source image. (LFW may hold one
+person under two images; the split is by image, which is what this package can check.)
+
 Eye centres were measured once on each source (Haar eye cascade, checked by eye). Each subject
 gets a base face, then its own alignment error (eye shift, scale, roll), mirror flip,
 brightness, contrast, gamma and colour tint, and a fixed fine skin texture that moves with the
@@ -25,6 +32,9 @@ import numpy as np
 from mer.face.align import AlignParams, alignment_matrix
 
 LFW_EYES = ((7.0, 9.0), (16.2, 9.0))
+#: first LFW index of the pre-training pool; LFW images below it (and the two portraits) are for evaluation sets
+PRETRAIN_LFW_START = 70
+POOLS = ("eval", "pretrain")
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,20 @@ def face_sources() -> tuple[FaceSource, ...]:
         g = np.clip(face * 255.0 + 0.5, 0, 255).astype(np.uint8)
         out.append(FaceSource(f"lfw/{i}", cv2.cvtColor(g, cv2.COLOR_GRAY2BGR), *LFW_EYES))
     return tuple(out)
+
+
+def face_pool(pool: str) -> tuple[FaceSource, ...]:
+    """The faces of one identity pool: ``"eval"`` (data sets models are scored on) or ``"pretrain"``."""
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {', '.join(POOLS)} (got {pool!r})")
+    lfw_start = 2  # face_sources(): astronaut, grace_hopper, then lfw/0..99
+    cut = lfw_start + PRETRAIN_LFW_START
+    faces = face_sources()
+    return faces[:cut] if pool == "eval" else faces[cut:]
+
+
+EVAL_FACES = ("astronaut", "grace_hopper") + tuple(f"lfw/{i}" for i in range(PRETRAIN_LFW_START))
+PRETRAIN_FACES = tuple(f"lfw/{i}" for i in range(PRETRAIN_LFW_START, 100))
 
 
 def subject_face(source: FaceSource, rng: np.random.Generator, size: int = 128) -> tuple[np.ndarray, dict]:

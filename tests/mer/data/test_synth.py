@@ -113,3 +113,19 @@ def test_full_default_set_has_documented_counts(tmp_path):
 def test_config_defaults_are_documented_values():
     c = SynthConfig()
     assert (c.subjects, c.seed, c.size) == (24, 0, 128) and c.amplitude_px == (0.5, 3.0)
+
+
+def test_pretraining_faces_never_appear_in_an_evaluation_set(tmp_path):
+    from mer.data.synth_faces import EVAL_FACES, PRETRAIN_FACES, face_pool
+
+    eval_names = {f.name for f in face_pool("eval")}
+    pre_names = {f.name for f in face_pool("pretrain")}
+    assert eval_names == set(EVAL_FACES) and pre_names == set(PRETRAIN_FACES)
+    assert not eval_names & pre_names
+    # by content too: no pre-training image equals an evaluation image
+    eval_imgs = [f.image.tobytes() for f in face_pool("eval")]
+    assert not any(f.image.tobytes() in eval_imgs for f in face_pool("pretrain"))
+    summary = synthesize(tmp_path / "d", subjects=30, seed=3, samples=60)
+    assert {v["face"] for v in summary["faces"].values()} <= eval_names
+    with pytest.raises(ValueError, match="pool must be one of eval, pretrain"):
+        face_pool("test")
