@@ -6,6 +6,11 @@ handlers call :meth:`join`, :meth:`task`, :meth:`submit`, :meth:`download` and
 never change phase. Phase changes happen only in :meth:`tick`, which the driver thread calls when
 woken by a submission or when a deadline or heartbeat expiry is due (tests call it with a fake
 clock). The functions that perform each phase are in :mod:`fedcore.coordinator.phases`.
+
+Restarts never release a second aggregate of a round (see :mod:`fedcore.coordinator.release`):
+a round's checkpoint is written before its new model leaves, and a restart resumes after it.
+``fault_hook`` (tests only) is called with the name of each point between an aggregate and its
+checkpoint, so a test can "kill" the coordinator there by raising.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from fedcore.coordinator import bodies, phases
 from fedcore.coordinator.checkpoint import CheckpointStore
 from fedcore.coordinator.records import RunRecords
 from fedcore.coordinator.registry import Registry
+from fedcore.coordinator.release import ReleaseJournal
 from fedcore.coordinator.state import Phase, State
 from fedcore.dp.coordinator_dp import CoordinatorPrivacy
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
@@ -57,7 +63,14 @@ class RoundEngine:
         self.registry = Registry(cfg.limits.max_clients, cfg.deadlines.heartbeat_timeout)
         self.stats_spec = workload.statistics_spec(cfg.workload)
         self.started_work = False
+        self.fault_hook: Callable[[str], None] | None = None
+        self.releases = ReleaseJournal(cfg.server.run_dir)
         self.state = self._restore()
+
+    def fault(self, point: str) -> None:
+        """A named point between an aggregate and its checkpoint (a no-op unless a test hooks it)."""
+        if self.fault_hook is not None:
+            self.fault_hook(point)
 
     # -- start-up -------------------------------------------------------------------------
     def _restore(self) -> State:
@@ -77,8 +90,10 @@ class RoundEngine:
                           statistics=ckpt.statistics,
                           needs_stats=self.stats_spec is not None and ckpt.statistics is None)
             self.history, self.extra = list(ckpt.history), dict(ckpt.extra)
-            log.info("resuming from the checkpoint of round %d: next round %d of %d", ckpt.round,
-                     ckpt.round + 1, self.cfg.federation.rounds)
+            state.pending_eval = ckpt.round if self.extra.get("pending_eval") == ckpt.round and ckpt.round else 0
+            log.info("resuming from the checkpoint of round %d: next round %d of %d%s", ckpt.round,
+                     ckpt.round + 1, self.cfg.federation.rounds,
+                     f"; round {ckpt.round}'s model is evaluated first" if state.pending_eval else "")
         self.records.sync_metrics(self.history)
         self.known_exhausted: dict[str, str] = dict(self.extra.get("excluded", {}))
         self.privacy: dict[str, dict] = dict(self.extra.get("privacy", {}))
@@ -88,6 +103,10 @@ class RoundEngine:
         self.round_dp: dict = {}  # the current round's central/distributed DP records, for metrics.jsonl
         state.attempt = self.records.next_attempt(0)
         state.waiting_since = now
+        self.releases.forget_before(state.next_round, keep_zero=state.needs_stats)
+        for r, rel in sorted(self.releases.entries.items()):
+            log.warning("round %d's aggregate over %s was released at %s before the restart: that round may be "
+                        "released again only over the same clients", r, ", ".join(rel.contributors), rel.stage)
         return state
 
     # -- helpers for RPCs -----------------------------------------------------------------

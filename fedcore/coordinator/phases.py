@@ -4,6 +4,13 @@ Every function here runs under the engine's lock, from :meth:`RoundEngine.tick`.
 opens a phase, ``close_*`` ends its stage (all expected clients answered, the rest are dead, or
 the deadline passed), :func:`fail_attempt` retries the current work as a new attempt, and
 :func:`abort` / :func:`finish` end the run.
+
+Release order (the guarantee of :mod:`fedcore.coordinator.release`): a round's aggregate is
+charged to the coordinator-side DP accountants, applied, and checkpointed -- fsync'd and renamed
+atomically, with the accountants' state -- in one tick, before the EVALUATE stage or the next
+TRAIN stage can serve the new model; the evaluation metrics are written into that checkpoint
+afterwards. A mode stage in :data:`~fedcore.coordinator.release.RELEASE_STAGES` opens only after
+the release journal has recorded it.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from fedcore.common.params import encode_model
 from fedcore.common.stages import Stage
 from fedcore.coordinator.checkpoint import Checkpoint
 from fedcore.coordinator.records import jsonable, summarize
+from fedcore.coordinator.release import RELEASE_STAGES
 from fedcore.coordinator.reports import pooled_metrics
 from fedcore.coordinator.state import ModelBlob, Phase, RoundTally, StageRun, transition
 from fedcore.transport.chunks import sha256
@@ -62,6 +70,8 @@ def next_wake(eng: RoundEngine, now: float) -> float:
 # -- helpers -----------------------------------------------------------------------------------
 def _work_needed(eng: RoundEngine) -> Phase:
     st = eng.state
+    if st.pending_eval:
+        return Phase.EVALUATE
     if not st.setup_done and eng.mode.setup_stages():
         return Phase.SETUP
     if st.needs_stats:
@@ -72,7 +82,7 @@ def _work_needed(eng: RoundEngine) -> Phase:
 
 
 def _pool(eng: RoundEngine, work: Phase) -> list[str]:
-    members = eng.state.setup_members if (work != Phase.SETUP and eng.mode.setup_stages()) else None
+    members = eng.state.setup_members if (work in (Phase.STATS, Phase.TRAIN) and eng.mode.setup_stages()) else None
     return eng.registry.eligible(members)
 
 
@@ -121,7 +131,8 @@ def next_work(eng: RoundEngine, now: float) -> None:
             log.info("waiting for clients: %d eligible alive, %d needed", len(pool), eng.cfg.federation.min_clients)
         transition(st, Phase.JOINING)
         return
-    {Phase.SETUP: begin_setup, Phase.STATS: begin_stats, Phase.TRAIN: begin_train}[work](eng, pool, now)
+    {Phase.SETUP: begin_setup, Phase.STATS: begin_stats, Phase.TRAIN: begin_train,
+     Phase.EVALUATE: begin_evaluate}[work](eng, pool, now)
 
 
 # -- phases ------------------------------------------------------------------------------------
@@ -222,7 +233,13 @@ def close_mode_stage(eng: RoundEngine, now: float) -> None:
         st.stage_index += 1
         if st.stage_index < len(st.mode_stages):
             stage = st.mode_stages[st.stage_index]
-            return _open(eng, stage, eng.mode.expected(stage), eng.cfg.deadlines.stage, now)
+            expected = eng.mode.expected(stage)
+            if stage in RELEASE_STAGES:
+                refused = eng.releases.admit(st.round, st.attempt, stage, frozenset(expected))
+                if refused:
+                    return fail_attempt(eng, now, refused)
+                eng.fault("release journaled")
+            return _open(eng, stage, expected, eng.cfg.deadlines.stage, now)
         result = eng.mode.result()
     except AggregationAborted as exc:
         return fail_attempt(eng, now, f"{eng.mode.name} stage {run.stage.name}: {exc}")
@@ -280,9 +297,12 @@ def close_train(eng: RoundEngine, now: float) -> None:
 
 
 def finish_aggregate(eng: RoundEngine, result: AggregateResult, now: float) -> None:
+    """Charge, apply and checkpoint round ``st.round``'s aggregate, then (only then) serve it."""
     st = eng.state
+    eng.fault("aggregated")
     try:
         mean, st_dp = eng.client_dp.release(result, len(st.selected))  # DP-FedAvg noise, client-level accounts
+        eng.fault("charged")
         new = np.asarray(eng.strategy.apply(st.params, mean, st.round), np.float32)
     except ValueError as exc:
         return fail_attempt(eng, now, f"cannot apply the aggregate: {exc}")
@@ -292,11 +312,36 @@ def finish_aggregate(eng: RoundEngine, result: AggregateResult, now: float) -> N
     st.params, st.model_round = new, st.round
     st.contributors, st.aggregate_notes = result.num_contributors, dict(result.notes)
     every, rounds = eng.cfg.federation.evaluate_every, eng.cfg.federation.rounds
-    if st.round == rounds or (every and st.round % every == 0):
-        _ensure_blob(eng)
-        transition(st, Phase.EVALUATE)
-        return _open(eng, Stage.EVALUATE, eng.registry.alive(), eng.cfg.deadlines.evaluate, now)
-    complete_round(eng, {}, now)
+    evaluate = st.round == rounds or bool(every and st.round % every == 0)
+    line = _round_line(eng, now)
+    eng.history.append(line)
+    st.pending_eval = st.round if evaluate else 0
+    eng.fault("applied")
+    _checkpoint(eng, st.round)            # durable before anything derived from the aggregate leaves
+    eng.fault("checkpointed")
+    st.next_round, st.retries = st.round + 1, 0
+    if evaluate:
+        return _open_evaluate(eng, now)
+    eng.records.append_metrics(line)
+    _log_round(eng, line, {})
+    st.tally = RoundTally()
+    next_work(eng, now)
+
+
+def begin_evaluate(eng: RoundEngine, pool: list[str], now: float) -> None:
+    """After a restart: evaluate the checkpointed model of ``pending_eval`` (a new attempt)."""
+    st = eng.state
+    _enter(eng, st.pending_eval, now)
+    log.info("round %d attempt %d: evaluating the checkpointed model of round %d", st.round, st.attempt, st.round)
+    _open_evaluate(eng, now)
+
+
+def _open_evaluate(eng: RoundEngine, now: float) -> None:
+    st = eng.state
+    _ensure_blob(eng)
+    eng.eval_mark = (now, st.tally.bytes_up, st.tally.bytes_down)
+    transition(st, Phase.EVALUATE)
+    _open(eng, Stage.EVALUATE, eng.registry.alive(), eng.cfg.deadlines.evaluate, now)
 
 
 def close_evaluate(eng: RoundEngine, now: float) -> None:
@@ -304,10 +349,25 @@ def close_evaluate(eng: RoundEngine, now: float) -> None:
     pooled = pooled_metrics(st.eval_reports)
     if not pooled:
         log.warning("round %d: no evaluation reports arrived", st.round)
-    complete_round(eng, pooled, now)
+    line = eng.history[-1]
+    if line.get("round") != st.round:   # a bug: the checkpoint's last round is the one evaluated
+        return abort(eng, f"evaluated round {st.round} but the last recorded round is {line.get('round')}")
+    since, up, down = getattr(eng, "eval_mark", (now, st.tally.bytes_up, st.tally.bytes_down))
+    line.update(jsonable({"eval": pooled, "seconds": round(line.get("seconds", 0.0) + now - since, 4),
+                          "bytes_up": line.get("bytes_up", 0) + st.tally.bytes_up - up,
+                          "bytes_down": line.get("bytes_down", 0) + st.tally.bytes_down - down}))
+    st.pending_eval = 0
+    eng.fault("evaluated")
+    _checkpoint(eng, st.round)
+    eng.records.sync_metrics(eng.history)
+    _log_round(eng, line, pooled)
+    st.retries = 0
+    st.tally = RoundTally()
+    next_work(eng, now)
 
 
-def complete_round(eng: RoundEngine, pooled: dict, now: float) -> None:
+def _round_line(eng: RoundEngine, now: float) -> dict:
+    """Round ``st.round``'s metrics.jsonl line, without the evaluation (added by close_evaluate)."""
     st = eng.state
     privacy = {c: {k: p[k] for k in ("epsilon", "delta", "accountant", "steps", "noise_multiplier", "exhausted")}
                for c, p in sorted(eng.privacy.items()) if p.get("enabled")}
@@ -316,31 +376,31 @@ def complete_round(eng: RoundEngine, pooled: dict, now: float) -> None:
         "excluded": sorted(eng.registry.excluded()),
         "train": {c: dict(r.metrics) for c, r in sorted(st.train_reports.items()) if r.ready},
         "refused": {c: r.refusal for c, r in sorted(st.train_reports.items()) if not r.ready},
-        "eval": pooled,
+        "eval": {},
         # sample-level DP-SGD states as fedcore.dp.report reads them; left out when no client runs DP-SGD
         **({"privacy": privacy, "epsilon_max": max(p["epsilon"] for p in privacy.values())} if privacy else {}),
         "seconds": round(now - st.tally.started, 4), "bytes_up": st.tally.bytes_up, "bytes_down": st.tally.bytes_down,
         "notes": st.aggregate_notes, **getattr(eng, "round_dp", {}),
     })
     eng.round_dp = {}
-    eng.history.append(line)
-    _checkpoint(eng, st.round)
-    eng.records.append_metrics(line)
+    return line
+
+
+def _log_round(eng: RoundEngine, line: dict, pooled: dict) -> None:
     ev = f" eval {', '.join(f'{k} {v:.4f}' for k, v in pooled.items() if k in ('accuracy', 'uf1', 'uar'))}" if pooled else ""
-    log.info("round %d/%d done in %.2f s with %d contributors;%s", st.round, eng.cfg.federation.rounds,
-             line["seconds"], st.contributors, ev)
-    st.next_round, st.retries = st.round + 1, 0
-    st.tally = RoundTally()
-    next_work(eng, now)
+    log.info("round %d/%d done in %.2f s with %d contributors;%s", line["round"], eng.cfg.federation.rounds,
+             line["seconds"], line["contributors"], ev)
 
 
 def _checkpoint(eng: RoundEngine, round_: int) -> None:
     st = eng.state
     eng.extra.update({"excluded": dict(eng.known_exhausted), "privacy": jsonable(eng.privacy),
+                      "pending_eval": st.pending_eval,
                       "client_dp": jsonable(eng.client_dp.state()),
                       "clients": sorted(eng.registry.ever | set(eng.extra.get("clients", [])))})
     eng.store.save(Checkpoint(round_, st.params, st.spec, eng.strategy.state_dict(), list(eng.history),
                               st.statistics, dict(eng.extra)))
+    eng.releases.forget_before(round_ + 1, keep_zero=st.needs_stats)
 
 
 # -- endings -----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ Phases of a coordinator run (``round`` is the wire round: 0 for set-up and stati
 
     JOINING --> SETUP --> STATS --> STATS_AGG --> TRAIN --> AGGREGATE --> EVALUATE --> TRAIN ...
        |          (mode key exchange, once)  (round 0)      (rounds 1..R)      \\--> DONE
+       |-- EVALUATE first after a restart whose checkpoint holds a round not yet evaluated
        \\-- any stage phase goes back to JOINING when too few clients are left,
             repeats itself as a new attempt when it fails, or ends in ABORTED.
 
@@ -38,7 +39,7 @@ class Phase(enum.StrEnum):
 
 _WORK = {Phase.SETUP, Phase.STATS, Phase.TRAIN}
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
-    Phase.JOINING: frozenset(_WORK | {Phase.JOINING, Phase.DONE, Phase.ABORTED}),
+    Phase.JOINING: frozenset(_WORK | {Phase.EVALUATE, Phase.JOINING, Phase.DONE, Phase.ABORTED}),
     Phase.SETUP: frozenset(_WORK | {Phase.JOINING, Phase.ABORTED}),
     Phase.STATS: frozenset({Phase.STATS_AGG, Phase.STATS, Phase.JOINING, Phase.ABORTED}),
     Phase.STATS_AGG: frozenset({Phase.TRAIN, Phase.STATS, Phase.JOINING, Phase.DONE, Phase.ABORTED}),
@@ -96,6 +97,7 @@ class State:
     params: np.ndarray
     spec: ParamSpec
     model_round: int                    # the round that produced ``params`` (0 = initial)
+    pending_eval: int = 0               # a checkpointed round whose evaluation has not completed (0: none)
     statistics: np.ndarray | None = None
     needs_stats: bool = False
     setup_done: bool = False
