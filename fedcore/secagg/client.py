@@ -39,14 +39,14 @@ from fedcore.proto.fedpsyau.v1 import secagg_pb2 as spb
 from fedcore.secagg import noise as noise_mod
 from fedcore.secagg import quantize as qz
 from fedcore.secagg import shamir, wire
-from fedcore.secagg.graph import masking_graph, resolve_degree
+from fedcore.secagg.graph import masking_graph
 from fedcore.secagg.prg import add_mask, pair_mask_key, round_context, self_mask_key
 from fedcore.secagg.state import (
     CLIENT_TRANSITIONS,
     SecAggSettings,
     SecAggStage,
+    graph_plan,
     resolve_threshold,
-    share_threshold,
 )
 
 log = logging.getLogger(__name__)
@@ -155,14 +155,21 @@ class SecAggClient(ClientMode):
         n = len(st.roster)
         if tuple(task.participants) != st.roster:
             raise ProtocolAbort("share-keys participants differ from the advertise-keys roster")
-        floor_k = resolve_degree(self.config.k, n)
-        if task.degree < floor_k:
-            raise ProtocolAbort(f"masking graph degree {task.degree} is below this client's k ({floor_k}) for n={n}")
-        graph = masking_graph(st.roster, task.degree, task.graph_seed)  # ValueError -> abort
         floor_t = resolve_threshold(self.config.threshold, n, self.config.min_clients)
         if not floor_t <= task.min_survivors <= n:
             raise ProtocolAbort(f"min_survivors must be in [{floor_t}, {n}] for {n} participants "
                                 f"(got {task.min_survivors})")
+        if self.config.k == "all" and task.degree != n - 1:
+            raise ProtocolAbort(f"this client requires the complete graph (k='all', degree {n - 1}); "
+                                f"the server asked for degree {task.degree}")
+        try:  # the share threshold for the server's degree, from this client's own gamma and delta
+            gp = graph_plan(self.config, n, int(task.min_survivors), k=int(task.degree))
+        except ValueError as exc:
+            raise ProtocolAbort(f"refusing masking graph degree {task.degree} for n={n}: {exc}") from None
+        if gp.k != task.degree:
+            raise ProtocolAbort(f"masking graph degree {task.degree} is not a valid degree for n={n} "
+                                f"(expected an even number below {n - 1}, or {n - 1})")
+        graph = masking_graph(st.roster, task.degree, task.graph_seed)  # ValueError -> abort
         mine = graph[self.me]
         ids = wire.check_ids([p.client_id for p in task.neighbours], "share-keys neighbours", ProtocolAbort)
         for peer in task.neighbours:
@@ -174,7 +181,7 @@ class SecAggClient(ClientMode):
                                     f"unlike this client's own")
             st.peers[peer.client_id] = keys
         st.min_survivors = int(task.min_survivors)
-        st.share_threshold = share_threshold(st.min_survivors, n, task.degree)
+        st.share_threshold = gp.t
         holders = wire.sorted_by(st.index, [*ids, self.me])
         if len(holders) < st.share_threshold:
             raise ProtocolAbort(f"only {len(holders)} share holders (with this client) for a threshold of "

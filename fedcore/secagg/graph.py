@@ -3,9 +3,10 @@
 .. warning::
    Raw primitive. The graph is public: the server draws its seed with ``os.urandom`` and reveals it
    in the share-keys task, after the keys are advertised. That suffices for the honest-but-curious
-   server of the threat model; a malicious server grinding seeds is out of scope. Security of SecAgg+ (Bell et al., CCS 2020) rests on k = O(log n) being large
-   enough that the survivors' graph stays connected and each neighbourhood keeps an honest
-   majority; :func:`resolve_degree`'s ``"auto"`` rule errs on the large side.
+   server of the threat model; a malicious server grinding seeds is out of scope. Security of
+   SecAgg+ (Bell et al., CCS 2020) rests on k and the share threshold being chosen for the
+   corruption and dropout fractions, which :mod:`.bounds` does (failure probability <= 2^-40);
+   this module only builds the graph of a degree already chosen.
 
 Construction (Bell et al. 2020: a Harary graph with randomly permuted labels): order the roster
 by a keyed hash of each id under the seed (a uniformly random permutation), place the clients on a
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 from collections.abc import Sequence
 
 GRAPH_LABEL = b"fedpsyau/secagg/v1/graph"
@@ -26,18 +26,17 @@ SEED_BYTES = 32
 
 
 def resolve_degree(k: int | str, n: int) -> int:
-    """The degree actually used for ``n`` clients: ``n - 1`` means the complete graph.
+    """The degree a fixed setting gives for ``n`` clients: ``n - 1`` means the complete graph.
 
-    ``k`` is ``"all"`` (complete), ``"auto"`` (the smallest even k >= 10 log2 n, which keeps a
-    majority threshold reachable at 30 % dropout with failure odds ~1e-4 per client; complete for
-    n <= 61), or an integer >= 2 (odd values are rounded up to even).
+    ``k`` is ``"all"`` (complete) or an integer >= 2 (odd values are rounded up to even). ``"auto"``
+    depends on the corruption and dropout fractions: :func:`fedcore.secagg.bounds.plan` resolves it.
     """
     if n < 2:
         raise ValueError(f"a masking graph needs at least 2 clients (got {n})")
     if k == "all":
         return n - 1
     if k == "auto":
-        k = 2 * math.ceil(5 * math.log2(n))
+        raise ValueError("k='auto' depends on the corruption and dropout fractions: use fedcore.secagg.bounds.plan")
     if isinstance(k, bool) or not isinstance(k, int) or k < 2:
         raise ValueError(f"k must be 'auto', 'all' or an integer >= 2 (got {k!r})")
     k += k % 2

@@ -38,15 +38,15 @@ from fedcore.common.stages import Stage
 from fedcore.proto.fedpsyau.v1 import secagg_pb2 as spb
 from fedcore.secagg import quantize as qz
 from fedcore.secagg import shamir, wire
-from fedcore.secagg.graph import SEED_BYTES, masking_graph, resolve_degree
+from fedcore.secagg.graph import SEED_BYTES, masking_graph
 from fedcore.secagg.prg import round_context
 from fedcore.secagg.state import (
     ROUND_STAGES,
     SERVER_TRANSITIONS,
     SecAggSettings,
     SecAggStage,
+    graph_plan,
     resolve_threshold,
-    share_threshold,
     validate_settings,
 )
 from fedcore.secagg.unmask import recover_mask_key, recover_secret, unmasked_sum
@@ -81,6 +81,7 @@ class ServerRound:
     excluded: dict[str, list[str]] = field(default_factory=dict)
     result: AggregateResult | None = None
     dp_note: dict[str, Any] | None = None  # distributed DP of this round (for the coordinator's accounting)
+    plan: Any = None                         # the bounds.GraphPlan k and t_nb were chosen under
 
 
 def _quantization(config: SecAggSettings, ctx: AggregationContext, n: int, t: int) -> tuple[qz.QuantParams, dict | None]:
@@ -127,14 +128,15 @@ class SecAggServer(ServerMode):
         n = len(roster)
         try:
             t = resolve_threshold(config.threshold, n, config.min_clients)
-            k = resolve_degree(config.k, n)
+            gp = graph_plan(config, n, t)
             quant, dp_note = _quantization(config, ctx, n, t)
         except ValueError as exc:
             raise AggregationAborted(f"secagg round {ctx.round} attempt {ctx.attempt}: {exc}") from None
+        log.info("secagg round %d attempt %d: %s", ctx.round, ctx.attempt, gp.describe())
         seed = os.urandom(SEED_BYTES)
-        self.r = ServerRound(ctx, config, round_context(self.federation_id, ctx.round, ctx.attempt), t, k,
-                             share_threshold(t, n, k), seed, masking_graph(roster, k, seed),
-                             {cid: i + 1 for i, cid in enumerate(roster)}, quant, dp_note=dp_note)
+        self.r = ServerRound(ctx, config, round_context(self.federation_id, ctx.round, ctx.attempt), t, gp.k,
+                             gp.t, seed, masking_graph(roster, gp.k, seed),
+                             {cid: i + 1 for i, cid in enumerate(roster)}, quant, dp_note=dp_note, plan=gp)
         self._move(S.ADVERTISE_KEYS)
         self.r.expected[S.ADVERTISE_KEYS] = frozenset(roster)
         self._probe = X25519PrivateKey.generate()
@@ -332,6 +334,8 @@ class SecAggServer(ServerMode):
         notes = {"mode": "secagg", "private": True, "bits": q.bits, "frac_bits": q.frac_bits, "clip": q.clip,
                  "clipped": clipped, "max_weight": q.max_weight, "noise_sigma": q.noise_sigma,
                  "threshold": r.threshold, "degree": r.degree, "share_threshold": r.share_threshold,
+                 "corrupt_fraction": r.config.corrupt_fraction, "dropout_fraction": r.config.dropout_fraction,
+                 "graph_failure_bound": r.plan.bound if r.plan is not None else None,
                  "participants": len(r.index), "dropouts": dict(r.dropouts), "excluded": dict(r.excluded)}
         if r.dp_note is not None:
             notes["distributed_dp"] = {**r.dp_note, "survivors": count}

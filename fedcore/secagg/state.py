@@ -12,8 +12,13 @@ the client as floors for what the server may ask):
 key                       default      meaning
 ========================  ===========  =============================================================
 ``k``                     ``"auto"``   masking-graph degree: ``"all"`` (complete graph, original
-                                       SecAgg), ``"auto"`` (even k >= 10 log2 n; complete for
-                                       n <= 61), or an integer >= 2 (k >= n - 1 = complete)
+                                       SecAgg), ``"auto"`` (the smallest even k whose failure bound
+                                       for ``corrupt_fraction`` / ``dropout_fraction`` is <= 2^-40,
+                                       :mod:`.bounds`; complete when none is), or an even integer
+                                       (refused unless it meets the same bound; >= n - 1 = complete)
+``corrupt_fraction``      ``1/3``      gamma: the fraction of clients that may collude with the
+                                       server (a coalition of floor(gamma n), at most T - 1)
+``dropout_fraction``      ``1/3``      delta: the fraction of clients that may drop out of a round
 ``threshold``             ``0.5``      T, the fewest survivors of any stage: a value in (0, 1] is a
                                        fraction of the participants (raised to a strict majority),
                                        an integer > 1 an absolute count (must exceed half of them)
@@ -28,8 +33,16 @@ key                       default      meaning
                                        training rounds; each client clips its update to L2
                                        ``clip_norm`` and adds noise scaled for the threshold T
                                        (:mod:`fedcore.dp.secagg_dp`); weights are capped at 1
-``stats_noise_sigma``     ``0.0``      round 0: per-client noise std in *counts* on the statistics
-                                       (sample-level DP, L2 sensitivity sqrt(L))
+``stats_noise``           ``"auto"``   round 0's statistics noise: ``"auto"`` (on when the
+                                       federation has DP: ``distributed_dp`` here, or the
+                                       coordinator's ``federation_dp = true``), ``true``, ``false``
+``stats_epsilon``         ``1.0``      epsilon of the round-0 release (sample level) when it is on
+``stats_delta``           ``1e-5``     its delta
+``stats_sensitivity``     ``0``        the L2 sensitivity the workload declares for its statistics
+                                       vector, in counts (0: sqrt(L), each sample changing each
+                                       count by at most 1)
+``stats_noise_sigma``     ``0.0``      sigma_total in counts, overriding ``stats_epsilon`` when > 0
+``federation_dp``         ``false``    set by the coordinator when any DP is on in the federation
 ========================  ===========  =============================================================
 
 :func:`validate_settings` lists every problem of a table at once (unknown keys included); the
@@ -113,6 +126,20 @@ class SecAggSettings:
     noise_sigma: float = 0.0
     distributed_dp: Mapping[str, Any] | None = None
     stats_noise_sigma: float = 0.0
+    corrupt_fraction: float = 1 / 3
+    dropout_fraction: float = 1 / 3
+    stats_noise: bool | str = "auto"
+    stats_epsilon: float = 1.0
+    stats_delta: float = 1e-5
+    stats_sensitivity: float = 0.0
+    federation_dp: bool = False
+
+    @property
+    def stats_noise_on(self) -> bool:
+        """Whether round 0's statistics get noise (``stats_noise``; "auto": when DP is on anywhere)."""
+        if self.stats_noise == "auto":
+            return self.distributed_dp not in (None, {}) or bool(self.federation_dp) or self.stats_noise_sigma > 0
+        return bool(self.stats_noise)
 
     @property
     def dp(self):
@@ -154,12 +181,31 @@ class SecAggSettings:
             problems.append(f"noise_sigma must be a finite number >= 0 (got {s.noise_sigma!r})")
         if not (_is_num(s.stats_noise_sigma) and math.isfinite(s.stats_noise_sigma) and s.stats_noise_sigma >= 0):
             problems.append(f"stats_noise_sigma must be a finite number >= 0 (got {s.stats_noise_sigma!r})")
+        for key in ("corrupt_fraction", "dropout_fraction"):
+            v = getattr(s, key)
+            if not (_is_num(v) and 0 <= v < 1):
+                problems.append(f"{key} must be a fraction in [0, 1) (got {v!r})")
+        if (_is_num(s.corrupt_fraction) and _is_num(s.dropout_fraction)
+                and s.corrupt_fraction + s.dropout_fraction >= 1):
+            problems.append(f"corrupt_fraction + dropout_fraction must be < 1 (got {s.corrupt_fraction} + "
+                            f"{s.dropout_fraction})")
+        if s.stats_noise not in ("auto", True, False):
+            problems.append(f"stats_noise must be 'auto', true or false (got {s.stats_noise!r})")
+        if not (_is_num(s.stats_epsilon) and math.isfinite(s.stats_epsilon) and s.stats_epsilon > 0):
+            problems.append(f"stats_epsilon must be a finite number > 0 (got {s.stats_epsilon!r})")
+        if not (_is_num(s.stats_delta) and 0 < s.stats_delta < 1):
+            problems.append(f"stats_delta must be in (0, 1) (got {s.stats_delta!r})")
+        if not (_is_num(s.stats_sensitivity) and math.isfinite(s.stats_sensitivity) and s.stats_sensitivity >= 0):
+            problems.append(f"stats_sensitivity must be a finite number >= 0 (got {s.stats_sensitivity!r})")
+        if not isinstance(s.federation_dp, bool):
+            problems.append(f"federation_dp must be true or false (got {s.federation_dp!r})")
         from fedcore.dp.secagg_dp import parse_distributed_dp
         problems += parse_distributed_dp(s.distributed_dp)[1]
         if problems:
             raise ConfigError(problems, source)
-        return cls(**{**values, "clip": float(s.clip), "noise_sigma": float(s.noise_sigma),
-                      "stats_noise_sigma": float(s.stats_noise_sigma)})
+        floats = ("clip", "noise_sigma", "stats_noise_sigma", "corrupt_fraction", "dropout_fraction", "stats_epsilon",
+                  "stats_delta", "stats_sensitivity")
+        return cls(**{**values, **{key: float(getattr(s, key)) for key in floats}})
 
 
 def validate_settings(settings: Mapping[str, Any]) -> list[str]:
@@ -204,14 +250,16 @@ def resolve_threshold(threshold: float, n: int, min_clients: int) -> int:
     return t
 
 
-def share_threshold(t: int, n: int, k: int) -> int:
-    """Shamir threshold inside each neighbourhood (k neighbours + the client itself).
+def graph_plan(config: SecAggSettings, n: int, t: int, k: int | str | None = None):
+    """The masking graph and share threshold (:class:`~fedcore.secagg.bounds.GraphPlan`) of a round
+    of ``n`` participants with survivor threshold ``t``: ``k`` (default: the setting's) checked
+    against the 2^-40 bound of :mod:`fedcore.secagg.bounds` for the setting's corruption and dropout
+    fractions. ValueError when the settings cannot meet it."""
+    from fedcore.secagg.bounds import plan
+    from fedcore.secagg.graph import resolve_degree
 
-    Complete graph: T itself. Otherwise the same fraction T / n of the k + 1 holders, and always a
-    strict majority of them, so that no server can collect t_nb shares of both kinds for one client
-    from disjoint sets of holders.
-    """
-    if k >= n - 1:
-        return t
-    holders = k + 1
-    return min(holders, max(holders // 2 + 1, math.ceil(t * holders / n - 1e-9)))
+    k = config.k if k is None else k
+    if k != "auto":
+        k = resolve_degree(k, n)
+        k = "all" if k >= n - 1 else k
+    return plan(n, t, config.corrupt_fraction, config.dropout_fraction, k)

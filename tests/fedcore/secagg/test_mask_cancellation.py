@@ -12,6 +12,10 @@ from fedcore.common.errors import AggregationAborted
 from fedcore.common.stages import Stage
 from fedcore.secagg.state import resolve_threshold
 
+#: sparse graphs for protocol tests: no coalition and no dropout is assumed, so any even k meets the
+#: 2^-40 bound of fedcore.secagg.bounds (the privacy tests of the bound are in test_graph_bounds.py)
+NO_ADVERSARY = {"corrupt_fraction": 0.0, "dropout_fraction": 0.0}
+
 BEFORE, AFTER = Stage.SECAGG_MASKED_INPUT, Stage.SECAGG_UNMASK
 
 
@@ -69,7 +73,7 @@ def test_sparse_graph_every_pattern_is_exact_or_a_clear_abort(federation):
     n, done = 6, 0
     patterns = [p for p in itertools.product((None, BEFORE, AFTER), repeat=n) if sum(x is not None for x in p) <= 2]
     for pattern in patterns:
-        fed = federation(n, length=3, settings={"k": 2}, seed=1)
+        fed = federation(n, length=3, settings={"k": 2, **NO_ADVERSARY}, seed=1)
         ids = fed.ctx.participants
         drop = {stage: {c for c, p in zip(ids, pattern) if p == stage} for stage in (BEFORE, AFTER)}
         try:
@@ -88,7 +92,7 @@ def test_sparse_graph_every_pattern_is_exact_or_a_clear_abort(federation):
 def test_secagg_plus_with_twenty_clients_and_random_dropouts(federation):
     """k = 6 on 20 clients; dropouts drawn (seeded) until every secret keeps enough live holders,
     since with a sparse graph that is what completion depends on."""
-    fed = federation(20, length=50, settings={"k": 6})
+    fed = federation(20, length=50, settings={"k": 6, **NO_ADVERSARY})
     ids = fed.ctx.participants
     drv = fed.driver()
     drv.begin()

@@ -11,14 +11,16 @@ from fedcore.secagg.state import (
     ROUND_STAGES,
     SecAggSettings,
     SecAggStage,
+    graph_plan,
     resolve_threshold,
-    share_threshold,
 )
 
 
 def test_defaults_are_documented_values():
     s = SecAggSettings.from_mapping({})
     assert (s.k, s.threshold, s.min_clients, s.clip, s.bits, s.noise_sigma) == ("auto", 0.5, 3, 1.0, "auto", 0.0)
+    assert (s.corrupt_fraction, s.dropout_fraction) == (1 / 3, 1 / 3)
+    assert (s.stats_noise, s.stats_epsilon, s.stats_delta) == ("auto", 1.0, 1e-5)
 
 
 def test_settings_report_every_problem_at_once():
@@ -42,11 +44,11 @@ def test_unsafe_thresholds_are_refused(threshold, n, match):
 
 
 def test_share_threshold_is_a_majority_of_each_neighbourhood():
-    assert share_threshold(4, 6, 5) == 4          # complete graph: T itself
-    for n, k in [(100, 68), (20, 4), (50, 10)]:
-        t = resolve_threshold(0.5, n, 3)
-        tn = share_threshold(t, n, k)
-        assert 2 * tn > k + 1 and tn <= k + 1
+    assert graph_plan(SecAggSettings.from_mapping({}), 6, 4).t == 4          # complete graph: T itself
+    loose = SecAggSettings.from_mapping({"corrupt_fraction": 0.05, "dropout_fraction": 0.05})
+    for n in (100, 200, 1000):
+        gp = graph_plan(loose, n, resolve_threshold(0.5, n, 3))
+        assert not gp.complete and 2 * gp.t > gp.k + 1 and gp.t <= gp.k + 1
 
 
 def test_every_secagg_stage_maps_to_the_wire_and_back():
