@@ -10,14 +10,22 @@ Example ``[privacy]`` table::
 
     enabled = true
     target_epsilon = 8.0       # budget for the whole planned run
-    # delta = 1e-5             # default: min(1e-5, 1 / (10 n))
+    # delta = 1e-5             # default: the public 1e-5 (must be < 1/n; a client may set its own)
     max_grad_norm = 1.0        # per-sample clipping bound C
     # noise_multiplier = 1.1   # default: derived so that planned_rounds stay within target
-    accountant = "rdp"         # or "prv"
-    secure_rng = true          # CSPRNG noise and sampling (slower); off warns loudly
+    accountant = "prv"         # the default (tight); or "rdp"
+    secure_rng = true          # the default: CSPRNG noise and sampling; false (seeded runs) warns loudly
+    # ledger = "/data/ledgers/casme2.json"  # default WORKDIR/privacy_ledger.json; share one file between
+    #                                        # federations that train on the same data (one budget)
+    report_steps = false       # the default: step counts and the noise multiplier (they reveal n) stay local
     planned_rounds = 50
     local_epochs = 1
     batch_size = 32            # expected Poisson batch size
+
+Why the defaults: a delta of min(1e-5, 1/(10 n)) or a reported step count (ceil(n / batch) per
+epoch) tells the coordinator the client's data set size n, so delta defaults to the public
+constant :data:`DEFAULT_DELTA` and the client reports only epsilon, delta, accountant, target and
+whether it is exhausted unless it sets ``report_steps = true``.
 """
 
 from __future__ import annotations
@@ -25,14 +33,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .accounting import ACCOUNTANTS
+from .accounting import ACCOUNTANTS, DEFAULT_ACCOUNTANT
 
-__all__ = ["InsecureRNGWarning", "PrivacyConfig", "PrivacyConfigError"]
+__all__ = ["DEFAULT_DELTA", "InsecureRNGWarning", "PrivacyConfig", "PrivacyConfigError"]
+
+#: The public default delta. It does not depend on n (a delta derived from n would reveal n).
+DEFAULT_DELTA = 1e-5
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +66,7 @@ class InsecureRNGWarning(UserWarning):
 _INSECURE_MESSAGE = (
     "privacy.secure_rng is off: DP noise and Poisson sampling use torch's statistical generator. "
     "Fine for experiments, but the noise can be predicted or attacked (floating-point attacks, "
-    "opacus issue 616); set secure_rng = true and retrain once before any real deployment."
+    "opacus issue 616). Use it only for seeded, reproducible experiments; remove secure_rng = false (the default is true) and retrain before any real deployment."
 )
 
 
@@ -63,11 +76,13 @@ class PrivacyConfig:
 
     enabled: bool = True  # False: plain SGD with the same interface (baselines; not private)
     target_epsilon: float | None = None  # budget for the whole run; None: unlimited (report only)
-    delta: float | None = None  # None: min(1e-5, 1/(10 n)); a given delta must be < 1/n
+    delta: float | None = None  # None: DEFAULT_DELTA (1e-5, public); a given delta must be < 1/n
     max_grad_norm: float = 1.0  # per-sample L2 clipping bound C
     noise_multiplier: float | None = None  # sigma; None: derived from target_epsilon
-    accountant: str = "rdp"  # one of ACCOUNTANTS
-    secure_rng: bool = False  # CSPRNG for noise and sampling
+    accountant: str = DEFAULT_ACCOUNTANT  # one of ACCOUNTANTS ("prv" tight, "rdp" robust)
+    secure_rng: bool = True  # CSPRNG for noise and sampling; False (reproducible seeded runs) warns
+    ledger: str | None = None  # ledger file; None: WORKDIR/privacy_ledger.json (see ledger_path)
+    report_steps: bool = False  # True: also report step counts and sigma to the coordinator (reveals n)
     planned_rounds: int  # rounds this client expects to train (for deriving sigma)
     local_epochs: int  # epochs per round
     batch_size: int  # expected Poisson batch size
@@ -107,16 +122,29 @@ class PrivacyConfig:
         """Plain dict (TOML/JSON-ready; None values are kept)."""
         return dataclasses.asdict(self)
 
+    @property
+    def resolved_delta(self) -> float:
+        """The configured delta, or the public :data:`DEFAULT_DELTA`."""
+        return DEFAULT_DELTA if self.delta is None else float(self.delta)
+
+    def ledger_path(self, workdir: str | os.PathLike) -> Path:
+        """``ledger`` (relative paths taken from ``workdir``) or ``WORKDIR/privacy_ledger.json``."""
+        if self.ledger is None:
+            return Path(workdir) / "privacy_ledger.json"
+        path = Path(self.ledger).expanduser()
+        return path if path.is_absolute() else Path(workdir) / path
+
     def summary(self) -> str:
         """One line for the start-up log."""
         if not self.enabled:
             return "privacy: DISABLED (plain SGD, no DP guarantee)"
         sigma = "derived" if self.noise_multiplier is None else f"{self.noise_multiplier:g}"
         target = "none" if self.target_epsilon is None else f"{self.target_epsilon:g}"
-        delta = "min(1e-5, 1/(10n))" if self.delta is None else f"{self.delta:g}"
+        delta = f"{DEFAULT_DELTA:g} (public default)" if self.delta is None else f"{self.delta:g}"
         return (
             f"privacy: DP-SGD target_epsilon={target} delta={delta} max_grad_norm={self.max_grad_norm:g} "
             f"noise_multiplier={sigma} accountant={self.accountant} secure_rng={self.secure_rng} "
+            f"ledger={self.ledger or 'WORKDIR/privacy_ledger.json'} report_steps={self.report_steps} "
             f"planned_rounds={self.planned_rounds} local_epochs={self.local_epochs} batch_size={self.batch_size}"
         )
 
@@ -132,6 +160,8 @@ class _Unchecked:
     noise_multiplier: Any
     accountant: Any
     secure_rng: Any
+    ledger: Any
+    report_steps: Any
     planned_rounds: Any
     local_epochs: Any
     batch_size: Any
@@ -152,6 +182,10 @@ def _problems(c: Any) -> list[str]:
         out.append(f"enabled: expected true or false (got {c.enabled!r})")
     if not isinstance(c.secure_rng, bool):
         out.append(f"secure_rng: expected true or false (got {c.secure_rng!r})")
+    if not isinstance(c.report_steps, bool):
+        out.append(f"report_steps: expected true or false (got {c.report_steps!r})")
+    if c.ledger is not None and not (isinstance(c.ledger, str) and c.ledger.strip()):
+        out.append(f"ledger: expected a file path or absent (got {c.ledger!r})")
     if c.target_epsilon is not None and not (_is_number(c.target_epsilon) and c.target_epsilon > 0):
         out.append(f"target_epsilon: expected a finite number > 0 or absent (got {c.target_epsilon!r})")
     if c.delta is not None and not (_is_number(c.delta) and 0 < c.delta < 1):

@@ -14,7 +14,11 @@
   a forward pass, so it works in any ``grad_sample_mode`` (the ``ew`` mode fails on empty inputs).
 - Before training, the ledger's :meth:`~fedcore.dp.ledger.PrivacyLedger.check` refuses a round
   that would pass the budget (:class:`~fedcore.dp.ledger.BudgetExhausted`); afterwards the steps
-  taken are charged (also when training fails midway: those steps happened).
+  taken are *appended* to the ledger under ``charge_key`` (federation, run, round, attempt) —
+  also when training fails midway: those steps happened. Nothing is ever replaced: a re-run of
+  a round is a new release and is charged again.
+- Without DP (``privacy.enabled = false``) the batch order comes from ``seed`` when given (the
+  client daemon passes a fresh one per attempt) and the result is not private.
 - ``secure_rng``: Opacus's own secure mode needs ``torchcsprng``, which has had no release since
   2021 and does not build against current torch. fedcore's secure mode instead draws the Poisson
   masks and the Gaussian noise from :class:`~fedcore.dp.rng.SecureRNG` (AES-256-CTR), and, like
@@ -47,7 +51,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from .config import PrivacyConfig
-from .ledger import PrivacyLedger
+from .ledger import ChargeKey, PrivacyLedger
 from .plan import PrivacyPlan, plan_privacy
 from .rng import SecureRNG
 
@@ -108,6 +112,8 @@ def dp_train(
     plan: PrivacyPlan | None = None,
     num_inputs: int = 1,
     grad_sample_mode: str = "hooks",
+    charge_key: ChargeKey | None = None,
+    seed: int | None = None,
 ) -> TrainStats:
     """Train ``module`` in place for ``epochs`` local epochs, with DP-SGD if ``privacy.enabled``.
 
@@ -117,7 +123,7 @@ def dp_train(
         tensors: ``(inputs..., targets...)``, all with the same first dimension n.
         privacy: the client's :class:`PrivacyConfig`.
         ledger: the client's ledger (required with DP; ignored without).
-        round: round number, the ledger key (re-running a round replaces its charge).
+        round: round number (part of the ledger key; every call is charged, nothing is replaced).
         epochs: local epochs (default ``privacy.local_epochs``).
         batch_size: expected batch size (default ``privacy.batch_size``).
         lr: learning rate of the default optimiser (SGD); ignored with ``optimizer_factory``.
@@ -128,6 +134,9 @@ def dp_train(
             to avoid re-deriving the noise multiplier each round).
         num_inputs: how many leading tensors go to ``module(...)``.
         grad_sample_mode: Opacus per-sample gradient mode ("hooks", "ew", "functorch").
+        charge_key: the ledger key of this training (``ChargeKey.from_task(config, round)`` in a
+            Trainer; default: round ``round`` of an unnamed run). Its round must equal ``round``.
+        seed: without DP, the seed of the batch order (default: torch's global generator).
 
     Raises:
         BudgetExhausted: this round would take the client past its target epsilon.
@@ -147,14 +156,15 @@ def dp_train(
     module.train()
     try:
         if not privacy.enabled:
-            return _train_plain(module, loss_fn, tensors, n, epochs, batch_size, factory, target, on_step, num_inputs)
+            return _train_plain(module, loss_fn, tensors, n, epochs, batch_size, factory, target, on_step, num_inputs,
+                                seed)
         if ledger is None:
             raise ValueError("dp_train: a PrivacyLedger is required when privacy.enabled is true")
         plan = plan or plan_privacy(privacy, n)
         _check_plan(plan, ledger, n)
         return _train_dp(
             module, loss_fn, tensors, n, epochs, batch_size, factory, target, on_step, num_inputs,
-            privacy, plan, ledger, round, grad_sample_mode,
+            privacy, plan, ledger, charge_key or ChargeKey(round=round), grad_sample_mode,
         )
     finally:
         module.to(home)
@@ -196,11 +206,13 @@ def _step(module, loss_fn, batch, num_inputs, optimizer) -> float:
     return float(loss.detach())
 
 
-def _train_plain(module, loss_fn, tensors, n, epochs, batch_size, factory, device, on_step, num_inputs) -> TrainStats:
+def _train_plain(module, loss_fn, tensors, n, epochs, batch_size, factory, device, on_step, num_inputs,
+                 seed) -> TrainStats:
     optimizer = factory(module.parameters())
+    generator = None if seed is None else torch.Generator().manual_seed(int(seed))
     steps, total_loss, seen = 0, 0.0, 0
     for epoch in range(1, epochs + 1):
-        order = torch.randperm(n)
+        order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             batch = tuple(t[idx].to(device) for t in tensors)
@@ -215,7 +227,8 @@ def _train_plain(module, loss_fn, tensors, n, epochs, batch_size, factory, devic
 
 
 def _train_dp(module, loss_fn, tensors, n, epochs, batch_size, factory, device, on_step, num_inputs,
-              privacy, plan, ledger, round, grad_sample_mode) -> TrainStats:
+              privacy, plan, ledger, key, grad_sample_mode) -> TrainStats:
+    round = key.round
     steps_per_epoch = math.ceil(n / batch_size)
     sample_rate = 1.0 / steps_per_epoch
     planned = epochs * steps_per_epoch
@@ -254,11 +267,11 @@ def _train_dp(module, loss_fn, tensors, n, epochs, batch_size, factory, device, 
         gsm.to_standard_module()  # remove hooks; the module object itself stays (trained)
         _strip_opacus_state(module)
         if progress.steps:
-            ledger.charge(round, sample_rate, sigma, progress.steps)
+            ledger.charge(round, sample_rate, sigma, progress.steps, key=key)
     steps, empty, seen = progress.steps, progress.empty, progress.seen
     result = ledger.result()
-    logger.info("round %d: %d DP-SGD steps (%d empty), epsilon %.4g (delta %.3g, %s)",
-                round, steps, empty, result.epsilon, result.delta, result.accountant)
+    logger.info("%s: %d DP-SGD steps (%d empty), epsilon %.4g (delta %.3g, %s)",
+                key.label(), steps, empty, result.epsilon, result.delta, result.accountant)
     return TrainStats(
         steps=steps, epsilon=result.epsilon, delta=result.delta, noise_multiplier=sigma,
         loss=progress.total_loss / seen if seen else float("nan"), num_examples=n,

@@ -2,13 +2,15 @@
 
 Before round one a client calls :func:`plan_privacy` with its number of training examples n:
 
-- delta: the configured one (must be < 1/n: a delta of 1/n allows releasing a whole record) or,
-  by default, min(1e-5, 1/(10 n));
+- delta: the configured one or, by default, the public constant 1e-5 (it must be < 1/n: a delta
+  of 1/n allows releasing a whole record; a default that depended on n would reveal n);
 - Poisson sampling as Opacus does it: steps_per_epoch = ceil(n / batch_size), sample rate
   q = 1 / steps_per_epoch (each record joins each batch with probability q);
 - planned steps = planned_rounds * local_epochs * steps_per_epoch;
 - the noise multiplier: the configured one, or the smallest that keeps the whole planned run
-  within target_epsilon (:func:`~fedcore.dp.accounting.derive_noise_multiplier`).
+  within target_epsilon (:func:`~fedcore.dp.accounting.derive_noise_multiplier`), planned with
+  the configured accountant (PRV by default). The plan also computes the RDP epsilon of the same
+  run as a cross-check and logs both (``planned_epsilon`` and ``planned_epsilon_rdp``).
 
 The result is a deterministic function of (config, n), so a restarted client derives the same
 noise; the :class:`~fedcore.dp.ledger.PrivacyLedger` enforces the budget across restarts.
@@ -23,7 +25,7 @@ import warnings
 from dataclasses import dataclass
 
 from .accounting import account, derive_noise_multiplier
-from .config import PrivacyConfig, PrivacyConfigError
+from .config import DEFAULT_DELTA, PrivacyConfig, PrivacyConfigError
 from .ledger import PrivacyLedger
 
 __all__ = ["PrivacyPlan", "default_delta", "open_ledger", "plan_privacy"]
@@ -48,10 +50,17 @@ class PrivacyPlan:
     target_epsilon: float | None
     planned_epsilon: float  # epsilon after all planned rounds at this noise multiplier
     derived: bool  # True if noise_multiplier was derived from target_epsilon
+    planned_epsilon_rdp: float | None = None  # the same run by RDP (cross-check; None if RDP is the accountant)
+    planned_accountant: str | None = None  # accountant that produced planned_epsilon (after any fallback)
 
-    def open_ledger(self, path: str | os.PathLike) -> PrivacyLedger:
-        """The client's ledger at ``path`` with this plan's accountant, delta and target."""
-        return open_ledger(self, path)
+    def open_ledger(self, path: str | os.PathLike, *, workdir: str | os.PathLike | None = None) -> PrivacyLedger:
+        """The client's ledger at ``path`` with this plan's accountant, delta and target.
+
+        ``workdir`` (default: the ledger's folder) is checked for earlier training, so that a
+        missing or replaced ledger is refused rather than restarted at zero
+        (:mod:`fedcore.dp.ledger_guard`). Pass the client's workdir when the ledger is shared.
+        """
+        return open_ledger(self, path, workdir=workdir)
 
     def fits(self, ledger: PrivacyLedger, round: int) -> bool:
         """True if one more round per this plan (``round``) stays within the ledger's budget.
@@ -75,13 +84,16 @@ class PrivacyPlan:
             f"steps/round={self.steps_per_round} rounds={self.planned_rounds} "
             f"noise_multiplier={self.noise_multiplier:.4g} ({how}) clip={self.max_grad_norm:g} "
             f"delta={self.delta:.3g} target_epsilon={target} planned_epsilon={self.planned_epsilon:.4g} "
-            f"accountant={self.accountant}"
+            f"accountant={self.planned_accountant or self.accountant}"
+            + ("" if self.planned_epsilon_rdp is None else f" (rdp cross-check {self.planned_epsilon_rdp:.4g})")
         )
 
 
-def default_delta(num_examples: int) -> float:
-    """min(1e-5, 1 / (10 n)): well below 1/n, as DP needs."""
-    return min(1e-5, 1.0 / (10.0 * num_examples))
+def default_delta(num_examples: int | None = None) -> float:
+    """The public default delta, 1e-5, whatever n (``num_examples`` is accepted and ignored, so that
+    the delta a client reports does not reveal its n). :func:`plan_privacy` refuses it when
+    1e-5 >= 1/n: such a client (n >= 100000) must set its own smaller delta."""
+    return DEFAULT_DELTA
 
 
 def plan_privacy(config: PrivacyConfig, num_examples: int) -> PrivacyPlan:
@@ -96,11 +108,12 @@ def plan_privacy(config: PrivacyConfig, num_examples: int) -> PrivacyPlan:
     if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 1:
         raise PrivacyConfigError([f"num_examples: expected an integer >= 1 (got {num_examples!r})"])
     n = num_examples
-    if config.delta is not None and config.delta >= 1.0 / n:
+    delta = config.resolved_delta
+    if delta >= 1.0 / n:
+        what = "" if config.delta is not None else " (the public default; set a smaller delta in [privacy])"
         raise PrivacyConfigError(
-            [f"delta: must be < 1/n = {1.0 / n:.3g} for this client's n = {n} records (got {config.delta:g})"]
+            [f"delta: must be < 1/n = {1.0 / n:.3g} for this client's n = {n} records (got {delta:g}{what})"]
         )
-    delta = config.delta if config.delta is not None else default_delta(n)
     steps_per_epoch = math.ceil(n / config.batch_size)
     sample_rate = 1.0 / steps_per_epoch
     steps_per_round = config.local_epochs * steps_per_epoch
@@ -112,7 +125,9 @@ def plan_privacy(config: PrivacyConfig, num_examples: int) -> PrivacyPlan:
         )
     else:
         sigma = config.noise_multiplier
-    planned = account([(sample_rate, sigma, planned_steps)], delta, config.accountant).epsilon
+    planned_result = account([(sample_rate, sigma, planned_steps)], delta, config.accountant)
+    planned = planned_result.epsilon
+    rdp = None if config.accountant == "rdp" else account([(sample_rate, sigma, planned_steps)], delta, "rdp").epsilon
     plan = PrivacyPlan(
         num_examples=n,
         batch_size=config.batch_size,
@@ -127,6 +142,8 @@ def plan_privacy(config: PrivacyConfig, num_examples: int) -> PrivacyPlan:
         target_epsilon=config.target_epsilon,
         planned_epsilon=planned,
         derived=derived,
+        planned_epsilon_rdp=rdp,
+        planned_accountant=planned_result.accountant,
     )
     if config.target_epsilon is not None and planned > config.target_epsilon:
         message = (
@@ -142,6 +159,11 @@ def plan_privacy(config: PrivacyConfig, num_examples: int) -> PrivacyPlan:
     return plan
 
 
-def open_ledger(plan: PrivacyPlan, path: str | os.PathLike) -> PrivacyLedger:
-    """Open (or start) the client's ledger at ``path`` with the plan's accountant, delta and target."""
-    return PrivacyLedger.open(path, accountant=plan.accountant, delta=plan.delta, target_epsilon=plan.target_epsilon)
+def open_ledger(plan: PrivacyPlan, path: str | os.PathLike, *,
+                workdir: str | os.PathLike | None = None) -> PrivacyLedger:
+    """Open (or start) the client's ledger at ``path`` with the plan's accountant, delta and target,
+    checked against ``workdir`` (default: the ledger's folder; see :meth:`PrivacyPlan.open_ledger`)."""
+    from pathlib import Path
+
+    return PrivacyLedger.open(path, accountant=plan.accountant, delta=plan.delta, target_epsilon=plan.target_epsilon,
+                              workdir=Path(path).parent if workdir is None else workdir)

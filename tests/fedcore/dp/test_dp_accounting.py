@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import sys
 
 import numpy as np
 import pytest
@@ -69,14 +71,22 @@ def test_prv_is_tighter_than_rdp_and_matches_opacus_prv():
     assert result.epsilon < epsilon(0.125, 1.0, 398, 1e-5)
 
 
-def test_prv_falls_back_to_rdp_when_it_cannot_discretise(caplog):
+def test_prv_that_cannot_discretise_falls_back_to_pld_then_rdp_and_never_raises(caplog, monkeypatch):
     # small sigma, large q: Opacus's PRV would build a 6e7-point grid for minutes and return inf
+    from fedcore.dp import accounting
+
+    accounting._account_cached.cache_clear()
     with caplog.at_level(logging.WARNING, logger="fedcore.dp.accounting"):
         result = account([Segment(0.5, 0.3, 1000)], 1e-5, "prv")
-    assert result.accountant == "rdp"
-    assert "fell back to RDP" in result.note
+    assert result.accountant == "pld" and "fell back to dp_accounting's PLD" in result.note
+    assert math.isfinite(result.epsilon) and 0 < result.epsilon <= epsilon(0.5, 0.3, 1000, 1e-5)
+    assert any("fell back to dp_accounting" in r.getMessage() for r in caplog.records)
+    accounting._account_cached.cache_clear()
+    monkeypatch.setitem(sys.modules, "dp_accounting", None)  # not installed: RDP answers
+    result = account([Segment(0.5, 0.3, 1000)], 1e-5, "prv")
+    assert result.accountant == "rdp" and "fell back to RDP" in result.note
     assert result.epsilon == pytest.approx(epsilon(0.5, 0.3, 1000, 1e-5))
-    assert any("fell back to RDP" in r.getMessage() for r in caplog.records)
+    accounting._account_cached.cache_clear()
 
 
 def test_derived_noise_meets_the_target_and_is_minimal_within_tolerance():
@@ -109,7 +119,7 @@ def test_unreachable_target_is_refused_with_the_setting():
         ((0.1, 0.0, 10), 1e-5, "rdp", "noise_multiplier must be"),
         ((0.1, 1.0, -3), 1e-5, "rdp", "steps must be an integer"),
         ((0.1, 1.0, 10), 0.0, "rdp", "delta must be in"),
-        ((0.1, 1.0, 10), 1e-5, "gdp", "accountant must be one of rdp, prv"),
+        ((0.1, 1.0, 10), 1e-5, "gdp", "accountant must be one of prv, rdp"),
     ],
 )
 def test_bad_accounting_inputs_name_the_parameter(segment, delta, accountant, message):

@@ -25,7 +25,7 @@ def test_from_dict_collects_every_problem_in_one_error():
     assert "client.toml [privacy]" in text
     for field in ("accountant", "max_grad_norm", "delta", "batch_size", "secure_rng"):
         assert any(p.startswith(field) for p in problems), field
-    assert "'rdp', 'prv'" in text  # allowed values named, from the registry
+    assert "'prv', 'rdp'" in text  # allowed values named, from the registry
 
 
 def test_unknown_and_missing_settings_are_named_with_the_allowed_list():
@@ -68,11 +68,14 @@ def test_config_is_frozen_and_round_trips_through_dict():
     assert PrivacyConfig.from_dict(config.to_dict()) == config
 
 
-def test_default_delta_stays_below_one_over_n():
-    assert default_delta(255) == 1e-5
-    assert default_delta(50_000) == pytest.approx(2e-6)
-    for n in (10, 255, 10**6):
-        assert default_delta(n) < 1 / n
+def test_default_delta_is_public_and_does_not_reveal_n():
+    # min(1e-5, 1/(10 n)) told the coordinator n for every n > 10^4; the default is now one constant
+    assert {default_delta(n) for n in (10, 255, 50_000, 99_999)} == {1e-5}
+    assert {plan_privacy(PrivacyConfig.from_dict(dict(GOOD, noise_multiplier=1.0)), n).delta
+            for n in (255, 50_000)} == {1e-5}
+    with pytest.raises(PrivacyConfigError, match="public default; set a smaller delta"):
+        plan_privacy(PrivacyConfig.from_dict(dict(GOOD, noise_multiplier=1.0)), 10**6)  # 1e-5 >= 1/n
+    assert plan_privacy(PrivacyConfig.from_dict(dict(GOOD, noise_multiplier=1.0, delta=1e-8)), 10**6).delta == 1e-8
 
 
 def test_given_delta_at_or_above_one_over_n_is_refused():
@@ -86,7 +89,7 @@ def test_given_delta_at_or_above_one_over_n_is_refused():
 
 def test_derived_noise_keeps_the_whole_planned_run_within_target():
     # CASME II-sized client (FACTS §3): n=255, batch 32, 1 epoch a round, 50 rounds, eps 8 -> sigma ~1.8
-    plan = plan_privacy(PrivacyConfig.from_dict(GOOD), 255)
+    plan = plan_privacy(PrivacyConfig.from_dict(dict(GOOD, accountant="rdp")), 255)
     assert plan.sample_rate == 1 / 8 and plan.steps_per_round == 8 and plan.planned_steps == 400
     assert plan.derived and 1.7 < plan.noise_multiplier < 1.9
     spent = epsilon(plan.sample_rate, plan.noise_multiplier, plan.planned_steps, plan.delta)
@@ -105,11 +108,11 @@ def test_configured_noise_that_overspends_warns_that_training_will_stop(caplog):
 
 
 def test_plan_fits_exactly_the_planned_rounds_into_the_ledger(tmp_path):
-    plan = plan_privacy(PrivacyConfig.from_dict(dict(GOOD, planned_rounds=4, target_epsilon=3.0)), 255)
+    plan = plan_privacy(PrivacyConfig.from_dict(dict(GOOD, planned_rounds=4, target_epsilon=3.0, accountant="rdp")), 255)
     ledger = plan.open_ledger(tmp_path / "ledger.json")
     for r in range(1, 5):
         assert plan.fits(ledger, r)
         ledger.charge(r, plan.sample_rate, plan.noise_multiplier, plan.steps_per_round)
     assert ledger.spent() <= 3.0
     assert not plan.fits(ledger, 5)  # the fifth round would overspend
-    assert plan.fits(ledger, 4)  # re-running round 4 replaces its charge
+    assert not plan.fits(ledger, 4)  # re-running round 4 is a new release, charged on top: it does not fit

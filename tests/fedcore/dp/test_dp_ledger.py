@@ -1,4 +1,4 @@
-"""PrivacyLedger: persistence, restart, per-round idempotence, budget refusal, corrupt files."""
+"""PrivacyLedger: persistence, restart, append-only charges, budget refusal, corrupt files."""
 
 from __future__ import annotations
 
@@ -27,18 +27,8 @@ def test_spending_survives_a_client_restart(tmp_path):
     assert reloaded.steps == 24
     assert reloaded.spent() == pytest.approx(epsilon(Q, SIGMA, 24, 1e-5))
     stored = json.loads(path.read_text())
-    assert stored["version"] == 1 and stored["accountant"] == "rdp" and stored["delta"] == 1e-5
+    assert stored["version"] == 2 and stored["accountant"] == "rdp" and stored["delta"] == 1e-5
     assert [c["round"] for c in stored["charges"]] == [1, 2, 3]
-
-
-def test_charging_the_same_round_twice_does_not_double_count(tmp_path):
-    ledger = new_ledger(tmp_path / "l.json")
-    ledger.charge(1, Q, SIGMA, STEPS)
-    once = ledger.charge(2, Q, SIGMA, STEPS)
-    again = ledger.charge(2, Q, SIGMA, STEPS)  # round 2 re-run after a coordinator restart
-    assert again == pytest.approx(once)
-    assert ledger.steps == 16 and len(ledger.charges) == 2
-    assert PrivacyLedger.load(tmp_path / "l.json").steps == 16
 
 
 def test_training_past_the_budget_is_refused_with_spent_and_target(tmp_path):
@@ -55,8 +45,9 @@ def test_training_past_the_budget_is_refused_with_spent_and_target(tmp_path):
     assert exc.spent == pytest.approx(ledger.spent()) and exc.target == 2.0
     assert exc.would_spend > 2.0 and exc.round == rounds + 1
     assert "epsilon spent" in str(exc) and "of target 2" in str(exc)
-    # re-running the last charged round is a replacement, so it still fits
-    ledger.check(rounds, Q, SIGMA, STEPS)
+    # re-running the last charged round is a new release: it does not fit either
+    with pytest.raises(BudgetExhausted):
+        ledger.check(rounds, Q, SIGMA, STEPS)
 
 
 def test_ledger_without_target_records_but_never_refuses(tmp_path):
@@ -79,7 +70,7 @@ def test_a_failed_write_keeps_the_old_ledger_and_leaves_no_temp_file(tmp_path, m
     with pytest.raises(OSError, match="disk full"):
         ledger.charge(2, Q, SIGMA, STEPS)
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.json", "l.json.lock"]
 
 
 def test_changed_settings_on_restart_recompute_epsilon_from_the_charges(tmp_path, caplog):
@@ -97,17 +88,17 @@ def test_changed_settings_on_restart_recompute_epsilon_from_the_charges(tmp_path
     [
         ("{not json", "cannot read JSON"),
         ("[]", "expected a JSON object"),
-        ('{"version": 7}', "expected version 1"),
+        ('{"version": 7}', "expected ledger version 1 or 2"),
         ('{"version": 1, "accountant": "rdp", "delta": 1e-5}', "missing field\\(s\\) target_epsilon, charges"),
         ('{"version": 1, "accountant": "gdp", "delta": 1e-5, "target_epsilon": 1, "charges": []}',
-         "accountant must be one of rdp, prv"),
+         "accountant must be one of prv, rdp"),
         (('{"version": 1, "accountant": "rdp", "delta": 1e-5, "target_epsilon": 1, "charges": '
           '[{"round": 1, "sample_rate": 0.1, "noise_multiplier": -1, "steps": 8}]}'),
          r"charges\[0\]: noise_multiplier must be a number > 0"),
         (('{"version": 1, "accountant": "rdp", "delta": 1e-5, "target_epsilon": 1, "charges": '
           '[{"round": 1, "sample_rate": 0.1, "noise_multiplier": 1, "steps": 8},'
           ' {"round": 1, "sample_rate": 0.1, "noise_multiplier": 1, "steps": 8}]}'),
-         r"charges\[1\] repeats round 1"),
+         r"v1 ledger repeats a round"),
     ],
 )
 def test_corrupt_ledger_files_are_reported_with_path_and_field(tmp_path, content, message):
