@@ -62,12 +62,18 @@ Threat model
 ------------
 - Coordinator, honest but curious: holds only the encryption parameters (no public, relin,
   Galois or secret key; encryption is symmetric, so it cannot even encrypt) and learns only the
-  rounded sum of at least ``min_clients`` (default 3, never below 2) inputs.
+  rounded sum of at least ``min_clients`` (default 3, never below 2) inputs. Each *client* enforces
+  its own ``min_clients`` too (from its own settings, default 3, never below 2): it refuses to
+  decrypt a sum whose announced contributor count is lower, and it reads the true count from the
+  count slot inside the ciphertexts (every contributor encrypts a 1 there), refusing a mismatch
+  with the announced count or a count below ``min_clients``. So a lone ciphertext is never
+  decrypted, whatever count the coordinator claims.
 - Clients share one secret key: a client colluding with the coordinator can decrypt every other
   client's input. TenSEAL has no threshold decryption; SecAgg+ is the mode without this weakness.
-- A malicious coordinator could ask the clients to decrypt a single client's ciphertext (or a
-  multiple of it) instead of the sum; the count-slot check does not catch a multiple. Preventing
-  it needs verifiable aggregation, which is out of scope (the coordinator is honest but curious).
+- A malicious coordinator could still add one client's ciphertext to itself m >= min_clients
+  times: the count slot then reads m, and the decrypted "sum" is m times that client's frame. The
+  count slot cannot tell that from m honest inputs; preventing it needs verifiable aggregation,
+  which is out of scope (the coordinator is honest but curious).
 - A ciphertext under another key with the same parameters cannot be told apart by the
   coordinator (semantic security); it spoils that round's sum, as any malicious client can.
 

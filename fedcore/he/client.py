@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from google.protobuf.message import DecodeError
 
 from fedcore.common.aggregation import AggregateResult, ClientJob, ClientMode
-from fedcore.common.errors import InvalidPayload, ProtocolAbort
+from fedcore.common.errors import ConfigError, InvalidPayload, ProtocolAbort
 from fedcore.common.params import encode_vector
 from fedcore.common.stages import Stage
 from fedcore.crypto import recipes
@@ -41,6 +41,19 @@ TASK_TYPES = {
     Stage.CKKS_DECRYPT: ckpb.CkksDecryptTask,
 }
 KEEP_KEYS = 2  # the newest key and the one before (a set-up may fail after the holder made a key)
+DEFAULT_MIN_CLIENTS = 3
+FLOOR_MIN_CLIENTS = 2  # with one contributor the sum is that client's update
+
+
+def min_clients_of(settings) -> int:
+    """This client's ``min_clients`` (default 3), never below 2; ConfigError for a non-integer."""
+    v = settings.get("min_clients", DEFAULT_MIN_CLIENTS)
+    if isinstance(v, float) and v.is_integer():  # numbers that crossed a google.protobuf.Struct
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or v < FLOOR_MIN_CLIENTS:
+        raise ConfigError(f"ckks min_clients must be an integer >= {FLOOR_MIN_CLIENTS} (got {v!r})",
+                          source="ckks client settings")
+    return v
 
 
 @dataclass
@@ -55,6 +68,7 @@ class CkksClient(ClientMode):
     def __init__(self, identity, federation_id: str, settings):
         super().__init__(identity, federation_id, settings)
         self.params = CkksParams.from_settings(self.settings)
+        self.min_clients = min_clients_of(self.settings)
         self._pending: _PendingSetup | None = None
         self._keys: dict[bytes, SecretContext] = {}        # key id -> context, newest last
         self._submitted: dict[tuple[int, int], bytes] = {}  # (round, attempt) -> key id used
@@ -211,9 +225,12 @@ class CkksClient(ClientMode):
         secret = self._keys[task.key_id]
         L = int(task.vector_length)
         count = self.params.num_ciphertexts(L + 2)
-        if L != np.asarray(job.vector).size or task.num_ciphertexts != count or task.num_contributors < 1:
+        if L != np.asarray(job.vector).size or task.num_ciphertexts != count:
             raise ProtocolAbort(f"decrypt task does not match this round ({L} values, {task.num_ciphertexts} "
-                                f"ciphertexts, {task.num_contributors} contributors)")
+                                f"ciphertexts)")
+        if task.num_contributors < self.min_clients:
+            raise ProtocolAbort(f"refusing to decrypt a sum of {task.num_contributors} contributors: fewer than this "
+                                f"client's min_clients {self.min_clients}")
         blob = fetch_blob(task.sum_blob)
         if hashlib.sha256(blob).digest() != task.sum_sha256:
             raise ProtocolAbort(f"encrypted sum {task.sum_blob} does not match the SHA-256 in its task")
@@ -239,8 +256,12 @@ class CkksClient(ClientMode):
     def _bounded_units(self, values: np.ndarray, contributors: int) -> np.ndarray:
         """Round to the grid, after checking the decryption looks like a sum of valid frames.
 
-        A value outside max_abs, a count slot that is not the announced number of contributors, or
-        a non-positive total weight means the ciphertext is not an honest sum; nothing is sent.
+        A value outside max_abs, a count slot that is not the announced number of contributors, a
+        count slot below this client's ``min_clients``, or a non-positive total weight means the
+        ciphertext is not an honest sum of enough inputs; nothing is sent. The count slot is the
+        sum of the 1 every contributor encrypted beside its update (:func:`pack.frame`), so it is
+        bound to the ciphertexts actually decrypted, not to what the coordinator claims; the rounded
+        values are computed only after these checks pass.
         """
         count, weight = values[-1], values[-2]
         peak = float(np.abs(values).max())
@@ -250,4 +271,7 @@ class CkksClient(ClientMode):
         if abs(count - contributors) > 0.25 or not weight > 0:
             raise ProtocolAbort(f"decrypted count slot {count:.3f} / weight {weight:g} do not fit "
                                 f"{contributors} contributors; refusing to return the sum")
+        if count < self.min_clients - 0.25:
+            raise ProtocolAbort(f"decrypted count slot {count:.3f} is below this client's min_clients "
+                                f"{self.min_clients}; refusing to return the sum")
         return pack.to_grid(values, self.params.round_bits)

@@ -11,6 +11,7 @@ from google.protobuf import any_pb2
 from fedcore.common.aggregation import AggregationContext, ClientJob
 from fedcore.common.errors import (
     AggregationAborted,
+    ConfigError,
     InvalidPayload,
     NotAuthorized,
     ProtocolAbort,
@@ -253,12 +254,10 @@ def test_client_refuses_decrypt_without_input_and_a_second_decrypt(ca, h):
         c.handle(Stage.CKKS_DECRYPT, task, ClientJob(9, 0, jobs["client-00"].vector, 1.0), lambda n: b"")
 
 
-def test_client_refuses_to_return_a_single_clients_ciphertext(ca, h):
-    # a coordinator that serves one client's input as "the sum": the count slot says 1, not 3
+def _serve_one_clients_ciphertext(server, claimed: int):
+    """A tamper hook for a coordinator that serves client-00's input alone as "the sum", claiming
+    ``claimed`` contributors in both the task and the blob (with a matching SHA-256)."""
     import hashlib
-    server, clients, drv = h.make_federation(ca, 3)
-    drv.setup()
-    jobs = h.make_jobs(clients, L)
     fake = {}
 
     def tamper(stage, cid, direction, data):
@@ -270,19 +269,53 @@ def test_client_refuses_to_return_a_single_clients_ciphertext(ca, h):
             s = ckpb.CkksEncryptedSum.FromString(server._round.blob)
             del s.ciphertexts[:]
             s.ciphertexts.extend(fake["cts"])
+            s.num_contributors = claimed
             fake["blob"] = s.SerializeToString()
 
             def fix(t):
                 t.sum_sha256 = hashlib.sha256(fake["blob"]).digest()
+                t.num_contributors = claimed
             return _rewrite(ckpb.CkksDecryptTask, fix)(data)
         if direction == "blob":
             return fake["blob"]
         return data
-    drv.tamper = tamper
+    return tamper
+
+
+def test_client_refuses_a_single_ciphertext_whose_coordinator_claims_three(ca, h):
+    # the claim passes min_clients, but the count slot inside the ciphertext says 1, not 3
+    server, clients, drv = h.make_federation(ca, 3)
+    drv.setup()
+    drv.tamper = _serve_one_clients_ciphertext(server, claimed=3)
     with pytest.raises(AggregationAborted, match="no client returned"):
-        drv.run_round(1, jobs)
+        drv.run_round(1, h.make_jobs(clients, L))
     refusals = drv.last_stats[1].refused
     assert len(refusals) == 3 and all("count slot" in why for why in refusals.values())
+
+
+def test_client_refuses_a_single_ciphertext_with_an_honest_count_of_one(ca, h):
+    # an honest count of 1 (task, blob and count slot agree) is still below every client's min_clients
+    server, clients, drv = h.make_federation(ca, 3)
+    drv.setup()
+    drv.tamper = _serve_one_clients_ciphertext(server, claimed=1)
+    with pytest.raises(AggregationAborted, match="no client returned"):
+        drv.run_round(1, h.make_jobs(clients, L))
+    refusals = drv.last_stats[1].refused
+    assert len(refusals) == 3 and all("fewer than this client's min_clients 3" in why for why in refusals.values())
+
+
+def test_client_min_clients_is_its_own_and_never_below_two(ca, h):
+    # a coordinator configured with min_clients 2 cannot lower a client's floor of 3
+    server = CkksServer(h.FEDERATION, {"min_clients": 2})
+    clients = {c: CkksClient(ca.identity(c), h.FEDERATION, {}) for c in h.client_ids(3)}
+    drv = InProcessDriver(server, clients)
+    drv.setup()
+    with pytest.raises(AggregationAborted, match="no client returned"):
+        drv.run_round(1, h.make_jobs(clients, L), dropouts={Stage.CKKS_ENCRYPTED_INPUT: ["client-02"]})
+    assert all("min_clients 3" in why for why in drv.last_stats[1].refused.values())
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ConfigError, match="min_clients must be an integer >= 2"):
+            CkksClient(ca.identity("client-00"), h.FEDERATION, {"min_clients": bad})
 
 
 def test_decrypt_retry_of_the_same_sum_gives_the_same_answer(ca, h):
