@@ -72,12 +72,12 @@ def _work_needed(eng: RoundEngine) -> Phase:
     st = eng.state
     if st.pending_eval:
         return Phase.EVALUATE
+    if st.next_round > eng.cfg.federation.rounds and not st.needs_stats:
+        return Phase.DONE      # (no set-up just to end: a restart after the last round's checkpoint)
     if not st.setup_done and eng.mode.setup_stages():
         return Phase.SETUP
     if st.needs_stats:
         return Phase.STATS
-    if st.next_round > eng.cfg.federation.rounds:
-        return Phase.DONE
     return Phase.TRAIN
 
 

@@ -45,7 +45,7 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.STATS_AGG: frozenset({Phase.TRAIN, Phase.STATS, Phase.JOINING, Phase.DONE, Phase.ABORTED}),
     Phase.TRAIN: frozenset({Phase.AGGREGATE, Phase.TRAIN, Phase.JOINING, Phase.ABORTED}),
     Phase.AGGREGATE: frozenset({Phase.EVALUATE, Phase.TRAIN, Phase.JOINING, Phase.DONE, Phase.ABORTED}),
-    Phase.EVALUATE: frozenset({Phase.TRAIN, Phase.JOINING, Phase.DONE, Phase.ABORTED}),
+    Phase.EVALUATE: frozenset({Phase.SETUP, Phase.TRAIN, Phase.JOINING, Phase.DONE, Phase.ABORTED}),
     Phase.DONE: frozenset(),
     Phase.ABORTED: frozenset(),
 }

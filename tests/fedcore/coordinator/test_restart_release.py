@@ -14,9 +14,11 @@ import json
 
 import numpy as np
 import pytest
-from restart_kit import SPECS, Killed, Released, drive, start
+from restart_kit import SPECS, Killed, Released, ckks_federation, drive, start
 
+from fedcore.common.stages import Stage
 from fedcore.coordinator.checkpoint import CheckpointStore
+from fedcore.coordinator.state import Phase
 
 
 def _recover_carol(m_all: np.ndarray, m_ab: np.ndarray, p0: np.ndarray) -> np.ndarray:
@@ -121,3 +123,47 @@ def test_released_aggregates_are_charged_to_the_central_dp_accountant(tmp_path):
         assert rounds_released == [1, 2]
         assert all(len(released.distinct(r)) == 1 for r in rounds_released)
         assert len(ckpt.extra["client_dp"]["central_rates"]) == len(rounds_released), f"killed after event {k}"
+
+
+# -- ckks: the encrypted sum is served to the contributors before the coordinator can read it ---
+@pytest.fixture(scope="module")
+def ca():
+    from fedcore.transport.certs import create_ca
+
+    return create_ca("restart test CA")
+
+
+def _decrypt_open(eng):
+    return eng.state.stage is not None and eng.state.stage.stage == Stage.CKKS_DECRYPT
+
+
+def test_ckks_restart_after_the_sum_was_served_never_serves_a_sum_over_other_clients(tmp_path, ca):
+    """Killed once contributors could decrypt round 1's sum over all four; restarted without dave,
+    the coordinator refuses to serve a sum over alice, bob and carol and ends the run saying why."""
+    released = Released()
+    four = ["alice", "bob", "carol", "dave"]
+    eng, clients = ckks_federation(tmp_path, four, released, ca, federation={"rounds": 1})
+    with pytest.raises(Killed):
+        drive(eng, clients, lambda: eng.finished, kill_after=2, armed=lambda: _decrypt_open(eng))
+    assert len(released.sums[1]) >= 1   # alice (and bob) decrypted the sum over all four
+    eng2, clients2 = ckks_federation(tmp_path, four[:3], released, ca, federation={"rounds": 1})
+    drive(eng2, clients2, lambda: eng2.finished)
+    assert len(released.distinct_sums(1)) == 1, "two different round-1 sums were decrypted: dave's update leaks"
+    assert not released.distinct(1)
+    assert eng2.state.phase == Phase.ABORTED
+    assert "already released" in eng2.state.outcome and "alice, bob, carol, dave" in eng2.state.outcome
+    assert json.loads((tmp_path / "releases.json").read_text())["1"]["contributors"] == four
+
+
+@pytest.mark.parametrize("kill_after", [0, 1, 2, 5])
+def test_ckks_restart_with_the_same_clients_serves_the_same_sum_and_finishes(tmp_path, ca, kill_after):
+    released = Released()
+    four = ["alice", "bob", "carol", "dave"]
+    eng, clients = ckks_federation(tmp_path, four, released, ca, federation={"rounds": 1})
+    with pytest.raises(Killed):
+        drive(eng, clients, lambda: eng.finished, kill_after=kill_after, armed=lambda: _decrypt_open(eng))
+    eng2, clients2 = ckks_federation(tmp_path, four, released, ca, federation={"rounds": 1})
+    drive(eng2, clients2, lambda: eng2.finished)
+    assert eng2.state.phase == Phase.DONE, eng2.state.outcome
+    assert len(released.distinct_sums(1)) == 1 and len(released.distinct(1)) == 1
+    assert not json.loads((tmp_path / "releases.json").read_text())   # forgotten once round 1 is checkpointed
