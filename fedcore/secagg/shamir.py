@@ -44,14 +44,25 @@ def split(secret: bytes, xs: Sequence[int], threshold: int) -> list[bytes]:
         raise ValueError(f"holder numbers must be distinct integers in [1, {MAX_HOLDERS}] (got {xs})")
     if not 1 <= threshold <= len(xs):
         raise ValueError(f"threshold must be in [1, {len(xs)}] for {len(xs)} holders (got {threshold})")
-    coeffs = [int.from_bytes(secret, "big")] + [secrets.randbelow(PRIME) for _ in range(threshold - 1)]
-    shares = []
-    for x in xs:
-        y = 0
-        for c in reversed(coeffs):  # Horner
-            y = (y * x + c) % PRIME
-        shares.append(x.to_bytes(_X_BYTES, "big") + y.to_bytes(_Y_BYTES, "big"))
-    return shares
+    points = share_points(int.from_bytes(secret, "big"), xs, threshold)
+    return [x.to_bytes(_X_BYTES, "big") + y.to_bytes(_Y_BYTES, "big") for x, y in points]
+
+
+def share_points(secret: int, xs: Sequence[int], threshold: int, prime: int = PRIME,
+                 randbelow=secrets.randbelow) -> list[tuple[int, int]]:
+    """The sharing itself over GF(``prime``): (x, f(x)) for each x, f(X) = secret + a_1 X + ... +
+    a_{t-1} X^{t-1} with a_i = ``randbelow(prime)`` (a CSPRNG). :func:`split` uses p = 2^521 - 1;
+    tests use a small prime to enumerate every polynomial."""
+    coeffs = [secret % prime] + [randbelow(prime) for _ in range(threshold - 1)]
+    return [(x, evaluate(coeffs, x, prime)) for x in xs]
+
+
+def evaluate(coeffs: Sequence[int], x: int, prime: int = PRIME) -> int:
+    """f(x) mod ``prime`` for f = coeffs[0] + coeffs[1] X + ... (Horner)."""
+    y = 0
+    for c in reversed(coeffs):
+        y = (y * x + c) % prime
+    return y
 
 
 def parse_share(share: bytes) -> tuple[int, int]:
@@ -71,9 +82,10 @@ def share_index(share: bytes) -> int:
 
 
 @lru_cache(maxsize=1024)
-def lagrange_at_zero(xs: tuple[int, ...]) -> tuple[int, ...]:
-    """Lagrange coefficients lambda_i (mod p) for interpolation at 0 over distinct ``xs``."""
-    if len(set(xs)) != len(xs) or any(x <= 0 for x in xs):
+def lagrange_at_zero(xs: tuple[int, ...], prime: int = PRIME) -> tuple[int, ...]:
+    """Lagrange coefficients lambda_i (mod ``prime``) for interpolation at 0 over distinct ``xs``
+    (nonzero mod ``prime``)."""
+    if len(set(xs)) != len(xs) or any(x <= 0 or x % prime == 0 for x in xs):
         raise ValueError(f"holder numbers must be distinct and positive (got {list(xs)})")
     num = 1
     for x in xs:
@@ -88,13 +100,13 @@ def lagrange_at_zero(xs: tuple[int, ...]) -> tuple[int, ...]:
     # batch inversion (one modular inverse for all): prefix[i] = dens[0] * ... * dens[i-1] mod p
     prefix = [1]
     for d in dens:
-        prefix.append(prefix[-1] * d % PRIME)
-    inv = pow(prefix[-1], -1, PRIME)
-    num %= PRIME
+        prefix.append(prefix[-1] * d % prime)
+    inv = pow(prefix[-1], -1, prime)
+    num %= prime
     lam = [0] * len(dens)
     for i in range(len(dens) - 1, -1, -1):
-        lam[i] = num * (inv * prefix[i] % PRIME) % PRIME
-        inv = inv * dens[i] % PRIME
+        lam[i] = num * (inv * prefix[i] % prime) % prime
+        inv = inv * dens[i] % prime
     return tuple(lam)
 
 
