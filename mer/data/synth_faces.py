@@ -79,8 +79,12 @@ EVAL_FACES = ("astronaut", "grace_hopper") + tuple(f"lfw/{i}" for i in range(PRE
 PRETRAIN_FACES = tuple(f"lfw/{i}" for i in range(PRETRAIN_LFW_START, 100))
 
 
-def subject_face(source: FaceSource, rng: np.random.Generator, size: int = 128) -> tuple[np.ndarray, dict]:
-    """A subject's neutral aligned face (size x size BGR float32, 0..255) and its variation settings."""
+def subject_face(source: FaceSource, rng: np.random.Generator, size: int = 128,
+                 texture: tuple[float, float] = (2.5, 5.0)) -> tuple[np.ndarray, dict]:
+    """A subject's neutral aligned face (size x size BGR float32, 0..255) and its variation settings.
+
+    ``texture`` is the range of the skin texture's std (grey levels) the subject's is drawn from.
+    """
     params = AlignParams(size=size)
     jitter = {
         "eye_shift_px": rng.normal(0.0, 1.5, 2).round(2).tolist(),
@@ -91,7 +95,7 @@ def subject_face(source: FaceSource, rng: np.random.Generator, size: int = 128) 
         "contrast": float(rng.uniform(0.75, 1.25)),
         "gamma": float(np.exp(rng.normal(0.0, 0.15))),
         "tint": rng.uniform(0.85, 1.15, 3).round(3).tolist(),
-        "texture": float(rng.uniform(2.5, 5.0)),
+        "texture": float(rng.uniform(*texture)),
     }
     (lx, ly), (rx, ry) = source.left_eye, source.right_eye
     m = alignment_matrix((lx, ly), (rx, ry), params)
