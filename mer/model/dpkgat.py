@@ -97,6 +97,8 @@ class DPKGAT(nn.Module):
     """The full network. ``forward(x)`` with x (B, 3, S, S) returns
     ``(emotion_logits (B, K), au_logits (B, 12), aux_au_logits (B, 12))``."""
 
+    predicts_aus = True  # has AU heads: the trainer gives them loss weight where AU labels exist
+
     def __init__(self, config: DPKGATConfig) -> None:
         super().__init__()
         if config.problems():

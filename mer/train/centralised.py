@@ -1,27 +1,38 @@
 """Centralised training of one model on :class:`MEArrays`, with a fixed schedule.
 
-No epoch is ever chosen by test accuracy: the model trains for ``epochs`` epochs with AdamW and a
-warm-up + cosine learning-rate schedule, and the last model is the result. DPK-GAT's dynamic prior
-factor r follows ``r_schedule`` (``decay``: 1 -> 0 linearly over all steps; ``fixed``: ``r_fixed``)
-and its statistical prior is counted from the training labels only.
+No epoch is ever chosen by test accuracy: the model trains for ``epochs`` epochs (AdamW or Adam;
+a warm-up + cosine or a constant learning rate) and the last model is the result. Each model has
+its own recipe (:data:`mer.model.registry.TRAIN_DEFAULTS`); :func:`train_config_for` starts from
+it. DPK-GAT's dynamic prior factor r follows ``r_schedule`` (``decay``: 1 -> 0 linearly over all
+steps; ``fixed``: ``r_fixed``) and its statistical prior is counted from the training labels only.
+
+Loss weights follow the AU coding of the training data (:func:`mer.model.loss.loss_weights_for`):
+with no AU-labelled training sample the loss is the emotion cross-entropy alone (logged once
+per process: "no AU labels: emotion loss only").
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from mer.data.arrays import MEArrays
-from mer.model import LossWeights, balanced_class_weight, build_model, per_sample_loss
+from mer.model import LossWeights, balanced_class_weight, build_model, loss_weights_for, per_sample_loss
 from mer.model.layers import resize_flow
+from mer.model.registry import train_defaults
 from mer.priors import cooccurrence_counts
 
 R_SCHEDULES = ("decay", "fixed")
 DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("adamw", "adam")
+LR_SCHEDULES = ("warmup-cosine", "constant")
+log = logging.getLogger(__name__)
+_logged: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -30,12 +41,14 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)  # config fields of the model, e.g. {"prior": "psych"}
     epochs: int = 25                       # fixed schedule; the last epoch's model is the result
     batch_size: int = 32
-    lr: float = 3e-3                       # peak AdamW learning rate (the paper's 5e-5 needs ~100x the steps)
+    lr: float = 3e-3                       # peak learning rate (the paper's 5e-5 needs ~100x the steps)
     weight_decay: float = 1e-2
-    warmup: float = 0.1                    # fraction of the steps with a linear warm-up
+    optimizer: str = "adamw"               # adamw | adam (weight_decay then is L2 in the gradient)
+    lr_schedule: str = "warmup-cosine"     # warmup-cosine | constant
+    warmup: float = 0.1                    # fraction of the steps with a linear warm-up (warmup-cosine)
     au_loss: bool = True                   # False: emotion CE only (ablation)
-    emotion_weight: float = 0.2
-    au_weight: float = 0.8
+    emotion_weight: float = 0.2            # base weights at full AU coding; scaled by the labelled
+    au_weight: float = 0.8                 # share of the training data (mer.model.loss_weights_for)
     r_schedule: str = "decay"              # decay: r goes 1 -> 0 over training | fixed: r = r_fixed
     r_fixed: float = 1.0
     class_balanced: bool = False           # inverse-frequency class weights in the CE
@@ -55,10 +68,56 @@ class TrainConfig:
             p.append(f"r_fixed must lie in [0, 1] (got {self.r_fixed})")
         if self.device not in DEVICES:
             p.append(f"device must be one of {', '.join(DEVICES)} (got {self.device!r})")
+        if self.optimizer not in OPTIMIZERS:
+            p.append(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
+        if self.lr_schedule not in LR_SCHEDULES:
+            p.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)} (got {self.lr_schedule!r})")
         return p
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def schedule_line(self) -> str:
+        """One line naming the recipe, e.g. ``500 epochs, batch 256, Adam lr 5e-05 constant``."""
+        opt = {"adamw": "AdamW", "adam": "Adam"}[self.optimizer]
+        wd = f", weight decay {self.weight_decay:g}" if self.weight_decay else ""
+        return f"{self.epochs} epochs, batch {self.batch_size}, {opt} lr {self.lr:g} {self.lr_schedule}{wd}"
+
+
+def train_config_for(model: str, **overrides) -> TrainConfig:
+    """A :class:`TrainConfig` with model ``model``'s own recipe, then ``overrides`` (None = keep).
+
+    ``train_config_for("ststnet")`` is 500 epochs of Adam at 5e-5, batch 256, constant rate;
+    ``train_config_for("ststnet", epochs=100)`` changes only the epochs. Unknown fields raise
+    ValueError naming the valid ones.
+    """
+    valid = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+    values = {**train_defaults(model), **{k: v for k, v in overrides.items() if v is not None}}
+    return TrainConfig(model=model, **values)
+
+
+def au_known_share(data: MEArrays) -> float:
+    """Share of the samples of ``data`` that carry AU labels (0 for an empty set)."""
+    return float(np.mean(data.au_known)) if len(data) else 0.0
+
+
+def loss_weights(cfg: TrainConfig, share: float, predicts_aus: bool = True) -> LossWeights:
+    """The loss weights for training data with AU-labelled share ``share``.
+
+    The share counts as 0 when ``au_loss`` is off or the model has no AU heads (flow-cnn,
+    ststnet): the emotion cross-entropy then has the full weight ``emotion_weight + au_weight``.
+    The first time in a process that data without any AU label leaves only the emotion loss,
+    it is logged ("no AU labels: emotion loss only").
+    """
+    used = share if cfg.au_loss and predicts_aus else 0.0
+    weights = loss_weights_for(used, LossWeights(cfg.emotion_weight, cfg.au_weight))
+    if predicts_aus and cfg.au_loss and share == 0 and "no-au" not in _logged:
+        _logged.add("no-au")
+        log.info("no AU labels: emotion loss only (weight %g)", weights.emotion)
+    return weights
 
 
 def resolve_device(device: str) -> torch.device:
@@ -78,8 +137,10 @@ def r_at(cfg: TrainConfig, step: int, total: int) -> float:
 
 
 def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
-    """Linear warm-up over ``warmup * total`` steps, then cosine decay to 0."""
+    """Linear warm-up over ``warmup * total`` steps, then cosine decay to 0; 1 throughout if ``constant``."""
     warm = max(1, int(cfg.warmup * total))
+    if cfg.lr_schedule == "constant":
+        return 1.0
     if step < warm:
         return (step + 1) / warm
     return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
@@ -117,10 +178,11 @@ def train_model(data: MEArrays, cfg: TrainConfig, progress=None) -> nn.Module:
     y = torch.as_tensor(data.label, dtype=torch.int64, device=device)
     au = torch.as_tensor(data.au, dtype=torch.float32, device=device)
     known = torch.as_tensor(data.au_known, dtype=torch.bool, device=device)
-    weights = LossWeights(cfg.emotion_weight, cfg.au_weight if cfg.au_loss else 0.0)
+    weights = loss_weights(cfg, au_known_share(data), getattr(model, "predicts_aus", False))
     class_weight = balanced_class_weight(data.label, k).to(device) if cfg.class_balanced else None
 
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optim = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    opt = optim(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_epoch = math.ceil(len(data) / cfg.batch_size)
     total, step = cfg.epochs * per_epoch, 0
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -4,9 +4,16 @@
 subject, metrics over the pooled predictions), then trains the final model on all the data and
 writes into RUN_DIR:
 
-- ``summary.json``: uf1, uar, accuracy, confusion, per_fold, config, seconds, data counts;
+- ``summary.json``: uf1, uar, accuracy, confusion, per_fold, config, seconds, data counts, and
+  ``protocol_line`` ("LOSO, fixed N epochs, last epoch, no test-epoch selection");
 - ``confusion.png``: the pooled confusion matrix;
 - ``model.json`` + ``weights.npz``: the final model (no pickle; see :mod:`mer.model.io`).
+
+Epochs, batch size and learning rate not given on the command line come from the model's own
+recipe (:data:`mer.model.registry.TRAIN_DEFAULTS`: ``--model ststnet`` trains 500 epochs of Adam
+at 5e-5, batch 256, as published). Before training, ``train`` prints the recipe, the protocol
+line and the loss weights; during LOSO it prints one line per fold with an ETA when stderr is
+not a terminal (a progress bar when it is).
 
 ``evaluate`` runs a saved model on a data folder and writes ``evaluation.json``.
 Exit codes (fedcore's table, :class:`fedcore.exitcodes.ExitCode`): 0 OK, 2 CONFIG for bad input
@@ -30,11 +37,14 @@ from mer.train.centralised import (
     DEVICES,
     R_SCHEDULES,
     TrainConfig,
+    au_known_share,
+    loss_weights,
     predict,
     resolve_device,
+    train_config_for,
     train_model,
 )
-from mer.train.loso import run_holdout, run_loso
+from mer.train.loso import protocol_line, run_holdout, run_loso
 from mer.train.metrics import summarize
 from mer.train.plots import confusion_png
 
@@ -58,9 +68,9 @@ def register(subparsers) -> None:
     t.add_argument("--out", required=True, help="run folder for summary.json, confusion.png and the final model")
     t.add_argument("--model", choices=sorted(MODELS), default=_DEFAULTS.model)
     t.add_argument("--prior", choices=PRIORS, default=None, help="DPK-GAT prior (default: both)")
-    t.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
-    t.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
-    t.add_argument("--lr", type=float, default=_DEFAULTS.lr)
+    t.add_argument("--epochs", type=int, default=None, help="fixed number of epochs (default: the model's own)")
+    t.add_argument("--batch-size", type=int, default=None, help="default: the model's own")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's own)")
     t.add_argument("--no-au-loss", action="store_true", help="train on the emotion loss only")
     t.add_argument("--r-schedule", choices=R_SCHEDULES, default=_DEFAULTS.r_schedule)
     t.add_argument("--class-balanced", action="store_true", help="inverse-frequency class weights in the CE")
@@ -98,9 +108,9 @@ def train_command(args) -> int:
         if args.model != "dpk-gat":
             return _fail(f"--prior applies to dpk-gat only (got --model {args.model})")
         options["prior"] = args.prior
-    cfg = TrainConfig(model=args.model, model_options=options, epochs=args.epochs, batch_size=args.batch_size,
-                      lr=args.lr, au_loss=not args.no_au_loss, r_schedule=args.r_schedule,
-                      class_balanced=args.class_balanced, device=args.device, seed=args.seed)
+    cfg = train_config_for(args.model, model_options=options, epochs=args.epochs, batch_size=args.batch_size,
+                           lr=args.lr, au_loss=not args.no_au_loss, r_schedule=args.r_schedule,
+                           class_balanced=args.class_balanced, device=args.device, seed=args.seed)
     if cfg.problems():
         return _fail("; ".join(cfg.problems()))
     try:
@@ -110,6 +120,14 @@ def train_command(args) -> int:
         return _fail(str(exc))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    given = [n for n in ("epochs", "batch_size", "lr") if getattr(args, n) is not None]
+    print(f"{cfg.model}: {cfg.schedule_line()}" + (f" (given: {', '.join(given)}; the rest the model's own)"
+                                                    if given else " (the model's own recipe)"))
+    print(f"protocol: {protocol_line(args.protocol, cfg)}")
+    share = au_known_share(data)
+    w = loss_weights(cfg, share, getattr(MODELS[cfg.model][0], "predicts_aus", False))
+    print(f"loss: {w.emotion:g} x CE(emotion)" + (f" + {w.au:g} x AU BCE" if w.au else "")
+          + f" ({share:.0%} of the samples have AU labels)", flush=True)
     t0 = time.perf_counter()
     try:
         if args.protocol == "loso":

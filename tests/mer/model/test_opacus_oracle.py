@@ -15,7 +15,7 @@ B = 4
 # contiguous grad_output; the Inception blocks' torch.cat hands it a strided slice, so "ew" is
 # exercised at 32 samples on dpk-gat (its unfold path), "hooks" at 4. flow-cnn's convs are
 # grouped, which always takes the unfold path. The "ew" cases are slow (a 32-sample float64 loop).
-EW_BATCH = {"dpk-gat": 32, "flow-cnn": B}
+EW_BATCH = {"dpk-gat": 32, "flow-cnn": B, "ststnet": B}
 
 
 def _model(name):
@@ -46,7 +46,7 @@ def _loop_grads(model, x, label, au, au_known):
     return grads
 
 
-@pytest.mark.parametrize("name", ["dpk-gat", "flow-cnn"])
+@pytest.mark.parametrize("name", ["dpk-gat", "flow-cnn", "ststnet"])
 @pytest.mark.parametrize("mode", ["hooks", pytest.param("ew", marks=pytest.mark.slow)])
 def test_opacus_per_sample_grads_match_loop(name, mode):
     model = _model(name)
