@@ -1,14 +1,21 @@
-"""The client's cache of local training results, keyed by (round, SHA-256 of the global model).
+"""The client's cache of local training results, for resending within the *same* attempt only.
 
-A retried attempt of the same round with the same global model (a straggler retry, a restarted
-coordinator) reuses the cached result instead of training again -- which would spend privacy
-budget a second time. Entries live on disk under ``workdir/cache`` (``.npy`` written with
-``allow_pickle=False`` plus a JSON sidecar, both written atomically), so they also survive a
-restart of the client; only the newest ``keep`` rounds are kept.
+An entry is keyed by (federation id, run id, round, attempt, SHA-256 of the global model). It is
+reused only when all five match: a resend inside one attempt (a dropped upload retried, the
+client restarted while that attempt is still open), which contributes to the same aggregate.
+A new attempt of a round -- after a coordinator restart or a failed attempt -- never matches: the
+client trains again with fresh noise (charged to its ledger), because contributing the same
+update to two different aggregates lets whoever sees both sums subtract them and recover it.
+
+Entries live on disk under ``workdir/cache`` (``.npy`` written with ``allow_pickle=False`` plus a
+JSON sidecar, both written atomically), so they survive a restart of the client; only the newest
+``keep`` rounds are kept. Their presence is also evidence that this workdir trained before
+(:mod:`fedcore.dp.ledger_guard`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -30,14 +37,19 @@ class UpdateCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.keep = keep
 
-    def _stem(self, round_: int, model_sha256: bytes) -> Path:
-        return self.directory / f"r{round_:06d}-{model_sha256.hex()[:16]}"
+    def _stem(self, round_: int, model_sha256: bytes, attempt: int, federation: str, run: str) -> Path:
+        tag = hashlib.sha256(json.dumps([federation, run, int(attempt), model_sha256.hex()]).encode()).hexdigest()
+        return self.directory / f"r{round_:06d}-{tag[:16]}"
 
-    def get(self, round_: int, model_sha256: bytes, size: int) -> FitResult | None:
-        stem = self._stem(round_, model_sha256)
+    def get(self, round_: int, model_sha256: bytes, size: int, *, attempt: int, federation: str = "",
+            run: str = "") -> FitResult | None:
+        """The result trained for exactly this (federation, run, round, attempt, model), or None."""
+        stem = self._stem(round_, model_sha256, attempt, federation, run)
         try:
             meta = json.loads(stem.with_suffix(".json").read_text())
-            if meta.get("model_sha256") != model_sha256.hex():
+            want = {"model_sha256": model_sha256.hex(), "attempt": int(attempt), "federation": federation,
+                    "run": run, "round": round_}
+            if any(meta.get(k) != v for k, v in want.items()):
                 return None
             params = np.load(stem.with_suffix(".npy"), allow_pickle=False)
         except (OSError, ValueError) as exc:
@@ -51,12 +63,14 @@ class UpdateCache:
         privacy = PrivacyState(**meta["privacy"]) if meta.get("privacy") else None
         return FitResult(params, int(meta["num_examples"]), dict(meta["metrics"]), privacy)
 
-    def put(self, round_: int, model_sha256: bytes, result: FitResult) -> None:
-        stem = self._stem(round_, model_sha256)
+    def put(self, round_: int, model_sha256: bytes, result: FitResult, *, attempt: int, federation: str = "",
+            run: str = "") -> None:
+        stem = self._stem(round_, model_sha256, attempt, federation, run)
         tmp = stem.with_name(stem.name + ".tmp.npy")
         np.save(tmp, np.asarray(result.parameters, np.float32), allow_pickle=False)
         os.replace(tmp, stem.with_suffix(".npy"))
-        meta = {"round": round_, "model_sha256": model_sha256.hex(), "num_examples": int(result.num_examples),
+        meta = {"round": round_, "attempt": int(attempt), "federation": federation, "run": run,
+                "model_sha256": model_sha256.hex(), "num_examples": int(result.num_examples),
                 "metrics": {k: float(v) for k, v in result.metrics.items()},
                 "privacy": asdict(result.privacy) if result.privacy else None}
         tmp_json = stem.with_name(stem.name + ".tmp.json")

@@ -82,9 +82,18 @@ class ClientDaemon:
         if settings.get("workload") and settings["workload"] != self.cfg.workload.path:
             log.warning("the coordinator's workload is %s, this client runs %s", settings["workload"],
                         self.cfg.workload.path)
+        run_id = str(settings["run_id"]) if settings.get("run_id") else None
         if self.handlers is None or self.handlers.mode.name != name:
             mode = client_mode(name)(self.identity, self.cfg.client.federation, settings.get("mode_settings", {}))
-            self.handlers = StageHandlers(self.trainer, mode, self.conn, self.cache, self.cfg.privacy)
+            self.handlers = StageHandlers(self.trainer, mode, self.conn, self.cache, self.cfg.privacy,
+                                          federation=self.cfg.client.federation, run_id=run_id,
+                                          workdir=self.cfg.client.workdir)
+            if run_id is None:
+                log.info("the coordinator sends no run id: cached updates are resent only within this client "
+                         "session (%s)", self.handlers.run_id)
+        elif run_id is not None and run_id != self.handlers.run_id:
+            log.info("the coordinator's run id is now %s (was %s)", run_id, self.handlers.run_id)
+            self.handlers.run_id = run_id
             if name == "plain":
                 log.warning("aggregation 'plain': this client's updates reach the coordinator in the clear")
         log.info("joined federation %r as %s (aggregation %s, %s rounds)", self.cfg.client.federation,

@@ -3,13 +3,21 @@
 The update a client contributes to round r is ``local - global`` (float64), weighted by its
 number of training examples; the aggregation mode applies the weight. The job made in TRAIN
 (or STATS, for round 0) is kept per (round, attempt) for the mode stages that follow.
+
+Never one update in two aggregates: a cached training result is reused only for the very same
+(federation, run, round, attempt, model) -- a resend within one attempt. Every new attempt trains
+again, with fresh DP noise charged to the ledger (or, without DP, a fresh seed: the round then
+leaks approximately, logged). The Trainer gets ``config["task"]`` (federation, run, round,
+attempt, seed; :func:`fedcore.client.privacy.task_context`) to key its ledger charges.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import secrets
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +26,7 @@ from google.protobuf.message import DecodeError, Message
 
 from fedcore.client.cache import UpdateCache
 from fedcore.client.connection import Connection
+from fedcore.client.privacy import StatisticsRefused, charge_statistics, dp_enabled, task_context, trim_report
 from fedcore.client.trainer import BudgetExhausted, FitResult, PrivacyState, Trainer
 from fedcore.common.aggregation import ClientJob, ClientMode
 from fedcore.common.errors import InvalidPayload
@@ -64,13 +73,26 @@ def _finite_metrics(metrics: Mapping[str, Any], what: str) -> dict[str, float]:
 
 
 class StageHandlers:
+    """Answers TRAIN, STATS and EVALUATE; hands the mode stages to the aggregation mode.
+
+    Args:
+        federation: the federation id (default: the task headers' ``federation_id``).
+        run_id: the coordinator's run id if it sent one; default a fresh id for this client
+            session (then a resend is reused only within this process).
+        workdir: the client's workdir (ledger and evidence of training; default the cache's parent).
+    """
+
     def __init__(self, trainer: Trainer, mode: ClientMode, conn: Connection, cache: UpdateCache,
-                 privacy: Mapping[str, Any]):
+                 privacy: Mapping[str, Any], *, federation: str = "", run_id: str | None = None,
+                 workdir: Path | None = None):
         self.trainer = trainer
         self.mode = mode
         self.conn = conn
         self.cache = cache
         self.privacy = dict(privacy)
+        self.federation = federation
+        self.run_id = run_id or f"session-{secrets.token_hex(6)}"
+        self.workdir = Path(workdir) if workdir is not None else Path(cache.directory).parent
         self.jobs: dict[tuple[int, int], ClientJob] = {}
 
     def handle(self, task: pb.Task) -> Message:
@@ -85,10 +107,15 @@ class StageHandlers:
         return self.mode.handle(stage, unpack_any(task.body), job,
                                 lambda name: self.conn.download(task.header, name))
 
-    def _config(self, struct) -> dict[str, Any]:
+    def _config(self, struct, header: pb.Header | None = None) -> dict[str, Any]:
         config = from_struct(struct)
         config["privacy"] = {**config.get("privacy", {}), **self.privacy}
+        if header is not None:
+            config["task"] = task_context(self._federation(header), self.run_id, header.round, header.attempt)
         return config
+
+    def _federation(self, header: pb.Header) -> str:
+        return header.federation_id or self.federation
 
     def _model(self, header: pb.Header, blob: str, sha: bytes):
         payload = self.conn.download(header, blob, expected_sha256=sha)
@@ -110,17 +137,29 @@ class StageHandlers:
 
     def train(self, header: pb.Header, t: pb.TrainTask) -> pb.TrainReport:
         params, spec, _ = self._model(header, t.model_blob, t.model_sha256)
-        r = int(header.round)
-        fit = self.cache.get(r, t.model_sha256, spec.size)
+        r, attempt, fed = int(header.round), int(header.attempt), self._federation(header)
+        key = {"attempt": attempt, "federation": fed, "run": self.run_id}
+        config = self._config(t.config, header)
+        report_steps = config["privacy"].get("report_steps") is True
+        fit = self.cache.get(r, t.model_sha256, spec.size, **key)
         if fit is not None:
-            log.info("round %d: reusing the cached update for this model (no new training)", r)
+            log.info("round %d attempt %d: resending the update trained for this same attempt (no new training)",
+                     r, attempt)
         else:
+            if attempt > 0:
+                log.info("round %d attempt %d: a new attempt trains again (fresh noise, charged); an update is "
+                         "never contributed to two aggregates", r, attempt)
+            if not dp_enabled(config["privacy"]):
+                log.warning("round %d attempt %d: DP is off; training with a fresh seed. Without DP a re-aggregated "
+                            "round can leak approximately: two sums over different client sets differ by about "
+                            "one client's update", r, attempt)
             try:
-                fit = self.trainer.fit(params, spec, r, self._config(t.config), self._statistics(t.statistics))
+                fit = self.trainer.fit(params, spec, r, config, self._statistics(t.statistics))
             except BudgetExhausted as exc:
                 log.warning("round %d: refusing to train: %s", r, exc)
                 privacy = exc.privacy
                 privacy.exhausted = True
+                privacy, _ = trim_report(privacy, {}, report_steps, f"round {r} refusal")
                 return pb.TrainReport(ready=False, refusal=str(exc), privacy=privacy_report(privacy))
             except Exception as exc:  # a workload bug or mismatch: report it, keep the daemon alive
                 log.exception("round %d: the trainer failed", r)
@@ -128,21 +167,30 @@ class StageHandlers:
             problem = _check_fit(fit, spec.size)
             if problem:
                 log.error("round %d: %s; reporting not ready", r, problem)
-                return pb.TrainReport(ready=False, refusal=problem, privacy=privacy_report(fit.privacy))
-            self.cache.put(r, t.model_sha256, fit)
+                privacy, _ = trim_report(fit.privacy, {}, report_steps, f"round {r}")
+                return pb.TrainReport(ready=False, refusal=problem, privacy=privacy_report(privacy))
+            self.cache.put(r, t.model_sha256, fit, **key)
         delta = np.asarray(fit.parameters, np.float64) - np.asarray(params, np.float64)
         delta, weight = _central_dp(delta, float(fit.num_examples), from_struct(t.config).get("central_dp"), r)
-        self._keep(ClientJob(r, int(header.attempt), delta, weight))
-        return pb.TrainReport(ready=True, metrics=_finite_metrics(fit.metrics, f"round {r} training"),
-                              privacy=privacy_report(fit.privacy))
+        self._keep(ClientJob(r, attempt, delta, weight))
+        privacy, metrics = trim_report(fit.privacy, _finite_metrics(fit.metrics, f"round {r} training"), report_steps,
+                                       f"round {r}")
+        return pb.TrainReport(ready=True, metrics=metrics, privacy=privacy_report(privacy))
 
     def stats(self, header: pb.Header, t: pb.StatsTask) -> pb.StatsReport:
-        vec = self.trainer.statistics(self._config(t.config))
+        config = self._config(t.config, header)
+        vec = self.trainer.statistics(config)
         if vec is None:
             return pb.StatsReport(ready=False, refusal="this workload computes no statistics")
         vec = np.asarray(vec, np.float64)
         if vec.ndim != 1 or not np.isfinite(vec).all():
             return pb.StatsReport(ready=False, refusal=f"statistics must be a finite 1-D vector (got shape {vec.shape})")
+        try:  # charged before anything derived from the statistics leaves the client
+            charge_statistics(config["privacy"], config, self.workdir, self._federation(header), self.run_id,
+                              int(header.attempt))
+        except StatisticsRefused as exc:
+            log.warning("round 0 attempt %d: not sending statistics: %s", header.attempt, exc)
+            return pb.StatsReport(ready=False, refusal=f"statistics refused: {exc}"[:500])
         self._keep(ClientJob(int(header.round), int(header.attempt), vec, 1.0))
         return pb.StatsReport(ready=True)
 

@@ -4,10 +4,18 @@ Each round: every participating client clips its model update (delta = new - glo
 norm S (:func:`clip_update`); the coordinator sums the clipped updates and adds Gaussian noise
 N(0, (z S)^2 I) to the sum (:func:`add_gaussian_noise`) before dividing by the number of clients
 (or by the expected number, q N, under Poisson client sampling). Adding or removing one *client*
-changes the sum by at most S, so the released aggregate is a (subsampled) Gaussian mechanism at
-the client level; :func:`client_level_epsilon` composes it over rounds with sampling rate
-q = clients per round / total clients (RDP; Mironov et al. 2019, as in
+changes the sum by at most S, so the released aggregate is a Gaussian mechanism at the client
+level; :func:`client_level_epsilon` composes it over rounds (RDP; Mironov et al. 2019, as in
 :mod:`fedcore.dp.accounting`).
+
+Amplification by sampling is claimed **only** for secret Poisson sampling: each eligible client
+joins a round independently with probability q, drawn with :func:`poisson_select` (``secrets``,
+never logged), and q = expected selected / real pool size. fedcore's coordinator selects a fixed
+number of clients from the eligible pool with a *public* seed, which an adversary can replay: it
+gives no amplification, so DP-FedAvg accounts it with q = 1. (Before this was fixed, q was
+selected / ``clients_total`` for any selection, with ``clients_total`` a free setting: 3 clients,
+all in every round, ``clients_total = 100`` reported epsilon 1.77 where the truth is 30.1.)
+:func:`clients_total_problems` refuses a ``clients_total`` that does not match the federation.
 
 .. warning::
    Client-level DP needs many clients. The noise on the *sum* has standard deviation z S, while
@@ -28,7 +36,9 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +52,9 @@ __all__ = [
     "DPFedAvg",
     "add_gaussian_noise",
     "client_level_epsilon",
+    "clients_total_problems",
     "clip_update",
+    "poisson_select",
     "warn_if_few_clients",
 ]
 
@@ -119,20 +131,53 @@ def warn_if_few_clients(total_clients: int, threshold: int = MIN_USEFUL_CLIENTS)
 
 
 def client_level_epsilon(
-    clients_per_round: int, total_clients: int, noise_multiplier: float, rounds: int, delta: float
+    clients_per_round: int, total_clients: int, noise_multiplier: float, rounds: int, delta: float,
+    *, secret_poisson: bool = False,
 ) -> float:
     """Client-level epsilon of DP-FedAvg after ``rounds`` rounds.
 
-    Sampling rate q = clients_per_round / total_clients (Poisson client sampling assumed; with
-    q = 1 there is no amplification). RDP accounting of the subsampled Gaussian per round.
+    q = 1 (no amplification) unless ``secret_poisson``: each of the ``total_clients`` eligible
+    clients joined each round independently, by secret randomness, with probability
+    q = clients_per_round / total_clients (clients_per_round is then the *expected* number).
+    A fixed-size or publicly seeded selection is not secret: it is accounted with q = 1.
     """
     if not (1 <= clients_per_round <= total_clients):
         raise ValueError(
             f"clients_per_round must be in [1, total_clients={total_clients}] (got {clients_per_round})"
         )
     warn_if_few_clients(total_clients)
-    q = clients_per_round / total_clients
+    q = clients_per_round / total_clients if secret_poisson else 1.0
     return account([Segment(q, noise_multiplier, rounds)], delta, "rdp").epsilon
+
+
+def poisson_select(pool: Sequence[str], rate: float) -> list[str]:
+    """Each client of ``pool`` independently with probability ``rate``, from ``secrets`` (os.urandom).
+
+    The draw must stay secret for the amplification to hold: do not log the randomness, and do
+    not log or publish who was *not* selected beyond what the protocol reveals anyway.
+    """
+    if not (isinstance(rate, int | float) and 0 < rate <= 1):
+        raise ValueError(f"rate must be in (0, 1] (got {rate!r})")
+    scale = 1 << 53
+    return [c for c in pool if secrets.randbelow(scale) < rate * scale]
+
+
+def clients_total_problems(clients_total: int, federation_clients: int | None,
+                           sample_rate: float | None = None) -> list[str]:
+    """Problems with ``[central_dp] clients_total`` against the federation's real client count.
+
+    ``federation_clients`` is the number of clients the federation can draw from (its provisioned
+    clients, or ``[federation] min_available`` when every one must join); None when unknown (then
+    only the sampling rate is checked). ``sample_rate``: the secret Poisson rate, if any.
+    """
+    problems = []
+    if federation_clients is not None and clients_total != federation_clients:
+        problems.append(f"[central_dp] clients_total must equal the federation's {federation_clients} clients "
+                        f"(got {clients_total}): a larger population would claim amplification by sampling "
+                        "that the selection does not give")
+    if sample_rate is not None and not (isinstance(sample_rate, int | float) and 0 < sample_rate <= 1):
+        problems.append(f"[central_dp] sample_rate must be in (0, 1] for secret Poisson sampling (got {sample_rate!r})")
+    return problems
 
 
 @dataclass
@@ -146,11 +191,10 @@ class DPFedAvg:
     the mean then carries noise of std z S / m and one client moves it by at most S / m. m is the
     size of the round's roster, which the coordinator knows and logs anyway (treated as public).
 
-    Accounting: each released round is one subsampled Gaussian step with sampling rate
-    q = clients selected / ``clients_total`` (capped at 1); rounds compose by RDP
-    (:func:`~fedcore.dp.accounting.account`, accountant ``rdp``). Fixed-size selection is
-    accounted as Poisson sampling at the same rate, as McMahan et al. (2018) do; with
-    ``[federation] fraction = 1`` q is about 1 and nothing is gained from sampling.
+    Accounting: each released round is one Gaussian step with q = 1 (the coordinator's selection
+    is public and fixed-size, so nothing is gained from sampling), or with q = ``sample_rate``
+    when the selection is secret Poisson sampling over the real pool (:func:`poisson_select`);
+    rounds compose by RDP (:func:`~fedcore.dp.accounting.account`, accountant ``rdp``).
 
     Args:
         clip_norm: S, the L2 bound each client clips its update (new - global) to.
@@ -158,6 +202,8 @@ class DPFedAvg:
         clients_total: N, the population the clients are drawn from (>= every round's roster).
         delta: the client-level delta.
         rates: sampling rates of the rounds released so far (restored from a checkpoint).
+        sample_rate: the rate of secret Poisson client sampling, or None (the default: public
+            fixed-size selection, q = 1).
     """
 
     clip_norm: float
@@ -165,6 +211,7 @@ class DPFedAvg:
     clients_total: int
     delta: float
     rates: list[float] = field(default_factory=list)
+    sample_rate: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -176,6 +223,8 @@ class DPFedAvg:
             problems.append(f"clients_total must be an integer >= 1 (got {self.clients_total!r})")
         if not (isinstance(self.delta, int | float) and 0 < self.delta < 1):
             problems.append(f"delta must be in (0, 1) (got {self.delta!r})")
+        if self.sample_rate is not None and not (isinstance(self.sample_rate, int | float) and 0 < self.sample_rate <= 1):
+            problems.append(f"sample_rate must be in (0, 1] or None (got {self.sample_rate!r})")
         if problems:
             raise ValueError("central DP: " + "; ".join(problems))
 
@@ -197,8 +246,11 @@ class DPFedAvg:
             raise ValueError(f"central DP needs weight 1 per client: {contributors} contributors carry a total "
                              f"weight of {total_weight} (is the client daemon applying [central_dp]?)")
         selected = max(int(selected), contributors)
+        if selected > self.clients_total:
+            raise ValueError(f"central DP: {selected} clients selected but clients_total is {self.clients_total}: "
+                             "clients_total must be the federation's real client count")
         noisy = add_gaussian_noise(np.asarray(weighted_sum, np.float64), self.clip_norm, self.noise_multiplier, rng)
-        self.rates.append(min(1.0, selected / self.clients_total))
+        self.rates.append(1.0 if self.sample_rate is None else float(self.sample_rate))
         return noisy / contributors, {**self.record(), "contributors": contributors,
                                       "mean_noise_std": self.noise_std / contributors}
 
@@ -212,4 +264,5 @@ class DPFedAvg:
         """What the coordinator logs per round (metrics.jsonl ``central_dp``) and in summary.json."""
         return {"epsilon": self.epsilon(), "delta": self.delta, "noise_multiplier": self.noise_multiplier,
                 "clip_norm": self.clip_norm, "clients_total": self.clients_total, "rounds": len(self.rates),
-                "sampling_rate": self.rates[-1] if self.rates else None, "accountant": "rdp"}
+                "sampling_rate": self.rates[-1] if self.rates else None, "accountant": "rdp",
+                "sampling": "fixed public selection (q = 1)" if self.sample_rate is None else "secret Poisson"}

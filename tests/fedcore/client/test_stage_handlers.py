@@ -20,8 +20,9 @@ from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 class CountingTrainer:
     """Adds ``step`` to every parameter; counts fits; can refuse for budget or return NaN."""
 
-    def __init__(self, step=0.5, refuse=False, nan=False):
+    def __init__(self, step=0.5, refuse=False, nan=False, metrics=None):
         self.step, self.refuse, self.nan = step, refuse, nan
+        self.metrics = metrics or {"loss": 0.3, "bad": float("nan")}
         self.fits = 0
         self.configs = []
 
@@ -33,8 +34,8 @@ class CountingTrainer:
         out = params + self.step
         if self.nan:
             out[0] = np.nan
-        return FitResult(out.astype(np.float32), 20, {"loss": 0.3, "bad": float("nan")},
-                         PrivacyState(True, epsilon=1.0, delta=1e-5, accountant="rdp", steps=10))
+        return FitResult(out.astype(np.float32), 20, dict(self.metrics),
+                         PrivacyState(True, epsilon=1.0, delta=1e-5, accountant="rdp", steps=10, noise_multiplier=1.1))
 
     def evaluate(self, params, spec, round, config, statistics):
         return EvalResult(5, {"loss": 0.1}, np.array([[2, 1], [0, 2]]))
@@ -60,19 +61,69 @@ def train_task(tmp_path, pki):
         other.close()
 
 
-def _handlers(trainer, conn, cache_dir, privacy=None):
+def _handlers(trainer, conn, cache_dir, privacy=None, run_id="run-1"):
     mode = PlainClient(ClientIdentity("alice"), FED, {})
-    return StageHandlers(trainer, mode, conn, UpdateCache(cache_dir), privacy or {})
+    return StageHandlers(trainer, mode, conn, UpdateCache(cache_dir), privacy or {}, federation=FED, run_id=run_id)
 
 
-def test_retried_round_with_the_same_model_does_not_train_again(train_task):
+def _next_attempt(engine, conn):
+    """Fail the coordinator's current attempt (as a restart or a timeout does) and fetch the new TRAIN task."""
+    from fedcore.coordinator.phases import fail_attempt
+
+    fail_attempt(engine, engine.clock(), "test: attempt abandoned")
+    engine.tick()
+    task = conn.get_task(pb.Header())
+    assert task.header.stage == Stage.TRAIN and task.header.attempt >= 1
+    return task
+
+
+def test_resend_within_the_same_attempt_does_not_train_again(train_task):
     _engine, conn, task, cache_dir = train_task
     trainer = CountingTrainer()
     first = _handlers(trainer, conn, cache_dir).handle(task)
-    again = _handlers(trainer, conn, cache_dir).handle(task)  # e.g. after a client restart
+    again = _handlers(trainer, conn, cache_dir).handle(task)  # e.g. after a client restart, same run and attempt
     assert trainer.fits == 1
     assert first.ready and again.ready and first.metrics == again.metrics == {"loss": 0.3}
     assert first.privacy.epsilon == 1.0
+
+
+def test_new_attempt_of_the_same_round_and_model_trains_again_never_reusing_the_update(train_task):
+    # reusing it put one update into two aggregates over different client sets: their difference is it
+    engine, conn, task, cache_dir = train_task
+    trainer = CountingTrainer()
+    handlers = _handlers(trainer, conn, cache_dir)
+    handlers.handle(task)
+    retry = _next_attempt(engine, conn)
+    train = pb.TrainTask()
+    retry.body.Unpack(train)
+    first_train = pb.TrainTask()
+    task.body.Unpack(first_train)
+    assert train.model_sha256 == first_train.model_sha256  # same round, same global model
+    handlers.handle(retry)
+    assert trainer.fits == 2
+    seen = [c["task"] for c in trainer.configs]
+    assert [t["attempt"] for t in seen] == [task.header.attempt, retry.header.attempt]
+    assert seen[0]["seed"] != seen[1]["seed"] and {t["federation"] for t in seen} == {FED}
+    assert {t["run"] for t in seen} == {"run-1"}
+
+
+def test_a_client_session_without_a_run_id_from_the_coordinator_does_not_reuse_across_sessions(train_task):
+    _engine, conn, task, cache_dir = train_task
+    trainer = CountingTrainer()
+    _handlers(trainer, conn, cache_dir, run_id=None).handle(task)
+    _handlers(trainer, conn, cache_dir, run_id=None).handle(task)  # a restarted client: cannot tell the run apart
+    assert trainer.fits == 2
+
+
+def test_steps_and_noise_multiplier_stay_on_the_client_unless_report_steps(train_task):
+    _engine, conn, task, cache_dir = train_task
+    trainer = CountingTrainer(metrics={"steps": 6.0, "empty_batches": 1.0, "loss": 0.3})
+    hidden = _handlers(trainer, conn, cache_dir).handle(task)
+    assert hidden.privacy.steps == 0 and hidden.privacy.noise_multiplier == 0.0
+    assert set(hidden.metrics) == {"loss"} and hidden.privacy.epsilon == 1.0 and hidden.privacy.delta == 1e-5
+    shown = _handlers(trainer, conn, cache_dir, privacy={"report_steps": True}, run_id="run-2").handle(task)
+    assert shown.privacy.steps == 10 and shown.privacy.noise_multiplier == 1.1
+    assert shown.metrics["steps"] == 6.0
 
 
 def test_update_is_local_minus_global_weighted_by_examples(train_task):
@@ -103,6 +154,7 @@ def test_client_privacy_overrides_the_coordinator_defaults(train_task):
     trainer = CountingTrainer()
     _handlers(trainer, conn, cache_dir, privacy={"target_epsilon": 3.0}).handle(task)
     assert trainer.configs[0]["privacy"] == {"target_epsilon": 3, "delta": 1e-5}
+    assert trainer.configs[0]["task"]["round"] == task.header.round
 
 
 def test_tampered_model_hash_is_refused(train_task):

@@ -50,11 +50,13 @@ def test_server_noise_has_std_noise_multiplier_times_clip(rng):
     assert abs(noise.std() - z * s) < 5 * z * s / np.sqrt(2 * n)
 
 
-def test_client_level_accounting_uses_clients_per_round_over_total_and_warns_for_few():
+def test_client_level_accounting_amplifies_only_secret_poisson_sampling_and_warns_for_few():
     with pytest.warns(UserWarning, match="needs thousands"):
         eps_small = client_level_epsilon(3, 3, 1.0, 50, 1e-5)
     assert eps_small == pytest.approx(epsilon(1.0, 1.0, 50, 1e-5))
-    eps_big = client_level_epsilon(100, 10_000, 1.0, 50, 1e-5)
+    # a public, fixed-size selection of 100 of 10 000 gives no amplification: q = 1
+    assert client_level_epsilon(100, 10_000, 1.0, 50, 1e-5) == pytest.approx(epsilon(1.0, 1.0, 50, 1e-5))
+    eps_big = client_level_epsilon(100, 10_000, 1.0, 50, 1e-5, secret_poisson=True)
     assert eps_big == pytest.approx(epsilon(0.01, 1.0, 50, 1e-5)) and eps_big < eps_small
     with pytest.raises(ValueError, match="clients_per_round must be in"):
         client_level_epsilon(5, 3, 1.0, 10, 1e-5)

@@ -40,12 +40,51 @@ def test_dp_fedavg_refuses_weighted_updates_without_charging():
     assert dp.epsilon() == 0.0 and dp.rates == []
 
 
-def test_dp_fedavg_epsilon_composes_the_rounds_sampling_rates():
+def test_dp_fedavg_epsilon_composes_the_rounds_at_q_one_for_public_selection():
     dp = DPFedAvg(clip_norm=1.0, noise_multiplier=1.2, clients_total=200, delta=1e-5)
     for selected in (10, 20, 20):
         dp.release(np.zeros(2), float(selected), selected, selected=selected, rng=np.random.default_rng(0))
-    want = account([Segment(0.05, 1.2, 1), Segment(0.1, 1.2, 1), Segment(0.1, 1.2, 1)], 1e-5, "rdp").epsilon
+    want = account([Segment(1.0, 1.2, 3)], 1e-5, "rdp").epsilon
     assert dp.epsilon() == pytest.approx(want) and dp.record()["rounds"] == 3
+    secret = DPFedAvg(clip_norm=1.0, noise_multiplier=1.2, clients_total=200, delta=1e-5, sample_rate=0.1)
+    for selected in (10, 20, 20):
+        secret.release(np.zeros(2), float(selected), selected, selected=selected, rng=np.random.default_rng(0))
+    assert secret.epsilon() == pytest.approx(account([Segment(0.1, 1.2, 3)], 1e-5, "rdp").epsilon)
+
+
+def test_three_clients_in_every_round_are_not_amplified_by_a_claimed_population_of_100():
+    # the case: 3 clients, all selected every round, clients_total = 100 -> 1.77 reported, 30.1 true
+    dp = DPFedAvg(clip_norm=1.0, noise_multiplier=1.0, clients_total=100, delta=1e-5)
+    for _ in range(20):
+        dp.release(np.zeros(2), 3.0, 3, selected=3, rng=np.random.default_rng(0))
+    true = account([Segment(1.0, 1.0, 20)], 1e-5, "rdp").epsilon
+    assert dp.epsilon() == pytest.approx(true) and dp.epsilon() > 10 * account([Segment(0.03, 1.0, 20)], 1e-5).epsilon
+    assert dp.record()["sampling_rate"] == 1.0
+
+
+def test_clients_total_that_does_not_match_the_federation_is_refused():
+    from fedcore.dp.central import clients_total_problems
+
+    assert clients_total_problems(3, 3) == []
+    (problem,) = clients_total_problems(100, 3)
+    assert "clients_total must equal the federation's 3 clients (got 100)" in problem
+    assert clients_total_problems(3, None, sample_rate=1.5)[0].startswith("[central_dp] sample_rate")
+    dp = DPFedAvg(clip_norm=1.0, noise_multiplier=1.0, clients_total=3, delta=1e-5)
+    with pytest.raises(ValueError, match="clients_total must be the federation's real client count"):
+        dp.release(np.zeros(2), 4.0, 4, selected=4)
+
+
+def test_poisson_selection_draws_from_secrets_not_a_seeded_generator():
+    from fedcore.dp.central import poisson_select
+
+    pool = [f"c{i}" for i in range(2000)]
+    draws = [poisson_select(pool, 0.25) for _ in range(2)]
+    assert draws[0] != draws[1]  # nothing seeds it
+    assert all(abs(len(d) - 500) < 5 * math.sqrt(2000 * 0.25 * 0.75) for d in draws)
+    np.random.seed(0)
+    a = poisson_select(pool, 0.25)
+    np.random.seed(0)
+    assert poisson_select(pool, 0.25) != a
 
 
 @pytest.mark.parametrize("scale", [0.01, 0.5, 3.0, 200.0])

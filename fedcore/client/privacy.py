@@ -1,0 +1,119 @@
+"""What the client daemon does about privacy around the workload: charge releases, trim reports.
+
+- :func:`task_context`: the ``config["task"]`` table a Trainer gets (federation, run, round,
+  attempt, and a fresh ``seed`` per training), so that a workload can key its ledger charges
+  (``ChargeKey.from_task``) and retrain a new attempt with fresh randomness.
+- :func:`charge_statistics`: with DP on, a statistics release (round 0) is charged to the
+  client's ledger as one Gaussian mechanism (sample rate 1, one step, sigma / sensitivity)
+  *before* anything leaves the client, using the noise the StatsTask config carries::
+
+      statistics_noise = {sigma = 12.0, sensitivity = 8.3, delta = 1e-5}
+
+  where ``sigma`` is the std of the noise that survives in the released sum and
+  ``sensitivity`` the workload's stated L2 sensitivity (:mod:`fedcore.dp.statistics`). Without
+  those parameters the release is not private and is logged as such (not charged).
+- :func:`trim_report`: unless the client sets ``[privacy] report_steps = true``, step counts and
+  the noise multiplier (which, with the batch size, reveal the data set size n) are kept out of
+  what goes to the coordinator; the client's own log and ledger keep them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fedcore.client.trainer import PrivacyState
+
+log = logging.getLogger(__name__)
+
+#: TrainReport metrics that count steps (they reveal n) and leave only with report_steps = true.
+STEP_METRICS = ("steps", "empty_batches")
+
+
+class StatisticsRefused(Exception):
+    """The statistics release cannot be charged (budget, ledger); the client does not send it."""
+
+
+def dp_enabled(table: Mapping[str, Any]) -> bool:
+    """True when a merged ``[privacy]`` table asks for DP (non-empty and not ``enabled = false``)."""
+    return bool(table) and table.get("enabled", True) is not False
+
+
+def task_context(federation: str, run: str, round_: int, attempt: int) -> dict[str, Any]:
+    return {"federation": federation, "run": run, "round": int(round_), "attempt": int(attempt),
+            "seed": secrets.randbits(63)}
+
+
+def ledger_for(table: Mapping[str, Any], workdir: Path):
+    """The client's ledger as its ``[privacy]`` table describes it (path, accountant, delta, target)."""
+    from fedcore.dp.accounting import DEFAULT_ACCOUNTANT
+    from fedcore.dp.config import DEFAULT_DELTA
+    from fedcore.dp.ledger import PrivacyLedger
+
+    path = table.get("ledger")
+    path = Path(workdir) / "privacy_ledger.json" if not path else Path(str(path)).expanduser()
+    path = path if path.is_absolute() else Path(workdir) / path
+    delta = table.get("delta")
+    return PrivacyLedger.open(path, accountant=table.get("accountant", DEFAULT_ACCOUNTANT),
+                              delta=DEFAULT_DELTA if delta is None else float(delta),
+                              target_epsilon=table.get("target_epsilon"), workdir=workdir)
+
+
+def charge_statistics(table: Mapping[str, Any], config: Mapping[str, Any], workdir: Path, federation: str,
+                      run: str, attempt: int) -> float | None:
+    """Charge the ledger for this statistics release (see the module docstring); epsilon spent after it.
+
+    Returns None when the release is not charged (DP off, or no noise parameters: not private,
+    logged). Raises :class:`StatisticsRefused` when the charge would pass the budget or the ledger
+    cannot be trusted.
+    """
+    from fedcore.dp.ledger import ChargeKey, LedgerError
+    from fedcore.dp.statistics import statistics_epsilon, statistics_noise_multiplier
+
+    if not dp_enabled(table):
+        log.warning("statistics release (round 0 attempt %d): DP is off, so these statistics are NOT private "
+                    "(the aggregate of the clients' exact counts is released)", attempt)
+        return None
+    noise = config.get("statistics_noise")
+    sigma = noise.get("sigma") if isinstance(noise, Mapping) else None
+    if not (isinstance(sigma, int | float) and not isinstance(sigma, bool) and sigma > 0):
+        log.warning("statistics release (round 0 attempt %d): DP is on but the task carries no statistics noise "
+                    "(statistics_noise.sigma); this release is NOT differentially private and is not charged",
+                    attempt)
+        return None
+    try:
+        multiplier = statistics_noise_multiplier(float(sigma), float(noise.get("sensitivity", math.nan)))
+        alone = statistics_epsilon(float(sigma), float(noise["sensitivity"]), float(noise.get("delta", 1e-5)))
+    except (TypeError, ValueError) as exc:
+        raise StatisticsRefused(f"statistics_noise must carry sigma > 0, sensitivity > 0 and delta in (0, 1): {exc}")
+    try:
+        ledger = ledger_for(table, workdir)
+        if ledger.would_exceed(1.0, multiplier, 1):
+            raise StatisticsRefused(f"privacy budget exhausted: the statistics release would bring epsilon to "
+                                    f"{ledger.would_spend(1.0, multiplier, 1):.4g}, above target {ledger.target_epsilon:g}")
+        spent = ledger.charge_statistics(ChargeKey(federation, run, 0, int(attempt), "statistics"), multiplier)
+    except LedgerError as exc:
+        raise StatisticsRefused(f"privacy ledger: {exc}") from None
+    log.info("statistics release (round 0 attempt %d): charged as a Gaussian mechanism, sigma %.4g, sensitivity "
+             "%.4g (epsilon %.4g alone); ledger epsilon now %.4g", attempt, sigma, noise["sensitivity"], alone, spent)
+    return spent
+
+
+def trim_report(privacy: PrivacyState | None, metrics: Mapping[str, float], report_steps: bool,
+                what: str) -> tuple[PrivacyState | None, dict[str, float]]:
+    """The privacy state and metrics as they may leave the client (see the module docstring)."""
+    if report_steps:
+        return privacy, dict(metrics)
+    kept = {k: v for k, v in metrics.items() if k not in STEP_METRICS}
+    if privacy is None:
+        return None, kept
+    if privacy.steps or privacy.noise_multiplier:
+        log.info("%s: steps %d and noise multiplier %.4g stay local (they reveal n; set [privacy] report_steps = "
+                 "true to report them)", what, privacy.steps, privacy.noise_multiplier)
+    trimmed = PrivacyState(privacy.enabled, privacy.epsilon, privacy.delta, privacy.accountant, 0, 0.0,
+                           privacy.target_epsilon, privacy.exhausted)
+    return trimmed, kept
