@@ -6,7 +6,9 @@ Coordination and Dynamic Facial Motion Modeling", https://arxiv.org/abs/2507.205
 Pipeline for one aligned flow image x (B, 3, S, S) — channels u, v, optical strain:
 
 1. Regional stage (local region module). Resize to ``work_size``, cut ``patch``-sized patches at
-   the template points of :data:`mer.face.regions.REGIONS` (fixed index buffer, no parameters), encode
+   the template points of :data:`mer.face.regions.REGIONS`, placed for the data's crop geometry
+   ``face_crop`` (``aligned``: this package's crops; ``tight``: the MEGC2019 composite's; a fixed
+   index buffer, no parameters: the geometry changes no parameter name or shape), encode
    every patch with a shared small conv net (three kernel = stride convolutions with GroupNorm, so
    the 19 patches stacked into one tall image are encoded independently, p -> p/2 -> p/4 -> 1),
    add a learned position code, mix the patches with one transformer layer, and turn each region
@@ -37,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mer.face.regions import AU_NODES, LOWER_NODES, REGIONS, UPPER_NODES, patch_boxes
+from mer.face.regions import AU_NODES, FACE_CROPS, LOWER_NODES, REGIONS, UPPER_NODES, patch_boxes
 from mer.model.layers import (
     DPKGATLayer,
     Inception1d,
@@ -63,6 +65,7 @@ class DPKGATConfig:
     num_classes: int = 3
     work_size: int = 56            # side the flow image is resized to before patches are cut
     patch: int = 8                 # patch side at work_size (multiple of 4)
+    face_crop: str = "aligned"     # crop geometry of the data (mer.face.regions.FACE_CROPS): aligned | tight
     dim: int = 64                  # token / node features; also the GAT hidden size per head
     enc_channels: tuple[int, int] = (16, 32)  # patch encoder conv widths
     tf_heads: int = 4              # transformer heads across patches
@@ -84,6 +87,8 @@ class DPKGATConfig:
             p.append(f"prior must be one of {', '.join(PRIORS)} (got {self.prior!r})")
         if self.patch % 4 or not 4 <= self.patch <= self.work_size:
             p.append(f"patch must be a multiple of 4 and in [4, work_size={self.work_size}] (got {self.patch})")
+        if self.face_crop not in FACE_CROPS:
+            p.append(f"face_crop must be one of {', '.join(FACE_CROPS)} (got {self.face_crop!r})")
         if self.dim % self.tf_heads:
             p.append(f"dim {self.dim} must be divisible by tf_heads {self.tf_heads}")
         if not 0.0 <= self.beta <= 1.0:
@@ -109,7 +114,7 @@ class DPKGAT(nn.Module):
         d, (c1, c2), n_au = c.dim, c.enc_channels, len(AU_NODES)
 
         # 1. regional stage
-        boxes = patch_boxes(c.work_size, c.patch)                       # (P, 2) as (y0, x0)
+        boxes = patch_boxes(c.work_size, c.patch, c.face_crop)          # (P, 2) as (y0, x0)
         off = np.arange(c.patch)
         rows = boxes[:, 0, None, None] + off[None, :, None]             # (P, p, 1)
         cols = boxes[:, 1, None, None] + off[None, None, :]             # (P, 1, p)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from fedcore.exitcodes import ExitCode
+from mer.face.regions import FACE_CROPS
 from mer.model import MODELS, PRIORS, load_model, save_model
 from mer.train.centralised import (
     DEVICES,
@@ -68,6 +69,9 @@ def register(subparsers) -> None:
     t.add_argument("--out", required=True, help="run folder for summary.json, confusion.png and the final model")
     t.add_argument("--model", choices=sorted(MODELS), default=_DEFAULTS.model)
     t.add_argument("--prior", choices=PRIORS, default=None, help="DPK-GAT prior (default: both)")
+    t.add_argument("--face-crop", choices=sorted(FACE_CROPS), default=None,
+                   help="DPK-GAT patch geometry of the data's face crops (default: tight for --format "
+                        "composite, the MEGC2019 composite's crops; aligned otherwise)")
     t.add_argument("--epochs", type=int, default=None, help="fixed number of epochs (default: the model's own)")
     t.add_argument("--batch-size", type=int, default=None, help="default: the model's own")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's own)")
@@ -108,6 +112,10 @@ def train_command(args) -> int:
         if args.model != "dpk-gat":
             return _fail(f"--prior applies to dpk-gat only (got --model {args.model})")
         options["prior"] = args.prior
+    if args.face_crop is not None and args.model != "dpk-gat":
+        return _fail(f"--face-crop applies to dpk-gat only (got --model {args.model})")
+    if args.model == "dpk-gat":
+        options["face_crop"] = args.face_crop or ("tight" if args.format == "composite" else "aligned")
     cfg = train_config_for(args.model, model_options=options, epochs=args.epochs, batch_size=args.batch_size,
                            lr=args.lr, au_loss=not args.no_au_loss, r_schedule=args.r_schedule,
                            class_balanced=args.class_balanced, device=args.device, seed=args.seed)

@@ -56,7 +56,7 @@ def test_trained_dpkgat_is_evaluated_from_its_run_folder(tmp_path):
     assert _cli(["train", "--data", str(tmp_path / "data"), "--format", "composite", "--out", str(run),
                  "--epochs", "1", "--prior", "psych", "--no-au-loss", "--r-schedule", "fixed", "--device", "cpu"]) == 0
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["config"]["model_options"] == {"prior": "psych"} and summary["config"]["au_loss"] is False
+    assert summary["config"]["model_options"] == {"prior": "psych", "face_crop": "tight"} and summary["config"]["au_loss"] is False
     assert summary["n_samples"] == 6 and summary["n_folds"] == len({f["test"] for f in summary["per_fold"]})
     assert _cli(["evaluate", "--model-dir", str(run), "--data", str(tmp_path / "data"), "--format", "composite",
                  "--device", "cpu"]) == 0
