@@ -48,6 +48,7 @@ from fedcore.secagg.state import (
     graph_plan,
     resolve_threshold,
 )
+from fedcore.secagg.stats_noise import stats_noise
 
 log = logging.getLogger(__name__)
 _LOCAL = threading.local()
@@ -86,6 +87,9 @@ class SecAggClient(ClientMode):
         self.noise_sampler = noise_sampler
         self.rng = rng  # None: stochastic rounding from a CSPRNG (tests may pass a seeded Generator)
         self.state: ClientState | None = None
+        #: round 0 with statistics noise: {sigma_total, sensitivity, delta, epsilon} of what this client
+        #: added (counts), for its privacy ledger; None when the statistics went without noise
+        self.last_stats_dp: dict[str, float] | None = None
         self._handlers: dict[SecAggStage, Callable[[Any, ClientJob], Any]] = {
             SecAggStage.ADVERTISE_KEYS: self._advertise_keys, SecAggStage.SHARE_KEYS: self._share_keys,
             SecAggStage.MASKED_INPUT: self._masked_input, SecAggStage.UNMASK: self._unmask}
@@ -220,7 +224,9 @@ class SecAggClient(ClientMode):
             sampler = self.noise_sampler or noise_mod.default_sampler()
             q += noise_mod.draw_noise(sampler, qp.noise_sigma, length, qp.noise_bound)[0]
         np.copyto(y[:length], q, casting="unsafe")  # two's complement, modulo 2^bits
-        y[length], y[length + 1] = weight, clipped
+        # a noisy (DP) round sends no clip count: it would be a data-dependent value summed without
+        # noise; under distributed DP the quantiser's bound is clip_norm, so nothing is clipped anyway
+        y[length], y[length + 1] = weight, (clipped if qp.noise_sigma == 0 else 0)
         add_mask(y, self_mask_key(st.self_seed, st.context, self.me), +1, scratch)
         for peer in wire.sorted_by(st.index, senders):
             key = pair_mask_key(st.mask_sk, st.peers[peer][1], st.context, self.me, peer)
@@ -264,7 +270,8 @@ class SecAggClient(ClientMode):
         before quantisation (:mod:`fedcore.dp.secagg_dp`)."""
         dp, length = self.config.dp, vec.shape[0]
         if round_ == 0:
-            need = self.config.stats_noise_sigma * 2.0**qp.frac_bits
+            stats = stats_noise(self.config, length, self.state.min_survivors)
+            need = stats.client_sigma(self.state.min_survivors) * 2.0**qp.frac_bits if stats else 0.0
         elif dp is not None:
             from fedcore.dp.secagg_dp import update_noise_sigma
             need = update_noise_sigma(dp, qp.frac_bits, self.state.min_survivors, length)
@@ -272,8 +279,11 @@ class SecAggClient(ClientMode):
             return vec
         if qp.noise_sigma < need * (1 - 1e-9):
             raise ProtocolAbort(f"noise_sigma {qp.noise_sigma:.6g} is below the {need:.6g} this client's "
-                                f"{'stats_noise_sigma' if round_ == 0 else 'distributed_dp'} settings require")
-        if round_ == 0 or dp is None:
+                                f"{'statistics noise' if round_ == 0 else 'distributed_dp'} settings require")
+        if round_ == 0:
+            self.last_stats_dp = stats.task_config() if stats else None
+            return vec
+        if dp is None:
             return vec
         if qp.max_weight != 1:
             raise ProtocolAbort(f"distributed DP needs weight 1 per client (the server allows {qp.max_weight})")

@@ -49,6 +49,7 @@ from fedcore.secagg.state import (
     resolve_threshold,
     validate_settings,
 )
+from fedcore.secagg.stats_noise import stats_noise
 from fedcore.secagg.unmask import recover_mask_key, recover_secret, unmasked_sum
 
 log = logging.getLogger(__name__)
@@ -91,18 +92,24 @@ def _quantization(config: SecAggSettings, ctx: AggregationContext, n: int, t: in
     kwargs = {"bits": config.bits, "frac_bits": config.frac_bits, "min_frac_bits": config.min_frac_bits,
               "length": ctx.vector_length}
     dp, length = config.dp, ctx.vector_length
-    if ctx.round == 0 and config.stats_noise_sigma > 0:
+    stats = stats_noise(config, length, t) if ctx.round == 0 else None
+    if stats is not None:
         from fedcore.dp.secagg_dp import choose_noisy_params
-        floor = config.noise_sigma
+        floor, sigma_c = config.noise_sigma, stats.client_sigma(t)
         quant = choose_noisy_params(n, config.clip, ctx.max_weight, **kwargs,
-                                    sigma_of_f=lambda f: max(floor, config.stats_noise_sigma * 2.0**f))
-        return quant, {"kind": "stats", "stats_noise_sigma": config.stats_noise_sigma, "threshold": t,
-                       "participants": n, "dim": length}
+                                    sigma_of_f=lambda f: max(floor, sigma_c * 2.0**f))
+        log.info("secagg round 0: statistics noise sigma_total %.4g counts (sigma_c %.4g per client for T=%d), "
+                 "L2 sensitivity %.4g, epsilon %.4g at delta %.3g", stats.sigma_total, sigma_c, t,
+                 stats.sensitivity, stats.epsilon, stats.delta)
+        return quant, {"kind": "stats", "stats_noise_sigma": sigma_c, "threshold": t, "participants": n,
+                       "dim": length, **stats.task_config()}
     if ctx.round >= 1 and dp is not None:
         from fedcore.dp.distributed import quantised_l2_sensitivity
         from fedcore.dp.secagg_dp import choose_noisy_params, update_noise_sigma
         floor = config.noise_sigma
-        quant = choose_noisy_params(n, min(config.clip, dp.clip_norm), 1.0, **kwargs,
+        # the fixed clipping bound: after the L2 clip no coordinate exceeds clip_norm, so the
+        # quantiser clips nothing and no clip count needs to be released (see _decode)
+        quant = choose_noisy_params(n, dp.clip_norm, 1.0, **kwargs,
                                     sigma_of_f=lambda f: max(floor, update_noise_sigma(dp, f, t, length)))
         sensitivity = quantised_l2_sensitivity(dp.clip_norm, 2.0**quant.frac_bits, length, beta=None)
         return quant, {"kind": "update", "sensitivity": sensitivity, "sigma_client": quant.noise_sigma,
@@ -330,9 +337,13 @@ class SecAggServer(ServerMode):
         if not (count <= weight <= count * q.max_weight and 0 <= clipped <= count * length):
             raise AggregationAborted(f"secagg round {r.ctx.round}: the unmasked weight ({weight}) or clip count "
                                      f"({clipped}) is out of range for {count} inputs; shares or inputs are corrupt")
+        if q.noise_sigma > 0 and clipped:
+            raise AggregationAborted(f"secagg round {r.ctx.round}: a noisy round releases no clip count, but the "
+                                     f"unmasked clip-count slot is {clipped}; some client does not follow the protocol")
         weighted = qz.dequantize(qz.from_ring(total[:length], q.bits), q.frac_bits)
         notes = {"mode": "secagg", "private": True, "bits": q.bits, "frac_bits": q.frac_bits, "clip": q.clip,
-                 "clipped": clipped, "max_weight": q.max_weight, "noise_sigma": q.noise_sigma,
+                 "clipped": clipped, "clip_count_released": q.noise_sigma == 0,
+                 "max_weight": q.max_weight, "noise_sigma": q.noise_sigma,
                  "threshold": r.threshold, "degree": r.degree, "share_threshold": r.share_threshold,
                  "corrupt_fraction": r.config.corrupt_fraction, "dropout_fraction": r.config.dropout_fraction,
                  "graph_failure_bound": r.plan.bound if r.plan is not None else None,

@@ -41,7 +41,8 @@ key                       default      meaning
 ``stats_sensitivity``     ``0``        the L2 sensitivity the workload declares for its statistics
                                        vector, in counts (0: sqrt(L), each sample changing each
                                        count by at most 1)
-``stats_noise_sigma``     ``0.0``      sigma_total in counts, overriding ``stats_epsilon`` when > 0
+``stats_noise_sigma``     ``0.0``      sigma_c in counts per client, overriding ``stats_epsilon``
+                                       when > 0 (sigma_total = sigma_c sqrt(T))
 ``federation_dp``         ``false``    set by the coordinator when any DP is on in the federation
 ========================  ===========  =============================================================
 
