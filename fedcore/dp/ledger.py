@@ -132,6 +132,7 @@ class PrivacyLedger:
                 if workdir is not None:
                     check_workdir(workdir, path, exists=False)
                 fresh = cls(path, accountant=accountant, delta=delta, target_epsilon=target_epsilon, workdir=workdir)
+                fresh._save_unlocked()  # the budget id is fixed now: daemons sharing the file agree on it
                 logger.info("privacy ledger %s: new budget %s", path, fresh.budget["id"])
                 return fresh
             ledger = cls.load(path, workdir=workdir)
@@ -214,13 +215,14 @@ class PrivacyLedger:
     # ------------------------------------------------------------------- spending
     @property
     def charges(self) -> tuple[Charge, ...]:
-        """Every charge of the current budget, in the order charged."""
+        """Every charge of the current budget, in the order charged (re-read from the file)."""
+        self.refresh()
         return tuple(self._charges)
 
     @property
     def steps(self) -> int:
         """DP-SGD steps charged (statistics releases are not steps)."""
-        return sum(c.steps for c in self._charges if c.key.kind == "dp-sgd")
+        return sum(c.steps for c in self.charges if c.key.kind == "dp-sgd")
 
     def _compute(self, segments: tuple[Segment, ...]) -> EpsilonResult:
         if self._cache is None or self._cache[0] != segments:

@@ -5,8 +5,9 @@ The example workload (:mod:`fedcore.examples.softmax`) trains with DP-SGD
 merged with the client's own ``[privacy]`` table) is non-empty and not ``enabled = false``. Missing
 ``planned_rounds``, ``local_epochs`` and ``batch_size`` default to the TrainTask's ``rounds``,
 ``epochs`` and ``batch_size``. The noise multiplier is planned once (before the first round) for
-the whole run and the ledger lives at ``WORKDIR/privacy_ledger.json``, so spending is cumulative
-across rounds and client restarts.
+the whole run and the ledger lives at ``[privacy] ledger`` or ``WORKDIR/privacy_ledger.json``
+(checked against the workdir's evidence of earlier training), so spending is cumulative across
+rounds, attempts, client restarts and the federations that share the ledger.
 
 A table like ``{target_epsilon = 0.5, noise_multiplier = 1.0}`` (a fixed noise that the target
 cannot cover for the whole run) makes a client stop when its budget runs out: the trainer
@@ -37,7 +38,8 @@ class ClientPrivacy:
 
     def __init__(self, client_id: str, workdir: Path | None, num_examples: int):
         self.client_id = client_id
-        self.path = Path(workdir or ".") / "privacy_ledger.json"
+        self.workdir = Path(workdir or ".")
+        self.path = self.workdir / "privacy_ledger.json"
         self.num_examples = num_examples
         self._table: dict[str, Any] | None = None
         self.config = None
@@ -57,7 +59,8 @@ class ClientPrivacy:
             self.config = PrivacyConfig.from_dict(table, source=f"{self.client_id} [privacy]")
             self._table = table
             self.plan = plan_privacy(self.config, self.num_examples)
-            self.ledger = self.plan.open_ledger(self.path)
+            self.path = self.config.ledger_path(self.workdir)
+            self.ledger = self.plan.open_ledger(self.path, workdir=self.workdir)
             log.info("client %s: %s; ledger %s holds epsilon %.4g", self.client_id, self.plan.summary(),
                      self.path, self.ledger.spent())
         return self.config, self.plan, self.ledger

@@ -91,7 +91,10 @@ class SoftmaxTrainer:
         anchor = [p.detach().clone() for p in self.model.parameters()]
         loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(config, statistics))
         opt = torch.optim.SGD(self.model.parameters(), lr=lr)
-        gen = torch.Generator().manual_seed(int(self.s.data_seed * 1000 + self.s.client_index * 100 + round))
+        task = config.get("task") or {}
+        seed = task.get("seed")  # the daemon's fresh seed per attempt: a new attempt is a new training
+        gen = torch.Generator().manual_seed(int(seed) if isinstance(seed, int) else
+                                            int(self.s.data_seed * 1000 + self.s.client_index * 100 + round))
         n = len(self.y_train)
         total, correct, seen = 0.0, 0, 0
         self.model.train()
@@ -117,6 +120,7 @@ class SoftmaxTrainer:
     def _fit_dp(self, round: int, config: Mapping[str, Any], statistics: np.ndarray | None) -> FitResult:
         """DP-SGD for this round (see the module docstring); BudgetExhausted past the target."""
         from fedcore.dp.ledger import BudgetExhausted as LedgerExhausted
+        from fedcore.dp.ledger import ChargeKey
         from fedcore.dp.opacus_train import dp_train
 
         privacy, plan, ledger = self.privacy.prepare(config)
@@ -138,7 +142,7 @@ class SoftmaxTrainer:
             stats = dp_train(self.model, loss_fn, (self.x_train, self.y_train), privacy=privacy, ledger=ledger,
                              round=round, plan=plan, epochs=int(config.get("epochs", 1)),
                              batch_size=int(config.get("batch_size", 32)), lr=lr, device=self.device,
-                             on_step=proximal)
+                             on_step=proximal, charge_key=ChargeKey.from_task(config, round))
         except LedgerExhausted as exc:
             raise BudgetExhausted(str(exc), self.privacy.state(exhausted=True)) from None
         log.info("round %d: %d DP-SGD steps, local loss %.4f (kept local), epsilon %.4g", round, stats.steps,
