@@ -1,4 +1,13 @@
-"""fedcore's commands: ``provision``, ``coordinator``, ``client`` and ``simulate``.
+"""fedcore's commands: ``provision``, ``enroll``, ``coordinator``, ``client`` and ``simulate``.
+
+Keys made where they are used (a real federation)::
+
+    operator:     provision --out fed --address coord.example.org:50051     (CA, server, no client keys)
+    institution:  enroll --name alice --out alice/                          (alice.key stays, alice.csr goes)
+    operator:     provision sign alice.csr --ca fed --out reply/            (alice.pem, ca.pem, client.toml)
+    institution:  client --config alice/client.toml                         (after copying reply/* in)
+
+``provision --clients a,b,c`` still makes every key on one machine, for simulations and tests.
 
 Run them as ``python -m fedcore.cli COMMAND ...`` (fedcore alone) or through the application's
 console script, which adds them with :func:`register`.
@@ -11,7 +20,7 @@ code  name         meaning
 0     OK           finished: every round completed (or the command succeeded)
 1     INTERNAL     an unexpected error (a bug): see the log
 2     CONFIG       usage or configuration error; every problem found is listed
-3     TLS          a certificate or key is missing, unreadable or not PEM
+3     TLS          a certificate, key or CSR is missing, unreadable, not PEM, or refused
 4     ABORTED      the federation aborted (too few clients after all retries, ...)
 5     UNREACHABLE  the coordinator stayed unreachable for the client's reconnect timeout
 6     REFUSED      the coordinator refused this client (identity or federation mismatch)
@@ -65,15 +74,38 @@ def _guard(fn):
 
 @_guard
 def cmd_provision(args) -> int:
-    from fedcore.provision import provision
+    from fedcore.provision import provision, sign
 
-    clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    if args.action == "sign":
+        if not args.csr or not args.ca:
+            raise ConfigError("provision sign needs the CSR file and --ca (the folder with ca.pem and ca.key)",
+                              source="provision sign")
+        signed = sign(args.csr, args.ca, args.out, coordinator=args.coordinator, days=args.days)
+        print(f"issued {signed.cert} for {signed.client_id}; send {signed.cert}, {signed.ca} and {signed.config} "
+              f"back (recorded in {signed.record})")
+        return ExitCode.OK
+    if args.action is not None or args.csr:
+        raise ConfigError(f"provision takes no positional arguments except 'sign CSR' (got {args.action!r})",
+                          source="provision")
+    clients = [c.strip() for c in (args.clients or "").split(",") if c.strip()]
     result = provision(args.out, clients, server_names=args.server_name or (), address=args.address,
                        aggregation=args.aggregation, federation_id=args.federation, rounds=args.rounds,
                        workload=args.workload, overwrite=args.force)
     print(f"wrote {result.coordinator_config}")
     for cid, path in result.client_configs.items():
         print(f"wrote {path}  ({cid})")
+    if not clients:
+        print(f"no client keys made: each institution runs `enroll --name ID --out DIR` and you sign its CSR "
+              f"with `provision sign ID.csr --ca {args.out} --out REPLY_DIR`")
+    return ExitCode.OK
+
+
+@_guard
+def cmd_enroll(args) -> int:
+    from fedcore.provision import enroll
+
+    done = enroll(args.name, args.out)
+    print(f"wrote {done.key} (private: never copy it anywhere) and {done.csr} (send it to the federation operator)")
     return ExitCode.OK
 
 
@@ -114,9 +146,17 @@ def register(subparsers, exclude: tuple[str, ...] = ()) -> None:
         p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
         return p
 
-    p = common(subparsers.add_parser("provision", help="create a federation CA, certificates and configs"))
+    p = common(subparsers.add_parser(
+        "provision", help="create a federation CA, certificates and configs; 'provision sign CSR' signs a client's CSR"))
+    p.add_argument("action", nargs="?", choices=["sign"], help="sign: issue a client certificate for a CSR")
+    p.add_argument("csr", nargs="?", type=Path, help="with sign: the client's NAME.csr")
     p.add_argument("--out", required=True, type=Path, help="folder to write into")
-    p.add_argument("--clients", required=True, help="comma-separated client ids, e.g. alice,bob,carol")
+    p.add_argument("--clients", default="", help="comma-separated client ids whose keys are made HERE (simulations "
+                   "and tests only; leave out for a federation whose clients enrol)")
+    p.add_argument("--ca", type=Path, help="with sign: the provisioned folder holding ca.pem and ca.key")
+    p.add_argument("--coordinator", default=None, help="with sign: HOST:PORT for the client's config "
+                   "(default: the provisioned address)")
+    p.add_argument("--days", type=int, default=825, help="with sign: certificate lifetime (default %(default)s)")
     p.add_argument("--server-name", action="append", help="extra host name/IP for the server certificate (repeat)")
     p.add_argument("--address", default="localhost:50051", help="HOST:PORT the clients dial (default %(default)s)")
     p.add_argument("--aggregation", default="secagg", choices=list(MODES))
@@ -125,6 +165,11 @@ def register(subparsers, exclude: tuple[str, ...] = ()) -> None:
     p.add_argument("--workload", default=DEFAULT_WORKLOAD, help="import path module:attribute")
     p.add_argument("--force", action="store_true", help="overwrite an existing provisioned folder")
     p.set_defaults(func=cmd_provision)
+
+    p = common(subparsers.add_parser("enroll", help="make this client's private key and a CSR for the operator"))
+    p.add_argument("--name", required=True, help="this client's id (the certificate CN)")
+    p.add_argument("--out", required=True, type=Path, help="folder for NAME.key (0600) and NAME.csr")
+    p.set_defaults(func=cmd_enroll)
 
     p = common(subparsers.add_parser("coordinator", help="run the coordinator daemon"))
     p.add_argument("--config", required=True, type=Path)

@@ -8,6 +8,16 @@ backdated by five minutes so that a peer whose clock runs slightly behind accept
 Private keys are PEM (PKCS#8, unencrypted: the daemons must start unattended) and are written
 with :func:`write_private_key`, which creates the file with mode 0600 so that there is no moment
 when another user can read it.
+
+Enrolment keeps each client's private key where it was made: :func:`make_csr` makes a key and a
+certificate signing request (CSR) on the client's machine, and the federation operator's
+:func:`sign_csr` issues the certificate from the CSR alone -- the CA never sees the client key.
+``sign_csr`` refuses (:class:`CsrRefused`, every problem listed) a CSR whose signature does not
+verify, whose subject is not exactly ``CN=<client id>``, whose name is already issued or is one
+of the server's names, whose key is not P-256, or that requests any extension a client
+certificate does not get (CA:TRUE, subjectAltName, an extended key usage other than clientAuth,
+certificate or CRL signing). What it issues is fixed here, not taken from the request: CA:FALSE,
+digitalSignature, clientAuth only, no SANs.
 """
 
 from __future__ import annotations
@@ -35,6 +45,10 @@ _BACKDATE = dt.timedelta(minutes=5)
 
 class CertificateError(FedError):
     """A certificate or key is malformed, expired, not yet valid, or not issued by the given CA."""
+
+
+class CsrRefused(CertificateError):
+    """A certificate signing request that the federation CA will not sign (the message lists why)."""
 
 
 @dataclass(frozen=True)
@@ -116,10 +130,16 @@ def create_ca(common_name: str = "FED-PsyAU federation CA", days: int = 3650) ->
 
 def _issue(ca: Credentials, cn: str, eku: x509.ObjectIdentifier, sans: list[x509.GeneralName],
            days: int) -> Credentials:
+    key = _new_key()
+    return Credentials(_sign(ca, cn, key.public_key(), eku, sans, days), _key_pem(key))
+
+
+def _sign(ca: Credentials, cn: str, public_key, eku: x509.ObjectIdentifier, sans: list[x509.GeneralName],
+          days: int) -> bytes:
+    """An end-entity certificate for ``public_key`` (CA:FALSE, digitalSignature, ``eku`` only)."""
     _check_days(days)
     ca_cert, ca_key = _load_ca(ca)
-    key = _new_key()
-    builder = (_builder(cn, ca_cert.subject, key.public_key(), days)
+    builder = (_builder(cn, ca_cert.subject, public_key, days)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
                                             data_encipherment=False, key_agreement=False, key_cert_sign=False,
@@ -129,7 +149,7 @@ def _issue(ca: Credentials, cn: str, eku: x509.ObjectIdentifier, sans: list[x509
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
-    return Credentials(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def issue_server(ca: Credentials, hosts: Sequence[str] = ("localhost", "127.0.0.1"), days: int = 825) -> Credentials:
@@ -157,6 +177,105 @@ def issue_client(ca: Credentials, client_id: str, days: int = 825) -> Credential
         raise ConfigError(f"client id must be 1-64 characters of [A-Za-z0-9_.-] (got {client_id!r})",
                           source="issue_client")
     return _issue(ca, client_id, ExtendedKeyUsageOID.CLIENT_AUTH, [], days)
+
+
+def make_csr(client_id: str) -> Credentials:
+    """A new P-256 key and a CSR for ``CN=client_id`` signed with it, as (``cert_pem`` = the CSR
+    PEM, ``key_pem``). Run on the client's own machine; only the CSR leaves it."""
+    if not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id):
+        raise ConfigError(f"client id must be 1-64 characters of [A-Za-z0-9_.-] (got {client_id!r})",
+                          source="enroll")
+    key = _new_key()
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, client_id)]))
+           .sign(key, hashes.SHA256()))
+    return Credentials(csr.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def _csr_problems(csr: x509.CertificateSigningRequest, issued: set[str], server_names: set[str]) -> list[str]:
+    problems = []
+    if not csr.is_signature_valid:
+        problems.append("its signature does not verify with the public key it carries (altered, or not "
+                        "signed by that key)")
+    key = csr.public_key()
+    if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)):
+        got = f"{key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
+        problems.append(f"expected an ECDSA P-256 public key (got {got})")
+    attrs = list(csr.subject)
+    cn = str(attrs[0].value) if len(attrs) == 1 and attrs[0].oid == NameOID.COMMON_NAME else None
+    if cn is None:
+        problems.append(f"the subject must be exactly CN=<client id> (got {csr.subject.rfc4514_string()!r})")
+    elif not CLIENT_ID.fullmatch(cn):
+        problems.append(f"the CN must be a client id of 1-64 characters of [A-Za-z0-9_.-] (got {cn!r})")
+    elif cn in server_names:
+        problems.append(f"the CN {cn!r} is a name of the coordinator's server certificate")
+    elif cn in issued:
+        problems.append(f"a certificate for {cn!r} was already issued (revoke it and remove the record first)")
+    try:
+        extensions = list(csr.extensions)
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        return [*problems, f"its requested extensions do not parse ({exc})"]
+    for ext in extensions:
+        v = ext.value
+        if isinstance(v, x509.BasicConstraints):
+            if v.ca:
+                problems.append("it requests CA:TRUE (basicConstraints); a client certificate is never a CA")
+        elif isinstance(v, x509.SubjectAlternativeName):
+            problems.append(f"it requests subjectAltName {[str(n.value) for n in v]}; a client certificate "
+                            f"carries only its CN")
+        elif isinstance(v, x509.ExtendedKeyUsage):
+            other = [getattr(o, "_name", o.dotted_string) for o in v if o != ExtendedKeyUsageOID.CLIENT_AUTH]
+            if other:
+                problems.append(f"it requests extended key usage {other}; only clientAuth is issued")
+        elif isinstance(v, x509.KeyUsage):
+            if v.key_cert_sign or v.crl_sign:
+                problems.append("it requests keyCertSign/cRLSign key usage; a client certificate signs no certificates")
+        else:
+            problems.append(f"it requests extension {ext.oid._name} ({ext.oid.dotted_string}), which a client "
+                            f"certificate never carries")
+    return problems
+
+
+def csr_name(csr_pem: bytes) -> str:
+    """The CN a CSR asks for (unchecked; for messages and file names after :func:`sign_csr`)."""
+    csr = _load_csr(csr_pem)
+    attrs = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""
+
+
+def _load_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
+    try:
+        return x509.load_pem_x509_csr(csr_pem)
+    except (ValueError, TypeError) as exc:
+        raise CsrRefused(f"not a PEM certificate signing request ({exc})") from None
+
+
+def sign_csr(ca: Credentials, csr_pem: bytes, *, issued=(), server_names=(), days: int = 825) -> bytes:
+    """Check a client's CSR and issue its client certificate (PEM); see the module docstring.
+
+    ``issued``: client ids that already hold a certificate of this CA; ``server_names``: the
+    coordinator certificate's CN and SANs. Raises :class:`CsrRefused` listing every problem.
+    The certificate takes only the CN and the public key from the CSR.
+    """
+    csr = _load_csr(csr_pem)
+    problems = _csr_problems(csr, set(issued), set(server_names))
+    if problems:
+        raise CsrRefused(f"refusing to sign the CSR for {csr.subject.rfc4514_string()!r}: " + "; ".join(problems))
+    cn = str(csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+    return _sign(ca, cn, csr.public_key(), ExtendedKeyUsageOID.CLIENT_AUTH, [], days)
+
+
+def server_names(cert_pem: bytes) -> set[str]:
+    """The CN and every subjectAltName (DNS names and IPs, as text) of a server certificate."""
+    cert = _load_cert(cert_pem, "server certificate")
+    names = {str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names |= {str(v) for v in sans.get_values_for_type(x509.DNSName)}
+        names |= {str(v) for v in sans.get_values_for_type(x509.IPAddress)}
+    except x509.ExtensionNotFound:
+        pass
+    return names
 
 
 def common_name(cert_pem: bytes) -> str:

@@ -46,3 +46,15 @@ def test_provision_command_writes_a_runnable_layout(tmp_path):
     assert cli.main(["provision", "--out", str(out), "--clients", "alice,bob", "--aggregation", "plain"]) == 0
     assert (out / "coordinator.toml").exists() and (out / "clients" / "bob" / "client.toml").exists()
     assert cli.main(["provision", "--out", str(out), "--clients", "alice"]) == ExitCode.CONFIG  # no silent overwrite
+
+
+def test_enroll_and_provision_sign_commands(tmp_path):
+    fed, site, reply = tmp_path / "fed", tmp_path / "site", tmp_path / "reply"
+    assert cli.main(["provision", "--out", str(fed), "--aggregation", "plain"]) == 0
+    assert cli.main(["enroll", "--name", "alice", "--out", str(site)]) == 0
+    assert (site / "alice.key").exists() and (site / "alice.csr").exists()
+    args = ["provision", "sign", str(site / "alice.csr"), "--ca", str(fed), "--out", str(reply)]
+    assert cli.main(args) == 0 and (reply / "alice.pem").exists()
+    assert cli.main(args) == ExitCode.TLS                           # already issued: refused
+    assert cli.main(["provision", "sign", str(site / "alice.csr"), "--out", str(reply)]) == ExitCode.CONFIG  # no --ca
+    assert cli.main(["enroll", "--name", "bad id!", "--out", str(site)]) == ExitCode.CONFIG

@@ -1,4 +1,5 @@
-"""The federation CA: issuance, verification, SANs, key-file permissions and a real mTLS handshake."""
+"""The federation CA: issuance, verification, SANs, key-file permissions, CSR enrolment and a real
+mTLS handshake."""
 
 import datetime as dt
 import ipaddress
@@ -9,19 +10,24 @@ from concurrent import futures
 import grpc
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fedcore.common.errors import ConfigError
 from fedcore.transport.certs import (
     CertificateError,
     Credentials,
+    CsrRefused,
     common_name,
     create_ca,
     issue_client,
     issue_server,
     load_credentials,
+    make_csr,
+    server_names,
+    sign_csr,
     verify_issued_by,
     write_certificate,
     write_private_key,
@@ -213,3 +219,98 @@ def test_server_certificate_without_the_target_host_is_refused(ca):
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         srv.stop(grace=None)
+
+
+# -- enrolment: CSRs made by the client, signed by the CA ----------------------------------------
+def _csr(cn="site-9", key=None, extensions=(), subject=None) -> tuple[bytes, bytes]:
+    """(CSR PEM, key PEM) built with cryptography directly, with the given requested extensions."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    b = x509.CertificateSigningRequestBuilder().subject_name(
+        subject or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+    for ext, critical in extensions:
+        b = b.add_extension(ext, critical=critical)
+    csr = b.sign(key, hashes.SHA256())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    return csr.public_bytes(serialization.Encoding.PEM), pem
+
+
+def test_signed_csr_gives_a_client_certificate_that_a_real_mtls_server_accepts(mtls_port, ca):
+    enrolment = make_csr("site-7")                         # on the client's machine
+    cert_pem = sign_csr(Credentials(ca.cert_pem, ca.key_pem), enrolment.cert_pem)   # at the CA: no client key
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    verify_issued_by(cert_pem, ca.cert_pem)
+    assert common_name(cert_pem) == "site-7"
+    assert cert.public_key() == serialization.load_pem_private_key(enrolment.key_pem, None).public_key()
+    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    with pytest.raises(x509.ExtensionNotFound):
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    reply = check(mtls_port, ca.cert_pem, Credentials(cert_pem, enrolment.key_pem))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_csr_with_a_bad_signature_is_refused(ca):
+    csr_pem, _ = _csr("site-9")
+    csr = x509.load_pem_x509_csr(csr_pem)
+    der = bytearray(csr.public_bytes(serialization.Encoding.DER))
+    der[-3] ^= 0x01                                         # flip a bit inside the signature
+    bad = x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM)
+    with pytest.raises(CsrRefused, match="signature does not verify"):
+        sign_csr(ca, bad)
+
+
+def test_csr_whose_subject_was_swapped_after_signing_is_refused(ca):
+    """A CSR for one name with the subject of another pasted in: the signature no longer covers it."""
+    good = x509.load_pem_x509_csr(_csr("site-9")[0]).public_bytes(serialization.Encoding.DER)
+    forged = good.replace(b"site-9", b"site-8")
+    with pytest.raises(CsrRefused, match="signature does not verify"):
+        sign_csr(ca, x509.load_der_x509_csr(forged).public_bytes(serialization.Encoding.PEM))
+
+
+@pytest.mark.parametrize("extension,match", [
+    (x509.BasicConstraints(ca=True, path_length=None), "CA:TRUE"),
+    (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), r"extended key usage \['serverAuth'\]"),
+    (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.CODE_SIGNING]), "codeSigning"),
+    (x509.SubjectAlternativeName([x509.DNSName("coordinator.example.org")]), "subjectAltName"),
+    (x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                   key_agreement=False, key_cert_sign=True, crl_sign=False, encipher_only=False,
+                   decipher_only=False), "keyCertSign"),
+    (x509.OCSPNoCheck(), "never carries"),
+])
+def test_csr_requesting_more_than_a_client_certificate_is_refused(ca, extension, match):
+    csr_pem, _ = _csr("site-9", extensions=[(extension, False)])
+    with pytest.raises(CsrRefused, match=match):
+        sign_csr(ca, csr_pem)
+
+
+def test_csr_requesting_only_client_auth_is_signed(ca):
+    csr_pem, _ = _csr("site-9", extensions=[(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False),
+                                            (x509.BasicConstraints(ca=False, path_length=None), True)])
+    assert common_name(sign_csr(ca, csr_pem)) == "site-9"
+
+
+def test_csr_for_an_issued_name_a_server_name_or_a_bad_name_is_refused(ca, server):
+    with pytest.raises(CsrRefused, match="'site-1' was already issued"):
+        sign_csr(ca, _csr("site-1")[0], issued={"site-1"})
+    names = server_names(server.cert_pem)
+    assert {"localhost", "127.0.0.1"} <= names
+    with pytest.raises(CsrRefused, match="'localhost' is a name of the coordinator"):
+        sign_csr(ca, _csr("localhost")[0], server_names=names)
+    with pytest.raises(CsrRefused, match="1-64 characters"):
+        sign_csr(ca, _csr("bad id!")[0])
+    two = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "site-2"),
+                     x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Org")])
+    with pytest.raises(CsrRefused, match="exactly CN=<client id>"):
+        sign_csr(ca, _csr(subject=two)[0])
+
+
+def test_csr_refusal_lists_every_problem_and_non_p256_keys(ca):
+    key = ec.generate_private_key(ec.SECP384R1())
+    csr_pem, _ = _csr("site-1", key=key, extensions=[(x509.BasicConstraints(ca=True, path_length=None), True)])
+    with pytest.raises(CsrRefused) as info:
+        sign_csr(ca, csr_pem, issued={"site-1"})
+    text = str(info.value)
+    assert "P-256" in text and "secp384r1" in text and "CA:TRUE" in text and "already issued" in text
+    with pytest.raises(CsrRefused, match="not a PEM certificate signing request"):
+        sign_csr(ca, b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n")
