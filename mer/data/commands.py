@@ -1,5 +1,11 @@
 """CLI commands of the data side: ``fedpsyau data synth`` and ``fedpsyau data inspect``.
 
+``fedpsyau data synth --preset NAME`` writes a benchmark preset (:mod:`mer.data.presets`):
+``default`` (the embedded set, CASME II layout; ``--subjects``, ``--samples`` and
+``--label-noise`` apply to it only), ``composite-like`` (the MEGC2019 composite's format:
+28x28 flow PNGs + labels.csv) or ``casme2-like`` (CASME II layout). Presets have fixed,
+documented counts; only ``--seed`` varies them.
+
 ``register(subparsers)`` adds a ``data`` command with two subcommands; each handler returns
 the exit code: 0 success, 1 bad input (a DataError or an invalid option; the message says
 what was expected), 2 usage errors (argparse's own).
@@ -14,6 +20,8 @@ from collections import Counter
 
 from mer.data.errors import DataError, ProblemLog
 from mer.data.frames import decode_gray, read_bytes
+from mer.data.preset_write import write_preset
+from mer.data.presets import PRESETS, get_preset
 from mer.data.readers import READERS, read_records
 from mer.data.synth import synthesize
 
@@ -22,12 +30,15 @@ def register(subparsers) -> None:
     data = subparsers.add_parser("data", help="micro-expression data: synthesize, inspect")
     sub = data.add_subparsers(dest="data_command", required=True)
 
-    p = sub.add_parser("synth", help="write the embedded synthetic data set (CASME II layout)")
+    p = sub.add_parser("synth", help="write a synthetic data set: the embedded default (CASME II layout) or a preset")
     p.add_argument("--out", required=True, help="output folder (absent or empty)")
-    p.add_argument("--subjects", type=int, default=24, help="number of subjects (default 24)")
+    p.add_argument("--preset", default="default", choices=list(PRESETS),
+                   help="default (embedded set) | composite-like (MEGC2019 composite format) | casme2-like")
+    p.add_argument("--subjects", type=int, default=None, help="default preset only: number of subjects (default 24)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--samples", type=int, default=None, help="total clips (default 9.2 per subject)")
-    p.add_argument("--label-noise", type=float, default=0.0, help="chance of a wrong sheet label (default 0)")
+    p.add_argument("--samples", type=int, default=None, help="default preset only: total clips (default 9.2 per subject)")
+    p.add_argument("--label-noise", type=float, default=None,
+                   help="default preset only: chance of a wrong sheet label (default 0)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("inspect", help="count samples per class and subject; list bad samples and why")
@@ -41,9 +52,11 @@ def register(subparsers) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    if args.preset != "default":
+        return _synth_preset(args)
     try:
-        summary = synthesize(args.out, subjects=args.subjects, seed=args.seed, samples=args.samples,
-                             label_noise=args.label_noise)
+        summary = synthesize(args.out, subjects=args.subjects if args.subjects is not None else 24, seed=args.seed,
+                             samples=args.samples, label_noise=args.label_noise or 0.0)
     except (ValueError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -52,6 +65,28 @@ def cmd_synth(args: argparse.Namespace) -> int:
     for name, n in summary["per_class"].items():
         print(f"  {name:12s} {n}")
     print(f"read it with: load_arrays({args.out!r}, 'casme2') or fedpsyau data inspect --data {args.out} --format casme2")
+    return 0
+
+
+def _synth_preset(args: argparse.Namespace) -> int:
+    fixed = [f"--{n.replace('_', '-')}" for n in ("subjects", "samples", "label_noise") if getattr(args, n) is not None]
+    if fixed:
+        print(f"error: preset {args.preset} has fixed, documented counts and label noise; {', '.join(fixed)} "
+              f"apply to --preset default only (got {', '.join(fixed)} with --preset {args.preset})", file=sys.stderr)
+        return 1
+    try:
+        summary = write_preset(args.out, args.preset, seed=args.seed)
+    except (ValueError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    fmt = get_preset(args.preset).layout
+    print(f"wrote preset {args.preset}: {summary['samples']} samples of {summary['subjects']} subjects to {args.out} "
+          f"({fmt} layout; label-noise flips {summary['label_noise_flips']})")
+    for name, n in summary["per_source"].items():
+        print(f"  source {name:8s} {n} samples, {summary['subjects_per_source'][name]} subjects")
+    for name, n in summary["per_class"].items():
+        print(f"  {name:12s} {n}")
+    print(f"read it with: load_arrays({args.out!r}, {fmt!r}) or fedpsyau data inspect --data {args.out} --format {fmt}")
     return 0
 
 

@@ -29,6 +29,30 @@ def composite_dir(tmp_path_factory):
     return out, write_preset(out, "composite-like", seed=0)
 
 
+def _cli(argv: list[str]) -> int:
+    import argparse
+
+    from mer.data.commands import register
+
+    ap = argparse.ArgumentParser(prog="fedpsyau")
+    register(ap.add_subparsers(dest="command", required=True))
+    args = ap.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def casme2_dir(tmp_path_factory):
+    """casme2-like written through ``fedpsyau data synth --preset casme2-like`` (rc, stdout, folder)."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("casme2-like") / "c"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = _cli(["data", "synth", "--preset", "casme2-like", "--out", str(out)])
+    return rc, buf.getvalue(), out
+
+
 def test_composite_like_has_the_composites_counts(composite_dir):
     _, s = composite_dir
     assert s["samples"] == 442 and s["subjects"] == 68
@@ -74,12 +98,14 @@ def test_render_plan_equals_the_written_composite_as_the_reader_loads_it(composi
     assert list(rendered.subject) == list(loaded.subject[sub])
 
 
-def test_casme2_like_has_casme2_counts_and_loads_with_the_casme2_reader(tmp_path):
-    s = write_preset(tmp_path / "c", "casme2-like", seed=0)
+def test_casme2_like_has_casme2_counts_and_loads_with_the_casme2_reader(casme2_dir):
+    rc, _, folder = casme2_dir
+    assert rc == 0
+    s = json.loads((folder / "synth_summary.json").read_text())
     assert s["samples"] == 255 and s["subjects"] == 26
     assert s["per_class"] == {"others": 99, "disgust": 63, "happiness": 32, "repression": 27, "surprise": 25,
                               "sadness": 7, "fear": 2}
-    arr, rep = load_with_report(tmp_path / "c", "casme2", progress=False)
+    arr, rep = load_with_report(folder, "casme2", progress=False)
     assert len(arr) == 246 and rep.unmapped == Counter({"sadness": 7, "fear": 2}) and not rep.skipped
     assert arr.au_known.all() and arr.au.sum(1).min() >= 1 and len(set(arr.subject)) == 26
     plan = make_plan(get_preset("casme2-like"), 0, "eval")
@@ -87,7 +113,7 @@ def test_casme2_like_has_casme2_counts_and_loads_with_the_casme2_reader(tmp_path
     kept = [c for c in plan.clips if c.emotion in keep]
     rendered = render_plan(replace(plan, clips=tuple(kept[:6])), workers=1)
     assert np.array_equal(rendered.flow, arr.flow[:6]) and np.array_equal(rendered.au, arr.au[:6])
-    assert json.loads((tmp_path / "c" / "synth_summary.json").read_text())["preset"] == "casme2-like"
+    assert s["preset"] == "casme2-like"
 
 
 def test_negative_positive_and_surprise_share_au_combinations():
@@ -128,3 +154,14 @@ def test_writer_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not empty"):
         write_preset(tmp_path, "composite-like")
+
+
+def test_cli_writes_casme2_like_and_refuses_default_only_options(casme2_dir, tmp_path, capsys):
+    assert _cli(["data", "synth", "--preset", "composite-like", "--out", str(tmp_path / "x"), "--samples", "9"]) == 1
+    assert "--samples apply to --preset default only" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    rc, out, folder = casme2_dir
+    assert rc == 0 and "wrote preset casme2-like: 255 samples of 26 subjects" in out and "casme2 layout" in out
+    assert _cli(["data", "inspect", "--data", str(folder), "--format", "casme2", "--json", "--no-frames"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["usable"] == 246 and rep["unmapped"] == {"fear": 2, "sadness": 7} and len(rep["per_subject"]) == 26
