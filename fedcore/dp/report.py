@@ -56,7 +56,7 @@ class PrivacyRow:
     accountant: str
     steps: int
     noise_multiplier: float
-    rounds_trained: int  # rounds in which the client's step count grew
+    rounds_trained: int  # rounds in which the client's epsilon (or, if reported, step count) grew
     last_round: int
     status: str  # "exhausted", "active" (in the last round) or "absent since round N"
 
@@ -135,11 +135,12 @@ def read_privacy_history(run_dir: str | os.PathLike) -> PrivacyHistory:
 
 
 def _row(client: str, records: list[tuple[int, dict[str, Any]]], last_round: int) -> PrivacyRow:
-    trained, previous = 0, 0
+    # clients report steps = 0 unless they opt in (report_steps): a growing epsilon marks a trained round
+    trained, previous, previous_eps = 0, 0, 0.0
     for _, rec in records:
-        if rec["steps"] > previous:
+        if rec["steps"] > previous or rec["epsilon"] > previous_eps * (1 + 1e-12):
             trained += 1
-        previous = rec["steps"]
+        previous, previous_eps = rec["steps"], rec["epsilon"]
     rnd, latest = records[-1]
     if latest["exhausted"]:
         status = "exhausted"

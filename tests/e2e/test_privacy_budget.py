@@ -16,12 +16,12 @@ from fedcore.simulation import simulate
 
 N_TRAIN = 180                       # softmax example: 240 samples, a quarter held out
 STEPS = math.ceil(N_TRAIN / 32)     # Poisson steps per round at batch 32 (q = 1 / STEPS)
-DELTA = 1e-5                        # min(1e-5, 1 / (10 n))
+DELTA = 1e-5                        # the public default delta
 SIGMA = 1.0
 
 
 def _eps(rounds: int) -> float:
-    return account([(1.0 / STEPS, SIGMA, STEPS * rounds)], DELTA, "rdp").epsilon
+    return account([(1.0 / STEPS, SIGMA, STEPS * rounds)], DELTA, "prv").epsilon  # the default accountant
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -31,7 +31,7 @@ def test_client_is_stopped_at_its_budget_and_the_federation_goes_on(tmp_path):
     res = simulate(clients=4, rounds=3, out=run, aggregation="plain", progress=False, echo=False,
                    federation={"min_clients": 3, "min_available": 4},
                    privacy={"noise_multiplier": SIGMA, "target_epsilon": 100.0},
-                   client_privacy=[{}, {}, {}, {"target_epsilon": tiny}], timeout=120)
+                   client_privacy=[{"report_steps": True}, {}, {}, {"target_epsilon": tiny}], timeout=120)
     assert res.returncode == 0, (run / "logs" / "coordinator.log").read_text()[-3000:]
     assert res.summary["status"] == "completed" and res.summary["rounds"] == 3
     lines = res.metrics
@@ -42,12 +42,16 @@ def test_client_is_stopped_at_its_budget_and_the_federation_goes_on(tmp_path):
     for r, m in enumerate(lines, start=1):
         for cid in ("client1", "client2", "client3"):
             assert m["privacy"][cid]["epsilon"] == pytest.approx(_eps(r), rel=1e-9)
-            assert m["privacy"][cid]["steps"] == STEPS * r and not m["privacy"][cid]["exhausted"]
+            assert not m["privacy"][cid]["exhausted"] and m["privacy"][cid]["accountant"] == "prv"
+        # step counts (and sigma) reveal n: only client1, which opted in with report_steps, sends them
+        assert m["privacy"]["client1"]["steps"] == STEPS * r and m["privacy"]["client2"]["steps"] == 0
+        assert "steps" in m["train"]["client1"] and "steps" not in m["train"]["client2"]
         assert m["epsilon_max"] == pytest.approx(_eps(r), rel=1e-9)
     stopped = lines[1]["privacy"]["client4"]
     assert stopped["exhausted"] and stopped["epsilon"] == pytest.approx(_eps(1)) and stopped["epsilon"] <= tiny
     ledger = json.loads((run / "federation" / "clients" / "client4" / "work" / "privacy_ledger.json").read_text())
     assert len(ledger["charges"]) == 1 and ledger["epsilon"] <= ledger["target_epsilon"] == pytest.approx(tiny)
+    assert ledger["version"] == 2 and ledger["charges"][0]["kind"] == "dp-sgd" and ledger["charges"][0]["round"] == 1
     # the privacy report reads the same records
     out = io.StringIO()
     rows = {r.client: r for r in privacy_report(run, stream=out)}
