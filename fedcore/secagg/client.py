@@ -36,9 +36,9 @@ from fedcore.common.params import encode_vector
 from fedcore.common.stages import Stage
 from fedcore.crypto.recipes import InvalidToken, new_keypair, private_bytes
 from fedcore.proto.fedpsyau.v1 import secagg_pb2 as spb
+from fedcore.secagg import auth, shamir, wire
 from fedcore.secagg import noise as noise_mod
 from fedcore.secagg import quantize as qz
-from fedcore.secagg import shamir, wire
 from fedcore.secagg.graph import masking_graph
 from fedcore.secagg.prg import add_mask, pair_mask_key, round_context, self_mask_key
 from fedcore.secagg.state import (
@@ -90,6 +90,7 @@ class SecAggClient(ClientMode):
         #: round 0 with statistics noise: {sigma_total, sensitivity, delta, epsilon} of what this client
         #: added (counts), for its privacy ledger; None when the statistics went without noise
         self.last_stats_dp: dict[str, float] | None = None
+        self._warned_unsigned = False
         self._handlers: dict[SecAggStage, Callable[[Any, ClientJob], Any]] = {
             SecAggStage.ADVERTISE_KEYS: self._advertise_keys, SecAggStage.SHARE_KEYS: self._share_keys,
             SecAggStage.MASKED_INPUT: self._masked_input, SecAggStage.UNMASK: self._unmask}
@@ -152,7 +153,26 @@ class SecAggClient(ClientMode):
         st.channel_sk, c_pk = new_keypair()
         st.mask_sk, s_pk = new_keypair()
         st.own_keys, st.self_seed = (c_pk, s_pk), os.urandom(32)
-        return spb.SecAggAdvertiseKeys(channel_public_key=c_pk, mask_public_key=s_pk)
+        reply = spb.SecAggAdvertiseKeys(channel_public_key=c_pk, mask_public_key=s_pk)
+        if auth.WIRE_SUPPORT and auth.can_sign(self.identity):  # signed with the certificate key
+            reply.signature = auth.sign_keys(self.identity, self.federation_id, st.round, st.attempt, c_pk, s_pk)
+            reply.certificate_pem = self.identity.cert_pem
+        return reply
+
+    def _check_peer_signature(self, peer: spb.SecAggPeerKeys) -> None:
+        """PeerKeyRefused unless the neighbour's certificate (federation CA) signed exactly these keys."""
+        if not auth.WIRE_SUPPORT or not self.identity.ca_pem:
+            if not self._warned_unsigned:
+                why = ("this build's secagg.proto carries no key signatures" if not auth.WIRE_SUPPORT
+                       else "this client has no federation CA (insecure mode)")
+                log.warning("secagg: neighbours' advertised keys are NOT authenticated: %s; a coordinator could "
+                            "substitute them", why)
+                self._warned_unsigned = True
+            return
+        st = self.state
+        auth.verify_peer_keys(peer.client_id, peer.channel_public_key, peer.mask_public_key, peer.signature,
+                              peer.certificate_pem, ca_pem=self.identity.ca_pem, federation_id=self.federation_id,
+                              round_=st.round, attempt=st.attempt)
 
     def _share_keys(self, task: spb.SecAggShareKeysTask, job: ClientJob) -> spb.SecAggShareKeys:
         st = self.state
@@ -183,6 +203,7 @@ class SecAggClient(ClientMode):
             if any(len(k) != wire.KEY_BYTES for k in keys) or keys[0] == keys[1] or set(keys) & set(st.own_keys):
                 raise ProtocolAbort(f"peer {peer.client_id!r}: expected two distinct 32-byte public keys "
                                     f"unlike this client's own")
+            self._check_peer_signature(peer)  # before any key is derived from them
             st.peers[peer.client_id] = keys
         st.min_survivors = int(task.min_survivors)
         st.share_threshold = gp.t

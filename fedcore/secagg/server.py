@@ -36,8 +36,8 @@ from fedcore.common.errors import (
 from fedcore.common.params import decode_vector
 from fedcore.common.stages import Stage
 from fedcore.proto.fedpsyau.v1 import secagg_pb2 as spb
+from fedcore.secagg import auth, shamir, wire
 from fedcore.secagg import quantize as qz
-from fedcore.secagg import shamir, wire
 from fedcore.secagg.graph import SEED_BYTES, masking_graph
 from fedcore.secagg.prg import round_context
 from fedcore.secagg.state import (
@@ -74,6 +74,7 @@ class ServerRound:
     bodies: dict[SecAggStage, dict[str, bytes]] = field(  # each accepted body, for duplicates
         default_factory=lambda: {s: {} for s in ROUND_STAGES})
     keys: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    signed: dict[str, dict[str, bytes]] = field(default_factory=dict)  # id -> signature, certificate_pem
     outbox: dict[str, dict[str, spb.SecAggSealedShare]] = field(default_factory=dict)  # sender -> receiver
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     requests: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
@@ -186,7 +187,8 @@ class SecAggServer(ServerMode):
                 **head, participants=r.ctx.participants, graph_seed=r.seed, degree=r.degree,
                 min_survivors=r.threshold,
                 neighbours=[spb.SecAggPeerKeys(client_id=p, channel_public_key=r.keys[p][0],
-                                               mask_public_key=r.keys[p][1]) for p in peers])
+                                               mask_public_key=r.keys[p][1], **r.signed.get(p, {}))
+                            for p in peers])
         if s == S.MASKED_INPUT:
             q = r.quant
             senders = wire.sorted_by(r.index, r.graph[client_id] & r.expected[S.MASKED_INPUT])
@@ -231,6 +233,13 @@ class SecAggServer(ServerMode):
                 self._probe.exchange(X25519PublicKey.from_public_bytes(k))
             except ValueError:
                 raise InvalidPayload(f"advertise-keys from {cid!r}: not a usable X25519 public key") from None
+        if auth.WIRE_SUPPORT and (msg.signature or msg.certificate_pem):  # relayed; the clients verify them
+            if not (0 < len(msg.signature) <= auth.MAX_SIGNATURE_BYTES
+                    and 0 < len(msg.certificate_pem) <= auth.MAX_CERT_BYTES):
+                raise InvalidPayload(f"advertise-keys from {cid!r}: expected a signature of 1..{auth.MAX_SIGNATURE_BYTES} "
+                                     f"bytes and a certificate of 1..{auth.MAX_CERT_BYTES} (got {len(msg.signature)}, "
+                                     f"{len(msg.certificate_pem)})")
+            self.r.signed[cid] = {"signature": msg.signature, "certificate_pem": msg.certificate_pem}
         self.r.keys[cid] = keys
 
     def _accept_shares(self, cid: str, msg: spb.SecAggShareKeys) -> None:
