@@ -60,6 +60,7 @@ class RoundEngine:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.records = RunRecords(cfg.server.run_dir)
+        self.run_id = self.records.run_id()
         self.registry = Registry(cfg.limits.max_clients, cfg.deadlines.heartbeat_timeout)
         self.stats_spec = workload.statistics_spec(cfg.workload)
         self.started_work = False
@@ -157,7 +158,8 @@ class RoundEngine:
         fed = self.cfg.federation
         return {"federation_id": fed.id, "aggregation": fed.aggregation, "rounds": fed.rounds,
                 "min_clients": fed.min_clients, "workload": fed.workload, "mode_settings": self.cfg.mode_settings,
-                "heartbeat_interval": self.cfg.deadlines.heartbeat_interval, "poll_interval": self.poll_interval}
+                "heartbeat_interval": self.cfg.deadlines.heartbeat_interval, "poll_interval": self.poll_interval,
+                "run_id": self.run_id}
 
     def task(self, client_id: str, header: pb.Header) -> pb.Task:
         with self.lock:

@@ -8,12 +8,15 @@
 - ``attempt.json``: the last attempt started per round (``{"0": a0, "7": a7}``), so that a round
   that was in flight when the coordinator died is re-run as a new, higher attempt after restart.
 - ``coordinator.address``: ``host:port`` actually bound (useful with port 0).
+- ``run.id``: a random id made when the run folder is first used and kept across restarts; sent
+  to clients in ``JoinReply.settings["run_id"]`` so they can key what they keep to this run.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,19 @@ class RunRecords:
         self.summary_path = self.run_dir / "summary.json"
         self.attempt_path = self.run_dir / "attempt.json"
         self.address_path = self.run_dir / "coordinator.address"
+        self.run_id_path = self.run_dir / "run.id"
+
+    def run_id(self) -> str:
+        """This run folder's id (made, durably, on first use)."""
+        try:
+            text = self.run_id_path.read_text().strip()
+            if text:
+                return text
+        except FileNotFoundError:
+            pass
+        run_id = f"run-{secrets.token_hex(8)}"
+        atomic_write(self.run_id_path, (run_id + "\n").encode())
+        return run_id
 
     def sync_metrics(self, history: list[dict]) -> None:
         """Make metrics.jsonl hold exactly ``history`` (one line per completed round)."""
