@@ -1,7 +1,9 @@
 """A client's configuration (``client.toml``).
 
-Relative paths in ``[tls]`` and ``[client] workdir`` are taken relative to the config file's
-folder. The workload's ``settings`` are passed to the workload verbatim -- fedcore does not guess
+Relative paths in ``[tls]``, ``[client] workdir`` and ``[privacy] ledger`` are taken relative to
+the config file's folder. ``[privacy] ledger`` names a privacy ledger shared by every federation
+that trains on this client's data (one budget for the data, not one per federation); without it
+the ledger is ``WORKDIR/privacy_ledger.json``. The workload's ``settings`` are passed to the workload verbatim -- fedcore does not guess
 which strings are paths -- plus ``config_dir`` (the absolute folder of this file) when the table
 does not set it, so that a workload can resolve its own relative data paths explicitly.
 Absolute data paths anywhere on the machine are fine.
@@ -69,6 +71,11 @@ def parse_client(data: dict[str, Any], base: Path, *, insecure: bool | None = No
     if not isinstance(privacy, dict):
         problems.append(f"[privacy] must be a table (got {type(privacy).__name__})")
         privacy = {}
+    if "ledger" in privacy:
+        if isinstance(privacy["ledger"], str) and privacy["ledger"].strip():
+            privacy = {**privacy, "ledger": str(resolve(base, Path(privacy["ledger"]).expanduser()))}
+        else:
+            problems.append(f"[privacy] ledger must be a file path (got {privacy['ledger']!r})")
     if insecure is not None:
         tls = replace(tls, insecure=insecure)
     tls = replace(tls, ca=resolve(base, tls.ca), cert=resolve(base, tls.cert), key=resolve(base, tls.key))

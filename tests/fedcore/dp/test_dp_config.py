@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,22 @@ def test_plan_fits_exactly_the_planned_rounds_into_the_ledger(tmp_path):
     assert ledger.spent() <= 3.0
     assert not plan.fits(ledger, 5)  # the fifth round would overspend
     assert not plan.fits(ledger, 4)  # re-running round 4 is a new release, charged on top: it does not fit
+
+
+def test_secure_rng_is_the_default_and_only_an_explicit_false_warns(recwarn):
+    from fedcore.dp.config import InsecureRNGWarning
+
+    default = PrivacyConfig(target_epsilon=8.0, planned_rounds=5, local_epochs=1, batch_size=32)
+    assert default.secure_rng is True and default.accountant == "prv" and default.report_steps is False
+    assert not [w for w in recwarn if issubclass(w.category, InsecureRNGWarning)]
+    with pytest.warns(InsecureRNGWarning, match="seeded, reproducible experiments"):
+        PrivacyConfig(target_epsilon=8.0, planned_rounds=5, local_epochs=1, batch_size=32, secure_rng=False)
+
+
+def test_ledger_path_defaults_to_the_workdir_and_resolves_relative_paths(tmp_path):
+    assert PrivacyConfig.from_dict(GOOD).ledger_path(tmp_path) == tmp_path / "privacy_ledger.json"
+    shared = PrivacyConfig.from_dict(dict(GOOD, ledger="../ledgers/casme2.json"))
+    assert shared.ledger_path(tmp_path) == tmp_path / "../ledgers/casme2.json"
+    assert PrivacyConfig.from_dict(dict(GOOD, ledger="/abs/l.json")).ledger_path(tmp_path) == Path("/abs/l.json")
+    with pytest.raises(PrivacyConfigError, match="ledger: expected a file path"):
+        PrivacyConfig.from_dict(dict(GOOD, ledger=""))

@@ -116,7 +116,36 @@ def test_cli_plan_prints_the_derived_noise(capsys):
     args = parse(["privacy", "plan", "--examples", "255", "--rounds", "50", "--noise-multiplier", "1.8"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "noise_multiplier=1.8 (configured)" in out and "planned_epsilon=7.9" in out
+    # PRV by default (7.34), RDP logged beside it as the cross-check (7.96)
+    assert "noise_multiplier=1.8 (configured)" in out and "planned_epsilon=7.3" in out
+    assert "accountant=prv (rdp cross-check 7.9" in out
     bad = parse(["privacy", "plan", "--examples", "100", "--rounds", "5", "--epsilon", "3", "--delta", "0.5"])
     assert bad.func(bad) == 2
     assert "delta" in capsys.readouterr().err
+
+
+def test_cli_report_on_a_client_workdir_prints_its_own_charges_and_steps(tmp_path, capsys):
+    from fedcore.dp.ledger import ChargeKey, PrivacyLedger
+
+    ledger = PrivacyLedger.open(tmp_path / "privacy_ledger.json", accountant="rdp", delta=1e-5, target_epsilon=8.0,
+                                workdir=tmp_path)
+    ledger.charge(1, 0.125, 1.5, 8, key=ChargeKey("fed", "run-3", 1, 0))
+    ledger.charge_statistics(ChargeKey("fed", "run-3", 0, 0, "statistics"), 2.0)
+    args = parse(["privacy", "report", str(tmp_path)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "dp-sgd" in out and "statistics" in out and "fed/run-3" in out and "8 DP-SGD steps" in out
+
+
+def test_cli_new_budget_archives_and_a_missing_ledger_needs_it(tmp_path, capsys):
+    from fedcore.dp.ledger import LedgerError, PrivacyLedger
+
+    path = tmp_path / "privacy_ledger.json"
+    ledger = PrivacyLedger.open(path, accountant="rdp", delta=1e-5, target_epsilon=8.0, workdir=tmp_path)
+    ledger.charge(1, 0.125, 1.5, 8)
+    path.unlink()  # lost: the workdir's marker shows it trained
+    with pytest.raises(LedgerError, match="is missing"):
+        PrivacyLedger.open(path, accountant="rdp", delta=1e-5, target_epsilon=8.0, workdir=tmp_path)
+    args = parse(["privacy", "new-budget", "--ledger", str(path), "--workdir", str(tmp_path), "--reason", "ledger lost"])
+    assert args.func(args) == 0 and "NEW PRIVACY BUDGET" in capsys.readouterr().out
+    assert PrivacyLedger.open(path, accountant="rdp", delta=1e-5, target_epsilon=8.0, workdir=tmp_path).spent() == 0
