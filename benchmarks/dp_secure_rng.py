@@ -18,6 +18,7 @@ Writes benchmarks/results/dp_secure_rng.json and dp_secure_rng.png.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import tempfile
@@ -67,7 +68,7 @@ def run_once(name: str, secure: bool, epochs: int) -> dict:
         ledger = plan.open_ledger(Path(tmp) / "l.json")
         dp_train(model, loss_fn, tensors, privacy=config, ledger=ledger, round=1, plan=plan, device="cpu",
                  on_step=lambda info: stamps.append(time.perf_counter()))
-    times = [b - a for a, b in zip(stamps, stamps[1:])][9:]  # drop the first epoch
+    times = [b - a for a, b in itertools.pairwise(stamps)][9:]  # drop the first epoch
     return {"step_ms": statistics.median(times) * 1e3, "steps": len(times),
             "parameters": sum(p.numel() for p in model.parameters())}
 

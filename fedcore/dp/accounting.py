@@ -86,6 +86,8 @@ RDP_ORDERS: tuple[float, ...] = tuple(RDPAccountant.DEFAULT_ALPHAS) + (
 #: Above this many grid points PRV is slow (about 1 s per 1e6) and usually fails: use RDP.
 PRV_MAX_GRID_POINTS = 4_000_000
 _PRV_EPS_ERROR = 0.01
+#: Above this RDP epsilon a failed PRV is not retried with PLD (its grid would be huge; nothing to tighten).
+_PLD_MAX_EPSILON = 1e4
 _MAX_SIGMA = 1e6
 
 
@@ -227,15 +229,24 @@ def _account_cached(history: tuple[Segment, ...], delta: float, accountant: str)
         try:
             return EpsilonResult(prv_epsilon(history, delta), delta, "prv", steps)
         except PRVFailure as exc:
+            rdp = rdp_epsilon(history, delta)
+            if rdp > _PLD_MAX_EPSILON:  # PLD's grid grows with the privacy loss: no point, and it can exhaust memory
+                note = f"PRV accountant failed ({exc}); epsilon is huge (RDP {rdp:.4g}): reported by RDP"
+                logger.warning(note)
+                return EpsilonResult(rdp, delta, "rdp", steps, note)
             try:
                 eps = pld_epsilon(history, delta)
             except ImportError:
                 note = f"PRV accountant failed ({exc}); dp_accounting is not installed; fell back to RDP"
                 logger.warning(note)
-                return EpsilonResult(rdp_epsilon(history, delta), delta, "rdp", steps, note)
+                return EpsilonResult(rdp, delta, "rdp", steps, note)
+            except Exception as pld_exc:  # noqa: BLE001 - never crash a client over accounting: RDP answers
+                note = f"PRV accountant failed ({exc}); PLD failed too ({type(pld_exc).__name__}); fell back to RDP"
+                logger.warning(note)
+                return EpsilonResult(rdp, delta, "rdp", steps, note)
             note = f"PRV accountant failed ({exc}); fell back to dp_accounting's PLD"
             logger.warning(note)
-            return EpsilonResult(eps, delta, "pld", steps, note)
+            return EpsilonResult(min(eps, rdp), delta, "pld", steps, note)
     return EpsilonResult(rdp_epsilon(history, delta), delta, "rdp", steps)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-
 from pathlib import Path
 
 from .accounting import ACCOUNTANTS, DEFAULT_ACCOUNTANT
@@ -105,7 +104,7 @@ def _ledger_report(path: Path) -> int:
     print("kind        federation/run                 round  attempt  steps  sample_rate  noise_multiplier")
     for c in ledger.charges:
         k = c.key
-        print(f"{k.kind:<11} {k.federation + '/' + k.run:<30} {k.round:>5}  {str(k.attempt):>7}  {c.steps:>5}  "
+        print(f"{k.kind:<11} {k.federation + '/' + k.run:<30} {k.round:>5}  {k.attempt!s:>7}  {c.steps:>5}  "
               f"{c.sample_rate:>11.5g}  {c.noise_multiplier:>16.5g}")
     target = "none" if ledger.target_epsilon is None else f"{ledger.target_epsilon:g}"
     print(f"epsilon {result.epsilon:.4f} (delta {result.delta:g}, {result.accountant}, {ledger.steps} DP-SGD steps, "

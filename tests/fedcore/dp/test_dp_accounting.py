@@ -130,3 +130,12 @@ def test_bad_accounting_inputs_name_the_parameter(segment, delta, accountant, me
 def test_empty_history_spends_nothing():
     assert account([], 1e-5).epsilon == 0.0
     assert account([Segment(0.1, 1.0, 0)], 1e-5, "prv").epsilon == 0.0
+
+
+def test_an_accountant_that_cannot_run_never_crashes_the_client_rdp_answers():
+    # sigma 1e-6: PRV needs 3.6e14 grid points and PLD would try to allocate petabytes
+    from fedcore.dp import accounting
+
+    accounting._account_cached.cache_clear()
+    result = account([Segment(1.0, 1e-6, 1)], 1e-5, "prv")
+    assert result.accountant == "rdp" and result.epsilon > 1e6 and "reported by RDP" in result.note
