@@ -167,3 +167,44 @@ def test_tampered_model_hash_is_refused(train_task):
     with pytest.raises(InvalidPayload, match="SHA-256"):
         _handlers(trainer, conn, cache_dir).handle(task)
     assert trainer.fits == 0
+
+
+def test_new_attempt_with_dp_retrains_with_fresh_noise_and_charges_the_ledger_again(train_task, tmp_path):
+    import json
+
+    from fedcore.client.trainer import FitResult as _Fit
+    from fedcore.common.params import ParamSpec, TensorSpec
+    from fedcore.examples.softmax import SoftmaxTrainer
+    from fedcore.examples.synthetic import DataSettings
+
+    engine, conn, task, cache_dir = train_task
+
+    class TinyDP:
+        """The example workload's real DP-SGD path, on the 8 parameters the tiny coordinator sends."""
+
+        def __init__(self):
+            self.inner = SoftmaxTrainer(DataSettings(num_features=1, num_classes=4), "cpu", "alice", tmp_path)
+
+        def fit(self, params, spec, round, config, statistics):
+            inner_spec = ParamSpec((TensorSpec("0.weight", (4, 1)), TensorSpec("0.bias", (4,))))
+            fit = self.inner.fit(np.asarray(params, np.float32), inner_spec, round, config, statistics)
+            return _Fit(fit.parameters, fit.num_examples, fit.metrics, fit.privacy)
+
+        def evaluate(self, *a):
+            raise NotImplementedError
+
+        def statistics(self, config):
+            return None
+
+    trainer = TinyDP()
+    privacy = {"noise_multiplier": 1.0, "target_epsilon": 50.0, "accountant": "rdp"}
+    handlers = _handlers(trainer, conn, cache_dir, privacy=privacy)
+    handlers.handle(task)
+    first = handlers.jobs[(task.header.round, task.header.attempt)].vector
+    retry = _next_attempt(engine, conn)
+    handlers.handle(retry)
+    second = handlers.jobs[(retry.header.round, retry.header.attempt)].vector
+    assert not np.allclose(first, second)  # fresh noise: not the same update in the second aggregate
+    charges = json.loads((tmp_path / "privacy_ledger.json").read_text())["charges"]
+    assert [(c["round"], c["attempt"], c["run"]) for c in charges] == [
+        (task.header.round, task.header.attempt, "run-1"), (retry.header.round, retry.header.attempt, "run-1")]
