@@ -8,8 +8,8 @@ Every time a ledger is saved on behalf of a workdir, the workdir gets a marker
 :func:`check_workdir` runs when a ledger is opened for a workdir and refuses (raises
 :class:`LedgerRefused`) when:
 
-- the ledger file is missing but the workdir shows earlier training (a marker, or entries in the
-  update cache ``WORKDIR/cache``);
+- the ledger file is missing but the workdir shows earlier DP training (a marker, or entries in
+  the update cache ``WORKDIR/cache`` trained with DP; unreadable entries count too);
 - the ledger's budget id is neither the marker's nor one the ledger archived (the file was
   replaced by another one);
 - the ledger holds fewer charges than the marker recorded for the same budget (it was rolled back).
@@ -82,10 +82,20 @@ def training_evidence(workdir: str | os.PathLike) -> list[str]:
         found.append(f"marker {marker_path(workdir)}")
     cache = workdir / "cache"
     if cache.is_dir():
-        entries = sorted(p.name for p in cache.glob("*.json"))
+        entries = [p for p in sorted(cache.glob("*.json")) if _trained_with_dp(p)]
         if entries:
-            found.append(f"{len(entries)} cached update(s) in {cache}")
+            found.append(f"{len(entries)} cached update(s) trained with DP in {cache}")
     return found
+
+
+def _trained_with_dp(entry: Path) -> bool:
+    """False only when the cache sidecar says plainly that its training ran without DP (conservative)."""
+    try:
+        meta = json.loads(entry.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return True
+    privacy = meta.get("privacy") if isinstance(meta, dict) else None
+    return not (isinstance(privacy, dict) and privacy.get("enabled") is False)
 
 
 def check_workdir(workdir: str | os.PathLike, ledger_path: str | os.PathLike, *, exists: bool,

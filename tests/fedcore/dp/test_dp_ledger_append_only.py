@@ -55,6 +55,10 @@ def test_missing_ledger_in_a_workdir_that_trained_is_refused_not_restarted_at_ze
     (other / "cache" / "r000001-0123456789abcdef.json").write_text("{}")  # the update cache shows training too
     with pytest.raises(LedgerError, match="cached update"):
         plan.open_ledger(other / "privacy_ledger.json")
+    plain = tmp_path / "plain"
+    (plain / "cache").mkdir(parents=True)
+    (plain / "cache" / "r000001-0123456789abcdef.json").write_text('{"privacy": {"enabled": false}}')
+    assert plan.open_ledger(plain / "privacy_ledger.json").spent() == 0.0  # trained without DP only: a first budget
 
 
 def test_corrupt_replaced_or_rolled_back_ledgers_are_refused(tmp_path):
