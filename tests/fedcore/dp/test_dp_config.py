@@ -72,7 +72,7 @@ def test_config_is_frozen_and_round_trips_through_dict():
 def test_default_delta_is_public_and_does_not_reveal_n():
     # min(1e-5, 1/(10 n)) told the coordinator n for every n > 10^4; the default is now one constant
     assert {default_delta(n) for n in (10, 255, 50_000, 99_999)} == {1e-5}
-    assert {plan_privacy(PrivacyConfig.from_dict(dict(GOOD, noise_multiplier=1.0)), n).delta
+    assert {plan_privacy(PrivacyConfig.from_dict(dict(GOOD, noise_multiplier=1.0, accountant="rdp")), n).delta
             for n in (255, 50_000)} == {1e-5}
     with pytest.raises(PrivacyConfigError, match="public default; set a smaller delta"):
         plan_privacy(PrivacyConfig.from_dict(dict(GOOD, noise_multiplier=1.0)), 10**6)  # 1e-5 >= 1/n
