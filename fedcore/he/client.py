@@ -2,9 +2,11 @@
 
 The client checks every request before it touches a secret: the stage must follow a legal
 predecessor (advertise before distribute/receive, input before decrypt, decryptions of one sum
-only per round attempt; a retry of the same sum gives the same answer), the task must name this federation's parameters and the key it holds, and whatever it
-decrypts is bounded and rounded to the 2^-round_bits grid before it leaves (see :mod:`fedcore.he`
-for why). It raises :class:`ProtocolAbort` to refuse.
+only per round attempt; a retry of the same sum gives the same answer), the task must name this
+federation's parameters and the key it holds, the sum must hold at least this client's own
+``min_clients`` inputs (announced, and read from the count slot inside the ciphertexts), and
+whatever it decrypts is bounded and rounded to the 2^-round_bits grid before it leaves (see
+:mod:`fedcore.he` for why). It raises :class:`ProtocolAbort` to refuse.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ SETTINGS_KEYS: dict[str, str] = {
     "round_bits": "decrypted sums are rounded to multiples of 2^-round_bits before leaving a client",
     "max_abs": "bound on |any slot of the sum|; picks the encryption level",
     "key_holder": "client that generates the secret key (default: first participant in sorted order)",
-    "min_clients": "fewest contributors a round may have (>= 2; default 3)",
+    "min_clients": "fewest contributors a round may have; each client refuses to decrypt fewer (>= 2; default 3)",
     "max_weight": "clients clip their weight to this (default: the round's max_weight)",
     "members": "optional list of client ids the key holder may share the key with",
 }
