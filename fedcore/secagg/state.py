@@ -190,6 +190,10 @@ class SecAggSettings:
                 and s.corrupt_fraction + s.dropout_fraction >= 1):
             problems.append(f"corrupt_fraction + dropout_fraction must be < 1 (got {s.corrupt_fraction} + "
                             f"{s.dropout_fraction})")
+        if (_is_num(s.corrupt_fraction) and isinstance(s.threshold, float) and 0 < s.threshold <= 1
+                and s.corrupt_fraction >= max(s.threshold, 0.5)):
+            problems.append(f"corrupt_fraction {s.corrupt_fraction} reaches the threshold (a fraction {s.threshold}, "
+                            f"never below a majority): such a coalition alone could unmask every client")
         if s.stats_noise not in ("auto", True, False):
             problems.append(f"stats_noise must be 'auto', true or false (got {s.stats_noise!r})")
         if not (_is_num(s.stats_epsilon) and math.isfinite(s.stats_epsilon) and s.stats_epsilon > 0):

@@ -160,11 +160,13 @@ def test_sparse_graph_when_the_bound_allows_it_and_complete_otherwise():
 def test_settings_that_cannot_meet_the_bound_are_refused():
     with pytest.raises(AggregationAborted, match="above the 2\\^-40 target"):
         _server_round(200, {"k": 20})
-    with pytest.raises(AggregationAborted, match="reach the threshold"):
-        _server_round(20, {"corrupt_fraction": 0.6})
+    with pytest.raises(AggregationAborted, match="reach the threshold"):  # 12 colluding of 20, T = 11
+        _server_round(20, {"corrupt_fraction": 0.6, "threshold": 11})
     with pytest.raises(ConfigError) as err:
         SecAggSettings.from_mapping({"corrupt_fraction": 0.6, "dropout_fraction": 0.5})
     assert any("must be < 1" in p for p in err.value.problems)
+    assert any("reaches the threshold" in p for p in err.value.problems)
+    assert SecAggSettings.from_mapping({"corrupt_fraction": 0.6, "threshold": 0.7}).corrupt_fraction == 0.6
 
 
 def test_client_refuses_a_sparse_degree_its_own_fractions_do_not_allow(federation):
