@@ -91,6 +91,26 @@ class Workload(Protocol):
         """A Trainer over this client's data. ``settings`` is the client's ``[workload]`` table."""
 
 
+def statistics_sensitivity(workload: Workload, settings: Mapping[str, Any]) -> float | None:
+    """The L2 sensitivity of the workload's round-0 statistics vector for one training sample.
+
+    A workload states it with an optional ``statistics_sensitivity(settings) -> float`` method:
+    the largest L2 norm by which adding or removing *one sample* of one client changes that
+    client's statistics vector (see :mod:`fedcore.dp.statistics`). Without that method the
+    fallback is sqrt(length) of :meth:`Workload.statistics_spec`, which holds when one sample
+    changes every entry by at most 1. None when the workload has no statistics.
+    """
+    declared = getattr(workload, "statistics_sensitivity", None)
+    if callable(declared):
+        value = float(declared(settings))
+        if not (value > 0 and value < float("inf")):
+            raise ConfigError(f"workload {getattr(workload, 'name', workload)!r}: statistics_sensitivity must be "
+                              f"a finite number > 0 (got {value})")
+        return value
+    spec = workload.statistics_spec(settings)
+    return None if spec is None else float(int(spec[0])) ** 0.5
+
+
 def load_workload(path: str) -> Workload:
     """Import ``"package.module:attribute"``; the attribute is a Workload or a factory of one."""
     module, sep, attr = path.partition(":")

@@ -184,6 +184,10 @@ class SoftmaxWorkload:
         s = DataSettings.from_mapping(settings)
         return s.num_classes, float(s.samples)
 
+    def statistics_sensitivity(self, settings) -> float:
+        """One training sample adds 1 to exactly one label count: L2 sensitivity 1."""
+        return 1.0
+
     def make_trainer(self, settings, client_id: str, workdir: Path, device: str) -> SoftmaxTrainer:
         return SoftmaxTrainer(DataSettings.from_mapping(settings), device, client_id, workdir)
 

@@ -57,3 +57,18 @@ def test_statistics_without_dp_or_without_noise_are_logged_as_not_private(tmp_pa
     assert "DP is off, so these statistics are NOT private" in caplog.text
     assert "carries no statistics noise" in caplog.text and "NOT differentially private" in caplog.text
     assert not (tmp_path / "off" / "privacy_ledger.json").exists()
+
+
+def test_workload_states_its_statistics_sensitivity_or_gets_sqrt_length():
+    from fedcore.client.trainer import statistics_sensitivity
+
+    softmax = load_workload("fedcore.examples.softmax:workload")
+    assert statistics_sensitivity(softmax, {}) == 1.0  # one sample: one label count + 1
+
+    class Undeclared:
+        name = "counts"
+
+        def statistics_spec(self, settings):
+            return 78, 1000.0
+
+    assert statistics_sensitivity(Undeclared(), {}) == pytest.approx(78 ** 0.5)
