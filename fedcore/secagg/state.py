@@ -32,7 +32,10 @@ key                       default      meaning
 ``distributed_dp``        absent       ``{noise_multiplier, clip_norm, delta}``: client-level DP of
                                        training rounds; each client clips its update to L2
                                        ``clip_norm`` and adds noise scaled for the threshold T
-                                       (:mod:`fedcore.dp.secagg_dp`); weights are capped at 1
+                                       (:mod:`fedcore.dp.secagg_dp`); weights are capped at 1;
+                                       the quantiser's bound is ``clip_norm`` (nothing is clipped
+                                       after the L2 clip) and no clip count is sent in any noisy
+                                       round: it would be a data-dependent sum without noise
 ``stats_noise``           ``"auto"``   round 0's statistics noise: ``"auto"`` (on when the
                                        federation has DP: ``distributed_dp`` here, or the
                                        coordinator's ``federation_dp = true``), ``true``, ``false``
