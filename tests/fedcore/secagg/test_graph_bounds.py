@@ -79,7 +79,8 @@ def test_no_honest_client_exposed_by_coalitions_of_the_stated_size(n):
     """Coalitions of floor(gamma n) clients (gamma = 1/3 by default, never more than T - 1) fixed
     before the round's seed is drawn: random ones, ones greedy on a target's neighbours in the
     previous round's graph (what a coalition can know in advance), and ones of adjacent ids. None
-    exposes an honest client, and the honest survivors stay connected after delta n dropouts."""
+    exposes an honest client, and the honest survivors stay connected after delta n dropouts. With
+    the complete graph (n = 100 at the defaults) a coalition of T - 1 that sees the graph fails too."""
     rng = np.random.default_rng(n)
     ids = _ids(n)
     settings = SecAggSettings.from_mapping({})
@@ -98,8 +99,10 @@ def test_no_honest_client_exposed_by_coalitions_of_the_stated_size(n):
         coalitions = [np.isin(np.arange(n), rng.choice(n, size, replace=False)).astype(np.int32),
                       _greedy(previous, int(rng.integers(n)), size, rng),
                       np.isin(np.arange(n), np.arange(size) + trial).astype(np.int32)]
+        if k == n - 1:  # the complete graph holds even against a coalition that sees this round's graph
+            coalitions.append(_greedy(adj, int(rng.integers(n)), T - 1, rng))
         for corrupt in coalitions:
-            assert corrupt.sum() == size
+            assert corrupt.sum() in (size, T - 1)
             assert _exposed(adj, corrupt, t_nb) == 0, (n, k, t_nb, size)
             dropped = np.zeros(n, np.int32)
             dropped[rng.choice(np.flatnonzero(corrupt == 0), drops, replace=False)] = 1
