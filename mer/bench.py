@@ -1,7 +1,8 @@
 """``fedpsyau bench epsilon``: what differential privacy costs DPK-GAT in UF1/UAR, per setting.
 
-For every privacy budget epsilon (per client, whole run, delta = min(1e-5, 1/(10 n)); ``inf`` =
-no DP) and seed, it trains and evaluates:
+For every privacy budget epsilon (per client, whole run, public delta 1e-5; ``inf`` = no DP),
+initialisation (``pretrained``: the public checkpoint, the recipe of :func:`mer.bench_config.recipe`;
+``none``: from scratch, :data:`mer.bench_config.SCRATCH`) and seed, it trains and evaluates:
 
 - ``centralised``: one party holding the union of the clients' training subjects, DP-SGD
   (:func:`fedcore.dp.opacus_train.dp_train`, through the same ``MERTrainer.fit``) for the same
@@ -18,7 +19,7 @@ Every setting is evaluated on the same subject-held-out test split (the union of
 held-out subjects), with UF1 and UAR from the pooled confusion matrix. Seeds change the initial
 model, the Poisson batches and the DP noise; the data split stays fixed (``--split-seed``), so the
 settings are compared on the same test subjects. Hyper-parameters per epsilon come from
-:func:`mer.bench_config.hyperparameters`.
+:func:`mer.bench_config.recipe`, the table ``fedpsyau simulate`` uses too.
 
 Writes ``OUT/epsilon[_quick].{json,csv,png}``: every run, mean +- sd over seeds, and the plot of
 UF1 (and UAR) against epsilon, one line per setting, log-x with "no DP" at the right.
@@ -91,13 +92,16 @@ def make_plan(args: argparse.Namespace) -> bc.SweepPlan:
         base["seeds"] = args.seeds
     if args.rounds is not None:
         base["rounds"] = args.rounds
+    if args.inits:
+        base["inits"] = tuple(args.inits)
     return bc.SweepPlan(clients=args.clients, **base)
 
 
 def privacy_table(epsilon: float, hp: dict[str, Any]) -> dict[str, Any]:
+    """The clients' [privacy] table; the accountant is fedcore's default, the noise seeded (reproducible)."""
     if math.isinf(epsilon):
         return {"enabled": False}
-    return {"target_epsilon": float(epsilon), "max_grad_norm": float(hp["max_grad_norm"]), "accountant": "rdp"}
+    return {"target_epsilon": float(epsilon), "max_grad_norm": float(hp["max_grad_norm"]), "secure_rng": False}
 
 
 def _pooled(parts):
@@ -156,10 +160,12 @@ def run_federated(setting: str, settings: dict[str, Any], clients: int, rounds: 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and sample sd over seeds per (setting, epsilon)."""
     out = []
-    keys = sorted({(r["setting"], r["epsilon"]) for r in runs}, key=lambda k: (bc.SETTINGS.index(k[0]), k[1]))
-    for setting, eps in keys:
-        rows = [r for r in runs if r["setting"] == setting and r["epsilon"] == eps]
-        row: dict[str, Any] = {"setting": setting, "epsilon": eps, "seeds": len(rows)}
+    keys = sorted({(r["setting"], r.get("init", "pretrained"), r["epsilon"]) for r in runs},
+                  key=lambda k: (bc.SETTINGS.index(k[0]), k[1] != "pretrained", k[1], k[2]))
+    for setting, init, eps in keys:
+        rows = [r for r in runs if r["setting"] == setting and r.get("init", "pretrained") == init
+                and r["epsilon"] == eps]
+        row: dict[str, Any] = {"setting": setting, "init": init, "epsilon": eps, "seeds": len(rows)}
         for m in ("uf1", "uar", "accuracy", "epsilon_spent", "seconds"):
             vals = [r[m] for r in rows if r.get(m) is not None]
             row[f"{m}_mean"] = statistics.fmean(vals) if vals else None
@@ -181,13 +187,16 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str, num_classes: int
               "ckks": ("C2", "D", ":")}
     for ax, metric in zip(axes, ("uf1", "uar")):
         for setting in bc.SETTINGS:
-            rows = sorted((r for r in summary if r["setting"] == setting), key=lambda r: r["epsilon"])
-            if not rows:
-                continue
-            xs = [r["epsilon"] if math.isfinite(r["epsilon"]) else inf_x for r in rows]
-            color, marker, ls = styles[setting]
-            ax.errorbar(xs, [r[f"{metric}_mean"] for r in rows], yerr=[r[f"{metric}_sd"] for r in rows],
-                        color=color, marker=marker, ls=ls, capsize=3, label=setting)
+            for init in sorted({r.get("init", "pretrained") for r in summary}, key=lambda i: i != "pretrained"):
+                rows = sorted((r for r in summary if r["setting"] == setting and r.get("init", "pretrained") == init),
+                              key=lambda r: r["epsilon"])
+                if not rows:
+                    continue
+                xs = [r["epsilon"] if math.isfinite(r["epsilon"]) else inf_x for r in rows]
+                color, marker, ls = styles[setting]
+                ax.errorbar(xs, [r[f"{metric}_mean"] for r in rows], yerr=[r[f"{metric}_sd"] for r in rows],
+                            color=color, marker=marker, ls=ls if init == "pretrained" else (0, (1, 3)),
+                            alpha=1.0 if init == "pretrained" else 0.55, capsize=3, label=f"{setting} ({init})")
         if metric == "uar":
             ax.axhline(1.0 / num_classes, color="grey", lw=0.8, ls=":", label=f"chance (1/{num_classes})")
         ax.set_xscale("log")
@@ -207,7 +216,7 @@ def write_outputs(result: dict[str, Any], out: Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.json", out / f"{stem}.csv", out / f"{stem}.png"]
     paths[0].write_text(json.dumps(result, indent=1, default=lambda v: None))
-    cols = ["setting", "epsilon", "seeds", "uf1_mean", "uf1_sd", "uar_mean", "uar_sd", "accuracy_mean",
+    cols = ["setting", "init", "epsilon", "seeds", "uf1_mean", "uf1_sd", "uar_mean", "uar_sd", "accuracy_mean",
             "accuracy_sd", "epsilon_spent_mean", "seconds_mean"]
     with paths[1].open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -245,7 +254,8 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     # seeded (non-cryptographic) DP noise keeps runs reproducible; said once here and in the JSON
     logging.getLogger("fedcore.dp.config").setLevel(logging.ERROR)
-    print("note: DP noise from torch's seeded generator (secure_rng off) so that seeds reproduce", flush=True)
+    print("note: DP noise from torch's seeded generator (secure_rng off) so that seeds reproduce; "
+          "deployments keep the CSPRNG default", flush=True)
     from fedcore.dp.config import InsecureRNGWarning
 
     warnings.filterwarnings("ignore", category=InsecureRNGWarning)  # seeded noise, for reproducible runs
@@ -262,9 +272,10 @@ def run(args: argparse.Namespace) -> int:
           f"{', '.join(f'{e:g}' for e in plan.epsilons)}; {plan.seeds} seed(s); {plan.rounds} rounds)", flush=True)
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-epsilon-") as tmp:
-        for i, (setting, eps, seed) in enumerate(todo):
-            hp = bc.hyperparameters(eps)
-            s = {**settings, "epochs": int(hp["epochs"]), "batch_size": int(hp["batch_size"]), "lr": float(hp["lr"])}
+        for i, (setting, init, eps, seed) in enumerate(todo):
+            hp = bc.recipe(eps, init)
+            s = {**settings, "init": init, "dp_trainable": hp["dp_trainable"], "epochs": int(hp["epochs"]),
+                 "batch_size": int(hp["batch_size"]), "lr": float(hp["lr"]), "ema": float(hp["ema"])}
             privacy = privacy_table(eps, hp)
             work = Path(tmp) / f"run{i}"
             t0 = time.perf_counter()
@@ -273,11 +284,11 @@ def run(args: argparse.Namespace) -> int:
                 row = run_centralised(s, plan.clients, plan.rounds, config, seed, work, args.device)
             else:
                 row = run_federated(setting, s, plan.clients, plan.rounds, privacy, seed, work, args.device)
-            row = {"setting": setting, "epsilon": eps, "seed": seed, "seconds": time.perf_counter() - t0,
+            row = {"setting": setting, "init": init, "epsilon": eps, "seed": seed, "seconds": time.perf_counter() - t0,
                    "hyperparameters": hp, **row}
             runs.append(row)
             spent = row.get("epsilon_spent")
-            print(f"[{i + 1}/{len(todo)}] {setting:11s} eps={eps:<4g} seed={seed}: UF1 {row['uf1']:.3f} UAR "
+            print(f"[{i + 1}/{len(todo)}] {setting:11s} {init:10s} eps={eps:<4g} seed={seed}: UF1 {row['uf1']:.3f} UAR "
                   f"{row['uar']:.3f} (spent {'-' if spent is None else f'{spent:.2f}'}) in {row['seconds']:.1f} s",
                   flush=True)
     summary = summarise(runs)
@@ -285,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
               "data": {"path": str(data), "name": "the embedded synthetic set" if args.data is None else Path(args.data).name,
                        "format": args.format, "samples": n_samples, "classes": classes,
                        "split_seed": args.split_seed, "test_fraction": args.test_fraction},
-              "hyperparameters": {f"{e:g}": bc.hyperparameters(e) for e in plan.epsilons},
+              "hyperparameters": {f"{init}/{e:g}": bc.recipe(e, init) for init in plan.inits for e in plan.epsilons},
               "engine": "federated settings: mer.federated_sim.run_federation (real ServerMode/ClientMode objects, "
                         "serialised messages, real MERTrainer); centralised: MERTrainer.fit (dp_train) on the union",
               "secure_rng": False, "threads": args.threads,
@@ -293,9 +304,9 @@ def run(args: argparse.Namespace) -> int:
                           "torch": torch.__version__},
               "elapsed_s": time.time() - started, "runs": runs, "summary": summary}
     paths = write_outputs(result, out, "epsilon_quick" if args.quick else "epsilon")
-    print(f"{'setting':11s} {'epsilon':>7s}  UF1 mean+-sd    UAR mean+-sd")
+    print(f"{'setting':11s} {'init':10s} {'epsilon':>7s}  UF1 mean+-sd    UAR mean+-sd")
     for row in summary:
-        print(f"{row['setting']:11s} {row['epsilon']:7g}  {row['uf1_mean']:.3f}+-{row['uf1_sd']:.3f}    "
+        print(f"{row['setting']:11s} {row['init']:10s} {row['epsilon']:7g}  {row['uf1_mean']:.3f}+-{row['uf1_sd']:.3f}    "
               f"{row['uar_mean']:.3f}+-{row['uar_sd']:.3f}")
     print(f"done in {result['elapsed_s']:.0f} s: " + ", ".join(str(p) for p in paths), flush=True)
     return int(ExitCode.OK)
@@ -316,6 +327,8 @@ def register(subparsers) -> None:
     p.add_argument("--rounds", type=int, default=None, help="federated rounds (default 20, as fedpsyau simulate)")
     p.add_argument("--epsilons", type=_epsilon, nargs="+", default=None, help="override the budgets (inf = no DP)")
     p.add_argument("--settings", nargs="+", default=None, help=f"a subset of {', '.join(bc.SETTINGS)}")
+    p.add_argument("--inits", nargs="+", default=None, choices=bc.INITS,
+                   help="initialisations to compare (default: pretrained; the full sweep: pretrained none)")
     p.add_argument("--subjects", type=int, default=24, help="subjects of the synthetic set (default 24)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="share of each client's subjects held out")
     p.add_argument("--split-seed", type=int, default=0, help="partition and hold-out seed (fixed across seeds)")

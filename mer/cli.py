@@ -10,6 +10,7 @@ Subcommands (``fedpsyau <command> --help`` for each):
     data         synthesize the embedded data set, inspect a data folder
     train        centralised training with LOSO or hold-out evaluation
     evaluate     evaluate a saved model on a data folder
+    pretrain     pre-train DPK-GAT's AU module on the public synthetic AU corpus
     bench        benchmarks users run (``bench epsilon``: accuracy vs privacy budget)
 
 Exit codes are fedcore's (see :mod:`fedcore.cli`).
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fedcore.dp import commands as dp_commands
     from mer import bench as mer_bench
     from mer import federation as mer_federation
+    from mer.commands import pretrain as pretrain_command
     from mer.data import commands as data_commands
     from mer.train import commands as train_commands
 
@@ -38,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp_commands.register(sub)
     data_commands.register(sub)
     train_commands.register(sub)
+    pretrain_command.register(sub)
     mer_bench.register(sub)
     return parser
 

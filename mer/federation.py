@@ -23,9 +23,22 @@ from fedcore.exitcodes import ExitCode
 log = logging.getLogger(__name__)
 
 WORKLOAD = "mer.train.federated:workload"
-# Tuned on the default set under DP (epsilon 8): full-batch steps (q = 1) and a small AdamW rate
-# gave the best utility; see the README's federated results.
-DEFAULTS = {"clients": 3, "rounds": 20, "epsilon": 8.0, "epochs": 1, "batch_size": 64, "lr": 1e-3}
+#: federation shape; the training hyper-parameters come from the DP recipe (mer.bench_config.recipe)
+DEFAULTS = {"clients": 3, "rounds": 20, "epsilon": 8.0}
+RECIPE_OPTIONS = ("dp_trainable", "epochs", "batch_size", "lr", "max_grad_norm", "ema")
+
+
+def training_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe for ``--epsilon`` / ``--init``, with every option the user gave on top of it."""
+    from mer.bench_config import recipe
+
+    eps = math.inf if args.no_dp else args.epsilon
+    out = recipe(eps, "none" if args.init == "none" else "pretrained")
+    for key in RECIPE_OPTIONS:
+        given = getattr(args, key, None)
+        if given is not None:
+            out[key] = given
+    return out
 
 
 def prepare_data(run_dir: Path, data: str | None, fmt: str, subjects: int, seed: int) -> tuple[Path, Path, Any]:
@@ -48,6 +61,16 @@ def prepare_data(run_dir: Path, data: str | None, fmt: str, subjects: int, seed:
     return root, cache, arrays
 
 
+def apply_init_manifest(model: str, init: str) -> dict | None:
+    """The manifest of checkpoint ``init`` for ``model`` (None for ``none``); refuses a bad one before any work."""
+    from mer.model import build_model
+    from mer.model.pretrained import apply_init
+
+    if init == "none":
+        return None
+    return apply_init(build_model(model, 2), init)
+
+
 def run(args: argparse.Namespace) -> int:
     from fedcore.simulation import simulate
     from mer.report import write_report
@@ -56,11 +79,18 @@ def run(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     data, cache, arrays = prepare_data(run_dir, args.data, args.format, args.subjects, args.seed)
     classes = list(arrays.class_names)
+    hp = training_options(args)
     settings: dict[str, Any] = {
         "data": str(data), "format": args.format, "cache_dir": str(cache), "partition": args.partition,
-        "num_classes": len(classes), "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
-        "lr": args.lr, "seed": args.seed, "test_fraction": args.test_fraction,
+        "num_classes": len(classes), "model": args.model, "epochs": hp["epochs"], "batch_size": hp["batch_size"],
+        "lr": hp["lr"], "ema": hp["ema"], "dp_trainable": hp["dp_trainable"], "init": args.init,
+        "seed": args.seed, "test_fraction": args.test_fraction,
     }
+    doc = apply_init_manifest(args.model, args.init)
+    if doc is not None:
+        settings["init_sha256"] = doc["weights_sha256"]
+    print(f"training: init {args.init}, dp_trainable {hp['dp_trainable']}, {hp['epochs']} local epochs, "
+          f"batch {hp['batch_size']}, lr {hp['lr']:g}, clip {hp['max_grad_norm']:g}, ema {hp['ema']:g}", flush=True)
     if args.partition == "dirichlet":
         settings["alpha"] = args.alpha
     if args.prior:
@@ -69,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if args.partition == "by-dataset":
         clients = len(set(arrays.dataset.tolist()))
     privacy: dict[str, Any] = {"enabled": False} if args.no_dp or math.isinf(args.epsilon) else {
-        "target_epsilon": args.epsilon, "max_grad_norm": args.max_grad_norm, "secure_rng": args.secure_rng,
-        "planned_rounds": args.rounds, "local_epochs": args.epochs, "batch_size": args.batch_size}
+        "target_epsilon": args.epsilon, "max_grad_norm": hp["max_grad_norm"], "secure_rng": not args.insecure_rng,
+        "planned_rounds": args.rounds, "local_epochs": hp["epochs"], "batch_size": hp["batch_size"]}
     strategy: dict[str, Any] = {"name": args.strategy}
     if args.strategy == "fedprox":
         strategy["mu"] = args.mu
@@ -105,17 +135,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="Dirichlet label-skew concentration")
     p.add_argument("--subjects", type=int, default=24, help="subjects of the synthetic set (default 24)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="share of each client's subjects held out")
-    p.add_argument("--model", default="dpk-gat", choices=("dpk-gat", "flow-cnn"))
+    p.add_argument("--model", default="dpk-gat", choices=("dpk-gat", "flow-cnn", "ststnet"))
     p.add_argument("--prior", choices=("both", "psych", "stat", "none"), help="DPK-GAT prior (default both)")
-    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="local epochs per round")
-    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
-    p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    p.add_argument("--init", default="pretrained",
+                   help="pretrained (default: the public checkpoint in the package) | none | a checkpoint folder")
+    p.add_argument("--dp-trainable", choices=("all", "graph", "head"), default=None,
+                   help="parameters local training updates (default: the recipe's, head)")
+    p.add_argument("--epochs", type=int, default=None, help="local epochs per round (default: the recipe's)")
+    p.add_argument("--batch-size", type=int, default=None, help="expected batch size (default: the recipe's)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
+    p.add_argument("--ema", type=float, default=None, help="weight averaging of the released model (default: the recipe's)")
     p.add_argument("--strategy", default="fedavg", choices=("fedavg", "fedprox", "fedadam", "fedyogi"))
     p.add_argument("--mu", type=float, default=0.01, help="FedProx proximal weight")
     p.add_argument("--epsilon", type=float, default=DEFAULTS["epsilon"],
                    help="each client's target epsilon for the whole run (default 8; inf = no DP)")
-    p.add_argument("--max-grad-norm", type=float, default=1.0, help="DP-SGD per-sample clipping bound")
-    p.add_argument("--secure-rng", action="store_true", help="CSPRNG for DP noise and sampling")
+    p.add_argument("--max-grad-norm", type=float, default=None, help="DP-SGD clipping bound (default: the recipe's)")
+    p.add_argument("--insecure-rng", action="store_true",
+                   help="seeded torch generator for DP noise and sampling instead of the CSPRNG (reproducible; warns)")
     p.add_argument("--no-dp", action="store_true", help="train without differential privacy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")

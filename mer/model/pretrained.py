@@ -44,6 +44,9 @@ MANIFEST, WEIGHTS = "manifest.json", "weights.npz"
 TASK_PARAMETERS = ("classifier.",)
 INITS = ("pretrained", "none")  # or a folder path
 TRAINABLE = ("all", "graph", "head")
+#: config fields that only say where patches are cut on the crop, not what the weights are: a
+#: checkpoint serves every crop geometry (the patches sit on the same facial points, mapped)
+GEOMETRY_FIELDS = ("face_crop",)
 #: module prefixes of each trainable group, per model ("all" needs no entry)
 GROUPS: dict[str, dict[str, tuple[str, ...]]] = {
     "dpk-gat": {
@@ -140,8 +143,8 @@ def check_compatible(model: nn.Module, doc: dict[str, Any], arrays: dict[str, np
     name = _model_name(model)
     if doc.get("model") != name:
         raise CheckpointError(f"{where} is a checkpoint of model {doc.get('model')!r}, not {name!r}")
-    mine = _config_dict(model)
-    theirs = doc.get("config", {})
+    mine = {k: v for k, v in _config_dict(model).items() if k not in GEOMETRY_FIELDS}
+    theirs = {k: v for k, v in doc.get("config", {}).items() if k not in GEOMETRY_FIELDS}
     differ = [f"{k}: checkpoint {theirs.get(k)!r}, model {mine.get(k)!r}"
               for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
     expected = {n: tuple(p.shape) for n, p in model.named_parameters() if not n.startswith(TASK_PARAMETERS)}

@@ -10,12 +10,20 @@ client's own):
 ``partition``      subjects | by-dataset | dirichlet (default subjects); ``alpha`` for dirichlet
 ``num_clients``    clients in the partition; ``client_index`` picks this client's part
 ``test_fraction``  share of this client's *subjects* held out for evaluation (default 0.25)
-``model``          dpk-gat | flow-cnn; ``model_options`` a table of model config fields
+``model``          dpk-gat | flow-cnn | ststnet; ``model_options`` a table of model config fields
 ``num_classes``    classes of the label map (the coordinator needs it for the initial model)
+``init``           pretrained (default: the checkpoint inside the package) | none | a checkpoint folder
+``init_sha256``    optional: the SHA-256 of the checkpoint's weights every party must hold
+``dp_trainable``   all | graph | head: the parameters local training updates (default: the recipe's)
 ``epochs``         local epochs per round (default 1); ``batch_size`` (16); ``lr`` (2e-3)
 ``flow_method``    farneback | dis | tvl1; ``cache_dir`` for flow features
 ``seed``           partition and split seed (the same on every party)
 =================  ===========================================================================
+
+Parameters outside ``dp_trainable`` are frozen at their initial (pre-trained) values on every
+party: they are not in the federation's parameter vector at all, so they never travel, are never
+noised, never aggregated and cost no privacy (Opacus sees only the trainable ones). Every party
+builds them from the same checkpoint; ``init_sha256`` makes a client refuse a different one.
 
 Evaluation is subject-held-out: every client keeps ``test_fraction`` of its subjects out of
 training, and the coordinator pools the clients' confusion matrices, so UF1/UAR are computed over
@@ -45,7 +53,11 @@ from fedcore.dp.ledger import BudgetExhausted as LedgerExhausted
 from fedcore.dp.ledger import PrivacyLedger
 from fedcore.dp.opacus_train import dp_train, resolve_device
 from fedcore.dp.plan import PrivacyPlan, plan_privacy
+from mer.bench_config import DEFAULT_TRAINABLE
+from mer.data.arrays import MEArrays
 from mer.model import LossWeights, build_model, per_sample_loss
+from mer.model.loss import loss_weights_for
+from mer.model.pretrained import CheckpointError, apply_init, set_trainable
 from mer.priors import cooccurrence_counts
 from mer.priors.stat import VECTOR_LENGTH, counts_to_vector, vector_to_counts
 from mer.train.centralised import to_input
@@ -58,18 +70,32 @@ log = logging.getLogger(__name__)
 MAX_SAMPLES_PER_CLIENT = 100_000
 
 
+def default_init(model: str) -> str:
+    """``pretrained`` where a checkpoint ships for the model (DPK-GAT), else ``none``."""
+    return "pretrained" if model == "dpk-gat" else "none"
+
+
 def _model(settings: Mapping[str, Any]) -> torch.nn.Module:
-    return build_model(str(settings.get("model", "dpk-gat")), int(settings.get("num_classes", 5)),
-                       **dict(settings.get("model_options", {})))
+    """The model with its initial weights: the checkpoint ``init`` names, then ``dp_trainable`` frozen."""
+    name = str(settings.get("model", "dpk-gat"))
+    model = build_model(name, int(settings.get("num_classes", 5)), **dict(settings.get("model_options", {})))
+    init = str(settings.get("init", default_init(name)))
+    doc = apply_init(model, init)
+    want = settings.get("init_sha256")
+    if want and (doc is None or doc.get("weights_sha256") != want):
+        got = None if doc is None else doc.get("weights_sha256")
+        raise CheckpointError(f"init {init!r} has weights SHA-256 {got} but the federation expects {want}")
+    set_trainable(name, model, str(settings.get("dp_trainable", DEFAULT_TRAINABLE)))
+    return model
 
 
 def model_parameters(model: torch.nn.Module) -> tuple[np.ndarray, ParamSpec]:
-    """The trainable parameters as fedcore's flat vector (buffers such as priors stay local)."""
-    return flatten({n: p for n, p in model.named_parameters()})
+    """The trainable parameters as fedcore's flat vector (frozen ones and buffers such as priors stay local)."""
+    return flatten({n: p for n, p in model.named_parameters() if p.requires_grad})
 
 
 def load_parameters(model: torch.nn.Module, vec: np.ndarray, spec: ParamSpec) -> None:
-    named = dict(model.named_parameters())
+    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     names = [t.name for t in spec.tensors]
     if names != list(named):
         raise ValueError(f"the global model's parameters do not match this client's model "
@@ -94,6 +120,36 @@ def make_optimizer(params, name: str, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {name!r})")
 
 
+class Ema:
+    """Exponential moving average of parameters over the optimiser steps of one local training.
+
+    ``decay`` 0 turns it off. Averaging DP-SGD iterates is post-processing of outputs that are
+    already private, so it costs no privacy (De et al. 2022 average weights the same way).
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter], decay: float):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"ema must lie in [0, 1) (got {decay})")
+        self.params, self.decay = params, decay
+        self.shadow = [p.detach().clone() for p in params] if decay else []
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """One step; the decay warms up as min(decay, (1 + t) / (10 + t)) so early steps count."""
+        if not self.decay:
+            return
+        self.steps += 1
+        d = min(self.decay, (1.0 + self.steps) / (10.0 + self.steps))
+        for s, p in zip(self.shadow, self.params):
+            s.mul_(d).add_(p.detach().to(s.device), alpha=1.0 - d)
+
+    @torch.no_grad()
+    def publish(self) -> None:
+        for s, p in zip(self.shadow, self.params):
+            p.copy_(s.to(p.device))
+
+
 def prior_r(round_: int, rounds: int) -> float:
     """DPK-GAT's dynamic prior factor over a federation: 1 in round 1, linear to 0 in the last."""
     return max(0.0, 1.0 - (round_ - 1) / max(1, rounds - 1))
@@ -102,7 +158,10 @@ def prior_r(round_: int, rounds: int) -> float:
 class MERTrainer:
     """One client's data split, model and privacy ledger."""
 
-    def __init__(self, settings: Mapping[str, Any], client_id: str, workdir: Path, device: str):
+    def __init__(self, settings: Mapping[str, Any], client_id: str, workdir: Path, device: str,
+                 data: MEArrays | None = None):
+        """``data``: the whole data set as arrays (benchmarks on in-memory corpora); by default it
+        is read from the ``data`` folder of the settings."""
         from mer.data.load import load_arrays
         from mer.data.partition import partition
         from mer.train.splits import holdout_split
@@ -112,11 +171,12 @@ class MERTrainer:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(device)
-        if "data" not in settings:
-            raise ValueError("the MER workload needs settings 'data' (a data folder)")
-        data = load_arrays(settings["data"], str(settings.get("format", "casme2")),
-                           flow_method=str(settings.get("flow_method", "farneback")),
-                           cache_dir=settings.get("cache_dir"), verbose=False)
+        if data is None:
+            if "data" not in settings:
+                raise ValueError("the MER workload needs settings 'data' (a data folder)")
+            data = load_arrays(settings["data"], str(settings.get("format", "casme2")),
+                               flow_method=str(settings.get("flow_method", "farneback")),
+                               cache_dir=settings.get("cache_dir"), verbose=False)
         seed = int(settings.get("seed", 0))
         n_clients = int(settings.get("num_clients", 1))
         index = int(settings.get("client_index", 0))
@@ -199,34 +259,71 @@ class MERTrainer:
         plan, ledger = self._plan(privacy) if privacy.enabled else (None, None)
         lr = float(config.get("lr", 2e-3))
         mu = float(config.get("proximal_mu", 0.0))
-        anchor = [p.detach().clone() for p in self.model.parameters()]
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        anchor = [p.detach().clone() for p in trainable]
 
         def proximal(_info) -> None:
             # FedProx: the gradient of mu/2 ||w - w_global||^2 is data-independent, so it is applied
             # after the private step as a decoupled pull towards the global model (no privacy cost).
             if mu > 0:
                 with torch.no_grad():
-                    for p, a in zip(self.model.parameters(), anchor):
+                    for p, a in zip(trainable, anchor):
                         p.sub_(lr * mu * (p - a.to(p.device)))
 
-        weights = LossWeights(float(config.get("emotion_weight", 0.2)), float(config.get("au_weight", 0.8)))
+        base = LossWeights(float(config.get("emotion_weight", 0.2)), float(config.get("au_weight", 0.8)))
+        weights = loss_weights_for(float(np.mean(self.train.au_known)) if len(self.train) else 0.0, base)
+        ema = Ema(trainable, float(config.get("ema", 0.0)))
+
+        def on_step(info) -> None:
+            proximal(info)
+            ema.update()
         tr = self.train
-        tensors = self._train_tensors
+        module, tensors = self.model, self._train_tensors
 
         def loss_fn(outputs, label, au, known):
             return per_sample_loss(outputs, label, au, known, weights).mean()
 
+        if self._head_only():
+            # Only the classifier trains: run the frozen network once (eval mode, this round's r and
+            # prior) and DP-train the classifier on its inputs. Only the emotion term reaches the
+            # classifier; its weight is 1 (a constant factor would only rescale the clipping bound).
+            module, tensors = self.model.classifier, (self._classifier_inputs(), *tensors[1:])
+
+            def loss_fn(logits, label, au, known):  # noqa: F811 -- the head-only loss
+                return torch.nn.functional.cross_entropy(logits, label)
+
         try:
-            stats = dp_train(self.model, loss_fn, tensors, privacy=privacy, ledger=ledger, round=round, plan=plan,
+            stats = dp_train(module, loss_fn, tensors, privacy=privacy, ledger=ledger, round=round, plan=plan,
                              epochs=int(config.get("epochs", 1)), batch_size=int(config.get("batch_size", 16)),
-                             optimizer_factory=lambda ps: make_optimizer(ps, str(config.get("optimizer", "adamw")), lr),
-                             device=self.device, on_step=proximal)
+                             optimizer_factory=lambda ps: make_optimizer([p for p in ps if p.requires_grad],
+                                                                       str(config.get("optimizer", "adamw")), lr),
+                             device=self.device, on_step=on_step)
         except LedgerExhausted as exc:
             raise BudgetExhausted(str(exc), self._state(plan, ledger, exhausted=True)) from None
         log.info("client %s round %d: %d steps, local loss %.4f (kept local)", self.client_id, round,
                  stats.steps, stats.loss)
+        ema.publish()  # what leaves the client: the average of its DP iterates (post-processing, free)
         vec, _ = model_parameters(self.model)
         return FitResult(vec, len(tr), {"steps": float(stats.steps)}, self._state(plan, ledger))
+
+    def _head_only(self) -> bool:
+        names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        return bool(names) and all(n.startswith("classifier.") for n in names) and hasattr(self.model, "classifier")
+
+    @torch.no_grad()
+    def _classifier_inputs(self, chunk: int = 256) -> torch.Tensor:
+        """(n, F) inputs of the classifier for the training split, from the frozen network in eval mode."""
+        seen: list[torch.Tensor] = []
+        handle = self.model.classifier.register_forward_pre_hook(lambda _m, args: seen.append(args[0].cpu()))
+        self.model.to(self.device).eval()
+        x = self._train_tensors[0]
+        try:
+            for i in range(0, len(x), chunk):
+                self.model(x[i:i + chunk].to(self.device))
+        finally:
+            handle.remove()
+            self.model.cpu()
+        return torch.cat(seen) if seen else torch.zeros(0, self.model.classifier[-1].in_features)
 
     # -- evaluation ------------------------------------------------------------------------
     @torch.no_grad()
@@ -259,8 +356,9 @@ class MERWorkload:
             return None
         return VECTOR_LENGTH, float(settings.get("max_samples_per_client", MAX_SAMPLES_PER_CLIENT))
 
-    def make_trainer(self, settings: Mapping[str, Any], client_id: str, workdir: Path, device: str) -> MERTrainer:
-        return MERTrainer(settings, client_id, workdir, device)
+    def make_trainer(self, settings: Mapping[str, Any], client_id: str, workdir: Path, device: str,
+                     data: MEArrays | None = None) -> MERTrainer:
+        return MERTrainer(settings, client_id, workdir, device, data)
 
 
 workload = MERWorkload()

@@ -32,7 +32,7 @@ from torch import nn
 from mer.data.arrays import MEArrays
 from mer.model import build_model
 from mer.priors import cooccurrence_counts
-from mer.train.centralised import lr_factor, resolve_device, to_input
+from mer.train.centralised import resolve_device, to_input
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class PretrainConfig:
     clips: int = 6000                 # corpus size (>= 5,000: the issue's floor)
     corpus_seed: int = 0              # corpus recipe seed
     seed: int = 0                     # model initialisation and batch order
-    epochs: int = 8                   # fixed schedule; the last model is the checkpoint
+    epochs: int = 16                  # fixed schedule; the last model is the checkpoint
     batch_size: int = 64
     lr: float = 3e-3                  # peak AdamW rate
     weight_decay: float = 1e-2
@@ -78,6 +78,14 @@ def au_f1(logits: np.ndarray, truth: np.ndarray) -> float:
         fn = float(np.sum(~pred[:, j] & t[:, j]))
         scores.append(2 * tp / max(1.0, 2 * tp + fp + fn))
     return float(np.mean(scores)) if scores else float("nan")
+
+
+def warmup_cosine(step: int, total: int, warmup: float) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup * total`` steps, then cosine decay to 0."""
+    warm = max(1, int(warmup * total))
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
 def split_subjects(subject: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +128,6 @@ def pretrain(corpus: MEArrays, cfg: PretrainConfig, progress=None) -> tuple[nn.M
     au = torch.as_tensor(corpus.au, dtype=torch.float32, device=device)
     params = [p for n, p in model.named_parameters() if not n.startswith("classifier.")] + list(feature_au.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warm_cfg = type("S", (), {"warmup": cfg.warmup})()
     per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
     total, step = cfg.epochs * per_epoch, 0
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -132,7 +139,7 @@ def pretrain(corpus: MEArrays, cfg: PretrainConfig, progress=None) -> tuple[nn.M
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             model.set_r(max(0.0, 1.0 - step / max(1, total - 1)))
             for g in opt.param_groups:
-                g["lr"] = cfg.lr * lr_factor(warm_cfg, step, total)
+                g["lr"] = cfg.lr * warmup_cosine(step, total, cfg.warmup)
             _, au_logits, aux_logits = model(x[idx])
             target = au[idx]
             loss = (F.binary_cross_entropy_with_logits(au_logits, target)

@@ -80,22 +80,35 @@ def test_bench_epsilon_requires_out():
 def test_quick_plan_runs_ckks_at_one_budget_and_no_dp_last(tmp_path):
     plan = bench.make_plan(_args(["--out", str(tmp_path), "--quick"]))
     runs = plan.runs()
-    assert {s for s, _, _ in runs} == {"centralised", "plain", "secagg", "ckks"}
-    assert [e for s, e, _ in runs if s == "ckks"] == [8.0]
+    assert {s for s, _, _, _ in runs} == {"centralised", "plain", "secagg", "ckks"}
+    assert [e for s, _, e, _ in runs if s == "ckks"] == [8.0]
+    assert {i for _, i, _, _ in runs} == {"pretrained"}
     assert math.isinf(plan.epsilons[-1]) and plan.seeds == 1
     full = bench.make_plan(_args(["--out", str(tmp_path), "--seeds", "2", "--rounds", "5"]))
-    assert full.seeds == 2 and full.rounds == 5 and len(full.runs()) == 2 * 7 * 4
+    # every budget, both initialisations, every setting
+    assert full.seeds == 2 and full.rounds == 5 and len(full.runs()) == 2 * 2 * 7 * 4
+    only = bench.make_plan(_args(["--out", str(tmp_path), "--quick", "--inits", "none"]))
+    assert {i for _, i, _, _ in only.runs()} == {"none"}
 
 
-def test_hyperparameters_come_from_one_table(monkeypatch):
-    monkeypatch.setitem(bench_config.HYPERPARAMETERS, 1.0, {"lr": 0.5})
-    assert bench_config.hyperparameters(1.0)["lr"] == 0.5
-    assert bench_config.hyperparameters(math.inf) == bench_config.DEFAULT
-    assert bench.privacy_table(math.inf, bench_config.DEFAULT) == {"enabled": False}
-    assert bench.privacy_table(2.0, bench_config.DEFAULT)["target_epsilon"] == 2.0
-    monkeypatch.setitem(bench_config.HYPERPARAMETERS, 2.0, {"momentum": 0.9})
+def test_recipe_comes_from_one_table_that_simulate_and_bench_share(monkeypatch):
+    from mer import federation
+    from mer.cli import build_parser
+
+    monkeypatch.setitem(bench_config.RECIPES, 8.0, {**bench_config.RECIPES[8.0], "lr": 0.5, "epochs": 3})
+    assert bench_config.recipe(8.0)["lr"] == 0.5
+    assert bench_config.recipe(9.5)["lr"] == 0.5  # between budgets: the next smaller one's recipe
+    assert bench_config.recipe(8.0, "none") == bench_config.SCRATCH
+    # simulate reads the same table for its defaults; an explicit option wins
+    args = build_parser().parse_args(["simulate", "--epsilon", "8"])
+    assert federation.training_options(args)["lr"] == 0.5 and federation.training_options(args)["epochs"] == 3
+    args = build_parser().parse_args(["simulate", "--epsilon", "8", "--lr", "0.02"])
+    assert federation.training_options(args)["lr"] == 0.02
+    assert bench.privacy_table(math.inf, bench_config.recipe(math.inf)) == {"enabled": False}
+    assert bench.privacy_table(2.0, bench_config.recipe(2.0))["target_epsilon"] == 2.0
+    monkeypatch.setitem(bench_config.RECIPES, 2.0, {**bench_config.RECIPES[2.0], "momentum": 0.9})
     with pytest.raises(ValueError, match="momentum"):
-        bench_config.hyperparameters(2.0)
+        bench_config.recipe(2.0)
 
 
 def test_outputs_hold_mean_and_sd_over_seeds_and_no_dp_as_inf(tmp_path):

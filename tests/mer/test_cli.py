@@ -9,7 +9,7 @@ import pytest
 
 from mer.cli import build_parser
 
-COMMANDS = ("provision", "coordinator", "client", "simulate", "privacy", "data", "train", "evaluate", "bench")
+COMMANDS = ("provision", "coordinator", "client", "simulate", "privacy", "data", "train", "evaluate", "bench", "pretrain")
 
 
 def test_help_lists_every_command():

@@ -1,0 +1,1 @@
+"""Thin wiring modules of the ``fedpsyau`` subcommands that belong to the MER side."""
