@@ -109,8 +109,7 @@ def _run_bound(n: int, bad: int, h: int) -> float:
     """n C(bad, h) / C(n, h): some run of h consecutive circle places all bad."""
     if h > bad:
         return 0.0
-    return min(1.0, n * math.exp(math.lgamma(bad + 1) - math.lgamma(bad - h + 1)
-                                 - math.lgamma(n + 1) + math.lgamma(n - h + 1)))
+    return n * math.exp(math.lgamma(bad + 1) - math.lgamma(bad - h + 1) - math.lgamma(n + 1) + math.lgamma(n - h + 1))
 
 
 def majority(k: int) -> int:
