@@ -50,7 +50,7 @@ from fedcore.client.trainer import BudgetExhausted, EvalResult, FitResult, Priva
 from fedcore.common.params import ParamSpec, flatten, unflatten
 from fedcore.dp.config import PrivacyConfig
 from fedcore.dp.ledger import BudgetExhausted as LedgerExhausted
-from fedcore.dp.ledger import PrivacyLedger
+from fedcore.dp.ledger import ChargeKey, PrivacyLedger
 from fedcore.dp.opacus_train import dp_train, resolve_device
 from fedcore.dp.plan import PrivacyPlan, plan_privacy
 from mer.bench_config import DEFAULT_TRAINABLE
@@ -68,6 +68,21 @@ log = logging.getLogger(__name__)
 #: Upper bound on one client's AU co-occurrence count (its number of samples); the secure sum of
 #: the statistics run is sized for it.
 MAX_SAMPLES_PER_CLIENT = 100_000
+#: AUs of one sample that count towards the co-occurrence statistics (bounds their sensitivity;
+#: micro-expressions rarely code more: CASME II's median is 1-2 AUs per clip)
+MAX_AUS_PER_SAMPLE = 4
+
+
+def cap_aus(au: np.ndarray, k: int) -> np.ndarray:
+    """Keep at most ``k`` active AUs per row (the first in AU_NODES order)."""
+    on = np.asarray(au) > 0.5
+    keep = on & (np.cumsum(on, axis=1) <= k)
+    return keep.astype(np.float32)
+
+
+def statistics_sensitivity_for(k: int) -> float:
+    """L2 sensitivity of the upper-triangle co-occurrence counts when a sample holds at most k AUs."""
+    return float(np.sqrt(k * (k + 1) / 2))
 
 
 def default_init(model: str) -> str:
@@ -206,8 +221,13 @@ class MERTrainer:
 
     # -- statistics ------------------------------------------------------------------------
     def statistics(self, config: Mapping[str, Any]) -> np.ndarray | None:
-        """AU co-occurrence counts of the training split, as a flat vector to sum securely."""
-        known = self.train.au[self.train.au_known]
+        """AU co-occurrence counts of the training split, as a flat vector to sum securely.
+
+        Each sample counts at most :data:`MAX_AUS_PER_SAMPLE` of its AUs (the first ones in
+        AU_NODES order), so one sample changes at most k(k+1)/2 counts by 1: the L2 sensitivity
+        :meth:`MERWorkload.statistics_sensitivity` declares for the DP statistics release.
+        """
+        known = cap_aus(self.train.au[self.train.au_known], MAX_AUS_PER_SAMPLE)
         return counts_to_vector(cooccurrence_counts(known)).astype(np.float64)
 
     def _apply_statistics(self, statistics: np.ndarray | None) -> None:
@@ -239,7 +259,7 @@ class MERTrainer:
         """The privacy plan (noise derived once for the whole planned run) and the persisted ledger."""
         if self._ledger is None:
             self._plan_ = plan_privacy(privacy, len(self.train))
-            self._ledger = self._plan_.open_ledger(self.workdir / "privacy_ledger.json")
+            self._ledger = self._plan_.open_ledger(privacy.ledger_path(self.workdir), workdir=self.workdir)
             log.info("client %s: %s; noise multiplier %.4f (%s), planned epsilon %.3f at delta %.2e",
                      self.client_id, privacy.summary(), self._plan_.noise_multiplier,
                      "derived" if self._plan_.derived else "given", self._plan_.planned_epsilon, self._plan_.delta)
@@ -293,7 +313,11 @@ class MERTrainer:
                 return torch.nn.functional.cross_entropy(logits, label)
 
         try:
+            task_seed = (config.get("task") or {}).get("seed")
+            if isinstance(task_seed, int):
+                torch.manual_seed(task_seed)  # a retried attempt trains afresh (new batches, new noise)
             stats = dp_train(module, loss_fn, tensors, privacy=privacy, ledger=ledger, round=round, plan=plan,
+                             charge_key=ChargeKey.from_task(config, round),
                              epochs=int(config.get("epochs", 1)), batch_size=int(config.get("batch_size", 16)),
                              optimizer_factory=lambda ps: make_optimizer([p for p in ps if p.requires_grad],
                                                                        str(config.get("optimizer", "adamw")), lr),
@@ -355,6 +379,10 @@ class MERWorkload:
         if model != "dpk-gat" or prior not in ("stat", "both"):
             return None
         return VECTOR_LENGTH, float(settings.get("max_samples_per_client", MAX_SAMPLES_PER_CLIENT))
+
+    def statistics_sensitivity(self, settings: Mapping[str, Any]) -> float:
+        """One sample adds 1 to at most k(k+1)/2 counts (k = MAX_AUS_PER_SAMPLE): sqrt(10) for k = 4."""
+        return statistics_sensitivity_for(MAX_AUS_PER_SAMPLE)
 
     def make_trainer(self, settings: Mapping[str, Any], client_id: str, workdir: Path, device: str,
                      data: MEArrays | None = None) -> MERTrainer:

@@ -104,3 +104,22 @@ def test_head_only_training_matches_the_full_forward_path(checkpoint, tmp_path):
         full = t.model(t._train_tensors[0])[0]
         head = t.model.classifier(feats)
     torch.testing.assert_close(head, full, rtol=1e-5, atol=1e-5)
+
+
+def test_one_sample_changes_the_statistics_by_at_most_the_declared_sensitivity(checkpoint, tmp_path):
+    from mer.priors.stat import counts_to_vector
+    from mer.priors import cooccurrence_counts
+    from mer.train.federated import MAX_AUS_PER_SAMPLE, cap_aus
+
+    data = _data()
+    data.au[0] = 1.0  # a sample with all 12 AUs: capped to MAX_AUS_PER_SAMPLE
+    bound = workload.statistics_sensitivity({})
+    assert bound == pytest.approx(math.sqrt(MAX_AUS_PER_SAMPLE * (MAX_AUS_PER_SAMPLE + 1) / 2))
+    for i in range(len(data)):
+        with_i = counts_to_vector(cooccurrence_counts(cap_aus(data.au, MAX_AUS_PER_SAMPLE)))
+        without = counts_to_vector(cooccurrence_counts(cap_aus(np.delete(data.au, i, axis=0), MAX_AUS_PER_SAMPLE)))
+        assert np.linalg.norm(with_i - without) <= bound + 1e-12
+    # and the bound is tight for the capped sample
+    full = counts_to_vector(cooccurrence_counts(cap_aus(data.au, MAX_AUS_PER_SAMPLE)))
+    rest = counts_to_vector(cooccurrence_counts(cap_aus(data.au[1:], MAX_AUS_PER_SAMPLE)))
+    assert np.linalg.norm(full - rest) == pytest.approx(bound)
