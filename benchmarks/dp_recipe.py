@@ -31,11 +31,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-#: the candidate grid: (local epochs, expected batch, lr, clip, ema); dp_trainable "head" throughout
-GRID = [dict(epochs=e, batch_size=b, lr=lr, max_grad_norm=c, ema=m)
-        for e, b, lr, c, m in itertools.product((5, 10, 20), (8, 16, 32), (0.01, 0.03), (1.0,), (0.0,))]
-QUICK_GRID = [dict(epochs=e, batch_size=b, lr=lr, max_grad_norm=1.0, ema=0.0)
-              for e, b, lr in ((5, 16, 0.01), (10, 16, 0.01), (10, 32, 0.03), (20, 16, 0.01), (20, 32, 0.03), (5, 8, 0.01))]
+#: the candidate grid: (local epochs, expected batch, lr, clip, ema, augmentation multiplicity);
+#: dp_trainable "head" throughout
+GRID = [dict(epochs=e, batch_size=b, lr=lr, max_grad_norm=c, ema=m, aug_mult=k)
+        for e, b, lr, c, m, k in itertools.product((5, 10, 20), (8, 16, 32), (0.01, 0.03), (1.0,), (0.0,), (1, 4))]
+#: --quick: six schedules with augmentation multiplicity 4, and the best schedule of a first
+#: search without augmentation as the control
+QUICK_GRID = [dict(epochs=e, batch_size=b, lr=lr, max_grad_norm=1.0, ema=0.0, aug_mult=k)
+              for e, b, lr, k in ((5, 16, 0.01, 4), (10, 16, 0.01, 4), (10, 32, 0.03, 4), (20, 16, 0.01, 4),
+                                  (20, 32, 0.03, 4), (5, 8, 0.01, 4), (10, 16, 0.01, 1))]
 EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, math.inf)
 
 
@@ -53,7 +57,7 @@ def run_one(data, eps: float, cand: dict, seed: int, clients: int, rounds: int, 
     settings = {"format": "casme2", "partition": "subjects", "num_classes": len(data.class_names),
                 "model": "dpk-gat", "seed": seed, "test_fraction": 0.25, "init": init,
                 "dp_trainable": trainable, "epochs": cand["epochs"], "batch_size": cand["batch_size"],
-                "lr": cand["lr"], "ema": cand["ema"]}
+                "lr": cand["lr"], "ema": cand["ema"], "aug_mult": cand["aug_mult"]}
     privacy = {"enabled": False} if math.isinf(eps) else {
         "target_epsilon": eps, "max_grad_norm": cand["max_grad_norm"], "secure_rng": False}
     t0 = time.perf_counter()
@@ -71,7 +75,7 @@ def main(argv=None) -> int:
     import torch
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="6 candidates instead of 18")
+    ap.add_argument("--quick", action="store_true", help="7 candidates instead of 36")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--clients", type=int, default=3)

@@ -275,7 +275,8 @@ def run(args: argparse.Namespace) -> int:
         for i, (setting, init, eps, seed) in enumerate(todo):
             hp = bc.recipe(eps, init)
             s = {**settings, "init": init, "dp_trainable": hp["dp_trainable"], "epochs": int(hp["epochs"]),
-                 "batch_size": int(hp["batch_size"]), "lr": float(hp["lr"]), "ema": float(hp["ema"])}
+                 "batch_size": int(hp["batch_size"]), "lr": float(hp["lr"]), "ema": float(hp["ema"]),
+                 "aug_mult": int(hp["aug_mult"])}
             privacy = privacy_table(eps, hp)
             work = Path(tmp) / f"run{i}"
             t0 = time.perf_counter()

@@ -41,20 +41,20 @@ SETTINGS: tuple[str, ...] = ("centralised", "plain", "secagg", "ckks")
 INITS: tuple[str, ...] = ("pretrained", "none")
 
 #: Training keys every recipe holds.
-KEYS = ("dp_trainable", "epochs", "batch_size", "lr", "max_grad_norm", "ema")
+KEYS = ("dp_trainable", "epochs", "batch_size", "lr", "max_grad_norm", "ema", "aug_mult")
 #: epsilon -> recipe, from benchmarks/dp_recipe.py (see the module docstring)
 RECIPES: dict[float, dict[str, float | int | str]] = {
-    0.5: {"dp_trainable": "head", "epochs": 5, "batch_size": 16, "lr": 0.01, "max_grad_norm": 1.0, "ema": 0.0},
-    1.0: {"dp_trainable": "head", "epochs": 5, "batch_size": 16, "lr": 0.01, "max_grad_norm": 1.0, "ema": 0.0},
-    2.0: {"dp_trainable": "head", "epochs": 10, "batch_size": 16, "lr": 0.01, "max_grad_norm": 1.0, "ema": 0.0},
-    4.0: {"dp_trainable": "head", "epochs": 10, "batch_size": 16, "lr": 0.01, "max_grad_norm": 1.0, "ema": 0.0},
-    8.0: {"dp_trainable": "head", "epochs": 10, "batch_size": 16, "lr": 0.01, "max_grad_norm": 1.0, "ema": 0.0},
-    16.0: {"dp_trainable": "head", "epochs": 10, "batch_size": 16, "lr": 0.01, "max_grad_norm": 1.0, "ema": 0.0},
-    math.inf: {"dp_trainable": "head", "epochs": 10, "batch_size": 16, "lr": 0.01, "max_grad_norm": 1.0, "ema": 0.0},
+    0.5: {"dp_trainable": "head", "epochs": 5, "batch_size": 16, "lr": 0.01, "max_grad_norm": 1.0, "ema": 0.0, "aug_mult": 4},
+    1.0: {"dp_trainable": "head", "epochs": 5, "batch_size": 16, "lr": 0.01, "max_grad_norm": 1.0, "ema": 0.0, "aug_mult": 4},
+    2.0: {"dp_trainable": "head", "epochs": 10, "batch_size": 16, "lr": 0.01, "max_grad_norm": 1.0, "ema": 0.0, "aug_mult": 4},
+    4.0: {"dp_trainable": "head", "epochs": 10, "batch_size": 16, "lr": 0.01, "max_grad_norm": 1.0, "ema": 0.0, "aug_mult": 4},
+    8.0: {"dp_trainable": "head", "epochs": 10, "batch_size": 16, "lr": 0.01, "max_grad_norm": 1.0, "ema": 0.0, "aug_mult": 4},
+    16.0: {"dp_trainable": "head", "epochs": 10, "batch_size": 16, "lr": 0.01, "max_grad_norm": 1.0, "ema": 0.0, "aug_mult": 4},
+    math.inf: {"dp_trainable": "head", "epochs": 10, "batch_size": 16, "lr": 0.01, "max_grad_norm": 1.0, "ema": 0.0, "aug_mult": 4},
 }
 #: training from scratch (``init = none``): the pre-pre-training defaults, the same at every budget
 SCRATCH: dict[str, float | int | str] = {"dp_trainable": "all", "epochs": 1, "batch_size": 64, "lr": 1e-3,
-                                          "max_grad_norm": 1.0, "ema": 0.0}
+                                          "max_grad_norm": 1.0, "ema": 0.0, "aug_mult": 1}
 
 
 def recipe(epsilon: float, init: str = "pretrained") -> dict[str, float | int | str]:

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 WORKLOAD = "mer.train.federated:workload"
 #: federation shape; the training hyper-parameters come from the DP recipe (mer.bench_config.recipe)
 DEFAULTS = {"clients": 3, "rounds": 20, "epsilon": 8.0}
-RECIPE_OPTIONS = ("dp_trainable", "epochs", "batch_size", "lr", "max_grad_norm", "ema")
+RECIPE_OPTIONS = ("dp_trainable", "epochs", "batch_size", "lr", "max_grad_norm", "ema", "aug_mult")
 
 
 def training_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,14 +83,16 @@ def run(args: argparse.Namespace) -> int:
     settings: dict[str, Any] = {
         "data": str(data), "format": args.format, "cache_dir": str(cache), "partition": args.partition,
         "num_classes": len(classes), "model": args.model, "epochs": hp["epochs"], "batch_size": hp["batch_size"],
-        "lr": hp["lr"], "ema": hp["ema"], "dp_trainable": hp["dp_trainable"], "init": args.init,
+        "lr": hp["lr"], "ema": hp["ema"], "aug_mult": hp["aug_mult"], "dp_trainable": hp["dp_trainable"],
+        "init": args.init,
         "seed": args.seed, "test_fraction": args.test_fraction,
     }
     doc = apply_init_manifest(args.model, args.init)
     if doc is not None:
         settings["init_sha256"] = doc["weights_sha256"]
     print(f"training: init {args.init}, dp_trainable {hp['dp_trainable']}, {hp['epochs']} local epochs, "
-          f"batch {hp['batch_size']}, lr {hp['lr']:g}, clip {hp['max_grad_norm']:g}, ema {hp['ema']:g}", flush=True)
+          f"batch {hp['batch_size']}, lr {hp['lr']:g}, clip {hp['max_grad_norm']:g}, ema {hp['ema']:g}, "
+          f"augmentation multiplicity {hp['aug_mult']}", flush=True)
     if args.partition == "dirichlet":
         settings["alpha"] = args.alpha
     if args.prior:
@@ -145,6 +147,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="expected batch size (default: the recipe's)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
     p.add_argument("--ema", type=float, default=None, help="weight averaging of the released model (default: the recipe's)")
+    p.add_argument("--aug-mult", type=int, default=None,
+                   help="augmentation multiplicity of head-only DP training (default: the recipe's)")
     p.add_argument("--strategy", default="fedavg", choices=("fedavg", "fedprox", "fedadam", "fedyogi"))
     p.add_argument("--mu", type=float, default=0.01, help="FedProx proximal weight")
     p.add_argument("--epsilon", type=float, default=DEFAULTS["epsilon"],

@@ -165,6 +165,15 @@ class Ema:
             p.copy_(s.to(p.device))
 
 
+def shift_image(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """(B, C, H, W) shifted by (dy, dx) pixels, edges replicated (a small alignment jitter)."""
+    if dy == 0 and dx == 0:
+        return x
+    h, w = x.shape[-2:]
+    pad = torch.nn.functional.pad(x, (abs(dx), abs(dx), abs(dy), abs(dy)), mode="replicate")
+    return pad[..., abs(dy) - dy:abs(dy) - dy + h, abs(dx) - dx:abs(dx) - dx + w]
+
+
 def prior_r(round_: int, rounds: int) -> float:
     """DPK-GAT's dynamic prior factor over a federation: 1 in round 1, linear to 0 in the last."""
     return max(0.0, 1.0 - (round_ - 1) / max(1, rounds - 1))
@@ -307,9 +316,18 @@ class MERTrainer:
             # Only the classifier trains: run the frozen network once (eval mode, this round's r and
             # prior) and DP-train the classifier on its inputs. Only the emotion term reaches the
             # classifier; its weight is 1 (a constant factor would only rescale the clipping bound).
-            module, tensors = self.model.classifier, (self._classifier_inputs(), *tensors[1:])
+            # With augmentation multiplicity K > 1 (De et al. 2022) each sample's gradient is the mean
+            # over K shifted copies of its flow image, taken before clipping: less variance per
+            # sample, the same sensitivity, no privacy cost.
+            mult = int(config.get("aug_mult", 1))
+            module, tensors = self.model.classifier, (self._classifier_inputs(mult), *tensors[1:])
 
             def loss_fn(logits, label, au, known):  # noqa: F811 -- the head-only loss
+                if logits.dim() == 3:  # (B, K, C): average over the K augmentations of each sample
+                    k = logits.shape[1]
+                    per = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                            label.repeat_interleave(k), reduction="none")
+                    return per.reshape(-1, k).mean(dim=1).mean()
                 return torch.nn.functional.cross_entropy(logits, label)
 
         try:
@@ -335,19 +353,28 @@ class MERTrainer:
         return bool(names) and all(n.startswith("classifier.") for n in names) and hasattr(self.model, "classifier")
 
     @torch.no_grad()
-    def _classifier_inputs(self, chunk: int = 256) -> torch.Tensor:
-        """(n, F) inputs of the classifier for the training split, from the frozen network in eval mode."""
+    def _classifier_inputs(self, mult: int = 1, chunk: int = 256) -> torch.Tensor:
+        """Inputs of the classifier for the training split, from the frozen network in eval mode:
+        (n, F), or (n, K, F) with ``mult`` = K > 1 (the image itself, then K - 1 copies shifted by
+        up to 2 pixels, fresh shifts every round)."""
+        if mult < 1:
+            raise ValueError(f"aug_mult must be >= 1 (got {mult})")
         seen: list[torch.Tensor] = []
         handle = self.model.classifier.register_forward_pre_hook(lambda _m, args: seen.append(args[0].cpu()))
         self.model.to(self.device).eval()
         x = self._train_tensors[0]
+        views = [x] + [shift_image(x, *torch.randint(-2, 3, (2,)).tolist()) for _ in range(mult - 1)]
         try:
-            for i in range(0, len(x), chunk):
-                self.model(x[i:i + chunk].to(self.device))
+            for v in views:
+                for i in range(0, len(v), chunk):
+                    self.model(v[i:i + chunk].to(self.device))
         finally:
             handle.remove()
             self.model.cpu()
-        return torch.cat(seen) if seen else torch.zeros(0, self.model.classifier[-1].in_features)
+        if not seen:
+            return torch.zeros(0, self.model.classifier[-1].in_features)
+        flat = torch.cat(seen)                                               # (K*n, F), view by view
+        return flat if mult == 1 else flat.reshape(mult, len(x), -1).transpose(0, 1).contiguous()  # (n, K, F)
 
     # -- evaluation ------------------------------------------------------------------------
     @torch.no_grad()

@@ -123,3 +123,18 @@ def test_one_sample_changes_the_statistics_by_at_most_the_declared_sensitivity(c
     full = counts_to_vector(cooccurrence_counts(cap_aus(data.au, MAX_AUS_PER_SAMPLE)))
     rest = counts_to_vector(cooccurrence_counts(cap_aus(data.au[1:], MAX_AUS_PER_SAMPLE)))
     assert np.linalg.norm(full - rest) == pytest.approx(bound)
+
+
+def test_augmentation_multiplicity_adds_shifted_views_after_the_sample_itself(checkpoint, tmp_path):
+    from mer.train.federated import shift_image
+
+    data = _data(30)
+    t = workload.make_trainer({**_settings(checkpoint), "client_index": 0, "num_clients": 1}, "c", tmp_path, "cpu",
+                              data=data)
+    one, four = t._classifier_inputs(1), t._classifier_inputs(4)
+    assert one.shape == (len(t.train), one.shape[1]) and four.shape == (len(t.train), 4, one.shape[1])
+    torch.testing.assert_close(four[:, 0], one)  # view 0 is the image itself
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    assert torch.equal(shift_image(x, 1, 0)[0, 0, 1:], x[0, 0, :3]) and torch.equal(shift_image(x, 0, 0), x)
+    with pytest.raises(ValueError, match="aug_mult must be >= 1"):
+        t._classifier_inputs(0)
