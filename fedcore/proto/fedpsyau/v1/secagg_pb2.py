@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as fedpsyau_dot_v1_dot_federation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65\x64psyau/v1/secagg.proto\x12\x0b\x66\x65\x64psyau.v1\x1a\x1c\x66\x65\x64psyau/v1/federation.proto\"O\n\x17SecAggAdvertiseKeysTask\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x14\n\x0cparticipants\x18\x03 \x03(\t\"J\n\x13SecAggAdvertiseKeys\x12\x1a\n\x12\x63hannel_public_key\x18\x01 \x01(\x0c\x12\x17\n\x0fmask_public_key\x18\x02 \x01(\x0c\"X\n\x0eSecAggPeerKeys\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63hannel_public_key\x18\x02 \x01(\x0c\x12\x17\n\x0fmask_public_key\x18\x03 \x01(\x0c\"\xb7\x01\n\x13SecAggShareKeysTask\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x14\n\x0cparticipants\x18\x03 \x03(\t\x12\x12\n\ngraph_seed\x18\x04 \x01(\x0c\x12\x0e\n\x06\x64\x65gree\x18\x05 \x01(\r\x12\x15\n\rmin_survivors\x18\x06 \x01(\r\x12/\n\nneighbours\x18\x07 \x03(\x0b\x32\x1b.fedpsyau.v1.SecAggPeerKeys\"E\n\x11SecAggSealedShare\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x10\n\x08receiver\x18\x02 \x01(\t\x12\x0e\n\x06sealed\x18\x03 \x01(\x0c\"A\n\x0fSecAggShareKeys\x12.\n\x06shares\x18\x01 \x03(\x0b\x32\x1e.fedpsyau.v1.SecAggSealedShare\"d\n\x14SecAggSharePlaintext\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x10\n\x08receiver\x18\x02 \x01(\t\x12\x17\n\x0fself_mask_share\x18\x03 \x01(\x0c\x12\x11\n\tkey_share\x18\x04 \x01(\x0c\"\x81\x01\n\x12SecAggQuantization\x12\x0c\n\x04\x62its\x18\x01 \x01(\r\x12\x11\n\tfrac_bits\x18\x02 \x01(\r\x12\x0c\n\x04\x63lip\x18\x03 \x01(\x01\x12\x12\n\nmax_weight\x18\x04 \x01(\x04\x12\x13\n\x0bnoise_sigma\x18\x05 \x01(\x01\x12\x13\n\x0bnum_clients\x18\x06 \x01(\r\"\x9e\x01\n\x15SecAggMaskedInputTask\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x35\n\x0cquantization\x18\x03 \x01(\x0b\x32\x1f.fedpsyau.v1.SecAggQuantization\x12.\n\x06shares\x18\x04 \x03(\x0b\x32\x1e.fedpsyau.v1.SecAggSealedShare\"8\n\x11SecAggMaskedInput\x12#\n\x06masked\x18\x01 \x01(\x0b\x32\x13.fedpsyau.v1.Vector\"m\n\x10SecAggUnmaskTask\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x11\n\tsurvivors\x18\x03 \x03(\t\x12\x0f\n\x07\x64ropped\x18\x04 \x03(\t\x12\x15\n\rnum_survivors\x18\x05 \x01(\r\"3\n\x13SecAggRevealedShare\x12\r\n\x05owner\x18\x01 \x01(\t\x12\r\n\x05share\x18\x02 \x01(\x0c\"\x80\x01\n\x0cSecAggUnmask\x12:\n\x10self_mask_shares\x18\x01 \x03(\x0b\x32 .fedpsyau.v1.SecAggRevealedShare\x12\x34\n\nkey_shares\x18\x02 \x03(\x0b\x32 .fedpsyau.v1.SecAggRevealedShareb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65\x64psyau/v1/secagg.proto\x12\x0b\x66\x65\x64psyau.v1\x1a\x1c\x66\x65\x64psyau/v1/federation.proto\"O\n\x17SecAggAdvertiseKeysTask\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x14\n\x0cparticipants\x18\x03 \x03(\t\"v\n\x13SecAggAdvertiseKeys\x12\x1a\n\x12\x63hannel_public_key\x18\x01 \x01(\x0c\x12\x17\n\x0fmask_public_key\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x04 \x01(\x0c\"\x84\x01\n\x0eSecAggPeerKeys\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63hannel_public_key\x18\x02 \x01(\x0c\x12\x17\n\x0fmask_public_key\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x05 \x01(\x0c\"\xb7\x01\n\x13SecAggShareKeysTask\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x14\n\x0cparticipants\x18\x03 \x03(\t\x12\x12\n\ngraph_seed\x18\x04 \x01(\x0c\x12\x0e\n\x06\x64\x65gree\x18\x05 \x01(\r\x12\x15\n\rmin_survivors\x18\x06 \x01(\r\x12/\n\nneighbours\x18\x07 \x03(\x0b\x32\x1b.fedpsyau.v1.SecAggPeerKeys\"E\n\x11SecAggSealedShare\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x10\n\x08receiver\x18\x02 \x01(\t\x12\x0e\n\x06sealed\x18\x03 \x01(\x0c\"A\n\x0fSecAggShareKeys\x12.\n\x06shares\x18\x01 \x03(\x0b\x32\x1e.fedpsyau.v1.SecAggSealedShare\"d\n\x14SecAggSharePlaintext\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x10\n\x08receiver\x18\x02 \x01(\t\x12\x17\n\x0fself_mask_share\x18\x03 \x01(\x0c\x12\x11\n\tkey_share\x18\x04 \x01(\x0c\"\x81\x01\n\x12SecAggQuantization\x12\x0c\n\x04\x62its\x18\x01 \x01(\r\x12\x11\n\tfrac_bits\x18\x02 \x01(\r\x12\x0c\n\x04\x63lip\x18\x03 \x01(\x01\x12\x12\n\nmax_weight\x18\x04 \x01(\x04\x12\x13\n\x0bnoise_sigma\x18\x05 \x01(\x01\x12\x13\n\x0bnum_clients\x18\x06 \x01(\r\"\x9e\x01\n\x15SecAggMaskedInputTask\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x35\n\x0cquantization\x18\x03 \x01(\x0b\x32\x1f.fedpsyau.v1.SecAggQuantization\x12.\n\x06shares\x18\x04 \x03(\x0b\x32\x1e.fedpsyau.v1.SecAggSealedShare\"8\n\x11SecAggMaskedInput\x12#\n\x06masked\x18\x01 \x01(\x0b\x32\x13.fedpsyau.v1.Vector\"m\n\x10SecAggUnmaskTask\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x11\n\tsurvivors\x18\x03 \x03(\t\x12\x0f\n\x07\x64ropped\x18\x04 \x03(\t\x12\x15\n\rnum_survivors\x18\x05 \x01(\r\"3\n\x13SecAggRevealedShare\x12\r\n\x05owner\x18\x01 \x01(\t\x12\r\n\x05share\x18\x02 \x01(\x0c\"\x80\x01\n\x0cSecAggUnmask\x12:\n\x10self_mask_shares\x18\x01 \x03(\x0b\x32 .fedpsyau.v1.SecAggRevealedShare\x12\x34\n\nkey_shares\x18\x02 \x03(\x0b\x32 .fedpsyau.v1.SecAggRevealedShareb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,27 +35,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SECAGGADVERTISEKEYSTASK']._serialized_start=71
   _globals['_SECAGGADVERTISEKEYSTASK']._serialized_end=150
   _globals['_SECAGGADVERTISEKEYS']._serialized_start=152
-  _globals['_SECAGGADVERTISEKEYS']._serialized_end=226
-  _globals['_SECAGGPEERKEYS']._serialized_start=228
-  _globals['_SECAGGPEERKEYS']._serialized_end=316
-  _globals['_SECAGGSHAREKEYSTASK']._serialized_start=319
-  _globals['_SECAGGSHAREKEYSTASK']._serialized_end=502
-  _globals['_SECAGGSEALEDSHARE']._serialized_start=504
-  _globals['_SECAGGSEALEDSHARE']._serialized_end=573
-  _globals['_SECAGGSHAREKEYS']._serialized_start=575
-  _globals['_SECAGGSHAREKEYS']._serialized_end=640
-  _globals['_SECAGGSHAREPLAINTEXT']._serialized_start=642
-  _globals['_SECAGGSHAREPLAINTEXT']._serialized_end=742
-  _globals['_SECAGGQUANTIZATION']._serialized_start=745
-  _globals['_SECAGGQUANTIZATION']._serialized_end=874
-  _globals['_SECAGGMASKEDINPUTTASK']._serialized_start=877
-  _globals['_SECAGGMASKEDINPUTTASK']._serialized_end=1035
-  _globals['_SECAGGMASKEDINPUT']._serialized_start=1037
-  _globals['_SECAGGMASKEDINPUT']._serialized_end=1093
-  _globals['_SECAGGUNMASKTASK']._serialized_start=1095
-  _globals['_SECAGGUNMASKTASK']._serialized_end=1204
-  _globals['_SECAGGREVEALEDSHARE']._serialized_start=1206
-  _globals['_SECAGGREVEALEDSHARE']._serialized_end=1257
-  _globals['_SECAGGUNMASK']._serialized_start=1260
-  _globals['_SECAGGUNMASK']._serialized_end=1388
+  _globals['_SECAGGADVERTISEKEYS']._serialized_end=270
+  _globals['_SECAGGPEERKEYS']._serialized_start=273
+  _globals['_SECAGGPEERKEYS']._serialized_end=405
+  _globals['_SECAGGSHAREKEYSTASK']._serialized_start=408
+  _globals['_SECAGGSHAREKEYSTASK']._serialized_end=591
+  _globals['_SECAGGSEALEDSHARE']._serialized_start=593
+  _globals['_SECAGGSEALEDSHARE']._serialized_end=662
+  _globals['_SECAGGSHAREKEYS']._serialized_start=664
+  _globals['_SECAGGSHAREKEYS']._serialized_end=729
+  _globals['_SECAGGSHAREPLAINTEXT']._serialized_start=731
+  _globals['_SECAGGSHAREPLAINTEXT']._serialized_end=831
+  _globals['_SECAGGQUANTIZATION']._serialized_start=834
+  _globals['_SECAGGQUANTIZATION']._serialized_end=963
+  _globals['_SECAGGMASKEDINPUTTASK']._serialized_start=966
+  _globals['_SECAGGMASKEDINPUTTASK']._serialized_end=1124
+  _globals['_SECAGGMASKEDINPUT']._serialized_start=1126
+  _globals['_SECAGGMASKEDINPUT']._serialized_end=1182
+  _globals['_SECAGGUNMASKTASK']._serialized_start=1184
+  _globals['_SECAGGUNMASKTASK']._serialized_end=1293
+  _globals['_SECAGGREVEALEDSHARE']._serialized_start=1295
+  _globals['_SECAGGREVEALEDSHARE']._serialized_end=1346
+  _globals['_SECAGGUNMASK']._serialized_start=1349
+  _globals['_SECAGGUNMASK']._serialized_end=1477
 # @@protoc_insertion_point(module_scope)

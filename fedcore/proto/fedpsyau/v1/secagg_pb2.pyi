@@ -18,22 +18,30 @@ class SecAggAdvertiseKeysTask(_message.Message):
     def __init__(self, round: _Optional[int] = ..., attempt: _Optional[int] = ..., participants: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SecAggAdvertiseKeys(_message.Message):
-    __slots__ = ("channel_public_key", "mask_public_key")
+    __slots__ = ("channel_public_key", "mask_public_key", "signature", "certificate_pem")
     CHANNEL_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     MASK_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
     channel_public_key: bytes
     mask_public_key: bytes
-    def __init__(self, channel_public_key: _Optional[bytes] = ..., mask_public_key: _Optional[bytes] = ...) -> None: ...
+    signature: bytes
+    certificate_pem: bytes
+    def __init__(self, channel_public_key: _Optional[bytes] = ..., mask_public_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., certificate_pem: _Optional[bytes] = ...) -> None: ...
 
 class SecAggPeerKeys(_message.Message):
-    __slots__ = ("client_id", "channel_public_key", "mask_public_key")
+    __slots__ = ("client_id", "channel_public_key", "mask_public_key", "signature", "certificate_pem")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     MASK_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     channel_public_key: bytes
     mask_public_key: bytes
-    def __init__(self, client_id: _Optional[str] = ..., channel_public_key: _Optional[bytes] = ..., mask_public_key: _Optional[bytes] = ...) -> None: ...
+    signature: bytes
+    certificate_pem: bytes
+    def __init__(self, client_id: _Optional[str] = ..., channel_public_key: _Optional[bytes] = ..., mask_public_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., certificate_pem: _Optional[bytes] = ...) -> None: ...
 
 class SecAggShareKeysTask(_message.Message):
     __slots__ = ("round", "attempt", "participants", "graph_seed", "degree", "min_survivors", "neighbours")
