@@ -173,9 +173,13 @@ def privacy_report(
 
 
 def format_table(rows: list[PrivacyRow]) -> str:
-    """A plain-text table: client, epsilon, delta, accountant, steps, rounds trained, status."""
+    """A plain-text table: client, epsilon, delta, accountant, steps, rounds trained, status.
+
+    Steps show as "local" when the client kept them to itself (``report_steps`` off: they reveal n).
+    """
     header = ("client", "epsilon", "delta", "accountant", "steps", "rounds trained", "status")
-    body = [(r.client, f"{r.epsilon:.3f}", f"{r.delta:.2g}", r.accountant, str(r.steps), str(r.rounds_trained),
+    body = [(r.client, f"{r.epsilon:.3f}", f"{r.delta:.2g}", r.accountant, str(r.steps) if r.steps else "local",
+             str(r.rounds_trained),
              r.status) for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
