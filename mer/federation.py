@@ -32,8 +32,11 @@ def training_options(args: argparse.Namespace) -> dict[str, Any]:
     """The recipe for ``--epsilon`` / ``--init``, with every option the user gave on top of it."""
     from mer.bench_config import recipe
 
+    from mer.train.federated import default_init
+
     eps = math.inf if args.no_dp else args.epsilon
-    out = recipe(eps, "none" if args.init == "none" else "pretrained")
+    init = args.init or default_init(args.model)
+    out = recipe(eps, "none" if init == "none" else "pretrained")
     for key in RECIPE_OPTIONS:
         given = getattr(args, key, None)
         if given is not None:
@@ -71,10 +74,63 @@ def apply_init_manifest(model: str, init: str) -> dict | None:
     return apply_init(build_model(model, 2), init)
 
 
+def check_args(args: argparse.Namespace) -> list[str]:
+    """Every problem with the ``simulate`` arguments, found before any data is written or process started.
+
+    Also resolves ``--init`` (None: ``pretrained`` for dpk-gat, ``none`` otherwise).
+    """
+    from mer.model.pretrained import CheckpointError
+    from mer.train.federated import default_init
+
+    if args.init is None:
+        args.init = default_init(args.model)
+    problems = []
+    if args.rounds < 1:
+        problems.append(f"--rounds must be >= 1 (got {args.rounds})")
+    if args.partition != "by-dataset":
+        least = 1 if args.aggregation == "plain" else 3
+        if args.clients < least:
+            problems.append(f"--clients must be >= {least} for --aggregation {args.aggregation}"
+                            + (" (with fewer, one client could compute another's update from the sum)"
+                               if least == 3 else "") + f" (got {args.clients})")
+    if not args.no_dp and not args.epsilon > 0:
+        problems.append(f"--epsilon must be > 0, or inf / --no-dp for no DP (got {args.epsilon})")
+    if args.data is None and args.subjects < 2:
+        problems.append(f"--subjects must be >= 2 (got {args.subjects})")
+    if args.data is not None and not Path(args.data).exists():
+        problems.append(f"--data {args.data} does not exist")
+    if not 0.0 < args.test_fraction < 1.0:
+        problems.append(f"--test-fraction must lie in (0, 1) (got {args.test_fraction})")
+    for name in ("epochs", "batch_size", "aug_mult"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            problems.append(f"--{name.replace('_', '-')} must be >= 1 (got {value})")
+    for name in ("lr", "max_grad_norm"):
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            problems.append(f"--{name.replace('_', '-')} must be > 0 (got {value})")
+    if args.ema is not None and not 0.0 <= args.ema < 1.0:
+        problems.append(f"--ema must lie in [0, 1) (got {args.ema})")
+    if args.model != "dpk-gat" and args.init == "pretrained":
+        problems.append(f"--init pretrained: the packaged checkpoint is for dpk-gat, not {args.model} "
+                        "(use --init none or a checkpoint folder of that model)")
+    else:
+        try:
+            apply_init_manifest(args.model, args.init)
+        except (CheckpointError, ValueError) as exc:
+            problems.append(f"--init {args.init}: {exc}")
+    return problems
+
+
 def run(args: argparse.Namespace) -> int:
     from fedcore.simulation import simulate
     from mer.report import write_report
 
+    problems = check_args(args)
+    if problems:
+        for problem in problems:
+            print(f"fedpsyau simulate: {problem}", file=sys.stderr)
+        return int(ExitCode.CONFIG)
     run_dir = Path(args.out or "runs/demo").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     data, cache, arrays = prepare_data(run_dir, args.data, args.format, args.subjects, args.seed)
@@ -139,8 +195,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-fraction", type=float, default=0.25, help="share of each client's subjects held out")
     p.add_argument("--model", default="dpk-gat", choices=("dpk-gat", "flow-cnn", "ststnet"))
     p.add_argument("--prior", choices=("both", "psych", "stat", "none"), help="DPK-GAT prior (default both)")
-    p.add_argument("--init", default="pretrained",
-                   help="pretrained (default: the public checkpoint in the package) | none | a checkpoint folder")
+    p.add_argument("--init", default=None,
+                   help="pretrained (the public checkpoint in the package; default for dpk-gat) | none (default for "
+                        "other models) | a checkpoint folder")
     p.add_argument("--dp-trainable", choices=("all", "graph", "head"), default=None,
                    help="parameters local training updates (default: the recipe's, head)")
     p.add_argument("--epochs", type=int, default=None, help="local epochs per round (default: the recipe's)")
