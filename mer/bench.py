@@ -304,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
               "machine": {"python": platform.python_version(), "platform": platform.platform(),
                           "torch": torch.__version__},
               "elapsed_s": time.time() - started, "runs": runs, "summary": summary}
-    paths = write_outputs(result, out, "epsilon_quick" if args.quick else "epsilon")
+    paths = write_outputs(result, out, args.stem or ("epsilon_quick" if args.quick else "epsilon"))
     print(f"{'setting':11s} {'init':10s} {'epsilon':>7s}  UF1 mean+-sd    UAR mean+-sd")
     for row in summary:
         print(f"{row['setting']:11s} {row['init']:10s} {row['epsilon']:7g}  {row['uf1_mean']:.3f}+-{row['uf1_sd']:.3f}    "
@@ -334,6 +334,7 @@ def register(subparsers) -> None:
     p.add_argument("--test-fraction", type=float, default=0.25, help="share of each client's subjects held out")
     p.add_argument("--split-seed", type=int, default=0, help="partition and hold-out seed (fixed across seeds)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--stem", default=None, help="output file stem (default epsilon, or epsilon_quick with --quick)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.set_defaults(func=_safe_run)
 
