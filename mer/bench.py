@@ -232,12 +232,10 @@ def write_outputs(result: dict[str, Any], out: Path, stem: str) -> list[Path]:
 
 
 def prepare(args: argparse.Namespace, out: Path) -> tuple[Path, Path, list[str], int]:
-    from mer.data.load import load_arrays
     from mer.federation import prepare_data
 
-    data, cache, classes = prepare_data(out, args.data, args.format, args.subjects, 0)
-    n = len(load_arrays(data, args.format, cache_dir=cache, verbose=False))
-    return data, cache, classes, n
+    data, cache, arrays = prepare_data(out, args.data, args.format, args.subjects, 0)
+    return data, cache, list(arrays.class_names), len(arrays)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -124,3 +124,10 @@ def test_outputs_hold_mean_and_sd_over_seeds_and_no_dp_as_inf(tmp_path):
     assert all(p.stat().st_size > 0 for p in paths)
     rows = list(csv.DictReader(paths[1].open()))
     assert [r["epsilon"] for r in rows if r["setting"] == "secagg"] == ["1", "inf"]
+
+
+def test_prepare_returns_the_class_names_and_sample_count(tmp_path):
+    args = _args(["--out", str(tmp_path), "--subjects", "3"])
+    data, cache, classes, n = bench.prepare(args, tmp_path)
+    assert classes == ["happiness", "disgust", "repression", "surprise", "others"] or len(classes) == 5
+    assert all(isinstance(c, str) for c in classes) and n >= 6 and data.is_dir()
