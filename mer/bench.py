@@ -128,8 +128,7 @@ def run_centralised(settings: dict[str, Any], clients: int, rounds: int, config:
     central = workload.make_trainer({**settings, "client_index": 0, "num_clients": 1}, "centralised",
                                     workdir / "centralised", device)
     # the same subjects as the federation: train on the union of the clients' training splits
-    central.train = _pooled([p.train for p in parts])
-    central.test = _pooled([p.test for p in parts])
+    central.use_split(_pooled([p.train for p in parts]), _pooled([p.test for p in parts]))
     params, spec = workload.initial_parameters(settings, seed)
     stats = central.statistics(config)
     epsilon = None

@@ -217,16 +217,23 @@ class MERTrainer:
             raise ValueError(f"num_classes {settings.get('num_classes')} differs from the data's "
                              f"{len(self.classes)} classes {list(self.classes)}")
         self.model = _model({**self.settings, "num_classes": len(self.classes)})
-        tr = self.train  # resized once here, not every round
-        self._train_tensors = (to_input(tr.flow, self.model.input_size, torch.device("cpu")),
-                               torch.as_tensor(tr.label, dtype=torch.int64),
-                               torch.as_tensor(tr.au, dtype=torch.float32),
-                               torch.as_tensor(tr.au_known, dtype=torch.bool))
+        self.use_split(self.train, self.test)
         self._ledger: PrivacyLedger | None = None
         self._plan_: PrivacyPlan | None = None
         self._privacy_cfg: tuple[dict, PrivacyConfig] | None = None
         log.info("client %s: %d training samples (%d subjects), %d test samples (%d subjects)", client_id,
                  len(self.train), len(set(self.train.subject)), len(self.test), len(set(self.test.subject)))
+
+    def use_split(self, train: MEArrays, test: MEArrays) -> None:
+        """Train on ``train`` and evaluate on ``test`` (before the first fit: the privacy plan is sized
+        by the training split). The inputs are resized once here, not every round."""
+        if self._plan_ if hasattr(self, "_plan_") else None:
+            raise RuntimeError("use_split after training started: the privacy plan is sized for the old split")
+        self.train, self.test = train, test
+        self._train_tensors = (to_input(train.flow, self.model.input_size, torch.device("cpu")),
+                               torch.as_tensor(train.label, dtype=torch.int64),
+                               torch.as_tensor(train.au, dtype=torch.float32),
+                               torch.as_tensor(train.au_known, dtype=torch.bool))
 
     # -- statistics ------------------------------------------------------------------------
     def statistics(self, config: Mapping[str, Any]) -> np.ndarray | None:

@@ -131,3 +131,16 @@ def test_prepare_returns_the_class_names_and_sample_count(tmp_path):
     data, cache, classes, n = bench.prepare(args, tmp_path)
     assert classes == ["happiness", "disgust", "repression", "surprise", "others"] or len(classes) == 5
     assert all(isinstance(c, str) for c in classes) and n >= 6 and data.is_dir()
+
+
+def test_centralised_setting_trains_on_the_union_of_the_clients_training_splits(tmp_path):
+    args = _args(["--out", str(tmp_path), "--subjects", "9"])
+    data, cache, classes, _ = bench.prepare(args, tmp_path)
+    settings = {"data": str(data), "format": "casme2", "cache_dir": str(cache), "partition": "subjects",
+                "num_classes": len(classes), "model": "dpk-gat", "seed": 0, "test_fraction": 0.25, "epochs": 1,
+                "batch_size": 16, "lr": 0.01, "dp_trainable": "head", "aug_mult": 1}
+    hp = bench_config.recipe(8.0)
+    row = bench.run_centralised(settings, 3, 1, {**settings, "rounds": 1, "privacy": bench.privacy_table(8.0, hp)},
+                                0, tmp_path / "work")
+    assert row["epsilon_spent"] is not None and 0 < row["epsilon_spent"] <= 8.0 + 1e-6
+    assert row["train_samples"] + row["test_samples"] > 0
