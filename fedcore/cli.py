@@ -74,7 +74,7 @@ def _guard(fn):
 
 @_guard
 def cmd_provision(args) -> int:
-    from fedcore.provision import provision, sign
+    from fedcore.provision import federation_preset, provision, sign
 
     if args.action == "sign":
         if not args.csr or not args.ca:
@@ -88,9 +88,10 @@ def cmd_provision(args) -> int:
         raise ConfigError(f"provision takes no positional arguments except 'sign CSR' (got {args.action!r})",
                           source="provision")
     clients = [c.strip() for c in (args.clients or "").split(",") if c.strip()]
+    preset = federation_preset(args.workload, args.rounds, len(clients), dp=not args.no_dp)
     result = provision(args.out, clients, server_names=args.server_name or (), address=args.address,
                        aggregation=args.aggregation, federation_id=args.federation, rounds=args.rounds,
-                       workload=args.workload, overwrite=args.force)
+                       overwrite=args.force, **preset)
     print(f"wrote {result.coordinator_config}")
     for cid, path in result.client_configs.items():
         print(f"wrote {path}  ({cid})")
@@ -162,7 +163,10 @@ def register(subparsers, exclude: tuple[str, ...] = ()) -> None:
     p.add_argument("--aggregation", default="secagg", choices=list(MODES))
     p.add_argument("--federation", default="fedpsyau", help="federation id")
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--workload", default=DEFAULT_WORKLOAD, help="import path module:attribute")
+    p.add_argument("--workload", default="mer", help="mer (the MER federation, default) | example (fedcore's "
+                   "softmax example) | an import path module:attribute")
+    p.add_argument("--no-dp", action="store_true", help="no DP-SGD defaults in the coordinator's [privacy] "
+                   "(baselines only: NOT private)")
     p.add_argument("--force", action="store_true", help="overwrite an existing provisioned folder")
     p.set_defaults(func=cmd_provision)
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from fedcore.common.errors import ConfigError
 from fedcore.config._write import dumps, field_comments
-from fedcore.config.client import ClientSection, ClientTls
+from fedcore.config.client import PLACEHOLDER, ClientSection, ClientTls
 from fedcore.config.coordinator import Deadlines, Federation, Server, ServerTls
 from fedcore.transport.certs import (
     CLIENT_ID,
@@ -58,6 +58,17 @@ from fedcore.transport.certs import (
 log = logging.getLogger(__name__)
 DEFAULT_WORKLOAD = "fedcore.examples.softmax:workload"
 TEMPLATE = "client-template.toml"   # what `provision sign` fills in for each enrolled client
+
+# -- the MER federation (what `fedpsyau provision` makes unless told otherwise) --------------------
+MER_WORKLOAD = "mer.train.federated:workload"
+MER_CLIENT_SETTINGS = {
+    "data": PLACEHOLDER + "this institution's data folder",
+    "format": PLACEHOLDER + "casme2 | samm | smic | casme3 | composite | manifest",
+}
+#: the coordinator's [workload] for MER: the model every party builds (num_classes = the label map's)
+MER_COORDINATOR_SETTINGS = {"model": "dpk-gat", "num_classes": 5}
+#: the coordinator's [privacy] defaults: sample-level DP-SGD on every client (README "Privacy budgets")
+DP_DEFAULTS = {"enabled": True, "target_epsilon": 8.0, "max_grad_norm": 1.0, "secure_rng": True}
 
 
 @dataclass(frozen=True)
@@ -109,12 +120,14 @@ def provision(out: str | Path, clients: Sequence[str], *, server_names: Sequence
               federation_id: str = "fedpsyau", rounds: int = 10, min_clients: int | None = None,
               workload: str = DEFAULT_WORKLOAD, workload_settings: Mapping[str, Any] | None = None,
               client_settings: Sequence[Mapping[str, Any]] | None = None, overwrite: bool = False,
-              client_options: Mapping[str, Any] | None = None, **coordinator_tables: Any) -> Provisioned:
+              client_options: Mapping[str, Any] | None = None, template_settings: Mapping[str, Any] | None = None,
+              **coordinator_tables: Any) -> Provisioned:
     """Write certificates and configs for a federation of ``clients`` (see the module docstring).
 
     ``address`` is what clients dial; the coordinator listens on ``listen`` (default: all
     interfaces, the port of ``address``). ``client_settings[i]`` is merged over the default
-    ``{"client_index": i, "num_clients": n}`` of client i's ``[workload.settings]``.
+    ``{"client_index": i, "num_clients": n}`` of client i's ``[workload.settings]``;
+    ``template_settings`` is the ``[workload.settings]`` of ``client-template.toml`` (enrolled clients).
     ``coordinator_tables`` pass extra tables (``deadlines``, ``strategy``, ``privacy``, ``secagg``,
     ``ckks``, ``central_dp``, ``limits``, ``server``) into ``coordinator.toml``. With no
     ``clients`` only the CA, the server and ``coordinator.toml`` are written: clients then enrol
@@ -127,6 +140,9 @@ def provision(out: str | Path, clients: Sequence[str], *, server_names: Sequence
         problems.append(f"client ids must be unique (got {clients})")
     if client_settings is not None and len(client_settings) != len(clients):
         problems.append(f"client_settings has {len(client_settings)} entries for {len(clients)} clients")
+    if clients and aggregation != "plain" and len(clients) < 3 and min_clients is None:
+        problems.append(f"{aggregation} needs at least 3 clients: with two, each learns the other's update "
+                        f"(got {len(clients)}; add clients, or --aggregation plain for a non-private baseline)")
     bad = [c for c in clients if not isinstance(c, str) or not CLIENT_ID.fullmatch(c)]
     if bad:
         problems.append(f"client ids must be 1-64 characters of [A-Za-z0-9_.-] (got {bad})")
@@ -155,6 +171,7 @@ def provision(out: str | Path, clients: Sequence[str], *, server_names: Sequence
                                       **coordinator_tables))
     (out / TEMPLATE).write_text(client_toml(
         "CLIENT_ID", federation=fed["id"], coordinator=address, workload=fed["workload"], client=client_options,
+        settings=template_settings,
         tls={"ca": "ca.pem", "cert": "CLIENT_ID.pem", "key": "CLIENT_ID.key"}))
     paths = {}
     for i, cid in enumerate(clients):
@@ -266,3 +283,21 @@ def _template(ca_dir: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path} is not readable TOML ({exc})", source="provision sign") from None
+
+
+def federation_preset(workload: str, rounds: int, n_clients: int, *, dp: bool = True) -> dict[str, Any]:
+    """Keyword arguments for :func:`provision` behind ``fedpsyau provision --workload W [--no-dp]``.
+
+    ``workload`` ``mer`` (the default) is the MER federation: :data:`MER_WORKLOAD`, the model in the
+    coordinator's ``[workload]``, and each client's ``data`` / ``format`` left as placeholders the
+    institution must fill in; ``example`` is fedcore's softmax example; anything else is an
+    import path. ``dp`` puts :data:`DP_DEFAULTS` into the coordinator's ``[privacy]``.
+    """
+    out: dict[str, Any] = {"privacy": dict(DP_DEFAULTS) if dp else {"enabled": False}}
+    if workload == "mer":
+        out.update(workload=MER_WORKLOAD, workload_settings=dict(MER_COORDINATOR_SETTINGS),
+                   client_settings=[dict(MER_CLIENT_SETTINGS) for _ in range(n_clients)],
+                   template_settings=dict(MER_CLIENT_SETTINGS))
+    else:
+        out["workload"] = DEFAULT_WORKLOAD if workload == "example" else workload
+    return out

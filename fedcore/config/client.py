@@ -58,6 +58,20 @@ class ClientConfig:
 
 SECTIONS = ("client", "tls", "workload", "privacy")
 DEVICES = ("auto", "cpu", "cuda")
+#: a ``[workload.settings]`` value starting with this was left by ``fedpsyau provision`` for the
+#: institution to fill in (its data folder, its format): a client refuses to start with it
+PLACEHOLDER = "REQUIRED: "
+
+
+def placeholder_keys(settings: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of ``settings`` (nested tables too) still holding a :data:`PLACEHOLDER` value."""
+    found = []
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            found += placeholder_keys(value, f"{prefix}{key}.")
+        elif isinstance(value, str) and value.startswith(PLACEHOLDER):
+            found.append(f'{prefix}{key} = "{value}"')
+    return found
 
 
 def parse_client(data: dict[str, Any], base: Path, *, insecure: bool | None = None,
@@ -81,6 +95,8 @@ def parse_client(data: dict[str, Any], base: Path, *, insecure: bool | None = No
     tls = replace(tls, ca=resolve(base, tls.ca), cert=resolve(base, tls.cert), key=resolve(base, tls.key))
     client = replace(client, workdir=resolve(base, client.workdir))
     settings = dict(workload.settings)
+    problems += [f"[workload.settings] {k} is a placeholder: set it to this institution's value before starting "
+                 f"the client (README, 'Across institutions')" for k in placeholder_keys(settings)]
     settings.setdefault("config_dir", str(base.resolve()))
     workload = replace(workload, settings=settings)
 

@@ -92,7 +92,7 @@ class SoftmaxTrainer:
         loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(config, statistics))
         opt = torch.optim.SGD(self.model.parameters(), lr=lr)
         task = config.get("task") or {}
-        seed = task.get("seed")  # the daemon's fresh seed per attempt: a new attempt is a new training
+        seed = None if self.s.fixed_shuffle else task.get("seed")  # the daemon's fresh seed per attempt
         gen = torch.Generator().manual_seed(int(seed) if isinstance(seed, int) else
                                             int(self.s.data_seed * 1000 + self.s.client_index * 100 + round))
         n = len(self.y_train)

@@ -32,6 +32,8 @@ class DataSettings:
     data_seed: int = 1234           # fixes class means and every client's shard
     hidden: int = 0                 # 0 = softmax regression; > 0 = one hidden layer of that width
     slowdown: float = 0.0           # seconds every fit sleeps: emulates a slow client (tests, demos)
+    fixed_shuffle: int = 0          # 1: plain SGD shuffles from (data_seed, client, round), not the task's
+                                    # fresh seed, so a test can recompute an update (DP noise stays fresh)
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> DataSettings:

@@ -192,13 +192,14 @@ class FaultRun:
                               listen=f"127.0.0.1:{self.port}", aggregation=self.mode, rounds=self.rounds,
                               min_clients=3, deadlines=DEADLINES, federation={"min_available": 4},
                               client_options={"backoff_max": 0.5, "reconnect_timeout": 120.0},
-                              **MODE_TABLES[self.mode])
+                              client_settings=[{"fixed_shuffle": 1}] * len(CLIENTS), **MODE_TABLES[self.mode])
         if self.proxied:
             self.proxy = Proxy(self.port)
             path = self.prov.client_configs[VICTIM]
             path.write_text(client_toml(VICTIM, federation="fedpsyau", coordinator=f"127.0.0.1:{self.proxy.port}",
                                         workload="fedcore.examples.softmax:workload",
-                                        settings={"client_index": CLIENTS.index(VICTIM), "num_clients": len(CLIENTS)},
+                                        settings={"client_index": CLIENTS.index(VICTIM), "num_clients": len(CLIENTS),
+                                                  "fixed_shuffle": 1},
                                         client={"backoff_max": 0.5, "reconnect_timeout": 120.0}))
         self.coord_log = self.logs / "coordinator.log"
 
@@ -302,7 +303,7 @@ def client_deltas(prev_params: np.ndarray, spec, round_: int, statistics) -> dic
 
     out = {}
     for i, cid in enumerate(CLIENTS):
-        trainer = SoftmaxTrainer(DataSettings(client_index=i, num_clients=len(CLIENTS)), "cpu")
+        trainer = SoftmaxTrainer(DataSettings(client_index=i, num_clients=len(CLIENTS), fixed_shuffle=1), "cpu")
         fit = trainer.fit(prev_params, spec, round_, {"rounds": 3, "privacy": {}}, statistics)
         out[cid] = (np.asarray(fit.parameters, np.float64) - prev_params.astype(np.float64), float(fit.num_examples))
     return out

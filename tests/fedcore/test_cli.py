@@ -58,3 +58,39 @@ def test_enroll_and_provision_sign_commands(tmp_path):
     assert cli.main(args) == ExitCode.TLS                           # already issued: refused
     assert cli.main(["provision", "sign", str(site / "alice.csr"), "--out", str(reply)]) == ExitCode.CONFIG  # no --ca
     assert cli.main(["enroll", "--name", "bad id!", "--out", str(site)]) == ExitCode.CONFIG
+
+
+def test_provision_makes_the_mer_federation_with_dp_by_default(tmp_path):
+    import pytest
+
+    from fedcore.common.errors import ConfigError
+    from fedcore.config import load_client_config, load_coordinator_config
+    from fedcore.config._load import read_toml
+    from fedcore.config.client import parse_client
+    from fedcore.provision import MER_WORKLOAD
+
+    out = tmp_path / "fed"
+    assert cli.main(["provision", "--out", str(out), "--clients", "alice,bob,carol"]) == 0
+    coord = load_coordinator_config(out / "coordinator.toml")
+    assert coord.federation.workload == MER_WORKLOAD and coord.workload["model"] == "dpk-gat"
+    assert coord.privacy["enabled"] is True and coord.privacy["target_epsilon"] == 8.0
+    path = out / "clients" / "alice" / "client.toml"
+    with pytest.raises(ConfigError) as info:          # the client refuses to start before its data is named
+        load_client_config(path)
+    assert '[workload.settings] data = "REQUIRED: ' in str(info.value)
+    assert '[workload.settings] format = "REQUIRED: ' in str(info.value)
+    assert "Across institutions" in str(info.value)
+    data = read_toml(path)
+    assert data["workload"]["path"] == MER_WORKLOAD and data["workload"]["settings"]["client_index"] == 0
+    data["workload"]["settings"].update(data="/srv/casme2", format="casme2")
+    alice = parse_client(data, path.parent)
+    assert alice.workload.settings["data"] == "/srv/casme2"
+    assert "REQUIRED: " in (out / "client-template.toml").read_text()
+
+    plain = tmp_path / "plain"
+    assert cli.main(["provision", "--out", str(plain), "--clients", "alice", "--no-dp"]) == ExitCode.CONFIG
+    assert cli.main(["provision", "--out", str(plain), "--clients", "alice", "--workload", "example", "--no-dp",
+                     "--aggregation", "plain"]) == 0
+    coord = load_coordinator_config(plain / "coordinator.toml")
+    assert coord.federation.workload == "fedcore.examples.softmax:workload" and coord.privacy == {"enabled": False}
+    assert load_client_config(plain / "clients" / "alice" / "client.toml").workload.path == coord.federation.workload
