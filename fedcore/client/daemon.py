@@ -21,7 +21,7 @@ from google.protobuf import any_pb2
 from fedcore.client.cache import UpdateCache
 from fedcore.client.connection import Connection, CoordinatorUnreachable
 from fedcore.client.handlers import StageHandlers
-from fedcore.client.trainer import load_workload
+from fedcore.client.trainer import load_workload, statistics_sensitivity
 from fedcore.common.aggregation import ClientIdentity, client_mode
 from fedcore.common.errors import (
     InvalidPayload,
@@ -87,7 +87,8 @@ class ClientDaemon:
             mode = client_mode(name)(self.identity, self.cfg.client.federation, settings.get("mode_settings", {}))
             self.handlers = StageHandlers(self.trainer, mode, self.conn, self.cache, self.cfg.privacy,
                                           federation=self.cfg.client.federation, run_id=run_id,
-                                          workdir=self.cfg.client.workdir)
+                                          workdir=self.cfg.client.workdir,
+                                          stats_sensitivity=statistics_sensitivity(self.workload, self.cfg.workload.settings))
             if run_id is None:
                 log.info("the coordinator sends no run id: cached updates are resent only within this client "
                          "session (%s)", self.handlers.run_id)

@@ -26,7 +26,14 @@ from google.protobuf.message import DecodeError, Message
 
 from fedcore.client.cache import UpdateCache
 from fedcore.client.connection import Connection
-from fedcore.client.privacy import StatisticsRefused, charge_statistics, dp_enabled, task_context, trim_report
+from fedcore.client.privacy import (
+    StatisticsRefused,
+    charge_statistics,
+    dp_enabled,
+    statistics_release,
+    task_context,
+    trim_report,
+)
 from fedcore.client.trainer import BudgetExhausted, FitResult, PrivacyState, Trainer
 from fedcore.common.aggregation import ClientJob, ClientMode
 from fedcore.common.errors import InvalidPayload
@@ -80,12 +87,15 @@ class StageHandlers:
         run_id: the coordinator's run id if it sent one; default a fresh id for this client
             session (then a resend is reused only within this process).
         workdir: the client's workdir (ledger and evidence of training; default the cache's parent).
+        stats_sensitivity: the workload's L2 sensitivity of its round-0 statistics
+            (:func:`fedcore.client.trainer.statistics_sensitivity`; None: sqrt(length)).
     """
 
     def __init__(self, trainer: Trainer, mode: ClientMode, conn: Connection, cache: UpdateCache,
                  privacy: Mapping[str, Any], *, federation: str = "", run_id: str | None = None,
-                 workdir: Path | None = None):
+                 workdir: Path | None = None, stats_sensitivity: float | None = None):
         self.trainer = trainer
+        self.stats_sensitivity = stats_sensitivity  # the workload's stated L2 sensitivity of its statistics
         self.mode = mode
         self.conn = conn
         self.cache = cache
@@ -185,7 +195,10 @@ class StageHandlers:
         vec = np.asarray(vec, np.float64)
         if vec.ndim != 1 or not np.isfinite(vec).all():
             return pb.StatsReport(ready=False, refusal=f"statistics must be a finite 1-D vector (got shape {vec.shape})")
-        try:  # charged before anything derived from the statistics leaves the client
+        try:  # noised (by the mode or here) and charged before anything derived from it leaves the client
+            vec, noise = statistics_release(vec, config["privacy"], self.mode, self.stats_sensitivity)
+            if noise is not None:
+                config["statistics_noise"] = noise  # the client's own record, whatever the task said
             charge_statistics(config["privacy"], config, self.workdir, self._federation(header), self.run_id,
                               int(header.attempt))
         except StatisticsRefused as exc:

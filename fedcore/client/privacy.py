@@ -3,15 +3,18 @@
 - :func:`task_context`: the ``config["task"]`` table a Trainer gets (federation, run, round,
   attempt, and a fresh ``seed`` per training), so that a workload can key its ledger charges
   (``ChargeKey.from_task``) and retrain a new attempt with fresh randomness.
-- :func:`charge_statistics`: with DP on, a statistics release (round 0) is charged to the
-  client's ledger as one Gaussian mechanism (sample rate 1, one step, sigma / sensitivity)
-  *before* anything leaves the client, using the noise the StatsTask config carries::
-
-      statistics_noise = {sigma = 12.0, sensitivity = 8.3, delta = 1e-5}
-
-  where ``sigma`` is the std of the noise that survives in the released sum and
-  ``sensitivity`` the workload's stated L2 sensitivity (:mod:`fedcore.dp.statistics`). Without
-  those parameters the release is not private and is logged as such (not charged).
+- :func:`statistics_release`: with DP on, the noise of a statistics release (round 0). The
+  aggregation mode's own noise when it adds some (SecAgg+'s distributed discrete Gaussian,
+  :meth:`~fedcore.common.aggregation.ClientMode.statistics_noise`); otherwise (plain, CKKS) the
+  client adds discrete Gaussian noise to its own counts (secure RNG), scaled so that any value
+  another party sees, a sum of at least :meth:`~fedcore.common.aggregation.ClientMode.statistics_cover`
+  clients, carries the noise of a (``[privacy] statistics_epsilon``, delta) Gaussian mechanism for
+  the workload's stated L2 sensitivity (:func:`fedcore.client.trainer.statistics_sensitivity`).
+- :func:`charge_statistics`: that release is charged to the client's ledger as one Gaussian
+  mechanism (sample rate 1, one step, sigma / sensitivity) *before* anything leaves the client,
+  from the noise record ``config["statistics_noise"] = {sigma, sensitivity, delta}`` (``sigma``:
+  the std that survives in the released sum; :mod:`fedcore.dp.statistics`). Without DP the
+  release is not private and is logged as such (not charged).
 - :func:`trim_report`: unless the client sets ``[privacy] report_steps = true``, step counts and
   the noise multiplier (which, with the batch size, reveal the data set size n) are kept out of
   what goes to the coordinator; the client's own log and ledger keep them.
@@ -61,6 +64,38 @@ def ledger_for(table: Mapping[str, Any], workdir: Path):
     return PrivacyLedger.open(path, accountant=table.get("accountant", DEFAULT_ACCOUNTANT),
                               delta=DEFAULT_DELTA if delta is None else float(delta),
                               target_epsilon=table.get("target_epsilon"), workdir=workdir)
+
+
+def statistics_release(vec, table: Mapping[str, Any], mode, sensitivity: float | None,
+                       rng=None) -> tuple[Any, dict[str, float] | None]:
+    """The vector this client hands its mode for round 0, and the noise record to charge (None: DP off).
+
+    ``mode`` is the client's :class:`~fedcore.common.aggregation.ClientMode`; ``sensitivity`` the
+    workload's stated L2 sensitivity (None: sqrt(length), one sample moving each count by <= 1).
+    """
+    import numpy as np
+
+    if not dp_enabled(table):
+        return vec, None
+    vec = np.asarray(vec, np.float64)
+    own = mode.statistics_noise(vec.size)
+    if own is not None:
+        return vec, own
+    from fedcore.dp.config import DEFAULT_DELTA
+    from fedcore.dp.discrete import sample_discrete_gaussian
+    from fedcore.secagg.stats_noise import sigma_for_epsilon
+
+    sens = float(sensitivity) if sensitivity else math.sqrt(vec.size)
+    delta = float(table.get("delta") or DEFAULT_DELTA)
+    try:
+        total = sigma_for_epsilon(float(table.get("statistics_epsilon", 1.0)), delta, sens)
+    except (TypeError, ValueError) as exc:
+        raise StatisticsRefused(f"[privacy] statistics_epsilon / delta: {exc}") from None
+    cover = max(1, int(mode.statistics_cover()))
+    noise = sample_discrete_gaussian(total / math.sqrt(cover), vec.size, rng)  # secure RNG unless a test passes one
+    log.info("statistics release: discrete Gaussian noise of std %.4g per count added here (%s mode adds none; "
+             "any visible value sums >= %d clients)", total / math.sqrt(cover), mode.name or "this", cover)
+    return vec + noise, {"sigma": total, "sensitivity": sens, "delta": delta}
 
 
 def charge_statistics(table: Mapping[str, Any], config: Mapping[str, Any], workdir: Path, federation: str,

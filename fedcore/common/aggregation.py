@@ -140,6 +140,17 @@ class ClientMode(ABC):
                fetch_blob: Callable[[str], bytes]) -> Message:
         """Answer one task. ``job`` is None for set-up stages."""
 
+    def statistics_noise(self, length: int) -> dict[str, float] | None:
+        """The noise this mode itself puts on a round-0 statistics sum of ``length`` values, as
+        ``{"sigma", "sensitivity", "delta"}`` (sigma: the std left in any sum another party can see,
+        in counts), or None when it adds none (then the client adds its own: :meth:`statistics_cover`)."""
+        return None
+
+    def statistics_cover(self) -> int:
+        """The fewest clients' statistics that any value another party sees sums (plain: 1, each
+        vector reaches the coordinator alone). A client adding its own noise scales it by this."""
+        return 1
+
 
 @dataclass(frozen=True)
 class ClientIdentity:

@@ -152,6 +152,10 @@ def _validate_central(c: CentralDP, fed: Federation, problems: list[str]) -> Non
     if c.clients_total < max(1, fed.min_clients):
         problems.append(f"[central_dp] clients_total must be >= [federation] min_clients ({fed.min_clients}) "
                         f"(got {c.clients_total})")
+    from fedcore.dp.central import clients_total_problems
+
+    # min_available > 0: the federation waits for exactly that many clients, its real pool
+    problems += clients_total_problems(c.clients_total, fed.min_available or None)
     if not 0 <= c.delta < 1 or (c.delta > 0 and c.clients_total > 0 and c.delta >= 1 / c.clients_total):
         problems.append(f"[central_dp] delta must be in (0, 1/clients_total) or 0 for the default (got {c.delta})")
 

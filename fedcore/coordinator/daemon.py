@@ -34,10 +34,35 @@ def build_engine(cfg: CoordinatorConfig, **kwargs) -> RoundEngine:
     from fedcore.strategy import make_strategy
 
     workload = load_workload(cfg.federation.workload)
+    cfg = with_statistics_dp(cfg, workload)
     mode = server_mode(cfg.federation.aggregation)(cfg.federation.id, cfg.mode_settings)
     strategy = make_strategy(cfg.strategy.name, **cfg.strategy.options)
     store = CheckpointStore(cfg.server.run_dir / "checkpoints")
     return RoundEngine(cfg, workload, mode, strategy, store, **kwargs)
+
+
+def with_statistics_dp(cfg: CoordinatorConfig, workload) -> CoordinatorConfig:
+    """``cfg`` with SecAgg+'s round-0 noise turned on when the federation has DP.
+
+    With DP on (the ``[privacy]`` defaults or ``[central_dp]``), the statistics sum gets the
+    distributed discrete Gaussian (:mod:`fedcore.secagg.stats_noise`; ``federation_dp = true``)
+    scaled for the workload's stated sensitivity (``stats_sensitivity``), unless the ``[secagg]``
+    table sets either itself. Plain and CKKS clients add their own noise (:mod:`fedcore.client.privacy`).
+    """
+    from dataclasses import replace
+
+    from fedcore.client.trainer import statistics_sensitivity
+
+    dp_on = bool(cfg.privacy) and cfg.privacy.get("enabled", True) is not False
+    if cfg.federation.aggregation != "secagg" or not (dp_on or cfg.central_dp.enabled):
+        return cfg
+    table = dict(cfg.secagg)
+    table.setdefault("federation_dp", True)
+    if "stats_sensitivity" not in table:
+        sens = statistics_sensitivity(workload, cfg.workload)
+        if sens is not None:
+            table["stats_sensitivity"] = sens
+    return replace(cfg, secagg=table)
 
 
 def start_server(cfg: CoordinatorConfig, engine: RoundEngine) -> BoundServer:

@@ -83,6 +83,7 @@ class PrivacyConfig:
     secure_rng: bool = True  # CSPRNG for noise and sampling; False (reproducible seeded runs) warns
     ledger: str | None = None  # ledger file; None: WORKDIR/privacy_ledger.json (see ledger_path)
     report_steps: bool = False  # True: also report step counts and sigma to the coordinator (reveals n)
+    statistics_epsilon: float = 1.0  # round-0 statistics release, when this client adds the noise itself
     planned_rounds: int  # rounds this client expects to train (for deriving sigma)
     local_epochs: int  # epochs per round
     batch_size: int  # expected Poisson batch size
@@ -162,6 +163,7 @@ class _Unchecked:
     secure_rng: Any
     ledger: Any
     report_steps: Any
+    statistics_epsilon: Any
     planned_rounds: Any
     local_epochs: Any
     batch_size: Any
@@ -186,6 +188,8 @@ def _problems(c: Any) -> list[str]:
         out.append(f"report_steps: expected true or false (got {c.report_steps!r})")
     if c.ledger is not None and not (isinstance(c.ledger, str) and c.ledger.strip()):
         out.append(f"ledger: expected a file path or absent (got {c.ledger!r})")
+    if not (_is_number(c.statistics_epsilon) and c.statistics_epsilon > 0):
+        out.append(f"statistics_epsilon: expected a finite number > 0 (got {c.statistics_epsilon!r})")
     if c.target_epsilon is not None and not (_is_number(c.target_epsilon) and c.target_epsilon > 0):
         out.append(f"target_epsilon: expected a finite number > 0 or absent (got {c.target_epsilon!r})")
     if c.delta is not None and not (_is_number(c.delta) and 0 < c.delta < 1):

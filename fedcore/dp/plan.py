@@ -22,9 +22,10 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .accounting import account, derive_noise_multiplier
+from .accounting import Segment, account, derive_noise_multiplier
 from .config import DEFAULT_DELTA, PrivacyConfig, PrivacyConfigError
 from .ledger import PrivacyLedger
 
@@ -96,8 +97,12 @@ def default_delta(num_examples: int | None = None) -> float:
     return DEFAULT_DELTA
 
 
-def plan_privacy(config: PrivacyConfig, num_examples: int) -> PrivacyPlan:
+def plan_privacy(config: PrivacyConfig, num_examples: int, *, prior: Sequence[Segment] = ()) -> PrivacyPlan:
     """Resolve ``config`` for a client holding ``num_examples`` training records.
+
+    ``prior``: what the client's ledger already holds (the round-0 statistics release, an earlier
+    federation on the same data); a derived noise multiplier fits the planned steps into what is
+    left of ``target_epsilon`` after it, and the planned epsilon includes it.
 
     Raises:
         PrivacyConfigError: DP is disabled, n < 1, or the configured delta is >= 1/n.
@@ -121,11 +126,11 @@ def plan_privacy(config: PrivacyConfig, num_examples: int) -> PrivacyPlan:
     derived = config.noise_multiplier is None
     if derived:
         sigma = derive_noise_multiplier(
-            sample_rate, planned_steps, config.target_epsilon, delta, config.accountant
+            sample_rate, planned_steps, config.target_epsilon, delta, config.accountant, prior=tuple(prior)
         )
     else:
         sigma = config.noise_multiplier
-    planned_result = account([(sample_rate, sigma, planned_steps)], delta, config.accountant)
+    planned_result = account([*prior, (sample_rate, sigma, planned_steps)], delta, config.accountant)
     planned = planned_result.epsilon
     rdp = None if config.accountant == "rdp" else account([(sample_rate, sigma, planned_steps)], delta, "rdp").epsilon
     plan = PrivacyPlan(
@@ -157,6 +162,24 @@ def plan_privacy(config: PrivacyConfig, num_examples: int) -> PrivacyPlan:
         logger.warning("batch_size %d >= n = %d: q = 1, no privacy amplification by sampling", config.batch_size, n)
     logger.info(plan.summary())
     return plan
+
+
+def plan_and_open(config: PrivacyConfig, num_examples: int, path: str | os.PathLike, *,
+                  workdir: str | os.PathLike | None = None) -> tuple[PrivacyPlan, PrivacyLedger]:
+    """The plan for the budget the ledger at ``path`` has left, and that ledger (opened, checked).
+
+    A derived noise multiplier is planned over the ledger's charges so far plus this run's planned
+    steps, so a run whose round-0 statistics release is already charged (or a second federation on
+    the same data) still ends within ``target_epsilon`` instead of being stopped before its last
+    rounds. A client restarted mid-run re-plans over its own earlier rounds too: more noise than
+    needed for the rounds left, never less.
+    """
+    plan = plan_privacy(config, num_examples)
+    ledger = plan.open_ledger(path, workdir=workdir)
+    prior = [c.segment for c in ledger.charges]
+    if prior and plan.derived:
+        plan = plan_privacy(config, num_examples, prior=prior)
+    return plan, ledger
 
 
 def open_ledger(plan: PrivacyPlan, path: str | os.PathLike, *,

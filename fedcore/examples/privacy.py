@@ -49,7 +49,7 @@ class ClientPrivacy:
     def prepare(self, config: Mapping[str, Any]):
         """(PrivacyConfig, PrivacyPlan, PrivacyLedger) for this TrainTask config (planned once)."""
         from fedcore.dp.config import PrivacyConfig
-        from fedcore.dp.plan import plan_privacy
+        from fedcore.dp.plan import plan_and_open
 
         table = dict(config.get("privacy") or {})
         table.setdefault("planned_rounds", int(config.get("rounds", 1)))
@@ -58,9 +58,8 @@ class ClientPrivacy:
         if table != self._table:  # parse (and warn about secure_rng) once per table
             self.config = PrivacyConfig.from_dict(table, source=f"{self.client_id} [privacy]")
             self._table = table
-            self.plan = plan_privacy(self.config, self.num_examples)
             self.path = self.config.ledger_path(self.workdir)
-            self.ledger = self.plan.open_ledger(self.path, workdir=self.workdir)
+            self.plan, self.ledger = plan_and_open(self.config, self.num_examples, self.path, workdir=self.workdir)
             log.info("client %s: %s; ledger %s holds epsilon %.4g", self.client_id, self.plan.summary(),
                      self.path, self.ledger.spent())
         return self.config, self.plan, self.ledger

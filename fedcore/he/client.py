@@ -76,6 +76,10 @@ class CkksClient(ClientMode):
         self._submitted: dict[tuple[int, int], bytes] = {}  # (round, attempt) -> key id used
         self._decrypted: dict[tuple[int, int], bytes] = {}  # (round, attempt) -> SHA-256 of the sum decrypted
 
+    def statistics_cover(self) -> int:
+        """This client decrypts no sum of fewer than its ``min_clients`` contributors."""
+        return self.min_clients
+
     @property
     def key_ids(self) -> list[bytes]:
         return list(self._keys)

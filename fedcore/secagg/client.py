@@ -95,6 +95,19 @@ class SecAggClient(ClientMode):
             SecAggStage.ADVERTISE_KEYS: self._advertise_keys, SecAggStage.SHARE_KEYS: self._share_keys,
             SecAggStage.MASKED_INPUT: self._masked_input, SecAggStage.UNMASK: self._unmask}
 
+    def statistics_noise(self, length: int) -> dict[str, float] | None:
+        """Round 0's discrete Gaussian (:mod:`fedcore.secagg.stats_noise`) when these settings turn it on.
+
+        sigma is the std left in a sum of the fewest survivors a round can complete with; with a fixed
+        per-client ``stats_noise_sigma`` it is taken at this client's ``min_clients`` (the smallest
+        threshold, so the charge is never less than the real one)."""
+        stats = stats_noise(self.config, length, max(1, int(self.config.min_clients)))
+        return None if stats is None else {"sigma": stats.sigma_total, "sensitivity": stats.sensitivity,
+                                           "delta": stats.delta}
+
+    def statistics_cover(self) -> int:
+        return max(1, int(self.config.min_clients))
+
     @property
     def me(self) -> str:
         return self.identity.client_id

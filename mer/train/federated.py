@@ -52,7 +52,7 @@ from fedcore.dp.config import PrivacyConfig
 from fedcore.dp.ledger import BudgetExhausted as LedgerExhausted
 from fedcore.dp.ledger import ChargeKey, PrivacyLedger
 from fedcore.dp.opacus_train import dp_train, resolve_device
-from fedcore.dp.plan import PrivacyPlan, plan_privacy
+from fedcore.dp.plan import PrivacyPlan, plan_and_open
 from mer.bench_config import DEFAULT_TRAINABLE
 from mer.data.arrays import MEArrays
 from mer.model import LossWeights, build_model, per_sample_loss
@@ -274,8 +274,8 @@ class MERTrainer:
     def _plan(self, privacy: PrivacyConfig) -> tuple[PrivacyPlan, PrivacyLedger]:
         """The privacy plan (noise derived once for the whole planned run) and the persisted ledger."""
         if self._ledger is None:
-            self._plan_ = plan_privacy(privacy, len(self.train))
-            self._ledger = self._plan_.open_ledger(privacy.ledger_path(self.workdir), workdir=self.workdir)
+            self._plan_, self._ledger = plan_and_open(privacy, len(self.train), privacy.ledger_path(self.workdir),
+                                                      workdir=self.workdir)
             log.info("client %s: %s; noise multiplier %.4f (%s), planned epsilon %.3f at delta %.2e",
                      self.client_id, privacy.summary(), self._plan_.noise_multiplier,
                      "derived" if self._plan_.derived else "given", self._plan_.planned_epsilon, self._plan_.delta)

@@ -136,3 +136,23 @@ def test_ledger_path_defaults_to_the_workdir_and_resolves_relative_paths(tmp_pat
     assert PrivacyConfig.from_dict(dict(GOOD, ledger="/abs/l.json")).ledger_path(tmp_path) == Path("/abs/l.json")
     with pytest.raises(PrivacyConfigError, match="ledger: expected a file path"):
         PrivacyConfig.from_dict(dict(GOOD, ledger=""))
+
+
+def test_a_plan_over_a_ledger_with_the_statistics_release_still_ends_within_the_target(tmp_path):
+    """The round-0 statistics charge is in the ledger before round 1 plans: the derived sigma fits
+    the planned steps into what is left, so the last planned round is not refused."""
+    from fedcore.dp.ledger import ChargeKey
+    from fedcore.dp.plan import plan_and_open
+
+    cfg = PrivacyConfig.from_dict(dict(GOOD, accountant="rdp"))
+    path = tmp_path / "ledger.json"
+    bare, ledger = plan_and_open(cfg, 200, path, workdir=tmp_path)
+    ledger.charge_statistics(ChargeKey("f", "r", 0, 0, "statistics"), 2.0)
+    plan, ledger = plan_and_open(cfg, 200, path, workdir=tmp_path)
+    assert plan.noise_multiplier > bare.noise_multiplier
+    for r in range(1, cfg.planned_rounds + 1):
+        assert plan.fits(ledger, r), f"round {r} refused"
+        ledger.charge(r, plan.sample_rate, plan.noise_multiplier, plan.steps_per_round)
+    assert ledger.spent() <= cfg.target_epsilon
+    without = plan_and_open(cfg, 200, tmp_path / "other.json", workdir=tmp_path / "o")[0]
+    assert without.noise_multiplier == bare.noise_multiplier   # an empty ledger plans as before

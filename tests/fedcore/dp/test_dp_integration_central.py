@@ -157,3 +157,18 @@ def test_central_dp_config_problems_are_reported_together(tmp_path):
     for part in ("clip_norm must be > 0", "noise_multiplier must be > 0", "clients_total must be >=",
                  "delta must be in", "unknown key 'sigma'"):
         assert part in text
+
+
+def test_coordinator_config_refuses_a_population_larger_than_the_federation_it_waits_for(tmp_path):
+    from fedcore.common.errors import ConfigError
+    from fedcore.config.coordinator import parse_coordinator
+
+    def parse(clients_total):
+        data = {"federation": {"min_available": 3}, "tls": {"insecure": True},
+                "central_dp": {"enabled": True, "clip_norm": 1.0, "noise_multiplier": 1.0,
+                               "clients_total": clients_total}}
+        return parse_coordinator(data, tmp_path, check_files=False)
+
+    with pytest.raises(ConfigError, match=r"clients_total must equal the federation's 3 clients \(got 100\)"):
+        parse(100)
+    assert parse(3).central_dp.clients_total == 3
