@@ -125,13 +125,15 @@ class CoordinatorPrivacy:
         if not note or note.get("kind") != "stats":
             return None
         sigma, length = float(note["stats_noise_sigma"]), int(note["dim"])
+        sens = float(note.get("sensitivity") or math.sqrt(length))    # the workload's stated sensitivity
+        delta = float(note.get("delta") or self.stats_delta)
         self.stats = {"epsilon": stats_epsilon(sigma, length, int(note["threshold"]), int(note["participants"]),
-                                               self.stats_delta),
-                      "delta": self.stats_delta, "stats_noise_sigma": sigma, "sensitivity": math.sqrt(length),
+                                               delta, sensitivity=sens),
+                      "delta": delta, "stats_noise_sigma": sigma, "sensitivity": sens,
                       "threshold": int(note["threshold"]), "level": "sample"}
         log.info("round 0 statistics: distributed discrete Gaussian noise %.3g counts per client, epsilon %.4g "
-                 "(delta %.3g, sample level, L2 sensitivity sqrt(%d))", sigma, self.stats["epsilon"],
-                 self.stats_delta, length)
+                 "(delta %.3g, sample level, L2 sensitivity %.4g; each client's ledger charges its own record)",
+                 sigma, self.stats["epsilon"], delta, sens)
         return self.stats
 
     # -- persistence and summary ------------------------------------------------------------------

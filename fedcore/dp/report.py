@@ -169,7 +169,41 @@ def privacy_report(
         plot_epsilon(history, Path(run_dir) / "report" / "epsilon.png")
     if stream is not None:
         print(format_table(rows), file=stream)
+        for line in release_lines(run_dir):
+            print(line, file=stream)
     return rows
+
+
+def release_lines(run_dir: str | os.PathLike) -> list[str]:
+    """What the run's releases were charged, beside the table: the coordinator's record of the
+    round-0 statistics release (``summary.json`` ``stats_dp``, SecAgg+'s distributed noise) and,
+    where the clients' ledgers sit under the run folder (``fedpsyau simulate``), each client's
+    charges by kind. In a real federation each institution reads its own ledger
+    (``fedpsyau privacy report LEDGER.json`` lists every charge)."""
+    from .ledger import LedgerError, PrivacyLedger
+
+    run, out = Path(run_dir), []
+    try:
+        stats = json.loads((run / "summary.json").read_text()).get("stats_dp")
+    except (OSError, ValueError, AttributeError):
+        stats = None
+    if isinstance(stats, dict) and _is_number(stats.get("epsilon")):
+        out.append(f"round-0 statistics release: distributed discrete Gaussian, epsilon {stats['epsilon']:.3f} alone "
+                   f"at delta {stats.get('delta', 0):.2g} by the coordinator's RDP record (L2 sensitivity "
+                   f"{stats.get('sensitivity', float('nan')):.3g}); each client's epsilon above includes it as "
+                   f"its ledger charged it")
+    for path in sorted(run.glob("federation/clients/*/work/privacy_ledger.json")):
+        try:
+            ledger = PrivacyLedger.load(path)
+        except LedgerError as exc:
+            out.append(f"{path.parent.parent.name}: ledger unreadable ({exc})")
+            continue
+        kinds: dict[str, int] = {}
+        for c in ledger.charges:
+            kinds[c.key.kind] = kinds.get(c.key.kind, 0) + 1
+        what = ", ".join(f"{n} {kind} charge{'s' if n != 1 else ''}" for kind, n in kinds.items()) or "no charges"
+        out.append(f"{path.parent.parent.name} ledger: {what}; epsilon {ledger.spent():.3f}")
+    return out
 
 
 def format_table(rows: list[PrivacyRow]) -> str:

@@ -138,13 +138,15 @@ def _epsilon(rdp: np.ndarray, delta: float) -> float:
     return float(eps)
 
 
-def stats_epsilon(stats_sigma: float, length: int, threshold: int, participants: int, delta: float = 1e-5) -> float:
+def stats_epsilon(stats_sigma: float, length: int, threshold: int, participants: int, delta: float = 1e-5,
+                  sensitivity: float | None = None) -> float:
     """Sample-level epsilon of the round-0 statistics sum (noise std ``stats_sigma`` counts per client,
-    >= ``threshold`` survivors, L2 sensitivity sqrt(length)), one release."""
+    >= ``threshold`` survivors, L2 ``sensitivity``; None: sqrt(length), each count moved by <= 1), one release."""
     from .accounting import RDP_ORDERS
     from .distributed import sum_rdp
 
-    rdp = sum_rdp(RDP_ORDERS, sensitivity=math.sqrt(length), sigma_client=stats_sigma, threshold=threshold,
+    sens = math.sqrt(length) if sensitivity is None else float(sensitivity)
+    rdp = sum_rdp(RDP_ORDERS, sensitivity=sens, sigma_client=stats_sigma, threshold=threshold,
                   max_clients=participants, dim=length)
     return _epsilon(rdp, delta)
 

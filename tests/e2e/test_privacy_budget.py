@@ -61,6 +61,8 @@ def test_client_is_stopped_at_its_budget_and_the_federation_goes_on(tmp_path):
     rows = {r.client: r for r in privacy_report(run, stream=out)}
     assert rows["client4"].status == "exhausted" and rows["client4"].epsilon <= tiny
     assert rows["client4"].rounds_trained == 1
+    assert "client4 ledger: 1 statistics charge, 1 dp-sgd charge; epsilon" in out.getvalue()   # every charge shown
+    assert "client1 ledger: 1 statistics charge, 3 dp-sgd charges" in out.getvalue()
     assert all(rows[c].status == "active" and rows[c].rounds_trained == 3 for c in ("client1", "client2", "client3"))
     assert (run / "report" / "epsilon.png").stat().st_size > 1000 and "exhausted" in out.getvalue()
     assert "excluded (privacy budget exhausted): client4" in (run / "logs" / "coordinator.log").read_text()

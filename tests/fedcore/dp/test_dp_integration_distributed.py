@@ -149,3 +149,14 @@ def test_validate_settings_reports_every_bad_secagg_value_at_once(tmp_path):
     with pytest.raises(ConfigError) as exc:  # and the coordinator's config loader reports them at load
         config(tmp_path, federation={"aggregation": "secagg", "min_clients": 3}, secagg=bad)
     assert "[secagg] unknown key 'colour'" in str(exc.value) and "[secagg] k must be" in str(exc.value)
+
+
+def test_statistics_record_uses_the_workloads_stated_sensitivity_not_sqrt_length():
+    d, ids, s = 300, _ids(4), 4.0
+    res = _round({c: np.zeros(d) for c in ids}, {"stats_noise_sigma": s, "clip": 100.0, "stats_sensitivity": 3.0},
+                 round_=0)
+    record = CoordinatorPrivacy(_Central(), {"stats_noise_sigma": s}, "secagg").stats_release(res)
+    threshold = res.notes["distributed_dp"]["threshold"]
+    assert record["sensitivity"] == 3.0
+    assert record["epsilon"] == pytest.approx(stats_epsilon(s, d, threshold, 4, 1e-5, sensitivity=3.0))
+    assert record["epsilon"] < stats_epsilon(s, d, threshold, 4, 1e-5)   # sqrt(300) would overstate it
