@@ -40,6 +40,14 @@ GRID = [dict(epochs=e, batch_size=b, lr=lr, max_grad_norm=c, ema=m, aug_mult=k)
 QUICK_GRID = [dict(epochs=e, batch_size=b, lr=lr, max_grad_norm=1.0, ema=0.0, aug_mult=k)
               for e, b, lr, k in ((5, 16, 0.01, 4), (10, 16, 0.01, 4), (10, 32, 0.03, 4), (20, 16, 0.01, 4),
                                   (20, 32, 0.03, 4), (5, 8, 0.01, 4), (10, 16, 0.01, 1))]
+#: --grid low: a second search for the smallest budgets, where the first one's winners were
+#: weakest: longer schedules, bigger expected batches (less noise per step), a higher rate,
+#: more augmented views, weight averaging, a tighter clip; the first search's epsilon-1 winner as control
+LOW_GRID = [dict(epochs=e, batch_size=b, lr=lr, max_grad_norm=c, ema=m, aug_mult=k)
+            for e, b, lr, c, m, k in ((10, 32, 0.03, 1.0, 0.0, 4), (20, 32, 0.03, 1.0, 0.0, 4),
+                                      (20, 64, 0.05, 1.0, 0.0, 4), (10, 64, 0.05, 1.0, 0.0, 4),
+                                      (10, 32, 0.03, 1.0, 0.0, 8), (10, 32, 0.03, 0.5, 0.0, 4),
+                                      (20, 32, 0.03, 1.0, 0.9, 4), (40, 64, 0.05, 1.0, 0.0, 4))]
 EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, math.inf)
 
 
@@ -76,6 +84,9 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="7 candidates instead of 36")
+    ap.add_argument("--grid", choices=("full", "quick", "low"), default=None,
+                    help="candidate grid (default full; --quick = quick; low: the second search for small budgets)")
+    ap.add_argument("--stem", default="dp_recipe", help="output file stem (default dp_recipe)")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--clients", type=int, default=3)
@@ -86,7 +97,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     epsilons = [float(e) for e in args.epsilons.split(",")]
-    grid = QUICK_GRID if args.quick else GRID
+    grid = {"full": GRID, "quick": QUICK_GRID, "low": LOW_GRID}[args.grid or ("quick" if args.quick else "full")]
     datas = [public_federation(s) for s in range(args.seeds)]
     runs = []
     for eps in epsilons:
@@ -111,8 +122,8 @@ def main(argv=None) -> int:
            "clients": args.clients, "rounds": args.rounds, "seeds": args.seeds, "trainable": args.trainable,
            "init": args.init,
            "grid": grid, "winners": winners, "runs": runs}
-    (out / "dp_recipe.json").write_text(json.dumps(doc, indent=2))
-    plot(doc, out / "dp_recipe.png")
+    (out / f"{args.stem}.json").write_text(json.dumps(doc, indent=2))
+    plot(doc, out / f"{args.stem}.png")
     print(json.dumps(winners, indent=2))
     return 0
 
