@@ -15,7 +15,7 @@ Glue between the pure maths of :mod:`fedcore.dp.distributed` and the SecAgg+ mod
     is not the conditional kind). t is the round's survivor threshold T, so the sum over any
     >= t survivors carries noise of variance >= (z Delta_q)^2. The server picks the largest f for
     which the quantised values *plus the noise tails* (+-NOISE_TAIL sigma_c per client) cannot
-    overflow the ring (:func:`choose_noisy_params`); every client recomputes sigma_c from its own
+    overflow the ring (:func:`fedcore.secagg.quantize.choose_noisy_params`); every client recomputes sigma_c from its own
     settings and refuses a smaller one.
 
 ``stats_noise_sigma = s`` (round 0, the statistics sum)
@@ -32,7 +32,7 @@ result is client-level (epsilon, delta) with q = 1 (no amplification claimed).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +45,6 @@ __all__ = [
     "DISTRIBUTED_KEYS",
     "DistributedAccountant",
     "DistributedDP",
-    "choose_noisy_params",
     "parse_distributed_dp",
     "stats_epsilon",
     "update_noise_sigma",
@@ -93,40 +92,6 @@ def update_noise_sigma(dp: DistributedDP, frac_bits: int, threshold: int, dim: i
 
     sensitivity = quantised_l2_sensitivity(dp.clip_norm, 2.0**frac_bits, dim, beta=None)
     return dp.noise_multiplier * sensitivity / math.sqrt(threshold)
-
-
-def choose_noisy_params(num_clients: int, clip: float, max_weight: float, *, sigma_of_f: Callable[[int], float],
-                        bits: int | str = "auto", frac_bits: int | str = "auto", min_frac_bits: int = 16,
-                        length: int = 0):
-    """Like :func:`fedcore.secagg.quantize.choose_params`, with noise whose scale depends on f.
-
-    The noise grows with 2^f, so f is chosen with its own noise: the largest f (or the given one)
-    with ``max_frac_bits(bits, n, clip, W, ceil(NOISE_TAIL sigma_of_f(f)), length) >= f``; 32 bits
-    when that leaves at least ``min_frac_bits`` under ``bits="auto"``, else 64. ValueError if none.
-    """
-    from fedcore.secagg import quantize as qz
-
-    w = max(1, math.floor(max_weight))
-
-    def best_f(ring: int) -> int:
-        candidates = range(qz.MAX_FRAC_BITS, -1, -1) if frac_bits == "auto" else [int(frac_bits)]
-        for f in candidates:
-            bound = math.ceil(qz.NOISE_TAIL * sigma_of_f(f))
-            if qz.max_frac_bits(ring, num_clients, clip, w, bound, length) >= f:
-                return f
-        return -1
-
-    if bits == "auto":
-        f32 = best_f(32)
-        bits = 32 if f32 >= (min_frac_bits if frac_bits == "auto" else int(frac_bits)) and f32 >= 0 else 64
-    if bits not in qz.RING_DTYPES:
-        raise ValueError(f"bits must be 32, 64 or 'auto' (got {bits!r})")
-    f = best_f(int(bits))
-    if f < 0:
-        raise ValueError(f"no fixed-point scale fits Z_2^{bits} with distributed DP noise: {num_clients} clients x "
-                         f"clip {clip} (frac_bits {frac_bits!r}) would overflow; lower the noise or use bits=64")
-    return qz.choose_params(num_clients, clip, w, bits=int(bits), frac_bits=f, min_frac_bits=min_frac_bits,
-                            noise_sigma=sigma_of_f(f), length=length)
 
 
 def _epsilon(rdp: np.ndarray, delta: float) -> float:

@@ -22,6 +22,7 @@ tests.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 import os
 from dataclasses import dataclass
 
@@ -186,3 +187,35 @@ def from_ring(values: np.ndarray, bits: int) -> np.ndarray:
 def dequantize(values: np.ndarray, frac_bits: int) -> np.ndarray:
     """Signed fixed-point integers back to float64 (divide by 2^frac_bits)."""
     return np.asarray(values, np.int64).astype(np.float64) * (2.0 ** -frac_bits)
+
+
+def choose_noisy_params(num_clients: int, clip: float, max_weight: float, *, sigma_of_f: Callable[[int], float],
+                        bits: int | str = "auto", frac_bits: int | str = "auto", min_frac_bits: int = 16,
+                        length: int = 0):
+    """Like :func:`choose_params`, with noise whose scale depends on f (distributed DP, statistics noise).
+
+    The noise grows with 2^f, so f is chosen with its own noise: the largest f (or the given one)
+    with ``max_frac_bits(bits, n, clip, W, ceil(NOISE_TAIL sigma_of_f(f)), length) >= f``; 32 bits
+    when that leaves at least ``min_frac_bits`` under ``bits="auto"``, else 64. ValueError if none.
+    """
+    w = max(1, math.floor(max_weight))
+
+    def best_f(ring: int) -> int:
+        candidates = range(MAX_FRAC_BITS, -1, -1) if frac_bits == "auto" else [int(frac_bits)]
+        for f in candidates:
+            bound = math.ceil(NOISE_TAIL * sigma_of_f(f))
+            if max_frac_bits(ring, num_clients, clip, w, bound, length) >= f:
+                return f
+        return -1
+
+    if bits == "auto":
+        f32 = best_f(32)
+        bits = 32 if f32 >= (min_frac_bits if frac_bits == "auto" else int(frac_bits)) and f32 >= 0 else 64
+    if bits not in RING_DTYPES:
+        raise ValueError(f"bits must be 32, 64 or 'auto' (got {bits!r})")
+    f = best_f(int(bits))
+    if f < 0:
+        raise ValueError(f"no fixed-point scale fits Z_2^{bits} with distributed DP noise: {num_clients} clients x "
+                         f"clip {clip} (frac_bits {frac_bits!r}) would overflow; lower the noise or use bits=64")
+    return choose_params(num_clients, clip, w, bits=int(bits), frac_bits=f, min_frac_bits=min_frac_bits,
+                            noise_sigma=sigma_of_f(f), length=length)

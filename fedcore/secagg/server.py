@@ -89,15 +89,14 @@ class ServerRound:
 def _quantization(config: SecAggSettings, ctx: AggregationContext, n: int, t: int) -> tuple[qz.QuantParams, dict | None]:
     """The round's fixed-point parameters; with distributed DP (training rounds) or statistics noise
     (round 0) the per-client noise scale follows the chosen f and the overflow bound includes its tails
-    (:mod:`fedcore.dp.secagg_dp`)."""
+    (:func:`fedcore.secagg.quantize.choose_noisy_params`, :mod:`fedcore.dp.secagg_dp`)."""
     kwargs = {"bits": config.bits, "frac_bits": config.frac_bits, "min_frac_bits": config.min_frac_bits,
               "length": ctx.vector_length}
     dp, length = config.dp, ctx.vector_length
     stats = stats_noise(config, length, t) if ctx.round == 0 else None
     if stats is not None:
-        from fedcore.dp.secagg_dp import choose_noisy_params
         floor, sigma_c = config.noise_sigma, stats.client_sigma(t)
-        quant = choose_noisy_params(n, config.clip, ctx.max_weight, **kwargs,
+        quant = qz.choose_noisy_params(n, config.clip, ctx.max_weight, **kwargs,
                                     sigma_of_f=lambda f: max(floor, sigma_c * 2.0**f))
         log.info("secagg round 0: statistics noise sigma_total %.4g counts (sigma_c %.4g per client for T=%d), "
                  "L2 sensitivity %.4g, epsilon %.4g at delta %.3g", stats.sigma_total, sigma_c, t,
@@ -106,11 +105,11 @@ def _quantization(config: SecAggSettings, ctx: AggregationContext, n: int, t: in
                        "dim": length, **stats.task_config()}
     if ctx.round >= 1 and dp is not None:
         from fedcore.dp.distributed import quantised_l2_sensitivity
-        from fedcore.dp.secagg_dp import choose_noisy_params, update_noise_sigma
+        from fedcore.dp.secagg_dp import update_noise_sigma
         floor = config.noise_sigma
         # the fixed clipping bound: after the L2 clip no coordinate exceeds clip_norm, so the
         # quantiser clips nothing and no clip count needs to be released (see _decode)
-        quant = choose_noisy_params(n, dp.clip_norm, 1.0, **kwargs,
+        quant = qz.choose_noisy_params(n, dp.clip_norm, 1.0, **kwargs,
                                     sigma_of_f=lambda f: max(floor, update_noise_sigma(dp, f, t, length)))
         sensitivity = quantised_l2_sensitivity(dp.clip_norm, 2.0**quant.frac_bits, length, beta=None)
         return quant, {"kind": "update", "sensitivity": sensitivity, "sigma_client": quant.noise_sigma,

@@ -63,6 +63,7 @@ from typing import Any
 
 from fedcore.common.errors import ConfigError
 from fedcore.common.stages import Stage
+from fedcore.dp.secagg_dp import parse_distributed_dp  # secagg uses dp, never the other way round
 
 
 class SecAggStage(enum.StrEnum):
@@ -148,7 +149,6 @@ class SecAggSettings:
     @property
     def dp(self):
         """The parsed ``distributed_dp`` settings (:class:`fedcore.dp.secagg_dp.DistributedDP`) or None."""
-        from fedcore.dp.secagg_dp import parse_distributed_dp
         return parse_distributed_dp(self.distributed_dp)[0]
 
     @classmethod
@@ -207,7 +207,6 @@ class SecAggSettings:
             problems.append(f"stats_sensitivity must be a finite number >= 0 (got {s.stats_sensitivity!r})")
         if not isinstance(s.federation_dp, bool):
             problems.append(f"federation_dp must be true or false (got {s.federation_dp!r})")
-        from fedcore.dp.secagg_dp import parse_distributed_dp
         problems += parse_distributed_dp(s.distributed_dp)[1]
         if problems:
             raise ConfigError(problems, source)

@@ -19,10 +19,10 @@ from fedcore.dp.distributed import distributed_epsilon, quantised_l2_sensitivity
 from fedcore.dp.secagg_dp import (
     DistributedAccountant,
     DistributedDP,
-    choose_noisy_params,
     stats_epsilon,
 )
 from fedcore.secagg import quantize as qz
+from fedcore.secagg.quantize import choose_noisy_params
 from fedcore.secagg.client import SecAggClient
 from fedcore.secagg.driver import run_round
 from fedcore.secagg.server import SecAggServer
