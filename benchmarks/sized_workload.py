@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedcore.client.trainer import FitResult, PrivacyState
+from fedcore.common.workload import FitResult, PrivacyState
 from fedcore.common.params import flatten
 from fedcore.dp.config import PrivacyConfig
 from fedcore.dp.opacus_train import dp_train

@@ -4,7 +4,7 @@
 process, for benchmarks that need many runs (``fedpsyau bench epsilon``). What it uses is what the
 daemons use:
 
-- the workload's own :class:`~fedcore.client.trainer.Trainer` objects (for MER, the same
+- the workload's own :class:`~fedcore.common.workload.Trainer` objects (for MER, the same
   :class:`~mer.train.federated.MERTrainer` the client daemons build, with DP-SGD and ledgers);
 - the real :class:`~fedcore.common.aggregation.ServerMode` / ``ClientMode`` of ``plain``,
   ``secagg`` or ``ckks`` (CKKS with its key set-up, clients identified by certificates of a
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedcore.client.trainer import BudgetExhausted, Workload
+from fedcore.common.workload import BudgetExhausted, Workload
 from fedcore.common.aggregation import (
     AggregateResult,
     AggregationContext,

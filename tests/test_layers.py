@@ -17,6 +17,8 @@ FORBIDDEN = {
     "fedcore/common": ("fedcore.secagg", "fedcore.he", "fedcore.dp", "fedcore.client", "fedcore.coordinator"),
     "fedcore/secagg": ("fedcore.client", "fedcore.coordinator", "fedcore.he"),
     "fedcore/he": ("fedcore.client", "fedcore.coordinator", "fedcore.secagg"),
+    "fedcore/coordinator": ("fedcore.client",),   # the Workload contract lives in fedcore.common.workload
+    "fedcore/client": ("fedcore.coordinator",),
 }
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedcore.client.trainer import FitResult, PrivacyState
+from fedcore.common.workload import FitResult, PrivacyState
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^r(\d{6,})-([0-9a-f]{16})\.json$")

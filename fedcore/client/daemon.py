@@ -21,7 +21,7 @@ from google.protobuf import any_pb2
 from fedcore.client.cache import UpdateCache
 from fedcore.client.connection import Connection, CoordinatorUnreachable
 from fedcore.client.handlers import StageHandlers
-from fedcore.client.trainer import load_workload, statistics_sensitivity
+from fedcore.common.workload import load_workload, statistics_sensitivity
 from fedcore.common.aggregation import ClientIdentity, client_mode
 from fedcore.common.errors import (
     InvalidPayload,

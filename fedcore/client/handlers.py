@@ -34,7 +34,7 @@ from fedcore.client.privacy import (
     task_context,
     trim_report,
 )
-from fedcore.client.trainer import BudgetExhausted, FitResult, PrivacyState, Trainer
+from fedcore.common.workload import BudgetExhausted, FitResult, PrivacyState, Trainer
 from fedcore.common.aggregation import ClientJob, ClientMode
 from fedcore.common.errors import InvalidPayload
 from fedcore.common.params import decode_model, decode_vector
@@ -88,7 +88,7 @@ class StageHandlers:
             session (then a resend is reused only within this process).
         workdir: the client's workdir (ledger and evidence of training; default the cache's parent).
         stats_sensitivity: the workload's L2 sensitivity of its round-0 statistics
-            (:func:`fedcore.client.trainer.statistics_sensitivity`; None: sqrt(length)).
+            (:func:`fedcore.common.workload.statistics_sensitivity`; None: sqrt(length)).
     """
 
     def __init__(self, trainer: Trainer, mode: ClientMode, conn: Connection, cache: UpdateCache,

@@ -9,7 +9,7 @@
   client adds discrete Gaussian noise to its own counts (secure RNG), scaled so that any value
   another party sees, a sum of at least :meth:`~fedcore.common.aggregation.ClientMode.statistics_cover`
   clients, carries the noise of a (``[privacy] statistics_epsilon``, delta) Gaussian mechanism for
-  the workload's stated L2 sensitivity (:func:`fedcore.client.trainer.statistics_sensitivity`).
+  the workload's stated L2 sensitivity (:func:`fedcore.common.workload.statistics_sensitivity`).
 - :func:`charge_statistics`: that release is charged to the client's ledger as one Gaussian
   mechanism (sample rate 1, one step, sigma / sensitivity) *before* anything leaves the client,
   from the noise record ``config["statistics_noise"] = {sigma, sensitivity, delta}`` (``sigma``:
@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fedcore.client.trainer import PrivacyState
+from fedcore.common.workload import PrivacyState
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 
-from fedcore.client.trainer import load_workload
+from fedcore.common.workload import load_workload
 from fedcore.common.aggregation import server_mode
 from fedcore.config.coordinator import CoordinatorConfig, log_summary
 from fedcore.coordinator.checkpoint import CheckpointStore
@@ -51,7 +51,7 @@ def with_statistics_dp(cfg: CoordinatorConfig, workload) -> CoordinatorConfig:
     """
     from dataclasses import replace
 
-    from fedcore.client.trainer import statistics_sensitivity
+    from fedcore.common.workload import statistics_sensitivity
 
     dp_on = bool(cfg.privacy) and cfg.privacy.get("enabled", True) is not False
     if cfg.federation.aggregation != "secagg" or not (dp_on or cfg.central_dp.enabled):

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 
-from fedcore.client.trainer import Workload
+from fedcore.common.workload import Workload
 from fedcore.common.aggregation import ServerMode
 from fedcore.common.errors import ConfigError, InvalidPayload, NotAuthorized, WrongStage
 from fedcore.common.stages import Stage

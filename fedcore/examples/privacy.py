@@ -11,7 +11,7 @@ rounds, attempts, client restarts and the federations that share the ledger.
 
 A table like ``{target_epsilon = 0.5, noise_multiplier = 1.0}`` (a fixed noise that the target
 cannot cover for the whole run) makes a client stop when its budget runs out: the trainer
-turns the ledger's refusal into :class:`fedcore.client.trainer.BudgetExhausted`, which the client
+turns the ledger's refusal into :class:`fedcore.common.workload.BudgetExhausted`, which the client
 daemon reports to the coordinator.
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fedcore.client.trainer import PrivacyState
+from fedcore.common.workload import PrivacyState
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The example workload: softmax regression (or a one-hidden-layer MLP) on generated non-IID data.
 
-It goes through exactly the :mod:`fedcore.client.trainer` interface and is fast (a round of
+It goes through exactly the :mod:`fedcore.common.workload` interface and is fast (a round of
 local training takes milliseconds), so the daemons, the simulation and the end-to-end tests use
 it. Settings (the ``[workload]`` tables) are those of :class:`~.synthetic.DataSettings` plus the
 training keys the coordinator sends in ``TrainTask.config``:
@@ -16,7 +16,7 @@ Round-0 statistics: each client's training label counts (length ``num_classes``,
 Privacy: when ``config["privacy"]`` asks for it (:func:`fedcore.examples.privacy.wants_dp`), local
 training is DP-SGD (Opacus, Poisson sampling, :func:`fedcore.dp.opacus_train.dp_train`) charged to
 a ledger in the client's workdir; a round that would pass the client's ``target_epsilon`` is
-refused with :class:`~fedcore.client.trainer.BudgetExhausted`. The reported metrics are then only
+refused with :class:`~fedcore.common.workload.BudgetExhausted`. The reported metrics are then only
 ``steps`` and ``empty_batches`` (the training loss on private data stays in the local log).
 Otherwise plain SGD, reporting ``PrivacyState(enabled=False)``.
 """
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedcore.client.trainer import BudgetExhausted, EvalResult, FitResult, PrivacyState
+from fedcore.common.workload import BudgetExhausted, EvalResult, FitResult, PrivacyState
 from fedcore.common.params import ParamSpec, flatten, unflatten
 from fedcore.examples.privacy import ClientPrivacy, wants_dp
 from fedcore.examples.synthetic import DataSettings, make_shard
@@ -54,7 +54,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 class SoftmaxTrainer:
-    """Trains this client's shard; implements :class:`fedcore.client.trainer.Trainer`."""
+    """Trains this client's shard; implements :class:`fedcore.common.workload.Trainer`."""
 
     def __init__(self, settings: DataSettings, device: str = "cpu", client_id: str = "client",
                  workdir: Path | None = None):
@@ -169,7 +169,7 @@ class SoftmaxTrainer:
 
 
 class SoftmaxWorkload:
-    """The example :class:`fedcore.client.trainer.Workload`."""
+    """The example :class:`fedcore.common.workload.Workload`."""
 
     name = "synthetic-softmax"
 

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedcore.client.trainer import BudgetExhausted, EvalResult, FitResult, PrivacyState
+from fedcore.common.workload import BudgetExhausted, EvalResult, FitResult, PrivacyState
 from fedcore.common.params import ParamSpec, flatten, unflatten
 from fedcore.dp.config import PrivacyConfig
 from fedcore.dp.ledger import BudgetExhausted as LedgerExhausted
@@ -399,7 +399,7 @@ class MERTrainer:
 
 
 class MERWorkload:
-    """The fedcore :class:`~fedcore.client.trainer.Workload` of DPK-GAT micro-expression recognition."""
+    """The fedcore :class:`~fedcore.common.workload.Workload` of DPK-GAT micro-expression recognition."""
 
     name = "mer"
 

@@ -9,7 +9,7 @@ from fedcore_testkit import FED, TinyWorkload, make_engine, served_engine
 from fedcore.client.cache import UpdateCache
 from fedcore.client.connection import Connection
 from fedcore.client.handlers import StageHandlers
-from fedcore.client.trainer import BudgetExhausted, EvalResult, FitResult, PrivacyState
+from fedcore.common.workload import BudgetExhausted, EvalResult, FitResult, PrivacyState
 from fedcore.common.aggregation import ClientIdentity
 from fedcore.common.errors import InvalidPayload
 from fedcore.common.stages import Stage
@@ -172,7 +172,7 @@ def test_tampered_model_hash_is_refused(train_task):
 def test_new_attempt_with_dp_retrains_with_fresh_noise_and_charges_the_ledger_again(train_task, tmp_path):
     import json
 
-    from fedcore.client.trainer import FitResult as _Fit
+    from fedcore.common.workload import FitResult as _Fit
     from fedcore.common.params import ParamSpec, TensorSpec
     from fedcore.examples.softmax import SoftmaxTrainer
     from fedcore.examples.synthetic import DataSettings

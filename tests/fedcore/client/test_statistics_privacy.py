@@ -10,7 +10,7 @@ import pytest
 
 from fedcore.client.cache import UpdateCache
 from fedcore.client.handlers import StageHandlers
-from fedcore.client.trainer import load_workload
+from fedcore.common.workload import load_workload
 from fedcore.common.aggregation import ClientIdentity
 from fedcore.dp.accounting import Segment, account
 from fedcore.dp.statistics import statistics_epsilon
@@ -121,7 +121,7 @@ def test_the_coordinator_turns_on_secagg_statistics_noise_when_the_federation_ha
 
 
 def test_workload_states_its_statistics_sensitivity_or_gets_sqrt_length():
-    from fedcore.client.trainer import statistics_sensitivity
+    from fedcore.common.workload import statistics_sensitivity
 
     softmax = load_workload("fedcore.examples.softmax:workload")
     assert statistics_sensitivity(softmax, {}) == 1.0  # one sample: one label count + 1

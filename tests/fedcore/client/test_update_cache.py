@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedcore.client.cache import UpdateCache
-from fedcore.client.trainer import FitResult, PrivacyState
+from fedcore.common.workload import FitResult, PrivacyState
 
 SHA = bytes(range(32))
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from fedcore.client.trainer import BudgetExhausted, load_workload
+from fedcore.common.workload import BudgetExhausted, load_workload
 from fedcore.dp.accounting import account
 
 W = load_workload("fedcore.examples.softmax:workload")

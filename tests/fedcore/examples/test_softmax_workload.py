@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedcore.client.trainer import Trainer, Workload, load_workload
+from fedcore.common.workload import Trainer, Workload, load_workload
 from fedcore.common.errors import ConfigError
 from fedcore.examples.synthetic import DataSettings, make_shard
 
