@@ -34,11 +34,11 @@ from fedcore.client.privacy import (
     task_context,
     trim_report,
 )
-from fedcore.common.workload import BudgetExhausted, FitResult, PrivacyState, Trainer
 from fedcore.common.aggregation import ClientJob, ClientMode
 from fedcore.common.errors import InvalidPayload
 from fedcore.common.params import decode_model, decode_vector
 from fedcore.common.stages import Stage
+from fedcore.common.workload import BudgetExhausted, FitResult, PrivacyState, Trainer
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 from fedcore.transport.structs import from_struct
 
@@ -167,7 +167,7 @@ class StageHandlers:
                 fit = self.trainer.fit(params, spec, r, config, self._statistics(t.statistics))
             except BudgetExhausted as exc:
                 log.warning("round %d: refusing to train: %s", r, exc)
-                privacy = exc.privacy
+                privacy = exc.privacy or PrivacyState(enabled=True)   # a bare ledger refusal carries none
                 privacy.exhausted = True
                 privacy, _ = trim_report(privacy, {}, report_steps, f"round {r} refusal")
                 return pb.TrainReport(ready=False, refusal=str(exc), privacy=privacy_report(privacy))

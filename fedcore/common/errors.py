@@ -43,3 +43,34 @@ class AggregationAborted(FedError):
 class ProtocolAbort(FedError):
     """A client refuses to continue a protocol run because the server asked for something unsafe
     or illegal (an illegal stage change, both shares of one peer, a re-key within a round)."""
+
+
+class BudgetExhausted(FedError, RuntimeError):
+    """Training (or a release) would spend more than the client's privacy budget: the one
+    exception for it, raised by the ledger (:meth:`fedcore.dp.ledger.PrivacyLedger.check`) and let
+    through by a workload's ``fit``, which attaches the state to report (:meth:`with_privacy`).
+
+    Attributes: ``spent`` (epsilon so far), ``target`` (the budget), ``would_spend`` (epsilon after
+    the refused training, if known), ``round``, and ``privacy``: the workload's
+    :class:`~fedcore.common.workload.PrivacyState` for the refusal report (None until attached).
+    The client daemon reports a refusal and the coordinator excludes the client from later rounds.
+    """
+
+    def __init__(self, message: str, privacy=None, *, spent: float | None = None, target: float | None = None,
+                 would_spend: float | None = None, round: int | None = None):
+        super().__init__(message)
+        self.privacy, self.spent, self.target, self.would_spend, self.round = privacy, spent, target, would_spend, round
+
+    @classmethod
+    def over_budget(cls, spent: float, target: float, would_spend: float | None = None,
+                    round: int | None = None) -> BudgetExhausted:
+        """The ledger's refusal, with the standard message."""
+        after = "" if would_spend is None else f"; this round would bring it to {would_spend:.4g}"
+        where = "" if round is None else f"round {round}: "
+        return cls(f"{where}privacy budget exhausted: epsilon spent {spent:.4g} of target {target:.4g}{after}",
+                   spent=spent, target=target, would_spend=would_spend, round=round)
+
+    def with_privacy(self, privacy) -> BudgetExhausted:
+        """This refusal with the state a workload reports (returns self, for ``raise exc.with_privacy(s)``)."""
+        self.privacy = privacy
+        return self

@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from fedcore.common.errors import ConfigError
+from fedcore.common.errors import BudgetExhausted, ConfigError  # noqa: F401 (BudgetExhausted: part of the contract)
 from fedcore.common.params import ParamSpec
 
 
@@ -46,18 +46,6 @@ class EvalResult:
     num_examples: int
     metrics: dict[str, float] = field(default_factory=dict)
     confusion: np.ndarray | None = None  # (C, C) int, rows = truth, for pooled UF1/UAR
-
-
-class BudgetExhausted(Exception):
-    """Raised by :meth:`Trainer.fit` when training this round would exceed the privacy budget.
-
-    The client daemon reports a refusal (the coordinator excludes the client from later rounds)
-    instead of training; ``privacy`` is the state to report.
-    """
-
-    def __init__(self, message: str, privacy: PrivacyState):
-        super().__init__(message)
-        self.privacy = privacy
 
 
 @runtime_checkable

@@ -41,6 +41,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fedcore.common.errors import BudgetExhausted  # the one budget refusal, re-exported here
+
 from .accounting import ACCOUNTANTS, EpsilonResult, Segment, account
 from .ledger_format import LEDGER_VERSION, Charge, ChargeKey, LedgerError, now, parse, parse_charge
 from .ledger_guard import LedgerRefused, check_workdir, write_marker
@@ -51,22 +53,6 @@ __all__ = ["LEDGER_VERSION", "BudgetExhausted", "Charge", "ChargeKey", "LedgerEr
 logger = logging.getLogger(__name__)
 
 _SLACK = 1e-9  # relative float slack when comparing with the target
-
-
-class BudgetExhausted(RuntimeError):
-    """Training would spend more than the client's privacy budget.
-
-    Attributes: ``spent`` (epsilon so far), ``target`` (the budget), ``would_spend`` (epsilon after
-    the refused training, if known), ``round``.
-    """
-
-    def __init__(self, spent: float, target: float, would_spend: float | None = None, round: int | None = None):
-        self.spent, self.target, self.would_spend, self.round = spent, target, would_spend, round
-        after = "" if would_spend is None else f"; this round would bring it to {would_spend:.4g}"
-        where = "" if round is None else f"round {round}: "
-        super().__init__(
-            f"{where}privacy budget exhausted: epsilon spent {spent:.4g} of target {target:.4g}{after}"
-        )
 
 
 class PrivacyLedger:
@@ -262,7 +248,7 @@ class PrivacyLedger:
             return
         after = self.would_spend(sample_rate, noise_multiplier, steps)
         if after > self.target_epsilon * (1 + _SLACK):
-            raise BudgetExhausted(self.spent(), self.target_epsilon, after, round)
+            raise BudgetExhausted.over_budget(self.spent(), self.target_epsilon, after, round)
 
     def charge(self, round: int, sample_rate: float, noise_multiplier: float, steps: int, *,
                key: ChargeKey | None = None) -> float:

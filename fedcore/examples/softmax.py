@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedcore.common.workload import BudgetExhausted, EvalResult, FitResult, PrivacyState
 from fedcore.common.params import ParamSpec, flatten, unflatten
+from fedcore.common.workload import BudgetExhausted, EvalResult, FitResult, PrivacyState
 from fedcore.examples.privacy import ClientPrivacy, wants_dp
 from fedcore.examples.synthetic import DataSettings, make_shard
 
@@ -119,7 +119,6 @@ class SoftmaxTrainer:
 
     def _fit_dp(self, round: int, config: Mapping[str, Any], statistics: np.ndarray | None) -> FitResult:
         """DP-SGD for this round (see the module docstring); BudgetExhausted past the target."""
-        from fedcore.dp.ledger import BudgetExhausted as LedgerExhausted
         from fedcore.dp.ledger import ChargeKey
         from fedcore.dp.opacus_train import dp_train
 
@@ -143,8 +142,8 @@ class SoftmaxTrainer:
                              round=round, plan=plan, epochs=int(config.get("epochs", 1)),
                              batch_size=int(config.get("batch_size", 32)), lr=lr, device=self.device,
                              on_step=proximal, charge_key=ChargeKey.from_task(config, round))
-        except LedgerExhausted as exc:
-            raise BudgetExhausted(str(exc), self.privacy.state(exhausted=True)) from None
+        except BudgetExhausted as exc:
+            raise exc.with_privacy(self.privacy.state(exhausted=True)) from None
         log.info("round %d: %d DP-SGD steps, local loss %.4f (kept local), epsilon %.4g", round, stats.steps,
                  stats.loss, stats.epsilon)
         vec, _ = flatten(self.model.state_dict())

@@ -46,10 +46,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedcore.common.workload import BudgetExhausted, EvalResult, FitResult, PrivacyState
 from fedcore.common.params import ParamSpec, flatten, unflatten
+from fedcore.common.workload import BudgetExhausted, EvalResult, FitResult, PrivacyState
 from fedcore.dp.config import PrivacyConfig
-from fedcore.dp.ledger import BudgetExhausted as LedgerExhausted
 from fedcore.dp.ledger import ChargeKey, PrivacyLedger
 from fedcore.dp.opacus_train import dp_train, resolve_device
 from fedcore.dp.plan import PrivacyPlan, plan_and_open
@@ -347,8 +346,8 @@ class MERTrainer:
                              optimizer_factory=lambda ps: make_optimizer([p for p in ps if p.requires_grad],
                                                                        str(config.get("optimizer", "adamw")), lr),
                              device=self.device, on_step=on_step)
-        except LedgerExhausted as exc:
-            raise BudgetExhausted(str(exc), self._state(plan, ledger, exhausted=True)) from None
+        except BudgetExhausted as exc:
+            raise exc.with_privacy(self._state(plan, ledger, exhausted=True)) from None
         log.info("client %s round %d: %d steps, local loss %.4f (kept local)", self.client_id, round,
                  stats.steps, stats.loss)
         ema.publish()  # what leaves the client: the average of its DP iterates (post-processing, free)
