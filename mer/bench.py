@@ -270,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-epsilon-") as tmp:
         for i, (setting, init, eps, seed) in enumerate(todo):
-            hp = bc.recipe(eps, init)
+            hp = bc.recipe(args.recipe_epsilon or eps, init)
             s = {**settings, "init": init, "dp_trainable": hp["dp_trainable"], "epochs": int(hp["epochs"]),
                  "batch_size": int(hp["batch_size"]), "lr": float(hp["lr"]), "ema": float(hp["ema"]),
                  "aug_mult": int(hp["aug_mult"])}
@@ -294,7 +294,9 @@ def run(args: argparse.Namespace) -> int:
               "data": {"path": str(data), "name": "the embedded synthetic set" if args.data is None else Path(args.data).name,
                        "format": args.format, "samples": n_samples, "classes": classes,
                        "split_seed": args.split_seed, "test_fraction": args.test_fraction},
-              "hyperparameters": {f"{init}/{e:g}": bc.recipe(e, init) for init in plan.inits for e in plan.epsilons},
+              "hyperparameters": {f"{init}/{e:g}": bc.recipe(args.recipe_epsilon or e, init)
+                                  for init in plan.inits for e in plan.epsilons},
+              "recipe_epsilon": args.recipe_epsilon,
               "engine": "federated settings: mer.federated_sim.run_federation (real ServerMode/ClientMode objects, "
                         "serialised messages, real MERTrainer); centralised: MERTrainer.fit (dp_train) on the union",
               "secure_rng": False, "threads": args.threads,
@@ -331,6 +333,9 @@ def register(subparsers) -> None:
     p.add_argument("--test-fraction", type=float, default=0.25, help="share of each client's subjects held out")
     p.add_argument("--split-seed", type=int, default=0, help="partition and hold-out seed (fixed across seeds)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--recipe-epsilon", type=_epsilon, default=None,
+                   help="train every point with this budget's recipe (e.g. --epsilons 8 inf --recipe-epsilon 8: "
+                        "what DP costs with the recipe held fixed); default each budget's own")
     p.add_argument("--stem", default=None, help="output file stem (default epsilon, or epsilon_quick with --quick)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.set_defaults(func=_safe_run)
