@@ -1,4 +1,5 @@
-"""fedcore's commands: ``provision``, ``enroll``, ``coordinator``, ``client`` and ``simulate``.
+"""fedcore's commands: ``provision``, ``enroll``, ``coordinator``, ``client``, ``status``, ``stop``
+and ``simulate``.
 
 Keys made where they are used (a real federation)::
 
@@ -8,6 +9,13 @@ Keys made where they are used (a real federation)::
     institution:  client --config alice/client.toml                         (after copying reply/* in)
 
 ``provision --clients a,b,c`` still makes every key on one machine, for simulations and tests.
+
+Watching and stopping (on the coordinator's machine)::
+
+    status --config fed/coordinator.toml        round, stage, clients, epsilon, metrics (fedcore.status)
+    stop --config fed/coordinator.toml          finish after the current round, then exit 7
+
+Errors are one line on stderr (``--log-level DEBUG`` adds the traceback of an unexpected one).
 
 Run them as ``python -m fedcore.cli COMMAND ...`` (fedcore alone) or through the application's
 console script, which adds them with :func:`register`.
@@ -24,6 +32,7 @@ code  name         meaning
 4     ABORTED      the federation aborted (too few clients after all retries, ...)
 5     UNREACHABLE  the coordinator stayed unreachable for the client's reconnect timeout
 6     REFUSED      the coordinator refused this client (identity or federation mismatch)
+7     STOPPED      stopped on request (``stop``) after a completed round (restart to resume)
 130   INTERRUPTED  stopped by SIGINT/SIGTERM before finishing (restart to resume)
 ====  ===========  ==========================================================================
 """
@@ -52,24 +61,36 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 def _guard(fn):
-    """Turn the expected failures of a command into exit codes with one clear message."""
+    """Turn the failures of a command into exit codes with one clear line (no traceback unless the
+    log level is DEBUG): configuration 2, TLS 3, Ctrl-C 130, anything unexpected 1."""
     def handler(args: argparse.Namespace) -> int:
-        from fedcore.transport.certs import CertificateError
-        from fedcore.transport.tls import TlsError
-
         setup_logging(getattr(args, "log_level", "INFO"))
-        try:
-            return int(fn(args))
-        except ConfigError as exc:
-            log.error("configuration error: %s", exc)
-            return ExitCode.CONFIG
-        except (TlsError, CertificateError) as exc:
-            log.error("TLS error: %s", exc)
-            return ExitCode.TLS
-        except KeyboardInterrupt:
-            return ExitCode.INTERRUPTED
+        return guarded(fn, args, debug=getattr(args, "log_level", "INFO") == "DEBUG")
     handler.__name__ = fn.__name__
     return handler
+
+
+def guarded(fn, args, *, debug: bool = False, name: str = "") -> int:
+    """``fn(args)`` with :func:`_guard`'s mapping of errors to exit codes (also used by the application's commands)."""
+    from fedcore.transport.certs import CertificateError
+    from fedcore.transport.tls import TlsError
+
+    what = name or getattr(args, "command", "") or "command"
+    try:
+        return int(fn(args))
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return ExitCode.CONFIG
+    except (TlsError, CertificateError) as exc:
+        log.error("TLS error: %s", exc)
+        return ExitCode.TLS
+    except KeyboardInterrupt:
+        log.error("%s interrupted (Ctrl-C)", what)
+        return ExitCode.INTERRUPTED
+    except Exception as exc:  # a bug: one line, the traceback only when asked for
+        log.error("internal error in %s: %s: %s%s", what, type(exc).__name__, exc,
+                  "" if debug else " (run with --log-level DEBUG for the traceback)", exc_info=debug)
+        return ExitCode.INTERNAL
 
 
 @_guard
@@ -121,20 +142,41 @@ def cmd_coordinator(args) -> int:
 
 @_guard
 def cmd_client(args) -> int:
-    from fedcore.client.daemon import run_client
+    from fedcore.client.startup import run_client_or_report
     from fedcore.config.client import load_client_config
 
     cfg = load_client_config(args.config, insecure=True if args.insecure else None)
-    return run_client(cfg)
+    return run_client_or_report(cfg)
+
+
+@_guard
+def cmd_status(args) -> int:
+    from fedcore.status.commands import status_command
+
+    return status_command(args.config, as_json=args.json)
+
+
+@_guard
+def cmd_stop(args) -> int:
+    from fedcore.status.commands import stop_command
+
+    return stop_command(args.config, wait=args.wait)
 
 
 @_guard
 def cmd_simulate(args) -> int:
-    from fedcore.simulation import simulate
+    from fedcore.simulation import CoordinatorFailed, simulate
 
-    result = simulate(clients=args.clients, rounds=args.rounds, out=args.out, aggregation=args.aggregation,
-                      workload=args.workload, insecure=args.insecure, seed=args.seed,
-                      strategy={"name": args.strategy} if args.strategy else None, timeout=args.timeout)
+    try:
+        result = simulate(clients=args.clients, rounds=args.rounds, out=args.out, aggregation=args.aggregation,
+                          workload=args.workload, insecure=args.insecure, seed=args.seed,
+                          strategy={"name": args.strategy} if args.strategy else None, timeout=args.timeout,
+                          status=args.status)
+    except CoordinatorFailed as exc:
+        log.error("%s", exc)
+        return exc.returncode or ExitCode.INTERNAL
+    if result.status_page:
+        print(f"status page (while it ran): {result.status_page}")
     return result.returncode
 
 
@@ -185,6 +227,17 @@ def register(subparsers, exclude: tuple[str, ...] = ()) -> None:
     p.add_argument("--insecure", action="store_true", help="no TLS (local debugging only; warns)")
     p.set_defaults(func=cmd_client)
 
+    p = common(subparsers.add_parser("status", help="a running (or ended) federation: round, stage, clients, "
+                                     "epsilon, metrics"))
+    p.add_argument("--config", required=True, type=Path, help="the coordinator's coordinator.toml")
+    p.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = common(subparsers.add_parser("stop", help="ask the running coordinator to finish after the current round"))
+    p.add_argument("--config", required=True, type=Path, help="the coordinator's coordinator.toml")
+    p.add_argument("--wait", action="store_true", help="wait until the coordinator has exited")
+    p.set_defaults(func=cmd_stop)
+
     if "simulate" in exclude:
         return
     p = common(subparsers.add_parser("simulate", help="coordinator + N client processes on loopback"))
@@ -197,6 +250,7 @@ def register(subparsers, exclude: tuple[str, ...] = ()) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     p.add_argument("--insecure", action="store_true", help="no TLS (local debugging only; warns)")
+    p.add_argument("--status", default=None, metavar="HOST:PORT", help="serve the live status page there")
     p.set_defaults(func=cmd_simulate)
 
 

@@ -13,4 +13,5 @@ class ExitCode(enum.IntEnum):
     ABORTED = 4                 # the federation aborted (too few clients after all retries, ...)
     UNREACHABLE = 5             # the coordinator stayed unreachable for the reconnect timeout
     REFUSED = 6                 # the coordinator refused this client (wrong identity or federation)
+    STOPPED = 7                 # stopped on request (`stop`) after a completed round; restart to resume
     INTERRUPTED = 130           # stopped by SIGINT/SIGTERM before finishing

@@ -40,6 +40,7 @@ from fedcore.common.errors import ConfigError
 from fedcore.config._write import dumps, field_comments
 from fedcore.config.client import PLACEHOLDER, ClientSection, ClientTls
 from fedcore.config.coordinator import Deadlines, Federation, Server, ServerTls
+from fedcore.config.status import StatusSettings
 from fedcore.transport.certs import (
     CLIENT_ID,
     CertificateError,
@@ -82,7 +83,8 @@ def coordinator_toml(*, federation: Mapping[str, Any], server: Mapping[str, Any]
                      deadlines: Mapping[str, Any] | None = None, strategy: Mapping[str, Any] | None = None,
                      workload: Mapping[str, Any] | None = None, privacy: Mapping[str, Any] | None = None,
                      limits: Mapping[str, Any] | None = None, secagg: Mapping[str, Any] | None = None,
-                     ckks: Mapping[str, Any] | None = None, central_dp: Mapping[str, Any] | None = None) -> str:
+                     ckks: Mapping[str, Any] | None = None, central_dp: Mapping[str, Any] | None = None,
+                     status: Mapping[str, Any] | None = None) -> str:
     data: dict[str, Any] = {"federation": dict(federation), "server": dict(server),
                             "tls": dict(tls or {"ca": "ca.pem", "cert": "server.pem", "key": "server.key"})}
     for name, table in (("deadlines", deadlines), ("strategy", strategy), ("limits", limits)):
@@ -93,8 +95,10 @@ def coordinator_toml(*, federation: Mapping[str, Any], server: Mapping[str, Any]
     for name, table in (("secagg", secagg), ("ckks", ckks), ("central_dp", central_dp)):
         if table:
             data[name] = dict(table)
+    data["status"] = dict(status or {"address": ""})   # written (off) so that the option is seen
     comments = {**field_comments(Federation, "federation"), **field_comments(Server, "server"),
-                **field_comments(ServerTls, "tls"), **field_comments(Deadlines, "deadlines")}
+                **field_comments(ServerTls, "tls"), **field_comments(Deadlines, "deadlines"),
+                **field_comments(StatusSettings, "status")}
     header = ("FED-PsyAU coordinator. Relative paths are relative to this file's folder.\n"
               "[workload] is sent to clients in TrainTask/EvaluateTask.config; [privacy] holds the\n"
               "defaults sent under config[\"privacy\"] (a client's own [privacy] overrides them).")

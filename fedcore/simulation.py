@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedcore.common.errors import ConfigError
+from fedcore.common.errors import ConfigError, FedError
 from fedcore.exitcodes import ExitCode
 from fedcore.provision import DEFAULT_WORKLOAD, client_toml, provision
 from fedcore.simulation_report import closing_table, progress_bar
@@ -44,6 +44,7 @@ class SimulationResult:
     summary: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     client_returncodes: dict[str, int | None] = field(default_factory=dict)
+    status_page: str = ""               # the status page's URL while the coordinator ran ("" = none)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -101,16 +102,38 @@ def _stop(procs: Sequence[subprocess.Popen], grace: float) -> None:
             p.wait()
 
 
+class CoordinatorFailed(FedError):
+    """The simulation's coordinator exited before serving (or never bound); ``returncode`` is its
+    exit code (``None``: it did not bind in time) and the message ends with its last error line."""
+
+    def __init__(self, message: str, returncode: int | None):
+        super().__init__(message)
+        self.returncode = returncode
+
+
+def last_error(log_path: Path) -> str:
+    """The last ERROR line of a daemon's log (without the time stamp), or ""."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        if " ERROR " in line:
+            return line.split(" ERROR ", 1)[1].strip()
+    return ""
+
+
 def _wait_address(path: Path, coord: subprocess.Popen, log_path: Path, timeout: float = 120.0) -> str:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if path.exists() and path.read_text().strip():
             return path.read_text().strip()
         if coord.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the coordinator exited with code {coord.returncode} before serving:\n{tail}")
+            why = last_error(log_path) or "no error line"
+            raise CoordinatorFailed(f"the coordinator exited with code {coord.returncode} before serving: {why} "
+                                    f"(log: {log_path})", coord.returncode)
         time.sleep(0.05)
-    raise RuntimeError(f"the coordinator did not bind within {timeout:.0f} s (see {log_path})")
+    raise CoordinatorFailed(f"the coordinator did not bind within {timeout:.0f} s (log: {log_path})", None)
 
 
 def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *, aggregation: str = "secagg",
@@ -121,11 +144,14 @@ def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *
              secagg: Mapping[str, Any] | None = None, ckks: Mapping[str, Any] | None = None,
              central_dp: Mapping[str, Any] | None = None, deadlines: Mapping[str, Any] | None = None, federation: Mapping[str, Any] | None = None,
              client_ids: Sequence[str] | None = None, progress: bool | None = None, timeout: float | None = None,
-             resume: bool = False, env: Mapping[str, str] | None = None, echo: bool = True) -> SimulationResult:
+             resume: bool = False, env: Mapping[str, str] | None = None, echo: bool = True,
+             status: str | None = None) -> SimulationResult:
     """Run a whole federation locally; see the module docstring. ``client_settings[i]`` and
     ``client_privacy[i]`` are client i's ``[workload.settings]`` additions and ``[privacy]`` table
     (``workload_settings`` go to the coordinator's ``[workload]`` and under every client's settings);
-    ``federation`` adds keys to ``[federation]`` (e.g. ``min_clients``, ``fraction``)."""
+    ``federation`` adds keys to ``[federation]`` (e.g. ``min_clients``, ``fraction``); ``status`` is
+    the ``[status] address`` of the live status page (e.g. ``127.0.0.1:0``; None: off), whose URL
+    is printed once it serves and kept in ``SimulationResult.status_page``."""
     ids = list(client_ids or [f"client{i + 1}" for i in range(clients)])
     if len(ids) != clients or clients < 1:
         raise ConfigError(f"need clients >= 1 and one id per client (got {clients} clients, ids {ids})", "simulate")
@@ -141,10 +167,12 @@ def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *
                      workload_settings=workload_settings, client_settings=client_settings, overwrite=True,
                      federation=fed_extra, server={"run_dir": str(run_dir)},
                      deadlines={**SIM_DEADLINES, **dict(deadlines or {})}, strategy=dict(strategy or {}),
-                     privacy=privacy, secagg=secagg, ckks=ckks, central_dp=central_dp)
+                     privacy=privacy, secagg=secagg, ckks=ckks, central_dp=central_dp,
+                     status={"address": status} if status else None)
     child_env = _child_env(clients, env)
     flag = ["--insecure"] if insecure else []
-    (run_dir / "coordinator.address").unlink(missing_ok=True)
+    for stale in ("coordinator.address", "status.address"):
+        (run_dir / stale).unlink(missing_ok=True)
     coord_log = logs / "coordinator.log"
     coord = _spawn(["coordinator", "--config", str(prov.coordinator_config), *flag], coord_log, child_env)
     procs: dict[str, subprocess.Popen] = {}
@@ -159,7 +187,7 @@ def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *
                 privacy=client_privacy[i] if client_privacy else None, client={"backoff_max": 2.0}))
             procs[cid] = _spawn(["client", "--config", str(prov.client_configs[cid]), *flag], logs / f"{cid}.log",
                                 child_env)
-        rc = _follow(run_dir, coord, list(procs.values()), rounds, progress, timeout, started)
+        rc = _follow(run_dir, coord, list(procs.values()), rounds, progress, timeout, started, echo)
     except BaseException:
         coord.terminate()
         _stop([coord, *procs.values()], grace=0)
@@ -172,7 +200,9 @@ def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *
         rc = ExitCode.INTERNAL
     if echo:
         print(closing_table(metrics, summary, run_dir))
-    return SimulationResult(int(rc), run_dir, summary, metrics, {c: p.returncode for c, p in procs.items()})
+    page = run_dir / "status.address"
+    return SimulationResult(int(rc), run_dir, summary, metrics, {c: p.returncode for c, p in procs.items()},
+                            page.read_text().strip() if page.exists() else "")
 
 
 #: after every client process has exited, give the coordinator this long to finish on its own
@@ -180,7 +210,7 @@ ORPHAN_GRACE = 15.0
 
 
 def _follow(run_dir: Path, coord: subprocess.Popen, clients: list[subprocess.Popen], rounds: int,
-            progress: bool | None, timeout: float | None, started: float) -> int:
+            progress: bool | None, timeout: float | None, started: float, echo: bool = True) -> int:
     """Update the progress bar from metrics.jsonl until the coordinator exits; its exit code.
 
     When every client process has died and the coordinator has not finished within
@@ -189,8 +219,14 @@ def _follow(run_dir: Path, coord: subprocess.Popen, clients: list[subprocess.Pop
     bar = progress_bar(rounds, progress)
     seen = 0
     all_gone: float | None = None
+    page = run_dir / "status.address"
+    announced = False
     try:
         while True:
+            if not announced and page.exists() and page.read_text().strip():
+                announced = True
+                if echo:
+                    print(f"status page: {page.read_text().strip()}", file=sys.stderr, flush=True)
             lines = read_metrics(path)
             for line in lines[seen:]:
                 bar.update_round(line)

@@ -22,7 +22,9 @@ settings are compared on the same test subjects. Hyper-parameters per epsilon co
 :func:`mer.bench_config.recipe`, the table ``fedpsyau simulate`` uses too.
 
 Writes ``OUT/epsilon[_quick].{json,csv,png}``: every run, mean +- sd over seeds, and the plot of
-UF1 (and UAR) against epsilon, one line per setting, log-x with "no DP" at the right.
+UF1 (and UAR) against epsilon, one line per setting, log-x with "no DP" at the right. While it
+runs: one line per finished training run with an ETA when stderr is not a terminal, a progress
+bar (and the same lines above it) when it is (:mod:`mer.progress`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import numpy as np
 
 from fedcore.exitcodes import ExitCode
 from mer import bench_config as bc
+from mer.progress import StepProgress
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"bench epsilon: {len(todo)} training runs ({', '.join(plan.settings)}; epsilon "
           f"{', '.join(f'{e:g}' for e in plan.epsilons)}; {plan.seeds} seed(s); {plan.rounds} rounds)", flush=True)
     runs = []
+    progress = StepProgress(len(todo), "bench epsilon", "run")
     with tempfile.TemporaryDirectory(prefix="bench-epsilon-") as tmp:
         for i, (setting, init, eps, seed) in enumerate(todo):
             hp = bc.recipe(args.recipe_epsilon or eps, init)
@@ -286,9 +290,10 @@ def run(args: argparse.Namespace) -> int:
                    "hyperparameters": hp, **row}
             runs.append(row)
             spent = row.get("epsilon_spent")
-            print(f"[{i + 1}/{len(todo)}] {setting:11s} {init:10s} eps={eps:<4g} seed={seed}: UF1 {row['uf1']:.3f} UAR "
-                  f"{row['uar']:.3f} (spent {'-' if spent is None else f'{spent:.2f}'}) in {row['seconds']:.1f} s",
-                  flush=True)
+            progress.done(f"[{i + 1}/{len(todo)}] {setting:11s} {init:10s} eps={eps:<4g} seed={seed}: UF1 "
+                          f"{row['uf1']:.3f} UAR {row['uar']:.3f} (spent {'-' if spent is None else f'{spent:.2f}'}) "
+                          f"in {row['seconds']:.1f} s")
+    progress.close()
     summary = summarise(runs)
     result = {"benchmark": "bench epsilon", "quick": args.quick, "plan": asdict(plan),
               "data": {"path": str(data), "name": "the embedded synthetic set" if args.data is None else Path(args.data).name,

@@ -4,8 +4,13 @@ By default it writes the embedded synthetic data set (CASME II layout, real face
 packages) into ``RUN_DIR/data``, splits it into ``--clients`` clients by subject, and runs
 fedcore's simulation with the MER workload: real coordinator and client processes over mutual
 TLS, the private statistical prior summed first (round 0), then DP-SGD rounds aggregated with
-SecAgg+. It ends with the closing table, ``RUN_DIR/summary.json`` and PNGs under
-``RUN_DIR/report/``.
+SecAgg+. It ends with the closing table, then says where to look: the status page it served
+(``--status HOST:PORT``), the report PNGs under ``RUN_DIR/report/`` and ``RUN_DIR/summary.json``.
+
+Every argument is checked before any data is written or process started (:func:`check_args`,
+exit 2). Ctrl-C stops the coordinator and the clients (the newest checkpoint stays) and exits 130
+with one line saying how to resume; a coordinator that cannot start gives its own error line and
+exit code.
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ RECIPE_OPTIONS = ("dp_trainable", "epochs", "batch_size", "lr", "max_grad_norm",
 def training_options(args: argparse.Namespace) -> dict[str, Any]:
     """The recipe for ``--epsilon`` / ``--init``, with every option the user gave on top of it."""
     from mer.bench_config import recipe
-
     from mer.train.federated import default_init
 
     eps = math.inf if args.no_dp else args.epsilon
@@ -99,6 +103,16 @@ def check_args(args: argparse.Namespace) -> list[str]:
         problems.append(f"--subjects must be >= 2 (got {args.subjects})")
     if args.data is not None and not Path(args.data).exists():
         problems.append(f"--data {args.data} does not exist")
+    if args.status:
+        from fedcore.config.status import StatusSettings, status_problems
+
+        problems += [p.replace("[status] address", "--status") for p in
+                     status_problems(StatusSettings(address=args.status), args.insecure)]
+    out = Path(args.out or "runs/demo")
+    if not args.resume and (out / "metrics.jsonl").exists():
+        problems.append(f"--out {out} holds an earlier run: choose a new --out, or add --resume to continue it")
+    if args.resume and not (out / "federation" / "coordinator.toml").exists():
+        problems.append(f"--resume: {out} holds no run to resume (no federation/coordinator.toml)")
     if not 0.0 < args.test_fraction < 1.0:
         problems.append(f"--test-fraction must lie in (0, 1) (got {args.test_fraction})")
     for name in ("epochs", "batch_size", "aug_mult"):
@@ -122,9 +136,31 @@ def check_args(args: argparse.Namespace) -> list[str]:
     return problems
 
 
+def check_partition(arrays, settings: dict[str, Any], clients: int) -> list[str]:
+    """Every client's share of the data, split as its trainer will split it (the same functions):
+    a client left without a training and a test subject is refused here, before any process starts."""
+    from mer.data.partition import partition
+    from mer.train.splits import holdout_split
+
+    scheme, seed = settings["partition"], int(settings["seed"])
+    try:
+        parts = partition(arrays, scheme, None if scheme == "by-dataset" else clients, seed,
+                          float(settings.get("alpha", 0.5)))
+    except ValueError as exc:
+        return [f"--partition {scheme} of {len(set(arrays.subject.tolist()))} subjects into {clients} clients: {exc}"]
+    problems = []
+    for i, idx in sorted(parts.items()):
+        subjects = arrays.subject[idx]
+        try:
+            holdout_split(subjects, float(settings["test_fraction"]), seed + i)
+        except ValueError as exc:
+            problems.append(f"client{i + 1} gets {len(set(subjects.tolist()))} subject(s) of the data ({exc}): "
+                            f"use more --subjects, fewer --clients or another --partition")
+    return problems
+
+
 def run(args: argparse.Namespace) -> int:
-    from fedcore.simulation import simulate
-    from mer.report import write_report
+    from fedcore.simulation import CoordinatorFailed, read_metrics
 
     problems = check_args(args)
     if problems:
@@ -156,15 +192,44 @@ def run(args: argparse.Namespace) -> int:
     clients = args.clients
     if args.partition == "by-dataset":
         clients = len(set(arrays.dataset.tolist()))
+    problems = check_partition(arrays, settings, clients)
+    if problems:  # the data is written, but no process has started
+        for problem in problems:
+            print(f"fedpsyau simulate: {problem}", file=sys.stderr)
+        return int(ExitCode.CONFIG)
     privacy: dict[str, Any] = {"enabled": False} if args.no_dp or math.isinf(args.epsilon) else {
         "target_epsilon": args.epsilon, "max_grad_norm": hp["max_grad_norm"], "secure_rng": not args.insecure_rng,
         "planned_rounds": args.rounds, "local_epochs": hp["epochs"], "batch_size": hp["batch_size"]}
     strategy: dict[str, Any] = {"name": args.strategy}
     if args.strategy == "fedprox":
         strategy["mu"] = args.mu
-    res = simulate(clients=clients, rounds=args.rounds, out=run_dir, aggregation=args.aggregation,
-                   workload=WORKLOAD, workload_settings=settings, privacy=privacy, strategy=strategy,
-                   insecure=args.insecure, seed=args.seed, timeout=args.timeout, resume=args.resume)
+    try:
+        res = _simulate(args, clients, run_dir, settings, privacy, strategy)
+    except CoordinatorFailed as exc:
+        print(f"fedpsyau simulate: {exc}", file=sys.stderr)
+        return int(exc.returncode or ExitCode.INTERNAL)
+    except KeyboardInterrupt:
+        done = len(read_metrics(run_dir / "metrics.jsonl"))
+        print(f"fedpsyau simulate: interrupted (Ctrl-C) after {done} of {args.rounds} rounds; the coordinator and "
+              f"the clients are stopped. Resume with: fedpsyau simulate --out {run_dir} --resume "
+              f"(and the same options)", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    return _finish(args, run_dir, classes, privacy, res)
+
+
+def _simulate(args, clients, run_dir, settings, privacy, strategy):
+    from fedcore.simulation import simulate
+
+    return simulate(clients=clients, rounds=args.rounds, out=run_dir, aggregation=args.aggregation,
+                    workload=WORKLOAD, workload_settings=settings, privacy=privacy, strategy=strategy,
+                    insecure=args.insecure, seed=args.seed, timeout=args.timeout, resume=args.resume,
+                    status=args.status)
+
+
+def _finish(args, run_dir: Path, classes, privacy, res) -> int:
+    """The report, the privacy table, the summary line, and where everything is."""
+    from mer.report import write_report
+
     summary = write_report(run_dir, classes)
     if privacy.get("enabled", True):
         from fedcore.dp.report import ReportError, privacy_report
@@ -176,8 +241,23 @@ def run(args: argparse.Namespace) -> int:
             log.warning("no privacy report: %s", exc)
     print(json.dumps({k: summary.get(k) for k in ("status", "uf1", "uar", "accuracy", "epsilon_max", "rounds",
                                                   "aggregation", "seconds")}), flush=True)
-    print(f"report: {run_dir / 'report'}", flush=True)
+    print(where_to_look(run_dir, res.status_page), flush=True)
     return res.returncode
+
+
+def where_to_look(run_dir: Path, page: str = "") -> str:
+    """The closing lines: the status page (if one was served), the report PNGs, summary.json."""
+    pngs = sorted((run_dir / "report").glob("*.png"))
+    coord = run_dir / "federation" / "coordinator.toml"
+    lines = ["where to look:"]
+    if page:
+        lines.append(f"  status page:  {page} (served while the coordinator ran; now: fedpsyau status --config {coord})")
+    else:
+        lines.append(f"  status:       fedpsyau status --config {coord}  (a live page: --status 127.0.0.1:8080)")
+    lines.append("  report:       " + (", ".join(str(p) for p in pngs) if pngs else f"{run_dir / 'report'} (no PNG: "
+                                     "no round was evaluated)"))
+    lines.append(f"  summary:      {run_dir / 'summary.json'}")
+    return "\n".join(lines)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -218,6 +298,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--insecure", action="store_true", help="no TLS (local debugging only; warns)")
+    p.add_argument("--status", default=None, metavar="HOST:PORT",
+                   help="serve the live status page and /metrics there (e.g. 127.0.0.1:8080; port 0 = any free port)")
 
 
 def register(subparsers) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from fedcore.common.aggregation import MODES, server_mode
 from fedcore.common.errors import ConfigError
 from fedcore.config._load import check_tables, positive, read_toml, resolve, section
+from fedcore.config.status import StatusSettings, status_problems
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class CoordinatorConfig:
     secagg: dict[str, Any] = field(default_factory=dict)
     ckks: dict[str, Any] = field(default_factory=dict)
     central_dp: CentralDP = field(default_factory=CentralDP)
+    status: StatusSettings = field(default_factory=StatusSettings)  # the live status page (fedcore.config.status)
     source: Path | None = None
 
     @property
@@ -112,7 +114,7 @@ class CoordinatorConfig:
 
 
 SECTIONS = ("federation", "server", "tls", "deadlines", "strategy", "limits", "workload", "privacy",
-            "secagg", "ckks", "central_dp")
+            "secagg", "ckks", "central_dp", "status")
 
 
 def parse_coordinator(data: dict[str, Any], base: Path, *, insecure: bool | None = None,
@@ -127,6 +129,7 @@ def parse_coordinator(data: dict[str, Any], base: Path, *, insecure: bool | None
     limits = section(Limits, data.get("limits"), "limits", problems)
     central = section(CentralDP, data.get("central_dp"), "central_dp", problems)
     _validate_central(central, fed, problems)
+    status = section(StatusSettings, data.get("status"), "status", problems)
     tables = {}
     for name in ("workload", "privacy", "secagg", "ckks"):
         value = data.get(name, {})
@@ -139,9 +142,11 @@ def parse_coordinator(data: dict[str, Any], base: Path, *, insecure: bool | None
     tls = replace(tls, ca=resolve(base, tls.ca), cert=resolve(base, tls.cert), key=resolve(base, tls.key))
     server = replace(server, run_dir=resolve(base, server.run_dir))
     _validate(fed, server, tls, dl, strategy, limits, tables, problems, check_files)
+    problems += status_problems(status, tls.insecure)
     if problems:
         raise ConfigError(problems, source=str(source or "coordinator config"))
-    return CoordinatorConfig(fed, server, tls, dl, strategy, limits, central_dp=central, source=source, **tables)
+    return CoordinatorConfig(fed, server, tls, dl, strategy, limits, central_dp=central, status=status, source=source,
+                             **tables)
 
 
 def _validate_central(c: CentralDP, fed: Federation, problems: list[str]) -> None:
@@ -262,6 +267,7 @@ def startup_summary(cfg: CoordinatorConfig) -> list[str]:
          f"{cfg.central_dp.noise_multiplier}, clients_total {cfg.central_dp.clients_total}, delta "
          f"{cfg.central_dp.resolved_delta:.3g}, weight 1 per client" if cfg.central_dp.enabled else "central DP: off"),
         f"listen {cfg.server.address}, run_dir {cfg.server.run_dir}",
+        f"status page: {cfg.status.address}" if cfg.status.enabled else "status page: off ([status] address)",
     ]
     if fed.aggregation in ("secagg", "ckks"):
         lines.append(f"{fed.aggregation} settings: {cfg.mode_settings}")

@@ -11,6 +11,13 @@ atomically, with the accountants' state -- in one tick, before the EVALUATE stag
 TRAIN stage can serve the new model; the evaluation metrics are written into that checkpoint
 afterwards. A mode stage in :data:`~fedcore.coordinator.release.RELEASE_STAGES` opens only after
 the release journal has recorded it.
+
+Two ways to end early besides :func:`abort`: a TRAIN or STATS refusal that says the client's
+configuration or data is broken (:func:`fedcore.coordinator.refusals.fatal_refusal`) aborts at
+once with the client's message instead of retrying; and a stop request (``fedcore stop``, set as
+``eng.stop_request`` by the daemon, see :func:`request_stop`) ends the run with status "stopped"
+at the next boundary between works -- after the round in flight completed (or failed), never
+inside one -- so a restart resumes from that round's checkpoint.
 """
 
 from __future__ import annotations
@@ -27,9 +34,10 @@ from fedcore.common.params import encode_model
 from fedcore.common.stages import Stage
 from fedcore.coordinator.checkpoint import Checkpoint
 from fedcore.coordinator.records import jsonable, summarize
+from fedcore.coordinator.refusals import fatal_reason
 from fedcore.coordinator.release import RELEASE_STAGES
 from fedcore.coordinator.reports import pooled_metrics
-from fedcore.coordinator.state import ModelBlob, Phase, RoundTally, StageRun, transition
+from fedcore.coordinator.state import TRANSITIONS, ModelBlob, Phase, RoundTally, StageRun, transition
 from fedcore.transport.chunks import sha256
 
 if TYPE_CHECKING:
@@ -46,6 +54,11 @@ def advance(eng: RoundEngine, now: float) -> bool:
         return tick_joining(eng, now)
     if st.stage is None:
         return False
+    if st.phase in (Phase.TRAIN, Phase.STATS):
+        fatal = fatal_reason(_refusals(eng), st.round)   # a broken client: at once, not after the others
+        if fatal:
+            abort(eng, fatal)
+            return True
     if st.stage.pending and now < st.stage.deadline:
         return False
     if now >= st.stage.deadline and st.stage.pending:
@@ -118,12 +131,25 @@ def _ensure_blob(eng: RoundEngine) -> None:
         st.blob = ModelBlob(st.model_round, f"model/{st.model_round}", payload, sha256(payload))
 
 
+def request_stop(eng: RoundEngine, reason: str) -> None:
+    """Ask the engine to end after the work in flight (call under ``eng.lock``; the next tick acts)."""
+    if not getattr(eng, "stop_request", ""):
+        log.warning("stop requested (%s): the federation ends after the current round", reason)
+    eng.stop_request = reason
+
+
+def stop_requested(eng: RoundEngine) -> str:
+    return getattr(eng, "stop_request", "")
+
+
 def next_work(eng: RoundEngine, now: float) -> None:
     """Start whatever comes next, or wait in JOINING when too few eligible clients are alive."""
     st = eng.state
     work = _work_needed(eng)
     if work == Phase.DONE:
         return finish(eng, f"all {eng.cfg.federation.rounds} rounds completed")
+    if stop_requested(eng):
+        return stop(eng)
     pool = _pool(eng, work)
     if len(pool) < eng.cfg.federation.min_clients:
         if st.phase != Phase.JOINING:
@@ -138,6 +164,9 @@ def next_work(eng: RoundEngine, now: float) -> None:
 # -- phases ------------------------------------------------------------------------------------
 def tick_joining(eng: RoundEngine, now: float) -> bool:
     st = eng.state
+    if stop_requested(eng):
+        next_work(eng, now)   # finishes (all rounds done) or stops
+        return True
     pool = _pool(eng, _work_needed(eng))
     if (len(pool) >= eng.cfg.federation.min_clients and _gathered(eng, pool, now)) or _work_needed(eng) == Phase.DONE:
         next_work(eng, now)
@@ -203,12 +232,22 @@ def begin_stats(eng: RoundEngine, pool: list[str], now: float) -> None:
     _open(eng, Stage.STATS, pool, eng.cfg.deadlines.train, now)
 
 
+def _refusals(eng: RoundEngine) -> dict[str, str]:
+    return {c: r.refusal or "(no reason)" for c, r in sorted(eng.state.train_reports.items()) if not r.ready}
+
+
 def close_stats(eng: RoundEngine, now: float) -> None:
     st = eng.state
+    refused = _refusals(eng)
+    fatal = fatal_reason(refused, st.round)
+    if fatal:
+        return abort(eng, fatal)
     ready = sorted(c for c, r in st.train_reports.items() if r.ready)
     need = eng.cfg.federation.min_clients
     if len(ready) < need:
-        return fail_attempt(eng, now, f"only {len(ready)} clients reported statistics ready ({need} needed)")
+        missing = sorted(set(st.stage.expected) - set(st.train_reports)) if st.stage else []
+        return fail_attempt(eng, now, f"only {len(ready)} clients reported statistics ready ({need} needed)"
+                                      + _why(refused, missing))
     length, clip = eng.stats_spec
     settings = {**eng.cfg.mode_settings, "clip": float(clip)}
     _begin_mode(eng, Phase.STATS_AGG, ready, int(length), settings, 1.0, now)
@@ -287,13 +326,24 @@ def close_train(eng: RoundEngine, now: float) -> None:
                 reason = rep.refusal or "privacy budget exhausted"
                 eng.registry.clients[cid].exhausted = reason
                 eng.known_exhausted[cid] = reason
+    refused = _refusals(eng)
+    fatal = fatal_reason(refused, st.round)
+    if fatal:
+        return abort(eng, fatal)
     ready = sorted(c for c, r in st.train_reports.items() if r.ready)
     need = eng.cfg.federation.min_clients
     if len(ready) < need:
         missing = sorted(set(st.selected) - set(st.train_reports))
         return fail_attempt(eng, now, f"only {len(ready)} of {len(st.selected)} selected clients reported an update "
-                                      f"({need} needed); no answer from {missing or 'nobody'}")
+                                      f"({need} needed)" + _why(refused, missing))
     _begin_mode(eng, Phase.AGGREGATE, ready, st.spec.size, eng.cfg.mode_settings, eng.client_dp.max_weight(), now)
+
+
+def _why(refused: dict[str, str], missing: list[str]) -> str:
+    parts = [f"refused by {c}: {r}" for c, r in refused.items()]
+    if missing:
+        parts.append(f"no answer from {', '.join(missing)}")
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def finish_aggregate(eng: RoundEngine, result: AggregateResult, now: float) -> None:
@@ -403,6 +453,16 @@ def _checkpoint(eng: RoundEngine, round_: int) -> None:
     eng.releases.forget_before(round_ + 1, keep_zero=st.needs_stats)
 
 
+def checkpoint_now(eng: RoundEngine) -> int | None:
+    """Write the newest model's checkpoint again, with the registry's current privacy records and
+    exclusions (on an interrupt); the round it holds, or None when no round has completed yet."""
+    st = eng.state
+    if st.model_round == 0 and st.statistics is None:
+        return None
+    _checkpoint(eng, st.model_round)
+    return st.model_round
+
+
 # -- endings -----------------------------------------------------------------------------------
 def fail_attempt(eng: RoundEngine, now: float, reason: str) -> None:
     st = eng.state
@@ -418,15 +478,17 @@ def fail_attempt(eng: RoundEngine, now: float, reason: str) -> None:
     next_work(eng, now)
 
 
-def _end(eng: RoundEngine, phase: Phase, reason: str) -> None:
+def _end(eng: RoundEngine, phase: Phase, reason: str, status: str | None = None) -> None:
     st = eng.state
+    if phase not in TRANSITIONS[st.phase]:   # a stop between the stages of a set-up: through JOINING
+        transition(st, Phase.JOINING)
     transition(st, phase)
     st.outcome = reason
     clients = sorted(eng.registry.ever | set(eng.extra.get("clients", [])))
     eng.records.write_summary({**summarize(
         eng.history, federation=eng.cfg.federation.id, aggregation=eng.cfg.federation.aggregation,
         strategy=eng.cfg.strategy.name, rounds_planned=eng.cfg.federation.rounds,
-        status="completed" if phase == Phase.DONE else "aborted", reason=reason, clients=clients,
+        status=status or ("completed" if phase == Phase.DONE else "aborted"), reason=reason, clients=clients,
         round0=eng.extra.get("round0", {}), privacy=eng.privacy), **eng.client_dp.summary()})
 
 
@@ -438,3 +500,14 @@ def abort(eng: RoundEngine, reason: str) -> None:
 def finish(eng: RoundEngine, reason: str) -> None:
     log.info("federation finished: %s", reason)
     _end(eng, Phase.DONE, reason)
+
+
+def stop(eng: RoundEngine) -> None:
+    """End the run on request after the work in flight; the clients are told it is over (DONE)
+    and the summary says "stopped". A restart with the same config resumes from the checkpoint."""
+    st = eng.state
+    done = st.next_round - 1
+    reason = (f"stopped on request ({stop_requested(eng)}) after round {done} of {eng.cfg.federation.rounds}; "
+              f"restart the coordinator (and the clients) with the same configs to resume from round {done + 1}")
+    log.warning("federation stopped: %s", reason)
+    _end(eng, Phase.DONE, reason, status="stopped")

@@ -8,6 +8,7 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from fedcore.common.errors import ConfigError
 from fedcore.proto.fedpsyau.v1 import federation_pb2_grpc as pb_grpc
 from fedcore.transport.options import server_options
 from fedcore.transport.tls import INSECURE_WARNING, TlsMaterial
@@ -15,6 +16,15 @@ from fedcore.transport.tls import INSECURE_WARNING, TlsMaterial
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "fedpsyau.v1.Federation"
+
+
+class AddressInUse(ConfigError):
+    """The listen address cannot be bound (in use by another process, or not an address of this host)."""
+
+    def __init__(self, address: str, what: str = "[server] address"):
+        self.address = address
+        super().__init__(f"cannot listen on {address}: the address is in use (another coordinator?) or not "
+                         f"an address of this machine; choose another {what} or stop the other process", what)
 
 
 class BoundServer:
@@ -47,15 +57,18 @@ def serve(servicer: pb_grpc.FederationServicer, address: str, tls: TlsMaterial |
     pb_grpc.add_FederationServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if insecure:
-        log.warning(INSECURE_WARNING)
-        port = server.add_insecure_port(address)
-    else:
-        if tls is None:
-            raise ValueError("TLS material is required unless insecure=True")
-        port = server.add_secure_port(address, tls.server_credentials())
+    try:
+        if insecure:
+            log.warning(INSECURE_WARNING)
+            port = server.add_insecure_port(address)
+        else:
+            if tls is None:
+                raise ValueError("TLS material is required unless insecure=True")
+            port = server.add_secure_port(address, tls.server_credentials())
+    except RuntimeError:  # grpc: "Failed to bind to address ..."
+        raise AddressInUse(address) from None
     if port == 0:
-        raise OSError(f"cannot bind {address}")
+        raise AddressInUse(address)
     server.start()
     bound = BoundServer(server, port, health_servicer)
     bound.set_serving(True)
