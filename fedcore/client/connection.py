@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -102,9 +103,15 @@ class Connection:
         req = pb.JoinRequest(header=self.header(), client_version=version)
         return self.call("Join", lambda: self.stub.Join(req, timeout=self.rpc_timeout))
 
-    def get_task(self, last: pb.Header) -> pb.Task:
-        req = pb.TaskRequest(header=self.header(last.round, last.stage, last.attempt))
-        return self.call("GetTask", lambda: self.stub.GetTask(req, timeout=self.rpc_timeout))
+    def get_task(self, last: pb.Header, wait: float = 0.0, stop: threading.Event | None = None) -> pb.Task | None:
+        """The next task. ``wait`` > 0 asks for a long poll: the coordinator holds the call up to
+        ``wait`` seconds until it has a task for this client (the call's deadline is ``wait`` more
+        than ``rpc_timeout``). ``stop`` being set cancels a held call; it then returns None."""
+        req = pb.TaskRequest(header=self.header(last.round, last.stage, last.attempt), wait_up_to=max(0.0, wait))
+        timeout = self.rpc_timeout + max(0.0, wait)
+        if wait <= 0 or stop is None:
+            return self.call("GetTask", lambda: self.stub.GetTask(req, timeout=timeout))
+        return self.call("GetTask", lambda: _unless_stopped(self.stub.GetTask.future(req, timeout=timeout), stop))
 
     def heartbeat(self, timeout: float | None = None) -> pb.HeartbeatReply:
         """One heartbeat, no retries (the next one comes soon anyway)."""
@@ -132,6 +139,18 @@ class Connection:
                                                              timeout=max(self.rpc_timeout, 600.0)))
         self.bytes_up += len(payload)
         return reply
+
+
+def _unless_stopped(call: grpc.Future, stop: threading.Event, check_every: float = 0.25):
+    """``call``'s result, or None after cancelling it once ``stop`` is set. The reply wakes this
+    at once (a done-callback); ``check_every`` only bounds how late a stop is noticed."""
+    done = threading.Event()
+    call.add_done_callback(lambda _: done.set())
+    while not done.wait(check_every):
+        if stop.is_set():
+            call.cancel()
+            return None
+    return call.result()
 
 
 def _sha(payload: bytes) -> bytes:

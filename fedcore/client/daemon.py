@@ -1,8 +1,12 @@
-"""``client --config client.toml``: join, poll for tasks, answer them, until the federation ends.
+"""``client --config client.toml``: join, ask for tasks, answer them, until the federation ends.
 
-The loop: Join (identity = certificate), then GetTask repeatedly. WAIT -> sleep ``retry_after``;
-DONE -> exit (0 when the federation completed, 4 when it aborted); any other stage -> answer it
-and Submit the result. A heartbeat thread keeps the client alive in the coordinator's eyes.
+The loop: Join (identity = certificate), then GetTask repeatedly as a long poll (``wait_up_to`` =
+:data:`LONG_POLL`): the coordinator answers as soon as it has a task for this client, so no sleep
+sits between one stage's end and the next one's start. WAIT -> ask again at once when it came
+after a held call (``retry_after`` 0), else sleep ``retry_after`` (a coordinator without long
+polls, or one at its limit of held calls); DONE -> exit (0 when the federation completed, 4 when
+it aborted); any other stage -> answer it and Submit the result. A heartbeat thread, separate
+from the task calls, keeps the client alive in the coordinator's eyes.
 When the coordinator goes away the RPCs back off and retry (capped, jittered); a GetTask refused
 with FAILED_PRECONDITION (a restarted coordinator does not know this client) triggers a new Join.
 A result whose submission fails for a transient reason is kept and resubmitted byte for byte, so
@@ -38,6 +42,8 @@ from fedcore.transport.tls import TlsMaterial
 
 log = logging.getLogger("fedcore.client")
 VERSION = "fedcore/1"
+#: seconds a GetTask may be held by the coordinator (it caps this at its own bound)
+LONG_POLL = 10.0
 
 
 def resolve_device(device: str) -> str:
@@ -130,10 +136,12 @@ class ClientDaemon:
         last = pb.Header()
         while not self.stop.is_set():
             try:
-                task = self.conn.get_task(last)
+                task = self.conn.get_task(last, wait=LONG_POLL, stop=self.stop)
             except WrongStage as exc:
                 log.info("re-joining: %s", exc)
                 self.join()
+                continue
+            if task is None:   # stopped while the call was held
                 continue
             stage = Stage(task.header.stage)
             if stage == Stage.DONE:
@@ -142,7 +150,8 @@ class ClientDaemon:
                 log.info("federation over (%s): %s", "completed" if done.success else "ABORTED", done.reason)
                 return ExitCode.OK if done.success else ExitCode.ABORTED
             if stage == Stage.WAIT:
-                self.stop.wait(task.retry_after or self.poll_interval)
+                if task.retry_after > 0:   # the call was not held: poll
+                    self.stop.wait(task.retry_after)
                 continue
             last = task.header
             self._answer(task)
@@ -155,18 +164,19 @@ class ClientDaemon:
             self.stop.wait(self.poll_interval)
             return
         try:
+            started = time.monotonic()
             if self._pending is not None and self._pending[0] == key:
                 payload = self._pending[1]
                 log.info("resubmitting the kept result for round %d stage %s", h.round, Stage(h.stage).name)
             else:
-                started = time.monotonic()
                 body = any_pb2.Any()
                 body.Pack(self.handlers.handle(task))
                 payload = body.SerializeToString()
-                log.info("round %d attempt %d stage %s answered in %.2f s", h.round, h.attempt,
-                         Stage(h.stage).name, time.monotonic() - started)
+            answered = time.monotonic()
             self._pending = (key, payload)
             reply = self.conn.submit(h, payload)
+            log.info("round %d attempt %d stage %s answered in %.3f s, submitted in %.3f s", h.round, h.attempt,
+                     Stage(h.stage).name, answered - started, time.monotonic() - answered)
             if reply.duplicate:
                 log.info("round %d stage %s: coordinator already had this result", h.round, Stage(h.stage).name)
             self._pending = None

@@ -7,6 +7,11 @@ never change phase. Phase changes happen only in :meth:`tick`, which the driver 
 woken by a submission or when a deadline or heartbeat expiry is due (tests call it with a fake
 clock). The functions that perform each phase are in :mod:`fedcore.coordinator.phases`.
 
+Two conditions share the lock, so no wake-up is lost between a check and a wait: ``changed``
+wakes the driver (a join or a submission: the last expected report closes its stage in the same
+instant), ``feed`` wakes the clients' held long polls (:meth:`task` with ``wait``) whenever a
+tick changed a phase or stage, so a client learns of its next task as soon as it exists.
+
 Restarts never release a second aggregate of a round (see :mod:`fedcore.coordinator.release`):
 a round's checkpoint is written before its new model leaves, and a restart resumes after it.
 ``fault_hook`` (tests only) is called with the name of each point between an aggregate and its
@@ -58,7 +63,9 @@ class RoundEngine:
         self.clock = clock
         self.poll_interval = cfg.deadlines.poll_interval if poll_interval is None else poll_interval
         self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)
+        self.changed = threading.Condition(self.lock)   # -> the driver: something to tick for
+        self.feed = threading.Condition(self.lock)      # -> held GetTask calls: a stage opened or closed
+        self.holding = 0                                # GetTask calls parked on ``feed`` now
         self.records = RunRecords(cfg.server.run_dir)
         self.run_id = self.records.run_id()
         self.registry = Registry(cfg.limits.max_clients, cfg.deadlines.heartbeat_timeout)
@@ -161,28 +168,56 @@ class RoundEngine:
                 "heartbeat_interval": self.cfg.deadlines.heartbeat_interval, "poll_interval": self.poll_interval,
                 "run_id": self.run_id}
 
-    def task(self, client_id: str, header: pb.Header) -> pb.Task:
+    def task(self, client_id: str, header: pb.Header, wait: float = 0.0,
+             active: Callable[[], bool] | None = None) -> pb.Task:
+        """This client's task now. ``wait`` > 0 makes it a long poll: while there is nothing for
+        the client (STAGE_WAIT) the call is held on ``feed`` for up to ``wait`` seconds of real
+        time (``time.monotonic``, whatever the engine's clock), and returns as soon as a tick opens
+        a stage the client is expected in or ends the run; ``active()`` turning false (the caller
+        went away) ends the hold too. A WAIT after a hold says ``retry_after = 0`` (ask again at
+        once); one without a hold gives the poll interval, as before long polls existed."""
         with self.lock:
             self._check_federation(header)
             self._check_joined(client_id)
-            now = self.clock()
-            self.registry.seen(client_id, now)
-            st = self.state
-            body = any_pb2.Any()
-            if st.phase in (Phase.DONE, Phase.ABORTED):
-                self.registry.clients[client_id].told_done = True
-                body.Pack(pb.DoneTask(reason=st.outcome, success=st.phase == Phase.DONE))
-                task = pb.Task(header=self.header(client_id), body=body)
-            elif st.stage is not None and client_id in st.stage.pending:
-                body.Pack(bodies.task_body(self, client_id))
-                task = pb.Task(header=self.header(client_id), deadline_in=max(0.0, st.stage.deadline - now), body=body)
-            else:
-                body.Pack(pb.WaitTask(reason=bodies.wait_reason(self, client_id)))
-                hdr = self.header(client_id)
-                hdr.stage = int(Stage.WAIT)
-                task = pb.Task(header=hdr, retry_after=self.poll_interval, body=body)
-            st.tally.bytes_down += task.ByteSize()
+            self.registry.seen(client_id, self.clock())
+            until = time.monotonic() + max(0.0, wait)
+            while True:
+                task = self._task_now(client_id)
+                left = until - time.monotonic()
+                if task.header.stage != Stage.WAIT or left <= 0 or (active is not None and not active()):
+                    break
+                self.holding += 1
+                try:
+                    self.feed.wait(left)
+                finally:
+                    self.holding -= 1
+            if task.header.stage == Stage.WAIT and wait > 0:
+                task.retry_after = 0.0
+            if wait > 0:
+                self.registry.seen(client_id, self.clock())
+            self.state.tally.bytes_down += task.ByteSize()
             return task
+
+    def _task_now(self, client_id: str) -> pb.Task:
+        st = self.state
+        body = any_pb2.Any()
+        if st.phase in (Phase.DONE, Phase.ABORTED):
+            self.registry.clients[client_id].told_done = True
+            body.Pack(pb.DoneTask(reason=st.outcome, success=st.phase == Phase.DONE))
+            return pb.Task(header=self.header(client_id), body=body)
+        if st.stage is not None and client_id in st.stage.pending:
+            body.Pack(bodies.task_body(self, client_id))
+            return pb.Task(header=self.header(client_id), deadline_in=max(0.0, st.stage.deadline - self.clock()),
+                           body=body)
+        body.Pack(pb.WaitTask(reason=bodies.wait_reason(self, client_id)))
+        hdr = self.header(client_id)
+        hdr.stage = int(Stage.WAIT)
+        return pb.Task(header=hdr, retry_after=self.poll_interval, body=body)
+
+    def wake_feed(self) -> None:
+        """Wake every held long poll to re-check (a caller went away, the server is stopping)."""
+        with self.feed:
+            self.feed.notify_all()
 
     def precheck_submit(self, client_id: str, header: pb.Header) -> None:
         """Refuse a stale submission before its payload is read (a possible duplicate passes)."""
@@ -269,21 +304,30 @@ class RoundEngine:
                 if st.stage is not None and cid in st.stage.pending:
                     st.stage.dropped.add(cid)
                     log.warning("round %d stage %s: %s dropped (dead)", st.round, st.stage.stage.name, cid)
+            moved = False
             for _ in range(100):  # each step changes phase or stage; bounded for safety
                 if not phases.advance(self, self.clock()):
                     break
+                moved = True
+            if moved:
+                self.feed.notify_all()   # the held long polls learn of the new stage now
             end = self.clock()
             if end - start > _BUSY:
                 self.registry.refresh_all(end)
             return phases.next_wake(self, end)
 
     def run(self, stop: threading.Event) -> None:
-        """The driver loop: tick, then sleep until woken by an RPC or the next deadline."""
-        while not stop.is_set() and not self.finished:
-            wait = self.tick()
-            with self.changed:
-                if not self.finished:
+        """The driver loop: tick, then sleep until woken by an RPC or the next deadline.
+
+        The lock is held from the tick into the wait (``Condition.wait`` releases it), so a
+        submission that lands between the two is never missed: the stage it completes closes at
+        once, not at the next timer tick."""
+        with self.changed:
+            while not stop.is_set() and not self.finished:
+                wait = self.tick()
+                if not self.finished and not stop.is_set():
                     self.changed.wait(timeout=min(max(wait, 0.01), 1.0))
+        self.wake_feed()
 
     def all_told_done(self) -> bool:
         with self.lock:

@@ -10,6 +10,15 @@ at once; at most one Submit stream per client at a time; a stream's announced si
 ``max_payload_bytes``; and per client and round at most ``max_client_bytes_per_round`` announced
 bytes (counted before any data is read). So the coordinator holds at most one payload per client
 in flight and at most ``max_concurrent_streams x max_payload_bytes`` bytes of uploads overall.
+
+GetTask is a long poll: a request with ``wait_up_to`` > 0 is held (see
+:meth:`RoundEngine.task`) until a task for the caller exists, for at most ``wait_up_to``, at most
+:data:`MAX_HOLD` seconds and never past the call's own deadline. A held call occupies one of the
+server's worker threads, so at most ``max_held_polls`` calls are held at once (default: half of
+``max_concurrent_streams``; the coordinator's pool has twice that many threads, so transfers,
+heartbeats and submissions always find one): beyond it a client gets its WAIT at once with the
+poll interval as ``retry_after`` and polls as clients did before the long poll. A request without
+``wait_up_to`` (an older client) is answered at once, as before.
 """
 
 from __future__ import annotations
@@ -26,10 +35,16 @@ from fedcore.transport.tls import peer_identity
 
 log = logging.getLogger(__name__)
 
+#: the longest a GetTask is held, whatever the client asks (seconds)
+MAX_HOLD = 20.0
+#: a held GetTask returns this long before the call's own deadline (seconds)
+_DEADLINE_MARGIN = 0.5
+
 
 class FederationServicer(pb_grpc.FederationServicer):
     def __init__(self, engine: RoundEngine, *, insecure: bool = False, max_payload_bytes: int = 1 << 30,
-                 max_concurrent_streams: int = 32, max_client_bytes_per_round: int = 0):
+                 max_concurrent_streams: int = 32, max_client_bytes_per_round: int = 0,
+                 max_held_polls: int | None = None):
         self.engine = engine
         self.insecure = insecure
         self.max_payload = max_payload_bytes
@@ -40,6 +55,10 @@ class FederationServicer(pb_grpc.FederationServicer):
         self._uploading: set[str] = set()           # clients with a Submit stream in flight
         self._charged: dict[str, int] = {}          # announced upload bytes per client this round
         self._charged_round = -1
+        held = max(1, max_concurrent_streams // 2) if max_held_polls is None else max_held_polls
+        self._holds = threading.BoundedSemaphore(held) if held > 0 else None
+        self._held_lock = threading.Lock()
+        self.held = 0                               # GetTask calls holding a slot now
 
     def _identity(self, context, header: pb.Header) -> str:
         return peer_identity(context, header.client_id, self.insecure)
@@ -74,7 +93,28 @@ class FederationServicer(pb_grpc.FederationServicer):
     @maps_errors
     def GetTask(self, request: pb.TaskRequest, context) -> pb.Task:
         cid = self._identity(context, request.header)
-        return self.engine.task(cid, request.header)
+        wait = self._hold_for(request.wait_up_to, context)
+        if wait <= 0 or self._holds is None or not self._holds.acquire(blocking=False):
+            return self.engine.task(cid, request.header)
+        with self._held_lock:
+            self.held += 1
+        try:
+            # a caller that goes away (or a server that stops) ends the hold at once
+            context.add_callback(self.engine.wake_feed)
+            return self.engine.task(cid, request.header, wait=wait, active=context.is_active)
+        finally:
+            self._holds.release()
+            with self._held_lock:
+                self.held -= 1
+
+    @staticmethod
+    def _hold_for(asked: float, context) -> float:
+        """How long a GetTask may be held: what the client asks, capped by MAX_HOLD and the call's deadline."""
+        if not asked > 0:      # also NaN
+            return 0.0
+        left = context.time_remaining()
+        cap = MAX_HOLD if left is None else min(MAX_HOLD, left - _DEADLINE_MARGIN)
+        return max(0.0, min(float(asked), cap))
 
     @maps_errors
     def Heartbeat(self, request: pb.HeartbeatRequest, context) -> pb.HeartbeatReply:

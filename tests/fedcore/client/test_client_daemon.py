@@ -9,10 +9,13 @@ import time
 import numpy as np
 from fedcore_testkit import FED, make_engine, served_engine
 
-from fedcore.client.daemon import ClientDaemon
+from fedcore.client.daemon import LONG_POLL, ClientDaemon
 from fedcore.config.client import parse_client
+from fedcore.coordinator.servicer import FederationServicer
+from fedcore.coordinator.state import Phase
 from fedcore.examples.softmax import workload as example
 from fedcore.exitcodes import ExitCode
+from fedcore.transport.server import serve
 
 
 def _client_cfg(pki, cid, index, port, tmp_path, **client):
@@ -61,3 +64,52 @@ def test_client_of_another_federation_is_refused(tmp_path, pki):
         cfg = _client_cfg(pki, "alice", 0, port, tmp_path, federation="not-this-one")
         assert ClientDaemon(cfg).run() == ExitCode.REFUSED
     assert "alice" not in engine.registry
+
+
+class _ServicerBeforeLongPolls(FederationServicer):
+    """A coordinator from before the long poll: ignores ``wait_up_to`` and answers at once."""
+
+    def GetTask(self, request, context):
+        cid = self._identity(context, request.header)
+        return self.engine.task(cid, request.header)
+
+
+def test_client_daemons_finish_against_a_coordinator_without_long_polls(tmp_path, pki):
+    """Wire compatibility: a new client polls with ``retry_after`` when its calls are not held."""
+    engine = make_engine(tmp_path / "run", time.monotonic, workload=example,
+                         federation={"workload": "fedcore.examples.softmax:workload"})
+    bound = serve(_ServicerBeforeLongPolls(engine), "127.0.0.1:0", pki.tls("server"))
+    stop = threading.Event()
+    driver = threading.Thread(target=engine.run, args=(stop,), daemon=True)
+    driver.start()
+    try:
+        codes = _run_clients([_client_cfg(pki, cid, i, bound.port, tmp_path) for i, cid in enumerate(("alice", "bob"))])
+    finally:
+        stop.set()
+        engine.wake_feed()
+        driver.join(timeout=5)
+        bound.stop(grace=None)
+    assert codes == {"alice": ExitCode.OK, "bob": ExitCode.OK}
+    assert engine.state.phase == Phase.DONE
+
+
+def test_stopping_a_client_cancels_its_held_task_call(tmp_path, pki):
+    engine = make_engine(tmp_path / "run", time.monotonic, workload=example,
+                         federation={"workload": "fedcore.examples.softmax:workload"})
+    with served_engine(engine, pki, drive=True) as port:   # min_clients 2: alone, alice has nothing to do
+        stop = threading.Event()
+        daemon = ClientDaemon(_client_cfg(pki, "alice", 0, port, tmp_path), stop)
+        codes = []
+        thread = threading.Thread(target=lambda: codes.append(daemon.run()))
+        thread.start()
+        deadline = time.monotonic() + 30
+        while engine.holding < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine.holding == 1                 # its GetTask is held by the coordinator
+        stop.set()
+        thread.join(timeout=LONG_POLL / 2)         # well before the hold would have ended
+        assert codes == [ExitCode.INTERRUPTED]
+        deadline = time.monotonic() + 10
+        while engine.holding and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine.holding == 0                 # the cancelled call left the coordinator too

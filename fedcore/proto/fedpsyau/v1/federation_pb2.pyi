@@ -77,10 +77,12 @@ class JoinReply(_message.Message):
     def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., heartbeat_interval: _Optional[float] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
-    __slots__ = ("header",)
+    __slots__ = ("header", "wait_up_to")
     HEADER_FIELD_NUMBER: _ClassVar[int]
+    WAIT_UP_TO_FIELD_NUMBER: _ClassVar[int]
     header: Header
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ...) -> None: ...
+    wait_up_to: float
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., wait_up_to: _Optional[float] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("header", "deadline_in", "retry_after", "body")

@@ -72,7 +72,7 @@ class FederationServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetTask(self, request, context):
-        """What this client should do now.
+        """What this client should do now; with wait_up_to > 0 held until there is something to do.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
