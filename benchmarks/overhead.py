@@ -2,14 +2,21 @@
 
     python benchmarks/overhead.py [--quick] [--out benchmarks/results]
 
-For the DPK-GAT size (125,864 parameters) and a 1e6-parameter model, all in one run:
+For 1e5 parameters, the DPK-GAT size (125,864) and a 1e6-parameter model, all in one run:
 
 1. **Real daemons** (:func:`fedcore.simulation.simulate`: a coordinator and 3 client processes
    over mutual TLS on loopback) with ``benchmarks/sized_workload.py``, an MLP whose parameter
    count is a setting: round time and bytes up/down per round in ``plain``, ``secagg`` and
-   ``ckks`` mode without DP (median of rounds 2..R; round 1 warms up), round 0 (CKKS key set-up
-   and the statistics sum), and the same ``plain`` federation with DP-SGD (epsilon 8). Ratios are
-   against the ``plain`` run of the same size in this run.
+   ``ckks`` mode without DP (median of rounds 2..R-1: round 1 warms up, round R also carries the
+   final EVALUATE stage), round 0 (CKKS key set-up and the statistics sum), and the same
+   ``plain`` federation with DP-SGD (epsilon 8). Ratios are against the ``plain`` run of the same
+   size in this run. Each round is also cut into its wire stages from the coordinator's log (the
+   time from one stage's opening to the next one's, median over the same rounds): compared with
+   the in-process breakdown below, what a stage costs beyond its computation is the hand-off
+   (task delivery, transfers, the coordinator's close). A few runs are repeated with the run
+   folders on tmpfs (``tmpfs_reference``, rows with ``storage = "tmpfs"``): the coordinator
+   fsyncs its checkpoint and attempt records every round, and on a slow disk that is a large
+   part of a short round.
 2. **Per-stage breakdown** through :class:`fedcore.he.driver.InProcessDriver` (every message
    serialised; 3 clients; update vectors of the same sizes): server and per-client seconds and
    bytes of every stage, median of ``reps`` after a warm-up.
@@ -17,7 +24,11 @@ For the DPK-GAT size (125,864 parameters) and a 1e6-parameter model, all in one 
    DPK-GAT :class:`~mer.train.federated.MERTrainer` on a client of the embedded synthetic set, and
    the sized MLP at both sizes (both through ``dp_train``, DP on or off).
 
-Writes benchmarks/results/overhead.json and overhead.png. Torch uses one thread per process.
+Writes benchmarks/results/overhead.json and overhead.png, with the load average at start and the
+targets of issue 17 (``targets``: a plain 1e5 round <= 40 ms, SecAgg <= 1.2x and CKKS <= 2x plain
+at the DPK-GAT size) as measured, never rounded. Torch uses one thread per process.
+``--skip-dp`` leaves out part 3 and the DP daemon runs (for quick checks of the round latency);
+``--stem`` names the output files (default ``overhead``).
 """
 
 from __future__ import annotations
@@ -27,11 +38,13 @@ import json
 import logging
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
 import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +55,20 @@ sys.path.insert(0, str(BENCH))  # for sized_workload ("benchmarks" is an Opacus 
 import sized_workload as sw
 
 CONFIG = {
-    "sizes": {"dpk-gat": 125_864, "1e6": 1_000_000},
+    "sizes": {"1e5": 100_000, "dpk-gat": 125_864, "1e6": 1_000_000},
     "clients": 3,
-    "rounds": 4,                  # round 1 is the warm-up; medians over rounds 2..R
+    "rounds": 8,                  # round 1 warms up, round R evaluates too; medians over rounds 2..R-1
     "modes": ["plain", "secagg", "ckks"],
     "workload": {"samples": 240, "epochs": 1, "batch_size": 32, "lr": 0.05},
     "dp": {"target_epsilon": 8.0, "max_grad_norm": 1.0},
     "reps": 3,
-    "quick": {"rounds": 3, "reps": 2},
+    "quick": {"rounds": 4, "reps": 2},
+    # the same daemons with their run folders (checkpoints, attempt and metrics files, all fsync'd)
+    # on tmpfs: what the round costs without the disk's fsync latency (a reference, not a target)
+    "tmpfs_reference": [("1e5", "plain"), ("dpk-gat", "plain"), ("dpk-gat", "secagg")],
+    # issue 17: a plain round of 1e5 parameters, and SecAgg / CKKS against plain at the DPK-GAT size
+    "targets": {"plain_round_s": ("1e5", 0.040), "secagg_over_plain": ("dpk-gat", 1.2),
+                "ckks_over_plain": ("dpk-gat", 2.0)},
 }
 RESULTS = BENCH / "results"
 
@@ -59,29 +78,80 @@ def _median(xs):
 
 
 # -- 1. daemons ---------------------------------------------------------------------------------
-def daemon_run(size: int, mode: str, rounds: int, dp: bool, tmp: Path) -> dict:
+def daemon_run(size: int, mode: str, rounds: int, dp: bool, tmp: Path, storage: str = "disk") -> dict:
     from fedcore.simulation import simulate
 
     env = {"PYTHONPATH": os.pathsep.join([str(BENCH), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     settings = {**CONFIG["workload"], "parameters": size}
+    load = os.getloadavg()
     t0 = time.perf_counter()
-    res = simulate(clients=CONFIG["clients"], rounds=rounds, out=tmp / f"{mode}-{size}-{'dp' if dp else 'nodp'}",
+    res = simulate(clients=CONFIG["clients"], rounds=rounds, out=tmp / f"{mode}-{size}-{'dp' if dp else 'nodp'}-{storage}",
                    aggregation=mode, workload="sized_workload:workload", workload_settings=settings,
                    privacy=dict(CONFIG["dp"]) if dp else {"enabled": False}, federation={"evaluate_every": 0},
                    env=env, progress=False, echo=False, timeout=600)
     wall = time.perf_counter() - t0
     if res.returncode != 0:
         raise RuntimeError(f"simulate({mode}, {size}, dp={dp}) ended with code {res.returncode}; see {res.run_dir}/logs")
-    later = [m for m in res.metrics if m["round"] >= 2]
+    later = [m for m in res.metrics if 2 <= m["round"] < rounds] or [m for m in res.metrics if m["round"] >= 2]
     history_s = sum(m["seconds"] for m in res.metrics)
-    return {"mode": mode, "parameters": size, "dp": dp, "rounds": rounds, "wall_s": wall,
+    return {"mode": mode, "parameters": size, "dp": dp, "storage": storage, "rounds": rounds, "wall_s": wall,
+            "load_average_at_start": load,
             "round_s": _median([m["seconds"] for m in later]),
             "round_s_all": [m["seconds"] for m in res.metrics],
+            "stage_s": stage_spans(res.run_dir / "logs", later),
             "bytes_up_per_round": _median([m["bytes_up"] for m in later]),
             "bytes_down_per_round": _median([m["bytes_down"] for m in later]),
             "round0_s": res.summary.get("seconds", 0.0) - history_s,
             "epsilon_max": res.summary.get("epsilon_max")}
+
+
+_STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*"
+_OPENED = re.compile(_STAMP + r": round (\d+) attempt (\d+): stage (\w+) open ")
+_ANSWERED = re.compile(_STAMP + r": round (\d+) attempt (\d+) stage (\w+) answered in ([\d.]+) s, submitted in ([\d.]+) s")
+
+
+def _stamp(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def stage_spans(logs: Path, rounds: list[dict]) -> dict[str, dict[str, float]]:
+    """Each wire stage of ``rounds`` (metrics lines) cut along its critical path, from the logs
+    (millisecond stamps): ``span`` from the stage's opening to the next one's (a round's last
+    stage: to the next round's TRAIN opening, so it holds the aggregation and the checkpoint;
+    the spans of a round add up to its period), and for the client that finished last:
+    ``delivery`` (opening -> the client holds its task: the hand-off), ``work`` (answering),
+    ``upload`` (the Submit call) and ``close`` (its submission landing -> the next opening:
+    the coordinator's accept, its tick, and for the last stage the aggregate and checkpoint).
+    Medians over ``rounds``."""
+    opened: dict[tuple[int, int], list[tuple[str, float]]] = {}
+    for line in (logs / "coordinator.log").read_text(errors="replace").splitlines():
+        if m := _OPENED.match(line):
+            opened.setdefault((int(m[2]), int(m[3])), []).append((m[4], _stamp(m[1])))
+    answers: dict[tuple[int, int, str], list[tuple[float, float, float]]] = {}
+    for path in sorted(logs.glob("*.log")):
+        if path.name == "coordinator.log":
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if m := _ANSWERED.match(line):
+                answers.setdefault((int(m[2]), int(m[3]), m[4]), []).append((_stamp(m[1]), float(m[5]), float(m[6])))
+    parts: dict[str, dict[str, list[float]]] = {}
+    for m in rounds:
+        seq = [(n, t) for n, t in opened.get((m["round"], m["attempt"]), []) if n != "EVALUATE"]
+        nxt = [t for (r, _), opens in opened.items() if r == m["round"] + 1 for n, t in opens if n == "TRAIN"]
+        if not seq or not nxt:
+            continue
+        ends = [t for _, t in seq[1:]] + [min(nxt)]
+        for (name, t), end in zip(seq, ends):
+            row = parts.setdefault(name, {})
+            row.setdefault("span", []).append(end - t)
+            done = answers.get((m["round"], m["attempt"], name))
+            if done:
+                t_done, work, upload = max(done)
+                for key, value in (("delivery", t_done - upload - work - t), ("work", work), ("upload", upload),
+                                   ("close", end - t_done)):
+                    row.setdefault(key, []).append(value)
+    return {name: {k: _median(v) for k, v in row.items()} for name, row in parts.items()}
 
 
 # -- 2. per-stage breakdown ---------------------------------------------------------------------
@@ -168,10 +238,11 @@ def plot(res: dict, path: Path) -> None:
     sizes = list(CONFIG["sizes"])
     x = np.arange(len(sizes))
     w = 0.2
-    rows = res["daemons"]
+    rows = [r for r in res["daemons"] if r["storage"] == "disk"]
     for ax, key, label in ((axes[0], "round_s", "round time (s), real daemons"),
                            (axes[1], "bytes_up_per_round", "bytes up per round (all clients)")):
-        variants = [(m, False) for m in CONFIG["modes"]] + [("plain", True)]
+        variants = [(m, dp) for m, dp in [(m, False) for m in CONFIG["modes"]] + [("plain", True)]
+                    if any(r["mode"] == m and r["dp"] == dp for r in rows)]
         for j, (mode, dp) in enumerate(variants):
             vals = [next(r[key] for r in rows if r["mode"] == mode and r["dp"] == dp and r["parameters"] == CONFIG["sizes"][s])
                     for s in sizes]
@@ -186,6 +257,8 @@ def plot(res: dict, path: Path) -> None:
         ax.legend(fontsize=8)
     ax = axes[2]
     dps = res["dp_training"]
+    if not dps:
+        ax.set_axis_off()
     ax.bar(np.arange(len(dps)) - 0.2, [d["nodp_s"] for d in dps], 0.4, label="no DP")
     ax.bar(np.arange(len(dps)) + 0.2, [d["dp_s"] for d in dps], 0.4, label="DP-SGD (eps 8)")
     for i, d in enumerate(dps):
@@ -201,7 +274,7 @@ def plot(res: dict, path: Path) -> None:
 def ratios(res: dict) -> dict:
     out = {}
     for name, size in CONFIG["sizes"].items():
-        rows = [r for r in res["daemons"] if r["parameters"] == size]
+        rows = [r for r in res["daemons"] if r["parameters"] == size and r["storage"] == "disk"]
         base = next(r for r in rows if r["mode"] == "plain" and not r["dp"])
         out[name] = {}
         for r in rows:
@@ -210,6 +283,72 @@ def ratios(res: dict) -> dict:
             out[name][f"{key}_bytes"] = r["bytes_up_per_round"] / base["bytes_up_per_round"]
             out[name][f"{key}_bytes_down"] = r["bytes_down_per_round"] / base["bytes_down_per_round"]
     return out
+
+
+def handoffs(res: dict) -> dict:
+    """Per size and mode: each wire stage's time through the daemons beside its computation in
+    process (server + median client), and what is left: the hand-off."""
+    out: dict = {}
+    for name, size in CONFIG["sizes"].items():
+        for mode in CONFIG["modes"]:
+            row = next((r for r in res["daemons"] if r["parameters"] == size and r["mode"] == mode and not r["dp"]
+                        and r["storage"] == "disk"), None)
+            inproc = next((b for b in res["stages"] if b["parameters"] == size and b["mode"] == mode), None)
+            if row is None or inproc is None:
+                continue
+            stages = {}
+            for stage, cut in row["stage_s"].items():
+                work = inproc["stages"].get(stage)
+                compute = None if work is None else work["server_s"] + work["client_s_median"]
+                stages[stage] = {"daemons_s": cut["span"], "compute_in_process_s": compute,
+                                 "beyond_compute_s": None if compute is None else cut["span"] - compute,
+                                 "critical_path_s": {k: v for k, v in cut.items() if k != "span"}}
+            out.setdefault(name, {})[mode] = {"round_s": row["round_s"], "stages": stages}
+    return out
+
+
+def tmpfs_reference(res: dict) -> dict:
+    """Round seconds with the run folders on tmpfs beside the same run on disk, per size and mode."""
+    out: dict = {}
+    for name, size in CONFIG["sizes"].items():
+        for fast in (r for r in res["daemons"] if r["parameters"] == size and r["storage"] == "tmpfs"):
+            disk = next(r for r in res["daemons"] if r["parameters"] == size and r["mode"] == fast["mode"]
+                        and not r["dp"] and r["storage"] == "disk")
+            plain = next((r for r in res["daemons"] if r["parameters"] == size and r["mode"] == "plain"
+                          and r["storage"] == "tmpfs"), None)
+            out.setdefault(name, {})[fast["mode"]] = {
+                "round_s_tmpfs": fast["round_s"], "round_s_disk": disk["round_s"],
+                "durable_writes_s": disk["round_s"] - fast["round_s"],
+                "over_plain_tmpfs": None if plain is None else fast["round_s"] / plain["round_s"]}
+    return out
+
+
+def targets(res: dict) -> dict:
+    """The issue-17 targets beside what this run measured (no rounding)."""
+    out = {}
+    for key, (size, bound) in CONFIG["targets"].items():
+        if key == "plain_round_s":
+            row = next((r for r in res["daemons"] if r["mode"] == "plain" and not r["dp"] and r["storage"] == "disk"
+                        and r["parameters"] == CONFIG["sizes"][size]), None)
+            value = None if row is None else row["round_s"]
+        else:
+            value = res["ratios"].get(size, {}).get(f"{key.split('_')[0]}_time")
+        out[key] = {"size": size, "target": bound, "measured": value, "met": value is not None and value <= bound}
+    return out
+
+
+def _source() -> str:
+    """The commit measured: ``git rev-parse HEAD`` (with "+dirty" for local changes), else $SOURCE_COMMIT."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "-C", str(BENCH), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(BENCH), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("SOURCE_COMMIT", "unknown")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds, 2 reps")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--skip-dp", action="store_true", help="no DP runs (daemons without DP and the breakdown only)")
+    parser.add_argument("--stem", default="overhead", help="output file names: STEM.json, STEM.png")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=InsecureRNGWarning)
@@ -229,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds = CONFIG["quick"]["rounds"] if args.quick else CONFIG["rounds"]
     reps = CONFIG["quick"]["reps"] if args.quick else CONFIG["reps"]
     started = time.time()
-    res = {"config": CONFIG, "quick": args.quick, "load_average_at_start": os.getloadavg(),
+    res = {"config": CONFIG, "quick": args.quick, "skip_dp": args.skip_dp, "load_average_at_start": os.getloadavg(),
+           "source": _source(),
            "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
                        "torch": torch.__version__}, "daemons": [], "stages": [], "dp_training": []}
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
@@ -237,27 +379,40 @@ def main(argv: list[str] | None = None) -> int:
         for name, size in CONFIG["sizes"].items():
             for mode in CONFIG["modes"]:
                 res["stages"].append(stage_breakdown(size, mode, reps))
-            for mode, dp in [(m, False) for m in CONFIG["modes"]] + [("plain", True)]:
+            for mode, dp in [(m, False) for m in CONFIG["modes"]] + ([] if args.skip_dp else [("plain", True)]):
                 row = daemon_run(size, mode, rounds, dp, tmp)
                 res["daemons"].append(row)
-                print(f"daemons {name:7s} {mode:6s}{' +DP' if dp else '    '}: round {row['round_s']:.3f} s, "
+                print(f"daemons {name:7s} {mode:6s}{' +DP' if dp else '    '}: round {row['round_s']:.4f} s, "
                       f"up {row['bytes_up_per_round'] / 1e6:.2f} MB, down {row['bytes_down_per_round'] / 1e6:.2f} MB, "
-                      f"round 0 {row['round0_s']:.2f} s", flush=True)
-        synthesize(tmp / "mer" / "data", subjects=24, seed=0)
-        from mer.data.load import load_arrays
-        load_arrays(tmp / "mer" / "data", "casme2", cache_dir=tmp / "mer" / "cache", verbose=False)
-        for size in (None, *CONFIG["sizes"].values()):
+                      f"round 0 {row['round0_s']:.2f} s; stages "
+                      + ", ".join(f"{k} {v['span'] * 1e3:.1f} ms" for k, v in row["stage_s"].items()), flush=True)
+        shm = Path("/dev/shm")
+        if shm.is_dir() and os.access(shm, os.W_OK):
+            with tempfile.TemporaryDirectory(prefix="overhead-", dir=shm) as fast:
+                for name, mode in CONFIG["tmpfs_reference"]:
+                    row = daemon_run(CONFIG["sizes"][name], mode, rounds, False, Path(fast), storage="tmpfs")
+                    res["daemons"].append(row)
+                    print(f"daemons {name:7s} {mode:6s}     (run folder on tmpfs): round {row['round_s']:.4f} s", flush=True)
+        if not args.skip_dp:
+            synthesize(tmp / "mer" / "data", subjects=24, seed=0)
+            from mer.data.load import load_arrays
+            load_arrays(tmp / "mer" / "data", "casme2", cache_dir=tmp / "mer" / "cache", verbose=False)
+        for size in () if args.skip_dp else (None, *CONFIG["sizes"].values()):
             row = dp_training(size, reps, tmp / "mer", tmp)
             res["dp_training"].append(row)
             print(f"fit {row['model']}: no DP {row['nodp_s']:.3f} s, DP {row['dp_s']:.3f} s (x{row['ratio']:.2f})",
                   flush=True)
     res["ratios"] = ratios(res)
+    res["tmpfs_reference"] = tmpfs_reference(res)
+    res["handoffs"] = handoffs(res)
+    res["targets"] = targets(res)
     res["elapsed_s"] = time.time() - started
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "overhead.json").write_text(json.dumps(res, indent=1))
-    plot(res, args.out / "overhead.png")
+    (args.out / f"{args.stem}.json").write_text(json.dumps(res, indent=1))
+    plot(res, args.out / f"{args.stem}.png")
     print(json.dumps(res["ratios"], indent=1))
-    print(f"done in {res['elapsed_s']:.0f} s: {args.out / 'overhead.json'}, {args.out / 'overhead.png'}")
+    print(json.dumps(res["targets"], indent=1))
+    print(f"done in {res['elapsed_s']:.0f} s: {args.out / (args.stem + '.json')}, {args.out / (args.stem + '.png')}")
     return 0
 
 

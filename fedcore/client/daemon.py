@@ -25,7 +25,6 @@ from google.protobuf import any_pb2
 from fedcore.client.cache import UpdateCache
 from fedcore.client.connection import Connection, CoordinatorUnreachable
 from fedcore.client.handlers import StageHandlers
-from fedcore.common.workload import load_workload, statistics_sensitivity
 from fedcore.common.aggregation import ClientIdentity, client_mode
 from fedcore.common.errors import (
     InvalidPayload,
@@ -34,6 +33,7 @@ from fedcore.common.errors import (
     WrongStage,
 )
 from fedcore.common.stages import Stage
+from fedcore.common.workload import load_workload, statistics_sensitivity
 from fedcore.config.client import ClientConfig
 from fedcore.exitcodes import ExitCode
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb

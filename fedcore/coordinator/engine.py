@@ -28,10 +28,10 @@ from collections.abc import Callable
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 
-from fedcore.common.workload import Workload
 from fedcore.common.aggregation import ServerMode
 from fedcore.common.errors import ConfigError, InvalidPayload, NotAuthorized, WrongStage
 from fedcore.common.stages import Stage
+from fedcore.common.workload import Workload
 from fedcore.config.coordinator import CoordinatorConfig
 from fedcore.coordinator import bodies, phases
 from fedcore.coordinator.checkpoint import CheckpointStore

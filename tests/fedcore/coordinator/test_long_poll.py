@@ -113,7 +113,7 @@ def test_hold_ends_at_its_bound_with_wait_and_retry_after_zero(served, pki):
 
 
 def test_refusals_are_never_held(served, pki):
-    engine, _, port = served()
+    _engine, _, port = served()
     alice = Peer(pki, "alice", port)
     with pytest.raises(grpc.RpcError) as exc:          # not joined
         alice.task(wait=LONG, timeout=10)
@@ -146,7 +146,7 @@ def test_beyond_the_hold_limit_a_client_is_told_to_poll(served, pki):
 
 
 def test_hold_never_outlasts_the_call_deadline(served, pki):
-    engine, _, port = served()
+    _engine, _, port = served()
     alice = Peer(pki, "alice", port)
     alice.join()
     task = alice.task(wait=LONG, timeout=3.0)   # the server answers before the client's deadline
