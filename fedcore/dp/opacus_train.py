@@ -5,13 +5,17 @@
 - Poisson sampling as Opacus's ``DPDataLoader`` does it: each record joins each step's batch
   with probability q = 1 / ceil(n / batch_size); exactly ceil(n / batch_size) steps make an
   epoch (see :func:`_poisson_batches`).
-- Per-sample gradients (Opacus ``GradSampleModule``, ``hooks`` mode by default), clipped to
-  ``max_grad_norm`` and summed; Gaussian noise N(0, (sigma C)^2) is added; the sum is divided by
-  the expected batch size (Opacus ``DPOptimizer``).
+- Per-sample gradients clipped to ``max_grad_norm`` and summed; Gaussian noise N(0, (sigma C)^2)
+  is added; the sum is divided by the expected batch size -- the arithmetic of Opacus's
+  ``DPOptimizer``. By default (``grad_sample_mode="auto"``) the clipped sum comes from
+  :class:`~fedcore.dp.fused.FusedClipper` (ghost norms and one flat clipped sum, no parameter
+  gradients from autograd, one noise draw for all parameters); models with a layer it does not
+  support go through Opacus's ``GradSampleModule`` + ``DPOptimizer`` (``hooks``), as do the
+  explicit modes ``hooks``, ``ew`` and ``functorch``. Both are checked against a per-sample loop.
 - Empty Poisson batches are real steps of the mechanism: the update is noise only. Skipping them
   would reveal that the batch was empty, which the accounting does not cover. :func:`dp_train`
-  gives the optimizer zero-length per-sample gradients for them and takes the noisy step without
-  a forward pass, so it works in any ``grad_sample_mode`` (the ``ew`` mode fails on empty inputs).
+  takes the noisy step without a forward pass (Opacus modes: zero-length per-sample gradients), so
+  it works in any ``grad_sample_mode`` (the ``ew`` mode fails on empty inputs).
 - Before training, the ledger's :meth:`~fedcore.dp.ledger.PrivacyLedger.check` refuses a round
   that would pass the budget (:class:`~fedcore.dp.ledger.BudgetExhausted`); afterwards the steps
   taken are *appended* to the ledger under ``charge_key`` (federation, run, round, attempt) —
@@ -47,15 +51,21 @@ from opacus import PrivacyEngine
 from opacus.data_loader import DPDataLoader
 from opacus.optimizers import DPOptimizer
 from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
+from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from .config import PrivacyConfig
+from .fused import FusedClipper, unsupported
 from .ledger import ChargeKey, PrivacyLedger
 from .plan import PrivacyPlan, plan_privacy
 from .rng import SecureRNG
 
-__all__ = ["StepInfo", "TrainStats", "dp_train", "resolve_device"]
+__all__ = ["GRAD_SAMPLE_MODES", "StepInfo", "TrainStats", "dp_train", "resolve_device"]
+
+#: ``grad_sample_mode`` values: ``auto`` (fused where the module allows, else hooks), ``fused``
+#: (:mod:`fedcore.dp.fused`), and Opacus's own ``hooks``, ``ew``, ``functorch``
+GRAD_SAMPLE_MODES = ("auto", "fused", "hooks", "ew", "functorch")
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +121,7 @@ def dp_train(
     on_step: Callable[[StepInfo], None] | None = None,
     plan: PrivacyPlan | None = None,
     num_inputs: int = 1,
-    grad_sample_mode: str = "hooks",
+    grad_sample_mode: str = "auto",
     charge_key: ChargeKey | None = None,
     seed: int | None = None,
 ) -> TrainStats:
@@ -133,7 +143,10 @@ def dp_train(
         plan: a :class:`PrivacyPlan` from :func:`plan_privacy` (computed here if omitted; pass it
             to avoid re-deriving the noise multiplier each round).
         num_inputs: how many leading tensors go to ``module(...)``.
-        grad_sample_mode: Opacus per-sample gradient mode ("hooks", "ew", "functorch").
+        grad_sample_mode: how per-sample gradients are clipped (:data:`GRAD_SAMPLE_MODES`): "auto"
+            (default) takes "fused" (:mod:`fedcore.dp.fused`: no Opacus optimizer, ghost norms,
+            one flat clipped sum, one noise draw) where every trainable layer is supported, else
+            Opacus "hooks"; "ew" and "functorch" are Opacus's other modes.
         charge_key: the ledger key of this training (``ChargeKey.from_task(config, round)`` in a
             Trainer; default: round ``round`` of an unnamed run). Its round must equal ``round``.
         seed: without DP, the seed of the batch order (default: torch's global generator).
@@ -198,12 +211,16 @@ def _check_plan(plan: PrivacyPlan, ledger: PrivacyLedger, n: int) -> None:
 def _step(module, loss_fn, batch, num_inputs, optimizer) -> float:
     outputs = module(*batch[:num_inputs])
     loss = loss_fn(outputs, *batch[num_inputs:])
-    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-        raise ValueError(f"loss_fn must return a scalar tensor (got {getattr(loss, 'shape', type(loss))})")
+    _check_loss(loss)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(loss.detach())
+
+
+def _check_loss(loss) -> None:
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        raise ValueError(f"loss_fn must return a scalar tensor (got {getattr(loss, 'shape', type(loss))})")
 
 
 def _train_plain(module, loss_fn, tensors, n, epochs, batch_size, factory, device, on_step, num_inputs,
@@ -233,50 +250,117 @@ def _train_dp(module, loss_fn, tensors, n, epochs, batch_size, factory, device, 
     sample_rate = 1.0 / steps_per_epoch
     planned = epochs * steps_per_epoch
     sigma, clip = plan.noise_multiplier, plan.max_grad_norm
+    mode = _resolve_mode(module, grad_sample_mode)  # refuses BatchNorm & co. before the budget check
     ledger.check(round, sample_rate, sigma, planned)  # raises BudgetExhausted
 
-    dataset = TensorDataset(*tensors)
+    rng = SecureRNG() if privacy.secure_rng else None
+    uniform: Callable[[int], torch.Tensor] = torch.rand  # what DPDataLoader's sampler draws
+    if rng is not None:
+        uniform = lambda size: torch.from_numpy(rng.random(size))
+
+    def batches() -> Iterator[tuple[torch.Tensor, ...]]:
+        return _poisson_batches(tensors, sample_rate, steps_per_epoch, uniform)
+
+    progress = _Progress()
+    if mode == "fused":
+        expected = int(n * sample_rate)  # Opacus's expected batch size (PrivacyEngine.make_private)
+        clipper = FusedClipper(module, max_grad_norm=clip)
+        try:
+            _run_fused_epochs(clipper, module, loss_fn, factory(module.parameters()), batches, epochs, device,
+                              num_inputs, on_step, progress, sigma * clip, expected, rng)
+        finally:
+            clipper.close()
+            _strip_opacus_state(module)
+            if progress.steps:
+                ledger.charge(round, sample_rate, sigma, progress.steps, key=key)
+    else:
+        gsm, dp_optimizer = _make_private(module, factory, tensors, batch_size, sigma, clip, sample_rate, mode, rng)
+        try:
+            _run_dp_epochs(gsm, module, loss_fn, dp_optimizer, batches, epochs, device, num_inputs, on_step,
+                           progress)
+        finally:
+            gsm.to_standard_module()  # remove hooks; the module object itself stays (trained)
+            _strip_opacus_state(module)
+            if progress.steps:
+                ledger.charge(round, sample_rate, sigma, progress.steps, key=key)
+    steps, empty, seen = progress.steps, progress.empty, progress.seen
+    result = ledger.result()
+    logger.info("%s: %d DP-SGD steps (%d empty, %s), epsilon %.4g (delta %.3g, %s)",
+                key.label(), steps, empty, mode, result.epsilon, result.delta, result.accountant)
+    return TrainStats(
+        steps=steps, epsilon=result.epsilon, delta=result.delta, noise_multiplier=sigma,
+        loss=progress.total_loss / seen if seen else float("nan"), num_examples=n,
+        accountant=result.accountant, sample_rate=sample_rate, empty_batches=empty,
+    )
+
+
+def _resolve_mode(module: nn.Module, mode: str) -> str:
+    """``auto`` -> ``fused`` where :func:`fedcore.dp.fused.unsupported` finds nothing, else ``hooks``."""
+    if mode not in GRAD_SAMPLE_MODES:
+        raise ValueError(f"grad_sample_mode must be one of {', '.join(GRAD_SAMPLE_MODES)} (got {mode!r})")
+    if mode not in ("auto", "fused"):
+        return mode
+    ModuleValidator.validate(module, strict=True)  # what make_private refuses (BatchNorm, ...)
+    problems = unsupported(module)
+    if problems and mode == "fused":
+        raise ValueError("grad_sample_mode='fused' cannot train this module: " + "; ".join(problems))
+    if problems:
+        logger.info("DP-SGD with Opacus hooks (fused clipping does not apply: %s)", "; ".join(problems))
+        return "hooks"
+    return "fused"
+
+
+def _make_private(module, factory, tensors, batch_size, sigma, clip, sample_rate, mode, rng):
+    """Opacus's GradSampleModule and DPOptimizer (noise from ``rng`` when given)."""
     optimizer = factory(module.parameters())
     with warnings.catch_warnings():
         # fedcore warns about secure_rng itself (PrivacyConfig); Opacus's secure mode is not used
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant="rdp", secure_mode=False)
         gsm, dp_optimizer, loader = engine.make_private(
-            module=module, optimizer=optimizer, data_loader=DataLoader(dataset, batch_size=batch_size),
-            noise_multiplier=sigma, max_grad_norm=clip, poisson_sampling=True,
-            grad_sample_mode=grad_sample_mode,
+            module=module, optimizer=optimizer, data_loader=DataLoader(TensorDataset(*tensors), batch_size=batch_size),
+            noise_multiplier=sigma, max_grad_norm=clip, poisson_sampling=True, grad_sample_mode=mode,
         )
     if not (isinstance(loader, DPDataLoader) and loader.sample_rate == sample_rate):
         raise RuntimeError(f"Opacus did not set up Poisson sampling at rate {sample_rate} (got {loader!r})")
-    uniform: Callable[[int], torch.Tensor] = torch.rand  # what DPDataLoader's sampler draws
-    if privacy.secure_rng:
-        rng = SecureRNG()
-        uniform = lambda size: torch.from_numpy(rng.random(size))
+    if rng is not None:
         dp_optimizer = _CSPRNGNoiseDPOptimizer(
             optimizer=dp_optimizer.original_optimizer, noise_multiplier=sigma, max_grad_norm=clip,
             expected_batch_size=dp_optimizer.expected_batch_size, loss_reduction="mean", rng=rng,
         )
+    return gsm, dp_optimizer
 
-    def batches() -> Iterator[tuple[torch.Tensor, ...]]:
-        return _poisson_batches(tensors, sample_rate, steps_per_epoch, uniform)
 
-    progress = _Progress()
-    try:
-        _run_dp_epochs(gsm, module, loss_fn, dp_optimizer, batches, epochs, device, num_inputs, on_step, progress)
-    finally:
-        gsm.to_standard_module()  # remove hooks; the module object itself stays (trained)
-        _strip_opacus_state(module)
-        if progress.steps:
-            ledger.charge(round, sample_rate, sigma, progress.steps, key=key)
-    steps, empty, seen = progress.steps, progress.empty, progress.seen
-    result = ledger.result()
-    logger.info("%s: %d DP-SGD steps (%d empty), epsilon %.4g (delta %.3g, %s)",
-                key.label(), steps, empty, result.epsilon, result.delta, result.accountant)
-    return TrainStats(
-        steps=steps, epsilon=result.epsilon, delta=result.delta, noise_multiplier=sigma,
-        loss=progress.total_loss / seen if seen else float("nan"), num_examples=n,
-        accountant=result.accountant, sample_rate=sample_rate, empty_batches=empty,
-    )
+def _run_fused_epochs(clipper, module, loss_fn, optimizer, batches, epochs, device, num_inputs, on_step, progress,
+                      std, expected, rng) -> None:
+    """The DP-SGD loop on :class:`~fedcore.dp.fused.FusedClipper`: clipped sum, noise, / expected batch."""
+    flat = clipper.flat
+    for epoch in range(1, epochs + 1):
+        for batch in batches():
+            size = int(batch[0].shape[0])
+            loss = None
+            if size == 0:  # noise-only step: no forward
+                clipper.zero()
+                progress.empty += 1
+            else:
+                batch = tuple(t.to(device) for t in batch)
+                out = loss_fn(module(*batch[:num_inputs]), *batch[num_inputs:])
+                _check_loss(out)
+                clipper.clipped_sum(out)
+                loss = float(out.detach())
+                progress.total_loss += loss * size
+                progress.seen += size
+            if rng is not None:  # (z1 + z2 + z3 + z4) / 2 per coordinate, from the CSPRNG, in float64
+                flat.add_(rng.normal_sum4(flat.numel(), device=flat.device), alpha=std)
+            else:
+                flat.add_(torch.normal(0.0, std, size=flat.shape, device=flat.device, dtype=flat.dtype))
+            flat.div_(expected)
+            clipper.assign_grads()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            progress.steps += 1
+            if on_step:
+                on_step(StepInfo(epoch, progress.steps, size, loss))
 
 
 @dataclass
@@ -351,12 +435,11 @@ class _CSPRNGNoiseDPOptimizer(DPOptimizer):
     def add_noise(self) -> None:
         std = self.noise_multiplier * self.max_grad_norm
         sizes = [p.summed_grad.numel() for p in self.params]
-        total = sum(sizes)
-        noise = self._rng.standard_normal(4 * total).reshape(4, total).sum(axis=0) * (std / 2.0)
+        noise = self._rng.normal_sum4(sum(sizes)).mul_(std)
         offset = 0
         for p, size in zip(self.params, sizes, strict=True):
             _check_processed_flag(p.summed_grad)
-            chunk = torch.from_numpy(noise[offset : offset + size]).view_as(p.summed_grad)
+            chunk = noise[offset : offset + size].view_as(p.summed_grad)
             offset += size
             p.grad = (p.summed_grad + chunk.to(device=p.summed_grad.device, dtype=p.summed_grad.dtype)).view_as(p)
             _mark_as_processed(p.summed_grad)

@@ -35,7 +35,8 @@ def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def test_one_dp_step_equals_the_per_sample_clipping_oracle(tmp_path):
+@pytest.mark.parametrize("mode", ["auto", "fused", "hooks"])
+def test_one_dp_step_equals_the_per_sample_clipping_oracle(tmp_path, mode):
     n, clip, lr = 12, 0.05, 0.1
     x, y = data(n)
     config = make_config(target_epsilon=None, noise_multiplier=1e-7, max_grad_norm=clip, batch_size=16)
@@ -53,7 +54,7 @@ def test_one_dp_step_equals_the_per_sample_clipping_oracle(tmp_path):
     expected = [p.detach() - lr * s / n for p, s in zip(oracle.parameters(), summed, strict=True)]
 
     stats = dp_train(model, F.cross_entropy, (x, y), privacy=config, ledger=ledger_for(config, n, tmp_path),
-                     round=1, lr=lr, device="cpu")
+                     round=1, lr=lr, device="cpu", grad_sample_mode=mode)
     assert stats.steps == 1 and stats.sample_rate == 1.0 and stats.empty_batches == 0
     for got, want in zip(model.parameters(), expected, strict=True):
         torch.testing.assert_close(got.detach(), want, atol=1e-5, rtol=0)
@@ -232,3 +233,68 @@ def test_an_epoch_has_exactly_ceil_n_over_batch_steps(tmp_path):
     stats = dp_train(small_model(), F.cross_entropy, (x, y), privacy=config, ledger=ledger_for(config, n, tmp_path),
                      round=1, device="cpu")
     assert stats.steps == 93 and stats.sample_rate == 1 / 93
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_fused_and_hooks_charge_the_same_epsilon(tmp_path, secure):
+    n = 40
+    x, y = data(n)
+    config = make_config(target_epsilon=None, noise_multiplier=1.1, batch_size=8, secure_rng=secure)
+    runs = {}
+    for mode in ("fused", "hooks"):
+        torch.manual_seed(5)
+        runs[mode] = dp_train(small_model(), F.cross_entropy, (x, y), privacy=config,
+                              ledger=ledger_for(config, n, tmp_path, f"{mode}.json"), round=1, epochs=2,
+                              device="cpu", grad_sample_mode=mode)
+    fused, hooks = runs["fused"], runs["hooks"]
+    assert fused.steps == hooks.steps == 10 and fused.sample_rate == hooks.sample_rate == 0.2
+    assert fused.epsilon == hooks.epsilon and fused.noise_multiplier == hooks.noise_multiplier == 1.1
+
+
+def test_fused_noise_has_the_dp_sgd_scale(tmp_path):
+    # one noise-only step: the update is N(0, (sigma C)^2) / expected batch per coordinate (SGD, lr 1)
+    n, sigma, clip = 8, 2.0, 0.5
+    x, y = data(n)
+    model = nn.Sequential(nn.Linear(4, 500))
+    config = make_config(target_epsilon=None, noise_multiplier=sigma, max_grad_norm=clip, batch_size=8,
+                         secure_rng=True)
+    before = model[0].weight.detach().clone()
+    empty = (x[:0], y[:0])
+    from fedcore.dp import opacus_train
+
+    original = opacus_train._poisson_batches
+    opacus_train._poisson_batches = lambda tensors, q, steps, uniform: iter([empty])
+    try:
+        stats = dp_train(model, F.cross_entropy, (x, y), privacy=config, ledger=ledger_for(config, n, tmp_path),
+                         round=1, lr=1.0, device="cpu")
+    finally:
+        opacus_train._poisson_batches = original
+    assert stats.steps == 1 and stats.empty_batches == 1
+    step = (before - model[0].weight.detach()).reshape(-1)
+    expected_std = sigma * clip / n  # expected batch size int(n * q) = 8
+    assert abs(float(step.std()) / expected_std - 1) < 0.05  # 2000 coordinates: 5 % is > 3 standard errors
+
+
+def test_auto_falls_back_to_opacus_hooks_for_layers_fused_clipping_does_not_know(tmp_path, caplog):
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(5, 4)  # Opacus knows Embedding, FusedClipper does not
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, idx):
+            return self.fc(self.emb(idx))
+
+    n = 16
+    idx, y = torch.arange(n) % 5, torch.arange(n) % 3
+    config = make_config(target_epsilon=None, noise_multiplier=1.0, batch_size=8)
+    with caplog.at_level("INFO", logger="fedcore.dp.opacus_train"):
+        stats = dp_train(Scaled(), F.cross_entropy, (idx, y), privacy=config, ledger=ledger_for(config, n, tmp_path),
+                         round=1, device="cpu")
+    assert stats.steps == 2 and "Opacus hooks" in caplog.text and "Embedding" in caplog.text
+    with pytest.raises(ValueError, match="grad_sample_mode='fused' cannot train this module"):
+        dp_train(Scaled(), F.cross_entropy, (idx, y), privacy=config, ledger=ledger_for(config, n, tmp_path, "b"),
+                 round=1, device="cpu", grad_sample_mode="fused")
+    with pytest.raises(ValueError, match="grad_sample_mode must be one of auto, fused, hooks, ew, functorch"):
+        dp_train(small_model(), F.cross_entropy, data(n), privacy=config, ledger=ledger_for(config, n, tmp_path, "c"),
+                 round=1, device="cpu", grad_sample_mode="ghost")

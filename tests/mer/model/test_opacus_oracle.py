@@ -92,3 +92,56 @@ def test_clipped_mean_gradient_matches_hand_computation():
     assert (factor < 1).any() and (factor == 1).any()
     assert torch.allclose(got, hand, atol=1e-9, rtol=1e-7), (got - hand).abs().max()
     gsm._close()
+
+
+@pytest.mark.parametrize("name", ["dpk-gat", "flow-cnn", "ststnet"])
+def test_fused_clipped_sum_matches_the_loop(name):
+    """fedcore's fused clipping (dp_train's default) on the whole network: sum_i c_i g_i against the loop."""
+    from fedcore.dp.fused import FusedClipper, unsupported
+
+    model = _model(name)
+    assert unsupported(model) == []  # dp_train's "auto" takes the fused path for every MER model
+    x, label, au, au_known = _batch(56 if name == "dpk-gat" else 28, n=6)
+    expected = _loop_grads(model, x, label, au, au_known)
+    names = [n for n, _ in model.named_parameters()]
+    flat = torch.stack([torch.cat([g[n].flatten() for n in names]) for g in expected])  # (B, params)
+    norms = flat.norm(dim=1)
+    clip = norms.median().item()
+    factor = (clip / (norms + 1e-6)).clamp(max=1.0)
+    assert (factor < 1).any() and (factor == 1).any()
+    model.zero_grad(set_to_none=True)
+    clipper = FusedClipper(model, max_grad_norm=clip)
+    got = clipper.clipped_sum(mer_loss(model(x), label, au, au_known))
+    clipper.close()
+    worst = (got - factor @ flat).abs().max().item()
+    print(f"{name} fused: max |fused - loop| = {worst:.2e}")
+    assert worst <= 1e-9
+
+
+def test_fused_head_only_with_augmented_views_matches_the_loop():
+    """The default federated recipe: only the classifier, on (B, K, F) features of K augmented views."""
+    from fedcore.dp.fused import FusedClipper
+
+    model = _model("dpk-gat").classifier
+    g = torch.Generator().manual_seed(2)
+    feats = torch.randn(6, 4, model[-1].in_features, generator=g, dtype=torch.float64)
+    label = torch.arange(6) % 3
+
+    def loss(logits, y):  # mer.train.federated's head-only loss: CE averaged over the K views first
+        per = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat_interleave(4),
+                                                reduction="none")
+        return per.reshape(-1, 4).mean(dim=1).mean()
+
+    rows = []
+    for i in range(6):
+        model.zero_grad()
+        loss(model(feats[i:i + 1]), label[i:i + 1]).backward()
+        rows.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    flat = torch.stack(rows)
+    clip = flat.norm(dim=1).median().item()
+    factor = (clip / (flat.norm(dim=1) + 1e-6)).clamp(max=1.0)
+    model.zero_grad(set_to_none=True)
+    clipper = FusedClipper(model, max_grad_norm=clip)
+    got = clipper.clipped_sum(loss(model(feats), label))
+    clipper.close()
+    assert (got - factor @ flat).abs().max().item() <= 1e-10
