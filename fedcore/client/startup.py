@@ -9,6 +9,12 @@ certificate, answers the first TRAIN or STATS task with ``ready = false`` and
 which makes the coordinator abort the federation at once with that message (exit 4), and then
 exits 2 itself (1 when the error is not a configuration, value or file error: a bug).
 
+Before that, :func:`certificate_problem` makes one TLS handshake with the coordinator (if it is
+up): a coordinator certificate not issued by this client's ``[tls] ca``, or a client certificate
+the coordinator refuses (another federation's), is a TLS error at once (exit 3) -- retrying for
+the whole ``reconnect_timeout`` would not change a certificate. An unreachable coordinator is
+left to the daemon, which waits for it.
+
 It waits for such a task at most the client's ``reconnect_timeout`` (the federation may still
 be gathering clients). In ``ckks`` mode the key set-up comes first and this client does not take
 part in it; the coordinator then goes on without it after the stage deadline (it is never asked
@@ -18,6 +24,8 @@ to train), so the message stays in this client's log only.
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import time
 
 from google.protobuf import any_pb2
@@ -41,6 +49,9 @@ def run_client_or_report(cfg: ClientConfig) -> int:
     from fedcore.transport.certs import CertificateError
     from fedcore.transport.tls import TlsError
 
+    problem = None if cfg.tls.insecure else certificate_problem(cfg)
+    if problem:
+        raise TlsError(problem)
     try:
         daemon = ClientDaemon(cfg)
     except (TlsError, CertificateError):
@@ -52,6 +63,49 @@ def run_client_or_report(cfg: ClientConfig) -> int:
         report_refusal(cfg, (STARTUP_PREFIX + f"client {cfg.client.id}: {detail}")[:500])
         return ExitCode.CONFIG if isinstance(exc, (ValueError, OSError, ImportError)) else ExitCode.INTERNAL
     return daemon.run()
+
+
+#: an HTTP/2 client preface: after it a gRPC server answers with its SETTINGS frame
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def certificate_problem(cfg: ClientConfig, timeout: float = 5.0) -> str | None:
+    """One mutual-TLS handshake with the coordinator: why the certificates do not fit, or None
+    (they fit, or the coordinator cannot be reached now -- the daemon then waits for it)."""
+    host, _, port = cfg.client.coordinator.rpartition(":")
+    host = host.strip("[]")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.load_verify_locations(cafile=str(cfg.tls.ca))
+        ctx.load_cert_chain(str(cfg.tls.cert), str(cfg.tls.key))
+    except (OSError, ssl.SSLError):
+        return None   # unreadable files: TlsMaterial.from_files says exactly what is wrong
+    ctx.set_alpn_protocols(["h2"])
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=timeout)
+    except (OSError, ValueError):
+        return None
+    where = f"the coordinator at {cfg.client.coordinator}"
+    try:
+        with ctx.wrap_socket(sock, server_hostname=cfg.tls.server_name or host) as tls:
+            tls.sendall(_H2_PREFACE)
+            answer = tls.recv(1)   # the server's SETTINGS; an alert or a hang-up when it refuses our certificate
+        if not answer:
+            raise ssl.SSLError("the coordinator closed the connection after the handshake")
+    except ssl.SSLCertVerificationError as exc:
+        return (f"{where} presents a certificate this client does not accept ({exc.verify_message}): it is not "
+                f"issued by [tls] ca {cfg.tls.ca}, or not for the name {cfg.tls.server_name or host!r} "
+                f"(set [tls] server_name if the coordinator's certificate names another host)")
+    except ssl.SSLError as exc:
+        why = getattr(exc, "reason", None) or exc.args[0]
+        return (f"{where} refused this client's certificate {cfg.tls.cert} ({why}): it is not issued "
+                f"by this federation's CA, or was revoked; ask the operator for a certificate "
+                f"(enroll + provision sign)")
+    except OSError:
+        return None    # reset or timed out: not a certificate verdict
+    finally:
+        sock.close()
+    return None
 
 
 def report_refusal(cfg: ClientConfig, refusal: str) -> bool:

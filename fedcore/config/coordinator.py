@@ -142,11 +142,30 @@ def parse_coordinator(data: dict[str, Any], base: Path, *, insecure: bool | None
     tls = replace(tls, ca=resolve(base, tls.ca), cert=resolve(base, tls.cert), key=resolve(base, tls.key))
     server = replace(server, run_dir=resolve(base, server.run_dir))
     _validate(fed, server, tls, dl, strategy, limits, tables, problems, check_files)
+    problems += privacy_default_problems(tables["privacy"])
     problems += status_problems(status, tls.insecure)
     if problems:
         raise ConfigError(problems, source=str(source or "coordinator config"))
     return CoordinatorConfig(fed, server, tls, dl, strategy, limits, central_dp=central, status=status, source=source,
                              **tables)
+
+
+def privacy_default_problems(table: dict[str, Any]) -> list[str]:
+    """Every bad value in ``[privacy]`` (the clients' defaults), checked as each client will check
+    them (:meth:`fedcore.dp.config.PrivacyConfig.from_dict`), so that a federation never starts
+    with defaults every client would refuse. What a client fills in itself (planned rounds, epochs,
+    batch size, or its own budget) may be missing here."""
+    from fedcore.dp.config import PrivacyConfig, PrivacyConfigError
+
+    probe = {"planned_rounds": 1, "local_epochs": 1, "batch_size": 1, "target_epsilon": 1.0, **table}
+    if not isinstance(table.get("secure_rng", True), bool):
+        return [f"[privacy] secure_rng: expected true or false (got {table['secure_rng']!r})"]
+    probe["secure_rng"] = True   # checked above; a False here would warn now, not on the clients
+    try:
+        PrivacyConfig.from_dict(probe, source="[privacy]")
+    except PrivacyConfigError as exc:
+        return [f"[privacy] {p}" for p in exc.problems]
+    return []
 
 
 def _validate_central(c: CentralDP, fed: Federation, problems: list[str]) -> None:

@@ -9,8 +9,9 @@ the workload, the aggregation mode and the strategy, resume from the newest chec
 
 Endings and exit codes (:class:`fedcore.exitcodes.ExitCode`):
 
-- every round done: 0 (OK); aborted: 4 (ABORTED), after giving the live clients a few seconds to
-  learn that it is over (they exit 0 / 4 too);
+- every round done: 0 (OK); aborted: 4 (ABORTED), after giving the live clients up to the
+  heartbeat timeout to learn that it is over (they exit 0 / 4 too; one still busy after that
+  finds the coordinator gone and exits 5 after its ``reconnect_timeout``);
 - ``stop`` (``run_dir/stop.request``): the round in flight completes, the clients are told the
   federation is over, summary.json says "stopped": 7 (STOPPED). Restart to resume;
 - SIGTERM or SIGINT: the driver finishes the step it is in, the newest checkpoint is written
@@ -116,6 +117,8 @@ def _run(cfg: CoordinatorConfig, stop: threading.Event, linger: float) -> int:
     if cfg.federation.aggregation == "plain":
         log.warning("aggregation 'plain': the coordinator sees every client's update in the clear "
                     "(baselines only, NOT private)")
+    if not cfg.tls.insecure:          # certificate problems before any work (start_server loads them again)
+        TlsMaterial.from_files(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
     run_dir = cfg.server.run_dir
     stale = control.read_stop(run_dir)
     if stale is not None:
@@ -140,9 +143,7 @@ def _run(cfg: CoordinatorConfig, stop: threading.Event, linger: float) -> int:
             driver.join(timeout=0.2)
             _poll_stop_request(engine, board, run_dir)
         if engine.finished:
-            end = time.monotonic() + linger
-            while time.monotonic() < end and not engine.all_told_done() and not signals.second.is_set():
-                time.sleep(0.05)
+            _linger(engine, max(linger, cfg.deadlines.heartbeat_timeout), signals)
         elif stop.is_set():
             _interrupted(engine, driver, signals)
     finally:
@@ -153,6 +154,19 @@ def _run(cfg: CoordinatorConfig, stop: threading.Event, linger: float) -> int:
             board.close()
         control.clear_stop(run_dir)
     return _exit_code(engine, driver, stop)
+
+
+def _linger(engine: RoundEngine, most: float, signals: _Signals) -> None:
+    """After the end: keep serving until every live client has been told (a client busy training
+    when the federation aborted learns it when it next asks), at most ``most`` seconds; a client
+    silent for the heartbeat timeout counts as gone."""
+    end = time.monotonic() + most
+    while time.monotonic() < end and not signals.second.is_set():
+        with engine.lock:
+            engine.registry.expire(engine.clock())
+        if engine.all_told_done():
+            return
+        time.sleep(0.05)
 
 
 def _exit_code(engine: RoundEngine, driver: threading.Thread, stop: threading.Event) -> int:
