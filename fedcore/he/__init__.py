@@ -30,14 +30,21 @@ holder is nobody special: every client holds the key, so any of them may drop ou
 joins after set-up holds no key and sits out CKKS rounds until the next coordinator start.
 
 A round (``CKKS_ENCRYPTED_INPUT`` then ``CKKS_DECRYPT``): each client clips its weight, forms
-``[w*x, w, 1]``, checks that no slot can overflow ``max_abs`` when summed, and encrypts it with
-the secret key into seeded ciphertexts (N reals each: complex packing). The coordinator checks
-each ciphertext (SEAL header, size, parameters, level, scale), adds, and serves the sum as a blob.
-Each contributor decrypts it, checks that it looks like an honest sum (bounded values, the count
-slot equals the announced number of contributors, positive weight), rounds it to multiples of
-2^-round_bits and submits the integers; the coordinator takes the value a strict majority agrees
-on (within one grid step) and applies its strategy. A client missing at the input deadline is
-simply not in the sum; the weight and count slots keep the result consistent.
+``[w*x, w, 1, bound]`` (``bound = max(|w*x|, w, 1) / 2^bound_shift_bits``), checks that no slot
+can overflow ``max_abs`` when summed, and encrypts it with the secret key into seeded ciphertexts
+(N reals each: complex packing). The coordinator checks each ciphertext (SEAL header, size,
+parameters, level, scale) and adds it to the running sum at once; it then switches the sum down
+to the download level (one prime by default: SEAL ``mod_switch_to``, no key needed, message and
+noise kept exactly) and serves that as a blob. Each contributor checks the level and parameters of
+every ciphertext it receives, decrypts the bound slot (the sum of all contributors' peaks, which
+bounds every slot of the sum) and, if the sum might not fit one prime, fetches the upload-level
+sum (``<blob>/full``, checked to switch down to exactly the served ciphertexts) instead. It then
+checks that the decryption looks like an honest sum (bounded values, the count slot equals the
+announced number of contributors, positive weight), rounds ``[sum w*x, sum w, count]`` to
+multiples of 2^-round_bits and submits the integers (the bound slot stays with the clients); the
+coordinator takes the value a strict majority agrees on (within one grid step) and applies its
+strategy. A client missing at the input deadline is simply not in the sum; the weight and count
+slots keep the result consistent.
 
 Why round before anything decrypted leaves a client: CKKS decryption returns the message plus the
 encryption noise, and exact decryptions handed to the holder of the ciphertexts reveal linear
@@ -46,17 +53,24 @@ approximate numbers", EUROCRYPT 2021). Rounding to a grid 2^(scale_bits - round_
 far above the noise (~2^12 units), removes the noise from what leaves the client; a client also
 refuses a second decryption in the same round attempt.
 
-Bytes on the wire (benchmarks/ckks.py, N = 8192)
-------------------------------------------------
-Client upload 14.0 bytes per parameter with the defaults (8.0 with ``max_abs <= 2^17``, one
-60-bit prime); the served sum 28.7 (16.0). TenSEAL's ``CKKSVector`` needs 57.4 with the same
-moduli, public-key or symmetric alike, and 32.0 at best (moduli [60, 40]). The savings, measured
-one at a time: seeded symmetric encryption halves a ciphertext (SEAL replaces the second
-polynomial by a seed; TenSEAL's own symmetric mode does not keep the seed); complex packing puts
-two reals in each of the N/2 slots; the encryption level drops the primes ``max_abs`` does not
-need; SEAL compresses with zstd by default (header compr_mode 2), which squeezes the 40-bit
-prime's 24 unused bits per 64-bit word but nothing from a 60-bit one. No public, relinearisation
-or Galois key exists anywhere: the coordinator's public context is the 80-byte parameter set.
+Bytes on the wire (benchmarks/ckks.py, N = 8192, 1e6 parameters)
+-----------------------------------------------------------------
+Client upload 13.9 bytes per parameter with the defaults (moduli [57, 40, 60]; 7.8 with
+``max_abs <= 2^14``, one 57-bit prime); the served sum 15.5, switched down to the 57-bit prime
+(15.97 at the DPK-GAT size of 126,003 and 16.35 at 1e5, where the zero padding of the last
+ciphertext weighs more). A client whose bound slot sends it to the upload-level sum downloads
+43.5 in all (the served sum, then the upload-level one, 28.1). The previous default [60, 40, 60]
+served 28.9 (upload 14.2); its 60-bit prime alone would give 16.1: the first prime is 57 bits so
+that zstd squeezes the served sum below 16 bytes per parameter at the model sizes that matter.
+TenSEAL's ``CKKSVector`` needs 57.4 with the same moduli, public-key or symmetric alike, and 32.0
+at best (moduli [60, 40]). The savings, measured one at a time: seeded symmetric encryption halves
+a ciphertext (SEAL replaces the second polynomial by a seed; TenSEAL's own symmetric mode does not
+keep the seed); complex packing puts two reals in each of the N/2 slots; the encryption level
+drops the primes ``max_abs`` does not need, and the download level the primes the sum does not
+need; SEAL compresses with zstd by default (header compr_mode 2), which squeezes the unused high
+bits of each prime's 64-bit words (24 of a 40-bit prime, 7 of a 57-bit one). No public,
+relinearisation or Galois key exists anywhere: the coordinator's public context is the 80-byte
+parameter set.
 
 Threat model
 ------------
@@ -67,7 +81,13 @@ Threat model
   decrypt a sum whose announced contributor count is lower, and it reads the true count from the
   count slot inside the ciphertexts (every contributor encrypts a 1 there), refusing a mismatch
   with the announced count or a count below ``min_clients``. So a lone ciphertext is never
-  decrypted, whatever count the coordinator claims.
+  decrypted, whatever count the coordinator claims. The count slot sits in the last ciphertext
+  of the frame only: a coordinator that deviates from the protocol could serve the honest last
+  ciphertext beside other ciphertexts of one client's input (the same class of attack as the next
+  but one; out of scope for an honest-but-curious coordinator).
+- The bound slot: clients learn the sum of the contributors' peaks ``max(|w*x|, w, 1)`` (an
+  aggregate, never returned to the coordinator); the coordinator learns one bit of it, whether a
+  client fetched the upload-level sum (the peaks add up to more than one prime's 2^14).
 - Clients share one secret key: a client colluding with the coordinator can decrypt every other
   client's input. TenSEAL has no threshold decryption; SecAgg+ is the mode without this weakness.
 - A malicious coordinator could still add one client's ciphertext to itself m >= min_clients

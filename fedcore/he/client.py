@@ -29,7 +29,7 @@ from fedcore.crypto import recipes
 from fedcore.he import keys, pack
 from fedcore.he.context import SecretContext
 from fedcore.he.context import key_id as key_id_of
-from fedcore.he.messages import unpack_body
+from fedcore.he.messages import FULL_SUM_SUFFIX, unpack_body
 from fedcore.he.params import CkksParams
 from fedcore.proto.fedpsyau.v1 import ckks_pb2 as ckpb
 
@@ -196,9 +196,9 @@ class CkksClient(ClientMode):
             raise ProtocolAbort("input task is for other CKKS parameters than this client's")
         x = np.asarray(job.vector, dtype=np.float64).ravel()
         L = x.size
-        if task.vector_length != L or task.num_ciphertexts != self.params.num_ciphertexts(L + 2):
+        if task.vector_length != L or task.num_ciphertexts != self.params.ciphertexts_for(L):
             raise ProtocolAbort(f"input task expects {task.vector_length} values in {task.num_ciphertexts} ciphertexts; "
-                                f"this client has {L} values ({self.params.num_ciphertexts(L + 2)} ciphertexts)")
+                                f"this client has {L} values ({self.params.ciphertexts_for(L)} ciphertexts)")
         if not np.isfinite(x).all():
             raise ProtocolAbort(f"update has {int((~np.isfinite(x)).sum())} NaN/Inf values; refusing to encrypt it")
         limits = [float(job.weight), float(task.max_weight) if task.max_weight > 0 else math.inf]
@@ -207,9 +207,9 @@ class CkksClient(ClientMode):
         w = min(limits)
         if not (math.isfinite(w) and w > 0):
             raise ProtocolAbort(f"weight must be positive and finite (got {job.weight})")
-        values = pack.frame(x, w)
+        values = pack.frame(x, w, self.params.bound_shift_bits)
         n = max(int(task.num_participants), 1)
-        peak = float(np.abs(values).max())
+        peak = float(np.abs(values[:-1]).max())  # the bound slot is peak / 2^shift <= peak
         if peak * n > self.params.max_abs:
             raise ProtocolAbort(f"|w*x| up to {peak:g} times {n} participants exceeds max_abs "
                                 f"{self.params.max_abs:g}: the encrypted sum could wrap around; raise the ckks "
@@ -230,7 +230,7 @@ class CkksClient(ClientMode):
                                 f"{self.params.round_bits})")
         secret = self._keys[task.key_id]
         L = int(task.vector_length)
-        count = self.params.num_ciphertexts(L + 2)
+        count = self.params.ciphertexts_for(L)
         if L != np.asarray(job.vector).size or task.num_ciphertexts != count:
             raise ProtocolAbort(f"decrypt task does not match this round ({L} values, {task.num_ciphertexts} "
                                 f"ciphertexts)")
@@ -240,24 +240,62 @@ class CkksClient(ClientMode):
         blob = fetch_blob(task.sum_blob)
         if hashlib.sha256(blob).digest() != task.sum_sha256:
             raise ProtocolAbort(f"encrypted sum {task.sum_blob} does not match the SHA-256 in its task")
+        down = self.params.download_level
+        summed, cts = self._load_sum(secret, task, blob, task.sum_blob, down)
+        self._decrypted[rid] = bytes(task.sum_sha256)  # from here on, only this sum for this attempt
+        if not self._fits(secret, cts[-1], L, down):
+            if down == self.params.level_primes:
+                raise ProtocolAbort(f"the bound slot of encrypted sum {task.sum_blob} exceeds the capacity of its "
+                                    f"level (2^{self.params.capacity_bits_at(down)}); refusing to return it")
+            cts = self._full_sum(secret, task, summed, fetch_blob)
+        values = secret.decrypt(cts, self.params.frame_length(L))
+        head, _bound = pack.split_bound(values, self.params.bound_shift_bits)
+        units = self._bounded_units(head, int(task.num_contributors))
+        rounded = pack.from_grid(units, self.params.round_bits)
+        wsum, weight, n = pack.unframe(rounded)
+        job.result = AggregateResult(wsum.copy(), weight, round(n),
+                                     {"mode": "ckks", "round_bits": self.params.round_bits,
+                                      "sum_primes": cts[0].coeff_modulus_size()})
+        return ckpb.CkksDecryptedSum(key_id=task.key_id, round_bits=self.params.round_bits,
+                                     units=encode_vector(units, "int64"))
+
+    def _load_sum(self, secret: SecretContext, task: ckpb.CkksDecryptTask, blob: bytes, name: str,
+                  primes: int) -> tuple[ckpb.CkksEncryptedSum, list]:
+        """Parse an encrypted sum and load its ciphertexts, which must all be at ``primes`` primes
+        (the level this client expects for that blob) under this federation's parameters."""
         summed = ckpb.CkksEncryptedSum()
         try:
             summed.ParseFromString(blob)
             if summed.key_id != task.key_id or summed.num_contributors != task.num_contributors:
                 raise InvalidPayload("the sum names another key or contributor count than its task")
-            cts = secret.load_ciphertexts(list(summed.ciphertexts), count=count, max_bytes=secret.max_sum_bytes,
-                                          what=f"encrypted sum {task.sum_blob}")
+            cts = secret.load_ciphertexts(list(summed.ciphertexts), count=self.params.ciphertexts_for(task.vector_length),
+                                          max_bytes=secret.sum_bytes_limit(primes), what=f"encrypted sum {name}",
+                                          primes=primes)
         except (InvalidPayload, DecodeError) as exc:
-            raise ProtocolAbort(f"encrypted sum {task.sum_blob} is unusable: {exc}") from None
-        self._decrypted[rid] = bytes(task.sum_sha256)  # from here on, only this sum for this attempt
-        values = secret.decrypt(cts, L + 2)
-        units = self._bounded_units(values, int(task.num_contributors))
-        rounded = pack.from_grid(units, self.params.round_bits)
-        wsum, weight, n = pack.unframe(rounded)
-        job.result = AggregateResult(wsum.copy(), weight, round(n),
-                                     {"mode": "ckks", "round_bits": self.params.round_bits})
-        return ckpb.CkksDecryptedSum(key_id=task.key_id, round_bits=self.params.round_bits,
-                                     units=encode_vector(units, "int64"))
+            raise ProtocolAbort(f"encrypted sum {name} is unusable: {exc}") from None
+        return summed, cts
+
+    def _fits(self, secret: SecretContext, last, L: int, primes: int) -> bool:
+        """Whether the decrypted bound slot (the sum of every contributor's peak, in the last
+        ciphertext) says that no slot of the sum exceeds the capacity of ``primes`` primes."""
+        R = self.params.reals_per_ciphertext
+        tail = secret.decrypt([last], R)
+        bound = float(tail[self.params.frame_length(L) - 1 - (self.params.ciphertexts_for(L) - 1) * R])
+        bound *= 2.0 ** self.params.bound_shift_bits
+        return math.isfinite(bound) and bound + self.params.bound_slack <= 2.0 ** self.params.capacity_bits_at(primes)
+
+    def _full_sum(self, secret: SecretContext, task: ckpb.CkksDecryptTask, summed: ckpb.CkksEncryptedSum,
+                  fetch_blob) -> list:
+        """The sum at the upload level, checked to be the served sum before it was switched down."""
+        name = task.sum_blob + FULL_SUM_SUFFIX
+        full, cts = self._load_sum(secret, task, fetch_blob(name), name, self.params.level_primes)
+        if (full.round, full.attempt) != (summed.round, summed.attempt) or \
+                secret.dump_ciphertexts(secret.switch_down(cts, self.params.download_level)) != list(summed.ciphertexts):
+            raise ProtocolAbort(f"encrypted sum {name} is not the sum of {task.sum_blob} at a higher level; "
+                                f"refusing to decrypt it")
+        log.info("ckks round %d: the sum does not fit %d prime(s); decrypting it at the upload level",
+                 summed.round, self.params.download_level)
+        return cts
 
     def _bounded_units(self, values: np.ndarray, contributors: int) -> np.ndarray:
         """Round to the grid, after checking the decryption looks like a sum of valid frames.

@@ -53,16 +53,23 @@ class PublicContext:
     def __init__(self, params: CkksParams):
         self.params = params
         self.seal = _seal_context(params)
+        self._parms_ids: dict[int, list[int]] = {}  # primes kept -> SEAL parms_id of that level
         data = self.seal.first_context_data()
-        while len(data.parms().coeff_modulus()) > params.level_primes:
+        while data is not None:
+            self._parms_ids[len(data.parms().coeff_modulus())] = data.parms_id()
             data = data.next_context_data()
-        self.parms_id = data.parms_id()
+        self.parms_id = self._parms_ids[params.level_primes]             # inputs are encrypted here
+        self.download_parms_id = self._parms_ids[params.download_level]  # the sum is served here
         self.scale = 2.0 ** params.scale_bits
         self._evaluator = sealapi.Evaluator(self.seal)
         n, k = params.poly_modulus_degree, params.level_primes
         self.max_input_bytes = math.ceil(n * k * 8 * 1.01) + _META      # seeded: one polynomial
-        self.max_sum_bytes = math.ceil(2 * n * k * 8 * 1.01) + _META    # the sum: two polynomials
+        self.max_sum_bytes = self.sum_bytes_limit(k)                     # the sum at the upload level
         self.max_key_bytes = math.ceil(n * len(params.coeff_mod_bit_sizes) * 8 * 1.01) + _META
+
+    def sum_bytes_limit(self, primes: int) -> int:
+        """The most bytes one ciphertext of a sum (two polynomials) at ``primes`` primes can take."""
+        return math.ceil(2 * self.params.poly_modulus_degree * primes * 8 * 1.01) + _META
 
     def is_private(self) -> bool:
         return False
@@ -84,17 +91,23 @@ class PublicContext:
     # ---- ciphertexts ---------------------------------------------------------------------------
 
     def load_ciphertexts(self, blobs: Sequence[bytes], *, count: int, max_bytes: int,
-                         what: str) -> list[sealapi.Ciphertext]:
-        """Deserialise exactly ``count`` ciphertexts of this context and level, each checked."""
+                         what: str, primes: int | None = None) -> list[sealapi.Ciphertext]:
+        """Deserialise exactly ``count`` ciphertexts of this context at the level of ``primes``
+        primes (default: the upload level), each checked: SEAL header first, then parameters and
+        level (parms_id), size, NTT form and scale."""
         if len(blobs) != count:
             raise InvalidPayload(f"{what}: expected {count} ciphertexts (got {len(blobs)})")
+        primes = self.params.level_primes if primes is None else primes
+        want = list(self._parms_ids[primes])
         out = []
         with Scratch() as s:
             for i, blob in enumerate(blobs):
                 name = f"{what}, ciphertext {i}"
                 ct = guarded_load(s, sealapi.Ciphertext(), blob, (self.seal,), max_size=max_bytes, what=name)
-                if list(ct.parms_id()) != list(self.parms_id):
-                    raise InvalidPayload(f"{name}: encrypted at another level or under other parameters")
+                if list(ct.parms_id()) != want:
+                    raise InvalidPayload(f"{name}: encrypted at another level or under other parameters "
+                                         f"(expected {primes} of the {len(self.params.data_bit_sizes)} data primes, "
+                                         f"got {ct.coeff_modulus_size()})")
                 if ct.size() != 2 or not ct.is_ntt_form() or ct.scale != self.scale:
                     raise InvalidPayload(f"{name}: expected a fresh 2-polynomial ciphertext at scale 2^"
                                          f"{self.params.scale_bits} (got size {ct.size()}, scale {ct.scale:g})")
@@ -109,6 +122,21 @@ class PublicContext:
         for a, c in zip(acc, cts, strict=True):
             self._evaluator.add_inplace(a, c)
         return acc
+
+    def switch_down(self, cts: Sequence[sealapi.Ciphertext], primes: int) -> list[sealapi.Ciphertext]:
+        """Copies of ``cts`` modulus-switched to ``primes`` primes (SEAL ``mod_switch_to``; no key).
+
+        For CKKS this drops the residues of the other primes: message, scale and noise are kept
+        exactly, so the copies decrypt to the same values as long as they fit the smaller modulus
+        (``|value| < 2^capacity_bits_at(primes)``; the caller checks that with the bound slot).
+        """
+        target = self._parms_ids[primes]
+        out = []
+        for ct in cts:
+            dst = sealapi.Ciphertext()
+            self._evaluator.mod_switch_to(ct, target, dst)
+            out.append(dst)
+        return out
 
     def dump_ciphertexts(self, cts: Sequence) -> list[bytes]:
         """Serialise ciphertexts (or seeded ``Serializable`` ones) with SEAL's default compression."""

@@ -27,3 +27,8 @@ def unpack_body(body: object, cls: type[Message], what: str, error: type[Excepti
             raise error(f"{what}: malformed {expected} body ({exc})") from None
         return msg
     raise error(f"{what}: expected a {cls.DESCRIPTOR.full_name} body (got {type(body).__name__})")
+
+
+#: the coordinator serves the encrypted sum at the upload level under the sum's blob name plus this
+#: (for clients whose bound slot says the sum does not fit the download level)
+FULL_SUM_SUFFIX = "/full"

@@ -2,9 +2,12 @@
 
 No crypto and no state; every function is testable alone.
 
-- **Frame.** A client encrypts ``[w*x_1 .. w*x_L, w, 1]``: the weighted update, its weight and a
-  count, so the coordinator never sees one weight and the clients can check how many inputs the
-  sum holds.
+- **Frame.** A client encrypts ``[w*x_1 .. w*x_L, w, 1, peak * 2^-shift]``: the weighted update,
+  its weight, a count (so the coordinator never sees one weight and the clients can check how many
+  inputs the sum holds) and a bound slot, ``peak = max(|w*x|, w, 1)`` scaled down by a public
+  power of two; summed, the bound slot bounds every slot of the sum (|sum_i a_i| <= sum_i
+  peak_i), which tells a client whether the sum fits a lower level. Decrypted sums leave a client
+  as ``[sum w*x, sum w, count]`` (L + 2 values): the bound slot stays with the clients.
 - **Chunks.** A ciphertext of ring degree N has N/2 complex slots; real values ``v[0:R/2]`` go to
   the real parts and ``v[R/2:R]`` to the imaginary parts (R = N reals per ciphertext). The vector
   is zero-padded to a multiple of R, so every chunk is full and chunk ``c`` covers ``v[cR:(c+1)R]``.
@@ -16,18 +19,25 @@ from __future__ import annotations
 import numpy as np
 
 
-def frame(vector: np.ndarray, weight: float) -> np.ndarray:
-    """``[w * x, w, 1]`` as float64 (length L + 2)."""
+def frame(vector: np.ndarray, weight: float, bound_shift_bits: int = 0) -> np.ndarray:
+    """``[w * x, w, 1, peak * 2^-bound_shift_bits]`` as float64 (length L + 3)."""
     x = np.asarray(vector, dtype=np.float64).ravel()
-    out = np.empty(x.size + 2, np.float64)
-    np.multiply(x, weight, out=out[:-2])
-    out[-2] = weight
-    out[-1] = 1.0
+    out = np.empty(x.size + 3, np.float64)
+    np.multiply(x, weight, out=out[:-3])
+    out[-3] = weight
+    out[-2] = 1.0
+    peak = max(float(np.abs(out[:-2]).max(initial=0.0)), 1.0)
+    out[-1] = peak * 2.0 ** -bound_shift_bits
     return out
 
 
+def split_bound(values: np.ndarray, bound_shift_bits: int = 0) -> tuple[np.ndarray, float]:
+    """A (summed) frame as ``([sum w*x, sum w, count], sum of peaks)``."""
+    return values[:-1], float(values[-1]) * 2.0 ** bound_shift_bits
+
+
 def unframe(values: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Inverse of :func:`frame` summed over clients: (sum w*x, sum w, count)."""
+    """``[sum w*x, sum w, count]`` (a summed frame without its bound slot) as its three parts."""
     return values[:-2], float(values[-2]), float(values[-1])
 
 

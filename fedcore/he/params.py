@@ -1,7 +1,9 @@
 """CKKS parameters for encrypted aggregation, and their validation.
 
-The defaults (N = 8192, coefficient moduli [60, 40, 60] bits, scale 2^40) are SEAL's usual set
-for additions. Validation collects every problem before raising one :class:`ConfigError`:
+The defaults (N = 8192, coefficient moduli [57, 40, 60] bits, scale 2^40) are SEAL's usual set
+for additions with the first prime cut from 60 to 57 bits so that the served sum, switched down
+to that prime alone, is at most 16 bytes per parameter (see *Download level* below). Validation
+collects every problem before raising one :class:`ConfigError`:
 
 - **Security.** SEAL's 128-bit limits on the total coefficient modulus (HomomorphicEncryption.org
   standard, ternary secrets): max log2 Q by N = 1024: 27, 2048: 54, 4096: 109, 8192: 218,
@@ -9,8 +11,22 @@ for additions. Validation collects every problem before raising one :class:`Conf
 - **Capacity.** A slot holds ``value * 2^scale_bits`` modulo the data modulus q of the level the
   ciphertexts live at, so ``|value| < q / 2^(scale_bits + 1)``; we keep one more bit of margin.
   Ciphertexts are encrypted at the *lowest* level whose q fits ``max_abs`` (the bound on any slot
-  of the sum): fewer primes = fewer bytes. With the defaults the top level (q ~ 2^98) is used;
-  ``max_abs <= 2^17`` selects the single 60-bit prime (8 instead of 14 bytes per parameter).
+  of the sum): fewer primes = fewer bytes. With the defaults the top level (q ~ 2^95) is used;
+  ``max_abs <= 2^14`` selects the single 57-bit prime (7.8 instead of 13.9 bytes per parameter;
+  with ``coeff_mod_bit_sizes = [60, 40, 60]`` the single 60-bit prime holds ``max_abs <= 2^17``).
+- **Download level.** The coordinator serves the sum at :attr:`CkksParams.download_level`: the
+  lowest level (one prime by default) that holds at least 2^:data:`MIN_DOWNLOAD_CAPACITY_BITS`,
+  reached by modulus switching (SEAL's ``mod_switch_to``: dropping primes of a CKKS ciphertext
+  keeps the message, the scale and the noise exactly, and needs no key). Whether the sum fits
+  that level is known only from the data, so each client encrypts, beside ``[w*x, w, 1]``, the
+  bound slot ``peak / 2^bound_shift_bits`` (``peak = max(|w*x|, w, 1)``): the decrypted bound
+  slot is the sum of the contributors' peaks, an upper bound on every slot of the sum. A client
+  decrypts the switched sum only when that bound fits the level's capacity, and fetches the sum
+  at the upload level otherwise (``<sum blob>/full``). The default cannot pick the one-prime
+  *upload* by itself: CKKS clients do not clip their values (unlike secagg), and with weights up
+  to the round's ``max_weight`` (1e6 by default) no bound of ``w*x`` that one prime can hold is
+  known before encryption; a federation that knows one (for example client-level DP: weights 1,
+  updates L2-clipped to S, so ``max_abs = n * max(S, 1)``) sets ``max_abs`` and gets it.
 - **Precision.** Fresh symmetric encryption plus a sum of up to ~100 ciphertexts leaves an error
   of about 2^12 units of 2^-scale_bits (measured ~2^11.5 for 10 clients at N = 8192). Decrypted
   sums are rounded to multiples of 2^-round_bits, so ``scale_bits - round_bits`` must leave
@@ -34,6 +50,8 @@ MAX_LOG_Q_128: dict[int, int] = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384
 NOISE_MARGIN_BITS = 16
 #: SEAL accepts primes of 2..60 bits; a prime = 1 mod 2N needs more bits than log2(2N).
 MAX_PRIME_BITS = 60
+#: the served sum is switched down to the lowest level whose capacity is at least 2^this.
+MIN_DOWNLOAD_CAPACITY_BITS = 10
 
 #: the keys a ckks settings table may hold (parameters + protocol), with their meaning.
 SETTINGS_KEYS: dict[str, str] = {
@@ -52,7 +70,7 @@ SETTINGS_KEYS: dict[str, str] = {
 @dataclass(frozen=True)
 class CkksParams:
     poly_modulus_degree: int = 8192                          # N; N/2 complex = N real slots
-    coeff_mod_bit_sizes: tuple[int, ...] = (60, 40, 60)      # last prime: SEAL's special prime
+    coeff_mod_bit_sizes: tuple[int, ...] = (57, 40, 60)      # last prime: SEAL's special prime
     scale_bits: int = 40                                     # scale 2^40
     round_bits: int = 22                                     # grid 2^-22 ~ 2.4e-7 for returned sums
     max_abs: float = 2.0 ** 40                               # any slot of the sum stays below this
@@ -86,15 +104,48 @@ class CkksParams:
     @property
     def capacity_bits(self) -> int:
         """log2 of the largest |value| a slot can hold at the chosen level, with one bit of margin."""
-        return _level_bits(self.data_bit_sizes[:self._level]) - self.scale_bits - 2
+        return self.capacity_bits_at(self._level)
+
+    def capacity_bits_at(self, primes: int) -> int:
+        """log2 of the largest |value| a slot can hold with the first ``primes`` data primes."""
+        return _level_bits(self.data_bit_sizes[:primes]) - self.scale_bits - 2
+
+    @property
+    def download_level(self) -> int:
+        """Primes the served sum keeps: the fewest whose capacity is >= 2^MIN_DOWNLOAD_CAPACITY_BITS
+        (never more than the upload level)."""
+        for k in range(1, self._level):
+            if self.capacity_bits_at(k) >= MIN_DOWNLOAD_CAPACITY_BITS:
+                return k
+        return self._level
+
+    @property
+    def bound_shift_bits(self) -> int:
+        """The bound slot holds ``peak / 2^this``, so that its sum (<= max_abs) fits the download level."""
+        return max(0, math.ceil(math.log2(self.max_abs)) - self.capacity_bits_at(self.download_level))
+
+    @property
+    def bound_slack(self) -> float:
+        """What CKKS noise (< 2^(NOISE_MARGIN_BITS - 2) units of 2^-scale_bits) can add to a decrypted
+        bound slot, in units of the peaks: a client compares ``bound + bound_slack`` with the capacity."""
+        return 2.0 ** (NOISE_MARGIN_BITS - 2 - self.scale_bits + self.bound_shift_bits)
+
+    def frame_length(self, vector_length: int) -> int:
+        """Reals a client encrypts for a vector of ``vector_length``: ``[w*x, w, 1, bound]``."""
+        return vector_length + 3
 
     def num_ciphertexts(self, length: int) -> int:
         return max(1, math.ceil(length / self.reals_per_ciphertext))
 
+    def ciphertexts_for(self, vector_length: int) -> int:
+        """Ciphertexts of one client's input (and of the sum) for a vector of ``vector_length``."""
+        return self.num_ciphertexts(self.frame_length(vector_length))
+
     def fingerprint(self) -> bytes:
         """16 bytes naming these parameters and level; both sides compare it before using a key."""
-        text = (f"fedpsyau/ckks/v1|N={self.poly_modulus_degree}|q={list(self.coeff_mod_bit_sizes)}"
-                f"|scale={self.scale_bits}|round={self.round_bits}|level={self._level}")
+        text = (f"fedpsyau/ckks/v2|N={self.poly_modulus_degree}|q={list(self.coeff_mod_bit_sizes)}"
+                f"|scale={self.scale_bits}|round={self.round_bits}|level={self._level}"
+                f"|download={self.download_level}|shift={self.bound_shift_bits}")
         return hashlib.sha256(text.encode()).digest()[:16]
 
     # ---- validation --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from fedcore.common.params import decode_vector
 from fedcore.common.stages import Stage
 from fedcore.he import pack
 from fedcore.he.context import PublicContext
-from fedcore.he.messages import unpack_body
+from fedcore.he.messages import FULL_SUM_SUFFIX, unpack_body
 from fedcore.he.params import CkksParams
 from fedcore.he.relay import SETUP_STAGES, KeyRecord, KeyRelay
 from fedcore.proto.fedpsyau.v1 import ckks_pb2 as ckpb
@@ -28,6 +28,7 @@ from fedcore.proto.fedpsyau.v1 import ckks_pb2 as ckpb
 log = logging.getLogger(__name__)
 
 ROUND_STAGES = (Stage.CKKS_ENCRYPTED_INPUT, Stage.CKKS_DECRYPT)
+FULL_SUFFIX = FULL_SUM_SUFFIX
 BODY_TYPES = {
     Stage.CKKS_KEY_ADVERTISE: ckpb.CkksKeyAdvertisement,
     Stage.CKKS_KEY_DISTRIBUTE: ckpb.CkksKeyDistribution,
@@ -41,12 +42,15 @@ BODY_TYPES = {
 class _Round:
     ctx: AggregationContext
     key: KeyRecord | None
-    total: list | None = None                    # running sum of ciphertexts
+    total: list | None = None                    # running sum of ciphertexts (upload level)
     contributors: set[str] = field(default_factory=set)
+    digests: dict[str, bytes] = field(default_factory=dict)  # client -> SHA-256 of its accepted input
     input_bytes: int = 0
     blob_name: str = ""
-    blob: bytes = b""
+    blob: bytes = b""                            # the sum served at the download level
     blob_sha256: bytes = b""
+    full_blob: bytes = b""                       # the sum at the upload level, made on first request
+    full_fetches: set[str] = field(default_factory=set)
     decryptions: dict[str, np.ndarray] = field(default_factory=dict)
     result: AggregateResult | None = None
 
@@ -102,12 +106,12 @@ class CkksServer(ServerMode):
         L = r.ctx.vector_length
         if stage == Stage.CKKS_ENCRYPTED_INPUT:
             return ckpb.CkksInputTask(key_id=r.key.key_id, params_fingerprint=self.params.fingerprint(),
-                                      vector_length=L, num_ciphertexts=self.params.num_ciphertexts(L + 2),
+                                      vector_length=L, num_ciphertexts=self.params.ciphertexts_for(L),
                                       num_participants=len(self.expected(stage)),
                                       max_weight=float(self.settings.get("max_weight", r.ctx.max_weight)))
         return ckpb.CkksDecryptTask(key_id=r.key.key_id, sum_blob=r.blob_name,
                                     sum_sha256=r.blob_sha256, vector_length=L,
-                                    num_ciphertexts=self.params.num_ciphertexts(L + 2),
+                                    num_ciphertexts=self.params.ciphertexts_for(L),
                                     num_contributors=len(r.contributors), round_bits=self.params.round_bits)
 
     def accept(self, stage: Stage, client_id: str, body: Any) -> None:
@@ -142,12 +146,21 @@ class CkksServer(ServerMode):
         return self._round.result
 
     def blob(self, name: str, client_id: str) -> bytes:
+        """The sum at the download level (``blob_name``) or, for a client whose bound slot says it
+        does not fit there, at the upload level (``blob_name + FULL_SUFFIX``); contributors only."""
         r = self._round
-        if r is None or not r.blob_name or name != r.blob_name:
+        if r is None or not r.blob_name or name not in (r.blob_name, r.blob_name + FULL_SUFFIX):
             raise KeyError(name)
         if client_id not in r.contributors:
             raise NotAuthorized(f"{client_id} did not contribute to {name} and may not fetch it")
-        return r.blob
+        if name == r.blob_name:
+            return r.blob
+        if r.total is None:  # the download level is the upload level: there is nothing fuller
+            raise KeyError(name)
+        if not r.full_blob:
+            r.full_blob = self._sum_message(r, r.total)
+        r.full_fetches.add(client_id)
+        return r.full_blob
 
     # ---- rounds --------------------------------------------------------------------------------
 
@@ -158,14 +171,18 @@ class CkksServer(ServerMode):
 
     def _accept_input(self, client_id: str, msg: ckpb.CkksEncryptedInput, what: str) -> None:
         r = self._need_round(Stage.CKKS_ENCRYPTED_INPUT)
+        digest = hashlib.sha256(msg.SerializeToString(deterministic=True)).digest()
         if client_id in r.contributors:
-            raise InvalidPayload(f"{what}: this client's input is already in the sum")
+            if r.digests.get(client_id) == digest:
+                return  # an identical resubmission changes nothing
+            raise InvalidPayload(f"{what}: this client's input is already in the sum; a different one is refused")
         if msg.key_id != r.key.key_id:
             raise InvalidPayload(f"{what}: encrypted under key {msg.key_id.hex()[:8]} (expected {r.key.key_id.hex()[:8]})")
-        cts = self.public.load_ciphertexts(list(msg.ciphertexts), count=self.params.num_ciphertexts(r.ctx.vector_length + 2),
+        cts = self.public.load_ciphertexts(list(msg.ciphertexts), count=self.params.ciphertexts_for(r.ctx.vector_length),
                                            max_bytes=self.public.max_input_bytes, what=what)
-        r.total = self.public.add_into(r.total, cts)
+        r.total = self.public.add_into(r.total, cts)  # streaming: the input is dropped once added
         r.contributors.add(client_id)
+        r.digests[client_id] = digest
         r.input_bytes += sum(len(c) for c in msg.ciphertexts)
 
     def _close_input(self, responded: frozenset[str]) -> None:
@@ -177,12 +194,20 @@ class CkksServer(ServerMode):
             raise AggregationAborted(f"ckks round {r.ctx.round}: {len(r.contributors)} encrypted inputs, "
                                      f"at least {self._min} needed (min_clients)")
         r.blob_name = f"ckks/sum/{r.ctx.round}/{r.ctx.attempt}"
-        r.blob = ckpb.CkksEncryptedSum(key_id=r.key.key_id, round=r.ctx.round, attempt=r.ctx.attempt,
-                                       num_contributors=len(r.contributors),
-                                       ciphertexts=self.public.dump_ciphertexts(r.total)).SerializeToString()
+        down = self.params.download_level
+        if down < self.params.level_primes:
+            # served at the download level (one prime by default); the upload-level sum is kept
+            # for clients whose bound slot says the sum does not fit there (blob() makes it)
+            r.blob = self._sum_message(r, self.public.switch_down(r.total, down))
+        else:
+            r.blob, r.total = self._sum_message(r, r.total), None
         r.blob_sha256 = hashlib.sha256(r.blob).digest()
-        r.total = None
         self._stage_sets = {Stage.CKKS_DECRYPT: frozenset(r.contributors)}
+
+    def _sum_message(self, r: _Round, cts: list) -> bytes:
+        return ckpb.CkksEncryptedSum(key_id=r.key.key_id, round=r.ctx.round, attempt=r.ctx.attempt,
+                                     num_contributors=len(r.contributors),
+                                     ciphertexts=self.public.dump_ciphertexts(cts)).SerializeToString()
 
     def _accept_decryption(self, client_id: str, msg: ckpb.CkksDecryptedSum, what: str) -> None:
         r = self._need_round(Stage.CKKS_DECRYPT)
@@ -209,8 +234,12 @@ class CkksServer(ServerMode):
             "dropped": sorted(set(r.ctx.participants) - r.contributors),
             "decryptors": sorted(agree), "disagreeing": sorted(disagree),
             "round_bits": self.params.round_bits, "level_primes": self.params.level_primes,
+            "download_primes": self.params.download_level,
             "input_bytes_per_param": r.input_bytes / (n * L), "sum_bytes_per_param": len(r.blob) / L,
+            "full_sum_fetches": sorted(r.full_fetches),
+            "full_sum_bytes_per_param": len(r.full_blob) / L if r.full_blob else None,
         })
+        r.total, r.full_blob = None, b""
         self._stage_sets = {}
 
 

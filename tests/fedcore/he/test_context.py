@@ -11,6 +11,7 @@ from fedcore.he.context import PublicContext, SecretContext
 from fedcore.he.params import CkksParams
 
 PARAMS = CkksParams()
+ONE_PRIME = 2.0 ** PARAMS.capacity_bits_at(1)  # the largest max_abs the first prime alone holds
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_upload_stays_under_30_bytes_per_parameter(secret):
 
 
 def test_lowest_level_halves_the_bytes_again():
-    small = SecretContext(CkksParams(max_abs=2.0 ** 17))
+    small = SecretContext(CkksParams(max_abs=ONE_PRIME))
     L = 2 * small.params.reals_per_ciphertext
     top = SecretContext(PARAMS)
     x = np.random.default_rng(2).normal(size=L)
@@ -105,7 +106,7 @@ def test_ciphertext_under_other_parameters_refused(public):
     other = SecretContext(CkksParams(poly_modulus_degree=16384, coeff_mod_bit_sizes=(60, 40, 60)))
     with pytest.raises(InvalidPayload):
         _load(public, other.encrypt(np.ones(10)), max_bytes=10**7)
-    other_level = SecretContext(CkksParams(max_abs=2.0 ** 17))  # same ring, other level
+    other_level = SecretContext(CkksParams(max_abs=ONE_PRIME))  # same ring, other level
     with pytest.raises(InvalidPayload, match="another level|other parameters"):
         _load(public, other_level.encrypt(np.ones(10)))
 
@@ -129,3 +130,20 @@ def test_public_context_of_other_parameters_refused(public):
         public.check_public_bytes(other.public_bytes())
     with pytest.raises(InvalidPayload):
         public.check_public_bytes(b"not seal")
+
+
+def test_switched_down_sum_decrypts_to_the_same_values_and_declares_its_level(secret, public):
+    rng = np.random.default_rng(4)
+    L = 3000
+    vectors = [w * rng.normal(scale=0.01, size=L) for w in rng.integers(5, 300, size=10).astype(float)]
+    blobs = _encrypted_sum(secret, public, vectors)
+    top = _load(secret, blobs, max_bytes=secret.max_sum_bytes)
+    low = public.switch_down(_load(public, blobs, max_bytes=public.max_sum_bytes), PARAMS.download_level)
+    assert {ct.coeff_modulus_size() for ct in low} == {PARAMS.download_level} == {1}
+    low_blobs = public.dump_ciphertexts(low)
+    assert sum(map(len, low_blobs)) < 0.6 * sum(map(len, blobs))
+    got = secret.decrypt(secret.load_ciphertexts(low_blobs, count=1, max_bytes=secret.sum_bytes_limit(1),
+                                                 what="low", primes=1), L)
+    np.testing.assert_array_equal(got, secret.decrypt(top, L))  # dropping a prime keeps message and noise
+    with pytest.raises(InvalidPayload, match="another level"):  # not where the upload level is expected
+        _load(public, low_blobs, max_bytes=public.max_sum_bytes)

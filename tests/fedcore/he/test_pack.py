@@ -38,12 +38,22 @@ def test_odd_chunk_size_refused():
         pack.to_complex_chunks(np.zeros(3), 5)
 
 
-def test_frame_weights_and_appends_weight_and_count():
+def test_frame_weights_and_appends_weight_count_and_bound():
     f = pack.frame(np.array([1.0, -2.0]), 3.0)
-    np.testing.assert_array_equal(f, [3.0, -6.0, 3.0, 1.0])
-    wsum, weight, count = pack.unframe(f + f)
+    np.testing.assert_array_equal(f, [3.0, -6.0, 3.0, 1.0, 6.0])  # bound slot: max(|w*x|, w, 1)
+    head, bound = pack.split_bound(f + f)
+    wsum, weight, count = pack.unframe(head)
     np.testing.assert_array_equal(wsum, [6.0, -12.0])
-    assert (weight, count) == (6.0, 2.0)
+    assert (weight, count, bound) == (6.0, 2.0, 12.0)
+
+
+def test_summed_bound_slot_bounds_every_slot_of_the_sum():
+    rng = np.random.default_rng(3)
+    frames = [pack.frame(rng.normal(scale=s, size=20), w, bound_shift_bits=5)
+              for s, w in ((0.01, 300.0), (10.0, 2.0), (0.5, 0.25))]
+    head, bound = pack.split_bound(np.sum(frames, axis=0), 5)
+    assert np.abs(head).max() <= bound
+    assert bound == pytest.approx(sum(max(np.abs(f[:-1]).max(), 1.0) for f in frames))
 
 
 def test_grid_rounds_to_multiples_and_back():
@@ -85,7 +95,7 @@ def test_client_returns_only_grid_units_never_the_exact_decryption(ca, h):
         units = decode_vector(msg.units, dtype="int64", length=L + 2, what="returned units")
         secret = clients[cid]._keys[msg.key_id]
         cts = secret.load_ciphertexts(list(blob.ciphertexts), count=len(blob.ciphertexts),
-                                      max_bytes=secret.max_sum_bytes, what="sum")
+                                      max_bytes=secret.max_sum_bytes, what="sum", primes=secret.params.download_level)
         exact = secret.decrypt(cts, L + 2) * 2.0 ** msg.round_bits
         np.testing.assert_array_equal(units, np.rint(exact).astype(np.int64))
         assert np.abs(exact - np.rint(exact)).max() > 0  # the noise was there, and was rounded away

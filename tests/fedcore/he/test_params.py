@@ -11,8 +11,9 @@ from fedcore.he.params import MAX_LOG_Q_128, CkksParams, check_settings
 
 def test_defaults_are_the_documented_set():
     p = CkksParams()
-    assert (p.poly_modulus_degree, p.coeff_mod_bit_sizes, p.scale_bits) == (8192, (60, 40, 60), 40)
+    assert (p.poly_modulus_degree, p.coeff_mod_bit_sizes, p.scale_bits) == (8192, (57, 40, 60), 40)
     assert p.level_primes == 2 and p.reals_per_ciphertext == 8192
+    assert p.download_level == 1 and p.capacity_bits_at(1) == 14 and p.bound_shift_bits == 40 - 14
 
 
 def test_security_table_matches_seal():
@@ -47,16 +48,19 @@ def test_max_abs_beyond_modulus_refused():
 
 
 def test_level_is_the_fewest_primes_that_fit_max_abs():
-    assert CkksParams(max_abs=2.0 ** 17).level_primes == 1
-    assert CkksParams(max_abs=2.0 ** 18).level_primes == 2
-    assert CkksParams(max_abs=2.0 ** 17).capacity_bits >= 17
+    assert CkksParams(max_abs=2.0 ** 14).level_primes == 1
+    assert CkksParams(max_abs=2.0 ** 15).level_primes == 2
+    assert CkksParams(max_abs=2.0 ** 14).capacity_bits >= 14
+    old = dict(coeff_mod_bit_sizes=(60, 40, 60))  # the previous default: one 60-bit prime holds 2^17
+    assert CkksParams(max_abs=2.0 ** 17, **old).level_primes == 1
+    assert CkksParams(max_abs=2.0 ** 18, **old).level_primes == 2
 
 
 def test_fingerprint_changes_with_any_parameter():
     base = CkksParams().fingerprint()
     assert CkksParams().fingerprint() == base
     assert CkksParams(round_bits=20).fingerprint() != base
-    assert CkksParams(max_abs=2.0 ** 17).fingerprint() != base  # another level
+    assert CkksParams(max_abs=2.0 ** 14).fingerprint() != base  # another level
 
 
 def test_settings_unknown_key_lists_known_ones():

@@ -225,7 +225,7 @@ def test_too_few_inputs_abort_the_round(ca, h):
         drv.run_round(1, h.make_jobs(clients, L), dropouts={Stage.CKKS_ENCRYPTED_INPUT: ["client-00"]})
 
 
-def test_duplicate_input_refused(ca, h):
+def test_identical_resubmission_ignored_different_refused(ca, h):
     server, clients, drv = h.make_federation(ca, 3)
     drv.setup()
     jobs = h.make_jobs(clients, L)
@@ -235,8 +235,13 @@ def test_duplicate_input_refused(ca, h):
     job = ClientJob(2, 0, jobs["client-00"].vector, 3.0)
     body = clients["client-00"].handle(Stage.CKKS_ENCRYPTED_INPUT, task, job, None)
     server.accept(Stage.CKKS_ENCRYPTED_INPUT, "client-00", body)
+    before = server.public.dump_ciphertexts(server._round.total)
+    server.accept(Stage.CKKS_ENCRYPTED_INPUT, "client-00", body)  # identical: ignored
+    assert server.public.dump_ciphertexts(server._round.total) == before and server._round.input_bytes > 0
+    other = clients["client-00"].handle(Stage.CKKS_ENCRYPTED_INPUT, task, ClientJob(2, 0, job.vector, 2.0), None)
     with pytest.raises(InvalidPayload, match="already in the sum"):
-        server.accept(Stage.CKKS_ENCRYPTED_INPUT, "client-00", body)
+        server.accept(Stage.CKKS_ENCRYPTED_INPUT, "client-00", other)
+    assert server.public.dump_ciphertexts(server._round.total) == before
 
 
 def test_client_refuses_decrypt_without_input_and_a_second_decrypt(ca, h):
@@ -255,16 +260,20 @@ def test_client_refuses_decrypt_without_input_and_a_second_decrypt(ca, h):
 
 
 def _serve_one_clients_ciphertext(server, claimed: int):
-    """A tamper hook for a coordinator that serves client-00's input alone as "the sum", claiming
-    ``claimed`` contributors in both the task and the blob (with a matching SHA-256)."""
+    """A tamper hook for a coordinator that serves client-00's input alone as "the sum" (switched
+    to the download level, as an honest sum is), claiming ``claimed`` contributors in both the task
+    and the blob (with a matching SHA-256)."""
     import hashlib
     fake = {}
+    public = server.public
 
     def tamper(stage, cid, direction, data):
         if stage == Stage.CKKS_ENCRYPTED_INPUT and direction == "up" and cid == "client-00":
             m = ckpb.CkksEncryptedInput()
             any_pb2.Any.FromString(data).Unpack(m)
-            fake["cts"] = list(m.ciphertexts)
+            cts = public.load_ciphertexts(list(m.ciphertexts), count=len(m.ciphertexts),
+                                          max_bytes=public.max_input_bytes, what="fake")
+            fake["cts"] = public.dump_ciphertexts(public.switch_down(cts, public.params.download_level))
         if stage == Stage.CKKS_DECRYPT and direction == "down":
             s = ckpb.CkksEncryptedSum.FromString(server._round.blob)
             del s.ciphertexts[:]
