@@ -48,6 +48,10 @@ LOW_GRID = [dict(epochs=e, batch_size=b, lr=lr, max_grad_norm=c, ema=m, aug_mult
                                       (20, 64, 0.05, 1.0, 0.0, 4), (10, 64, 0.05, 1.0, 0.0, 4),
                                       (10, 32, 0.03, 1.0, 0.0, 8), (10, 32, 0.03, 0.5, 0.0, 4),
                                       (20, 32, 0.03, 1.0, 0.9, 4), (40, 64, 0.05, 1.0, 0.0, 4))]
+#: --grid confirm: the first and second searches' small-budget winners, re-run on more public draws
+#: (two draws select noisily: sd 0.03-0.05 UF1 between draws)
+CONFIRM_GRID = [dict(epochs=e, batch_size=b, lr=lr, max_grad_norm=1.0, ema=0.0, aug_mult=4)
+                for e, b, lr in ((5, 8, 0.01), (10, 32, 0.03), (10, 64, 0.05), (20, 64, 0.05))]
 EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, math.inf)
 
 
@@ -84,7 +88,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="7 candidates instead of 36")
-    ap.add_argument("--grid", choices=("full", "quick", "low"), default=None,
+    ap.add_argument("--grid", choices=("full", "quick", "low", "confirm"), default=None,
                     help="candidate grid (default full; --quick = quick; low: the second search for small budgets)")
     ap.add_argument("--stem", default="dp_recipe", help="output file stem (default dp_recipe)")
     ap.add_argument("--seeds", type=int, default=2)
@@ -97,7 +101,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     epsilons = [float(e) for e in args.epsilons.split(",")]
-    grid = {"full": GRID, "quick": QUICK_GRID, "low": LOW_GRID}[args.grid or ("quick" if args.quick else "full")]
+    grid = {"full": GRID, "quick": QUICK_GRID, "low": LOW_GRID, "confirm": CONFIRM_GRID}[args.grid or ("quick" if args.quick else "full")]
     datas = [public_federation(s) for s in range(args.seeds)]
     runs = []
     for eps in epsilons:
