@@ -49,7 +49,11 @@ SCRIPT = """(function () {
         var t = document.createElement("template");
         t.innerHTML = (await r.text()).trim();
         var fresh = t.content.firstElementChild;
-        if (fresh && fresh.id === "status") { root.replaceWith(fresh); root = fresh; }
+        if (fresh && fresh.id === "status") {
+          root.replaceWith(fresh);
+          root = fresh;
+          document.body.dataset.updates = String((Number(document.body.dataset.updates) || 0) + 1);
+        }
         delete document.body.dataset.offline;
         await later(250);
       } catch (e) {
