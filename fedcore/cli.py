@@ -22,19 +22,19 @@ console script, which adds them with :func:`register`.
 
 Exit codes (:class:`fedcore.exitcodes.ExitCode`):
 
-====  ===========  ==========================================================================
+====  ===========  ==================================================================================================
 code  name         meaning
-====  ===========  ==========================================================================
+====  ===========  ==================================================================================================
 0     OK           finished: every round completed (or the command succeeded)
 1     INTERNAL     an unexpected error (a bug): see the log
-2     CONFIG       usage or configuration error; every problem found is listed
+2     CONFIG       usage or configuration error; every problem found is listed (also: a port or run_dir in use)
 3     TLS          a certificate, key or CSR is missing, unreadable, not PEM, or refused
-4     ABORTED      the federation aborted (too few clients after all retries, ...)
-5     UNREACHABLE  the coordinator stayed unreachable for the client's reconnect timeout
+4     ABORTED      the federation aborted (too few clients after all retries, a client's broken config or data, ...)
+5     UNREACHABLE  the coordinator stayed unreachable for the client's reconnect timeout (status/stop: none runs)
 6     REFUSED      the coordinator refused this client (identity or federation mismatch)
 7     STOPPED      stopped on request (``stop``) after a completed round (restart to resume)
 130   INTERRUPTED  stopped by SIGINT/SIGTERM before finishing (restart to resume)
-====  ===========  ==========================================================================
+====  ===========  ==================================================================================================
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ class ExitCode(enum.IntEnum):
     CONFIG = 2                  # usage or configuration error (every problem is listed)
     TLS = 3                     # certificate/key missing, unreadable or not PEM
     ABORTED = 4                 # the federation aborted (too few clients after all retries, ...)
-    UNREACHABLE = 5             # the coordinator stayed unreachable for the reconnect timeout
+    UNREACHABLE = 5             # the coordinator stayed unreachable for the reconnect timeout (status/stop: none runs)
     REFUSED = 6                 # the coordinator refused this client (wrong identity or federation)
     STOPPED = 7                 # stopped on request (`stop`) after a completed round; restart to resume
     INTERRUPTED = 130           # stopped by SIGINT/SIGTERM before finishing
