@@ -28,9 +28,10 @@ Gaussian noise for all trainable parameters) is timed for the old numpy path and
 ``SecureRNG.normal_sum4``.
 
     python benchmarks/dp_step.py [--repeats 5] [--epochs 3] [--threads 1] [--device cpu]
-    python benchmarks/dp_step.py --device cuda --out /tmp/dp_step_cuda   # on a GPU machine
+    python benchmarks/dp_step.py --device cuda --threads 0 --stem dp_step_cuda   # on a GPU machine
 
-Writes benchmarks/results/dp_step.json and dp_step.png.
+Writes benchmarks/results/dp_step.json and dp_step.png (``--stem`` renames them). ``--variants
+hooks,hooks-fast`` runs on trees that predate the fused path (the "before" measurement).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def run_variant(module, loss_fn, tensors, variant: str, epochs: int, device: str
         stamps.append((time.perf_counter(), time.process_time(), -1))
         dp_train(module, loss_fn, tensors, privacy=config, ledger=ledger, round=1, device=device,
                  optimizer_factory=lambda ps: torch.optim.AdamW([p for p in ps if p.requires_grad], lr=1e-3),
-                 on_step=on_step, grad_sample_mode="auto" if mode in ("plain", "fused") else mode)
+                 on_step=on_step, **({} if mode == "plain" else {"grad_sample_mode": "auto" if mode == "fused" else mode}))
     wall, cpu = [], []
     for (w0, c0, _), (w1, c1, size) in zip(stamps[1 + STEPS_PER_EPOCH:], stamps[2 + STEPS_PER_EPOCH:]):
         if size > 0:
@@ -122,6 +123,8 @@ def run_variant(module, loss_fn, tensors, variant: str, epochs: int, device: str
 def noise_draw(parameters: int, repeats: int = 21) -> dict:
     from fedcore.dp.rng import SecureRNG
 
+    if not hasattr(SecureRNG, "normal_sum4"):  # a tree before the fast draw
+        return {}
     rng = SecureRNG()
     out = {}
     for label, draw in (("numpy_standard_normal_sum4", lambda: rng.standard_normal(4 * parameters)
@@ -162,7 +165,7 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     cases = list(report["cases"])
-    variants = [v for v in VARIANTS if v != "plain"]
+    variants = [v for v in VARIANTS if v != "plain" and v in report["cases"][cases[0]]["variants"]]
     colours = {"hooks": "#1f77b4", "fused": "#2ca02c", "hooks-fast": "#9ecae1", "fused-fast": "#98df8a"}
     fig, ax = plt.subplots(figsize=(10, 4.6))
     width = 0.8 / len(variants)
@@ -204,6 +207,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help=f"comma-separated subset of {', '.join(VARIANTS)} (plain always runs)")
+    ap.add_argument("--stem", default="dp_step", help="output file stem (default dp_step)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     import opacus
@@ -224,21 +230,25 @@ def main(argv=None) -> dict:
               "batch": BATCH, "n": N, "epochs_per_call": args.epochs, "warmup_steps": STEPS_PER_EPOCH,
               "repeats": args.repeats, "torch": torch.__version__, "opacus": opacus.__version__,
               "python": platform.python_version(), "commit": _commit(), "cases": {}}
+    variants = ["plain", *[v for v in args.variants.split(",") if v and v != "plain"]]
+    bad = sorted(set(variants) - set(VARIANTS))
+    if bad:
+        ap.error(f"unknown variant(s) {', '.join(bad)}; valid: {', '.join(VARIANTS)}")
     built = {c: make_case(c) for c in cases}
-    samples = {c: {v: {"wall": [], "cpu": []} for v in VARIANTS} for c in cases}
-    by_repeat = {c: {v: [] for v in VARIANTS} for c in cases}
+    samples = {c: {v: {"wall": [], "cpu": []} for v in variants} for c in cases}
+    by_repeat = {c: {v: [] for v in variants} for c in cases}
     for r in range(args.repeats):
         for c in cases:
             module, loss_fn, tensors, _ = built[c]
             this = {}
-            for v in VARIANTS:
+            for v in variants:
                 res = run_variant(copy.deepcopy(module), loss_fn, tensors, v, args.epochs, args.device)
                 samples[c][v]["wall"] += res["wall"]
                 samples[c][v]["cpu"] += res["cpu"]
                 this[v] = res["wall"]
-            for v in VARIANTS:
+            for v in variants:
                 by_repeat[c][v].append(this)
-            line = {v: round(statistics.median(this[v]) * 1e3, 2) for v in VARIANTS}
+            line = {v: round(statistics.median(this[v]) * 1e3, 2) for v in variants}
             print(f"repeat {r + 1}/{args.repeats} {c}: median ms {line}", flush=True)
     for c in cases:
         report["cases"][c] = {"trainable_parameters": built[c][3], "variants": summarise(samples[c], by_repeat[c]),
@@ -247,9 +257,9 @@ def main(argv=None) -> dict:
     report["loadavg_end"] = list(os.getloadavg())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "dp_step.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(report, out / "dp_step.png")
-    print(f"wrote {out / 'dp_step.json'} and {out / 'dp_step.png'}")
+    (out / f"{args.stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, out / f"{args.stem}.png")
+    print(f"wrote {out / (args.stem + '.json')} and {out / (args.stem + '.png')}")
     return report
 
 

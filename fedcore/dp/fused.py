@@ -156,6 +156,10 @@ class FusedClipper:
             raise RuntimeError(f"FusedClipper: trainable layer(s) {', '.join(missing)} took no part in the forward")
         # The loss is a batch mean: per-sample gradients are n x what autograd returns. The factor n
         # is applied to the norms and to the clip factors instead of to every output gradient.
+        with torch.inference_mode():  # plain tensor arithmetic from here on: skip autograd's bookkeeping
+            return self._clip_and_sum(n, by_layer)
+
+    def _clip_and_sum(self, n: int, by_layer: dict[int, list[tuple[Tensor, Tensor]]]) -> Tensor:
         sq = torch.zeros(n, dtype=self.flat.dtype, device=self.flat.device)
         deferred: list[tuple[str, Tensor, Tensor, Tensor | None]] = []
         for m in self._layers:

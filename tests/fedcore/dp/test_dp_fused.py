@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -54,8 +56,9 @@ class ConvZoo(nn.Module):
     """Every convolution route (see ROUTES): grouped-conv materialisation with and without groups,
     1x1 strided, kernel = stride with groups, "same" padding, Conv1d on a strided input; norms."""
 
-    ROUTES = {"c0": "grouped", "c1": "grouped", "c2": "unfold", "c3": "unfold", "c4": "unfold", "c5": "unfold",
-              "c6": "unfold"}
+    ROUTES: ClassVar[dict[str, str]] = {
+        "c0": "grouped", "c1": "grouped", "c2": "unfold", "c3": "unfold", "c4": "unfold", "c5": "unfold", "c6": "unfold",
+    }
 
     def __init__(self):
         super().__init__()
