@@ -10,10 +10,25 @@ After each stage the server keeps only clients whose neighbourhood can still mee
 threshold (a fixpoint: excluding one may thin its neighbours'); clients excluded after sending a
 masked input are treated as dropped (their input is discarded and their key shares asked for,
 never their self-mask shares). Fewer than T survivors at any stage raises AggregationAborted.
+
+Streaming: a masked input is added into the running sum in Z_2^bits as soon as it is accepted
+and is then dropped; per client the server keeps only the SHA-256 of its vector (an identical
+resubmission is ignored, a different one refused). The one exception is an input that the prune
+at the close of MASKED_INPUT could still exclude: it is held until it cannot be excluded any more,
+then added, or discarded at the close if it is excluded. On the complete graph (the default up to
+n = 100 with the default fractions) nothing is ever held: the prune keeps every sender or none,
+and keeping none aborts the round. On a SecAgg+ graph an input is added once the clients that
+have sent theirs keep it in their own prune (the prune only grows with the set it starts from,
+so it stays kept). At unmask the masks are stripped from the running sum
+(:func:`fedcore.secagg.unmask.strip_masks`). An accepted masked input counts in U3 even if its
+client is not among ``responded`` at the close (the round engine only reports accepted clients).
+``record_inputs = True`` keeps a copy of every masked input in ``r.inputs`` (tests and the privacy
+audit look at what the coordinator received; never on in the daemons).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -50,7 +65,7 @@ from fedcore.secagg.state import (
     validate_settings,
 )
 from fedcore.secagg.stats_noise import stats_noise
-from fedcore.secagg.unmask import recover_mask_key, recover_secret, unmasked_sum
+from fedcore.secagg.unmask import recover_mask_key, recover_secret, strip_masks
 
 log = logging.getLogger(__name__)
 S = SecAggStage
@@ -76,7 +91,11 @@ class ServerRound:
     keys: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
     signed: dict[str, dict[str, bytes]] = field(default_factory=dict)  # id -> signature, certificate_pem
     outbox: dict[str, dict[str, spb.SecAggSealedShare]] = field(default_factory=dict)  # sender -> receiver
-    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    recorded: dict[str, np.ndarray] = field(default_factory=dict)  # copies, only with record_inputs
+    record: bool = False                                           # SecAggServer.record_inputs at begin()
+    total: np.ndarray | None = None                                # running sum of folded masked inputs
+    folded: set[str] = field(default_factory=set)                  # clients whose input is in total
+    held: dict[str, np.ndarray] = field(default_factory=dict)      # accepted, not yet safe from the prune
     requests: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
     reveals: dict[str, spb.SecAggUnmask] = field(default_factory=dict)
     dropouts: dict[str, list[str]] = field(default_factory=dict)
@@ -84,6 +103,14 @@ class ServerRound:
     result: AggregateResult | None = None
     dp_note: dict[str, Any] | None = None  # distributed DP of this round (for the coordinator's accounting)
     plan: Any = None                         # the bounds.GraphPlan k and t_nb were chosen under
+
+    @property
+    def inputs(self) -> dict[str, np.ndarray]:
+        """Copies of the masked inputs the server received (only with ``SecAggServer.record_inputs``)."""
+        if not self.record:
+            raise RuntimeError("SecAggServer streams masked inputs into a running sum and keeps none; set "
+                               "server.record_inputs = True before begin() to keep copies (tests, privacy audit)")
+        return self.recorded
 
 
 def _quantization(config: SecAggSettings, ctx: AggregationContext, n: int, t: int) -> tuple[qz.QuantParams, dict | None]:
@@ -119,6 +146,8 @@ def _quantization(config: SecAggSettings, ctx: AggregationContext, n: int, t: in
 
 class SecAggServer(ServerMode):
     name = "secagg"
+    #: keep a copy of every accepted masked input in ``r.inputs`` (tests, privacy audit); memory grows with n
+    record_inputs: bool = False
     #: every problem of a [secagg] table at once (the coordinator's config loader calls it)
     validate_settings = staticmethod(validate_settings)
 
@@ -143,7 +172,8 @@ class SecAggServer(ServerMode):
         seed = os.urandom(SEED_BYTES)
         self.r = ServerRound(ctx, config, round_context(self.federation_id, ctx.round, ctx.attempt), t, gp.k,
                              gp.t, seed, masking_graph(roster, gp.k, seed),
-                             {cid: i + 1 for i, cid in enumerate(roster)}, quant, dp_note=dp_note, plan=gp)
+                             {cid: i + 1 for i, cid in enumerate(roster)}, quant, dp_note=dp_note, plan=gp,
+                             record=self.record_inputs)
         self._move(S.ADVERTISE_KEYS)
         self.r.expected[S.ADVERTISE_KEYS] = frozenset(roster)
         self._probe = X25519PrivateKey.generate()
@@ -205,18 +235,22 @@ class SecAggServer(ServerMode):
         if client_id not in r.expected[s]:
             raise WrongStage(f"secagg: client {client_id!r} is not expected at stage {s}")
         msg = wire.unpack(body, wire.REPLY_TYPES[s], InvalidPayload, f"{s} submission from {client_id!r}")
-        # duplicate detection by the body's bytes (masked input: by the decoded vector, on demand)
-        ident = b"" if s == S.MASKED_INPUT else msg.SerializeToString(deterministic=True)
+        # duplicate detection by the body's bytes (masked input: by the SHA-256 of the decoded vector)
+        if s == S.MASKED_INPUT:
+            vec = self._decode_input(client_id, msg)
+            ident = hashlib.sha256(vec.tobytes()).digest()
+        else:
+            ident = msg.SerializeToString(deterministic=True)
         if client_id in r.bodies[s]:
-            if s == S.MASKED_INPUT:
-                same = np.array_equal(r.inputs.get(client_id), self._decode_input(client_id, msg))
-            else:
-                same = r.bodies[s][client_id] == ident
-            if same:
+            if r.bodies[s][client_id] == ident:
                 return  # an identical resubmission changes nothing
             raise InvalidPayload(f"{s}: {client_id!r} already submitted a different body; refused")
+        if s == S.MASKED_INPUT:
+            self._accept_input(client_id, vec)
+            r.bodies[s][client_id] = ident
+            return
         {S.ADVERTISE_KEYS: self._accept_keys, S.SHARE_KEYS: self._accept_shares,
-         S.MASKED_INPUT: self._accept_input, S.UNMASK: self._accept_unmask}[s](client_id, msg)
+         S.UNMASK: self._accept_unmask}[s](client_id, msg)
         r.bodies[s][client_id] = ident
 
     def _accept_keys(self, cid: str, msg: spb.SecAggAdvertiseKeys) -> None:
@@ -260,8 +294,36 @@ class SecAggServer(ServerMode):
         return decode_vector(msg.masked, dtype=qz.RING_DTYPES[self.r.quant.bits].name,
                              length=self.r.ctx.vector_length + 2, what=f"masked input from {cid!r}")
 
-    def _accept_input(self, cid: str, msg: spb.SecAggMaskedInput) -> None:
-        self.r.inputs[cid] = self._decode_input(cid, msg)
+    def _accept_input(self, cid: str, vec: np.ndarray) -> None:
+        r = self.r
+        if r.record:
+            r.recorded[cid] = vec.copy()
+        r.held[cid] = vec
+        arrived = frozenset(r.held) | frozenset(r.folded)
+        safe = arrived if self._complete() else self._kept(arrived)
+        for c in sorted(safe & frozenset(r.held)):
+            self._fold(c)
+
+    def _complete(self) -> bool:
+        """The masking graph is complete: the prune keeps every sender or none (and none aborts)."""
+        return self.r.degree >= len(self.r.index) - 1
+
+    def _kept(self, alive: frozenset[str]) -> frozenset[str]:
+        r = self.r
+        return _prune(alive, lambda i, a: len(r.graph[i] & a) + 1, r.share_threshold)
+
+    def _fold(self, cid: str) -> None:
+        """Add a held masked input into the running sum (mod 2^bits: unsigned wrap-around) and drop it."""
+        r = self.r
+        vec = r.held.pop(cid)
+        if r.total is None:
+            r.total = np.zeros(vec.shape, vec.dtype)
+        np.add(r.total, vec, out=r.total)
+        r.folded.add(cid)
+
+    def _free(self) -> None:
+        r = self.r
+        r.recorded, r.reveals, r.outbox, r.held, r.total = {}, {}, {}, {}, None
 
     def _accept_unmask(self, cid: str, msg: spb.SecAggUnmask) -> None:
         survivors, dropped = self.r.requests[cid]
@@ -284,33 +346,56 @@ class SecAggServer(ServerMode):
 
     def close_stage(self, stage: Stage, responded: frozenset[str]) -> None:
         s, r = self._current(stage), self.r
-        got = r.expected[s] & frozenset(r.bodies[s]) & frozenset(responded)
+        if s == S.MASKED_INPUT:  # an input in the running sum cannot be taken back out: it counts
+            got = r.expected[s] & frozenset(r.bodies[s])
+            if got - responded:
+                log.info("secagg round %d: masked inputs of %s were accepted before they dropped; they count",
+                         r.ctx.round, sorted(got - responded))
+        else:
+            got = r.expected[s] & frozenset(r.bodies[s]) & frozenset(responded)
         r.dropouts[str(s)] = sorted(r.expected[s] - got)
         try:
             self._require(s, got)
             if s == S.UNMASK:
                 r.result = self._finish(got)
                 self._move(S.DONE)
-                r.inputs, r.reveals, r.outbox = {}, {}, {}  # free the round's bulk now
+                self._free()  # free the round's bulk now
                 return
-            degree_of: Callable[[str, frozenset[str]], int] = lambda i, alive: len(r.graph[i] & alive) + 1
-            kept = _prune(got, degree_of, r.share_threshold)
+            kept = self._kept(got)
             r.excluded[str(s)] = sorted(got - kept)
             self._require(s, kept, excluded=True)
+            if s == S.MASKED_INPUT:
+                self._settle_inputs(kept)
         except AggregationAborted:
             r.stage = S.ABORTED
-            r.inputs, r.reveals, r.outbox = {}, {}, {}
+            self._free()
             raise
         nxt = ROUND_STAGES[ROUND_STAGES.index(s) + 1]
         self._move(nxt)
         r.expected[nxt] = kept
         if nxt == S.UNMASK:
-            r.inputs = {cid: r.inputs[cid] for cid in kept}
+            if r.record:
+                r.recorded = {cid: r.recorded[cid] for cid in kept}
             shared = r.expected[S.MASKED_INPUT]
             for i in kept:
                 near = r.graph[i] & shared
                 r.requests[i] = (tuple(wire.sorted_by(r.index, (near & kept) | {i})),
                                  tuple(wire.sorted_by(r.index, near - kept)))
+
+    def _settle_inputs(self, kept: frozenset[str]) -> None:
+        """At the close of MASKED_INPUT: add the held inputs that were kept, discard the excluded."""
+        r = self.r
+        if not r.folded <= kept:  # the prune only grows with its starting set: cannot happen
+            raise AggregationAborted(f"secagg round {r.ctx.round}: inputs of {sorted(r.folded - kept)} are in the "
+                                     f"running sum but were excluded; aborting rather than returning a wrong sum")
+        for cid in sorted(set(r.held)):
+            if cid in kept:
+                self._fold(cid)
+            else:
+                del r.held[cid]
+        if r.total is None or r.folded != kept:
+            raise AggregationAborted(f"secagg round {r.ctx.round}: the running sum holds {len(r.folded)} inputs, "
+                                     f"{len(kept)} were kept")
 
     def _require(self, s: SecAggStage, alive: frozenset[str], excluded: bool = False) -> None:
         r = self.r
@@ -335,7 +420,8 @@ class SecAggServer(ServerMode):
         seeds = {c: recover_secret(c, "self-mask", b_shares[c], t) for c in survivors}
         dropped = {c: recover_mask_key(c, k_shares[c], t, r.keys[c][1]) for c in k_shares
                    if r.graph[c] & survivors}
-        total = unmasked_sum(r.inputs, seeds, dropped, {c: r.keys[c][1] for c in r.keys}, r.graph, r.context)
+        total, r.total = r.total, None
+        strip_masks(total, survivors, seeds, dropped, {c: r.keys[c][1] for c in r.keys}, r.graph, r.context)
         return self._decode(total, len(survivors))
 
     def _decode(self, total: np.ndarray, count: int) -> AggregateResult:

@@ -52,14 +52,22 @@ def unmasked_sum(inputs: Mapping[str, np.ndarray], self_seeds: Mapping[str, byte
     with a member of U3; ``graph``: the masking graph; ``mask_publics``: advertised s_pk by id.
     """
     survivors = sorted(inputs)
-    first = inputs[survivors[0]]
-    total = first.copy()
+    total = inputs[survivors[0]].copy()
     for cid in survivors[1:]:
         np.add(total, inputs[cid], out=total)
-    scratch = np.empty_like(total)
-    for cid in survivors:
-        add_mask(total, self_mask_key(self_seeds[cid], context, cid), -1, scratch)
+    return strip_masks(total, survivors, self_seeds, dropped_keys, mask_publics, graph, context)
+
+
+def strip_masks(total: np.ndarray, survivors: Iterable[str], self_seeds: Mapping[str, bytes],
+                dropped_keys: Mapping[str, X25519PrivateKey], mask_publics: Mapping[str, bytes],
+                graph: Mapping[str, Iterable[str]], context: bytes) -> np.ndarray:
+    """Turn ``total`` = sum_{i in U3} y_i (the server's running sum, U3 = ``survivors``) into
+    sum_{i in U3} v_i, in place: subtract every PRG(b_i) and, for each dropped j, the pairwise
+    masks its U3 neighbours added. Returns ``total``."""
     alive = set(survivors)
+    scratch = np.empty_like(total)
+    for cid in sorted(alive):
+        add_mask(total, self_mask_key(self_seeds[cid], context, cid), -1, scratch)
     for j, sk in sorted(dropped_keys.items()):
         for i in sorted(set(graph[j]) & alive):
             sign = 1 if i < j else -1  # client i added sign * PRG(s_ij); take it away

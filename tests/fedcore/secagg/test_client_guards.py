@@ -129,6 +129,7 @@ def test_never_rekeys_within_a_round_attempt(federation):
 
 def test_a_new_attempt_gets_fresh_keys_and_never_reuses_masks(federation):
     fed = federation(4, length=64, weights={c: 1.0 for c in [f"client-{i:02d}" for i in range(4)]})
+    fed.server.record_inputs = True  # keep what the coordinator received
     run_until(fed, S.UNMASK)
     first_keys = fed.clients[ME].state.own_keys
     first_masked = fed.server.r.inputs[ME].copy()

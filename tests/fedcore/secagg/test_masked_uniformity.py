@@ -33,6 +33,7 @@ def masked_round(federation):
     fed = federation(3, length=L, vectors=structured, weights={c: 1.0 for c in ids})
     for c in ids:  # the production path: rounding randomness from the CSPRNG
         fed.clients[c] = SecAggClient(ClientIdentity(c), "fed-test", {})
+    fed.server.record_inputs = True  # keep what the coordinator received
     drv = fed.driver()
     for stage in fed.server.round_stages()[:3]:
         drv.run_stage(stage)

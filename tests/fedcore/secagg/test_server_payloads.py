@@ -125,14 +125,15 @@ def test_resubmission_identical_is_ignored_different_is_refused(federation):
     fed = federation(3)
     _, reply = at_stage(fed, S.MASKED_INPUT)
     fed.server.accept(Stage.SECAGG_MASKED_INPUT, ME, reply)
-    stored = fed.server.r.inputs[ME].copy()
+    stored = fed.server.r.total.copy()  # the running sum (the complete graph folds at once)
+    assert fed.server.r.folded == {ME} and not fed.server.r.held
     fed.server.accept(Stage.SECAGG_MASKED_INPUT, ME, reply)
     other = spb.SecAggMaskedInput()
     other.CopyFrom(reply)
     other.masked.data = bytes(len(reply.masked.data))
     with pytest.raises(InvalidPayload, match="already submitted"):
         fed.server.accept(Stage.SECAGG_MASKED_INPUT, ME, other)
-    assert np.array_equal(fed.server.r.inputs[ME], stored)
+    assert np.array_equal(fed.server.r.total, stored)  # neither resubmission touched the sum
 
 
 def test_out_of_stage_and_unexpected_clients_are_wrong_stage(federation):

@@ -29,6 +29,7 @@ def test_au_cooccurrence_counts_sum_exactly(federation):
 def test_weights_are_summed_under_the_masks(federation):
     weights = {c: float(w) for c, w in zip(IDS, [3, 17, 40, 1, 9])}
     fed = federation(5, length=10, weights=weights)
+    fed.server.record_inputs = True  # keep what the coordinator received
     drv = fed.driver()
     for stage in fed.server.round_stages()[:3]:
         drv.run_stage(stage)
