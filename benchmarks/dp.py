@@ -85,7 +85,7 @@ def _model():
 
 
 def measure_steps(mode: str, epochs: int, threads: int, device: str) -> dict:
-    """Run in a subprocess: dp_train (mode = plain | hooks | ew) and report step times and peak memory."""
+    """Run in a subprocess: dp_train (mode = plain | hooks | fused | ew) and report step times and peak memory."""
     import torch
 
     from fedcore.dp.config import PrivacyConfig
@@ -127,7 +127,7 @@ def measure_steps(mode: str, epochs: int, threads: int, device: str) -> dict:
 
 def step_costs(epochs: int, threads: int, device: str) -> dict:
     results = {}
-    for mode in ("plain", "hooks", "ew"):
+    for mode in ("plain", "hooks", "fused", "ew"):
         cmd = [sys.executable, __file__, "--child", mode, "--epochs", str(epochs), "--threads", str(threads),
                "--device", device]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -137,7 +137,7 @@ def step_costs(epochs: int, threads: int, device: str) -> dict:
             results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(mode, json.dumps(results[mode]), flush=True)
     plain = results["plain"].get("step_ms_median")
-    for mode in ("hooks", "ew"):
+    for mode in ("hooks", "fused", "ew"):
         if plain and "step_ms_median" in results[mode]:
             results[mode]["ratio_vs_plain"] = round(results[mode]["step_ms_median"] / plain, 3)
     return results
@@ -181,16 +181,17 @@ def plot(report: dict, path: Path) -> None:
     ax.set_title("Epsilon vs noise, batch 32, 1 local epoch a round", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    modes = [m for m in ("plain", "hooks", "ew") if "step_ms_median" in report["steps"].get(m, {})]
+    modes = [m for m in ("plain", "hooks", "fused", "ew") if "step_ms_median" in report["steps"].get(m, {})]
     values = [report["steps"][m]["step_ms_median"] for m in modes]
-    bars = bx.bar(modes, values, color=["#888", "#1f77b4", "#ff7f0e"][: len(modes)])
+    palette = {"plain": "#888", "hooks": "#1f77b4", "fused": "#2ca02c", "ew": "#ff7f0e"}
+    bars = bx.bar(modes, values, color=[palette[m] for m in modes])
     for bar, m in zip(bars, modes, strict=True):
         ratio = report["steps"][m].get("ratio_vs_plain")
         label = f"{bar.get_height():.0f} ms" + (f"\n{ratio:.2f}x" if ratio else "")
         bx.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
     if values:
         bx.set_ylim(0, max(values) * 1.3)
-    failed = [f"{m}: {report['steps'][m]['error'][:60]}" for m in ("hooks", "ew") if "error" in report["steps"].get(m, {})]
+    failed = [f"{m}: {report['steps'][m]['error'][:60]}" for m in ("hooks", "fused", "ew") if "error" in report["steps"].get(m, {})]
     if failed:
         bx.text(0.02, 0.97, "failed - " + "\n".join(failed), transform=bx.transAxes, fontsize=7, va="top")
     model = next((report["steps"][m]["model"] for m in modes), "?")
@@ -207,7 +208,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--skip-steps", action="store_true", help="only epsilon curves and sampler speed")
-    ap.add_argument("--child", choices=("plain", "hooks", "ew"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("plain", "hooks", "fused", "ew"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(measure_steps(args.child, args.epochs, args.threads, args.device)))

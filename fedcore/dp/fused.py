@@ -54,7 +54,7 @@ SUPPORTED: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, *_SAM
 
 def clip_factors(sq_norms: Tensor, max_grad_norm: float) -> Tensor:
     """c_i = min(1, C / (||g_i|| + 1e-6)) from squared per-sample norms (Opacus's formula)."""
-    return (max_grad_norm / (sq_norms.sqrt() + 1e-6)).clamp(max=1.0)
+    return (max_grad_norm / (sq_norms.clamp(min=0).sqrt() + 1e-6)).clamp(max=1.0)  # ghost sums can round below 0
 
 
 def _trainable(module: nn.Module) -> list[nn.Parameter]:
@@ -181,10 +181,10 @@ class FusedClipper:
         for kind, view, x, y in deferred:
             if kind == "mv":  # x: per-sample gradients (B, numel)
                 torch.mv(x.t(), c.to(x.dtype), out=view.view(-1))
-            elif x.shape[1] == 1:  # "bk", one group: x = A (B, 1, T, I), y = G (B, 1, T, O); (c ⊙ G)ᵀ A
-                gc = y.reshape(-1, y.shape[-1]) * c.to(y.dtype).repeat_interleave(y.shape[2])[:, None]  # (B*T, O)
-                torch.mm(gc.t(), x.reshape(-1, x.shape[-1]), out=view.view(gc.shape[1], -1))
-            else:  # "bk", G groups: per group (c ⊙ G_g)ᵀ A_g
+            elif kind == "bk":  # one group: x = A (B*T, I), y = G (B, T, O); (c ⊙ G)ᵀ A
+                gc = (y * c.to(y.dtype)[:, None, None]).reshape(-1, y.shape[-1])         # (B*T, O)
+                torch.mm(gc.t(), x, out=view.view(gc.shape[1], -1))
+            else:  # "bk-groups": x = A (B, G, T, I), y = G (B, G, T, O); per group (c ⊙ G_g)ᵀ A_g
                 b, groups, t, i = x.shape
                 gc = (y * c.to(y.dtype)[:, None, None, None]).permute(1, 3, 0, 2).reshape(groups, -1, b * t)
                 torch.bmm(gc, x.transpose(0, 1).reshape(groups, b * t, i), out=view.view(groups, -1, i))
@@ -194,28 +194,40 @@ class FusedClipper:
                       deferred: list) -> None:
         """A layer whose per-sample gradient is, per group, sum_t g_tᵀ a_t: Linear, and Conv on unfolded input.
 
-        a (B, G, T, I), g (B, G, T, O); the weight is (G * O, I) in memory; the bias (G * O,).
+        a (B, G, T, I), g (B, G, T, O); the weight is (G * O, I) in memory; the bias (G * O,). Squared
+        norms are added to ``sq`` (in place: mixed dtypes promote), the clipped sums are deferred.
         """
-        n, _, t, i = a.shape
+        n, groups, t, i = a.shape
         o = g.shape[-1]
         a = a.to(g.dtype)
+        vecdot = torch.linalg.vecdot
+        if groups == 1 and t == 1:  # ||g aᵀ||² = ||g||² ||a||²; the bias's is ||g||²
+            a2, g2 = a.reshape(n, i), g.reshape(n, o)
+            gsq = vecdot(g2, g2)
+            if weight.requires_grad:
+                sq.addcmul_(vecdot(a2, a2), gsq)
+                deferred.append(("bk", self._views[id(weight)], a2, g2.unsqueeze(1)))
+            if bias is not None and bias.requires_grad:
+                sq.add_(gsq)
+                deferred.append(("mv", self._views[id(bias)], g2, None))
+            return
         if weight.requires_grad:
             view = self._views[id(weight)]
-            if t == 1:  # ||g aᵀ||² = ||g||² ||a||², per group
-                sq += (a.square().sum((2, 3)) * g.square().sum((2, 3))).sum(1).to(sq.dtype)
-                deferred.append(("bk", view, a, g))
-            elif t * (i + o) < i * o:  # ghost norm: <A Aᵀ, G Gᵀ> per sample and group
+            if t * (i + o) < i * o:  # ghost norm: <A Aᵀ, G Gᵀ> per sample and group (T = 1: ||a||² ||g||²)
                 aa = torch.matmul(a, a.transpose(2, 3))                                  # (B, G, T, T)
                 gg = torch.matmul(g, g.transpose(2, 3))                                  # (B, G, T, T)
-                sq += (aa * gg).sum((1, 2, 3)).clamp(min=0).to(sq.dtype)
-                deferred.append(("bk", view, a, g))
+                sq.add_(vecdot(aa.reshape(n, -1), gg.reshape(n, -1)))
+                if groups == 1:
+                    deferred.append(("bk", view, a.reshape(n * t, i), g.reshape(n, t, o)))
+                else:
+                    deferred.append(("bk-groups", view, a, g))
             else:  # per-sample gradients are the cheaper route
                 gs = torch.matmul(g.transpose(2, 3), a).reshape(n, -1)                   # (B, G*O*I)
-                sq += torch.linalg.vecdot(gs, gs).to(sq.dtype)
+                sq.add_(vecdot(gs, gs))
                 deferred.append(("mv", view, gs, None))
         if bias is not None and bias.requires_grad:
             gb = g.sum(2).reshape(n, -1)                                                 # (B, G*O)
-            sq += torch.linalg.vecdot(gb, gb).to(sq.dtype)
+            sq.add_(vecdot(gb, gb))
             deferred.append(("mv", self._views[id(bias)], gb, None))
 
     def _conv_materialised(self, m: nn.Conv1d | nn.Conv2d, pairs, sq: Tensor, deferred: list) -> None:
@@ -242,7 +254,7 @@ class FusedClipper:
                 gb = part if gb is None else gb + part
         for p, gs in ((m.weight, gw), (m.bias, gb)):
             if gs is not None:
-                sq += torch.linalg.vecdot(gs, gs).to(sq.dtype)
+                sq.add_(torch.linalg.vecdot(gs, gs))
                 deferred.append(("mv", self._views[id(p)], gs, None))
 
     def _sampled(self, m: nn.Module, pairs, sq: Tensor, deferred: list) -> None:
@@ -254,7 +266,7 @@ class FusedClipper:
                 total[id(p)] = total[id(p)] + gs if id(p) in total else gs
         for p in _trainable(m):
             gs = total[id(p)]
-            sq += torch.linalg.vecdot(gs, gs).to(sq.dtype)
+            sq.add_(torch.linalg.vecdot(gs, gs))
             deferred.append(("mv", self._views[id(p)], gs, None))
 
 
