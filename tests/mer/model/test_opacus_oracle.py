@@ -145,3 +145,23 @@ def test_fused_head_only_with_augmented_views_matches_the_loop():
     got = clipper.clipped_sum(loss(model(feats), label))
     clipper.close()
     assert (got - factor @ flat).abs().max().item() <= 1e-10
+
+
+def test_fused_clipped_sum_of_the_graph_group_matches_the_loop():
+    """--dp-trainable graph: the regional stage frozen (no hooks, no per-sample gradients there)."""
+    from fedcore.dp.fused import FusedClipper
+    from mer.model.pretrained import set_trainable
+
+    model = _model("dpk-gat")
+    names = set(set_trainable("dpk-gat", model, "graph"))
+    params = [p for n, p in model.named_parameters() if n in names]
+    assert 0 < sum(p.numel() for p in params) < sum(p.numel() for p in model.parameters())
+    x, label, au, au_known = _batch(56, n=6)
+    flat = torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(
+        mer_loss(model(x[i:i + 1]), label[i:i + 1], au[i:i + 1], au_known[i:i + 1]), params)]) for i in range(6)])
+    clip = float(flat.norm(dim=1).median())
+    factor = (clip / (flat.norm(dim=1) + 1e-6)).clamp(max=1.0)
+    clipper = FusedClipper(model, max_grad_norm=clip)
+    got = clipper.clipped_sum(mer_loss(model(x), label, au, au_known))
+    clipper.close()
+    assert (got - factor @ flat).abs().max().item() <= 1e-9
