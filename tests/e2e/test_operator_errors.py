@@ -13,6 +13,7 @@ client certificate from another federation                 3     test_certificat
 coordinator [privacy] defaults every client would refuse   2     test_bad_privacy_defaults_...
 ``fedpsyau simulate --rounds 0 / --clients 1 / --epsilon -1``  2  test_bad_simulate_arguments_...
 Ctrl-C during ``fedpsyau simulate`` (data preparation)     130   test_ctrl_c_during_fedpsyau_simulate_...
+Ctrl-C during ``fedpsyau simulate`` (federation running)   130   test_ctrl_c_during_the_fedpsyau_simulate_...
 Ctrl-C during a simulated federation (processes running)   130   test_ctrl_c_during_a_simulated_federation_...
 SIGTERM on the coordinator (interrupted run, resumable)    130   test_sigterm_on_the_coordinator_...
 ``stop`` on a running coordinator                          7     test_stop_finishes_after_the_current_round_...
@@ -181,6 +182,22 @@ def test_ctrl_c_during_fedpsyau_simulate_data_preparation_is_one_line_and_exit_1
     finally:
         stop_all([sim])
     assert_clear((tmp_path / "sim.log").read_text(), "interrupted (Ctrl-C)")
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_fedpsyau_simulate_federation_says_how_to_resume(tmp_path):
+    out = tmp_path / "run"
+    with open(tmp_path / "sim.log", "wb") as log:
+        sim = subprocess.Popen([sys.executable, "-m", "mer.cli", "simulate", "--out", str(out), "--subjects", "12",
+                                "--rounds", "20"], stdout=log, stderr=subprocess.STDOUT, env=ENV)
+    try:
+        wait_for(lambda: (out / "coordinator.address").exists(), 300, "the federation to start", [sim])
+        sim.send_signal(signal.SIGINT)
+        assert sim.wait(timeout=90) == ExitCode.INTERRUPTED
+    finally:
+        stop_all([sim])
+    assert_clear((tmp_path / "sim.log").read_text(), f"Resume with: fedpsyau simulate --out {out} --resume")
+    wait_for(lambda: running_pid(out) is None, 30, "the coordinator to exit")
 
 
 def test_ctrl_c_during_a_simulated_federation_stops_every_process_in_one_line(tmp_path):
