@@ -75,10 +75,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Accountant names accepted everywhere in fedcore.dp (the registry error messages use).
-ACCOUNTANTS: tuple[str, ...] = ("prv", "rdp")
-#: The default accountant (tight); "rdp" is the option and the logged cross-check.
-DEFAULT_ACCOUNTANT = "prv"
+from .names import ACCOUNTANTS, DEFAULT_ACCOUNTANT  # noqa: E402 (light; re-exported)
 #: Opacus's default orders plus a few large ones (tighter for small epsilon; never looser).
 RDP_ORDERS: tuple[float, ...] = tuple(RDPAccountant.DEFAULT_ALPHAS) + (
     72.0, 96.0, 128.0, 192.0, 256.0, 512.0,

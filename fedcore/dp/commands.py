@@ -20,9 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .accounting import ACCOUNTANTS, DEFAULT_ACCOUNTANT
 from .config import DEFAULT_DELTA, PrivacyConfig, PrivacyConfigError
-from .plan import plan_privacy
+from .names import ACCOUNTANTS, DEFAULT_ACCOUNTANT
 from .report import ReportError, privacy_report
 
 __all__ = ["register"]
@@ -83,6 +82,8 @@ def _plan(args: argparse.Namespace) -> int:
             accountant=args.accountant, planned_rounds=args.rounds, local_epochs=args.local_epochs,
             batch_size=args.batch_size, secure_rng=True,
         )
+        from .plan import plan_privacy  # Opacus (and torch) load only when a plan is made
+
         plan = plan_privacy(config, args.examples)
     except (PrivacyConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .accounting import ACCOUNTANTS, DEFAULT_ACCOUNTANT
+from .names import ACCOUNTANTS, DEFAULT_ACCOUNTANT
 
 __all__ = ["DEFAULT_DELTA", "InsecureRNGWarning", "PrivacyConfig", "PrivacyConfigError"]
 
