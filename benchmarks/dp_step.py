@@ -167,27 +167,33 @@ def plot(report: dict, path: Path) -> None:
     cases = list(report["cases"])
     variants = [v for v in VARIANTS if v != "plain" and v in report["cases"][cases[0]]["variants"]]
     colours = {"hooks": "#1f77b4", "fused": "#2ca02c", "hooks-fast": "#9ecae1", "fused-fast": "#98df8a"}
-    fig, ax = plt.subplots(figsize=(10, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), sharey=True)
     width = 0.8 / len(variants)
-    for j, v in enumerate(variants):
-        xs = [i + (j - (len(variants) - 1) / 2) * width for i in range(len(cases))]
-        med = [report["cases"][c]["variants"][v]["ratio_median"] for c in cases]
-        mins = [report["cases"][c]["variants"][v]["ratio_min"] for c in cases]
-        bars = ax.bar(xs, med, width, color=colours[v], label=f"{v} (bar: median, dot: min)")
-        ax.scatter(xs, mins, color="black", s=10, zorder=3)
-        for bar, value in zip(bars, med, strict=True):
-            ax.annotate(f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=7)
-    ax.axhline(TARGET, color="red", linestyle="--", linewidth=0.8, label=f"target {TARGET}x")
-    ax.axhline(1.0, color="grey", linewidth=0.6)
-    labels = [f"{c}\n{report['cases'][c]['trainable_parameters']:,} params\nplain "
-              f"{report['cases'][c]['variants']['plain']['wall_ms_median']:.2f} ms" for c in cases]
-    ax.set_xticks(range(len(cases)), labels, fontsize=8)
-    ax.set_ylabel("DP-SGD step / plain step (wall)")
+    panels = (("ratio_median", "ratio_min", "wall clock (bar: median, dot: minimum)"),
+              ("ratio_cpu_median", None, "process CPU time (median): steadier on a busy machine"))
+    for ax, (key, low, title) in zip(axes, panels, strict=True):
+        for j, v in enumerate(variants):
+            xs = [i + (j - (len(variants) - 1) / 2) * width for i in range(len(cases))]
+            med = [report["cases"][c]["variants"][v][key] for c in cases]
+            bars = ax.bar(xs, med, width, color=colours[v], label=v)
+            if low:
+                ax.scatter(xs, [report["cases"][c]["variants"][v][low] for c in cases], color="black", s=10, zorder=3)
+            for bar, value in zip(bars, med, strict=True):
+                ax.annotate(f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom",
+                            fontsize=7)
+        ax.axhline(TARGET, color="red", linestyle="--", linewidth=0.8, label=f"target {TARGET}x")
+        ax.axhline(1.0, color="grey", linewidth=0.6)
+        labels = [f"{c}\n{report['cases'][c]['trainable_parameters']:,} params\nplain "
+                  f"{report['cases'][c]['variants']['plain']['wall_ms_median']:.2f} ms" for c in cases]
+        ax.set_xticks(range(len(cases)), labels, fontsize=8)
+        ax.set_title(title, fontsize=9)
+    axes[0].set_ylabel("DP-SGD step / plain step")
+    axes[0].legend(fontsize=7, ncol=3, loc="upper left")
+    axes[0].set_ylim(0, max(3.0, axes[0].get_ylim()[1]))
     load = report["loadavg_start"]
-    ax.set_title(f"dp_train step ratio, batch {BATCH}, {report['device']} x{report['threads']} thread(s); "
-                 f"load average at start {load[0]:.2f}", fontsize=9)
-    ax.legend(fontsize=7, ncol=3, loc="upper left")
-    ax.set_ylim(0, max(3.0, ax.get_ylim()[1]))
+    fig.suptitle(f"dp_train step ratio, batch {BATCH}, {report['device']} x{report['threads']} thread(s), "
+                 f"{report['cpu_count']} cores; load average at start {load[0]:.2f} (-fast: torch's generator, "
+                 "not the CSPRNG)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
