@@ -88,7 +88,9 @@ def daemon_run(size: int, mode: str, rounds: int, dp: bool, tmp: Path, storage: 
     t0 = time.perf_counter()
     res = simulate(clients=CONFIG["clients"], rounds=rounds, out=tmp / f"{mode}-{size}-{'dp' if dp else 'nodp'}-{storage}",
                    aggregation=mode, workload="sized_workload:workload", workload_settings=settings,
-                   privacy=dict(CONFIG["dp"]) if dp else {"enabled": False}, federation={"evaluate_every": 0},
+                   # one planned round of headroom: the round-0 statistics charge the same ledger
+                   privacy={**CONFIG["dp"], "planned_rounds": rounds + 1} if dp else {"enabled": False},
+                   federation={"evaluate_every": 0},
                    env=env, progress=False, echo=False, timeout=600)
     wall = time.perf_counter() - t0
     if res.returncode != 0:
