@@ -19,15 +19,24 @@ computes the same :math:`\sum_i c_i g_i` straight into one flat buffer:
   Bu et al. 2023, arXiv 2210.00038): no per-sample gradient is formed. Where a per-sample
   gradient is the cheaper route (T (in + out) >= in * out, Bu et al. 2022, arXiv 2205.10683,
   "mixed ghost clipping") it is formed by one batched matmul;
-- convolutions, GroupNorm, LayerNorm: Opacus's own per-sample gradient functions
-  (``opacus.grad_sample``), then one matrix-vector product per tensor for the clipped sum.
+- ``nn.Conv1d``/``nn.Conv2d`` are the same product on unfolded patches (a strided view for 1 x 1
+  kernels), routed like Linear (:func:`_conv_route`); where per-sample gradients are the cheaper
+  route they come from one grouped convolution with the batch folded into the groups
+  (:meth:`FusedClipper._conv_materialised`), then one matrix-vector product for the clipped sum;
+- ``nn.GroupNorm`` (sum_s x̂ g per sample), ``nn.LayerNorm`` and ``nn.Conv3d`` (Opacus's own
+  per-sample gradient functions): per-sample gradients, then one matrix-vector product each.
+
+All squared norms add up in one (B,) vector; the clipped sums land in one flat buffer whose slices
+become the parameters' ``.grad``, so the noise is one draw for all parameters.
 
 Supported: every parameter that requires grad belongs (directly) to one of :data:`SUPPORTED` and
 is used only in that module's forward -- what Opacus's hooks assume too (a weight used through
-``F.linear(x, other.weight)`` would get no per-sample gradient in either). A module may be called
-several times per forward (its contributions are summed per sample before the norm). Outputs
-modified in place after the layer are refused (the gradient would belong to another tensor).
-:func:`unsupported` lists what keeps a model off this path (``dp_train`` then uses Opacus hooks).
+``F.linear(x, other.weight)`` would get no per-sample gradient in either). Every trainable layer
+must see the batch on the first axis of its input (Opacus's ``batch_first``; a layer that sees
+another number of rows is refused). A module may be called several times per forward (its
+contributions are summed per sample before the norm). Outputs modified in place after the layer
+are refused (the gradient would belong to another tensor). :func:`unsupported` lists what keeps a
+model off this path (``dp_train`` then uses Opacus hooks).
 """
 
 from __future__ import annotations
