@@ -2,6 +2,11 @@
 
 The coordinator never holds the CKKS secret key: it keeps a :class:`PublicContext` (encryption
 parameters only) and the key id. See :mod:`fedcore.he` for the protocol and threat model.
+
+Streaming: an encrypted input is added to the running ciphertext sum when it is accepted and
+dropped; at CKKS_DECRYPT the returned decryptions are grouped by SHA-256 as they arrive (one array
+per distinct decryption: honest clients all return the same one). Per client the server keeps
+only digests, so an identical resubmission is ignored and a different one refused.
 """
 
 from __future__ import annotations
@@ -51,7 +56,10 @@ class _Round:
     blob_sha256: bytes = b""
     full_blob: bytes = b""                       # the sum at the upload level, made on first request
     full_fetches: set[str] = field(default_factory=set)
-    decryptions: dict[str, np.ndarray] = field(default_factory=dict)
+    # streaming: one array per distinct decryption (all honest clients return the same one), and
+    # the SHA-256 of each client's, so the decrypt stage does not hold n copies of the sum
+    groups: dict[bytes, np.ndarray] = field(default_factory=dict)
+    decrypted_by: dict[str, bytes] = field(default_factory=dict)
     result: AggregateResult | None = None
 
 
@@ -171,7 +179,7 @@ class CkksServer(ServerMode):
 
     def _accept_input(self, client_id: str, msg: ckpb.CkksEncryptedInput, what: str) -> None:
         r = self._need_round(Stage.CKKS_ENCRYPTED_INPUT)
-        digest = hashlib.sha256(msg.SerializeToString(deterministic=True)).digest()
+        digest = _input_digest(msg)
         if client_id in r.contributors:
             if r.digests.get(client_id) == digest:
                 return  # an identical resubmission changes nothing
@@ -214,14 +222,21 @@ class CkksServer(ServerMode):
         if msg.key_id != r.key.key_id or msg.round_bits != self.params.round_bits:
             raise InvalidPayload(f"{what}: expected key {r.key.key_id.hex()[:8]} and round_bits "
                                  f"{self.params.round_bits} (got {msg.key_id.hex()[:8]}, {msg.round_bits})")
-        r.decryptions[client_id] = decode_vector(msg.units, dtype="int64", length=r.ctx.vector_length + 2, what=what)
+        units = decode_vector(msg.units, dtype="int64", length=r.ctx.vector_length + 2, what=what)
+        digest = hashlib.sha256(units.tobytes()).digest()
+        if client_id in r.decrypted_by:
+            if r.decrypted_by[client_id] == digest:
+                return  # an identical resubmission changes nothing
+            raise InvalidPayload(f"{what}: this client already returned a different decryption; refused")
+        r.groups.setdefault(digest, units)
+        r.decrypted_by[client_id] = digest
 
     def _close_decrypt(self, responded: frozenset[str]) -> None:
         r = self._need_round(Stage.CKKS_DECRYPT)
-        got = {c: u for c, u in r.decryptions.items() if c in responded}
+        got = {c: h for c, h in r.decrypted_by.items() if c in responded}
         if not got:
             raise AggregationAborted(f"ckks round {r.ctx.round}: no client returned the decrypted sum")
-        units, agree, disagree = agreed_units(got)
+        units, agree, disagree = agreed_groups(got, r.groups)
         values = pack.from_grid(units, self.params.round_bits)
         wsum, weight, count = pack.unframe(values)
         n = len(r.contributors)
@@ -239,8 +254,17 @@ class CkksServer(ServerMode):
             "full_sum_fetches": sorted(r.full_fetches),
             "full_sum_bytes_per_param": len(r.full_blob) / L if r.full_blob else None,
         })
-        r.total, r.full_blob = None, b""
+        r.total, r.full_blob, r.groups = None, b"", {}
         self._stage_sets = {}
+
+
+def _input_digest(msg: ckpb.CkksEncryptedInput) -> bytes:
+    """SHA-256 over the key id and the length-prefixed ciphertexts (no copy of the message)."""
+    h = hashlib.sha256(len(msg.key_id).to_bytes(4, "big") + msg.key_id)
+    for ct in msg.ciphertexts:
+        h.update(len(ct).to_bytes(8, "big"))
+        h.update(ct)
+    return h.digest()
 
 
 def agreed_units(decryptions: dict[str, np.ndarray], tolerance: int = 1) -> tuple[np.ndarray, list[str], list[str]]:
@@ -250,18 +274,29 @@ def agreed_units(decryptions: dict[str, np.ndarray], tolerance: int = 1) -> tupl
     50 clients x 1e6 values cost 50 hashes, not 2500 comparisons. Returns (units, agreeing ids,
     disagreeing ids); raises :class:`AggregationAborted` without a strict majority.
     """
-    groups: dict[bytes, tuple[np.ndarray, list[str]]] = {}
+    groups: dict[bytes, np.ndarray] = {}
+    by: dict[str, bytes] = {}
     for cid in sorted(decryptions):
-        u = decryptions[cid]
-        h = hashlib.sha256(u.tobytes()).digest()
-        groups.setdefault(h, (u, []))[1].append(cid)
-    reps = list(groups.values())
+        h = hashlib.sha256(decryptions[cid].tobytes()).digest()
+        groups.setdefault(h, decryptions[cid])
+        by[cid] = h
+    return agreed_groups(by, groups, tolerance)
+
+
+def agreed_groups(by_client: dict[str, bytes], groups: dict[bytes, np.ndarray],
+                  tolerance: int = 1) -> tuple[np.ndarray, list[str], list[str]]:
+    """:func:`agreed_units` on decryptions already grouped: ``by_client`` maps each client to the
+    SHA-256 of its decryption, ``groups`` each SHA-256 to the decryption (one array per group)."""
+    members: dict[bytes, list[str]] = {}
+    for cid in sorted(by_client):
+        members.setdefault(by_client[cid], []).append(cid)
+    reps = [(groups[h], ids) for h, ids in members.items()]
     best, support = None, []
     for u, _ in reps:
         near = [c for v, ids in reps if np.abs(v - u).max(initial=0) <= tolerance for c in ids]
         if len(near) > len(support):
             best, support = u, near
-    if 2 * len(support) <= len(decryptions):
+    if 2 * len(support) <= len(by_client):
         raise AggregationAborted(f"ckks: decryptions disagree; largest agreeing group {sorted(support)} "
-                                 f"of {len(decryptions)} responses is no majority")
-    return best, sorted(support), sorted(set(decryptions) - set(support))
+                                 f"of {len(by_client)} responses is no majority")
+    return best, sorted(support), sorted(set(by_client) - set(support))

@@ -421,3 +421,39 @@ def test_duplicated_peer_advertisement_is_sealed_once(ca, h):
     server, clients, drv = h.make_federation(ca, 3, tamper=tamper)
     drv.setup()
     assert server._key.holders == set(clients)
+
+
+def test_decrypt_stage_keeps_one_copy_of_identical_decryptions(ca, h):
+    """Streaming at CKKS_DECRYPT: identical decryptions are kept once (by SHA-256); a client's
+    identical resubmission is ignored and a different one refused."""
+    server, clients, drv = h.make_federation(ca, 5)
+    drv.setup()
+    seen = {}
+
+    def tamper(stage, cid, direction, data):
+        if stage == Stage.CKKS_DECRYPT and direction == "up":
+            if "first" not in seen:
+                seen["first"] = (cid, data)
+            elif cid == "client-04":
+                r = server._round
+                assert len(r.groups) == 1 and len(r.decrypted_by) == 4
+                first_cid, first = seen["first"]
+                msg = ckpb.CkksDecryptedSum()
+                any_pb2.Any.FromString(first).Unpack(msg)
+                server.accept(Stage.CKKS_DECRYPT, first_cid, msg)  # identical: ignored
+                other = ckpb.CkksDecryptedSum()
+                other.CopyFrom(msg)
+                units = np.frombuffer(msg.units.data, "<i8").copy()
+                units[0] += 5
+                other.units.data = units.tobytes()
+                with pytest.raises(InvalidPayload, match="different decryption"):
+                    server.accept(Stage.CKKS_DECRYPT, first_cid, other)
+                assert len(r.groups) == 1 and len(r.decrypted_by) == 4
+                seen["checked"] = True
+        return data
+    drv.tamper = tamper
+    jobs = h.make_jobs(clients, L)
+    res, _ = drv.run_round(1, jobs)
+    want, _ = h.expected_sum(jobs)
+    assert seen.get("checked") and _rel(res.weighted_sum, want) <= 1e-6 and len(res.notes["decryptors"]) == 5
+    assert server._round.groups == {}  # freed once the stage closed
