@@ -40,7 +40,7 @@ from fedcore.secagg import auth, shamir, wire
 from fedcore.secagg import noise as noise_mod
 from fedcore.secagg import quantize as qz
 from fedcore.secagg.graph import masking_graph
-from fedcore.secagg.prg import add_mask, pair_mask_key, round_context, self_mask_key
+from fedcore.secagg.prg import apply_masks, pair_mask_key, round_context, self_mask_key
 from fedcore.secagg.state import (
     CLIENT_TRANSITIONS,
     SecAggSettings,
@@ -249,7 +249,7 @@ class SecAggClient(ClientMode):
         senders = self._open_shares(task.shares)
         weight = qz.quantize_weight(float(job.weight), qp.max_weight)
         length = vec.shape[0]
-        work, y, scratch = self._buffers(length, qp.bits)
+        work, y = self._buffers(length, qp.bits)
         q, clipped = qz.quantize(vec, qp.clip, qp.frac_bits, self.rng, work)
         if clipped:
             log.warning("secagg round %d: clipped %d of %d values to +-%g", st.round, clipped, length, qp.clip)
@@ -261,22 +261,23 @@ class SecAggClient(ClientMode):
         # a noisy (DP) round sends no clip count: it would be a data-dependent value summed without
         # noise; under distributed DP the quantiser's bound is clip_norm, so nothing is clipped anyway
         y[length], y[length + 1] = weight, (clipped if qp.noise_sigma == 0 else 0)
-        add_mask(y, self_mask_key(st.self_seed, st.context, self.me), +1, scratch)
+        masks = [(self_mask_key(st.self_seed, st.context, self.me), +1)]
         for peer in wire.sorted_by(st.index, senders):
             key = pair_mask_key(st.mask_sk, st.peers[peer][1], st.context, self.me, peer)
-            add_mask(y, key, +1 if self.me < peer else -1, scratch)
+            masks.append((key, +1 if self.me < peer else -1))
+        apply_masks(y, masks)  # in place, block by block: no per-neighbour buffer
         st.masked_with = frozenset(senders)
         return spb.SecAggMaskedInput(masked=encode_vector(y, y.dtype.name))
 
     @staticmethod
-    def _buffers(length: int, bits: int) -> tuple[qz.Workspace, np.ndarray, np.ndarray]:
+    def _buffers(length: int, bits: int) -> tuple[qz.Workspace, np.ndarray]:
         """Work buffers for vectors of this length, reused across rounds and shared by the clients of
         one thread (a daemon has one; the in-process driver many): nothing large is allocated per
         round, and the result is copied out (encoded) before the buffers are used again."""
         key = (length, bits)
         if getattr(_LOCAL, "key", None) != key:
             ring = qz.RING_DTYPES[bits]
-            _LOCAL.work = (qz.Workspace.for_length(length), np.empty(length + 2, ring), np.empty(length + 2, ring))
+            _LOCAL.work = (qz.Workspace.for_length(length), np.empty(length + 2, ring))
             _LOCAL.key = key
         return _LOCAL.work
 

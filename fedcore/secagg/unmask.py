@@ -8,7 +8,8 @@ i < j, else -1. Pairwise masks between two members of U3 cancel in the sum; what
       = sum_{i in U3} v_i   (mod 2^bits)
 
 where b_i comes from survivors' self-mask shares and s_ij = X25519(s_sk_j, s_pk_i) from dropped
-clients' key shares. Cost: |U3| + sum_{j in D} |N(j) cap U3| keystreams of the vector's length.
+clients' key shares. Cost: |U3| + sum_{j in D} |N(j) cap U3| keystreams of the vector's length,
+applied in one blocked pass (:func:`fedcore.secagg.prg.apply_masks`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from fedcore.common.errors import AggregationAborted
 from fedcore.crypto.recipes import load_private, public_bytes
 from fedcore.secagg import shamir
-from fedcore.secagg.prg import add_mask, pair_mask_key, self_mask_key
+from fedcore.secagg.prg import apply_masks, pair_mask_key, self_mask_key
 
 
 def recover_secret(owner: str, kind: str, shares: list[bytes], threshold: int) -> bytes:
@@ -65,11 +66,9 @@ def strip_masks(total: np.ndarray, survivors: Iterable[str], self_seeds: Mapping
     sum_{i in U3} v_i, in place: subtract every PRG(b_i) and, for each dropped j, the pairwise
     masks its U3 neighbours added. Returns ``total``."""
     alive = set(survivors)
-    scratch = np.empty_like(total)
-    for cid in sorted(alive):
-        add_mask(total, self_mask_key(self_seeds[cid], context, cid), -1, scratch)
+    masks = [(self_mask_key(self_seeds[cid], context, cid), -1) for cid in sorted(alive)]
     for j, sk in sorted(dropped_keys.items()):
         for i in sorted(set(graph[j]) & alive):
             sign = 1 if i < j else -1  # client i added sign * PRG(s_ij); take it away
-            add_mask(total, pair_mask_key(sk, mask_publics[i], context, i, j), -sign, scratch)
-    return total
+            masks.append((pair_mask_key(sk, mask_publics[i], context, i, j), -sign))
+    return apply_masks(total, masks)  # every mask in one blocked pass over the sum

@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from fedcore.crypto.recipes import new_keypair
 from fedcore.secagg.prg import (
     add_mask,
+    apply_masks,
     fill_mask,
     keystream,
     pair_mask_key,
@@ -77,3 +78,31 @@ def test_mask_keys_differ_across_rounds_attempts_and_pairs():
 def test_round_context_is_unambiguous():
     assert round_context("ab", 1, 0) != round_context("a", 1, 0)
     assert round_context("fed", 1, 2) != round_context("fed", 2, 1)
+
+
+@pytest.mark.parametrize("length", [0, 1, 3, 5, 1000, 40_003])
+@pytest.mark.parametrize("dtype", ["uint32", "uint64"])
+@pytest.mark.parametrize("block_bytes", [16, 24, 4096, 128 * 1024])
+def test_blocked_masks_equal_one_add_mask_per_mask(length, dtype, block_bytes):
+    rng = np.random.default_rng(length)
+    masks = [(bytes(rng.integers(0, 256, 32, dtype=np.uint8)), int(s)) for s in rng.choice([-1, 1], 6)]
+    start = rng.integers(0, 2**32, length).astype(dtype)
+    want, scratch = start.copy(), np.empty(length, dtype)
+    for key, sign in masks:
+        add_mask(want, key, sign, scratch)
+    got = start.copy()
+    assert apply_masks(got, masks, block_bytes=block_bytes) is got  # in place
+    assert np.array_equal(got, want)
+
+
+def test_blocked_masks_cancel_and_refuse_bad_input():
+    y = np.arange(5000, dtype=np.uint64)
+    apply_masks(y, [(KEY, +1), (bytes(31) + b"\x02", -1)])
+    apply_masks(y, [(KEY, -1), (bytes(31) + b"\x02", +1)])
+    assert np.array_equal(y, np.arange(5000, dtype=np.uint64))
+    with pytest.raises(ValueError, match="uint32 or uint64"):
+        apply_masks(np.zeros(4, np.int64), [(KEY, 1)])
+    with pytest.raises(ValueError, match="32 bytes"):
+        apply_masks(np.zeros(4, np.uint32), [(KEY[:16], 1)])
+    with pytest.raises(ValueError, match="sign"):
+        apply_masks(np.zeros(4, np.uint32), [(KEY, 2)])
