@@ -102,6 +102,7 @@ def secagg_view(updates: list[np.ndarray], settings: dict | None = None, round_:
     length = int(updates[0].shape[0])
     ctx = AggregationContext(FED, round_, 0, ids, length, settings, max_weight=1.0)
     server = SecAggServer(FED, settings)
+    server.record_inputs = True  # the audit looks at what arrived at masked-input (the server keeps none by default)
     clients = {c: SecAggClient(ClientIdentity(c), FED, settings) for c in ids}
     jobs = {c: ClientJob(round_, 0, np.asarray(u, np.float64), 1.0) for c, u in zip(ids, updates, strict=True)}
     run = InProcessRound(server, clients, ctx, jobs)

@@ -5,7 +5,7 @@ folder that does not exist, a format that does not parse, a settings key out of 
 train, and every attempt of every round would fail the same way. Exiting quietly would leave
 the coordinator waiting for it; instead :func:`run_client_or_report` joins with the client's
 certificate, answers the first TRAIN or STATS task with ``ready = false`` and
-``refusal = "cannot take part: <the error>"`` (:data:`fedcore.coordinator.refusals.STARTUP_PREFIX`),
+``refusal = "cannot take part: <the error>"`` (:data:`fedcore.common.errors.STARTUP_PREFIX`),
 which makes the coordinator abort the federation at once with that message (exit 4), and then
 exits 2 itself (1 when the error is not a configuration, value or file error: a bug).
 
@@ -45,7 +45,7 @@ VERDICT_WAIT = 30.0
 def run_client_or_report(cfg: ClientConfig) -> int:
     """Run the client daemon; if its workload cannot start, report that to the coordinator."""
     from fedcore.client.daemon import ClientDaemon
-    from fedcore.coordinator.refusals import STARTUP_PREFIX
+    from fedcore.common.errors import STARTUP_PREFIX
     from fedcore.transport.certs import CertificateError
     from fedcore.transport.tls import TlsError
 

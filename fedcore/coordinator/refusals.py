@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import re
 
-#: the prefix of a refusal sent by a client whose workload could not start (fedcore.client.startup)
-STARTUP_PREFIX = "cannot take part: "
+# the prefix of a refusal sent by a client whose workload could not start (fedcore.client.startup)
+from fedcore.common.errors import STARTUP_PREFIX  # shared with the client; re-exported here
+
 #: exception names that mean "this client's configuration or data is broken"
 CONFIG_ERRORS = frozenset({"ConfigError", "PrivacyConfigError", "DataError", "CheckpointError", "LedgerError",
                            "LedgerRefused", "FileNotFoundError", "NotADirectoryError", "IsADirectoryError",
