@@ -6,7 +6,6 @@ the domain error and the servicer turns it into the right status with the messag
 
 from __future__ import annotations
 
-
 #: a client's refusal that starts with this says it cannot take part at all (its workload or data
 #: is broken): the coordinator aborts at once instead of retrying (:mod:`fedcore.coordinator.refusals`)
 STARTUP_PREFIX = "cannot take part: "
