@@ -9,6 +9,7 @@ Modules (import what you need; this package imports nothing heavy on its own):
 - :mod:`.ledger_format` the versioned JSON format (v2; v1 migrated); :mod:`.ledger_guard` no silent restart at zero
 - :mod:`.statistics`   ``statistics_epsilon(sigma, sensitivity, delta)``: one Gaussian release (round-0 statistics)
 - :mod:`.opacus_train` ``dp_train(...)`` -> ``TrainStats``: DP-SGD with Poisson sampling for any model
+- :mod:`.fused`        ``FusedClipper``: per-sample clipped gradient sums in one backward (dp_train's default path)
 - :mod:`.report`       ``privacy_report(run_dir)``; :mod:`.commands` ``register(subparsers)`` (report, plan, new-budget)
 - :mod:`.central`      DP-FedAvg (client-level, q = 1 unless secret Poisson sampling): ``DPFedAvg``,
                        ``clients_total_problems``, ``poisson_select``
