@@ -1,19 +1,24 @@
-"""Memory of a coordinator serving 100 clients of a 1e6-parameter model (plain updates).
+"""Memory of a coordinator serving 10 to 100 clients of a 1e6-parameter model, in every mode.
 
 The coordinator is a real ``fedcore.cli coordinator`` process over mTLS (example workload with a
-hidden layer of 47,619 units: 1,000,003 parameters). The clients are lightweight scripted peers
-in this process, one mTLS channel and certificate each: they join, report ready for TRAIN without
-training, and submit a float64 weighted update of 1e6 values (8 MB) in PLAIN_INPUT, as a real
-client would; evaluation reports are small. The coordinator's resident memory is sampled every
-50 ms from /proc (VmRSS) and its peak read from VmHWM.
+hidden layer of 47,619 units: 1,000,003 parameters). The clients are lightweight peers in this
+process, one mTLS channel and certificate each, that run the real client side of the mode
+(:class:`~fedcore.plain.PlainClient`, :class:`~fedcore.secagg.client.SecAggClient`,
+:class:`~fedcore.he.client.CkksClient`, with their certificates: signed SecAgg keys, the CKKS key
+exchange) on a fixed update of 1e6 values, but never train: they report ready for TRAIN at once,
+and evaluation reports are small. ``--workers`` threads drive them, so that many uploads are in
+flight at once. The coordinator's resident memory is sampled every 50 ms from /proc (VmRSS) and
+its peak read from VmHWM; the load average at start is recorded.
 
-Expected: the plain mode keeps every accepted update until the stage closes, so the peak is
-about baseline + clients x 8 MB (+ gRPC buffers of the transfers in flight, at most
-``max_concurrent_streams`` x one payload). SecAgg keeps (L + 2) ring values per client, the same
-order; CKKS adds each ciphertext into a running sum and keeps only that.
+Expected since the modes stream (each accepted update folded into a running sum, then dropped):
+peak = idle + the running sum (plain float64 8 MB, secagg (L + 2) ring values 8 MB, ckks the
+ciphertext sum ~32 MB plus the served sum ~16 MB) + the copies of the uploads in flight (the
+servicer's chunk assembly, the parsed Any and body, the decoded vector: a few x 8 MB per upload,
+``--workers`` uploads at once), flat in the number of clients.
 
-Usage: python benchmarks/coordinator_memory.py [--clients 100] [--params 1000000] [--rounds 2]
-Writes benchmarks/results/coordinator_memory.{json,png}.
+Usage: python benchmarks/coordinator_memory.py [--modes plain secagg ckks] [--clients 10 50 100]
+       [--params 1000000] [--rounds 2] [--workers 8] [--coordinator-env KEY=VALUE ...] [--stem NAME]
+Writes benchmarks/results/<stem>.{json,png} (default coordinator_memory).
 """
 
 from __future__ import annotations
@@ -31,13 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fedcore.common.params import encode_vector
+from fedcore.common.aggregation import ClientIdentity, ClientJob
 from fedcore.common.stages import Stage
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 from fedcore.proto.fedpsyau.v1 import federation_pb2_grpc as pb_grpc
 from fedcore.provision import provision
 from fedcore.transport.channel import open_channel
-from fedcore.transport.chunks import send_chunks
+from fedcore.transport.chunks import receive_chunks, send_chunks
 from fedcore.transport.tls import TlsMaterial
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -66,12 +71,12 @@ class Sampler(threading.Thread):
 
 
 class Peer:
-    """A scripted client: answers each task with a fixed body, never trains."""
+    """A client that never trains: ready at TRAIN/STATS, then the real mode client on a fixed update."""
 
-    def __init__(self, cid: str, address: str, tls: TlsMaterial, params: int):
-        self.cid, self.params = cid, params
+    def __init__(self, cid: str, address: str, tls: TlsMaterial, mode, vector: np.ndarray):
+        self.cid, self.mode, self.vector = cid, mode, vector
         self.stub = pb_grpc.FederationStub(open_channel(address, tls))
-        self.update: bytes | None = None
+        self.jobs: dict[tuple[int, int], ClientJob] = {}
 
     def hdr(self, task: pb.Task | None = None) -> pb.Header:
         h = pb.Header(federation_id=FED, client_id=self.cid)
@@ -79,20 +84,28 @@ class Peer:
             h.round, h.stage, h.attempt = task.header.round, task.header.stage, task.header.attempt
         return h
 
+    def fetch(self, task: pb.Task, name: str) -> bytes:
+        req = pb.DownloadRequest(header=task.header, blob=name)
+        return receive_chunks(self.stub.Download(req, timeout=600), 2**31).payload
+
     def body(self, task: pb.Task) -> bytes:
         from google.protobuf import any_pb2
 
-        stage = Stage(task.header.stage)
+        h = task.header
+        stage = Stage(h.stage)
         if stage == Stage.TRAIN:
+            self.jobs[(h.round, h.attempt)] = ClientJob(h.round, h.attempt, self.vector, 1.0)
             msg = pb.TrainReport(ready=True, metrics={"loss": 1.0})
         elif stage == Stage.STATS:
+            self.jobs[(h.round, h.attempt)] = ClientJob(h.round, h.attempt, np.ones(4), 1.0)
             msg = pb.StatsReport(ready=True)
-        elif stage == Stage.PLAIN_INPUT:
-            n = 4 if task.header.round == 0 else self.params
-            msg = pb.PlainInput(weighted_update=encode_vector(np.full(n, 1e-3), "float64"), weight=1.0)
-        else:
+        elif stage == Stage.EVALUATE:
             msg = pb.EvaluateReport(metrics={"loss": 0.5}, num_examples=4, num_classes=4,
                                     confusion=[1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])
+        else:  # a stage of the aggregation mode: what the client daemon does
+            from fedcore.client.handlers import unpack_any
+            msg = self.mode.handle(stage, unpack_any(task.body), self.jobs.get((h.round, h.attempt)),
+                                   lambda name: self.fetch(task, name))
         packed = any_pb2.Any()
         packed.Pack(msg)
         return packed.SerializeToString()
@@ -102,25 +115,39 @@ class Peer:
         stage = Stage(task.header.stage)
         if stage in (Stage.WAIT, Stage.DONE):
             return stage.name
-        self.stub.Submit(send_chunks(self.hdr(task), self.body(task)), timeout=300)
+        self.stub.Submit(send_chunks(self.hdr(task), self.body(task)), timeout=600)
         return stage.name
 
 
-def run(clients: int, params: int, rounds: int, workers: int) -> dict:
+def _mode_client(mode: str, cid: str, folder: Path, ca: bytes):
+    identity = ClientIdentity(cid, (folder / "cert.pem").read_bytes(), (folder / "key.pem").read_bytes(), ca)
+    if mode == "plain":
+        from fedcore.plain import PlainClient
+        return PlainClient(identity, FED, {})
+    if mode == "secagg":
+        from fedcore.secagg.client import SecAggClient
+        return SecAggClient(identity, FED, {})
+    from fedcore.he.client import CkksClient
+    return CkksClient(identity, FED, {})
+
+
+def run(mode: str, clients: int, params: int, rounds: int, workers: int, env: dict[str, str] | None = None) -> dict:
     hidden = max(1, round((params - 4) / 21))     # 16 features, 4 classes: 21 h + 4 parameters
     params = 21 * hidden + 4
+    vector = np.full(params, 1e-3)                  # one update shared by every peer (read only)
+    load = list(os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
         ids = [f"c{i:03d}" for i in range(clients)]
         port = _free_port()
         prov = provision(Path(tmp) / "fed", ids, address=f"127.0.0.1:{port}", listen=f"127.0.0.1:{port}",
-                         aggregation="plain", rounds=rounds, min_clients=clients, workload_settings={"hidden": hidden},
+                         aggregation=mode, rounds=rounds, min_clients=clients, workload_settings={"hidden": hidden},
                          federation={"min_available": clients, "evaluate_every": 0},
-                         deadlines={"join": 600.0, "train": 600.0, "stage": 600.0, "evaluate": 600.0,
-                                    "heartbeat_interval": 60.0, "heartbeat_timeout": 900.0, "poll_interval": 0.2})
+                         deadlines={"join": 600.0, "train": 600.0, "stage": 900.0, "evaluate": 600.0,
+                                    "heartbeat_interval": 60.0, "heartbeat_timeout": 1800.0, "poll_interval": 0.2})
         log = open(Path(tmp) / "coordinator.log", "wb")  # noqa: SIM115 - the child writes to it until the end
         coord = subprocess.Popen([sys.executable, "-m", "fedcore.cli", "coordinator", "--config",
                                   str(prov.coordinator_config)], stdout=log, stderr=subprocess.STDOUT,
-                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                 env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
         sampler = Sampler(coord.pid)
         sampler.start()
         try:
@@ -131,7 +158,7 @@ def run(clients: int, params: int, rounds: int, workers: int) -> dict:
             for cid in ids:
                 folder = prov.client_configs[cid].parent
                 tls = TlsMaterial(ca, (folder / "cert.pem").read_bytes(), (folder / "key.pem").read_bytes())
-                peers.append(Peer(cid, f"127.0.0.1:{port}", tls, params))
+                peers.append(Peer(cid, f"127.0.0.1:{port}", tls, _mode_client(mode, cid, folder, ca), vector))
             t0 = time.monotonic()
             with ThreadPoolExecutor(workers) as pool:
                 list(pool.map(lambda p: p.stub.Join(pb.JoinRequest(header=p.hdr()), timeout=60), peers))
@@ -149,15 +176,20 @@ def run(clients: int, params: int, rounds: int, workers: int) -> dict:
             if coord.poll() is None:
                 coord.kill()
             log.close()
-        metrics = [json.loads(x) for x in (Path(tmp) / "fed" / "run" / "metrics.jsonl").read_text().splitlines()]
+        mpath = Path(tmp) / "fed" / "run" / "metrics.jsonl"
+        metrics = [json.loads(x) for x in mpath.read_text().splitlines()] if mpath.exists() else []
+        tail = (Path(tmp) / "coordinator.log").read_text(errors="replace").splitlines()[-5:]
     update_mib = params * 8 / 2**20
-    return {"clients": clients, "params": params, "rounds": rounds, "exit_code": rc, "seconds": round(seconds, 2),
+    return {"mode": mode, "clients": clients, "params": params, "rounds": rounds, "workers": workers,
+            "coordinator_env": dict(env or {}),
+            "loadavg_at_start": load, "exit_code": rc, "seconds": round(seconds, 2),
             "idle_rss_mib": round(idle_mib, 1), "peak_rss_mib": round(peak_mib, 1),
+            "peak_over_idle_mib": round(peak_mib - idle_mib, 1),
             "update_mib_per_client": round(update_mib, 2),
-            "held_updates_mib": round(clients * update_mib, 1),
-            "peak_over_idle_per_client_mib": round((peak_mib - idle_mib) / clients, 2),
-            "rounds_completed": [m["round"] for m in metrics], "contributors": [m["contributors"] for m in metrics],
-            "bytes_up_per_round": [m["bytes_up"] for m in metrics], "samples": sampler.samples}
+            "all_updates_mib": round(clients * update_mib, 1),
+            "rounds_completed": [m["round"] for m in metrics], "contributors": [m.get("contributors") for m in metrics],
+            "bytes_up_per_round": [m.get("bytes_up") for m in metrics],
+            "coordinator_log_tail": tail if rc != 0 else [], "samples": sampler.samples}
 
 
 def _free_port() -> int:
@@ -182,42 +214,64 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> Non
     raise RuntimeError("the coordinator did not bind")
 
 
-def plot(result: dict, path: Path) -> None:
+def plot(runs: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t, rss = zip(*result["samples"]) if result["samples"] else ((), ())
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.plot(t, rss, lw=1.2, label="coordinator RSS")
-    ax.axhline(result["idle_rss_mib"], ls=":", c="grey", label=f"idle {result['idle_rss_mib']:.0f} MiB")
-    ax.axhline(result["idle_rss_mib"] + result["held_updates_mib"], ls="--", c="tab:red",
-               label=f"idle + {result['clients']} x {result['update_mib_per_client']:.1f} MiB updates")
-    ax.set_xlabel("seconds since the coordinator started")
-    ax.set_ylabel("MiB")
-    ax.set_title(f"coordinator, {result['clients']} clients, {result['params']:.0e} parameters (plain); "
-                 f"peak {result['peak_rss_mib']:.0f} MiB", fontsize=9)
-    ax.legend(fontsize=8)
+    modes = list(dict.fromkeys(r["mode"] for r in runs))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.5))
+    for mode in modes:
+        rs = sorted((r for r in runs if r["mode"] == mode), key=lambda r: r["clients"])
+        a.plot([r["clients"] for r in rs], [r["peak_rss_mib"] for r in rs], "o-", label=f"{mode}: peak")
+        a.plot([r["clients"] for r in rs], [r["idle_rss_mib"] for r in rs], ":", c=a.lines[-1].get_color(), lw=1)
+        big = rs[-1]
+        if big["samples"]:
+            t, rss = zip(*big["samples"])
+            b.plot(t, rss, lw=1, label=f"{mode}, {big['clients']} clients (peak {big['peak_rss_mib']:.0f} MiB)")
+    a.axhline(300, color="k", ls="--", lw=1, label="target 300 MiB")
+    a.set_xlabel("clients")
+    a.set_ylabel("coordinator RSS, MiB (dotted: idle)")
+    a.set_title(f"peak RSS, {runs[0]['params']:.0e} parameters, {runs[0]['rounds']} rounds", fontsize=9)
+    a.legend(fontsize=8)
+    b.axhline(300, color="k", ls="--", lw=1)
+    b.set_xlabel("seconds since the coordinator started")
+    b.set_ylabel("MiB")
+    b.set_title("coordinator RSS over the run (largest federation per mode)", fontsize=9)
+    b.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clients", type=int, default=100)
+    ap.add_argument("--modes", nargs="+", default=["plain", "secagg", "ckks"], choices=["plain", "secagg", "ckks"])
+    ap.add_argument("--clients", type=int, nargs="+", default=[10, 50, 100])
     ap.add_argument("--params", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=8, help="threads driving the scripted clients")
+    ap.add_argument("--workers", type=int, default=8, help="threads driving the peers (uploads in flight)")
+    ap.add_argument("--coordinator-env", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="extra environment of the coordinator process (e.g. MALLOC_ARENA_MAX=2)")
+    ap.add_argument("--stem", default="coordinator_memory", help="name of the JSON and PNG written")
+    ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
-    result = run(args.clients, args.params, args.rounds, args.workers)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(result, RESULTS / "coordinator_memory.png")
-    samples = result.pop("samples")
-    result["samples_every_s"] = 0.05
-    result["rss_mib_series"] = [round(r, 1) for _, r in samples[:: max(1, len(samples) // 400)]]
-    (RESULTS / "coordinator_memory.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "rss_mib_series"}, indent=2))
-    return 0 if result["exit_code"] == 0 else 1
+    env = dict(kv.split("=", 1) for kv in args.coordinator_env)
+    started = list(os.getloadavg())
+    runs = []
+    for mode in args.modes:
+        for n in args.clients:
+            r = run(mode, n, args.params, args.rounds, args.workers, env)
+            runs.append(r)
+            print(json.dumps({k: v for k, v in r.items() if k != "samples"}), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(runs, args.out / f"{args.stem}.png")
+    for r in runs:
+        samples = r.pop("samples")
+        r["rss_mib_series"] = [round(x, 1) for _, x in samples[:: max(1, len(samples) // 200)]]
+    result = {"loadavg_at_start": started, "cpus": os.cpu_count(), "samples_every_s": 0.05,
+              "target_peak_mib": 300, "runs": runs}
+    (args.out / f"{args.stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if all(r["exit_code"] == 0 for r in runs) else 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,16 @@ counts up to ``max_weight`` = 100 (the ring is then Z_2^32 for every n here). Me
 ``reps`` rounds after one warm-up round per (n, L).
 
 Writes benchmarks/results/secagg.json and secagg.png.
+
+``--compare``: the compute (server + all clients, one process) of the configurations that
+FACTS.md compares with Flower 1.42's SecAgg+ (n = 10 and 50 at 1e5, n = 50 at 1e6, 20 % of the
+clients dropping before their masked input), with the masks applied as before (one
+:func:`~fedcore.secagg.prg.add_mask` per mask over the whole vector, a reused scratch vector)
+and as now (:func:`~fedcore.secagg.prg.apply_masks`, blocked), alternating round by round in the
+same run; exact sums checked in both. Compute is reported as wall time (server + clients, as the
+driver counts it) and as the process's CPU time over the round (``time.process_time``: one
+thread, so the CPU it used, less exposed to other load on a shared machine). Flower's figures are FACTS.md's (not this run: flwr is not
+installed here). Writes benchmarks/results/secagg_compare.{json,png}.
 """
 
 from __future__ import annotations
@@ -136,6 +146,99 @@ def bench_prg(length: int, reps: int = 50) -> dict:
     return res
 
 
+#: FACTS.md section 7: Flower 1.42 SecAgg+ compute (server + all clients), measured in another run
+FLOWER_FACTS_S = {(10, 100_000): 0.361, (50, 100_000): 14.2, (50, 1_000_000): 22.0}
+#: FACTS.md section 7: this project's compute in that run (before the blocked masks)
+PROJECT_FACTS_S = {(10, 100_000): 0.041, (50, 100_000): 0.69, (50, 1_000_000): 2.77}
+_LEGACY_SCRATCH: dict = {}
+
+
+def _legacy_apply_masks(target, masks, block_bytes=None):
+    """How masks were applied before apply_masks: one full-length keystream + add per mask."""
+    from fedcore.secagg.prg import add_mask
+    key = (target.shape, target.dtype)
+    if key not in _LEGACY_SCRATCH:
+        _LEGACY_SCRATCH.clear()
+        _LEGACY_SCRATCH[key] = np.empty_like(target)
+    for material, sign in masks:
+        add_mask(target, material, sign, _LEGACY_SCRATCH[key])
+    return target
+
+
+def compare(out: Path, reps: int) -> int:
+    import fedcore.secagg.client as client_mod
+    import fedcore.secagg.unmask as unmask_mod
+    blocked = client_mod.apply_masks
+    impls = {"before": _legacy_apply_masks, "after": blocked}
+    load = os.getloadavg()
+    rows = []
+    for (n, length), flower_s in FLOWER_FACTS_S.items():
+        vectors = _vectors(length)
+        server = SecAggServer(FED, CONFIG["settings"])
+        clients = None
+        rng = np.random.default_rng(n)
+        times: dict[str, list[tuple[float, float, float]]] = {"before": [], "after": []}
+        err = {"before": 0.0, "after": 0.0}
+        for r in range(2 * (reps + 1)):
+            name = ("before", "after")[r % 2]
+            client_mod.apply_masks = unmask_mod.apply_masks = impls[name]
+            try:
+                ids, ctx, clients, jobs, weights = _setup("secagg", n, length, r + 1, vectors, clients)
+                gone = set(rng.choice(ids, round(0.2 * n), replace=False))
+                cpu0 = time.process_time()
+                run = run_round(server, clients, ctx, jobs, {Stage.SECAGG_MASKED_INPUT: gone})
+                cpu = time.process_time() - cpu0
+            finally:
+                client_mod.apply_masks = unmask_mod.apply_masks = blocked
+            want = _expected(ids, jobs, weights, [c for c in ids if c not in gone], run.result.notes["clip"])
+            err[name] = max(err[name], float(np.abs(run.result.weighted_sum - want).max()))
+            if r >= 2:  # the first round of each is the warm-up
+                times[name].append((run.server_s, run.client_s, cpu))
+        row = {"n": n, "L": length, "dropout": 0.2, "reps": reps,
+               "flower_facts_compute_s": flower_s,
+               "project_facts_compute_s": PROJECT_FACTS_S[(n, length)]}
+        for name in ("before", "after"):
+            row[f"{name}_compute_s"] = float(np.median([a + b for a, b, _ in times[name]]))
+            row[f"{name}_server_s"] = float(np.median([a for a, _, _ in times[name]]))
+            row[f"{name}_clients_s"] = float(np.median([b for _, b, _ in times[name]]))
+            row[f"{name}_cpu_s"] = float(np.median([c for _, _, c in times[name]]))
+            row[f"{name}_cpu_min_s"] = float(np.min([c for _, _, c in times[name]]))
+            row[f"{name}_max_abs_error"] = err[name]
+        row["after_over_before"] = row["after_compute_s"] / row["before_compute_s"]
+        row["after_over_before_cpu"] = row["after_cpu_s"] / row["before_cpu_s"]
+        row["after_over_flower_not_same_run"] = row["after_compute_s"] / row["flower_facts_compute_s"]
+        row["after_cpu_over_flower_not_same_run"] = row["after_cpu_s"] / row["flower_facts_compute_s"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    res = {"load_average_at_start": load, "cpus": os.cpu_count(), "python": sys.version.split()[0],
+           "flower": "FACTS.md section 7 (Flower 1.42 simulation engine, another run on a machine like this)",
+           "target_ratio_to_flower": 0.10, "rows": rows}
+    (out / "secagg_compare.json").write_text(json.dumps(res, indent=1))
+    _plot_compare(rows, out / "secagg_compare.png")
+    return 0
+
+
+def _plot_compare(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    xs = np.arange(len(rows))
+    for i, (key, label) in enumerate((("before_compute_s", "this project, masks one by one (same run)"),
+                                      ("after_compute_s", "this project, blocked masks (same run)"),
+                                      ("flower_facts_compute_s", "Flower 1.42 SecAgg+ (FACTS.md, not this run)"))):
+        bars = ax.bar(xs + (i - 1) * 0.27, [r[key] for r in rows], 0.27, label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_xticks(xs, [f"n={r['n']}, L={r['L']:.0e}" for r in rows])
+    ax.set_ylabel("compute, server + all clients (s)")
+    ax.set_title("SecAgg+ with 20 % dropping before masked input", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -206,12 +309,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help=CONFIG["quick_skip"])
     parser.add_argument("--targets", action="store_true",
                         help="only the two target configurations, 7 reps each, into secagg_targets.json")
+    parser.add_argument("--compare", action="store_true",
+                        help="before/after the blocked masks on FACTS.md's Flower configurations")
+    parser.add_argument("--reps", type=int, default=5, help="rounds per implementation with --compare")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     logging.getLogger("fedcore.secagg").setLevel(logging.ERROR)  # clipped-value warnings, once per client
     args.out.mkdir(parents=True, exist_ok=True)
     if args.targets:
         return targets_only(args.out)
+    if args.compare:
+        return compare(args.out, args.reps)
     started = time.time()
     results = {"config": CONFIG, "quick": args.quick, "load_average_at_start": os.getloadavg(),
                "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),

@@ -50,7 +50,7 @@ def test_served_sum_is_one_prime_and_at_most_16_bytes_per_parameter(ca, h):
 
 def test_sum_beyond_one_prime_is_decrypted_at_the_upload_level(ca, h):
     # weights of 20000: the bound slot (sum of peaks > 60000) exceeds one prime's 2^14
-    server, clients, drv = h.make_federation(ca, 3)
+    _server, clients, drv = h.make_federation(ca, 3)
     drv.setup()
     rng = np.random.default_rng(1)
     jobs = {c: ClientJob(1, 0, rng.normal(size=R + 10), 20000.0) for c in clients}
@@ -65,7 +65,7 @@ def test_sum_beyond_one_prime_is_decrypted_at_the_upload_level(ca, h):
 
 
 def test_sum_that_fits_is_never_fetched_in_full(ca, h):
-    server, clients, drv = h.make_federation(ca, 3)
+    _server, clients, drv = h.make_federation(ca, 3)
     drv.setup()
     res, _ = drv.run_round(1, h.make_jobs(clients, 50))
     assert res.notes["full_sum_fetches"] == [] and res.notes["full_sum_bytes_per_param"] is None

@@ -51,7 +51,7 @@ def test_level_is_the_fewest_primes_that_fit_max_abs():
     assert CkksParams(max_abs=2.0 ** 14).level_primes == 1
     assert CkksParams(max_abs=2.0 ** 15).level_primes == 2
     assert CkksParams(max_abs=2.0 ** 14).capacity_bits >= 14
-    old = dict(coeff_mod_bit_sizes=(60, 40, 60))  # the previous default: one 60-bit prime holds 2^17
+    old = {"coeff_mod_bit_sizes": (60, 40, 60)}  # the previous default: one 60-bit prime holds 2^17
     assert CkksParams(max_abs=2.0 ** 17, **old).level_primes == 1
     assert CkksParams(max_abs=2.0 ** 18, **old).level_primes == 2
 

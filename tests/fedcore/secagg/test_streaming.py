@@ -45,7 +45,7 @@ def test_complete_graph_folds_every_input_at_once_and_keeps_none(federation):
         assert folded == arrived and not held
     assert fed.server.r.recorded == {} and fed.server.r.total is None  # freed once unmasked
     with pytest.raises(RuntimeError, match="record_inputs"):
-        fed.server.r.inputs
+        _ = fed.server.r.inputs
     _assert_exact(fed, run, fed.ctx.participants)
 
 
