@@ -57,12 +57,15 @@ import sized_workload as sw
 CONFIG = {
     "sizes": {"1e5": 100_000, "dpk-gat": 125_864, "1e6": 1_000_000},
     "clients": 3,
-    "rounds": 8,                  # round 1 warms up, round R evaluates too; medians over rounds 2..R-1
+    # round 1 warms up, round R evaluates too: medians over rounds 2..R-1 (many, since one load spike
+    # on a shared machine moves a short round's time by more than the effects measured here)
+    "rounds": 16,
+    "dp_rounds": 6,               # the DP daemon runs (their rounds are long)
     "modes": ["plain", "secagg", "ckks"],
     "workload": {"samples": 240, "epochs": 1, "batch_size": 32, "lr": 0.05},
     "dp": {"target_epsilon": 8.0, "max_grad_norm": 1.0},
     "reps": 3,
-    "quick": {"rounds": 4, "reps": 2},
+    "quick": {"rounds": 4, "dp_rounds": 4, "reps": 2},
     # the same daemons with their run folders (checkpoints, attempt and metrics files, all fsync'd)
     # on tmpfs: what the round costs without the disk's fsync latency (a reference, not a target)
     "tmpfs_reference": [("1e5", "plain"), ("dpk-gat", "plain"), ("dpk-gat", "secagg")],
@@ -360,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     from mer.data.synth import synthesize
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 rounds, 2 reps")
+    parser.add_argument("--quick", action="store_true", help="4 rounds, 2 reps")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--skip-dp", action="store_true", help="no DP runs (daemons without DP and the breakdown only)")
     parser.add_argument("--stem", default="overhead", help="output file names: STEM.json, STEM.png")
@@ -370,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("fedcore.dp.config").setLevel(logging.ERROR)
     rounds = CONFIG["quick"]["rounds"] if args.quick else CONFIG["rounds"]
+    dp_rounds = CONFIG["quick"]["dp_rounds"] if args.quick else CONFIG["dp_rounds"]
     reps = CONFIG["quick"]["reps"] if args.quick else CONFIG["reps"]
     started = time.time()
     res = {"config": CONFIG, "quick": args.quick, "skip_dp": args.skip_dp, "load_average_at_start": os.getloadavg(),
@@ -382,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             for mode in CONFIG["modes"]:
                 res["stages"].append(stage_breakdown(size, mode, reps))
             for mode, dp in [(m, False) for m in CONFIG["modes"]] + ([] if args.skip_dp else [("plain", True)]):
-                row = daemon_run(size, mode, rounds, dp, tmp)
+                row = daemon_run(size, mode, dp_rounds if dp else rounds, dp, tmp)
                 res["daemons"].append(row)
                 print(f"daemons {name:7s} {mode:6s}{' +DP' if dp else '    '}: round {row['round_s']:.4f} s, "
                       f"up {row['bytes_up_per_round'] / 1e6:.2f} MB, down {row['bytes_down_per_round'] / 1e6:.2f} MB, "
