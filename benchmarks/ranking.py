@@ -6,7 +6,9 @@ any fold ran; the last epoch is tested, no test-epoch selection):
 - ``logreg``: multinomial logistic regression on the 152 per-patch flow-magnitude histograms of
   ``benchmarks/baseline.py`` (L2 10, balanced class weights, features standardised per fold);
 - ``ststnet``: Liong et al. 2019, 500 epochs of Adam at 5e-5, batch 256;
-- ``flow-cnn`` and ``dpk-gat``: this package's recipe (25 epochs of AdamW, warm-up + cosine).
+- ``flow-cnn`` and ``dpk-gat``: this package's recipe (25 epochs of AdamW, warm-up + cosine),
+  every model from scratch (``init none``, also for DPK-GAT, whose ``fedpsyau train`` default is
+  the packaged checkpoint; ``benchmarks/ablation_composite.py`` has pretrained vs scratch).
   DPK-GAT cuts its patches for the crop geometry the preset renders (``aligned``: the preset
   draws its faces through ``mer.face.align``; see ``mer.face.regions``).
 
@@ -19,14 +21,17 @@ predictions. LOSO (68 folds) would take about 70 minutes on one core here, STSTN
 steps per fold being the long pole (~50 s a fold), so ``--protocol loso`` exists but is not the
 default. Single-threaded (``torch.set_num_threads(1)``).
 
-Run: ``python benchmarks/ranking.py [--seeds 0 1 2] [--folds 10] [--protocol kfold|loso]``;
-writes ``benchmarks/results/ranking.json`` and ``ranking.png``.
+Run: ``python benchmarks/ranking.py [--seeds 0 1 2] [--folds 10] [--protocol kfold|loso]
+[--runs-from JSON ...]``; writes ``benchmarks/results/ranking.json`` and ``ranking.png``.
+``--runs-from`` takes the per-seed runs of earlier result files of the same protocol (seeds run
+separately, e.g. one process per seed, then merged: ``--seeds --runs-from a.json b.json``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -94,7 +99,7 @@ def run_logreg(data, folds: list[Fold]) -> dict:
 
 
 def run_model(name: str, data, folds: list[Fold], protocol: str) -> dict:
-    cfg = train_config_for(name, model_options=OPTIONS.get(name, {}), device="cpu", seed=0)
+    cfg = train_config_for(name, model_options=OPTIONS.get(name, {}), device="cpu", seed=0, init="none")
     res = run_folds(data, folds, cfg, protocol, progress="lines")
     m = res.metrics
     return {"uf1": m["uf1"], "uar": m["uar"], "accuracy": m["accuracy"], "seconds": res.seconds,
@@ -105,12 +110,32 @@ def run_model(name: str, data, folds: list[Fold], protocol: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="preset seeds (one data set each)")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0], help="preset seeds (one data set each)")
     ap.add_argument("--protocol", choices=("kfold", "loso"), default="kfold")
     ap.add_argument("--folds", type=int, default=10, help="k of the subject-grouped k-fold")
     ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--runs-from", nargs="+", default=[], metavar="JSON",
+                    help="also the runs of these result files (same protocol; a seed run here replaces theirs)")
     args = ap.parse_args(argv)
+    protocol_name = ("LOSO" if args.protocol == "loso" else
+                     f"subject-grouped {args.folds}-fold (fold seed {FOLD_SEED}), same folds for every model")
+    earlier = {}
+    for path in args.runs_from:
+        doc = json.loads(Path(path).read_text())
+        if not doc["protocol"].startswith(protocol_name):
+            print(f"error: {path} has protocol {doc['protocol']!r}, expected {protocol_name!r}", file=sys.stderr)
+            return 2
+        for r in doc["runs"]:
+            missing = [m for m in args.models if m not in r["models"]]
+            if missing:
+                print(f"error: {path} seed {r['seed']} lacks model(s) {', '.join(missing)}", file=sys.stderr)
+                return 2
+            earlier[r["seed"]] = {"loadavg_start": doc.get("loadavg_start"), "from": str(path), **r}
+    if not args.seeds and not earlier:
+        print("error: no --seeds to run and no --runs-from", file=sys.stderr)
+        return 2
+    load_start = list(os.getloadavg())
     torch.set_num_threads(1)
     try:
         from mer.data.preset_write import write_preset
@@ -125,24 +150,30 @@ def main(argv: list[str] | None = None) -> int:
         folds = loso_folds(data.subject) if args.protocol == "loso" else grouped_kfold(data.subject, args.folds)
         protocol = "loso" if args.protocol == "loso" else f"{args.folds}-fold"
         row = {"seed": seed, "samples": len(data), "subjects": len(np.unique(data.subject)),
-               "au_labelled": int(data.au_known.sum()), "models": {}}
+               "au_labelled": int(data.au_known.sum()), "loadavg_start": list(os.getloadavg()), "models": {}}
         for name in args.models:
             row["models"][name] = run_logreg(data, folds) if name == "logreg" else run_model(name, data, folds, protocol)
             r = row["models"][name]
             print(f"seed {seed} {name:9s} UF1 {r['uf1']:.3f} UAR {r['uar']:.3f} ({r['seconds_per_fold']:.1f} s/fold)",
                   flush=True)
         runs.append(row)
+    runs = sorted([r for s, r in earlier.items() if s not in args.seeds] + runs, key=lambda r: r["seed"])
+    seeds = [r["seed"] for r in runs]
+    ddof = 1 if len(runs) > 1 else 0
     summary = {name: {"uf1_mean": float(np.mean([r["models"][name]["uf1"] for r in runs])),
-                      "uf1_std": float(np.std([r["models"][name]["uf1"] for r in runs])),
-                      "uar_mean": float(np.mean([r["models"][name]["uar"] for r in runs]))} for name in args.models}
+                      "uf1_std": float(np.std([r["models"][name]["uf1"] for r in runs], ddof=ddof)),
+                      "uar_mean": float(np.mean([r["models"][name]["uar"] for r in runs])),
+                      "uar_std": float(np.std([r["models"][name]["uar"] for r in runs], ddof=ddof))}
+               for name in args.models}
     order = sorted(args.models, key=lambda n: -summary[n]["uf1_mean"])
     real_order = sorted([n for n in args.models if REAL.get(n)], key=lambda n: -REAL[n]["uf1"])
     out = {
         "data": "composite-like preset (mer.data.presets), written and read back as a composite",
-        "protocol": ("LOSO" if args.protocol == "loso" else
-                     f"subject-grouped {args.folds}-fold (fold seed {FOLD_SEED}), same folds for every model")
-        + "; fixed recipes, last epoch, no test-epoch selection; UF1/UAR over pooled predictions",
-        "seeds": args.seeds, "threads": 1, "machine": platform.processor() or platform.machine(),
+        "protocol": protocol_name + "; fixed recipes, last epoch, no test-epoch selection; UF1/UAR over pooled "
+                    "predictions; preset seed per run, training seed 0, every model from scratch",
+        "seeds": seeds, "std": "over seeds, ddof 1",
+        "loadavg_start": load_start, "loadavg_start_note": "of this process; each run has its own", "threads": 1,
+        "cpu_seconds_this_process": time.process_time(), "machine": platform.processor() or platform.machine(),
         "runs": runs, "summary": summary, "ranking_composite_like": order,
         "real_composite": REAL, "ranking_real": real_order,
         "rankings_agree": [n for n in order if n in real_order] == real_order,

@@ -3,8 +3,14 @@
 No epoch is ever chosen by test accuracy: the model trains for ``epochs`` epochs (AdamW or Adam;
 a warm-up + cosine or a constant learning rate) and the last model is the result. Each model has
 its own recipe (:data:`mer.model.registry.TRAIN_DEFAULTS`); :func:`train_config_for` starts from
-it. DPK-GAT's dynamic prior factor r follows ``r_schedule`` (``decay``: 1 -> 0 linearly over all
-steps; ``fixed``: ``r_fixed``) and its statistical prior is counted from the training labels only.
+it. ``init`` names the starting weights (:mod:`mer.model.pretrained`): ``none`` (scratch, the
+dataclass default), ``pretrained`` (the packaged public AU checkpoint, DPK-GAT only) or a
+checkpoint folder; :func:`train_config_for` fills in the model's default,
+:func:`mer.train.federated.default_init` -- the one ``simulate`` uses (``pretrained`` for dpk-gat,
+``none`` otherwise). Every parameter but the emotion classifier is loaded, then all of them are
+fine-tuned with the model's own recipe; the classifier starts fresh. DPK-GAT's dynamic prior
+factor r follows ``r_schedule`` (``decay``: 1 -> 0 linearly over all steps; ``fixed``:
+``r_fixed``) and its statistical prior is counted from the training labels only.
 
 Loss weights follow the AU coding of the training data (:func:`mer.model.loss.loss_weights_for`):
 with no AU-labelled training sample the loss is the emotion cross-entropy alone (logged once
@@ -24,6 +30,7 @@ from torch import Tensor, nn
 from mer.data.arrays import MEArrays
 from mer.model import LossWeights, balanced_class_weight, build_model, loss_weights_for, per_sample_loss
 from mer.model.layers import resize_flow
+from mer.model.pretrained import apply_init
 from mer.model.registry import train_defaults
 from mer.priors import cooccurrence_counts
 
@@ -52,6 +59,8 @@ class TrainConfig:
     r_schedule: str = "decay"              # decay: r goes 1 -> 0 over training | fixed: r = r_fixed
     r_fixed: float = 1.0
     class_balanced: bool = False           # inverse-frequency class weights in the CE
+    init: str = "none"                     # none | pretrained | a checkpoint folder (mer.model.pretrained);
+                                           # train_config_for / `train` default to the model's (simulate's)
     device: str = "auto"                   # auto | cpu | cuda
     seed: int = 0
 
@@ -72,6 +81,10 @@ class TrainConfig:
             p.append(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
         if self.lr_schedule not in LR_SCHEDULES:
             p.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)} (got {self.lr_schedule!r})")
+        if self.init == "pretrained" and not ships_checkpoint(self.model):
+            # as `simulate` words it (mer.federation.check_args)
+            p.append(f"init pretrained: the packaged checkpoint is for dpk-gat, not {self.model} "
+                     "(use init none or a checkpoint folder of that model)")
         return p
 
     def to_dict(self) -> dict:
@@ -84,19 +97,44 @@ class TrainConfig:
         return f"{self.epochs} epochs, batch {self.batch_size}, {opt} lr {self.lr:g} {self.lr_schedule}{wd}"
 
 
+def ships_checkpoint(model: str) -> bool:
+    """Whether ``init = pretrained`` exists for ``model``: where simulate's default is ``pretrained``."""
+    from mer.train.federated import default_init  # federated imports this module
+
+    return default_init(model) == "pretrained"
+
+
 def train_config_for(model: str, **overrides) -> TrainConfig:
     """A :class:`TrainConfig` with model ``model``'s own recipe, then ``overrides`` (None = keep).
 
     ``train_config_for("ststnet")`` is 500 epochs of Adam at 5e-5, batch 256, constant rate;
-    ``train_config_for("ststnet", epochs=100)`` changes only the epochs. Unknown fields raise
-    ValueError naming the valid ones.
+    ``train_config_for("ststnet", epochs=100)`` changes only the epochs. ``init`` not given is the
+    model's default (:func:`mer.train.federated.default_init`, as ``simulate``): ``pretrained`` for
+    dpk-gat, ``none`` otherwise. Unknown fields raise ValueError naming the valid ones.
     """
+    from mer.train.federated import default_init  # federated imports this module
+
     valid = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(overrides) - valid)
     if unknown:
         raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
-    values = {**train_defaults(model), **{k: v for k, v in overrides.items() if v is not None}}
+    values = {**train_defaults(model), "init": default_init(model),
+              **{k: v for k, v in overrides.items() if v is not None}}
     return TrainConfig(model=model, **values)
+
+
+def check_init(cfg: TrainConfig, num_classes: int = 2) -> dict | None:
+    """The manifest of ``cfg.init`` for ``cfg``'s model (None for ``none``), checked before any work.
+
+    Raises :class:`mer.model.pretrained.CheckpointError` naming every config field or parameter
+    that differs (e.g. ``prior: checkpoint 'both', model 'psych'``), or a missing, corrupt or
+    altered checkpoint; ValueError for ``pretrained`` with a model that has no packaged checkpoint.
+    """
+    if cfg.init == "none":
+        return None
+    if cfg.init == "pretrained" and not ships_checkpoint(cfg.model):
+        raise ValueError(f"init pretrained: the packaged checkpoint is for dpk-gat, not {cfg.model}")
+    return apply_init(build_model(cfg.model, num_classes, **cfg.model_options), cfg.init)
 
 
 def au_known_share(data: MEArrays) -> float:
@@ -154,7 +192,11 @@ def to_input(flow: np.ndarray, size: int, device: torch.device, chunk: int = 256
 
 
 def make_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    return build_model(cfg.model, num_classes, **cfg.model_options)
+    """A fresh model of ``cfg``, its weights from ``cfg.init`` (the classifier always fresh)."""
+    model = build_model(cfg.model, num_classes, **cfg.model_options)
+    if cfg.init != "none":
+        apply_init(model, cfg.init)
+    return model
 
 
 def train_model(data: MEArrays, cfg: TrainConfig, progress=None) -> nn.Module:

@@ -9,6 +9,13 @@ writes into RUN_DIR:
 - ``confusion.png``: the pooled confusion matrix;
 - ``model.json`` + ``weights.npz``: the final model (no pickle; see :mod:`mer.model.io`).
 
+``--init`` picks the starting weights, as on ``simulate``: ``pretrained`` (the public AU
+checkpoint in the package; the default for dpk-gat), ``none`` (from scratch; the default for
+flow-cnn and ststnet, which refuse ``pretrained``: no checkpoint ships for them) or a checkpoint
+folder made by ``fedpsyau pretrain``. A checkpoint that does not fit the model (another model,
+another ``--prior``, another width...) is refused before any data is read, naming what differs.
+Every parameter but the emotion classifier is loaded, then all are fine-tuned with the recipe.
+
 Epochs, batch size and learning rate not given on the command line come from the model's own
 recipe (:data:`mer.model.registry.TRAIN_DEFAULTS`: ``--model ststnet`` trains 500 epochs of Adam
 at 5e-5, batch 256, as published). Before training, ``train`` prints the recipe, the protocol
@@ -39,6 +46,7 @@ from mer.train.centralised import (
     R_SCHEDULES,
     TrainConfig,
     au_known_share,
+    check_init,
     loss_weights,
     predict,
     resolve_device,
@@ -78,6 +86,9 @@ def register(subparsers) -> None:
     t.add_argument("--no-au-loss", action="store_true", help="train on the emotion loss only")
     t.add_argument("--r-schedule", choices=R_SCHEDULES, default=_DEFAULTS.r_schedule)
     t.add_argument("--class-balanced", action="store_true", help="inverse-frequency class weights in the CE")
+    t.add_argument("--init", default=None,
+                   help="pretrained (the public AU checkpoint in the package; default for dpk-gat) | none (from "
+                        "scratch; default for other models) | a checkpoint folder (fedpsyau pretrain --out)")
     t.add_argument("--device", choices=DEVICES, default=_DEFAULTS.device)
     t.add_argument("--seed", type=int, default=_DEFAULTS.seed)
     t.add_argument("--max-folds", type=int, default=None, help="run only the first K LOSO folds")
@@ -118,9 +129,16 @@ def train_command(args) -> int:
         options["face_crop"] = args.face_crop or ("tight" if args.format == "composite" else "aligned")
     cfg = train_config_for(args.model, model_options=options, epochs=args.epochs, batch_size=args.batch_size,
                            lr=args.lr, au_loss=not args.no_au_loss, r_schedule=args.r_schedule,
-                           class_balanced=args.class_balanced, device=args.device, seed=args.seed)
+                           class_balanced=args.class_balanced, device=args.device, seed=args.seed,
+                           init=args.init)
     if cfg.problems():
         return _fail("; ".join(cfg.problems()))
+    try:
+        init_doc = check_init(cfg)
+    except ValueError as exc:  # CheckpointError included
+        default = "" if args.init is not None else f" (the default for {cfg.model})"
+        hint = "; pass --init none to train from scratch" if args.init is None else ""
+        return _fail(f"--init {cfg.init}{default}: {exc}{hint}")
     try:
         resolve_device(cfg.device)
         data = _load(args, args.size)
@@ -132,6 +150,7 @@ def train_command(args) -> int:
     print(f"{cfg.model}: {cfg.schedule_line()}" + (f" (given: {', '.join(given)}; the rest the model's own)"
                                                     if given else " (the model's own recipe)"))
     print(f"protocol: {protocol_line(args.protocol, cfg)}")
+    print(f"init: {_init_line(cfg.init, init_doc)}")
     share = au_known_share(data)
     w = loss_weights(cfg, share, getattr(MODELS[cfg.model][0], "predicts_aus", False))
     print(f"loss: {w.emotion:g} x CE(emotion)" + (f" + {w.au:g} x AU BCE" if w.au else "")
@@ -150,6 +169,7 @@ def train_command(args) -> int:
     save_model(final, out, cfg.model, meta)
     summary = result.to_dict(cfg)
     summary.update(seconds_total=round(time.perf_counter() - t0, 3), device=str(resolve_device(cfg.device)),
+                   init={"init": cfg.init, "weights_sha256": init_doc and init_doc["weights_sha256"]},
                    data={"path": str(args.data), "format": args.format, "size": data.size,
                          "n_subjects": len(np.unique(data.subject)), "class_counts":
                          np.bincount(data.label, minlength=len(data.class_names)).tolist()})
@@ -160,6 +180,14 @@ def train_command(args) -> int:
           f"UF1 {summary['uf1']:.4f} UAR {summary['uar']:.4f} accuracy {summary['accuracy']:.4f} "
           f"({summary['seconds_per_fold']:.1f} s/fold) -> {out}")
     return ExitCode.OK
+
+
+def _init_line(init: str, doc: dict | None) -> str:
+    if doc is None:
+        return "none (from scratch)"
+    where = "the packaged public AU checkpoint" if init == "pretrained" else init
+    return (f"{init} ({where}, {doc['parameters']} arrays, weights SHA-256 {doc['weights_sha256'][:12]}...; "
+            "the emotion classifier starts fresh; all parameters fine-tuned)")
 
 
 def evaluate_command(args) -> int:

@@ -54,7 +54,8 @@ def test_trained_dpkgat_is_evaluated_from_its_run_folder(tmp_path):
     fx.composite(tmp_path / "data")
     run = tmp_path / "run"
     assert _cli(["train", "--data", str(tmp_path / "data"), "--format", "composite", "--out", str(run),
-                 "--epochs", "1", "--prior", "psych", "--no-au-loss", "--r-schedule", "fixed", "--device", "cpu"]) == 0
+                 "--epochs", "1", "--prior", "psych", "--no-au-loss", "--r-schedule", "fixed", "--init", "none",
+                 "--device", "cpu"]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["config"]["model_options"] == {"prior": "psych", "face_crop": "tight"} and summary["config"]["au_loss"] is False
     assert summary["n_samples"] == 6 and summary["n_folds"] == len({f["test"] for f in summary["per_fold"]})

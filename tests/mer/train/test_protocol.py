@@ -29,7 +29,9 @@ def test_ststnet_without_options_gets_its_published_recipe():
     assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.lr_schedule, cfg.weight_decay) == \
         (500, 256, 5e-5, "adam", "constant", 0.0)
     assert train_config_for("ststnet", epochs=7, lr=None).epochs == 7  # None keeps the model's value
-    assert train_config_for("dpk-gat") == TrainConfig()  # the plain defaults are DPK-GAT's recipe
+    # the plain defaults are DPK-GAT's recipe; its starting weights are simulate's default, the
+    # packaged checkpoint, where the dataclass itself stays at scratch
+    assert train_config_for("dpk-gat") == TrainConfig(init="pretrained")
     with pytest.raises(ValueError, match="unknown TrainConfig field.*epoch"):
         train_config_for("ststnet", epoch=3)
 
