@@ -1,6 +1,5 @@
 """`fedpsyau train` / `evaluate` end to end on the data side's fixtures of every input format."""
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -8,17 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mer.train import commands
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import me_fixtures as fx
+from cli_kit import run_cli as _cli
 
 
-def _cli(argv) -> int:
-    parser = argparse.ArgumentParser()
-    commands.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
 
 
 def _manifest(root: Path) -> None:

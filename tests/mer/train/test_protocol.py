@@ -1,6 +1,5 @@
 """The honest protocol, stated and kept: model recipes, no test-epoch selection, per-fold lines."""
 
-import argparse
 import json
 import logging
 import sys
@@ -9,19 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mer.train import centralised, commands, loso
+from mer.train import centralised, loso
 from mer.train.centralised import TrainConfig, loss_weights, train_config_for, train_model
 from mer.train.loso import protocol_line, run_loso
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import me_fixtures as fx
+from cli_kit import run_cli as _cli
 
 
-def _cli(argv) -> int:
-    parser = argparse.ArgumentParser()
-    commands.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
 
 
 def test_ststnet_without_options_gets_its_published_recipe():

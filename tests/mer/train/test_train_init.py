@@ -1,6 +1,5 @@
 """`fedpsyau train --init pretrained|none|PATH`: the checkpoint really is loaded, a misfit is refused."""
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -11,18 +10,14 @@ import torch
 
 from mer.model import build_model
 from mer.model.pretrained import packaged_checkpoint, read_checkpoint, save_checkpoint
-from mer.train import commands
 from mer.train.centralised import TrainConfig, check_init, make_model, train_config_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import me_fixtures as fx
+from cli_kit import run_cli as _cli
 
 
-def _cli(argv) -> int:
-    parser = argparse.ArgumentParser()
-    commands.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
 
 
 def _train(tmp_path, *extra) -> list[str]:
