@@ -7,11 +7,13 @@ For 1e5 parameters, the DPK-GAT size (125,864) and a 1e6-parameter model, all in
 1. **Real daemons** (:func:`fedcore.simulation.simulate`: a coordinator and 3 client processes
    over mutual TLS on loopback) with ``benchmarks/sized_workload.py``, an MLP whose parameter
    count is a setting: round time and bytes up/down per round in ``plain``, ``secagg`` and
-   ``ckks`` mode without DP (median of rounds 2..R-1: round 1 warms up, round R also carries the
-   final EVALUATE stage), round 0 (CKKS key set-up and the statistics sum), and the same
-   ``plain`` federation with DP-SGD (epsilon 8). Ratios are against the ``plain`` run of the same
-   size in this run. Each round is also cut into its wire stages from the coordinator's log (the
-   time from one stage's opening to the next one's, median over the same rounds): compared with
+   ``ckks`` mode without DP (``repeats`` federations per mode, run interleaved -- plain, secagg,
+   ckks, plain, ... -- so that a drifting load on a shared machine hits every mode alike; median
+   over rounds 2..R-1 of all of them: round 1 warms up, round R also carries the final EVALUATE
+   stage), round 0 (CKKS key set-up and the statistics sum), and the same ``plain`` federation
+   with DP-SGD (epsilon 8). Ratios are against the ``plain`` rows of the same size in this run.
+   Each round is also cut into its wire stages from the logs (:func:`stage_samples`: the time
+   from one stage's opening to the next one's, and its critical path), compared with
    the in-process breakdown below, what a stage costs beyond its computation is the hand-off
    (task delivery, transfers, the coordinator's close). A few runs are repeated with the run
    folders on tmpfs (``tmpfs_reference``, rows with ``storage = "tmpfs"``): the coordinator
@@ -61,11 +63,12 @@ CONFIG = {
     # on a shared machine moves a short round's time by more than the effects measured here)
     "rounds": 16,
     "dp_rounds": 6,               # the DP daemon runs (their rounds are long)
+    "repeats": 2,                 # federations per configuration, interleaved across modes, rounds pooled
     "modes": ["plain", "secagg", "ckks"],
     "workload": {"samples": 240, "epochs": 1, "batch_size": 32, "lr": 0.05},
     "dp": {"target_epsilon": 8.0, "max_grad_norm": 1.0},
     "reps": 3,
-    "quick": {"rounds": 4, "dp_rounds": 4, "reps": 2},
+    "quick": {"rounds": 4, "dp_rounds": 4, "reps": 2, "repeats": 1},
     # the same daemons with their run folders (checkpoints, attempt and metrics files, all fsync'd)
     # on tmpfs: what the round costs without the disk's fsync latency (a reference, not a target)
     "tmpfs_reference": [("1e5", "plain"), ("dpk-gat", "plain"), ("dpk-gat", "secagg")],
@@ -101,14 +104,31 @@ def daemon_run(size: int, mode: str, rounds: int, dp: bool, tmp: Path, storage: 
     later = [m for m in res.metrics if 2 <= m["round"] < rounds] or [m for m in res.metrics if m["round"] >= 2]
     history_s = sum(m["seconds"] for m in res.metrics)
     return {"mode": mode, "parameters": size, "dp": dp, "storage": storage, "rounds": rounds, "wall_s": wall,
-            "load_average_at_start": load,
-            "round_s": _median([m["seconds"] for m in later]),
-            "round_s_all": [m["seconds"] for m in res.metrics],
-            "stage_s": stage_spans(res.run_dir / "logs", later),
-            "bytes_up_per_round": _median([m["bytes_up"] for m in later]),
-            "bytes_down_per_round": _median([m["bytes_down"] for m in later]),
-            "round0_s": res.summary.get("seconds", 0.0) - history_s,
-            "epsilon_max": res.summary.get("epsilon_max")}
+            "load_average_at_start": load, "round_s_all": [m["seconds"] for m in res.metrics],
+            "round_samples": [m["seconds"] for m in later], "stage_samples": stage_samples(res.run_dir / "logs", later),
+            "bytes_up": [m["bytes_up"] for m in later], "bytes_down": [m["bytes_down"] for m in later],
+            "round0_s": res.summary.get("seconds", 0.0) - history_s, "epsilon_max": res.summary.get("epsilon_max")}
+
+
+def pooled(runs: list[dict]) -> dict:
+    """One row from repeated (interleaved) federations of one configuration: medians over the
+    measured rounds of all of them, and each federation's own median beside."""
+    stages: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        for name, parts in run["stage_samples"].items():
+            for key, values in parts.items():
+                stages.setdefault(name, {}).setdefault(key, []).extend(values)
+    first = runs[0]
+    return {**{k: first[k] for k in ("mode", "parameters", "dp", "storage", "rounds")}, "repeats": len(runs),
+            "load_average_at_start": [r["load_average_at_start"] for r in runs],
+            "wall_s": [r["wall_s"] for r in runs],
+            "round_s": _median([x for r in runs for x in r["round_samples"]]),
+            "round_s_per_repeat": [_median(r["round_samples"]) for r in runs],
+            "round_s_all": [r["round_s_all"] for r in runs],
+            "stage_s": {name: {k: _median(v) for k, v in parts.items()} for name, parts in stages.items()},
+            "bytes_up_per_round": _median([x for r in runs for x in r["bytes_up"]]),
+            "bytes_down_per_round": _median([x for r in runs for x in r["bytes_down"]]),
+            "round0_s": _median([r["round0_s"] for r in runs]), "epsilon_max": first["epsilon_max"]}
 
 
 _STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*"
@@ -120,7 +140,7 @@ def _stamp(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def stage_spans(logs: Path, rounds: list[dict]) -> dict[str, dict[str, float]]:
+def stage_samples(logs: Path, rounds: list[dict]) -> dict[str, dict[str, list[float]]]:
     """Each wire stage of ``rounds`` (metrics lines) cut along its critical path, from the logs
     (millisecond stamps): ``span`` from the stage's opening to the next one's (a round's last
     stage: to the next round's TRAIN opening, so it holds the aggregation and the checkpoint;
@@ -128,7 +148,7 @@ def stage_spans(logs: Path, rounds: list[dict]) -> dict[str, dict[str, float]]:
     ``delivery`` (opening -> the client holds its task: the hand-off), ``work`` (answering),
     ``upload`` (the Submit call) and ``close`` (its submission landing -> the next opening:
     the coordinator's accept, its tick, and for the last stage the aggregate and checkpoint).
-    Medians over ``rounds``."""
+    One value per round of ``rounds`` (medians are taken by :func:`pooled`)."""
     opened: dict[tuple[int, int], list[tuple[str, float]]] = {}
     for line in (logs / "coordinator.log").read_text(errors="replace").splitlines():
         if m := _OPENED.match(line):
@@ -156,7 +176,7 @@ def stage_spans(logs: Path, rounds: list[dict]) -> dict[str, dict[str, float]]:
                 for key, value in (("delivery", t_done - upload - work - t), ("work", work), ("upload", upload),
                                    ("close", end - t_done)):
                     row.setdefault(key, []).append(value)
-    return {name: {k: _median(v) for k, v in row.items()} for name, row in parts.items()}
+    return parts
 
 
 # -- 2. per-stage breakdown ---------------------------------------------------------------------
@@ -363,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     from mer.data.synth import synthesize
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4 rounds, 2 reps")
+    parser.add_argument("--quick", action="store_true", help="4 rounds, 2 reps, 1 federation per configuration")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--skip-dp", action="store_true", help="no DP runs (daemons without DP and the breakdown only)")
     parser.add_argument("--stem", default="overhead", help="output file names: STEM.json, STEM.png")
@@ -375,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = CONFIG["quick"]["rounds"] if args.quick else CONFIG["rounds"]
     dp_rounds = CONFIG["quick"]["dp_rounds"] if args.quick else CONFIG["dp_rounds"]
     reps = CONFIG["quick"]["reps"] if args.quick else CONFIG["reps"]
+    repeats = CONFIG["quick"]["repeats"] if args.quick else CONFIG["repeats"]
     started = time.time()
     res = {"config": CONFIG, "quick": args.quick, "skip_dp": args.skip_dp, "load_average_at_start": os.getloadavg(),
            "source": _source(),
@@ -385,8 +406,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, size in CONFIG["sizes"].items():
             for mode in CONFIG["modes"]:
                 res["stages"].append(stage_breakdown(size, mode, reps))
-            for mode, dp in [(m, False) for m in CONFIG["modes"]] + ([] if args.skip_dp else [("plain", True)]):
-                row = daemon_run(size, mode, dp_rounds if dp else rounds, dp, tmp)
+            runs: dict[tuple[str, bool], list[dict]] = {}
+            for rep in range(repeats):   # plain, secagg, ckks, plain, ...: load drifts hit every mode alike
+                for mode in CONFIG["modes"]:
+                    runs.setdefault((mode, False), []).append(daemon_run(size, mode, rounds, False, tmp / f"r{rep}"))
+            if not args.skip_dp:
+                runs[("plain", True)] = [daemon_run(size, "plain", dp_rounds, True, tmp)]
+            for (mode, dp), done in runs.items():
+                row = pooled(done)
                 res["daemons"].append(row)
                 print(f"daemons {name:7s} {mode:6s}{' +DP' if dp else '    '}: round {row['round_s']:.4f} s, "
                       f"up {row['bytes_up_per_round'] / 1e6:.2f} MB, down {row['bytes_down_per_round'] / 1e6:.2f} MB, "
@@ -395,8 +422,13 @@ def main(argv: list[str] | None = None) -> int:
         shm = Path("/dev/shm")
         if shm.is_dir() and os.access(shm, os.W_OK):
             with tempfile.TemporaryDirectory(prefix="overhead-", dir=shm) as fast:
-                for name, mode in CONFIG["tmpfs_reference"]:
-                    row = daemon_run(CONFIG["sizes"][name], mode, rounds, False, Path(fast), storage="tmpfs")
+                runs = {}
+                for rep in range(repeats):
+                    for name, mode in CONFIG["tmpfs_reference"]:
+                        runs.setdefault((name, mode), []).append(
+                            daemon_run(CONFIG["sizes"][name], mode, rounds, False, Path(fast) / f"r{rep}", storage="tmpfs"))
+                for (name, mode), done in runs.items():
+                    row = pooled(done)
                     res["daemons"].append(row)
                     print(f"daemons {name:7s} {mode:6s}     (run folder on tmpfs): round {row['round_s']:.4f} s", flush=True)
         if not args.skip_dp:
