@@ -171,7 +171,7 @@ def cmd_simulate(args) -> int:
         result = simulate(clients=args.clients, rounds=args.rounds, out=args.out, aggregation=args.aggregation,
                           workload=args.workload, insecure=args.insecure, seed=args.seed,
                           strategy={"name": args.strategy} if args.strategy else None, timeout=args.timeout,
-                          status=args.status)
+                          status=args.status, transport=args.transport, seeded=args.seeded)
     except CoordinatorFailed as exc:
         log.error("%s", exc)
         return exc.returncode or ExitCode.INTERNAL
@@ -251,6 +251,10 @@ def register(subparsers, exclude: tuple[str, ...] = ()) -> None:
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     p.add_argument("--insecure", action="store_true", help="no TLS (local debugging only; warns)")
     p.add_argument("--status", default=None, metavar="HOST:PORT", help="serve the live status page there")
+    p.add_argument("--transport", choices=("grpc", "memory"), default="grpc",
+                   help="grpc (default): processes over mTLS on loopback; memory: the same engine and clients in "
+                        "this process (round seconds are then simulated time)")
+    p.add_argument("--seeded", action="store_true", help="seed every client from --seed (reproducible runs; warns)")
     p.set_defaults(func=cmd_simulate)
 
 

@@ -145,13 +145,25 @@ def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *
              central_dp: Mapping[str, Any] | None = None, deadlines: Mapping[str, Any] | None = None, federation: Mapping[str, Any] | None = None,
              client_ids: Sequence[str] | None = None, progress: bool | None = None, timeout: float | None = None,
              resume: bool = False, env: Mapping[str, str] | None = None, echo: bool = True,
-             status: str | None = None) -> SimulationResult:
+             status: str | None = None, transport: str = "grpc", seeded: bool = False,
+             faults: Any = None) -> SimulationResult:
     """Run a whole federation locally; see the module docstring. ``client_settings[i]`` and
     ``client_privacy[i]`` are client i's ``[workload.settings]`` additions and ``[privacy]`` table
     (``workload_settings`` go to the coordinator's ``[workload]`` and under every client's settings);
     ``federation`` adds keys to ``[federation]`` (e.g. ``min_clients``, ``fraction``); ``status`` is
     the ``[status] address`` of the live status page (e.g. ``127.0.0.1:0``; None: off), whose URL
-    is printed once it serves and kept in ``SimulationResult.status_page``."""
+    is printed once it serves and kept in ``SimulationResult.status_page``.
+
+    ``transport``: ``grpc`` (processes over mTLS on loopback) or ``memory`` (the same engine and
+    clients in this process, :mod:`fedcore.simulation_memory`; ``faults`` scripts its dropouts and
+    stragglers, ``timeout`` is then in simulated seconds). ``seeded``: every client gets
+    ``[client] seed`` (derived from ``seed`` and its index), so a run is reproducible -- with DP
+    only together with ``privacy = {"secure_rng": False, ...}``."""
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"transport must be one of {', '.join(TRANSPORTS)} (got {transport!r})", "simulate")
+    if transport == "memory" and status:
+        raise ConfigError("the status page is served by the coordinator daemon: use --transport grpc with --status",
+                          "simulate")
     ids = list(client_ids or [f"client{i + 1}" for i in range(clients)])
     if len(ids) != clients or clients < 1:
         raise ConfigError(f"need clients >= 1 and one id per client (got {clients} clients, ids {ids})", "simulate")
@@ -169,7 +181,52 @@ def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *
                      deadlines={**SIM_DEADLINES, **dict(deadlines or {})}, strategy=dict(strategy or {}),
                      privacy=privacy, secagg=secagg, ckks=ckks, central_dp=central_dp,
                      status={"address": status} if status else None)
-    child_env = _child_env(clients, env)
+
+    def write_client_configs(address: str) -> None:
+        for i, cid in enumerate(ids):
+            settings = {**dict(workload_settings or {}), "client_index": i, "num_clients": clients,
+                        **dict(client_settings[i] if client_settings else {})}
+            extra: dict[str, Any] = {"backoff_max": 2.0}
+            if seeded:
+                extra["seed"] = int(seed) * 1_000_003 + i
+            prov.client_configs[cid].write_text(client_toml(
+                cid, federation="fedpsyau", coordinator=address, workload=workload, settings=settings,
+                privacy=client_privacy[i] if client_privacy else None, client=extra))
+
+    if transport == "memory":
+        from fedcore.simulation_memory import run_in_memory
+
+        write_client_configs(MEMORY_ADDRESS)
+        rc, client_rcs = run_in_memory(prov.coordinator_config, [prov.client_configs[c] for c in ids],
+                                       insecure=insecure, rounds=rounds, progress=progress, timeout=timeout,
+                                       faults=faults, log_path=logs / "federation.log")
+    else:
+        rc, client_rcs = _run_processes(run_dir, prov, ids, write_client_configs, insecure=insecure, rounds=rounds,
+                                        progress=progress, timeout=timeout, env=env, echo=echo)
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    metrics = read_metrics(run_dir / "metrics.jsonl")
+    if rc == 0 and summary.get("status") != "completed":
+        rc = ExitCode.INTERNAL
+    if echo:
+        print(closing_table(metrics, summary, run_dir))
+    page = run_dir / "status.address"
+    return SimulationResult(int(rc), run_dir, summary, metrics, client_rcs,
+                            page.read_text().strip() if page.exists() else "")
+
+
+#: the transports a simulation runs over
+TRANSPORTS = ("grpc", "memory")
+#: the ``[client] coordinator`` written for an in-memory run (never dialled)
+MEMORY_ADDRESS = "memory:1"
+
+
+def _run_processes(run_dir: Path, prov, ids: list[str], write_client_configs, *, insecure: bool, rounds: int,
+                   progress: bool | None, timeout: float | None, env: Mapping[str, str] | None,
+                   echo: bool) -> tuple[int, dict[str, int | None]]:
+    """The gRPC transport: the coordinator and one process per client; (exit code, client exit codes)."""
+    logs = run_dir / "logs"
+    child_env = _child_env(len(ids), env)
     flag = ["--insecure"] if insecure else []
     for stale in ("coordinator.address", "status.address"):
         (run_dir / stale).unlink(missing_ok=True)
@@ -179,12 +236,8 @@ def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *
     started = time.monotonic()
     try:
         address = _wait_address(run_dir / "coordinator.address", coord, coord_log)
-        for i, cid in enumerate(ids):
-            settings = {**dict(workload_settings or {}), "client_index": i, "num_clients": clients,
-                        **dict(client_settings[i] if client_settings else {})}
-            prov.client_configs[cid].write_text(client_toml(
-                cid, federation="fedpsyau", coordinator=address, workload=workload, settings=settings,
-                privacy=client_privacy[i] if client_privacy else None, client={"backoff_max": 2.0}))
+        write_client_configs(address)
+        for cid in ids:
             procs[cid] = _spawn(["client", "--config", str(prov.client_configs[cid]), *flag], logs / f"{cid}.log",
                                 child_env)
         rc = _follow(run_dir, coord, list(procs.values()), rounds, progress, timeout, started, echo)
@@ -193,16 +246,7 @@ def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *
         _stop([coord, *procs.values()], grace=0)
         raise
     _stop(list(procs.values()), grace=10.0)
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    metrics = read_metrics(run_dir / "metrics.jsonl")
-    if rc == 0 and summary.get("status") != "completed":
-        rc = ExitCode.INTERNAL
-    if echo:
-        print(closing_table(metrics, summary, run_dir))
-    page = run_dir / "status.address"
-    return SimulationResult(int(rc), run_dir, summary, metrics, {c: p.returncode for c, p in procs.items()},
-                            page.read_text().strip() if page.exists() else "")
+    return rc, {c: p.returncode for c, p in procs.items()}
 
 
 #: after every client process has exited, give the coordinator this long to finish on its own

@@ -103,7 +103,9 @@ def check_args(args: argparse.Namespace) -> list[str]:
         problems.append(f"--subjects must be >= 2 (got {args.subjects})")
     if args.data is not None and not Path(args.data).exists():
         problems.append(f"--data {args.data} does not exist")
-    if args.status:
+    if args.status and getattr(args, "transport", "grpc") == "memory":
+        problems.append("--status needs the coordinator daemon: use it with --transport grpc (the default)")
+    elif args.status:
         from fedcore.config.status import StatusSettings, status_problems
 
         problems += [p.replace("[status] address", "--status") for p in
@@ -223,7 +225,7 @@ def _simulate(args, clients, run_dir, settings, privacy, strategy):
     return simulate(clients=clients, rounds=args.rounds, out=run_dir, aggregation=args.aggregation,
                     workload=WORKLOAD, workload_settings=settings, privacy=privacy, strategy=strategy,
                     insecure=args.insecure, seed=args.seed, timeout=args.timeout, resume=args.resume,
-                    status=args.status)
+                    status=args.status, transport=args.transport, seeded=args.insecure_rng)
 
 
 def _finish(args, run_dir: Path, classes, privacy, res) -> int:
@@ -292,7 +294,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="each client's target epsilon for the whole run (default 8; inf = no DP)")
     p.add_argument("--max-grad-norm", type=float, default=None, help="DP-SGD clipping bound (default: the recipe's)")
     p.add_argument("--insecure-rng", action="store_true",
-                   help="seeded torch generator for DP noise and sampling instead of the CSPRNG (reproducible; warns)")
+                   help="seeded generators for DP noise, sampling, rounding and training seeds instead of the CSPRNG "
+                        "(the run is reproducible from --seed; warns)")
+    p.add_argument("--transport", choices=("grpc", "memory"), default="grpc",
+                   help="grpc (default): a coordinator and client processes over mTLS on loopback; memory: the same "
+                        "engine and clients in this process, clients taking turns (fast for many clients; round "
+                        "seconds are then simulated time)")
     p.add_argument("--no-dp", action="store_true", help="train without differential privacy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")

@@ -19,6 +19,8 @@ FORBIDDEN = {
     "fedcore/he": ("fedcore.client", "fedcore.coordinator", "fedcore.secagg"),
     "fedcore/coordinator": ("fedcore.client",),   # the Workload contract lives in fedcore.common.workload
     "fedcore/client": ("fedcore.coordinator",),
+    # the transports carry messages between the two daemons and know neither
+    "fedcore/transport": ("fedcore.client", "fedcore.coordinator", "fedcore.secagg", "fedcore.he", "fedcore.dp"),
 }
 
 

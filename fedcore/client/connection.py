@@ -18,19 +18,18 @@ from typing import TypeVar
 
 import grpc
 
-from fedcore.common.errors import FedError, InvalidPayload, NotAuthorized, WrongStage
+from fedcore.common.errors import FedError, InvalidPayload
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 from fedcore.transport.channel import federation_stub, open_channel
 from fedcore.transport.chunks import receive_chunks, send_chunks
+from fedcore.transport.status import CLIENT_ERRORS, RETRYABLE
 from fedcore.transport.tls import TlsMaterial
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_RETRY = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
-_ERRORS = {grpc.StatusCode.FAILED_PRECONDITION: WrongStage, grpc.StatusCode.INVALID_ARGUMENT: InvalidPayload,
-           grpc.StatusCode.PERMISSION_DENIED: NotAuthorized, grpc.StatusCode.UNAUTHENTICATED: NotAuthorized,
-           grpc.StatusCode.NOT_FOUND: InvalidPayload}
+_RETRY = RETRYABLE
+_ERRORS = CLIENT_ERRORS
 
 
 class CoordinatorUnreachable(FedError):

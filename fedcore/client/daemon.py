@@ -18,13 +18,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import grpc
+import numpy as np
 from google.protobuf import any_pb2
 
 from fedcore.client.cache import UpdateCache
 from fedcore.client.connection import Connection, CoordinatorUnreachable
 from fedcore.client.handlers import StageHandlers
+from fedcore.client.privacy import derived_seed
 from fedcore.common.aggregation import ClientIdentity, client_mode
 from fedcore.common.errors import (
     InvalidPayload,
@@ -57,15 +60,21 @@ def resolve_device(device: str) -> str:
 
 
 class ClientDaemon:
-    def __init__(self, cfg: ClientConfig, stop: threading.Event | None = None):
+    """One client. ``connection`` replaces the gRPC one (the in-memory transport: the same stage
+    handlers over :class:`fedcore.transport.memory.MemoryConnection`); ``sleep`` is what a pause
+    between polls calls (a simulation with its own clock passes a no-op)."""
+
+    def __init__(self, cfg: ClientConfig, stop: threading.Event | None = None, *, connection=None,
+                 sleep: Callable[[float], object] | None = None):
         self.cfg = cfg
         self.stop = stop or threading.Event()
+        self.sleep = sleep or self.stop.wait
         c = cfg.client
         self.tls = None if cfg.tls.insecure else TlsMaterial.from_files(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
-        self.conn = Connection(c.coordinator, self.tls, client_id=c.id, federation_id=c.federation,
-                               insecure=cfg.tls.insecure, server_name=cfg.tls.server_name,
-                               reconnect_timeout=c.reconnect_timeout, backoff_max=c.backoff_max,
-                               max_payload_bytes=c.max_payload_bytes)
+        self.conn = connection or Connection(c.coordinator, self.tls, client_id=c.id, federation_id=c.federation,
+                                             insecure=cfg.tls.insecure, server_name=cfg.tls.server_name,
+                                             reconnect_timeout=c.reconnect_timeout, backoff_max=c.backoff_max,
+                                             max_payload_bytes=c.max_payload_bytes)
         self.identity = ClientIdentity(c.id, *(b"", b"", b"") if self.tls is None else
                                        (self.tls.cert_pem, self.tls.key_pem, self.tls.ca_pem))
         self.workload = load_workload(cfg.workload.path)
@@ -77,6 +86,9 @@ class ClientDaemon:
         self.poll_interval = 0.5
         self._pending: tuple[tuple[int, int, int], bytes] | None = None   # unsent (or unconfirmed) result
         self._skip: set[tuple[int, int, int]] = set()
+        self._last = pb.Header()       # the header of the last task answered (sent with GetTask)
+        self.idle = False              # the last step found nothing to do (WAIT, or a task it skips)
+        self.retry_after = 0.0         # after an idle step: how long to pause before asking again
 
     # -- joining ------------------------------------------------------------------------------
     def join(self) -> None:
@@ -91,9 +103,14 @@ class ClientDaemon:
         run_id = str(settings["run_id"]) if settings.get("run_id") else None
         if self.handlers is None or self.handlers.mode.name != name:
             mode = client_mode(name)(self.identity, self.cfg.client.federation, settings.get("mode_settings", {}))
+            seed = self.cfg.client.seed
+            if seed is not None:
+                mode.seed_randomness(np.random.default_rng(derived_seed(seed, "mode")))
+                log.warning("[client] seed is set: training seeds, rounding and client-side noise are reproducible "
+                            "draws from it, NOT secret randomness (benchmarks and tests only)")
             self.handlers = StageHandlers(self.trainer, mode, self.conn, self.cache, self.cfg.privacy,
                                           federation=self.cfg.client.federation, run_id=run_id,
-                                          workdir=self.cfg.client.workdir,
+                                          workdir=self.cfg.client.workdir, seed=seed,
                                           stats_sensitivity=statistics_sensitivity(self.workload, self.cfg.workload.settings))
             if run_id is None:
                 log.info("the coordinator sends no run id: cached updates are resent only within this client "
@@ -133,36 +150,47 @@ class ClientDaemon:
             self.conn.close()
 
     def _loop(self) -> int:
-        last = pb.Header()
         while not self.stop.is_set():
-            try:
-                task = self.conn.get_task(last, wait=LONG_POLL, stop=self.stop)
-            except WrongStage as exc:
-                log.info("re-joining: %s", exc)
-                self.join()
-                continue
-            if task is None:   # stopped while the call was held
-                continue
-            stage = Stage(task.header.stage)
-            if stage == Stage.DONE:
-                done = pb.DoneTask()
-                task.body.Unpack(done)
-                log.info("federation over (%s): %s", "completed" if done.success else "ABORTED", done.reason)
-                return ExitCode.OK if done.success else ExitCode.ABORTED
-            if stage == Stage.WAIT:
-                if task.retry_after > 0:   # the call was not held: poll
-                    self.stop.wait(task.retry_after)
-                continue
-            last = task.header
-            self._answer(task)
+            code = self.step(LONG_POLL)
+            if code is not None:
+                return code
+            if self.idle and self.retry_after > 0:   # the call was not held: poll
+                self.sleep(self.retry_after)
         return ExitCode.INTERRUPTED
+
+    def step(self, wait: float = 0.0) -> int | None:
+        """Ask for the next task (a long poll of up to ``wait`` s) and answer it. Returns the exit
+        code once the federation is over, else None; :attr:`idle` then says whether there was
+        nothing to do (and :attr:`retry_after` how long to pause)."""
+        self.idle, self.retry_after = True, 0.0
+        try:
+            task = self.conn.get_task(self._last, wait=wait, stop=self.stop)
+        except WrongStage as exc:
+            log.info("re-joining: %s", exc)
+            self.join()
+            return None
+        if task is None:   # stopped while the call was held
+            return None
+        stage = Stage(task.header.stage)
+        if stage == Stage.DONE:
+            done = pb.DoneTask()
+            task.body.Unpack(done)
+            log.info("federation over (%s): %s", "completed" if done.success else "ABORTED", done.reason)
+            return ExitCode.OK if done.success else ExitCode.ABORTED
+        if stage == Stage.WAIT:
+            self.retry_after = task.retry_after
+            return None
+        self._last = task.header
+        self._answer(task)
+        return None
 
     def _answer(self, task: pb.Task) -> None:
         h = task.header
         key = (h.round, h.stage, h.attempt)
         if key in self._skip:
-            self.stop.wait(self.poll_interval)
+            self.retry_after = self.poll_interval
             return
+        self.idle = False
         try:
             started = time.monotonic()
             if self._pending is not None and self._pending[0] == key:

@@ -25,10 +25,10 @@ from google.protobuf import any_pb2, message_factory, symbol_database
 from google.protobuf.message import DecodeError, Message
 
 from fedcore.client.cache import UpdateCache
-from fedcore.client.connection import Connection
 from fedcore.client.privacy import (
     StatisticsRefused,
     charge_statistics,
+    derived_seed,
     dp_enabled,
     statistics_release,
     task_context,
@@ -89,11 +89,16 @@ class StageHandlers:
         workdir: the client's workdir (ledger and evidence of training; default the cache's parent).
         stats_sensitivity: the workload's L2 sensitivity of its round-0 statistics
             (:func:`fedcore.common.workload.statistics_sensitivity`; None: sqrt(length)).
+        seed: a seeded client's ``[client] seed`` (training seeds and the statistics noise derive
+            from it; None: CSPRNG draws).
+
+    ``conn`` is the client's connection over either transport (:class:`fedcore.client.connection.
+    Connection` or :class:`fedcore.transport.memory.MemoryConnection`): only its ``download`` is used.
     """
 
-    def __init__(self, trainer: Trainer, mode: ClientMode, conn: Connection, cache: UpdateCache,
+    def __init__(self, trainer: Trainer, mode: ClientMode, conn: Any, cache: UpdateCache,
                  privacy: Mapping[str, Any], *, federation: str = "", run_id: str | None = None,
-                 workdir: Path | None = None, stats_sensitivity: float | None = None):
+                 workdir: Path | None = None, stats_sensitivity: float | None = None, seed: int | None = None):
         self.trainer = trainer
         self.stats_sensitivity = stats_sensitivity  # the workload's stated L2 sensitivity of its statistics
         self.mode = mode
@@ -104,6 +109,8 @@ class StageHandlers:
         self.run_id = run_id or f"session-{secrets.token_hex(6)}"
         self.workdir = Path(workdir) if workdir is not None else Path(cache.directory).parent
         self.jobs: dict[tuple[int, int], ClientJob] = {}
+        self.seed = seed
+        self.rng = None if seed is None else np.random.default_rng(derived_seed(seed, "statistics"))
 
     def handle(self, task: pb.Task) -> Message:
         stage = Stage(task.header.stage)
@@ -121,7 +128,8 @@ class StageHandlers:
         config = from_struct(struct)
         config["privacy"] = {**config.get("privacy", {}), **self.privacy}
         if header is not None:
-            config["task"] = task_context(self._federation(header), self.run_id, header.round, header.attempt)
+            config["task"] = task_context(self._federation(header), self.run_id, header.round, header.attempt,
+                                          self.seed)
         return config
 
     def _federation(self, header: pb.Header) -> str:
@@ -196,7 +204,7 @@ class StageHandlers:
         if vec.ndim != 1 or not np.isfinite(vec).all():
             return pb.StatsReport(ready=False, refusal=f"statistics must be a finite 1-D vector (got shape {vec.shape})")
         try:  # noised (by the mode or here) and charged before anything derived from it leaves the client
-            vec, noise = statistics_release(vec, config["privacy"], self.mode, self.stats_sensitivity)
+            vec, noise = statistics_release(vec, config["privacy"], self.mode, self.stats_sensitivity, self.rng)
             if noise is not None:
                 config["statistics_noise"] = noise  # the client's own record, whatever the task said
             charge_statistics(config["privacy"], config, self.workdir, self._federation(header), self.run_id,

@@ -46,9 +46,21 @@ def dp_enabled(table: Mapping[str, Any]) -> bool:
     return bool(table) and table.get("enabled", True) is not False
 
 
-def task_context(federation: str, run: str, round_: int, attempt: int) -> dict[str, Any]:
-    return {"federation": federation, "run": run, "round": int(round_), "attempt": int(attempt),
-            "seed": secrets.randbits(63)}
+def task_context(federation: str, run: str, round_: int, attempt: int, seed: int | None = None) -> dict[str, Any]:
+    """``config["task"]``. Its ``seed`` (the training seed) is fresh from the CSPRNG, or, for a
+    seeded client (``[client] seed``), derived from that seed, the federation, round and attempt --
+    not the run id, so that two runs of one seeded federation train alike."""
+    drawn = secrets.randbits(63) if seed is None else derived_seed(seed, f"train/{federation}/{round_}/{attempt}")
+    return {"federation": federation, "run": run, "round": int(round_), "attempt": int(attempt), "seed": drawn}
+
+
+def derived_seed(seed: int, label: str) -> int:
+    """A 63-bit seed for ``label`` derived from a client's ``[client] seed`` (SHA-256; reproducible,
+    not secret: seeded runs are for benchmarks and tests)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"fedpsyau/client-seed/v1/{int(seed)}/{label}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def ledger_for(table: Mapping[str, Any], workdir: Path):

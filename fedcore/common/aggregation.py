@@ -140,6 +140,11 @@ class ClientMode(ABC):
                fetch_blob: Callable[[str], bytes]) -> Message:
         """Answer one task. ``job`` is None for set-up stages."""
 
+    def seed_randomness(self, rng: Any) -> None:
+        """Seeded runs (``[client] seed``): draw this mode's randomness that shapes the sum
+        (stochastic rounding, client-side noise) from the numpy Generator ``rng``. Keys, masks and
+        encryption randomness stay CSPRNG draws: they never change what is summed. Default: none."""
+
     def statistics_noise(self, length: int) -> dict[str, float] | None:
         """The noise this mode itself puts on a round-0 statistics sum of ``length`` values, as
         ``{"sigma", "sensitivity", "delta"}`` (sigma: the std left in any sum another party can see,

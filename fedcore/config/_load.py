@@ -31,12 +31,19 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def _type_name(tp: Any) -> str:
+    args = typing.get_args(tp)
+    if type(None) in args and len(args) == 2:
+        tp = next(a for a in args if a is not type(None))
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", Path: "a path string",
             dict: "a table"}.get(tp, "a list of strings")
 
 
 def _convert(value: Any, tp: Any) -> tuple[bool, Any]:
-    """(ok, converted value) for one TOML value against a field type."""
+    """(ok, converted value) for one TOML value against a field type (``X | None``: as X; TOML
+    has no null, so None is only ever the field's default)."""
+    args = typing.get_args(tp)
+    if type(None) in args and len(args) == 2:
+        tp = next(a for a in args if a is not type(None))
     if tp is bool:
         return isinstance(value, bool), value
     if tp is int:

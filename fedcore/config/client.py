@@ -30,6 +30,11 @@ class ClientSection:
     reconnect_timeout: float = 600.0        # give up (exit 5) after this long without the coordinator
     backoff_max: float = 10.0               # cap of the exponential reconnect backoff, seconds
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD  # largest download accepted, checked before allocating
+    seed: int | None = None                 # seeded runs (benchmarks, tests): every random draw that
+                                            # shapes this client's contributions (training seeds,
+                                            # rounding, client-side noise) comes from this seed; with
+                                            # DP, DP-SGD noise follows only with privacy.secure_rng =
+                                            # false. Unset (the default): fresh CSPRNG draws
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -305,7 +306,8 @@ def begin_train(eng: RoundEngine, pool: list[str], now: float) -> None:
     st = eng.state
     fed = eng.cfg.federation
     _enter(eng, st.next_round, now)
-    k = min(len(pool), max(fed.min_clients, math.ceil(fed.fraction * len(pool))))
+    # the share rounds up, in exact decimal arithmetic (0.28 * 25 is 7.000000000000001 in floats)
+    k = min(len(pool), max(fed.min_clients, math.ceil(Fraction(repr(fed.fraction)) * len(pool))))
     rng = np.random.default_rng([fed.seed, st.round, st.attempt])
     st.selected = tuple(sorted(rng.choice(pool, size=k, replace=False).tolist()))
     excluded = eng.registry.excluded()

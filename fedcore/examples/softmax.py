@@ -137,6 +137,9 @@ class SoftmaxTrainer:
                     for p, a in zip(self.model.parameters(), anchor):
                         p.sub_(lr * mu * (p - a))
 
+        task_seed = (config.get("task") or {}).get("seed")
+        if isinstance(task_seed, int):   # a new attempt draws new batches (and, with secure_rng off, new noise)
+            torch.manual_seed(task_seed)
         try:
             stats = dp_train(self.model, loss_fn, (self.x_train, self.y_train), privacy=privacy, ledger=ledger,
                              round=round, plan=plan, epochs=int(config.get("epochs", 1)),

@@ -95,6 +95,13 @@ class SecAggClient(ClientMode):
             SecAggStage.ADVERTISE_KEYS: self._advertise_keys, SecAggStage.SHARE_KEYS: self._share_keys,
             SecAggStage.MASKED_INPUT: self._masked_input, SecAggStage.UNMASK: self._unmask}
 
+    def seed_randomness(self, rng: np.random.Generator) -> None:
+        """Seeded runs: stochastic rounding and the distributed noise from ``rng`` (not secure)."""
+        from fedcore.dp.discrete import sample_discrete_gaussian
+
+        self.rng = rng
+        self.noise_sampler = lambda sigma, size: sample_discrete_gaussian(sigma, size, rng)
+
     def statistics_noise(self, length: int) -> dict[str, float] | None:
         """Round 0's discrete Gaussian (:mod:`fedcore.secagg.stats_noise`) when these settings turn it on.
 

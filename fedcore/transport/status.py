@@ -59,6 +59,24 @@ def status_for(exc: BaseException) -> grpc.StatusCode | None:
     return None
 
 
+#: what a client makes of a refusal (the status codes it does not retry)
+CLIENT_ERRORS: dict[grpc.StatusCode, type[FedError]] = {
+    grpc.StatusCode.FAILED_PRECONDITION: WrongStage, grpc.StatusCode.INVALID_ARGUMENT: InvalidPayload,
+    grpc.StatusCode.PERMISSION_DENIED: NotAuthorized, grpc.StatusCode.UNAUTHENTICATED: NotAuthorized,
+    grpc.StatusCode.NOT_FOUND: InvalidPayload}
+#: the status codes a client retries with backoff (a restarting coordinator, a limit reached)
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                       grpc.StatusCode.RESOURCE_EXHAUSTED})
+
+
+def client_error(exc: BaseException) -> type[FedError] | None:
+    """The error a client raises for the engine's refusal ``exc`` after its trip through a status
+    code (the in-memory transport uses this; over gRPC the connection maps the code itself), or
+    None when the client would retry or the error has no status (INTERNAL)."""
+    code = status_for(exc)
+    return CLIENT_ERRORS.get(code) if code is not None else None
+
+
 def maps_errors(method: Callable) -> Callable:
     """Decorate a servicer method: domain errors abort the RPC with their status and message;
     anything else is logged with its traceback and becomes INTERNAL (without internals)."""

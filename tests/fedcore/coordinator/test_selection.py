@@ -52,7 +52,6 @@ def test_min_clients_is_the_floor_of_the_selection(tmp_path, pool, fraction, min
     assert len(_round_one_selection(tmp_path, _ids(pool), min_clients=min_clients, fraction=fraction)) == min_clients
 
 
-@pytest.mark.xfail(strict=True, reason="bug: 0.28 * 25 == 7.000000000000001 in floats and math.ceil gives 8")
 def test_an_exact_share_is_not_rounded_up_by_float_error(tmp_path):
     assert len(_round_one_selection(tmp_path, _ids(25), min_clients=1, fraction=0.28)) == 7
 

@@ -1,0 +1,250 @@
+"""The in-memory transport's simulation: the daemons' engine and clients, in one process.
+
+:class:`MemoryFederation` builds exactly what the two daemons build from the same config files
+-- the coordinator's :class:`~fedcore.coordinator.engine.RoundEngine` (workload, mode, strategy,
+checkpoints, records, privacy plumbing: :func:`fedcore.coordinator.daemon.build_engine`) and one
+:class:`~fedcore.client.daemon.ClientDaemon` per client (trainer, stage handlers, update cache,
+privacy ledger) -- and joins them with :class:`~fedcore.transport.memory.MemoryConnection`
+instead of gRPC. So a round here is the round the daemons run, message for message and byte for
+byte; what differs is only how messages travel and how time passes.
+
+Time is a :class:`ManualClock`. Clients take turns: each pass asks every live client for its task
+and lets it answer, then the engine ticks. Only when a whole pass changes nothing does the clock
+move, straight to the engine's next deadline or heartbeat expiry. So training never makes a
+client miss a deadline (runs are repeatable), and a dead client or a straggler is seen exactly as
+the daemons would see it, without sleeping:
+
+- :class:`Faults` ``silent_at``: a client goes silent (no answers, no heartbeats: a crash) when it
+  is handed a task of the named stage; the engine drops it at the heartbeat timeout;
+- :class:`Faults` ``late``: a client answers each task that many simulated seconds after it
+  exists (heartbeats go on meanwhile), so it misses deadlines shorter than that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedcore.client.daemon import ClientDaemon
+from fedcore.common.errors import FedError
+from fedcore.common.stages import Stage
+from fedcore.config.client import ClientConfig, load_client_config
+from fedcore.config.coordinator import CoordinatorConfig, load_coordinator_config, log_summary
+from fedcore.coordinator import control
+from fedcore.coordinator.daemon import build_engine
+from fedcore.coordinator.state import Phase
+from fedcore.exitcodes import ExitCode
+from fedcore.transport.memory import MemoryConnection
+
+log = logging.getLogger("fedcore.simulation")
+
+#: passes in a row that change nothing and move the clock before the run counts as stalled
+_STALL_PASSES = 10_000
+
+
+class ManualClock:
+    """A monotonic clock that moves only when told to (seconds)."""
+
+    def __init__(self, start: float = 0.0):
+        self.now = float(start)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        if not seconds >= 0:
+            raise ValueError(f"a clock only moves forward (got {seconds})")
+        self.now += seconds
+
+
+@dataclass
+class Faults:
+    """Scripted misbehaviour for an in-memory run (module docstring). A ``silent_at`` key is a
+    stage -- a name of :class:`~fedcore.common.stages.Stage` (``"TRAIN"``, ``"SECAGG_UNMASK"``)
+    or a member: that stage in any round, round 0's statistics included -- or a ``(stage, round)``
+    pair."""
+
+    silent_at: Mapping[Any, Sequence[str] | set[str]] = field(default_factory=dict)  # stage -> client ids
+    late: Mapping[str, float] = field(default_factory=dict)                          # client id -> seconds
+
+    def goes_silent(self, client_id: str, stage: Stage, round_: int) -> bool:
+        for key, ids in self.silent_at.items():
+            at, only = (key if isinstance(key, tuple) else (key, None))
+            if _stage(at) == stage and only in (None, round_) and client_id in ids:
+                return True
+        return False
+
+
+def _stage(name) -> Stage:
+    try:
+        return name if isinstance(name, Stage) else Stage[str(name)]
+    except KeyError:
+        raise ValueError(f"unknown stage {name!r} (one of {', '.join(s.name for s in Stage)})") from None
+
+
+class MemoryFederation:
+    """The coordinator and clients of one federation over the in-memory transport."""
+
+    def __init__(self, coordinator: CoordinatorConfig, clients: Sequence[ClientConfig], *,
+                 faults: Faults | None = None, clock: ManualClock | None = None):
+        self.cfg = coordinator
+        self.clock = clock or ManualClock()
+        self.faults = faults or Faults()
+        self.engine = build_engine(coordinator, clock=self.clock)
+        self.daemons: dict[str, ClientDaemon] = {}
+        for cc in clients:
+            cid = cc.client.id
+            conn = MemoryConnection(self.engine, client_id=cid, federation_id=cc.client.federation,
+                                    max_payload_bytes=cc.client.max_payload_bytes,
+                                    server_max_payload_bytes=coordinator.limits.max_payload_bytes)
+            self.daemons[cid] = ClientDaemon(cc, connection=conn, sleep=lambda _s: None)
+        self.exit_codes: dict[str, int | None] = {cid: None for cid in self.daemons}
+        self.silent: set[str] = set()
+        self._task_seen: dict[str, tuple[tuple, float]] = {}   # late clients: the task and when it appeared
+
+    # -- one pass -----------------------------------------------------------------------------
+    def _expected(self, cid: str) -> tuple | None:
+        """(round, stage, attempt) of the open stage when it waits for ``cid``, else None."""
+        st = self.engine.state
+        if st.stage is not None and cid in st.stage.pending:
+            return (st.round, st.stage.stage, st.attempt)
+        return None
+
+    def _turn(self, cid: str, daemon: ClientDaemon) -> bool:
+        """Let one client act; True when it did something (answered a task, or left)."""
+        expected = self._expected(cid)
+        if expected is not None and self.faults.goes_silent(cid, expected[1], expected[0]):
+            log.info("%s goes silent at round %d stage %s (scripted)", cid, expected[0], expected[1].name)
+            self.silent.add(cid)
+            return True
+        late = float(self.faults.late.get(cid, 0.0))
+        if expected is not None and late > 0:
+            seen = self._task_seen.get(cid)
+            if seen is None or seen[0] != expected:
+                self._task_seen[cid] = seen = (expected, self.clock())
+            if self.clock() < seen[1] + late:
+                daemon.conn.heartbeat()    # alive, still busy
+                return False
+        code = daemon.step()
+        if code is not None:
+            self.exit_codes[cid] = int(code)
+            return True
+        return not daemon.idle
+
+    def _live(self) -> list[tuple[str, ClientDaemon]]:
+        return [(c, d) for c, d in self.daemons.items() if self.exit_codes[c] is None and c not in self.silent]
+
+    def _where(self) -> tuple:
+        st = self.engine.state
+        return (st.phase, st.round, st.stage.stage if st.stage else None, st.attempt,
+                frozenset(st.stage.responded) if st.stage else frozenset())
+
+    # -- the run ------------------------------------------------------------------------------
+    def run(self, timeout: float | None = None, on_round=None) -> int:
+        """Run to the end; the coordinator's exit code (0 completed, 4 aborted, 7 stopped, 130 when
+        ``timeout`` simulated seconds passed first). ``on_round(metrics_line)`` is called for
+        every new line of metrics.jsonl (a progress bar)."""
+        with control.RunLock(self.cfg.server.run_dir):
+            log_summary(self.cfg, log)
+            for cid, daemon in self.daemons.items():
+                try:
+                    daemon.join()
+                except FedError as exc:
+                    log.error("%s could not join: %s", cid, exc)
+                    self.exit_codes[cid] = int(ExitCode.REFUSED)
+            seen_lines, stalled = 0, 0
+            while True:
+                before = self._where()
+                acted = False
+                for cid, daemon in self._live():
+                    acted |= self._turn(cid, daemon)
+                wake = self.engine.tick()
+                if on_round is not None:
+                    seen_lines = _follow(self.engine.records, seen_lines, on_round)
+                if self.engine.finished and not self._live():
+                    break
+                if acted or self._where() != before:
+                    stalled = 0
+                    continue
+                if self.engine.finished:   # every live client is told at its next turn
+                    continue
+                stalled += 1
+                if stalled > _STALL_PASSES or (timeout is not None and self.clock() > timeout):
+                    log.error("the federation made no progress (simulated time %.1f s); stopping", self.clock())
+                    return int(ExitCode.INTERRUPTED)
+                self.clock.advance(max(wake, 1e-3) if math.isfinite(wake) else 1.0)
+        return int(_exit_code(self.engine))
+
+
+def _exit_code(engine) -> ExitCode:
+    if engine.state.phase == Phase.DONE:
+        return ExitCode.STOPPED if engine.state.outcome.startswith("stopped on request") else ExitCode.OK
+    return ExitCode.ABORTED
+
+
+def _follow(records, seen: int, on_round) -> int:
+    from fedcore.simulation import read_metrics
+
+    lines = read_metrics(records.metrics_path)
+    for line in lines[seen:]:
+        on_round(line)
+    return len(lines)
+
+
+def _note_wall_time(path: Path, total: float, per_line: list[float]) -> None:
+    """Add the wall-clock seconds to summary.json (its ``seconds`` are the engine's simulated time)."""
+    if not path.exists():
+        return
+    from fedcore.coordinator.records import atomic_write
+
+    summary = json.loads(path.read_text())
+    summary.update({"clock": "simulated (in-memory transport)", "wall_seconds": round(total, 3),
+                    "wall_seconds_per_round": per_line})
+    atomic_write(path, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
+
+
+def run_in_memory(coordinator_config: Path, client_configs: Sequence[Path], *, insecure: bool = False,
+                  rounds: int = 0, progress: bool | None = None, timeout: float | None = None,
+                  faults: Faults | None = None, log_path: Path | None = None) -> tuple[int, dict[str, int | None]]:
+    """Load the configs that ``simulate`` provisioned and run them in memory; (exit code, client
+    exit codes). ``log_path`` gets the run's log lines (coordinator and clients, one file)."""
+    from fedcore.simulation_report import progress_bar
+
+    cfg = load_coordinator_config(coordinator_config, insecure=insecure or None)
+    clients = [load_client_config(p, insecure=insecure or None) for p in client_configs]
+    root = logging.getLogger()
+    level, handler = root.level, None
+    if log_path is not None:   # INFO and above to the file; what other handlers show stays as it was
+        handler = logging.FileHandler(log_path)
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        for other in root.handlers:
+            if other.level == logging.NOTSET:
+                other.setLevel(level or logging.WARNING)
+        root.addHandler(handler)
+        root.setLevel(min(level or logging.WARNING, logging.INFO))
+    bar = progress_bar(rounds or cfg.federation.rounds, progress)
+    walls: list[float] = []
+    started = time.perf_counter()
+
+    def on_round(line) -> None:
+        walls.append(round(time.perf_counter() - started - sum(walls), 4))
+        bar.update_round(line)
+
+    try:
+        fed = MemoryFederation(cfg, clients, faults=faults)
+        rc = fed.run(timeout=timeout, on_round=on_round)
+        _note_wall_time(fed.engine.records.summary_path, time.perf_counter() - started, walls)
+    finally:
+        bar.close()
+        if handler is not None:
+            root.removeHandler(handler)
+            root.setLevel(level)
+            handler.close()
+    return rc, dict(fed.exit_codes)

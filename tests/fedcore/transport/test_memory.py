@@ -1,0 +1,132 @@
+"""The in-memory transport: the daemons' engine and clients in one process, on a manual clock.
+
+Dropouts and stragglers are scripted and seen the way the daemons see them (heartbeat expiry,
+stage deadlines), without sleeping; refusals reach the client as the errors it gets over gRPC."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from fedcore.common.stages import Stage
+from fedcore.common.errors import InvalidPayload, NotAuthorized, WrongStage
+from fedcore.config.client import load_client_config
+from fedcore.config.coordinator import load_coordinator_config
+from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
+from fedcore.provision import client_toml, provision
+from fedcore.simulation import MEMORY_ADDRESS, simulate
+from fedcore.simulation_memory import Faults, ManualClock, MemoryFederation
+from fedcore.transport.chunks import PayloadTooLarge
+
+
+def _run(tmp_path, **kwargs):
+    res = simulate(out=tmp_path / "run", transport="memory", echo=False, **kwargs)
+    return res
+
+
+def test_a_client_dead_after_its_masked_input_is_recovered_by_the_unmask_stage(tmp_path):
+    res = _run(tmp_path, clients=4, rounds=2, aggregation="secagg",
+               faults=Faults(silent_at={("SECAGG_UNMASK", 1): {"client4"}}))
+    assert res.returncode == 0, res.summary
+    first, second = res.metrics
+    assert first["contributors"] == 4                  # its masked input counts: its self-mask is recovered
+    assert "client4" in first["notes"]["dropouts"]["unmask"]
+    assert second["contributors"] == 3 and "client4" not in second["clients"]   # dead: not selected again
+    assert res.client_returncodes["client4"] is None   # it never learned the end: it was "dead"
+
+
+def test_a_client_silent_before_its_masked_input_is_left_out_of_the_sum(tmp_path):
+    res = _run(tmp_path, clients=4, rounds=1, aggregation="secagg",
+               faults=Faults(silent_at={("SECAGG_MASKED_INPUT", 1): {"client2"}}))
+    assert res.returncode == 0, res.summary
+    (line,) = res.metrics
+    assert line["contributors"] == 3
+    assert "client2" in line["notes"]["dropouts"]["masked_input"]
+
+
+def test_a_straggler_past_the_stage_deadline_is_dropped_and_no_one_sleeps(tmp_path):
+    started = time.monotonic()
+    res = _run(tmp_path, clients=4, rounds=1, aggregation="plain", deadlines={"train": 50.0},
+               faults=Faults(late={"client3": 80.0}))
+    assert res.returncode == 0, res.summary
+    (line,) = res.metrics
+    assert line["contributors"] == 3 and "client3" not in line["train"]
+    assert line["seconds"] >= 50.0                      # simulated: the round waited out the deadline ...
+    assert time.monotonic() - started < 50.0            # ... without waiting for it in real time
+
+
+def test_a_straggler_within_the_deadline_still_counts(tmp_path):
+    res = _run(tmp_path, clients=3, rounds=1, aggregation="plain", deadlines={"train": 50.0},
+               faults=Faults(late={"client3": 20.0}))
+    assert res.returncode == 0
+    assert res.metrics[0]["contributors"] == 3 and res.metrics[0]["seconds"] >= 20.0
+
+
+def test_unknown_fault_stage_is_refused():
+    with pytest.raises(ValueError, match="unknown stage 'UNMASK'"):
+        Faults(silent_at={"UNMASK": {"c1"}}).goes_silent("c1", Stage.TRAIN, 1)
+
+
+def test_memory_simulation_writes_what_a_grpc_one_writes(tmp_path):
+    res = _run(tmp_path, clients=3, rounds=2, aggregation="secagg")
+    assert res.returncode == 0
+    assert [m["round"] for m in res.metrics] == [1, 2]
+    assert res.summary["status"] == "completed" and res.summary["wall_seconds"] > 0
+    assert (res.run_dir / "checkpoints").is_dir() and (res.run_dir / "logs" / "federation.log").stat().st_size > 0
+    assert res.metrics[-1]["bytes_up"] > 0 and res.metrics[-1]["bytes_down"] > 0
+
+
+# -- the connection itself --------------------------------------------------------------------
+@pytest.fixture
+def federation(tmp_path):
+    prov = provision(tmp_path / "pki", ["client1", "client2", "client3"], address="127.0.0.1:1",
+                     aggregation="plain", rounds=1, min_clients=3, server={"run_dir": str(tmp_path / "run")},
+                     limits={"max_payload_bytes": 4096})
+    clients = []
+    for cid in ("client1", "client2", "client3"):
+        prov.client_configs[cid].write_text(client_toml(cid, federation="fedpsyau", coordinator=MEMORY_ADDRESS,
+                                                        workload="fedcore.examples.softmax:workload",
+                                                        settings={"client_index": int(cid[-1]) - 1,
+                                                                  "num_clients": 3}))
+        clients.append(load_client_config(prov.client_configs[cid]))
+    return MemoryFederation(load_coordinator_config(prov.coordinator_config), clients, clock=ManualClock())
+
+
+def test_a_header_claiming_another_client_is_refused(federation):
+    conn = federation.daemons["client1"].conn
+    with pytest.raises(NotAuthorized, match="claims 'client2'"):
+        conn.submit(pb.Header(federation_id="fedpsyau", client_id="client2"), b"")
+
+
+def test_engine_refusals_arrive_as_the_grpc_client_errors(federation):
+    conn = federation.daemons["client1"].conn
+    with pytest.raises(WrongStage, match="has not joined"):      # FAILED_PRECONDITION over gRPC
+        conn.get_task(pb.Header())
+    conn.join("test")
+    with pytest.raises(WrongStage, match="no stage is open"):
+        conn.submit(conn.header(1, 10, 0), b"x")
+    for daemon in federation.daemons.values():
+        daemon.join()
+    federation.engine.tick()                                      # opens round 1's TRAIN stage
+    st = federation.engine.state
+    with pytest.raises(InvalidPayload, match="no blob 'nothing'"):   # NOT_FOUND over gRPC
+        conn.download(conn.header(st.round, int(st.stage.stage), st.attempt), "nothing")
+
+
+def test_an_oversized_submission_is_refused_before_the_engine_parses_it(federation):
+    for daemon in federation.daemons.values():
+        daemon.join()
+    federation.engine.tick()                                      # opens round 1's TRAIN stage
+    st = federation.engine.state
+    conn = federation.daemons["client1"].conn
+    with pytest.raises(PayloadTooLarge, match="over the limit of 4096"):
+        conn.submit(conn.header(st.round, int(st.stage.stage), st.attempt), b"\0" * 5000)
+    assert "client1" in st.stage.pending                          # nothing was accepted
+
+
+def test_replies_cross_a_serialisation_boundary(federation):
+    conn = federation.daemons["client1"].conn
+    reply = conn.join("test")
+    engine_header = federation.engine.header("client1")
+    assert reply.header == engine_header and reply.header is not engine_header
