@@ -1,24 +1,49 @@
 """DPK-GAT as a fedcore workload: each client trains on its own subjects with DP-SGD.
 
-The daemons load this module by the import path ``mer.train.federated:workload``. Everything a
-client needs comes from its ``[workload]`` settings (the coordinator's table merged with the
-client's own):
+The daemons load this module by the import path ``mer.train.federated:workload``. A party reads
+its ``[workload]`` settings once, when its trainer (or, on the coordinator, the initial model) is
+made (:class:`~mer.train.settings.WorkloadSettings`):
 
-=================  ===========================================================================
-``data``           data folder (required on clients)
-``format``         casme2 | samm | smic | casme3 | composite | manifest (default casme2)
-``partition``      subjects | by-dataset | dirichlet (default subjects); ``alpha`` for dirichlet
-``num_clients``    clients in the partition; ``client_index`` picks this client's part
-``test_fraction``  share of this client's *subjects* held out for evaluation (default 0.25)
-``model``          dpk-gat | flow-cnn | ststnet; ``model_options`` a table of model config fields
-``num_classes``    classes of the label map (the coordinator needs it for the initial model)
-``init``           pretrained (default: the checkpoint inside the package) | none | a checkpoint folder
-``init_sha256``    optional: the SHA-256 of the checkpoint's weights every party must hold
-``dp_trainable``   all | graph | head: the parameters local training updates (default: the recipe's)
-``epochs``         local epochs per round (default 1); ``batch_size`` (16); ``lr`` (2e-3)
-``flow_method``    farneback | dis | tvl1; ``cache_dir`` for flow features
-``seed``           partition and split seed (the same on every party)
-=================  ===========================================================================
+==========================  ====================================================================
+``data``                    data folder (required on clients)
+``format``                  casme2 | samm | smic | casme3 | composite | manifest (default casme2)
+``flow_method``             farneback | dis | tvl1 (default farneback)
+``cache_dir``               folder of the flow feature cache (default none: no cache)
+``partition``               subjects | by-dataset | dirichlet (default subjects)
+``alpha``                   Dirichlet concentration of ``partition = dirichlet`` (default 0.5)
+``num_clients``             clients in the partition (default 1)
+``client_index``            this client's part of the partition, 0-based (default 0)
+``test_fraction``           share of this client's *subjects* held out for evaluation (default 0.25)
+``seed``                    partition and split seed, the same on every party (default 0)
+``model``                   dpk-gat | flow-cnn | ststnet (default dpk-gat)
+``model_options``           a table of model config fields (default empty)
+``num_classes``             classes of the label map (default: the data's; 5 for the initial model)
+``init``                    pretrained | none | a checkpoint folder (default pretrained for dpk-gat)
+``init_sha256``             optional: the SHA-256 of the checkpoint's weights every party must hold
+``dp_trainable``            all | graph | head: the parameters local training updates (default head)
+``max_samples_per_client``  bound on one client's AU counts, sizes the statistics run (100000)
+==========================  ====================================================================
+
+Every round, local training reads its knobs from the task's config: the coordinator's
+``[workload]`` table with the keys fedcore adds (:class:`~mer.train.settings.RoundConfig`):
+
+==================  ============================================================================
+``epochs``          local epochs per round (default 1)
+``batch_size``      expected batch size of local training (default 16)
+``lr``              learning rate (default 2e-3)
+``optimizer``       adamw | sgd (default adamw)
+``proximal_mu``     FedProx's mu, sent by the fedprox strategy (default 0: off)
+``emotion_weight``  loss weight of the emotion term at full AU coding (default 0.2)
+``au_weight``       loss weight of the AU term at full AU coding (default 0.8)
+``ema``             decay of the average of the local iterates (default 0: off)
+``aug_mult``        augmentation multiplicity K of head-only training (default 1)
+``rounds``          the federation's rounds, added by the coordinator (default 1)
+==================  ============================================================================
+
+One table holds both kinds (``simulate`` gives every party the same one), so a party's settings
+may name the round keys too; they are checked when it starts. Any other name is refused with the
+allowed ones listed (``config_dir``, which fedcore adds, aside). Every problem comes in one
+:class:`~fedcore.common.errors.ConfigError`.
 
 Parameters outside ``dp_trainable`` are frozen at their initial (pre-trained) values on every
 party: they are not in the federation's parameter vector at all, so they never travel, are never
@@ -40,19 +65,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from fedcore.common.errors import ConfigError
 from fedcore.common.params import ParamSpec, flatten, unflatten
 from fedcore.common.workload import BudgetExhausted, EvalResult, FitResult, PrivacyState
 from fedcore.dp.config import PrivacyConfig
 from fedcore.dp.ledger import ChargeKey, PrivacyLedger
 from fedcore.dp.opacus_train import dp_train, resolve_device
 from fedcore.dp.plan import PrivacyPlan, plan_and_open
-from mer.bench_config import DEFAULT_TRAINABLE
 from mer.data.arrays import MEArrays
 from mer.model import LossWeights, build_model, per_sample_loss
 from mer.model.loss import loss_weights_for
@@ -61,12 +87,16 @@ from mer.priors import cooccurrence_counts
 from mer.priors.stat import VECTOR_LENGTH, counts_to_vector, vector_to_counts
 from mer.train.centralised import to_input
 from mer.train.metrics import confusion_matrix
+from mer.train.settings import (
+    MAX_SAMPLES_PER_CLIENT,  # noqa: F401 -- re-exported: callers import it from here
+    OPTIMIZERS,
+    RoundConfig,
+    WorkloadSettings,
+    default_init,  # noqa: F401 -- re-exported: callers import it from here
+)
 
 log = logging.getLogger(__name__)
 
-#: Upper bound on one client's AU co-occurrence count (its number of samples); the secure sum of
-#: the statistics run is sized for it.
-MAX_SAMPLES_PER_CLIENT = 100_000
 #: AUs of one sample that count towards the co-occurrence statistics (bounds their sensitivity;
 #: micro-expressions rarely code more: CASME II's median is 1-2 AUs per clip)
 MAX_AUS_PER_SAMPLE = 4
@@ -84,22 +114,16 @@ def statistics_sensitivity_for(k: int) -> float:
     return float(np.sqrt(k * (k + 1) / 2))
 
 
-def default_init(model: str) -> str:
-    """``pretrained`` where a checkpoint ships for the model (DPK-GAT), else ``none``."""
-    return "pretrained" if model == "dpk-gat" else "none"
-
-
-def _model(settings: Mapping[str, Any]) -> torch.nn.Module:
+def _model(s: WorkloadSettings) -> torch.nn.Module:
     """The model with its initial weights: the checkpoint ``init`` names, then ``dp_trainable`` frozen."""
-    name = str(settings.get("model", "dpk-gat"))
-    model = build_model(name, int(settings.get("num_classes", 5)), **dict(settings.get("model_options", {})))
-    init = str(settings.get("init", default_init(name)))
+    model = build_model(s.model, s.model_num_classes, **s.model_options)
+    init = s.resolved_init
     doc = apply_init(model, init)
-    want = settings.get("init_sha256")
+    want = s.init_sha256
     if want and (doc is None or doc.get("weights_sha256") != want):
         got = None if doc is None else doc.get("weights_sha256")
         raise CheckpointError(f"init {init!r} has weights SHA-256 {got} but the federation expects {want}")
-    set_trainable(name, model, str(settings.get("dp_trainable", DEFAULT_TRAINABLE)))
+    set_trainable(s.model, model, s.dp_trainable)
     return model
 
 
@@ -120,9 +144,6 @@ def load_parameters(model: torch.nn.Module, vec: np.ndarray, spec: ParamSpec) ->
             if tuple(arr.shape) != tuple(named[name].shape):
                 raise ValueError(f"parameter {name}: expected shape {tuple(named[name].shape)} (got {arr.shape})")
             named[name].copy_(torch.from_numpy(np.array(arr)))
-
-
-OPTIMIZERS = ("adamw", "sgd")
 
 
 def make_optimizer(params, name: str, lr: float) -> torch.optim.Optimizer:
@@ -189,33 +210,27 @@ class MERTrainer:
         from mer.data.partition import partition
         from mer.train.splits import holdout_split
 
-        self.settings = dict(settings)
+        self.settings = s = WorkloadSettings.from_mapping(settings, f"{client_id} [workload] settings")
         self.client_id = client_id
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(device)
         if data is None:
-            if "data" not in settings:
-                raise ValueError("the MER workload needs settings 'data' (a data folder)")
-            data = load_arrays(settings["data"], str(settings.get("format", "casme2")),
-                               flow_method=str(settings.get("flow_method", "farneback")),
-                               cache_dir=settings.get("cache_dir"), verbose=False)
-        seed = int(settings.get("seed", 0))
-        n_clients = int(settings.get("num_clients", 1))
-        index = int(settings.get("client_index", 0))
-        scheme = str(settings.get("partition", "subjects"))
-        parts = partition(data, scheme, None if scheme == "by-dataset" else n_clients, seed,
-                          float(settings.get("alpha", 0.5)))
-        if index not in parts:
-            raise ValueError(f"client_index {index} is not in the partition (clients 0..{len(parts) - 1})")
-        mine = data.subset(parts[index])
-        fold = holdout_split(mine.subject, float(settings.get("test_fraction", 0.25)), seed + index)
+            if s.data is None:
+                raise ConfigError("the MER workload needs settings 'data' (a data folder)",
+                                  f"{client_id} [workload] settings")
+            data = load_arrays(s.data, s.format, flow_method=s.flow_method, cache_dir=s.cache_dir, verbose=False)
+        parts = partition(data, s.partition, None if s.partition == "by-dataset" else s.num_clients, s.seed, s.alpha)
+        if s.client_index not in parts:
+            raise ValueError(f"client_index {s.client_index} is not in the partition (clients 0..{len(parts) - 1})")
+        mine = data.subset(parts[s.client_index])
+        fold = holdout_split(mine.subject, s.test_fraction, s.seed + s.client_index)
         self.train, self.test = mine.subset(fold.train), mine.subset(fold.test)
         self.classes = data.class_names
-        if int(settings.get("num_classes", len(self.classes))) != len(self.classes):
-            raise ValueError(f"num_classes {settings.get('num_classes')} differs from the data's "
+        if s.num_classes is not None and s.num_classes != len(self.classes):
+            raise ValueError(f"num_classes {s.num_classes} differs from the data's "
                              f"{len(self.classes)} classes {list(self.classes)}")
-        self.model = _model({**self.settings, "num_classes": len(self.classes)})
+        self.model = _model(replace(s, num_classes=len(self.classes)))
         self.use_split(self.train, self.test)
         self._ledger: PrivacyLedger | None = None
         self._plan_: PrivacyPlan | None = None
@@ -253,19 +268,19 @@ class MERTrainer:
         counts = np.clip(np.rint(statistics), 0, None).astype(np.int64)  # noise may leave it off-integer
         self.model.set_statistical_prior(vector_to_counts(counts))
 
-    def _load(self, params, spec, round_: int, config: Mapping[str, Any], statistics) -> None:
+    def _load(self, params, spec, round_: int, rc: RoundConfig, statistics) -> None:
         """The global parameters, the federation's statistical prior and this round's prior factor r."""
         load_parameters(self.model, params, spec)
         self._apply_statistics(statistics)
         if hasattr(self.model, "set_r"):
-            self.model.set_r(prior_r(round_, int(config.get("rounds", 1))))
+            self.model.set_r(prior_r(round_, rc.rounds))
 
     # -- training --------------------------------------------------------------------------
-    def _privacy(self, config: Mapping[str, Any]) -> PrivacyConfig:
+    def _privacy(self, config: Mapping[str, Any], rc: RoundConfig) -> PrivacyConfig:
         table = dict(config.get("privacy") or {})
-        table.setdefault("planned_rounds", int(config.get("rounds", 1)))
-        table.setdefault("local_epochs", int(config.get("epochs", 1)))
-        table.setdefault("batch_size", int(config.get("batch_size", 16)))
+        table.setdefault("planned_rounds", rc.rounds)
+        table.setdefault("local_epochs", rc.epochs)
+        table.setdefault("batch_size", rc.batch_size)
         if self._privacy_cfg is None or self._privacy_cfg[0] != table:  # parse (and warn) once per table
             self._privacy_cfg = (table, PrivacyConfig.from_dict(table, source=f"{self.client_id} [privacy]"))
         return self._privacy_cfg[1]
@@ -289,11 +304,11 @@ class MERTrainer:
                             target_epsilon=float(plan.target_epsilon or 0.0), exhausted=exhausted or ledger.exhausted)
 
     def fit(self, params, spec, round, config, statistics) -> FitResult:
-        self._load(params, spec, round, config, statistics)
-        privacy = self._privacy(config)
+        rc = RoundConfig.from_mapping(config, f"{self.client_id} round {round} task config")
+        self._load(params, spec, round, rc, statistics)
+        privacy = self._privacy(config, rc)
         plan, ledger = self._plan(privacy) if privacy.enabled else (None, None)
-        lr = float(config.get("lr", 2e-3))
-        mu = float(config.get("proximal_mu", 0.0))
+        lr, mu = rc.lr, rc.proximal_mu
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         anchor = [p.detach().clone() for p in trainable]
 
@@ -305,9 +320,9 @@ class MERTrainer:
                     for p, a in zip(trainable, anchor):
                         p.sub_(lr * mu * (p - a.to(p.device)))
 
-        base = LossWeights(float(config.get("emotion_weight", 0.2)), float(config.get("au_weight", 0.8)))
+        base = LossWeights(rc.emotion_weight, rc.au_weight)
         weights = loss_weights_for(float(np.mean(self.train.au_known)) if len(self.train) else 0.0, base)
-        ema = Ema(trainable, float(config.get("ema", 0.0)))
+        ema = Ema(trainable, rc.ema)
 
         def on_step(info) -> None:
             proximal(info)
@@ -325,7 +340,7 @@ class MERTrainer:
             # With augmentation multiplicity K > 1 (De et al. 2022) each sample's gradient is the mean
             # over K shifted copies of its flow image, taken before clipping: less variance per
             # sample, the same sensitivity, no privacy cost.
-            mult = int(config.get("aug_mult", 1))
+            mult = rc.aug_mult
             module, tensors = self.model.classifier, (self._classifier_inputs(mult), *tensors[1:])
 
             def loss_fn(logits, label, au, known):  # noqa: F811 -- the head-only loss
@@ -342,9 +357,9 @@ class MERTrainer:
                 torch.manual_seed(task_seed)  # a retried attempt trains afresh (new batches, new noise)
             stats = dp_train(module, loss_fn, tensors, privacy=privacy, ledger=ledger, round=round, plan=plan,
                              charge_key=ChargeKey.from_task(config, round),
-                             epochs=int(config.get("epochs", 1)), batch_size=int(config.get("batch_size", 16)),
+                             epochs=rc.epochs, batch_size=rc.batch_size,
                              optimizer_factory=lambda ps: make_optimizer([p for p in ps if p.requires_grad],
-                                                                       str(config.get("optimizer", "adamw")), lr),
+                                                                       rc.optimizer, lr),
                              device=self.device, on_step=on_step)
         except BudgetExhausted as exc:
             raise exc.with_privacy(self._state(plan, ledger, exhausted=True)) from None
@@ -387,7 +402,8 @@ class MERTrainer:
     def evaluate(self, params, spec, round, config, statistics) -> EvalResult:
         from mer.train.centralised import predict
 
-        self._load(params, spec, round, config, statistics)
+        rc = RoundConfig.from_mapping(config, f"{self.client_id} round {round} task config")
+        self._load(params, spec, round, rc, statistics)
         self.model.to(self.device)
         pred, _ = predict(self.model, self.test.flow)
         self.model.cpu()
@@ -403,15 +419,15 @@ class MERWorkload:
     name = "mer"
 
     def initial_parameters(self, settings: Mapping[str, Any], seed: int) -> tuple[np.ndarray, ParamSpec]:
+        s = WorkloadSettings.from_mapping(settings)
         torch.manual_seed(seed)
-        return model_parameters(_model(settings))
+        return model_parameters(_model(s))
 
     def statistics_spec(self, settings: Mapping[str, Any]) -> tuple[int, float] | None:
-        model = str(settings.get("model", "dpk-gat"))
-        prior = dict(settings.get("model_options", {})).get("prior", "both")
-        if model != "dpk-gat" or prior not in ("stat", "both"):
+        s = WorkloadSettings.from_mapping(settings)
+        if s.model != "dpk-gat" or s.model_options.get("prior", "both") not in ("stat", "both"):
             return None
-        return VECTOR_LENGTH, float(settings.get("max_samples_per_client", MAX_SAMPLES_PER_CLIENT))
+        return VECTOR_LENGTH, float(s.max_samples_per_client)
 
     def statistics_sensitivity(self, settings: Mapping[str, Any]) -> float:
         """One sample adds 1 to at most k(k+1)/2 counts (k = MAX_AUS_PER_SAMPLE): sqrt(10) for k = 4."""
