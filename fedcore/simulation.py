@@ -136,34 +136,27 @@ def _wait_address(path: Path, coord: subprocess.Popen, log_path: Path, timeout: 
     raise CoordinatorFailed(f"the coordinator did not bind within {timeout:.0f} s (log: {log_path})", None)
 
 
-def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *, aggregation: str = "secagg",
-             workload: str = DEFAULT_WORKLOAD, workload_settings: Mapping[str, Any] | None = None,
-             client_settings: Sequence[Mapping[str, Any]] | None = None, insecure: bool = False, seed: int = 0,
-             strategy: Mapping[str, Any] | None = None, privacy: Mapping[str, Any] | None = None,
-             client_privacy: Sequence[Mapping[str, Any]] | None = None,
-             secagg: Mapping[str, Any] | None = None, ckks: Mapping[str, Any] | None = None,
-             central_dp: Mapping[str, Any] | None = None, deadlines: Mapping[str, Any] | None = None, federation: Mapping[str, Any] | None = None,
-             client_ids: Sequence[str] | None = None, progress: bool | None = None, timeout: float | None = None,
-             resume: bool = False, env: Mapping[str, str] | None = None, echo: bool = True,
-             status: str | None = None, transport: str = "grpc", seeded: bool = False,
-             faults: Any = None) -> SimulationResult:
-    """Run a whole federation locally; see the module docstring. ``client_settings[i]`` and
-    ``client_privacy[i]`` are client i's ``[workload.settings]`` additions and ``[privacy]`` table
-    (``workload_settings`` go to the coordinator's ``[workload]`` and under every client's settings);
-    ``federation`` adds keys to ``[federation]`` (e.g. ``min_clients``, ``fraction``); ``status`` is
-    the ``[status] address`` of the live status page (e.g. ``127.0.0.1:0``; None: off), whose URL
-    is printed once it serves and kept in ``SimulationResult.status_page``.
+@dataclass
+class Prepared:
+    """A provisioned simulation folder: certificates, coordinator.toml, and how to write the
+    clients' configs once the coordinator's address is known."""
 
-    ``transport``: ``grpc`` (processes over mTLS on loopback) or ``memory`` (the same engine and
-    clients in this process, :mod:`fedcore.simulation_memory`; ``faults`` scripts its dropouts and
-    stragglers, ``timeout`` is then in simulated seconds). ``seeded``: every client gets
-    ``[client] seed`` (derived from ``seed`` and its index), so a run is reproducible -- with DP
-    only together with ``privacy = {"secure_rng": False, ...}``."""
-    if transport not in TRANSPORTS:
-        raise ConfigError(f"transport must be one of {', '.join(TRANSPORTS)} (got {transport!r})", "simulate")
-    if transport == "memory" and status:
-        raise ConfigError("the status page is served by the coordinator daemon: use --transport grpc with --status",
-                          "simulate")
+    run_dir: Path
+    prov: Any
+    ids: list[str]
+    write_client_configs: Any   # (address) -> None
+
+
+def prepare(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *, aggregation: str = "secagg",
+            workload: str = DEFAULT_WORKLOAD, workload_settings: Mapping[str, Any] | None = None,
+            client_settings: Sequence[Mapping[str, Any]] | None = None, seed: int = 0,
+            strategy: Mapping[str, Any] | None = None, privacy: Mapping[str, Any] | None = None,
+            client_privacy: Sequence[Mapping[str, Any]] | None = None, secagg: Mapping[str, Any] | None = None,
+            ckks: Mapping[str, Any] | None = None, central_dp: Mapping[str, Any] | None = None,
+            deadlines: Mapping[str, Any] | None = None, federation: Mapping[str, Any] | None = None,
+            client_ids: Sequence[str] | None = None, resume: bool = False, status: str | None = None,
+            seeded: bool = False, device: str | None = None) -> Prepared:
+    """Provision a simulation's folder (the arguments are :func:`simulate`'s)."""
     ids = list(client_ids or [f"client{i + 1}" for i in range(clients)])
     if len(ids) != clients or clients < 1:
         raise ConfigError(f"need clients >= 1 and one id per client (got {clients} clients, ids {ids})", "simulate")
@@ -186,20 +179,63 @@ def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *
         for i, cid in enumerate(ids):
             settings = {**dict(workload_settings or {}), "client_index": i, "num_clients": clients,
                         **dict(client_settings[i] if client_settings else {})}
-            extra: dict[str, Any] = {"backoff_max": 2.0}
+            extra: dict[str, Any] = {"backoff_max": 2.0, **({"device": device} if device else {})}
             if seeded:
                 extra["seed"] = int(seed) * 1_000_003 + i
             prov.client_configs[cid].write_text(client_toml(
                 cid, federation="fedpsyau", coordinator=address, workload=workload, settings=settings,
                 privacy=client_privacy[i] if client_privacy else None, client=extra))
 
+    return Prepared(run_dir, prov, ids, write_client_configs)
+
+
+def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *, aggregation: str = "secagg",
+             workload: str = DEFAULT_WORKLOAD, workload_settings: Mapping[str, Any] | None = None,
+             client_settings: Sequence[Mapping[str, Any]] | None = None, insecure: bool = False, seed: int = 0,
+             strategy: Mapping[str, Any] | None = None, privacy: Mapping[str, Any] | None = None,
+             client_privacy: Sequence[Mapping[str, Any]] | None = None,
+             secagg: Mapping[str, Any] | None = None, ckks: Mapping[str, Any] | None = None,
+             central_dp: Mapping[str, Any] | None = None, deadlines: Mapping[str, Any] | None = None, federation: Mapping[str, Any] | None = None,
+             client_ids: Sequence[str] | None = None, progress: bool | None = None, timeout: float | None = None,
+             resume: bool = False, env: Mapping[str, str] | None = None, echo: bool = True,
+             status: str | None = None, transport: str = "grpc", seeded: bool = False,
+             faults: Any = None, device: str | None = None,
+             trainers: Mapping[str, Any] | None = None) -> SimulationResult:
+    """Run a whole federation locally; see the module docstring. ``client_settings[i]`` and
+    ``client_privacy[i]`` are client i's ``[workload.settings]`` additions and ``[privacy]`` table
+    (``workload_settings`` go to the coordinator's ``[workload]`` and under every client's settings);
+    ``federation`` adds keys to ``[federation]`` (e.g. ``min_clients``, ``fraction``); ``status`` is
+    the ``[status] address`` of the live status page (e.g. ``127.0.0.1:0``; None: off), whose URL
+    is printed once it serves and kept in ``SimulationResult.status_page``.
+
+    ``transport``: ``grpc`` (processes over mTLS on loopback) or ``memory`` (the same engine and
+    clients in this process, :mod:`fedcore.simulation_memory`; ``faults`` scripts its dropouts and
+    stragglers, ``timeout`` is then in simulated seconds). ``seeded``: every client gets
+    ``[client] seed`` (derived from ``seed`` and its index), so a run is reproducible -- with DP
+    only together with ``privacy = {"secure_rng": False, ...}``. ``device``: every client's
+    ``[client] device`` (default auto). ``trainers`` (memory only): client id -> the Trainer it
+    runs instead of the one its workload would make (data already in memory)."""
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"transport must be one of {', '.join(TRANSPORTS)} (got {transport!r})", "simulate")
+    if trainers is not None and transport != "memory":
+        raise ConfigError("trainers made in this process can only run over --transport memory", "simulate")
+    if transport == "memory" and status:
+        raise ConfigError("the status page is served by the coordinator daemon: use --transport grpc with --status",
+                          "simulate")
+    prep = prepare(clients, rounds, out, aggregation=aggregation, workload=workload,
+                   workload_settings=workload_settings, client_settings=client_settings, seed=seed,
+                   strategy=strategy, privacy=privacy, client_privacy=client_privacy, secagg=secagg, ckks=ckks,
+                   central_dp=central_dp, deadlines=deadlines, federation=federation, client_ids=client_ids,
+                   resume=resume, status=status, seeded=seeded, device=device)
+    run_dir, prov, ids, write_client_configs = prep.run_dir, prep.prov, prep.ids, prep.write_client_configs
+    logs = run_dir / "logs"
     if transport == "memory":
         from fedcore.simulation_memory import run_in_memory
 
         write_client_configs(MEMORY_ADDRESS)
         rc, client_rcs = run_in_memory(prov.coordinator_config, [prov.client_configs[c] for c in ids],
                                        insecure=insecure, rounds=rounds, progress=progress, timeout=timeout,
-                                       faults=faults, log_path=logs / "federation.log")
+                                       faults=faults, log_path=logs / "federation.log", trainers=trainers)
     else:
         rc, client_rcs = _run_processes(run_dir, prov, ids, write_client_configs, insecure=insecure, rounds=rounds,
                                         progress=progress, timeout=timeout, env=env, echo=echo)

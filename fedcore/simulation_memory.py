@@ -88,11 +88,26 @@ def _stage(name) -> Stage:
         raise ValueError(f"unknown stage {name!r} (one of {', '.join(s.name for s in Stage)})") from None
 
 
+@dataclass
+class StageTiming:
+    """Where one stage's time went (real seconds; the stage names are those of the wire)."""
+
+    round: int
+    attempt: int
+    stage: str
+    server_s: float = 0.0                                   # the engine: RPCs it answered + the ticks that closed it
+    client_s: dict[str, float] = field(default_factory=dict)  # per client: handler + (de)serialisation
+    bytes_up: int = 0                                        # submissions, all clients
+    bytes_down: int = 0                                      # blobs downloaded, all clients
+
+
 class MemoryFederation:
-    """The coordinator and clients of one federation over the in-memory transport."""
+    """The coordinator and clients of one federation over the in-memory transport. ``trainers``
+    (client id -> Trainer) replaces the trainers the workload would make (data already in memory)."""
 
     def __init__(self, coordinator: CoordinatorConfig, clients: Sequence[ClientConfig], *,
-                 faults: Faults | None = None, clock: ManualClock | None = None):
+                 faults: Faults | None = None, clock: ManualClock | None = None,
+                 trainers: Mapping[str, Any] | None = None):
         self.cfg = coordinator
         self.clock = clock or ManualClock()
         self.faults = faults or Faults()
@@ -103,10 +118,14 @@ class MemoryFederation:
             conn = MemoryConnection(self.engine, client_id=cid, federation_id=cc.client.federation,
                                     max_payload_bytes=cc.client.max_payload_bytes,
                                     server_max_payload_bytes=coordinator.limits.max_payload_bytes)
-            self.daemons[cid] = ClientDaemon(cc, connection=conn, sleep=lambda _s: None)
+            self.daemons[cid] = ClientDaemon(cc, connection=conn, sleep=lambda _s: None,
+                                             trainer=(trainers or {}).get(cid))
         self.exit_codes: dict[str, int | None] = {cid: None for cid in self.daemons}
+        self.timings: dict[tuple[int, int, str], StageTiming] = {}   # (round, attempt, stage) -> its times
         self.silent: set[str] = set()
         self._task_seen: dict[str, tuple[tuple, float]] = {}   # late clients: the task and when it appeared
+        self._lock: control.RunLock | None = None
+        self._lines = 0                                          # metrics.jsonl lines passed to on_round
 
     # -- one pass -----------------------------------------------------------------------------
     def _expected(self, cid: str) -> tuple | None:
@@ -131,11 +150,27 @@ class MemoryFederation:
             if self.clock() < seen[1] + late:
                 daemon.conn.heartbeat()    # alive, still busy
                 return False
+        conn = daemon.conn
+        t0, e0, up, down = time.perf_counter(), conn.engine_seconds, conn.bytes_up, conn.bytes_down
         code = daemon.step()
         if code is not None:
             self.exit_codes[cid] = int(code)
             return True
+        if not daemon.idle and expected is not None:
+            timing = self._timing(expected)
+            engine = conn.engine_seconds - e0
+            timing.server_s += engine
+            timing.client_s[cid] = timing.client_s.get(cid, 0.0) + time.perf_counter() - t0 - engine
+            timing.bytes_up += conn.bytes_up - up
+            timing.bytes_down += conn.bytes_down - down
         return not daemon.idle
+
+    def _timing(self, key: tuple) -> StageTiming:
+        round_, stage, attempt = key
+        k = (round_, attempt, stage.name)
+        if k not in self.timings:
+            self.timings[k] = StageTiming(round_, attempt, stage.name)
+        return self.timings[k]
 
     def _live(self) -> list[tuple[str, ClientDaemon]]:
         return [(c, d) for c, d in self.daemons.items() if self.exit_codes[c] is None and c not in self.silent]
@@ -146,11 +181,12 @@ class MemoryFederation:
                 frozenset(st.stage.responded) if st.stage else frozenset())
 
     # -- the run ------------------------------------------------------------------------------
-    def run(self, timeout: float | None = None, on_round=None) -> int:
-        """Run to the end; the coordinator's exit code (0 completed, 4 aborted, 7 stopped, 130 when
-        ``timeout`` simulated seconds passed first). ``on_round(metrics_line)`` is called for
-        every new line of metrics.jsonl (a progress bar)."""
-        with control.RunLock(self.cfg.server.run_dir):
+    def start(self) -> MemoryFederation:
+        """Take the run folder's lock, log the start-up summary and let every client join. A test
+        then drives the run with :meth:`run_until`; :meth:`close` releases the lock."""
+        if self._lock is None:
+            self._lock = control.RunLock(self.cfg.server.run_dir)
+            self._lock.__enter__()
             log_summary(self.cfg, log)
             for cid, daemon in self.daemons.items():
                 try:
@@ -158,27 +194,60 @@ class MemoryFederation:
                 except FedError as exc:
                     log.error("%s could not join: %s", cid, exc)
                     self.exit_codes[cid] = int(ExitCode.REFUSED)
-            seen_lines, stalled = 0, 0
-            while True:
-                before = self._where()
-                acted = False
-                for cid, daemon in self._live():
-                    acted |= self._turn(cid, daemon)
-                wake = self.engine.tick()
-                if on_round is not None:
-                    seen_lines = _follow(self.engine.records, seen_lines, on_round)
-                if self.engine.finished and not self._live():
-                    break
-                if acted or self._where() != before:
-                    stalled = 0
-                    continue
-                if self.engine.finished:   # every live client is told at its next turn
-                    continue
-                stalled += 1
-                if stalled > _STALL_PASSES or (timeout is not None and self.clock() > timeout):
-                    log.error("the federation made no progress (simulated time %.1f s); stopping", self.clock())
-                    return int(ExitCode.INTERRUPTED)
-                self.clock.advance(max(wake, 1e-3) if math.isfinite(wake) else 1.0)
+        return self
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
+
+    def __enter__(self) -> MemoryFederation:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def run_until(self, done=None, *, timeout: float | None = None, on_round=None) -> bool:
+        """Run passes until ``done(engine)`` holds (checked after every pass; None: the end of the
+        run, every live client told). True when ``done`` held or the run ended; False when it
+        stalled or ``timeout`` simulated seconds passed. ``on_round(metrics_line)`` is called for
+        every new line of metrics.jsonl (a progress bar)."""
+        self.start()
+        stalled = 0
+        while True:
+            before = self._where()
+            acted = False
+            for cid, daemon in self._live():
+                acted |= self._turn(cid, daemon)
+            st = self.engine.state
+            open_stage = (st.round, st.stage.stage, st.attempt) if st.stage is not None else None
+            t0 = time.perf_counter()
+            wake = self.engine.tick()
+            if open_stage is not None:
+                self._timing(open_stage).server_s += time.perf_counter() - t0
+            if on_round is not None:
+                self._lines = _follow(self.engine.records, self._lines, on_round)
+            if done is not None and done(self.engine):
+                return True
+            if self.engine.finished and not self._live():
+                return True
+            if acted or self._where() != before:
+                stalled = 0
+                continue
+            if self.engine.finished:   # every live client is told at its next turn
+                continue
+            stalled += 1
+            if stalled > _STALL_PASSES or (timeout is not None and self.clock() > timeout):
+                log.error("the federation made no progress (simulated time %.1f s); stopping", self.clock())
+                return False
+            self.clock.advance(max(wake, 1e-3) if math.isfinite(wake) else 1.0)
+
+    def run(self, timeout: float | None = None, on_round=None) -> int:
+        """Run to the end; the coordinator's exit code (0 completed, 4 aborted, 7 stopped, 130 when
+        it stalled or ``timeout`` simulated seconds passed first)."""
+        with self:
+            if not self.run_until(timeout=timeout, on_round=on_round):
+                return int(ExitCode.INTERRUPTED)
         return int(_exit_code(self.engine))
 
 
@@ -211,7 +280,8 @@ def _note_wall_time(path: Path, total: float, per_line: list[float]) -> None:
 
 def run_in_memory(coordinator_config: Path, client_configs: Sequence[Path], *, insecure: bool = False,
                   rounds: int = 0, progress: bool | None = None, timeout: float | None = None,
-                  faults: Faults | None = None, log_path: Path | None = None) -> tuple[int, dict[str, int | None]]:
+                  faults: Faults | None = None, log_path: Path | None = None,
+                  trainers: Mapping[str, Any] | None = None) -> tuple[int, dict[str, int | None]]:
     """Load the configs that ``simulate`` provisioned and run them in memory; (exit code, client
     exit codes). ``log_path`` gets the run's log lines (coordinator and clients, one file)."""
     from fedcore.simulation_report import progress_bar
@@ -238,7 +308,7 @@ def run_in_memory(coordinator_config: Path, client_configs: Sequence[Path], *, i
         bar.update_round(line)
 
     try:
-        fed = MemoryFederation(cfg, clients, faults=faults)
+        fed = MemoryFederation(cfg, clients, faults=faults, trainers=trainers)
         rc = fed.run(timeout=timeout, on_round=on_round)
         _note_wall_time(fed.engine.records.summary_path, time.perf_counter() - started, walls)
     finally:
@@ -248,3 +318,18 @@ def run_in_memory(coordinator_config: Path, client_configs: Sequence[Path], *, i
             root.setLevel(level)
             handler.close()
     return rc, dict(fed.exit_codes)
+
+
+def memory_federation(clients: int = 3, rounds: int = 1, out: str | Path | None = None, *,
+                      faults: Faults | None = None, trainers: Mapping[str, Any] | None = None,
+                      insecure: bool = False, clock: ManualClock | None = None, **kwargs: Any) -> MemoryFederation:
+    """A provisioned federation over the in-memory transport, not started yet: tests and benchmarks
+    drive it with :meth:`MemoryFederation.run_until` and look at its engine and client daemons.
+    ``kwargs`` are :func:`fedcore.simulation.prepare`'s (aggregation, workload, settings, tables)."""
+    from fedcore.simulation import MEMORY_ADDRESS, prepare
+
+    prep = prepare(clients, rounds, out, **kwargs)
+    prep.write_client_configs(MEMORY_ADDRESS)
+    cfg = load_coordinator_config(prep.prov.coordinator_config, insecure=insecure or None)
+    configs = [load_client_config(prep.prov.client_configs[c], insecure=insecure or None) for c in prep.ids]
+    return MemoryFederation(cfg, configs, faults=faults, clock=clock, trainers=trainers)

@@ -9,11 +9,13 @@ initialisation (``pretrained``: the public checkpoint, the recipe of :func:`mer.
   schedule: ``rounds`` x ``epochs`` epochs, the AdamW state renewed every ``epochs`` as the
   clients' is, the statistical prior counted on the union;
 - ``plain``, ``secagg``, ``ckks``: the federation of ``--clients`` clients (subjects dealt to
-  clients, each holding out a quarter of its subjects), through the in-process engine
-  :func:`mer.federated_sim.run_federation`. It drives the REAL aggregation modes (every message
-  serialised) and the REAL ``MERTrainer`` objects the client daemons run, in one process instead
-  of separate daemons over mTLS, to fit the time budget: accuracy depends on the maths, not on the
-  processes (``fedpsyau simulate`` runs the same workload through the daemons).
+  clients, each holding out a quarter of its subjects), run by ``fedpsyau simulate``'s engine over
+  the in-memory transport (:mod:`fedcore.simulation_memory`): the coordinator's round engine and
+  the client daemons' stage handlers, trainers and ledgers, exactly as the daemons run them --
+  selection, clipping, DP, aggregation, evaluation -- with messages serialised between them but
+  no processes or TLS, to fit the time budget. The clients are seeded (``[client] seed``), so a
+  run is reproducible, and a seeded run gives the very model the gRPC daemons give
+  (``tests/e2e/test_transports_identical.py``).
 
 Every setting is evaluated on the same subject-held-out test split (the union of the clients'
 held-out subjects), with UF1 and UAR from the pooled confusion matrix. Seeds change the initial
@@ -123,7 +125,6 @@ def run_centralised(settings: dict[str, Any], clients: int, rounds: int, config:
     import torch
 
     from fedcore.coordinator.reports import confusion_metrics
-    from mer.federated_sim import fit_seed
     from mer.train.federated import workload
 
     parts = [workload.make_trainer({**settings, "client_index": i, "num_clients": clients}, f"client{i + 1}",
@@ -136,7 +137,7 @@ def run_centralised(settings: dict[str, Any], clients: int, rounds: int, config:
     stats = central.statistics(config)
     epsilon = None
     for r in range(1, rounds + 1):
-        torch.manual_seed(fit_seed(seed, r, 0))
+        torch.manual_seed((seed * 1_000_003 + r * 1009) % (2**31))   # new batches and noise each "round"
         fit = central.fit(params, spec, r, config, stats)
         params = fit.parameters
         if fit.privacy is not None and fit.privacy.enabled:
@@ -147,16 +148,32 @@ def run_centralised(settings: dict[str, Any], clients: int, rounds: int, config:
 
 
 def run_federated(setting: str, settings: dict[str, Any], clients: int, rounds: int, privacy: dict[str, Any],
-                  seed: int, workdir: Path, device: str = "cpu") -> dict[str, Any]:
-    from mer.federated_sim import run_federation
-    from mer.train.federated import workload
+                  seed: int, workdir: Path, device: str = "cpu", **kwargs) -> dict[str, Any]:
+    """One federation through the daemons' engine over the in-memory transport; its final pooled metrics."""
+    res = federate(setting, settings, clients, rounds, privacy, seed, workdir, device=device, **kwargs)
+    last = next((m for m in reversed(res.metrics) if m.get("eval")), {})
+    ev = last.get("eval", {})
+    eps = [p.get("epsilon") for m in res.metrics for p in (m.get("privacy") or {}).values() if p.get("epsilon")]
+    return {"uf1": ev.get("uf1"), "uar": ev.get("uar"), "accuracy": ev.get("accuracy"),
+            "epsilon_spent": max(eps) if eps else None,
+            "bytes_up": sum(m.get("bytes_up", 0) for m in res.metrics),
+            "bytes_down": sum(m.get("bytes_down", 0) for m in res.metrics),
+            "contributors": [m.get("contributors") for m in res.metrics],
+            "test_samples": int(ev.get("num_examples", 0))}
 
-    run = run_federation(workload, settings, clients=clients, rounds=rounds, aggregation=setting, privacy=privacy,
-                         seed=seed, workdir=workdir, device=device)
-    return {**run.final, "epsilon_spent": run.epsilon_max, "setup_s": run.setup_s,
-            "aggregate_s": sum(r.aggregate_s for r in run.rounds), "train_s": sum(r.train_s for r in run.rounds),
-            "bytes_up": sum(r.bytes_up for r in run.rounds), "bytes_down": sum(r.bytes_down for r in run.rounds),
-            "test_samples": int(run.confusion.sum()) if run.confusion is not None else 0}
+
+def federate(setting: str, settings: dict[str, Any], clients: int, rounds: int, privacy: dict[str, Any], seed: int,
+             workdir: Path, *, device: str = "cpu", workload: str = "mer.train.federated:workload", **kwargs):
+    """``simulate`` over the in-memory transport, seeded, quiet; raises when the run did not complete."""
+    from fedcore.simulation import simulate
+
+    res = simulate(clients=clients, rounds=rounds, out=workdir, aggregation=setting, workload=workload,
+                   workload_settings=settings, privacy=privacy, seed=seed, transport="memory", seeded=True,
+                   echo=False, progress=False, device=device, federation={"evaluate_every": 0}, **kwargs)
+    if res.returncode != 0:
+        raise RuntimeError(f"the {setting} federation in {workdir} ended with exit code {res.returncode} "
+                           f"({res.summary.get('status')}: {res.summary.get('reason', '')}); see {workdir / 'logs'}")
+    return res
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -228,7 +245,7 @@ def write_outputs(result: dict[str, Any], out: Path, stem: str) -> list[Path]:
                         (f"{row[c]:.4f}" if isinstance(row[c], float) else row[c]) for c in cols])
     p = result["plan"]
     plot(result["summary"], paths[2], f"DPK-GAT on {result['data']['name']}: {p['clients']} clients, {p['rounds']} "
-         f"rounds, {p['seeds']} seed(s), mean +- sd; federated runs in-process (real modes and trainers)",
+         f"rounds, {p['seeds']} seed(s), mean +- sd; federated runs: the daemons' engine over the in-memory transport",
          len(result["data"]["classes"]))
     return paths
 
@@ -250,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
         return int(ExitCode.CONFIG)
     torch.set_num_threads(args.threads)
     if not getattr(args, "verbose", False):
-        for name in ("mer.train", "mer.data", "fedcore", "mer.federated_sim"):
+        for name in ("mer.train", "mer.data", "fedcore"):
             logging.getLogger(name).setLevel(logging.WARNING)
     # seeded (non-cryptographic) DP noise keeps runs reproducible; said once here and in the JSON
     logging.getLogger("fedcore.dp.config").setLevel(logging.ERROR)
@@ -302,8 +319,9 @@ def run(args: argparse.Namespace) -> int:
               "hyperparameters": {f"{init}/{e:g}": bc.recipe(args.recipe_epsilon or e, init)
                                   for init in plan.inits for e in plan.epsilons},
               "recipe_epsilon": args.recipe_epsilon,
-              "engine": "federated settings: mer.federated_sim.run_federation (real ServerMode/ClientMode objects, "
-                        "serialised messages, real MERTrainer); centralised: MERTrainer.fit (dp_train) on the union",
+              "engine": "federated settings: the daemons' round engine and client daemons over the in-memory "
+                        "transport (fedcore.simulation_memory; seeded clients); centralised: MERTrainer.fit "
+                        "(dp_train) on the union",
               "secure_rng": False, "threads": args.threads,
               "machine": {"python": platform.python_version(), "platform": platform.platform(),
                           "torch": torch.__version__},

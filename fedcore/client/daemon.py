@@ -62,10 +62,11 @@ def resolve_device(device: str) -> str:
 class ClientDaemon:
     """One client. ``connection`` replaces the gRPC one (the in-memory transport: the same stage
     handlers over :class:`fedcore.transport.memory.MemoryConnection`); ``sleep`` is what a pause
-    between polls calls (a simulation with its own clock passes a no-op)."""
+    between polls calls (a simulation with its own clock passes a no-op); ``trainer`` replaces the
+    one the workload would make from the config (a simulation whose data is already in memory)."""
 
     def __init__(self, cfg: ClientConfig, stop: threading.Event | None = None, *, connection=None,
-                 sleep: Callable[[float], object] | None = None):
+                 sleep: Callable[[float], object] | None = None, trainer=None):
         self.cfg = cfg
         self.stop = stop or threading.Event()
         self.sleep = sleep or self.stop.wait
@@ -79,7 +80,8 @@ class ClientDaemon:
                                        (self.tls.cert_pem, self.tls.key_pem, self.tls.ca_pem))
         self.workload = load_workload(cfg.workload.path)
         c.workdir.mkdir(parents=True, exist_ok=True)
-        self.trainer = self.workload.make_trainer(cfg.workload.settings, c.id, c.workdir, resolve_device(c.device))
+        self.trainer = trainer if trainer is not None else \
+            self.workload.make_trainer(cfg.workload.settings, c.id, c.workdir, resolve_device(c.device))
         self.cache = UpdateCache(c.workdir / "cache")
         self.handlers: StageHandlers | None = None
         self.heartbeat_interval = 5.0

@@ -25,6 +25,7 @@ imports nothing above the transport layer).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
@@ -73,6 +74,7 @@ class MemoryConnection:
         self.reconnected = False
         self.bytes_up = 0
         self.bytes_down = 0
+        self.engine_seconds = 0.0   # time spent inside the engine's methods (the coordinator's share)
 
     def close(self) -> None:
         """Nothing to release (a connection object ends with its client)."""
@@ -87,6 +89,7 @@ class MemoryConnection:
         if header.client_id != self.client_id:
             raise NotAuthorized(f"{what}: the certificate names {self.client_id!r}, the header claims "
                                 f"{header.client_id!r}")
+        started = time.perf_counter()
         try:
             reply = fn(_through_bytes(header))
         except FedError as exc:
@@ -94,6 +97,8 @@ class MemoryConnection:
             if error is None:   # INTERNAL, or a transient limit (retried over gRPC): a bug in one process
                 raise
             raise error(f"{what}: {exc}") from None
+        finally:
+            self.engine_seconds += time.perf_counter() - started
         return _through_bytes(reply) if reply_bytes else reply
 
     # -- the RPCs -----------------------------------------------------------------------------

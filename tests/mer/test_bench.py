@@ -1,4 +1,5 @@
-"""`fedpsyau bench epsilon`: the in-process federation engine and the command's arguments."""
+"""`fedpsyau bench epsilon`: its federations (the daemons' engine over the in-memory transport)
+and the command's arguments."""
 
 from __future__ import annotations
 
@@ -9,42 +10,54 @@ import math
 import numpy as np
 import pytest
 
+from fedcore.coordinator.checkpoint import CheckpointStore
 from fedcore.examples.softmax import workload as softmax
 from mer import bench, bench_config
-from mer.federated_sim import run_federation
 
 SETTINGS = {"num_features": 8, "samples": 60, "hidden": 4}
+NO_DP = {"enabled": False}
 
 
-def _run(mode: str, tmp_path, rounds: int = 2, **kw):
-    return run_federation(softmax, SETTINGS, clients=3, rounds=rounds, aggregation=mode, seed=3,
-                          workdir=tmp_path / mode, **kw)
+def _run(mode: str, tmp_path, rounds: int = 2):
+    res = bench.federate(mode, SETTINGS, 3, rounds, NO_DP, 3, tmp_path / mode,
+                         workload="fedcore.examples.softmax:workload")
+    return res, CheckpointStore(res.run_dir / "checkpoints").load_latest()
 
 
 def test_secagg_engine_reaches_the_plain_global_model_up_to_quantisation(tmp_path):
-    plain, secagg = _run("plain", tmp_path), _run("secagg", tmp_path)
+    (plain, p_ck), (secagg, s_ck) = _run("plain", tmp_path), _run("secagg", tmp_path)
     init, _ = softmax.initial_parameters(SETTINGS, 3)
-    assert np.abs(plain.params - init).max() > 1e-3  # the rounds really trained
-    assert secagg.rounds[-1].notes["private"] and not plain.rounds[-1].notes["private"]
-    # fixed point with 2^-frac_bits resolution, then float32: far below any training step
-    np.testing.assert_allclose(secagg.params, plain.params, atol=1e-6)
-    assert secagg.final == pytest.approx(plain.final)
-    assert {"accuracy", "uf1", "uar"} <= set(plain.final)
+    assert np.abs(p_ck.params - init).max() > 1e-3  # the rounds really trained
+    assert secagg.metrics[-1]["notes"]["private"] and not plain.metrics[-1]["notes"]["private"]
+    # seeded clients train alike in both modes; fixed point with 2^-frac_bits resolution, then
+    # float32: far below any training step
+    np.testing.assert_allclose(s_ck.params, p_ck.params, atol=1e-6)
+    assert secagg.metrics[-1]["eval"]["uf1"] == pytest.approx(plain.metrics[-1]["eval"]["uf1"])
+    assert {"accuracy", "uf1", "uar"} <= set(plain.metrics[-1]["eval"])
 
 
 def test_statistics_round_sums_the_clients_counts_exactly_through_secagg(tmp_path):
-    run = _run("secagg", tmp_path, rounds=1)
+    _, ckpt = _run("secagg", tmp_path, rounds=1)
     want = sum(softmax.make_trainer({**SETTINGS, "client_index": i, "num_clients": 3}, "c", tmp_path, "cpu")
                .statistics({}) for i in range(3))
     # counts are above the mode's default clip of 1.0: the engine must use the workload's bound
     assert want.max() > 1
-    np.testing.assert_allclose(run.statistics, want, atol=1e-6)
+    np.testing.assert_allclose(ckpt.statistics, want, atol=1e-6)
 
 
 def test_engine_counts_model_and_mode_bytes_every_round(tmp_path):
-    run = _run("plain", tmp_path)
-    assert all(r.bytes_up > 0 and r.bytes_down > 0 and r.contributors == 3 for r in run.rounds)
-    assert not run.rounds[0].metrics and run.rounds[-1].metrics  # evaluated after the last round only
+    res, _ = _run("plain", tmp_path)
+    assert all(m["bytes_up"] > 0 and m["bytes_down"] > 0 and m["contributors"] == 3 for m in res.metrics)
+    assert not res.metrics[0].get("eval") and res.metrics[-1]["eval"]  # evaluated after the last round only
+
+
+def test_run_federated_reports_the_last_evaluation_and_the_epsilon_spent(tmp_path):
+    privacy = {"target_epsilon": 4.0, "max_grad_norm": 1.0, "secure_rng": False}
+    row = bench.run_federated("secagg", SETTINGS, 3, 2, privacy, 0, tmp_path / "r",
+                              workload="fedcore.examples.softmax:workload")
+    assert 0 < row["epsilon_spent"] <= 4.0 + 1e-9          # the ledgers' figure, statistics release included
+    assert row["contributors"] == [3, 3] and row["test_samples"] > 0
+    assert 0 <= row["uf1"] <= 1 and row["bytes_up"] > 0
 
 
 def _args(argv):

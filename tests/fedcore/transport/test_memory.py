@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 import pytest
 
 from fedcore.common.stages import Stage
@@ -130,3 +132,27 @@ def test_replies_cross_a_serialisation_boundary(federation):
     reply = conn.join("test")
     engine_header = federation.engine.header("client1")
     assert reply.header == engine_header and reply.header is not engine_header
+
+
+# -- known updates through the real engine ------------------------------------------------------
+@pytest.mark.parametrize("mode", ["plain", "secagg", "ckks"])
+def test_the_engine_adds_the_known_updates_of_the_survivors_in_every_mode(tmp_path, mode):
+    from fedcore.coordinator.checkpoint import CheckpointStore
+    from fedcore.examples import updates
+    from fedcore.simulation_memory import memory_federation
+
+    settings = {"size": 3000, "seed": 5}
+    silent = {("SECAGG_MASKED_INPUT", 1): {"client5"}} if mode == "secagg" else {("TRAIN", 1): {"client5"}}
+    fed = memory_federation(5, 1, tmp_path / mode, aggregation=mode, workload="fedcore.examples.updates:workload",
+                            workload_settings=settings, faults=Faults(silent_at=silent))
+    assert fed.run() == 0
+    line = fed.engine.records.metrics_path.read_text().splitlines()
+    assert len(line) == 1
+    model = CheckpointStore(fed.cfg.server.run_dir / "checkpoints").load_latest().params
+    want = updates.expected_mean(settings, [0, 1, 2, 3], 1)    # client5 (index 4) dropped
+    atol = 1e-6 if mode != "plain" else 1e-7
+    assert np.abs(model - want).max() < atol
+    other = updates.expected_mean(settings, [0, 1, 2, 3, 4], 1)
+    assert np.abs(model - other).max() > 100 * atol               # the dropout really changed the sum
+    stages = {t.stage for t in fed.timings.values()}
+    assert "TRAIN" in stages and all(t.server_s >= 0 for t in fed.timings.values())

@@ -10,7 +10,8 @@ import torch
 
 from fedcore.dp.accounting import account
 from mer.data.arrays import MEArrays
-from mer.federated_sim import run_federation
+from fedcore.coordinator.checkpoint import CheckpointStore
+from mer import bench
 from mer.model import build_model
 from mer.model.pretrained import CheckpointError, read_checkpoint, save_checkpoint
 from mer.train.federated import workload
@@ -42,9 +43,20 @@ def _settings(checkpoint, **kw):
 
 
 def _trainers(settings, data, tmp_path):
+    """The clients' trainers on in-memory data, in the workdirs their daemons use (one ledger each)."""
     return {f"client{i + 1}": workload.make_trainer({**settings, "client_index": i, "num_clients": 3},
-                                                    f"client{i + 1}", tmp_path / f"c{i}", "cpu", data=data)
+                                                    f"client{i + 1}", _workdir(tmp_path, f"client{i + 1}"), "cpu",
+                                                    data=data)
             for i in range(3)}
+
+
+def _workdir(tmp_path, cid):
+    return tmp_path / "run" / "federation" / "clients" / cid / "work"
+
+
+def _federate(mode, settings, privacy, tmp_path, trainers):
+    res = bench.federate(mode, settings, 3, 2, privacy, 0, tmp_path / "run", trainers=trainers)
+    return CheckpointStore(res.run_dir / "checkpoints").load_latest()
 
 
 def test_frozen_parameters_are_bit_identical_after_dp_rounds_and_never_travel(checkpoint, tmp_path):
@@ -52,8 +64,7 @@ def test_frozen_parameters_are_bit_identical_after_dp_rounds_and_never_travel(ch
     settings = _settings(checkpoint)
     trainers = _trainers(settings, data, tmp_path)
     privacy = {"target_epsilon": 8.0, "max_grad_norm": 1.0, "secure_rng": False}
-    run = run_federation(workload, settings, clients=3, rounds=2, aggregation="secagg", privacy=privacy,
-                         seed=0, workdir=tmp_path, trainers=trainers)
+    run = _federate("secagg", settings, privacy, tmp_path, trainers)
     # the federation's vector is the classifier only: nothing else is sent, masked or aggregated
     assert [t.name for t in run.spec.tensors] == ["classifier.1.weight", "classifier.1.bias"]
     _, arrays = read_checkpoint(checkpoint)
@@ -72,15 +83,21 @@ def test_ledger_epsilon_with_frozen_layers_is_the_accountants_for_the_steps_take
     settings = _settings(checkpoint)
     trainers = _trainers(settings, data, tmp_path)
     privacy = {"target_epsilon": 4.0, "max_grad_norm": 1.0, "secure_rng": False}
-    run = run_federation(workload, settings, clients=3, rounds=2, aggregation="plain", privacy=privacy,
-                         seed=0, workdir=tmp_path, trainers=trainers)
+    res = bench.federate("plain", settings, 3, 2, privacy, 0, tmp_path / "run", trainers=trainers)
     t = trainers["client1"]
     n = len(t.train)
     q = 1.0 / math.ceil(n / settings["batch_size"])
     steps = 2 * settings["epochs"] * math.ceil(n / settings["batch_size"])
-    want = account([(q, t._plan_.noise_multiplier, steps)], t._plan_.delta, t._plan_.accountant).epsilon
-    assert run.rounds[-1].epsilon["client1"] == pytest.approx(want, rel=1e-9)
-    assert t._ledger.steps == steps
+    # the ledger holds the round-0 statistics release (one Gaussian release, q = 1) and the DP-SGD
+    # steps at the plan's (q, sigma): nothing is charged for the frozen layers
+    stats = [c for c in t._ledger.charges if c.round == 0]
+    sgd = [c for c in t._ledger.charges if c.round > 0]
+    assert len(stats) == 1 and stats[0].sample_rate == 1.0 and stats[0].steps == 1
+    assert {(c.sample_rate, c.noise_multiplier) for c in sgd} == {(q, t._plan_.noise_multiplier)}
+    want = account([(1.0, stats[0].noise_multiplier, 1), (q, t._plan_.noise_multiplier, steps)], t._plan_.delta,
+                   t._plan_.accountant).epsilon
+    assert res.metrics[-1]["privacy"]["client1"]["epsilon"] == pytest.approx(want, rel=1e-9)
+    assert sum(c.steps for c in sgd) == steps
 
 
 def test_a_client_with_another_checkpoint_is_refused(checkpoint, tmp_path):
