@@ -103,12 +103,15 @@ class StageTiming:
 
 class MemoryFederation:
     """The coordinator and clients of one federation over the in-memory transport. ``trainers``
-    (client id -> Trainer) replaces the trainers the workload would make (data already in memory)."""
+    (client id -> Trainer) replaces the trainers the workload would make (data already in memory);
+    ``tamper`` and ``record`` stand in the middle (:mod:`fedcore.transport.memory`)."""
 
     def __init__(self, coordinator: CoordinatorConfig, clients: Sequence[ClientConfig], *,
                  faults: Faults | None = None, clock: ManualClock | None = None,
-                 trainers: Mapping[str, Any] | None = None):
+                 trainers: Mapping[str, Any] | None = None, tamper=None, record: bool = False):
         self.cfg = coordinator
+        #: every submission as the engine was handed it (with ``record``), for what-the-server-saw tests
+        self.server_received: list[bytes] | None = [] if record else None
         self.clock = clock or ManualClock()
         self.faults = faults or Faults()
         self.engine = build_engine(coordinator, clock=self.clock)
@@ -117,7 +120,8 @@ class MemoryFederation:
             cid = cc.client.id
             conn = MemoryConnection(self.engine, client_id=cid, federation_id=cc.client.federation,
                                     max_payload_bytes=cc.client.max_payload_bytes,
-                                    server_max_payload_bytes=coordinator.limits.max_payload_bytes)
+                                    server_max_payload_bytes=coordinator.limits.max_payload_bytes,
+                                    tamper=tamper, received=self.server_received)
             self.daemons[cid] = ClientDaemon(cc, connection=conn, sleep=lambda _s: None,
                                              trainer=(trainers or {}).get(cid))
         self.exit_codes: dict[str, int | None] = {cid: None for cid in self.daemons}
@@ -322,7 +326,8 @@ def run_in_memory(coordinator_config: Path, client_configs: Sequence[Path], *, i
 
 def memory_federation(clients: int = 3, rounds: int = 1, out: str | Path | None = None, *,
                       faults: Faults | None = None, trainers: Mapping[str, Any] | None = None,
-                      insecure: bool = False, clock: ManualClock | None = None, **kwargs: Any) -> MemoryFederation:
+                      insecure: bool = False, clock: ManualClock | None = None, tamper=None, record: bool = False,
+                      **kwargs: Any) -> MemoryFederation:
     """A provisioned federation over the in-memory transport, not started yet: tests and benchmarks
     drive it with :meth:`MemoryFederation.run_until` and look at its engine and client daemons.
     ``kwargs`` are :func:`fedcore.simulation.prepare`'s (aggregation, workload, settings, tables)."""
@@ -332,4 +337,4 @@ def memory_federation(clients: int = 3, rounds: int = 1, out: str | Path | None 
     prep.write_client_configs(MEMORY_ADDRESS)
     cfg = load_coordinator_config(prep.prov.coordinator_config, insecure=insecure or None)
     configs = [load_client_config(prep.prov.client_configs[c], insecure=insecure or None) for c in prep.ids]
-    return MemoryFederation(cfg, configs, faults=faults, clock=clock, trainers=trainers)
+    return MemoryFederation(cfg, configs, faults=faults, clock=clock, trainers=trainers, tamper=tamper, record=record)

@@ -15,6 +15,11 @@ over both transports. What stays real:
 - uploads are checked against the coordinator's payload limit, downloads against the client's,
   and a download's SHA-256 against the task's.
 
+A test can stand in the middle: ``tamper(stage, client_id, direction, data) -> data`` sees (and
+may change) the bytes of every task body the client receives (``"down"``), every submission it
+sends (``"up"``) and every blob it downloads (``"blob"``); ``received`` (a list) collects every
+submission as the engine was handed it, so a test can check what the coordinator never saw.
+
 What is left out: TLS, chunking, concurrency and real time. A long poll is answered at once
 (the caller drives the clock; see :mod:`fedcore.simulation_memory`).
 
@@ -32,6 +37,7 @@ from typing import Protocol, TypeVar
 from google.protobuf.message import Message
 
 from fedcore.common.errors import FedError, InvalidPayload, NotAuthorized
+from fedcore.common.stages import Stage
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 from fedcore.transport.chunks import PayloadTooLarge, sha256
 from fedcore.transport.status import client_error
@@ -53,6 +59,17 @@ class EngineEndpoint(Protocol):
     def submit(self, client_id: str, header: pb.Header, payload: bytes, digest: bytes) -> pb.SubmitReply: ...
 
 
+#: tamper(stage, client_id, direction "down" | "up" | "blob", wire bytes) -> the bytes delivered
+Tamper = Callable[[Stage, str, str, bytes], bytes]
+
+
+def _stage(value: int) -> Stage | int:
+    try:
+        return Stage(value)
+    except ValueError:
+        return value
+
+
 def _through_bytes(msg: M) -> M:
     """``msg`` serialised and parsed back, as the wire would deliver it."""
     return type(msg).FromString(msg.SerializeToString())
@@ -63,7 +80,7 @@ class MemoryConnection:
 
     def __init__(self, engine: EngineEndpoint, *, client_id: str, federation_id: str,
                  max_payload_bytes: int = 1 << 30, server_max_payload_bytes: int = 1 << 30,
-                 rpc_timeout: float = 30.0):
+                 rpc_timeout: float = 30.0, tamper: Tamper | None = None, received: list[bytes] | None = None):
         self.engine = engine
         self.client_id = client_id
         self.federation_id = federation_id
@@ -75,6 +92,8 @@ class MemoryConnection:
         self.bytes_up = 0
         self.bytes_down = 0
         self.engine_seconds = 0.0   # time spent inside the engine's methods (the coordinator's share)
+        self.tamper = tamper
+        self.received = received
 
     def close(self) -> None:
         """Nothing to release (a connection object ends with its client)."""
@@ -109,7 +128,12 @@ class MemoryConnection:
     def get_task(self, last: pb.Header, wait: float = 0.0, stop: threading.Event | None = None) -> pb.Task:
         """The task now (a long poll is answered at once: the simulation drives the clock)."""
         req = _through_bytes(pb.TaskRequest(header=self.header(last.round, last.stage, last.attempt)))
-        return self._call("GetTask", req.header, lambda h: self.engine.task(self.client_id, h))
+        task = self._call("GetTask", req.header, lambda h: self.engine.task(self.client_id, h))
+        if self.tamper is not None and task.header.stage not in (Stage.WAIT, Stage.DONE):
+            body = self.tamper(Stage(task.header.stage), self.client_id, "down", task.body.SerializeToString())
+            task.body.Clear()
+            task.body.MergeFromString(body)
+        return task
 
     def heartbeat(self, timeout: float | None = None) -> pb.HeartbeatReply:
         return self._call("Heartbeat", self.header(), lambda h: self.engine.heartbeat(self.client_id, h))
@@ -127,9 +151,16 @@ class MemoryConnection:
             raise InvalidPayload(f"blob {blob!r}: SHA-256 differs from the one in the task")
         self.engine.count_download(len(payload))
         self.bytes_down += len(payload)
+        if self.tamper is not None:
+            payload = self.tamper(_stage(header.stage), self.client_id, "blob", bytes(payload))
         return bytes(payload)
 
     def submit(self, header: pb.Header, payload: bytes) -> pb.SubmitReply:
+        if self.tamper is not None:
+            payload = self.tamper(_stage(header.stage), self.client_id, "up", bytes(payload))
+        if self.received is not None:
+            self.received.append(bytes(payload))
+
         def send(h: pb.Header) -> pb.SubmitReply:
             self.engine.precheck_submit(self.client_id, h)
             if len(payload) > self.server_max_payload:

@@ -156,3 +156,32 @@ def test_the_engine_adds_the_known_updates_of_the_survivors_in_every_mode(tmp_pa
     assert np.abs(model - other).max() > 100 * atol               # the dropout really changed the sum
     stages = {t.stage for t in fed.timings.values()}
     assert "TRAIN" in stages and all(t.server_s >= 0 for t in fed.timings.values())
+
+
+def test_the_server_never_sees_a_secagg_update_and_a_corrupted_masked_input_releases_nothing(tmp_path):
+    from fedcore.examples import updates
+    from fedcore.simulation_memory import memory_federation
+
+    settings = {"size": 500, "seed": 2}
+    fed = memory_federation(3, 1, tmp_path / "r", aggregation="secagg", workload="fedcore.examples.updates:workload",
+                            workload_settings=settings, record=True)
+    assert fed.run() == 0
+    raw = updates.update(settings, 0, 1) * updates.weight(settings, 0)
+    needles = [raw.astype(np.float32).tobytes()[:64], raw.tobytes()[:64]]
+    assert fed.server_received and not any(n in b for b in fed.server_received for n in needles)
+
+    flipped = []
+
+    def flip(stage, cid, direction, data):
+        if direction == "up" and stage == Stage.SECAGG_MASKED_INPUT and cid == "client2":
+            flipped.append(cid)
+            return data[:-3] + bytes(3)       # a corrupted masked input
+        return data
+
+    fed = memory_federation(4, 1, tmp_path / "t", aggregation="secagg", workload="fedcore.examples.updates:workload",
+                            workload_settings=settings, tamper=flip)
+    assert fed.run() == 4                         # ABORTED: every attempt's sum fails its range check
+    assert flipped == ["client2"] * 4             # the first attempt and its 3 retries
+    from fedcore.coordinator.checkpoint import CheckpointStore
+
+    assert CheckpointStore(fed.cfg.server.run_dir / "checkpoints").load_latest() is None   # nothing released
