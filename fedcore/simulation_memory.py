@@ -18,6 +18,27 @@ the daemons would see it, without sleeping:
   is handed a task of the named stage; the engine drops it at the heartbeat timeout;
 - :class:`Faults` ``late``: a client answers each task that many simulated seconds after it
   exists (heartbeats go on meanwhile), so it misses deadlines shorter than that.
+
+As a test and benchmark harness (it replaced the per-mode in-process drivers)::
+
+    from fedcore.examples import updates
+    from fedcore.simulation_memory import Faults, memory_federation
+
+    fed = memory_federation(5, 1, tmp_path / "run", aggregation="secagg",
+                            workload="fedcore.examples.updates:workload",
+                            workload_settings={"size": 1000, "seed": 1},
+                            faults=Faults(silent_at={("SECAGG_MASKED_INPUT", 1): {"client5"}}),
+                            record=True)          # also: tamper=, trainers=, secagg=, ckks=, privacy=, deadlines=
+    fed.run()                                     # exit code: 0 completed, 4 aborted
+    # or step: fed.run_until(lambda engine: engine.state.stage is not None
+    #                        and engine.state.stage.stage == Stage.SECAGG_UNMASK)
+    # then reach in: fed.engine.mode (the ServerMode), fed.engine.state,
+    # fed.daemons["client1"].handlers.mode (a ClientMode), fed.server_received (record=True),
+    # fed.timings ((round, attempt, stage) -> StageTiming), fed.engine.records.metrics_path.
+    # The final model: CheckpointStore(fed.cfg.server.run_dir / "checkpoints").load_latest().params
+    # and the sum it should hold: updates.expected_mean(settings, [0, 1, 2, 3], 1).
+
+:mod:`fedcore.transport.memory` describes the ``tamper(stage, client_id, direction, data)`` hook.
 """
 
 from __future__ import annotations
