@@ -95,7 +95,7 @@ def accept(eng: RoundEngine, client_id: str, body: any_pb2.Any) -> None:
         if stage == Stage.TRAIN:
             check_train_report(msg, client_id)
             if msg.HasField("privacy"):
-                eng.privacy[client_id] = privacy_dict(msg.privacy)
+                eng.state.privacy[client_id] = privacy_dict(msg.privacy)
             st.train_reports[client_id] = msg
         elif stage == Stage.STATS:
             st.train_reports[client_id] = msg

@@ -213,13 +213,13 @@ def _interrupted(engine: RoundEngine, driver: threading.Thread, signals: _Signal
         where = f"round {st.round} ({st.stage.stage.name if st.stage else st.phase.value}, attempt {st.attempt})"
         reason = (f"interrupted by {signals.name} at {where}; {saved}; restart with the same config to resume "
                   f"(the round in flight is re-run)")
-        clients = sorted(engine.registry.ever | set(engine.extra.get("clients", [])))
+        clients = engine.state.clients_ever(engine.registry.ever)
         from fedcore.coordinator.records import summarize
 
         engine.records.write_summary({**summarize(
-            engine.history, federation=engine.cfg.federation.id, aggregation=engine.cfg.federation.aggregation,
+            engine.state.history, federation=engine.cfg.federation.id, aggregation=engine.cfg.federation.aggregation,
             strategy=engine.cfg.strategy.name, rounds_planned=engine.cfg.federation.rounds, status="interrupted",
-            reason=reason, clients=clients, round0=engine.extra.get("round0", {}), privacy=engine.privacy),
+            reason=reason, clients=clients, round0=engine.state.round0, privacy=engine.state.privacy),
             **engine.client_dp.summary()})
         log.warning("%s", reason)
     finally:

@@ -1,6 +1,10 @@
 """The round engine: the coordinator's state machine behind the gRPC servicer.
 
-All state lives in one :class:`~fedcore.coordinator.state.State` guarded by one lock. RPC
+All run state lives in one :class:`~fedcore.coordinator.state.State` guarded by one lock (the
+round's stage, the model, and what outlives a round: history, exhausted clients, privacy reports;
+a checkpoint serialises the latter with the model). The engine itself holds only collaborators:
+config, workload, mode, strategy, checkpoint store, records, registry, release journal and the
+central-DP accountant. RPC
 handlers call :meth:`join`, :meth:`task`, :meth:`submit`, :meth:`download` and
 :meth:`heartbeat`; they check the caller's header against the open stage and record results, but
 never change phase. Phase changes happen only in :meth:`tick`, which the driver thread calls when
@@ -70,7 +74,6 @@ class RoundEngine:
         self.run_id = self.records.run_id()
         self.registry = Registry(cfg.limits.max_clients, cfg.deadlines.heartbeat_timeout)
         self.stats_spec = workload.statistics_spec(cfg.workload)
-        self.started_work = False
         self.fault_hook: Callable[[str], None] | None = None
         self.releases = ReleaseJournal(cfg.server.run_dir)
         self.state = self._restore()
@@ -87,7 +90,6 @@ class RoundEngine:
         now = self.clock()
         if ckpt is None:
             state = State(Phase.JOINING, 0, 0, 1, params, spec, 0, needs_stats=self.stats_spec is not None)
-            self.history, self.extra = [], {}
         else:
             if ckpt.spec != spec:
                 raise ConfigError(f"the checkpoint in {self.store.directory} holds a model of {ckpt.spec.size} "
@@ -97,18 +99,16 @@ class RoundEngine:
             state = State(Phase.JOINING, 0, 0, ckpt.round + 1, ckpt.params, ckpt.spec, ckpt.round,
                           statistics=ckpt.statistics,
                           needs_stats=self.stats_spec is not None and ckpt.statistics is None)
-            self.history, self.extra = list(ckpt.history), dict(ckpt.extra)
-            state.pending_eval = ckpt.round if self.extra.get("pending_eval") == ckpt.round and ckpt.round else 0
+            state.history = list(ckpt.history)
+            state.restore_extra(dict(ckpt.extra), ckpt.round)
             log.info("resuming from the checkpoint of round %d: next round %d of %d%s", ckpt.round,
                      ckpt.round + 1, self.cfg.federation.rounds,
                      f"; round {ckpt.round}'s model is evaluated first" if state.pending_eval else "")
-        self.records.sync_metrics(self.history)
-        self.known_exhausted: dict[str, str] = dict(self.extra.get("excluded", {}))
-        self.privacy: dict[str, dict] = dict(self.extra.get("privacy", {}))
+        self.records.sync_metrics(state.history)
+        # the central-DP accountant: its state is checkpointed with the rest (State.checkpoint_extra)
         self.client_dp = CoordinatorPrivacy(self.cfg.central_dp, self.cfg.mode_settings, self.cfg.federation.aggregation,
-                                            self.extra.get("client_dp"))
+                                            state.client_dp_state)
         self.client_dp.startup()
-        self.round_dp: dict = {}  # the current round's central/distributed DP records, for metrics.jsonl
         state.attempt = self.records.next_attempt(0)
         state.waiting_since = now
         self.releases.forget_before(state.next_round, keep_zero=state.needs_stats)
@@ -155,8 +155,8 @@ class RoundEngine:
         with self.lock:
             self._check_federation(header)
             info = self.registry.join(client_id, self.clock())
-            if client_id in self.known_exhausted and not info.exhausted:
-                info.exhausted = self.known_exhausted[client_id]
+            if client_id in self.state.exhausted and not info.exhausted:
+                info.exhausted = self.state.exhausted[client_id]
             self.changed.notify_all()
             return pb.JoinReply(header=self.header(client_id), heartbeat_interval=self.cfg.deadlines.heartbeat_interval,
                                 settings=to_struct(self.join_settings()))

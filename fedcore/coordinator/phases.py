@@ -113,7 +113,7 @@ def _enter(eng: RoundEngine, round_: int, now: float) -> None:
     st.submissions.clear()
     st.train_reports.clear()
     st.eval_reports.clear()
-    eng.started_work = True
+    eng.state.started_work = True
 
 
 def _open(eng: RoundEngine, stage: Stage, expected, timeout: float, now: float) -> None:
@@ -179,7 +179,7 @@ def tick_joining(eng: RoundEngine, now: float) -> bool:
     detail = f"{len(pool)} eligible of {len(eng.registry.clients)} joined, {need} needed" + (
         f"; excluded for exhausted privacy budgets: {', '.join(sorted(excluded))}" if excluded else "")
     st.waiting_since = now
-    if not eng.started_work:
+    if not eng.state.started_work:
         log.warning("still waiting for clients after %.0f s: %s", eng.cfg.deadlines.join, detail)
         return False
     fail_attempt(eng, now, f"too few clients within the join deadline ({detail})")
@@ -190,7 +190,7 @@ def _gathered(eng: RoundEngine, pool: list[str], now: float) -> bool:
     """Before a run's first work, wait up to the join deadline for ``[federation] min_available``
     clients, so that a client joining a moment after the first ``min_clients`` is not left out of
     the once-per-run set-up (CKKS keys) or round 0."""
-    return (eng.started_work or len(pool) >= eng.cfg.federation.min_available
+    return (eng.state.started_work or len(pool) >= eng.cfg.federation.min_available
             or now - eng.state.waiting_since >= eng.cfg.deadlines.join)
 
 
@@ -293,8 +293,8 @@ def finish_stats(eng: RoundEngine, result: AggregateResult, now: float) -> None:
     st = eng.state
     st.statistics = np.asarray(result.weighted_sum, np.float64).copy()
     st.needs_stats = False
-    eng.extra["round0"] = {"seconds": now - st.tally.started, "bytes_up": st.tally.bytes_up,
-                           "bytes_down": st.tally.bytes_down, "contributors": result.num_contributors}
+    st.round0 = {"seconds": now - st.tally.started, "bytes_up": st.tally.bytes_up,
+                 "bytes_down": st.tally.bytes_down, "contributors": result.num_contributors}
     eng.client_dp.stats_release(result)
     _checkpoint(eng, 0)
     log.info("round 0: statistics of %d clients summed (%d values)", result.num_contributors, st.statistics.size)
@@ -327,7 +327,7 @@ def close_train(eng: RoundEngine, now: float) -> None:
             if rep.privacy.exhausted and cid in eng.registry.clients:
                 reason = rep.refusal or "privacy budget exhausted"
                 eng.registry.clients[cid].exhausted = reason
-                eng.known_exhausted[cid] = reason
+                eng.state.exhausted[cid] = reason
     refused = _refusals(eng)
     fatal = fatal_reason(refused, st.round)
     if fatal:
@@ -358,7 +358,7 @@ def finish_aggregate(eng: RoundEngine, result: AggregateResult, now: float) -> N
         new = np.asarray(eng.strategy.apply(st.params, mean, st.round), np.float32)
     except ValueError as exc:
         return fail_attempt(eng, now, f"cannot apply the aggregate: {exc}")
-    eng.round_dp = st_dp
+    eng.state.round_dp = st_dp
     if new.shape != st.params.shape or not np.isfinite(new).all():
         return fail_attempt(eng, now, "the strategy produced a model with the wrong shape or non-finite values")
     st.params, st.model_round = new, st.round
@@ -366,7 +366,7 @@ def finish_aggregate(eng: RoundEngine, result: AggregateResult, now: float) -> N
     every, rounds = eng.cfg.federation.evaluate_every, eng.cfg.federation.rounds
     evaluate = st.round == rounds or bool(every and st.round % every == 0)
     line = _round_line(eng, now)
-    eng.history.append(line)
+    eng.state.history.append(line)
     st.pending_eval = st.round if evaluate else 0
     eng.fault("applied")
     _checkpoint(eng, st.round)            # durable before anything derived from the aggregate leaves
@@ -401,7 +401,7 @@ def close_evaluate(eng: RoundEngine, now: float) -> None:
     pooled = pooled_metrics(st.eval_reports)
     if not pooled:
         log.warning("round %d: no evaluation reports arrived", st.round)
-    line = eng.history[-1]
+    line = eng.state.history[-1]
     if line.get("round") != st.round:   # a bug: the checkpoint's last round is the one evaluated
         return abort(eng, f"evaluated round {st.round} but the last recorded round is {line.get('round')}")
     since, up, down = getattr(eng, "eval_mark", (now, st.tally.bytes_up, st.tally.bytes_down))
@@ -411,7 +411,7 @@ def close_evaluate(eng: RoundEngine, now: float) -> None:
     st.pending_eval = 0
     eng.fault("evaluated")
     _checkpoint(eng, st.round)
-    eng.records.sync_metrics(eng.history)
+    eng.records.sync_metrics(eng.state.history)
     _log_round(eng, line, pooled)
     st.retries = 0
     st.tally = RoundTally()
@@ -422,7 +422,7 @@ def _round_line(eng: RoundEngine, now: float) -> dict:
     """Round ``st.round``'s metrics.jsonl line, without the evaluation (added by close_evaluate)."""
     st = eng.state
     privacy = {c: {k: p[k] for k in ("epsilon", "delta", "accountant", "steps", "noise_multiplier", "exhausted")}
-               for c, p in sorted(eng.privacy.items()) if p.get("enabled")}
+               for c, p in sorted(eng.state.privacy.items()) if p.get("enabled")}
     line = jsonable({
         "round": st.round, "attempt": st.attempt, "clients": list(st.selected), "contributors": st.contributors,
         "excluded": sorted(eng.registry.excluded()),
@@ -432,9 +432,9 @@ def _round_line(eng: RoundEngine, now: float) -> dict:
         # sample-level DP-SGD states as fedcore.dp.report reads them; left out when no client runs DP-SGD
         **({"privacy": privacy, "epsilon_max": max(p["epsilon"] for p in privacy.values())} if privacy else {}),
         "seconds": round(now - st.tally.started, 4), "bytes_up": st.tally.bytes_up, "bytes_down": st.tally.bytes_down,
-        "notes": st.aggregate_notes, **getattr(eng, "round_dp", {}),
+        "notes": st.aggregate_notes, **eng.state.round_dp,
     })
-    eng.round_dp = {}
+    eng.state.round_dp = {}
     return line
 
 
@@ -446,12 +446,9 @@ def _log_round(eng: RoundEngine, line: dict, pooled: dict) -> None:
 
 def _checkpoint(eng: RoundEngine, round_: int) -> None:
     st = eng.state
-    eng.extra.update({"excluded": dict(eng.known_exhausted), "privacy": jsonable(eng.privacy),
-                      "pending_eval": st.pending_eval,
-                      "client_dp": jsonable(eng.client_dp.state()),
-                      "clients": sorted(eng.registry.ever | set(eng.extra.get("clients", [])))})
-    eng.store.save(Checkpoint(round_, st.params, st.spec, eng.strategy.state_dict(), list(eng.history),
-                              st.statistics, dict(eng.extra)))
+    extra = jsonable(st.checkpoint_extra(eng.registry.ever, jsonable(eng.client_dp.state())))
+    eng.store.save(Checkpoint(round_, st.params, st.spec, eng.strategy.state_dict(), list(st.history),
+                              st.statistics, extra))
     eng.releases.forget_before(round_ + 1, keep_zero=st.needs_stats)
 
 
@@ -486,12 +483,12 @@ def _end(eng: RoundEngine, phase: Phase, reason: str, status: str | None = None)
         transition(st, Phase.JOINING)
     transition(st, phase)
     st.outcome = reason
-    clients = sorted(eng.registry.ever | set(eng.extra.get("clients", [])))
+    clients = eng.state.clients_ever(eng.registry.ever)
     eng.records.write_summary({**summarize(
-        eng.history, federation=eng.cfg.federation.id, aggregation=eng.cfg.federation.aggregation,
+        eng.state.history, federation=eng.cfg.federation.id, aggregation=eng.cfg.federation.aggregation,
         strategy=eng.cfg.strategy.name, rounds_planned=eng.cfg.federation.rounds,
         status=status or ("completed" if phase == Phase.DONE else "aborted"), reason=reason, clients=clients,
-        round0=eng.extra.get("round0", {}), privacy=eng.privacy), **eng.client_dp.summary()})
+        round0=eng.state.round0, privacy=eng.state.privacy), **eng.client_dp.summary()})
 
 
 def abort(eng: RoundEngine, reason: str) -> None:

@@ -117,6 +117,36 @@ class State:
     tally: RoundTally = field(default_factory=RoundTally)
     blob: ModelBlob | None = None
     outcome: str = ""                   # why the run ended
+    # -- what outlives a round: checkpointed with the model (:meth:`checkpoint_extra`) ----------
+    history: list[dict[str, Any]] = field(default_factory=list)   # metrics.jsonl: one line per completed round
+    exhausted: dict[str, str] = field(default_factory=dict)       # client -> why it left for good (budget spent)
+    privacy: dict[str, dict[str, Any]] = field(default_factory=dict)  # client -> its latest privacy report
+    clients_before: frozenset[str] = frozenset()                  # clients seen by earlier coordinator runs
+    round0: dict[str, Any] = field(default_factory=dict)          # the statistics round's time and bytes
+    client_dp_state: dict[str, Any] | None = None                 # the central-DP accountant's state at restore
+    # -- this coordinator run only ---------------------------------------------------------------
+    round_dp: dict[str, Any] = field(default_factory=dict)        # this round's central/distributed DP records
+    started_work: bool = False                                     # a first work phase has begun
+
+    def checkpoint_extra(self, clients_now: set[str], client_dp: dict[str, Any]) -> dict[str, Any]:
+        """The run state a checkpoint carries besides model, strategy and statistics (JSON-able;
+        :meth:`restore_extra` reads it back)."""
+        return {"excluded": dict(self.exhausted), "privacy": dict(self.privacy), "pending_eval": self.pending_eval,
+                "client_dp": client_dp, "clients": sorted(set(self.clients_before) | set(clients_now)),
+                "round0": dict(self.round0)}
+
+    def restore_extra(self, extra: dict[str, Any], checkpoint_round: int) -> None:
+        """The run state of a checkpoint written by :meth:`checkpoint_extra`."""
+        self.exhausted = dict(extra.get("excluded", {}))
+        self.privacy = dict(extra.get("privacy", {}))
+        self.clients_before = frozenset(extra.get("clients", []))
+        self.round0 = dict(extra.get("round0", {}))
+        self.client_dp_state = extra.get("client_dp")
+        self.pending_eval = checkpoint_round if extra.get("pending_eval") == checkpoint_round and checkpoint_round else 0
+
+    def clients_ever(self, clients_now: set[str]) -> list[str]:
+        """Every client this federation has seen, in this coordinator run or an earlier one."""
+        return sorted(set(self.clients_before) | set(clients_now))
 
 
 def transition(state: State, to: Phase) -> None:

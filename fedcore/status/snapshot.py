@@ -64,14 +64,14 @@ def take(eng: RoundEngine, *, stop_request: str = "", page: str = "") -> dict[st
     clients = []
     for cid in sorted(eng.registry.clients):
         info = eng.registry.clients[cid]
-        p = eng.privacy.get(cid, {})
+        p = eng.state.privacy.get(cid, {})
         clients.append({
             "id": cid, "alive": info.alive, "last_seen_s": round(max(0.0, now - info.last_seen), 2),
             "part": _client_part(cid, eng), "excluded": info.exhausted or "",
             "dp": bool(p.get("enabled")), "epsilon": p.get("epsilon"), "target_epsilon": p.get("target_epsilon") or None,
             "delta": p.get("delta"), "accountant": p.get("accountant", ""), "exhausted": bool(p.get("exhausted")),
         })
-    rows = history_rows(eng.history)
+    rows = history_rows(eng.state.history)
     return jsonable({
         "schema": SCHEMA, "updated": time.time(), "pid": os.getpid(),
         "federation": fed.id, "run_id": eng.run_id, "aggregation": fed.aggregation, "strategy": eng.cfg.strategy.name,

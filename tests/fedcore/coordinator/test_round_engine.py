@@ -228,7 +228,7 @@ def test_join_deadline_before_the_first_round_keeps_waiting(tmp_path):
 
 def test_restart_resumes_at_the_next_round_with_a_new_attempt(tmp_path):
     eng, clients, _ = _federation(tmp_path, n=2, federation={"rounds": 3})
-    run_until(eng, clients, lambda: eng.history and eng.state.phase == Phase.TRAIN and eng.state.round == 2)
+    run_until(eng, clients, lambda: eng.state.history and eng.state.phase == Phase.TRAIN and eng.state.round == 2)
     in_flight = eng.state.attempt
     params_after_1 = eng.state.params.copy()
     # the process dies here; a new engine starts on the same run_dir

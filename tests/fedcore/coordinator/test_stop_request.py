@@ -29,7 +29,7 @@ def test_a_stop_request_ends_after_the_round_in_flight_and_a_restart_resumes(tmp
     with engine.lock:
         phases.request_stop(engine, "fedcore stop by test")
     run_until(engine, clients, lambda: engine.finished)
-    assert engine.state.phase == Phase.DONE and len(engine.history) == 1        # round 1 completed, no round 2
+    assert engine.state.phase == Phase.DONE and len(engine.state.history) == 1        # round 1 completed, no round 2
     assert engine.state.outcome.startswith("stopped on request (fedcore stop by test) after round 1 of 3")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "stopped" and summary["rounds"] == 1
@@ -39,7 +39,7 @@ def test_a_stop_request_ends_after_the_round_in_flight_and_a_restart_resumes(tmp
     again, clients = _engine(tmp_path)
     assert again.state.next_round == 2
     run_until(again, clients, lambda: again.finished)
-    assert again.state.phase == Phase.DONE and len(again.history) == 3
+    assert again.state.phase == Phase.DONE and len(again.state.history) == 3
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
 
 

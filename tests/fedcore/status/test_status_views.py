@@ -26,7 +26,7 @@ def _after_one_round(tmp_path):
     for c, eps in zip(clients, (1.5, 2.5), strict=True):
         c.join()
         c.train_report = pb.TrainReport(ready=True, metrics={"loss": 1.0}, privacy=_privacy(eps))
-    run_until(engine, clients, lambda: len(engine.history) == 1 and engine.state.round == 2)
+    run_until(engine, clients, lambda: len(engine.state.history) == 1 and engine.state.round == 2)
     clients[1].step()
     return engine
 
