@@ -137,12 +137,14 @@ class MemoryFederation:
         self.faults = faults or Faults()
         self.engine = build_engine(coordinator, clock=self.clock)
         self.daemons: dict[str, ClientDaemon] = {}
+        self.connections: dict[str, MemoryConnection] = {}
         for cc in clients:
             cid = cc.client.id
             conn = MemoryConnection(self.engine, client_id=cid, federation_id=cc.client.federation,
                                     max_payload_bytes=cc.client.max_payload_bytes,
                                     server_max_payload_bytes=coordinator.limits.max_payload_bytes,
                                     tamper=tamper, received=self.server_received)
+            self.connections[cid] = conn
             self.daemons[cid] = ClientDaemon(cc, connection=conn, sleep=lambda _s: None,
                                              trainer=(trainers or {}).get(cid))
         self.exit_codes: dict[str, int | None] = {cid: None for cid in self.daemons}
@@ -173,9 +175,9 @@ class MemoryFederation:
             if seen is None or seen[0] != expected:
                 self._task_seen[cid] = seen = (expected, self.clock())
             if self.clock() < seen[1] + late:
-                daemon.conn.heartbeat()    # alive, still busy
+                self.connections[cid].heartbeat()    # alive, still busy
                 return False
-        conn = daemon.conn
+        conn = self.connections[cid]
         t0, e0, up, down = time.perf_counter(), conn.engine_seconds, conn.bytes_up, conn.bytes_down
         code = daemon.step()
         if code is not None:

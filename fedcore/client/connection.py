@@ -19,6 +19,7 @@ from typing import TypeVar
 import grpc
 
 from fedcore.common.errors import FedError, InvalidPayload
+from fedcore.common.stages import wire
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 from fedcore.transport.channel import federation_stub, open_channel
 from fedcore.transport.chunks import receive_chunks, send_chunks
@@ -66,7 +67,7 @@ class Connection:
         self.channel.close()
 
     def header(self, round_: int = 0, stage: int = 0, attempt: int = 0) -> pb.Header:
-        return pb.Header(federation_id=self.federation_id, round=round_, stage=stage, attempt=attempt,
+        return pb.Header(federation_id=self.federation_id, round=round_, stage=wire(stage), attempt=attempt,
                          client_id=self.client_id)
 
     def call(self, what: str, fn: Callable[[], T], *, retry: bool = True) -> T:

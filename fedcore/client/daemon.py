@@ -199,6 +199,8 @@ class ClientDaemon:
                 payload = self._pending[1]
                 log.info("resubmitting the kept result for round %d stage %s", h.round, Stage(h.stage).name)
             else:
+                if self.handlers is None:
+                    raise WrongStage("a task arrived before this client joined")
                 body = any_pb2.Any()
                 body.Pack(self.handlers.handle(task))
                 payload = body.SerializeToString()

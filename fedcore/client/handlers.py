@@ -156,10 +156,9 @@ class StageHandlers:
     def train(self, header: pb.Header, t: pb.TrainTask) -> pb.TrainReport:
         params, spec, _ = self._model(header, t.model_blob, t.model_sha256)
         r, attempt, fed = int(header.round), int(header.attempt), self._federation(header)
-        key = {"attempt": attempt, "federation": fed, "run": self.run_id}
         config = self._config(t.config, header)
         report_steps = config["privacy"].get("report_steps") is True
-        fit = self.cache.get(r, t.model_sha256, spec.size, **key)
+        fit = self.cache.get(r, t.model_sha256, spec.size, attempt=attempt, federation=fed, run=self.run_id)
         if fit is not None:
             log.info("round %d attempt %d: resending the update trained for this same attempt (no new training)",
                      r, attempt)
@@ -187,7 +186,7 @@ class StageHandlers:
                 log.error("round %d: %s; reporting not ready", r, problem)
                 privacy, _ = trim_report(fit.privacy, {}, report_steps, f"round {r}")
                 return pb.TrainReport(ready=False, refusal=problem, privacy=privacy_report(privacy))
-            self.cache.put(r, t.model_sha256, fit, **key)
+            self.cache.put(r, t.model_sha256, fit, attempt=attempt, federation=fed, run=self.run_id)
         delta = np.asarray(fit.parameters, np.float64) - np.asarray(params, np.float64)
         delta, weight = _central_dp(delta, float(fit.num_examples), from_struct(t.config).get("central_dp"), r)
         self._keep(ClientJob(r, attempt, delta, weight))

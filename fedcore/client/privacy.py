@@ -125,8 +125,9 @@ def charge_statistics(table: Mapping[str, Any], config: Mapping[str, Any], workd
         log.warning("statistics release (round 0 attempt %d): DP is off, so these statistics are NOT private "
                     "(the aggregate of the clients' exact counts is released)", attempt)
         return None
-    noise = config.get("statistics_noise")
-    sigma = noise.get("sigma") if isinstance(noise, Mapping) else None
+    found = config.get("statistics_noise")
+    noise: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    sigma = noise.get("sigma")
     if not (isinstance(sigma, int | float) and not isinstance(sigma, bool) and sigma > 0):
         log.warning("statistics release (round 0 attempt %d): DP is on but the task carries no statistics noise "
                     "(statistics_noise.sigma); this release is NOT differentially private and is not charged",

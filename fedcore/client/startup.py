@@ -127,6 +127,8 @@ def report_refusal(cfg: ClientConfig, refusal: str) -> bool:
         last = pb.Header()
         while time.monotonic() < give_up:
             task = conn.get_task(last)
+            if task is None:   # a held call that was stopped
+                continue
             stage = Stage(task.header.stage)
             if stage == Stage.DONE:
                 done = pb.DoneTask()

@@ -6,6 +6,10 @@ Values equal the wire enum ``fedpsyau.v1.Stage`` (a test checks they never drift
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 
 
 class Stage(enum.IntEnum):
@@ -29,3 +33,9 @@ class Stage(enum.IntEnum):
     @property
     def wire_name(self) -> str:
         return f"STAGE_{self.name}"
+
+
+def wire(stage: int) -> pb.Stage:
+    """``stage`` as the generated messages' enum fields take it (the wire enum is a plain int;
+    the generated stubs type it as their own enum class)."""
+    return cast("pb.Stage", int(stage))

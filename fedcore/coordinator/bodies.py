@@ -48,12 +48,14 @@ def _statistics(eng: RoundEngine) -> pb.Vector | None:
 
 def task_body(eng: RoundEngine, client_id: str) -> Message:
     st = eng.state
-    stage = st.stage.stage
+    stage = st.open_stage().stage
     if stage == Stage.TRAIN:
-        return pb.TrainTask(model_blob=st.blob.name, model_sha256=st.blob.sha256,
+        blob = st.model_blob()
+        return pb.TrainTask(model_blob=blob.name, model_sha256=blob.sha256,
                             config=to_struct(train_config(eng, st.round)), statistics=_statistics(eng))
     if stage == Stage.EVALUATE:
-        return pb.EvaluateTask(model_blob=st.blob.name, model_sha256=st.blob.sha256,
+        blob = st.model_blob()
+        return pb.EvaluateTask(model_blob=blob.name, model_sha256=blob.sha256,
                                config=to_struct({**eng.cfg.workload, "rounds": eng.cfg.federation.rounds}),
                                statistics=_statistics(eng))
     if stage == Stage.STATS:
@@ -89,7 +91,7 @@ def _unpack(body: any_pb2.Any, types: tuple[type[Message], ...], stage: Stage, c
 def accept(eng: RoundEngine, client_id: str, body: any_pb2.Any) -> None:
     """Check and record one submission; raises InvalidPayload (nothing recorded) for a bad one."""
     st = eng.state
-    stage = st.stage.stage
+    stage = st.open_stage().stage
     if stage in ENGINE_BODIES:
         msg = _unpack(body, (ENGINE_BODIES[stage],), stage, client_id)
         if stage == Stage.TRAIN:

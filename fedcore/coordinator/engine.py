@@ -34,7 +34,7 @@ from google.protobuf.message import DecodeError
 
 from fedcore.common.aggregation import ServerMode
 from fedcore.common.errors import ConfigError, InvalidPayload, NotAuthorized, WrongStage
-from fedcore.common.stages import Stage
+from fedcore.common.stages import Stage, wire
 from fedcore.common.workload import Workload
 from fedcore.config.coordinator import CoordinatorConfig
 from fedcore.coordinator import bodies, phases
@@ -121,7 +121,7 @@ class RoundEngine:
     def header(self, client_id: str = "") -> pb.Header:
         st = self.state
         stage = st.stage.stage if st.stage else {Phase.DONE: Stage.DONE, Phase.ABORTED: Stage.DONE}.get(st.phase, Stage.WAIT)
-        return pb.Header(federation_id=self.cfg.federation.id, round=st.round, stage=int(stage),
+        return pb.Header(federation_id=self.cfg.federation.id, round=st.round, stage=wire(stage),
                          attempt=st.attempt, client_id=client_id)
 
     def _check_federation(self, header: pb.Header) -> None:
@@ -211,7 +211,7 @@ class RoundEngine:
                            body=body)
         body.Pack(pb.WaitTask(reason=bodies.wait_reason(self, client_id)))
         hdr = self.header(client_id)
-        hdr.stage = int(Stage.WAIT)
+        hdr.stage = wire(Stage.WAIT)
         return pb.Task(header=hdr, retry_after=self.poll_interval, body=body)
 
     def wake_feed(self) -> None:
@@ -230,7 +230,7 @@ class RoundEngine:
                 self._check_pending(client_id)
 
     def _check_pending(self, client_id: str) -> None:
-        stage = self.state.stage
+        stage = self.state.open_stage()
         if client_id not in stage.pending:
             why = ("already answered" if client_id in stage.responded else
                    "was dropped from it as dead" if client_id in stage.dropped else "is not expected in it")
@@ -258,7 +258,7 @@ class RoundEngine:
             bodies.accept(self, client_id, body)
             st = self.state
             st.submissions[(header.stage, client_id)] = digest
-            st.stage.responded.add(client_id)
+            st.open_stage().responded.add(client_id)
             st.tally.bytes_up += len(payload)
             self.changed.notify_all()
             return pb.SubmitReply(header=self.header(client_id), message="accepted")
@@ -275,7 +275,7 @@ class RoundEngine:
             try:
                 payload = self.mode.blob(blob, client_id)
             except KeyError:
-                raise UnknownBlob(f"no blob {blob!r} at round {st.round} stage {st.stage.stage.name}") from None
+                raise UnknownBlob(f"no blob {blob!r} at round {st.round} stage {st.open_stage().stage.name}") from None
             return payload, sha256(payload)
 
     def count_download(self, nbytes: int) -> None:

@@ -15,7 +15,7 @@ the release journal has recorded it.
 Two ways to end early besides :func:`abort`: a TRAIN or STATS refusal that says the client's
 configuration or data is broken (:func:`fedcore.coordinator.refusals.fatal_refusal`) aborts at
 once with the client's message instead of retrying; and a stop request (``fedcore stop``, set as
-``eng.stop_request`` by the daemon, see :func:`request_stop`) ends the run with status "stopped"
+``State.stop_request`` by the daemon, see :func:`request_stop`) ends the run with status "stopped"
 at the next boundary between works -- after the round in flight completed (or failed), never
 inside one -- so a restart resumes from that round's checkpoint.
 """
@@ -38,7 +38,7 @@ from fedcore.coordinator.records import jsonable, summarize
 from fedcore.coordinator.refusals import fatal_reason
 from fedcore.coordinator.release import RELEASE_STAGES
 from fedcore.coordinator.reports import pooled_metrics
-from fedcore.coordinator.state import TRANSITIONS, ModelBlob, Phase, RoundTally, StageRun, transition
+from fedcore.coordinator.state import TRANSITIONS, IllegalTransition, ModelBlob, Phase, RoundTally, StageRun, transition
 from fedcore.transport.chunks import sha256
 
 if TYPE_CHECKING:
@@ -134,13 +134,13 @@ def _ensure_blob(eng: RoundEngine) -> None:
 
 def request_stop(eng: RoundEngine, reason: str) -> None:
     """Ask the engine to end after the work in flight (call under ``eng.lock``; the next tick acts)."""
-    if not getattr(eng, "stop_request", ""):
+    if not eng.state.stop_request:
         log.warning("stop requested (%s): the federation ends after the current round", reason)
-    eng.stop_request = reason
+    eng.state.stop_request = reason
 
 
 def stop_requested(eng: RoundEngine) -> str:
-    return getattr(eng, "stop_request", "")
+    return eng.state.stop_request
 
 
 def next_work(eng: RoundEngine, now: float) -> None:
@@ -208,7 +208,7 @@ def begin_setup(eng: RoundEngine, pool: list[str], now: float) -> None:
 
 def close_setup_stage(eng: RoundEngine, now: float) -> None:
     st = eng.state
-    run = st.stage
+    run = st.open_stage()
     st.setup_members = st.setup_members - (run.expected - run.responded)
     try:
         eng.mode.close_stage(run.stage, frozenset(run.responded))
@@ -249,6 +249,8 @@ def close_stats(eng: RoundEngine, now: float) -> None:
         missing = sorted(set(st.stage.expected) - set(st.train_reports)) if st.stage else []
         return fail_attempt(eng, now, f"only {len(ready)} clients reported statistics ready ({need} needed)"
                                       + _why(refused, missing))
+    if eng.stats_spec is None:
+        raise IllegalTransition("statistics were collected for a workload that states no statistics_spec")
     length, clip = eng.stats_spec
     settings = {**eng.cfg.mode_settings, "clip": float(clip)}
     _begin_mode(eng, Phase.STATS_AGG, ready, int(length), settings, 1.0, now)
@@ -267,7 +269,7 @@ def _begin_mode(eng, phase, ready, length, settings, max_weight, now) -> None:
 
 def close_mode_stage(eng: RoundEngine, now: float) -> None:
     st = eng.state
-    run = st.stage
+    run = st.open_stage()
     try:
         eng.mode.close_stage(run.stage, frozenset(run.responded))
         st.stage_index += 1
@@ -391,7 +393,7 @@ def begin_evaluate(eng: RoundEngine, pool: list[str], now: float) -> None:
 def _open_evaluate(eng: RoundEngine, now: float) -> None:
     st = eng.state
     _ensure_blob(eng)
-    eng.eval_mark = (now, st.tally.bytes_up, st.tally.bytes_down)
+    st.eval_mark = (now, st.tally.bytes_up, st.tally.bytes_down)
     transition(st, Phase.EVALUATE)
     _open(eng, Stage.EVALUATE, eng.registry.alive(), eng.cfg.deadlines.evaluate, now)
 
@@ -404,7 +406,7 @@ def close_evaluate(eng: RoundEngine, now: float) -> None:
     line = eng.state.history[-1]
     if line.get("round") != st.round:   # a bug: the checkpoint's last round is the one evaluated
         return abort(eng, f"evaluated round {st.round} but the last recorded round is {line.get('round')}")
-    since, up, down = getattr(eng, "eval_mark", (now, st.tally.bytes_up, st.tally.bytes_down))
+    since, up, down = st.eval_mark or (now, st.tally.bytes_up, st.tally.bytes_down)
     line.update(jsonable({"eval": pooled, "seconds": round(line.get("seconds", 0.0) + now - since, 4),
                           "bytes_up": line.get("bytes_up", 0) + st.tally.bytes_up - up,
                           "bytes_down": line.get("bytes_down", 0) + st.tally.bytes_down - down}))

@@ -67,10 +67,11 @@ def check_eval_report(report: pb.EvaluateReport, client: str, num_classes: int |
                                  f"num_examples says {report.num_examples}")
 
 
-def pooled_metrics(reports: dict[str, pb.EvaluateReport]) -> dict[str, float]:
+def pooled_metrics(reports: dict[str, pb.EvaluateReport]) -> dict[str, Any]:
     """Accuracy/UF1/UAR from the summed confusion matrices, plus the example-weighted mean of
-    every metric the clients reported (e.g. ``loss``)."""
-    out: dict[str, float] = {}
+    every metric the clients reported (e.g. ``loss``), ``num_examples`` and the pooled
+    ``confusion`` matrix (a list of rows)."""
+    out: dict[str, Any] = {}
     total = sum(int(r.num_examples) for r in reports.values())
     if not reports or total == 0:
         return out

@@ -127,6 +127,22 @@ class State:
     # -- this coordinator run only ---------------------------------------------------------------
     round_dp: dict[str, Any] = field(default_factory=dict)        # this round's central/distributed DP records
     started_work: bool = False                                     # a first work phase has begun
+    stop_request: str = ""                                         # why a stop after this round was asked for
+    eval_mark: tuple[float, int, int] | None = None                # EVALUATE opened at (time, bytes up, bytes down)
+
+    def model_blob(self) -> ModelBlob:
+        """The serialised model that TRAIN and EVALUATE tasks name (:class:`IllegalTransition` when
+        no stage that sends it was opened: a bug)."""
+        if self.blob is None:
+            raise IllegalTransition(f"no model blob in phase {self.phase.value}")
+        return self.blob
+
+    def open_stage(self) -> StageRun:
+        """The open wire stage; :class:`IllegalTransition` when none is (a phase function called out
+        of turn: a bug, never a client's doing)."""
+        if self.stage is None:
+            raise IllegalTransition(f"no wire stage is open in phase {self.phase.value}")
+        return self.stage
 
     def checkpoint_extra(self, clients_now: set[str], client_dp: dict[str, Any]) -> dict[str, Any]:
         """The run state a checkpoint carries besides model, strategy and statistics (JSON-able;

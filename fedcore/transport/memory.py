@@ -37,7 +37,7 @@ from typing import Protocol, TypeVar
 from google.protobuf.message import Message
 
 from fedcore.common.errors import FedError, InvalidPayload, NotAuthorized
-from fedcore.common.stages import Stage
+from fedcore.common.stages import Stage, wire
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 from fedcore.transport.chunks import PayloadTooLarge, sha256
 from fedcore.transport.status import client_error
@@ -63,11 +63,12 @@ class EngineEndpoint(Protocol):
 Tamper = Callable[[Stage, str, str, bytes], bytes]
 
 
-def _stage(value: int) -> Stage | int:
+def _stage(value: int) -> Stage:
+    """A header's stage for the tamper hook (UNSPECIFIED for a value no stage has)."""
     try:
         return Stage(value)
     except ValueError:
-        return value
+        return Stage.UNSPECIFIED
 
 
 def _through_bytes(msg: M) -> M:
@@ -99,7 +100,7 @@ class MemoryConnection:
         """Nothing to release (a connection object ends with its client)."""
 
     def header(self, round_: int = 0, stage: int = 0, attempt: int = 0) -> pb.Header:
-        return pb.Header(federation_id=self.federation_id, round=round_, stage=stage, attempt=attempt,
+        return pb.Header(federation_id=self.federation_id, round=round_, stage=wire(stage), attempt=attempt,
                          client_id=self.client_id)
 
     def _call(self, what: str, header: pb.Header, fn: Callable[[pb.Header], R], *, reply_bytes: bool = True) -> R:

@@ -49,7 +49,7 @@ def test_every_state_field_is_either_per_round_per_run_or_checkpointed():
                  "needs_stats", "setup_done", "setup_members", "retries", "stage", "mode_stages", "stage_index",
                  "selected", "participants", "submissions", "train_reports", "eval_reports", "aggregate_notes",
                  "contributors", "waiting_since", "tally", "blob", "outcome", "history", "round_dp",
-                 "started_work"}
+                 "started_work", "stop_request", "eval_mark"}
     names = {f.name for f in dataclasses.fields(State)}
     assert names == transient | PERSISTENT, sorted(names ^ (transient | PERSISTENT))
     assert set(_state().checkpoint_extra(set(), None)) == {"excluded", "privacy", "clients", "round0", "client_dp",
