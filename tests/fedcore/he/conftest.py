@@ -1,8 +1,22 @@
-"""Certificates and clients for the CKKS tests: an ECDSA P-256 CA and one certificate per client."""
+"""CKKS test harness: certificates, and whole federations over the in-memory transport.
+
+A protocol test runs the real coordinator engine and client daemons
+(:func:`fedcore.simulation_memory.memory_federation`) on the known-updates workload
+(:mod:`fedcore.examples.updates`), so every sum can be checked exactly. :class:`CkksRun` adds what
+the tests read besides the federation itself: which client refused what (the daemon logs a
+refusal without its id: :class:`Refusals` tags each log record with the client whose turn it is),
+and the sums the run should produce.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,12 +25,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fedcore.common.aggregation import ClientIdentity, ClientJob
-from fedcore.he.client import CkksClient
-from fedcore.he.driver import InProcessDriver
-from fedcore.he.server import CkksServer
+from fedcore.common.aggregation import ClientIdentity
+from fedcore.common.stages import Stage
+from fedcore.coordinator.checkpoint import CheckpointStore
+from fedcore.examples import updates
+from fedcore.simulation_memory import MemoryFederation, memory_federation
 
-FEDERATION = "fed-test"
+FEDERATION = "fedpsyau"   # the federation id memory_federation provisions
+WORKLOAD = "fedcore.examples.updates:workload"
 
 
 def _pem_key(key) -> bytes:
@@ -68,35 +84,146 @@ def other_ca() -> FederationCA:
     return FederationCA("a foreign CA")
 
 
-def client_ids(n: int) -> list[str]:
-    return [f"client-{i:02d}" for i in range(n)]
+# -- federations over the in-memory transport --------------------------------------------------
+class Refusals(logging.Handler):
+    """Every ERROR a client daemon logs during its turn, by client id: the daemon's "cannot
+    answer" for a task its mode refused (ProtocolAbort) or a submission the coordinator refused
+    (InvalidPayload, which reaches the client as over gRPC), and its "failed" for anything else."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.current: str | None = None
+        self.by_client: dict[str, list[str]] = defaultdict(list)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.current is None:
+            return
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+        self.by_client[self.current].append(text)
+
+    def watch(self, fed: MemoryFederation) -> None:
+        """Tag each daemon's steps with its id (the daemons' log lines do not name the client)."""
+        for cid, daemon in fed.daemons.items():
+            inner = daemon.step
+
+            def step(wait: float = 0.0, _cid=cid, _inner=inner):
+                self.current = _cid
+                try:
+                    return _inner(wait)
+                finally:
+                    self.current = None
+            daemon.step = step
 
 
-def make_federation(ca: FederationCA, n: int, settings: dict | None = None, **driver_kw):
-    """(server, {id: client}, driver) for ``n`` clients sharing ``settings``."""
-    settings = dict(settings or {})
-    server = CkksServer(FEDERATION, settings)
-    clients = {cid: CkksClient(ca.identity(cid), FEDERATION, settings) for cid in client_ids(n)}
-    return server, clients, InProcessDriver(server, clients, **driver_kw)
+@dataclass
+class CkksRun:
+    """One federation (not started) and what the tests read from it."""
+
+    fed: MemoryFederation
+    settings: dict                       # the updates workload's settings (the coordinator's)
+    client_settings: list[dict] = field(default_factory=list)
+    refusals_log: Refusals = field(default_factory=Refusals)
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.fed.daemons)
+
+    @property
+    def server(self):
+        """The coordinator's ServerMode (a CkksServer)."""
+        return self.fed.engine.mode
+
+    def client(self, cid: str):
+        """That client's ClientMode (exists once it joined)."""
+        return self.fed.daemons[cid].handlers.mode
+
+    def job(self, cid: str, round_: int = 1, attempt: int | None = None):
+        """That client's job of ``round_`` (its latest attempt unless given)."""
+        jobs = self.fed.daemons[cid].handlers.jobs
+        attempt = max(a for r, a in jobs if r == round_) if attempt is None else attempt
+        return jobs[(round_, attempt)]
+
+    @property
+    def refusals(self) -> dict[str, list[str]]:
+        return dict(self.refusals_log.by_client)
+
+    def result(self):
+        """The coordinator's AggregateResult of the latest aggregation."""
+        return self.server.result()
+
+    def metrics(self) -> list[dict]:
+        path = self.fed.engine.records.metrics_path
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def model(self) -> np.ndarray | None:
+        ckpt = CheckpointStore(self.fed.cfg.server.run_dir / "checkpoints").load_latest()
+        return None if ckpt is None else ckpt.params
+
+    def _settings_of(self, i: int) -> dict:
+        return {**self.settings, **(self.client_settings[i] if self.client_settings else {})}
+
+    def index(self, cid: str) -> int:
+        return self.ids.index(cid)
+
+    def expected_sum(self, cids, round_: int = 1) -> tuple[np.ndarray, float]:
+        """(sum of weight * update, sum of weights) of ``cids`` in ``round_``."""
+        idx = [self.index(c) for c in cids]
+        total = sum(updates.weight(self._settings_of(i), i) * updates.update(self._settings_of(i), i, round_)
+                    for i in idx)
+        return total, float(sum(updates.weight(self._settings_of(i), i) for i in idx))
+
+    def expected_mean(self, cids, round_: int = 1) -> np.ndarray:
+        total, weight = self.expected_sum(cids, round_)
+        return total / weight
+
+    def stage_open(self, stage: Stage, round_: int | None = None):
+        """A run_until condition: ``stage`` (of ``round_``) is open."""
+        def cond(engine) -> bool:
+            st = engine.state
+            return st.stage is not None and st.stage.stage == stage and (round_ is None or st.round == round_)
+        return cond
+
+    def run_until(self, cond) -> bool:
+        return self.fed.run_until(cond)
+
+    def run(self) -> int:
+        return self.fed.run()
 
 
-def make_jobs(ids, length: int, round_: int = 1, seed: int = 0, attempt: int = 0) -> dict[str, ClientJob]:
-    rng = np.random.default_rng(seed)
-    return {cid: ClientJob(round_, attempt, rng.normal(size=length), float(rng.integers(5, 300))) for cid in ids}
+@pytest.fixture
+def ckks_run(tmp_path):
+    """``ckks_run(n, *, size=300, rounds=1, scale=1.0, ...)``: a ckks federation of ``n`` clients
+    over the in-memory transport, not started. ``settings`` adds to the updates workload's
+    settings, ``client_settings[i]`` to client i's; every other keyword goes to
+    :func:`memory_federation` (``ckks``, ``faults``, ``tamper``, ``record``, ``deadlines``,
+    ``federation``, ``aggregation``)."""
+    made: list[CkksRun] = []
+    names = itertools.count()
+    logger = logging.getLogger("fedcore.client")
 
+    def make(n: int, *, size: int = 300, rounds: int = 1, scale: float = 1.0, settings: dict | None = None,
+             client_settings: list[dict] | None = None, aggregation: str = "ckks", **kwargs) -> CkksRun:
+        ws = {"size": size, "scale": scale, "seed": 11, **dict(settings or {})}
+        fed = memory_federation(n, rounds, Path(tmp_path) / f"run{next(names)}", aggregation=aggregation,
+                                workload=WORKLOAD, workload_settings=ws, client_settings=client_settings, **kwargs)
+        run = CkksRun(fed, ws, list(client_settings or []))
+        run.refusals_log.watch(fed)
+        logger.addHandler(run.refusals_log)
+        made.append(run)
+        return run
 
-def expected_sum(jobs) -> tuple[np.ndarray, float]:
-    total = sum(j.weight * np.asarray(j.vector, np.float64) for j in jobs.values())
-    return total, sum(j.weight for j in jobs.values())
+    yield make
+    for run in made:
+        logger.removeHandler(run.refusals_log)
+        run.fed.close()
 
 
 class Helpers:
-    """What the tests use besides the CA fixtures (tests cannot import conftest under importlib mode)."""
+    """What the tests use besides the fixtures (tests cannot import conftest under importlib mode)."""
     FEDERATION = FEDERATION
-    client_ids = staticmethod(client_ids)
-    make_federation = staticmethod(make_federation)
-    make_jobs = staticmethod(make_jobs)
-    expected_sum = staticmethod(expected_sum)
+    WORKLOAD = WORKLOAD
 
 
 @pytest.fixture(scope="session")

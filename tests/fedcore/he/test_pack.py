@@ -64,42 +64,43 @@ def test_grid_rounds_to_multiples_and_back():
     assert np.abs(back - v).max() <= 2.0 ** -11
 
 
-def test_client_returns_only_grid_units_never_the_exact_decryption(ca, h):
-    """The bytes a client returns at CKKS_DECRYPT: a CkksDecryptedSum with key id, round_bits and
-    int64 units equal to round(exact decryption * 2^round_bits), nothing else; the exact
-    decryption (message plus encryption noise) has sub-grid digits that never leave the client."""
+def test_client_returns_only_grid_units_never_the_exact_decryption(ckks_run):
+    """The bytes a client returns at CKKS_DECRYPT (through the engine and the client daemons): a
+    CkksDecryptedSum with key id, round_bits and int64 units equal to round(exact decryption *
+    2^round_bits), nothing else; the exact decryption (message plus encryption noise) has sub-grid
+    digits that never leave the client."""
     from google.protobuf import any_pb2
 
     from fedcore.common.params import decode_vector
     from fedcore.common.stages import Stage
     from fedcore.proto.fedpsyau.v1 import ckks_pb2 as ckpb
 
-    server, clients, drv = h.make_federation(ca, 3)
-    drv.setup()
-    sent = {}
+    sent, blobs = {}, {}
 
     def capture(stage, cid, direction, data):
         if stage == Stage.CKKS_DECRYPT and direction == "up":
             sent[cid] = data
+        if stage == Stage.CKKS_DECRYPT and direction == "blob":
+            blobs[cid] = data
         return data
-    drv.tamper = capture
     L = 50
-    jobs = h.make_jobs(clients, L)
-    drv.run_round(1, jobs)
-    blob = ckpb.CkksEncryptedSum.FromString(server._round.blob)
+    run = ckks_run(3, size=L, tamper=capture)
+    assert run.run() == 0
+    assert sent.keys() == set(run.ids) and len(set(blobs.values())) == 1
+    blob = ckpb.CkksEncryptedSum.FromString(next(iter(blobs.values())))
+    want, weight = run.expected_sum(run.ids)
     for cid, data in sent.items():
         body = any_pb2.Any.FromString(data)
         msg = ckpb.CkksDecryptedSum()
         assert body.Unpack(msg)
         assert {f.name for f, _ in msg.ListFields()} == {"key_id", "round_bits", "units"}
         units = decode_vector(msg.units, dtype="int64", length=L + 2, what="returned units")
-        secret = clients[cid]._keys[msg.key_id]
+        secret = run.client(cid)._keys[msg.key_id]
         cts = secret.load_ciphertexts(list(blob.ciphertexts), count=len(blob.ciphertexts),
                                       max_bytes=secret.max_sum_bytes, what="sum", primes=secret.params.download_level)
         exact = secret.decrypt(cts, L + 2) * 2.0 ** msg.round_bits
         np.testing.assert_array_equal(units, np.rint(exact).astype(np.int64))
         assert np.abs(exact - np.rint(exact)).max() > 0  # the noise was there, and was rounded away
-        want, weight = h.expected_sum(jobs)
         np.testing.assert_allclose(units[:L] * 2.0 ** -msg.round_bits, want, atol=1e-3)
         assert units[L] * 2.0 ** -msg.round_bits == pytest.approx(weight, abs=1e-3)
         assert units[L + 1] == 3 * 2**msg.round_bits  # the count slot: exactly 3 contributors
