@@ -1,19 +1,20 @@
 """Distributed DP inside SecAgg+: noise scaled for the survivor threshold, exact sums, no overflow,
-statistics noise, accounting and the [secagg] settings check (in-process driver, real crypto)."""
+statistics noise, accounting and the [secagg] settings check (the daemons' engine and client
+daemons over the in-memory transport, real crypto)."""
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 
 import numpy as np
 import pytest
 from fedcore_testkit import config
 
-from fedcore.common.aggregation import AggregationContext, ClientIdentity, ClientJob
-from fedcore.common.errors import ConfigError, ProtocolAbort
-from fedcore.common.stages import Stage
+from fedcore.common.errors import ConfigError
+from fedcore.coordinator.checkpoint import CheckpointStore
 from fedcore.dp.central import clip_update
-from fedcore.dp.coordinator_dp import CoordinatorPrivacy
 from fedcore.dp.discrete import sample_discrete_gaussian
 from fedcore.dp.distributed import distributed_epsilon, quantised_l2_sensitivity
 from fedcore.dp.secagg_dp import (
@@ -21,36 +22,54 @@ from fedcore.dp.secagg_dp import (
     DistributedDP,
     stats_epsilon,
 )
+from fedcore.examples import updates
 from fedcore.secagg import quantize as qz
-from fedcore.secagg.quantize import choose_noisy_params
 from fedcore.secagg.client import SecAggClient
-from fedcore.secagg.driver import run_round
+from fedcore.secagg.quantize import choose_noisy_params
 from fedcore.secagg.server import SecAggServer
+from fedcore.simulation_memory import Faults, memory_federation
 
-FED = "fed-dp"
 DDP = {"noise_multiplier": 1.0, "clip_norm": 1.0, "delta": 1e-5}
-
-
-def _round(vectors: dict[str, np.ndarray], settings: dict, *, round_: int = 1, drop=None, client_settings=None,
-           samplers=None):
-    ids = tuple(sorted(vectors))
-    length = len(next(iter(vectors.values())))
-    ctx = AggregationContext(FED, round_, 0, ids, length, {}, max_weight=1.0)
-    clients = {c: SecAggClient(ClientIdentity(c), FED, client_settings or settings,
-                               noise_sampler=(samplers or {}).get(c)) for c in ids}
-    jobs = {c: ClientJob(round_, 0, vectors[c], 1.0) for c in ids}
-    return run_round(SecAggServer(FED, settings), clients, ctx, jobs, drop).result
 
 
 def _ids(n):
     return [f"c{i}" for i in range(n)]
 
 
+def _federation(tmp_path, n: int, secagg: dict, *, length: int, scales=None, statistics: bool = False,
+                drop=None):
+    """``n`` clients of the known-updates workload (weight 1; client i's update has std
+    ``scales[i]``, default 0: zeros; with ``statistics`` a round-0 vector of ``length`` too), one
+    round; ``drop``: stage -> clients that go silent when handed it."""
+    settings = {"size": length, "scale": 0.0, "num_examples": 1, "seed": 7,
+                **({"statistics": length} if statistics else {})}
+    fed = memory_federation(n, 1, tmp_path / "run", aggregation="secagg", workload="fedcore.examples.updates:workload",
+                            workload_settings=settings, client_ids=_ids(n), secagg=secagg,
+                            client_settings=[{"scale": s} for s in scales] if scales else None,
+                            faults=Faults(silent_at={s: set(ids) for s, ids in (drop or {}).items()}))
+    return fed, settings
+
+
+def _round(tmp_path, n, secagg, **kwargs):
+    """Round 1's aggregate, as the engine's mode produced it."""
+    fed, _ = _federation(tmp_path, n, secagg, **kwargs)
+    assert fed.run() == 0
+    return fed.engine.mode.result()
+
+
+def _statistics(tmp_path, n, secagg, *, length):
+    """(round 0's statistics aggregate, the engine's record of its release)."""
+    fed, _ = _federation(tmp_path, n, secagg, length=length, statistics=True)
+    with fed:
+        assert fed.run_until(lambda e: e.state.statistics is not None)
+        return fed.engine.mode.result(), fed.engine.client_dp.stats
+
+
 @pytest.mark.parametrize("dropped", [2, 0])
-def test_survivors_sum_carries_at_least_the_configured_central_variance(dropped):
+def test_survivors_sum_carries_at_least_the_configured_central_variance(tmp_path, dropped):
     d, ids = 4000, _ids(5)
     settings = {"threshold": 0.5, "distributed_dp": DDP}  # t = 3 of 5
-    res = _round({c: np.zeros(d) for c in ids}, settings, drop={Stage.SECAGG_MASKED_INPUT: ids[:dropped]})
+    res = _round(tmp_path, 5, settings, length=d, drop={("SECAGG_MASKED_INPUT", 1): ids[:dropped]})
     note, f = res.notes["distributed_dp"], res.notes["frac_bits"]
     assert note["threshold"] == 3 and res.num_contributors == 5 - dropped and res.notes["clipped"] == 0
     central = (DDP["noise_multiplier"] * quantised_l2_sensitivity(1.0, 2.0**f, d, beta=None)) ** 2  # integer units
@@ -61,14 +80,13 @@ def test_survivors_sum_carries_at_least_the_configured_central_variance(dropped)
     assert variance == pytest.approx(central * (5 - dropped) / 3, rel=0.08)
 
 
-def test_noisy_sum_is_exact_up_to_the_noise_and_rounding_with_no_overflow():
+def test_noisy_sum_is_exact_up_to_the_noise_and_rounding_with_no_overflow(tmp_path):
     d, ids = 300, _ids(4)
-    rng = np.random.default_rng(3)
-    vectors = {c: rng.normal(0, s, d) for c, s in zip(ids, (0.01, 0.2, 1.0, 5.0))}  # the last two get clipped
+    scales = (0.01, 0.2, 1.0, 5.0)   # the last two get clipped
     drawn: dict[str, np.ndarray] = {}
 
-    def recorder(cid):
-        gen = np.random.default_rng(abs(hash(cid)) % 2**32)
+    def recorder(i, cid):
+        gen = np.random.default_rng(100 + i)
 
         def sample(sigma, size):
             drawn[cid] = sample_discrete_gaussian(sigma, size, gen)
@@ -76,9 +94,15 @@ def test_noisy_sum_is_exact_up_to_the_noise_and_rounding_with_no_overflow():
         return sample
 
     settings = {"threshold": 0.6, "distributed_dp": DDP}
-    res = _round(vectors, settings, samplers={c: recorder(c) for c in ids})
+    fed, workload = _federation(tmp_path, 4, settings, length=d, scales=scales)
+    fed.start()
+    for i, cid in enumerate(ids):   # each client daemon's mode draws its noise through a recorder
+        fed.daemons[cid].handlers.mode.noise_sampler = recorder(i, cid)
+    assert fed.run() == 0
+    res = fed.engine.mode.result()
+    vectors = {c: updates.update({**workload, "scale": s}, i, 1) for i, (c, s) in enumerate(zip(ids, scales))}
     f, bound = res.notes["frac_bits"], math.ceil(qz.NOISE_TAIL * res.notes["noise_sigma"])
-    assert res.notes["max_weight"] == 1 and res.total_weight == 4.0
+    assert res.notes["max_weight"] == 1 and res.total_weight == 4.0 and sorted(drawn) == ids
     # ring headroom: 4 clients x (|q| + noise tail) stays below 2^(bits-1)
     assert 4 * (math.ceil(2.0**f) + bound) < 2 ** (res.notes["bits"] - 1)
     clipped_sum = sum(clip_update(v, 1.0)[0] for v in vectors.values())
@@ -88,27 +112,34 @@ def test_noisy_sum_is_exact_up_to_the_noise_and_rounding_with_no_overflow():
     assert np.linalg.norm(clip_update(vectors[ids[3]], 1.0)[0]) == pytest.approx(1.0)
 
 
-def test_client_refuses_less_noise_than_its_distributed_dp_settings_require():
+def test_client_refuses_less_noise_than_its_distributed_dp_settings_require(tmp_path, caplog):
+    """Clients whose own floors ask for distributed DP refuse a coordinator that offers none: every
+    attempt fails at the masked input and no aggregate is released."""
     ids = _ids(4)
-    with pytest.raises(ProtocolAbort, match="noise_sigma .* below"):
-        _round({c: np.zeros(50) for c in ids}, {"threshold": 0.6},
-               client_settings={"threshold": 0.6, "distributed_dp": DDP})
+    fed, _ = _federation(tmp_path, 4, {"threshold": 0.6}, length=50)
+    fed.start()
+    for cid in ids:   # the client's mode with its own settings (floors) instead of the coordinator's table
+        daemon = fed.daemons[cid]
+        daemon.handlers.mode = SecAggClient(daemon.identity, daemon.cfg.client.federation,
+                                            {"threshold": 0.6, "distributed_dp": DDP})
+    with caplog.at_level(logging.ERROR, logger="fedcore.client"):
+        assert fed.run() == 4   # aborted
+    refusals = [r.getMessage() for r in caplog.records
+                if r.name == "fedcore.client" and "cannot answer" in r.getMessage()]
+    assert refusals and all(re.search("noise_sigma .* below", m) for m in refusals)
+    assert {m.split(" stage ")[1].split(":")[0] for m in refusals} == {"SECAGG_MASKED_INPUT"}
+    assert CheckpointStore(fed.cfg.server.run_dir / "checkpoints").load_latest() is None
 
 
-def test_statistics_round_gets_count_noise_of_the_configured_std():
-    d, ids, s = 3000, _ids(4), 4.0
-    res = _round({c: np.zeros(d) for c in ids}, {"stats_noise_sigma": s, "clip": 100.0}, round_=0)
+def test_statistics_round_gets_count_noise_of_the_configured_std(tmp_path):
+    d, s = 3000, 4.0
+    res, record = _statistics(tmp_path, 4, {"stats_noise_sigma": s}, length=d)
     note = res.notes["distributed_dp"]
     assert note["kind"] == "stats" and res.notes["noise_sigma"] == pytest.approx(s * 2.0 ** res.notes["frac_bits"])
-    assert np.var(res.weighted_sum) == pytest.approx(4 * s * s, rel=0.08)  # in counts, over 4 clients
-    privacy = CoordinatorPrivacy(_Central(), {"stats_noise_sigma": s}, "secagg")
-    record = privacy.stats_release(res)
+    # in counts, over 4 clients (client i sends i + 1 in every slot: a constant, no variance of its own)
+    assert np.var(res.weighted_sum) == pytest.approx(4 * s * s, rel=0.08)
     assert record["sensitivity"] == pytest.approx(math.sqrt(d))
     assert record["epsilon"] == pytest.approx(stats_epsilon(s, d, note["threshold"], 4, 1e-5))
-
-
-class _Central:
-    enabled = False
 
 
 def test_accountant_composes_rounds_like_distributed_epsilon():
@@ -151,11 +182,9 @@ def test_validate_settings_reports_every_bad_secagg_value_at_once(tmp_path):
     assert "[secagg] unknown key 'colour'" in str(exc.value) and "[secagg] k must be" in str(exc.value)
 
 
-def test_statistics_record_uses_the_workloads_stated_sensitivity_not_sqrt_length():
-    d, ids, s = 300, _ids(4), 4.0
-    res = _round({c: np.zeros(d) for c in ids}, {"stats_noise_sigma": s, "clip": 100.0, "stats_sensitivity": 3.0},
-                 round_=0)
-    record = CoordinatorPrivacy(_Central(), {"stats_noise_sigma": s}, "secagg").stats_release(res)
+def test_statistics_record_uses_the_workloads_stated_sensitivity_not_sqrt_length(tmp_path):
+    d, s = 300, 4.0
+    res, record = _statistics(tmp_path, 4, {"stats_noise_sigma": s, "stats_sensitivity": 3.0}, length=d)
     threshold = res.notes["distributed_dp"]["threshold"]
     assert record["sensitivity"] == 3.0
     assert record["epsilon"] == pytest.approx(stats_epsilon(s, d, threshold, 4, 1e-5, sensitivity=3.0))

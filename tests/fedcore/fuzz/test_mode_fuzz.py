@@ -1,9 +1,10 @@
 """Property-based fuzzing of the aggregation modes' body checks (``ServerMode.accept``).
 
-For every stage of SecAgg+ and of CKKS (key exchange and round), a real server is brought to that
-stage by real clients; then one client's valid reply is mutated (bit flips, insertions,
-truncations of its wire bytes, which for CKKS means garbage TenSEAL/SEAL bytes) or replaced by a
-message of random fields, and handed to ``accept`` again and again. ``accept`` may only refuse
+For every stage of SecAgg+ and of CKKS (key exchange and round), the daemons' engine and client
+daemons (in-memory transport) bring a real server to that stage; then one client's valid reply is
+mutated (bit flips, insertions, truncations of its wire bytes, which for CKKS means garbage
+TenSEAL/SEAL bytes) or replaced by a message of random fields, and handed to the engine mode's
+``accept`` again and again. ``accept`` may only refuse
 with InvalidPayload, WrongStage or NotAuthorized -- never crash, never another exception (SEAL
 parses in-process here: a segfault would take the test run down). Afterwards the honest replies
 are submitted and the stage closes or aborts cleanly.
@@ -11,7 +12,6 @@ are submitted and the stage closes or aborts cleanly.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from fuzz_kit import PROFILES, mutate, run_property
 from google.protobuf import any_pb2
@@ -19,7 +19,6 @@ from google.protobuf.message import DecodeError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fedcore.common.aggregation import AggregationContext, ClientIdentity, ClientJob
 from fedcore.common.errors import (
     AggregationAborted,
     InvalidPayload,
@@ -27,17 +26,12 @@ from fedcore.common.errors import (
     WrongStage,
 )
 from fedcore.common.stages import Stage
-from fedcore.transport.certs import create_ca, issue_client
+from fedcore.simulation_memory import memory_federation
 
-FED = "fed-fuzz"
 IDS = ("client-00", "client-01", "client-02", "client-03")
 VICTIM = "client-01"
 LENGTH = 6
 REFUSED = (InvalidPayload, WrongStage, NotAuthorized)
-
-
-def _jobs(round_: int = 1) -> dict[str, ClientJob]:
-    return {c: ClientJob(round_, 0, np.linspace(-0.5, 0.5, LENGTH) * (i + 1), 10.0 + i) for i, c in enumerate(IDS)}
 
 
 def _answer(server, client, stage, job):
@@ -50,56 +44,19 @@ def client_id(client) -> str:
     return client.identity.client_id
 
 
-def _secagg_at(stage: Stage):
-    from fedcore.secagg.client import SecAggClient
-    from fedcore.secagg.driver import InProcessRound
-    from fedcore.secagg.server import SecAggServer
-
-    server = SecAggServer(FED, {"clip": 4.0})
-    clients = {c: SecAggClient(ClientIdentity(c), FED, {"clip": 4.0}) for c in IDS}
-    ctx = AggregationContext(FED, 1, 0, IDS, LENGTH, {}, max_weight=100.0)
-    jobs = _jobs()
-    drv = InProcessRound(server, clients, ctx, jobs)
-    drv.begin()
-    for s in server.round_stages()[:server.round_stages().index(stage)]:
-        drv.run_stage(s)
-    return server, clients, jobs
-
-
-_CA = None
-
-
-def _ckks_clients():
-    global _CA
-    from fedcore.he.client import CkksClient
-
-    _CA = _CA or create_ca("fuzz CA")
-    out = {}
-    for c in IDS:
-        creds = issue_client(_CA, c)
-        out[c] = CkksClient(ClientIdentity(c, creds.cert_pem, creds.key_pem, _CA.cert_pem), FED, {"min_clients": 3})
-    return out
-
-
-def _ckks_at(stage: Stage):
-    from fedcore.he.driver import InProcessDriver
-    from fedcore.he.server import CkksServer
-
-    server = CkksServer(FED, {"min_clients": 3})
-    clients = _ckks_clients()
-    drv = InProcessDriver(server, clients)
-    setup = server.setup_stages()
-    if stage in setup:
-        server.begin_setup(AggregationContext(FED, 0, 0, IDS, 0, server.settings))
-        for s in setup[:setup.index(stage)]:
-            drv._stage(s, None, {}, [])
-        return server, clients, None
-    drv.setup()
-    jobs = _jobs()
-    server.begin(AggregationContext(FED, 1, 0, IDS, LENGTH, server.settings, 1.0e6))
-    if stage == Stage.CKKS_DECRYPT:
-        drv._stage(Stage.CKKS_ENCRYPTED_INPUT, jobs, {}, [])
-    return server, clients, jobs
+def _at(out, mode: str, stage: Stage, settings: dict):
+    """A federation of real client daemons run by the real engine (in-memory transport) until
+    ``stage`` is open: the engine's ServerMode, the clients' ClientModes and their jobs (None in a
+    set-up stage) in that state."""
+    fed = memory_federation(len(IDS), 1, out, aggregation=mode, client_ids=IDS,
+                            workload="fedcore.examples.updates:workload",
+                            workload_settings={"size": LENGTH, "scale": 0.3, "seed": 5}, **{mode: settings})
+    with fed:
+        assert fed.run_until(lambda e: e.state.stage is not None and e.state.stage.stage == stage)
+    st = fed.engine.state
+    clients = {c: fed.daemons[c].handlers.mode for c in IDS}
+    jobs = None if st.round == 0 else {c: fed.daemons[c].handlers.jobs[(st.round, st.attempt)] for c in IDS}
+    return fed.engine.mode, clients, jobs
 
 
 SECAGG = [Stage.SECAGG_ADVERTISE_KEYS, Stage.SECAGG_SHARE_KEYS, Stage.SECAGG_MASKED_INPUT, Stage.SECAGG_UNMASK]
@@ -110,8 +67,9 @@ CASES = [("secagg", s) for s in SECAGG] + [("ckks", s) for s in CKKS]
 
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize(("mode", "stage"), CASES, ids=[s.name.lower() for _, s in CASES])
-def test_mode_accept_refuses_mutated_and_random_bodies_cleanly(mode, stage, profile):
-    server, clients, jobs = (_secagg_at if mode == "secagg" else _ckks_at)(stage)
+def test_mode_accept_refuses_mutated_and_random_bodies_cleanly(tmp_path, mode, stage, profile):
+    settings = {"clip": 4.0} if mode == "secagg" else {"min_clients": 3}
+    server, clients, jobs = _at(tmp_path / "run", mode, stage, settings)
     expected = sorted(server.expected(stage))
     victim = VICTIM if VICTIM in expected else expected[0]
     honest = {c: _answer(server, clients[c], stage, jobs[c] if jobs else None) for c in expected}

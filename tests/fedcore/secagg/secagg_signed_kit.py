@@ -1,4 +1,4 @@
-"""A coordinator that substitutes a neighbour's advertised keys, run against real SecAgg+ clients.
+"""A coordinator that substitutes a neighbour's advertised keys, run against real SecAgg+ client daemons.
 
 Used by ``test_key_signatures.py``. The signature and certificate fields of the advertised keys are
 a change to ``protos/fedpsyau/v1/secagg.proto`` (:data:`PROTO_CHANGE`); while the committed
@@ -29,48 +29,94 @@ ROOT = Path(__file__).resolve().parents[3]
 CLIENTS = ("alice", "bob", "carol", "dave")
 
 
-def substitution_scenario(folder: Path) -> dict:
-    """Four clients with certificates in ``folder``: an honest round completes; then a coordinator
-    that relays its own keys as bob's makes alice abort with PeerKeyRefused before she derives any
-    key from them. Returns what happened (JSON-able)."""
-    import numpy as np
+class _Known:
+    """A trainer whose update is a fixed vector of weight 1."""
 
-    from fedcore.common.aggregation import AggregationContext, ClientIdentity, ClientJob
+    def __init__(self, vector):
+        self.vector = vector
+
+    def fit(self, params, spec, round, config, statistics):
+        import numpy as np
+
+        from fedcore.common.workload import FitResult, PrivacyState
+
+        return FitResult(np.asarray(params, np.float64) + self.vector, 1, {}, PrivacyState(enabled=False))
+
+    def evaluate(self, params, spec, round, config, statistics):
+        from fedcore.common.workload import EvalResult
+
+        return EvalResult(1, {})
+
+    def statistics(self, config):
+        return None
+
+
+def substitution_scenario(folder: Path) -> dict:
+    """Four clients with certificates from their federation's CA, run by the daemons' engine and
+    client daemons over the in-memory transport (federations provisioned under a new folder in
+    ``folder``): an honest round completes; then a coordinator that relays its own keys as bob's
+    makes alice abort with PeerKeyRefused before she derives any key from them. Returns what
+    happened (JSON-able)."""
+    import tempfile
+
+    import numpy as np
+    from google.protobuf import any_pb2
+
     from fedcore.common.stages import Stage
     from fedcore.crypto.recipes import new_keypair
+    from fedcore.proto.fedpsyau.v1 import secagg_pb2 as spb
     from fedcore.secagg import auth
-    from fedcore.secagg.client import SecAggClient
-    from fedcore.secagg.driver import InProcessRound
-    from fedcore.secagg.server import SecAggServer
     from fedcore.secagg.state import SecAggStage
+    from fedcore.simulation_memory import memory_federation
 
-    fed, ca = "fed-signed", (folder / "ca.pem").read_bytes()
+    work = Path(tempfile.mkdtemp(prefix="signed-", dir=folder))
 
-    def federation(round_: int):
-        clients = {c: SecAggClient(ClientIdentity(c, (folder / f"{c}.pem").read_bytes(),
-                                                  (folder / f"{c}.key").read_bytes(), ca), fed, {})
-                   for c in CLIENTS}
-        ctx = AggregationContext(fed, round_, 0, CLIENTS, 3, {}, max_weight=10.0)
-        jobs = {c: ClientJob(round_, 0, np.full(3, 0.1 * (i + 1)), 1.0) for i, c in enumerate(CLIENTS)}
-        return SecAggServer(fed, {}), clients, ctx, jobs
+    def federation(name: str, tamper=None):
+        trainers = {c: _Known(np.full(3, 0.1 * (i + 1))) for i, c in enumerate(CLIENTS)}
+        return memory_federation(len(CLIENTS), 1, work / name, aggregation="secagg", client_ids=CLIENTS,
+                                 workload="fedcore.examples.updates:workload", workload_settings={"size": 3},
+                                 trainers=trainers, tamper=tamper)
 
     out = {"wire_support": auth.WIRE_SUPPORT}
-    server, clients, ctx, jobs = federation(1)
-    res = InProcessRound(server, clients, ctx, jobs).run().result
-    out["honest_sum"] = res.weighted_sum.tolist()
+    fed = federation("honest")
+    out["honest_rc"] = fed.run()
+    out["honest_sum"] = fed.engine.mode.result().weighted_sum.tolist()
 
-    server, clients, ctx, jobs = federation(2)
-    rnd = InProcessRound(server, clients, ctx, jobs)
-    rnd.run_stage(Stage.SECAGG_ADVERTISE_KEYS)
-    out["signed"] = sorted(server.r.signed)
-    server.r.keys["bob"] = (new_keypair()[1], new_keypair()[1])  # the coordinator's own keys, as bob's
-    alice = clients["alice"]
-    try:
-        alice.handle(Stage.SECAGG_SHARE_KEYS, server.task(Stage.SECAGG_SHARE_KEYS, "alice"), jobs["alice"],
-                     rnd._no_blob)
-        out["refused"] = None
-    except auth.PeerKeyRefused as exc:
-        out["refused"] = str(exc)
+    def substitute(stage, cid, direction, data):
+        """The coordinator's own keys in place of bob's, in what alice is sent at share-keys."""
+        if direction != "down" or stage != Stage.SECAGG_SHARE_KEYS or cid != "alice":
+            return data
+        body = any_pb2.Any.FromString(data)
+        task = spb.SecAggShareKeysTask()
+        body.Unpack(task)
+        for peer in task.neighbours:
+            if peer.client_id == "bob":
+                peer.channel_public_key, peer.mask_public_key = new_keypair()[1], new_keypair()[1]
+                out["substituted"] = True
+        body.Pack(task)
+        return body.SerializeToString()
+
+    fed = federation("substituted", tamper=substitute)
+    assert fed.run_until(lambda e: e.state.stage is not None and e.state.stage.stage == Stage.SECAGG_SHARE_KEYS)
+    out["signed"] = sorted(fed.engine.mode.r.signed)
+    alice = fed.daemons["alice"].handlers.mode
+    refusals: list[Exception] = []
+    handle = alice.handle
+
+    def watched(*args, **kwargs):   # what alice's daemon runs into (it logs the refusal and skips the task)
+        try:
+            return handle(*args, **kwargs)
+        except Exception as exc:
+            refusals.append(exc)
+            raise
+
+    alice.handle = watched
+    assert fed.run_until(lambda e: bool(refusals) or e.finished)
+    fed.close()
+    exc = refusals[0] if refusals else None
+    out["refused"] = str(exc) if isinstance(exc, auth.PeerKeyRefused) else None
+    out["refusal_type"] = type(exc).__name__ if exc is not None else None
+    out["substituted"] = out.get("substituted", False)
     out["alice_stage"] = str(alice.state.stage)
     out["alice_channel_keys"] = sorted(alice.state.channel_keys)
     out["aborted"] = alice.state.stage == SecAggStage.ABORTED

@@ -1,4 +1,8 @@
-"""The client refuses unsafe or illegal requests with ProtocolAbort before it touches a secret."""
+"""The client refuses unsafe or illegal requests with ProtocolAbort before it touches a secret.
+
+Fresh-state guards ask bare mode objects (``federation``); guards in the middle of a round run the
+daemons' engine and clients over the in-memory transport up to that stage (``secagg_round``), then
+hand a mutated copy of the engine's own task to one client's mode."""
 
 from __future__ import annotations
 
@@ -28,29 +32,24 @@ def no_blob(name):
     raise KeyError(name)
 
 
-def run_until(fed, stage: SecAggStage):
-    """Run every stage before ``stage`` for all clients; return the driver."""
-    drv = fed.driver()
-    for s in ROUND_STAGES[:ROUND_STAGES.index(stage)]:
-        drv.run_stage(s.wire)
-    return drv
-
-
 def ask(fed, stage: SecAggStage, task, cid: str = ME):
+    """Hand ``task`` to a bare client mode (fresh-state tests)."""
     return fed.clients[cid].handle(stage.wire, task, fed.jobs[cid], no_blob)
 
 
-def bring_to(fed, state: SecAggStage):
-    if state == S.ABORTED:
-        run_until(fed, S.SHARE_KEYS)
-        task = fed.server.task(S.SHARE_KEYS.wire, ME)
+def bring_to(run, state: SecAggStage) -> None:
+    """Run the federation until ME's mode is in ``state`` (IDLE: trained, no key advertised yet)."""
+    if state == S.IDLE:
+        run.open(S.ADVERTISE_KEYS)
+    elif state == S.ABORTED:
+        run.open(S.SHARE_KEYS)
+        task = run.task(S.SHARE_KEYS, ME)
         del task.participants[-1]
         with pytest.raises(ProtocolAbort):
-            ask(fed, S.SHARE_KEYS, task)
-    elif state != S.IDLE:
-        drv = run_until(fed, state)
-        drv.run_stage(state.wire)
-    assert (fed.clients[ME].state.stage if fed.clients[ME].state else S.IDLE) == state
+            run.ask(S.SHARE_KEYS, task, ME)
+    else:
+        run.until(lambda: run.stage_of(ME) == state)
+    assert run.stage_of(ME) == state
 
 
 def test_the_illegal_transitions_are_derived_from_the_legal_table():
@@ -58,15 +57,16 @@ def test_the_illegal_transitions_are_derived_from_the_legal_table():
 
 
 @pytest.mark.parametrize("current,new", ILLEGAL, ids=[f"{a}->{b}" for a, b in ILLEGAL])
-def test_every_illegal_stage_change_is_refused(federation, current, new):
-    fed = federation(3, length=3)
-    bring_to(fed, current)
-    secrets_before = fed.clients[ME].state.self_seed if fed.clients[ME].state else None
+def test_every_illegal_stage_change_is_refused(secagg_round, current, new):
+    run = secagg_round(3, length=3)
+    bring_to(run, current)
+    mode = run.client(ME)
+    secrets_before = mode.state.self_seed if mode.state else None
     with pytest.raises(ProtocolAbort, match="illegal stage change"):
-        ask(fed, new, TASK_TYPES[new](round=1, attempt=0))
+        run.ask(new, TASK_TYPES[new](round=run.round, attempt=run.attempt), ME)
     if secrets_before is not None:
-        assert fed.clients[ME].state.self_seed == secrets_before  # no re-keying happened
-        assert fed.clients[ME].state.stage == S.ABORTED
+        assert mode.state.self_seed == secrets_before  # no re-keying happened
+        assert mode.state.stage == S.ABORTED
 
 
 @pytest.mark.parametrize("stage", [Stage.TRAIN, Stage.PLAIN_INPUT, Stage.CKKS_DECRYPT, Stage.WAIT])
@@ -127,111 +127,120 @@ def test_never_rekeys_within_a_round_attempt(federation):
     assert fed.clients[ME].state.own_keys == (first.channel_public_key, first.mask_public_key)
 
 
-def test_a_new_attempt_gets_fresh_keys_and_never_reuses_masks(federation):
-    fed = federation(4, length=64, weights={c: 1.0 for c in [f"client-{i:02d}" for i in range(4)]})
-    fed.server.record_inputs = True  # keep what the coordinator received
-    run_until(fed, S.UNMASK)
-    first_keys = fed.clients[ME].state.own_keys
-    first_masked = fed.server.r.inputs[ME].copy()
-    retry = fed.next_round(1, attempt=1)
-    drv = run_until(retry, S.UNMASK)
-    assert fed.clients[ME].state.own_keys != first_keys
-    assert not set(first_keys) & set(fed.clients[ME].state.own_keys)
-    second_masked = fed.server.r.inputs[ME].copy()
-    run = drv.run()
+def _corrupt_once(victim: str):
+    """A tamper hook that corrupts ``victim``'s first masked input (its weight slot: the sum's range
+    check then fails that attempt, and the engine retries)."""
+    done = []
+
+    def tamper(stage, cid, direction, data):
+        if not done and direction == "up" and stage == Stage.SECAGG_MASKED_INPUT and cid == victim:
+            done.append(cid)
+            return data[:-3] + bytes(3)
+        return data
+    return tamper
+
+
+def test_a_new_attempt_gets_fresh_keys_and_never_reuses_masks(secagg_round):
+    run = secagg_round(4, length=64, num_examples=1, tamper=_corrupt_once("client-03"))
+    run.server.record_inputs = True  # keep what the coordinator received
+    run.open(S.UNMASK, attempt=0)
+    first_keys = run.client(ME).state.own_keys
+    first_masked = run.server.r.inputs[ME].copy()
+    run.open(S.UNMASK, attempt=1)     # attempt 0's sum failed its range check; the engine retried
+    assert run.client(ME).state.own_keys != first_keys
+    assert not set(first_keys) & set(run.client(ME).state.own_keys)
+    second_masked = run.server.r.inputs[ME].copy()
+    assert run.job(ME).attempt == 1 and np.array_equal(run.job(ME).vector, run.update(ME))  # the same update
+    assert run.run() == 0
     # with reused masks the difference would be the rounding noise (|d| <= 1); fresh masks make it uniform
     diff = qz.from_ring(second_masked - first_masked, 32)
     assert np.abs(diff).max() > 2 ** 20
-    want, weight = retry.expected(retry.ctx.participants)
-    np.testing.assert_allclose(run.result.weighted_sum, want, atol=retry.tolerance(weight))
+    res = run.result()
+    want, weight = run.expected(run.ids)
+    assert res.num_contributors == 4 and res.total_weight == weight
+    np.testing.assert_allclose(res.weighted_sum, want, atol=run.tolerance(weight))
 
 
 def test_a_stale_attempt_is_refused(federation):
     fed = federation(3)
-    fed.next_round(1, attempt=2).driver().run_stage(Stage.SECAGG_ADVERTISE_KEYS)
+    retry = fed.next_round(1, attempt=2)
+    ask(retry, S.ADVERTISE_KEYS, spb.SecAggAdvertiseKeysTask(round=1, attempt=2, participants=fed.ctx.participants))
     with pytest.raises(ProtocolAbort, match="stale"):
         ask(fed, S.ADVERTISE_KEYS, spb.SecAggAdvertiseKeysTask(round=1, attempt=0, participants=fed.ctx.participants))
 
 
-def test_unmask_refuses_both_shares_in_one_request(federation):
-    fed = federation(4)
-    run_until(fed, S.UNMASK)
-    task = fed.server.task(Stage.SECAGG_UNMASK, ME)
+def test_unmask_refuses_both_shares_in_one_request(secagg_round):
+    run = secagg_round(4).open(S.UNMASK)
+    task = run.task(S.UNMASK, ME)
     peer = next(c for c in task.survivors if c != ME)
     task.dropped.append(peer)
     with pytest.raises(ProtocolAbort, match="both shares"):
-        ask(fed, S.UNMASK, task)
+        run.ask(S.UNMASK, task, ME)
 
 
-def test_unmask_refuses_both_shares_across_two_requests(federation):
-    fed = federation(4)
-    run_until(fed, S.UNMASK)
-    task = fed.server.task(Stage.SECAGG_UNMASK, ME)
-    first = ask(fed, S.UNMASK, task)
+def test_unmask_refuses_both_shares_across_two_requests(secagg_round):
+    run = secagg_round(4).open(S.UNMASK)
+    task = run.task(S.UNMASK, ME)
+    first = run.ask(S.UNMASK, task, ME)
     assert {s.owner for s in first.self_mask_shares} == set(task.survivors)
-    again = ask(fed, S.UNMASK, task)  # a repeated identical request is answered identically
+    again = run.ask(S.UNMASK, task, ME)  # a repeated identical request is answered identically
     assert again == first
     peer = next(c for c in task.survivors if c != ME)
-    second = spb.SecAggUnmaskTask(round=1, attempt=0, survivors=[ME], dropped=[peer],
+    second = spb.SecAggUnmaskTask(round=run.round, attempt=run.attempt, survivors=[ME], dropped=[peer],
                                   num_survivors=task.num_survivors)
     with pytest.raises(ProtocolAbort, match="revealed before"):
-        ask(fed, S.UNMASK, second)
+        run.ask(S.UNMASK, second, ME)
 
 
-def test_unmask_refuses_its_own_key_share_and_too_few_survivors(federation):
-    fed = federation(4)
-    run_until(fed, S.UNMASK)
-    task = fed.server.task(Stage.SECAGG_UNMASK, ME)
-    bad = spb.SecAggUnmaskTask(round=1, survivors=[c for c in task.survivors if c != ME], dropped=[ME],
-                               num_survivors=4)
+def test_unmask_refuses_its_own_key_share_and_too_few_survivors(secagg_round):
+    run = secagg_round(4).open(S.UNMASK)
+    task = run.task(S.UNMASK, ME)
+    bad = spb.SecAggUnmaskTask(round=run.round, attempt=run.attempt, dropped=[ME], num_survivors=4,
+                               survivors=[c for c in task.survivors if c != ME])
     with pytest.raises(ProtocolAbort, match="never as dropped"):
-        ask(fed, S.UNMASK, bad)
-    fed = federation(4)
-    run_until(fed, S.UNMASK)
-    task = fed.server.task(Stage.SECAGG_UNMASK, ME)
+        run.ask(S.UNMASK, bad, ME)
+    run = secagg_round(4).open(S.UNMASK)
+    task = run.task(S.UNMASK, ME)
     task.num_survivors = 2
     with pytest.raises(ProtocolAbort, match="fewer than the threshold"):
-        ask(fed, S.UNMASK, task)
+        run.ask(S.UNMASK, task, ME)
 
 
-def _sparse(federation):
+def _sparse(secagg_round):
     """Six clients on a ring (k = 2): client-00 has exactly two neighbours."""
-    fed = federation(6, settings={"k": 2, "threshold": 4, **NO_ADVERSARY})
-    return fed
+    return secagg_round(6, secagg={"k": 2, "threshold": 4, **NO_ADVERSARY})
 
 
-def test_share_keys_refuses_a_peer_outside_the_neighbourhood(federation):
-    fed = _sparse(federation)
-    run_until(fed, S.SHARE_KEYS)
-    task = fed.server.task(Stage.SECAGG_SHARE_KEYS, ME)
+def test_share_keys_refuses_a_peer_outside_the_neighbourhood(secagg_round):
+    run = _sparse(secagg_round).open(S.SHARE_KEYS)
+    task = run.task(S.SHARE_KEYS, ME)
     mine = {p.client_id for p in task.neighbours}
-    stranger = next(c for c in fed.ctx.participants if c not in mine | {ME})
-    keys = fed.server.r.keys[stranger]
+    assert len(mine) == 2
+    stranger = next(c for c in run.ids if c not in mine | {ME})
+    keys = run.server.r.keys[stranger]
     task.neighbours.add(client_id=stranger, channel_public_key=keys[0], mask_public_key=keys[1])
     with pytest.raises(ProtocolAbort, match="outside this client's neighbourhood"):
-        ask(fed, S.SHARE_KEYS, task)
+        run.ask(S.SHARE_KEYS, task, ME)
 
 
-def test_masked_input_refuses_a_share_from_outside_the_neighbourhood(federation):
-    fed = _sparse(federation)
-    run_until(fed, S.MASKED_INPUT)
-    task = fed.server.task(Stage.SECAGG_MASKED_INPUT, ME)
+def test_masked_input_refuses_a_share_from_outside_the_neighbourhood(secagg_round):
+    run = _sparse(secagg_round).open(S.MASKED_INPUT)
+    task = run.task(S.MASKED_INPUT, ME)
     mine = {s.sender for s in task.shares}
-    stranger = next(c for c in fed.ctx.participants if c not in mine | {ME})
-    foreign = next(iter(fed.server.r.outbox[stranger].values()))
+    stranger = next(c for c in run.ids if c not in mine | {ME})
+    foreign = next(iter(run.server.r.outbox[stranger].values()))
     task.shares.add(sender=stranger, receiver=ME, sealed=foreign.sealed)
     with pytest.raises(ProtocolAbort, match="outside this client's neighbourhood"):
-        ask(fed, S.MASKED_INPUT, task)
+        run.ask(S.MASKED_INPUT, task, ME)
 
 
-def test_unmask_refuses_a_share_of_a_peer_outside_the_neighbourhood(federation):
-    fed = _sparse(federation)
-    run_until(fed, S.UNMASK)
-    task = fed.server.task(Stage.SECAGG_UNMASK, ME)
-    stranger = next(c for c in fed.ctx.participants if c not in set(task.survivors) | set(task.dropped))
+def test_unmask_refuses_a_share_of_a_peer_outside_the_neighbourhood(secagg_round):
+    run = _sparse(secagg_round).open(S.UNMASK)
+    task = run.task(S.UNMASK, ME)
+    stranger = next(c for c in run.ids if c not in set(task.survivors) | set(task.dropped))
     task.dropped.append(stranger)
     with pytest.raises(ProtocolAbort, match="outside this client's neighbourhood"):
-        ask(fed, S.UNMASK, task)
+        run.ask(S.UNMASK, task, ME)
 
 
 @pytest.mark.parametrize("tamper,match", [
@@ -240,16 +249,15 @@ def test_unmask_refuses_a_share_of_a_peer_outside_the_neighbourhood(federation):
     (lambda env, other: setattr(env, "sealed", other.sealed), "does not open"),  # a share meant for someone else
     (lambda env, other: setattr(env, "receiver", "client-03"), "addressed to"),
 ])
-def test_masked_input_refuses_garbage_or_misdirected_sealed_shares(federation, tamper, match):
-    fed = federation(4)
-    run_until(fed, S.MASKED_INPUT)
-    task = fed.server.task(Stage.SECAGG_MASKED_INPUT, ME)
+def test_masked_input_refuses_garbage_or_misdirected_sealed_shares(secagg_round, tamper, match):
+    run = secagg_round(4).open(S.MASKED_INPUT)
+    task = run.task(S.MASKED_INPUT, ME)
     env = task.shares[0]
-    other = fed.server.r.outbox[env.sender]["client-03" if env.sender != "client-03" else "client-02"]
+    other = run.server.r.outbox[env.sender]["client-03" if env.sender != "client-03" else "client-02"]
     tamper(env, other)
     with pytest.raises(ProtocolAbort, match=match):
-        ask(fed, S.MASKED_INPUT, task)
-    assert fed.clients[ME].state.stage == S.ABORTED
+        run.ask(S.MASKED_INPUT, task, ME)
+    assert run.stage_of(ME) == S.ABORTED
 
 
 @pytest.mark.parametrize("field_,value,match", [
@@ -259,29 +267,33 @@ def test_masked_input_refuses_garbage_or_misdirected_sealed_shares(federation, t
     ("clip", float("nan"), "refusing quantization"),
     ("noise_sigma", 1.0, "no discrete noise sampler"),
 ])
-def test_masked_input_refuses_unsafe_quantization(federation, field_, value, match, monkeypatch):
+def test_masked_input_refuses_unsafe_quantization(secagg_round, field_, value, match, monkeypatch):
     monkeypatch.setattr("fedcore.secagg.noise.default_sampler", lambda: None)
-    fed = federation(4)
-    run_until(fed, S.MASKED_INPUT)
-    task = fed.server.task(Stage.SECAGG_MASKED_INPUT, ME)
+    # the 32-bit ring (64 bits is chosen by default for the engine's weight bound 1e6, and 31
+    # fractional bits do fit in it)
+    run = secagg_round(4, secagg={"bits": 32}).open(S.MASKED_INPUT)
+    task = run.task(S.MASKED_INPUT, ME)
     setattr(task.quantization, field_, value)
     with pytest.raises(ProtocolAbort, match=match):
-        ask(fed, S.MASKED_INPUT, task)
+        run.ask(S.MASKED_INPUT, task, ME)
 
 
-def test_client_floors_on_noise_threshold_and_degree(federation):
-    fed = federation(4, client_settings={"noise_sigma": 3.0})
-    run_until(fed, S.MASKED_INPUT)
+def test_client_floors_on_noise_threshold_and_degree(secagg_round):
+    run = secagg_round(4)
+    run.use_client_settings(ME, {"noise_sigma": 3.0})
+    run.open(S.MASKED_INPUT)
     with pytest.raises(ProtocolAbort, match="below this client's floor"):
-        ask(fed, S.MASKED_INPUT, fed.server.task(Stage.SECAGG_MASKED_INPUT, ME))
-    fed = federation(6, settings={"threshold": 0.5}, client_settings={"threshold": 0.9})
-    run_until(fed, S.SHARE_KEYS)
+        run.ask(S.MASKED_INPUT, run.task(S.MASKED_INPUT, ME), ME)
+    run = secagg_round(6, secagg={"threshold": 0.5})
+    run.use_client_settings(ME, {"threshold": 0.9})
+    run.open(S.SHARE_KEYS)
     with pytest.raises(ProtocolAbort, match="min_survivors"):
-        ask(fed, S.SHARE_KEYS, fed.server.task(Stage.SECAGG_SHARE_KEYS, ME))
-    fed = federation(6, settings={"k": 2, **NO_ADVERSARY}, client_settings={"k": "all"})
-    run_until(fed, S.SHARE_KEYS)
+        run.ask(S.SHARE_KEYS, run.task(S.SHARE_KEYS, ME), ME)
+    run = secagg_round(6, secagg={"k": 2, **NO_ADVERSARY})
+    run.use_client_settings(ME, {"k": "all"})
+    run.open(S.SHARE_KEYS)
     with pytest.raises(ProtocolAbort, match="requires the complete graph"):
-        ask(fed, S.SHARE_KEYS, fed.server.task(Stage.SECAGG_SHARE_KEYS, ME))
+        run.ask(S.SHARE_KEYS, run.task(S.SHARE_KEYS, ME), ME)
 
 
 @pytest.mark.parametrize("mutate,match", [
@@ -291,18 +303,16 @@ def test_client_floors_on_noise_threshold_and_degree(federation):
     (lambda t: t.neighbours.add().CopyFrom(t.neighbours[0]), "duplicate"),
     (lambda t: t.participants.append("client-99"), "differ from the advertise-keys roster"),
 ])
-def test_share_keys_refuses_malformed_tasks(federation, mutate, match):
-    fed = federation(4)
-    run_until(fed, S.SHARE_KEYS)
-    task = fed.server.task(Stage.SECAGG_SHARE_KEYS, ME)
+def test_share_keys_refuses_malformed_tasks(secagg_round, mutate, match):
+    run = secagg_round(4).open(S.SHARE_KEYS)
+    task = run.task(S.SHARE_KEYS, ME)
     mutate(task)
     with pytest.raises(ProtocolAbort, match=match):
-        ask(fed, S.SHARE_KEYS, task)
+        run.ask(S.SHARE_KEYS, task, ME)
 
 
-def test_masked_input_refuses_a_nan_update(federation):
-    fed = federation(3)
-    run_until(fed, S.MASKED_INPUT)
-    fed.jobs[ME] = ClientJob(1, 0, np.array([0.1, np.nan, 0.2, 0, 0, 0]), 1.0)
+def test_masked_input_refuses_a_nan_update(secagg_round):
+    run = secagg_round(3).open(S.MASKED_INPUT)
+    nan = ClientJob(run.round, run.attempt, np.array([0.1, np.nan, 0.2, 0, 0, 0]), 1.0)
     with pytest.raises(ProtocolAbort, match="finite"):
-        ask(fed, S.MASKED_INPUT, fed.server.task(Stage.SECAGG_MASKED_INPUT, ME))
+        run.ask(S.MASKED_INPUT, run.task(S.MASKED_INPUT, ME), ME, job=nan)

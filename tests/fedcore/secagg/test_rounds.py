@@ -1,33 +1,37 @@
-"""The in-process driver: every message crosses a serialisation boundary; plain mode runs through it too."""
+"""Whole rounds through the daemons' engine and client daemons (in-memory transport): plain mode
+runs the same path as SecAgg+, and every stage's bytes and seconds are counted."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from fedcore.common.aggregation import AggregationContext, ClientIdentity, ClientJob
 from fedcore.common.stages import Stage
-from fedcore.plain import PlainClient, PlainServer
-from fedcore.secagg.driver import run_round
+from fedcore.examples import updates
+from fedcore.simulation_memory import Faults, memory_federation
 
 
-def test_plain_mode_runs_through_the_same_driver():
-    ids = ("a", "b", "c")
-    rng = np.random.default_rng(0)
-    vecs = {c: rng.normal(size=9) for c in ids}
-    ctx = AggregationContext("fed", 1, 0, ids, 9, {})
-    clients = {c: PlainClient(ClientIdentity(c), "fed", {}) for c in ids}
-    jobs = {c: ClientJob(1, 0, vecs[c], 2.0) for c in ids}
-    run = run_round(PlainServer("fed", {}), clients, ctx, jobs, {Stage.PLAIN_INPUT: {"b"}})
-    np.testing.assert_allclose(run.result.weighted_sum, 2 * (vecs["a"] + vecs["c"]))
-    assert run.stages[0].dropped == ["b"] and run.stages[0].bytes_up > 2 * 9 * 8
+def test_plain_mode_runs_through_the_same_engine(tmp_path):
+    settings = {"size": 9, "seed": 4, "scale": 0.5}
+    ids = ("a", "b", "c", "d")   # the federation's min_clients (3) holds for plain updates too
+    fed = memory_federation(4, 1, tmp_path / "plain", aggregation="plain", workload="fedcore.examples.updates:workload",
+                            workload_settings=settings, client_ids=ids,
+                            faults=Faults(silent_at={Stage.PLAIN_INPUT: {"b"}}))   # trained, then died
+    assert fed.run() == 0
+    res = fed.engine.mode.result()
+    want = sum(updates.weight(settings, i) * updates.update(settings, i, 1) for i in (0, 2, 3))
+    np.testing.assert_allclose(res.weighted_sum, want, rtol=1e-12, atol=0)
+    assert res.num_contributors == 3 and res.total_weight == sum(updates.weight(settings, i) for i in (0, 2, 3))
+    (plain,) = [t for t in fed.timings.values() if t.stage == "PLAIN_INPUT"]
+    assert set(plain.client_s) == {"a", "c", "d"} and plain.bytes_up > 3 * 9 * 8   # three float64 vectors, and more
 
 
-def test_secagg_stats_count_bytes_and_time_per_stage(federation):
-    fed = federation(4, length=100)
-    run = fed.driver().run()
-    assert [s.stage for s in run.stages] == ["SECAGG_ADVERTISE_KEYS", "SECAGG_SHARE_KEYS",
-                                             "SECAGG_MASKED_INPUT", "SECAGG_UNMASK"]
-    masked = run.stages[2]
-    assert masked.bytes_up > 4 * 102 * 4  # four uint32 vectors of L + 2 values
-    assert all(s.server_s > 0 and s.client_s > 0 for s in run.stages)
-    assert run.total_s == run.server_s + run.client_s
+def test_secagg_timings_count_bytes_and_time_per_stage(secagg_round):
+    run = secagg_round(4, length=100)
+    assert run.run() == 0
+    stages = [t for t in run.fed.timings.values() if t.round == 1 and t.stage.startswith("SECAGG_")]
+    assert [s.stage for s in stages] == ["SECAGG_ADVERTISE_KEYS", "SECAGG_SHARE_KEYS", "SECAGG_MASKED_INPUT",
+                                         "SECAGG_UNMASK"]
+    masked = stages[2]
+    ring = np.dtype(f"uint{run.result().notes['bits']}").itemsize
+    assert masked.bytes_up > 4 * 102 * ring  # four ring vectors of L + 2 values
+    assert all(s.server_s > 0 and set(s.client_s) == set(run.ids) and min(s.client_s.values()) > 0 for s in stages)
