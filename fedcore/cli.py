@@ -240,7 +240,8 @@ def register(subparsers, exclude: tuple[str, ...] = ()) -> None:
 
     if "simulate" in exclude:
         return
-    p = common(subparsers.add_parser("simulate", help="coordinator + N client processes on loopback"))
+    p = common(subparsers.add_parser("simulate", help="a whole federation locally: coordinator + N client processes on "
+                                     "loopback, or the same engine in one process (--transport memory)"))
     p.add_argument("--clients", type=int, default=3)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/sim-<time>)")
