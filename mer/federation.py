@@ -241,8 +241,8 @@ def _finish(args, run_dir: Path, classes, privacy, res) -> int:
             privacy_report(run_dir, write_png=False, stream=sys.stdout)
         except ReportError as exc:
             log.warning("no privacy report: %s", exc)
-    print(json.dumps({k: summary.get(k) for k in ("status", "uf1", "uar", "accuracy", "epsilon_max", "rounds",
-                                                  "aggregation", "seconds")}), flush=True)
+    keys = ("status", "uf1", "uar", "accuracy", "epsilon_max", "rounds", "aggregation", "seconds", "wall_seconds")
+    print(json.dumps({k: summary.get(k) for k in keys if k in summary}), flush=True)
     print(where_to_look(run_dir, res.status_page), flush=True)
     return res.returncode
 
