@@ -5,14 +5,22 @@ For L in {1e5, 1e6} parameters and n in {3, 10, 50} clients (``--quick``: 1e5 wi
 - per-client steps, median of ``--repeats`` after a warm-up: encrypt (encode + seeded symmetric
   encryption), serialise, coordinator deserialise + check + add (one client's input), serialise
   the sum, decrypt (deserialise the sum, decrypt, decode, round);
-- one whole round through :class:`fedcore.he.driver.InProcessDriver` (every message serialised),
-  and the ``plain`` round through the same driver on the same jobs: the time and byte ratios;
+- one whole round through the daemons' code: the coordinator's ``RoundEngine`` and one
+  ``ClientDaemon`` per client over the in-memory transport
+  (:func:`fedcore.simulation_memory.memory_federation`, every message through bytes), each client
+  contributing the known update of :mod:`fedcore.examples.updates`; and the ``plain`` round of the
+  same engine on the same updates: the time and byte ratios. The round's time is the wall time of
+  its aggregation stages (all parties in one process, one after another), its per-stage server
+  and client seconds and bytes come from the federation's timings (``fed.timings``);
 - bytes per parameter of each encoding option (TenSEAL's ``CKKSVector`` as the naive baseline);
 - upload and download bytes per parameter before and after the served sum was switched down to
-  one prime, in the same run on the same jobs (:func:`transfer`): "before" is the sum at the
+  one prime, in the same run on the same updates (:func:`transfer`): "before" is the sum at the
   upload level under the previous default moduli [60, 40, 60] (what the coordinator served until
-  then, byte for byte), "after" the default; also the upload-level fallback and the one-prime
-  upload (``max_abs <= 2^14``), at 1e5, the DPK-GAT size (126,003) and 1e6 parameters.
+  then, byte for byte, measured when the decrypt stage opens), "after" the default; also the
+  upload-level fallback (weights of 20000, so the clients' bound slot really sends every client
+  to the upload-level sum) and the one-prime upload (``max_abs <= 2^14``), at 1e5, the DPK-GAT
+  size (126,003) and 1e6 parameters. Download bytes are the decrypt task plus the blobs each
+  client fetched.
 
 Writes benchmarks/results/ckks.json and ckks.png. Run: ``python benchmarks/ckks.py [--quick]``.
 """
@@ -21,10 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -36,19 +47,21 @@ import tenseal as ts
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from fedcore.common.aggregation import ClientIdentity, ClientJob
 from fedcore.common.stages import Stage
+from fedcore.coordinator.state import Phase
+from fedcore.examples import updates
 from fedcore.he import pack
-from fedcore.he.client import CkksClient
 from fedcore.he.context import PublicContext, SecretContext
-from fedcore.he.driver import InProcessDriver
 from fedcore.he.params import CkksParams
-from fedcore.he.server import CkksServer
-from fedcore.plain import PlainClient, PlainServer
-from fedcore.transport.certs import Credentials, create_ca, issue_client
+from fedcore.simulation_memory import memory_federation
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FED = "bench"
+WORKLOAD = "fedcore.examples.updates:workload"
+ENGINE = ("fedcore.coordinator.engine.RoundEngine (fedcore.coordinator.daemon.build_engine) and one "
+          "fedcore.client.daemon.ClientDaemon per client over fedcore.transport.memory.MemoryConnection "
+          "(fedcore.simulation_memory.memory_federation, simulated clock), workload fedcore.examples.updates")
+#: engine stages that are not the aggregation (the same in every mode)
+NOT_AGGREGATION = {"TRAIN", "EVALUATE", "STATS"}
 
 
 def median_time(fn, repeats: int) -> float:
@@ -100,96 +113,148 @@ def steps(L: int, repeats: int) -> dict:
     }
 
 
-def identity(ca: Credentials, client_id: str) -> ClientIdentity:
-    cred = issue_client(ca, client_id)
-    return ClientIdentity(client_id, cred.cert_pem, cred.key_pem, ca.cert_pem)
+class Federation:
+    """One federation of ``n`` clients over the in-memory transport, driven phase by phase, with
+    the decrypt tasks' sizes and (``watch_sum``) the upload-level sum's size when the decrypt stage
+    opens recorded on the way (a tamper hook that changes nothing)."""
+
+    def __init__(self, out: Path, n: int, L: int, *, aggregation: str = "ckks", ckks: dict | None = None,
+                 seed: int | None = None, weight: int | None = None, watch_sum: bool = False):
+        seed = n if seed is None else seed
+        self.settings = {"size": L, "scale": 0.01, "seed": seed}
+        # client weights (num_examples) 20..300, as the driver's benchmark drew them, or all ``weight``
+        weights = np.random.default_rng(seed).integers(20, 300, size=n) if weight is None else [weight] * n
+        self.clients = [{"num_examples": int(w)} for w in weights]
+        self.n, self.L = n, L
+        self.task_bytes: dict[tuple[str, str], int] = {}   # (stage, client) -> task body bytes
+        self.upload_level_sum = 0
+        self.watch_sum = watch_sum
+        self.fed = memory_federation(n, 1, out, aggregation=aggregation, workload=WORKLOAD,
+                                     workload_settings=self.settings, client_settings=self.clients,
+                                     ckks=ckks or None, tamper=self._watch,
+                                     federation={"min_available": n, "min_clients": min(3, n)})
+
+    def _watch(self, stage, cid, direction, data):
+        if direction == "down":
+            self.task_bytes.setdefault((stage.name, cid), len(data))
+            if self.watch_sum and stage == Stage.CKKS_DECRYPT and not self.upload_level_sum:
+                r = self.fed.engine.mode._round
+                self.upload_level_sum = len(self.fed.engine.mode._sum_message(r, r.total)) if r.total is not None \
+                    else len(r.blob)
+        return data
+
+    def wall_until(self, cond) -> float:
+        t0 = time.perf_counter()
+        if not self.fed.run_until(cond):
+            raise RuntimeError(f"the federation stalled ({self.fed.engine.state.phase})")
+        return time.perf_counter() - t0
+
+    def run_round(self) -> tuple[float, float]:
+        """(set-up wall seconds, the round's aggregation wall seconds); the run then ends."""
+        setup_s = self.wall_until(lambda e: e.state.setup_done or e.state.phase == Phase.TRAIN)
+        self.wall_until(lambda e: e.state.phase == Phase.AGGREGATE)
+        round_s = self.wall_until(lambda e: e.state.phase != Phase.AGGREGATE)
+        rc = self.fed.run()
+        if rc != 0 or self.fed.engine.state.phase != Phase.DONE:
+            raise RuntimeError(f"the federation ended with exit code {rc}: {self.fed.engine.state.outcome}")
+        return setup_s, round_s
+
+    def stages(self) -> dict[str, dict]:
+        """Round 1's aggregation stages: seconds (server, clients) and bytes, from ``fed.timings``."""
+        out = {}
+        for (round_, _attempt, name), t in sorted(self.fed.timings.items()):
+            if round_ != 1 or name in NOT_AGGREGATION:
+                continue
+            clients = list(t.client_s.values())
+            tasks = sum(v for (s, _), v in self.task_bytes.items() if s == name)
+            out[name] = {"server_s": t.server_s, "client_s_sum": sum(clients),
+                         "client_s_median": statistics.median(clients) if clients else 0.0,
+                         "bytes_up": t.bytes_up, "blob_bytes_down": t.bytes_down, "task_bytes_down": tasks}
+        return out
+
+    def expected(self) -> np.ndarray:
+        """The float64 weighted sum of the clients' updates (what the round should produce)."""
+        mine = [{**self.settings, **c} for c in self.clients]
+        return sum(updates.weight(mine[i], i) * updates.update(mine[i], i, 1) for i in range(self.n))
+
+    def result(self):
+        return self.fed.engine.mode.result()
 
 
-def rounds(L: int, n: int, ca: Credentials) -> dict:
-    """One ckks round and one plain round through the driver, on the same jobs."""
-    rng = np.random.default_rng(n)
-    ids = [f"client-{i:02d}" for i in range(n)]
-    vectors = {c: rng.normal(scale=0.01, size=L) for c in ids}
-    weights = {c: float(rng.integers(20, 300)) for c in ids}
+def warm_up() -> None:
+    """A small ckks round through the whole path (imports, SEAL contexts, the engine)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        Federation(Path(tmp) / "warm", 3, 1000).run_round()
 
-    def jobs():
-        return {c: ClientJob(1, 0, vectors[c], weights[c]) for c in ids}
 
-    plain_server = PlainServer(FED, {})
-    plain = InProcessDriver(plain_server, {c: PlainClient(None, FED, {}) for c in ids})
-    t0 = time.perf_counter()
-    plain_res, plain_stats = plain.run_round(1, jobs())
-    plain_s = time.perf_counter() - t0
-
-    server = CkksServer(FED, {})
-    clients = {c: CkksClient(identity(ca, c), FED, {}) for c in ids}
-    drv = InProcessDriver(server, clients)
-    t0 = time.perf_counter()
-    drv.setup()
-    setup_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    res, stats = drv.run_round(1, jobs())
-    ckks_s = time.perf_counter() - t0
-    up = stats[0].bytes_up / (n * L)
-    plain_up = plain_stats[0].bytes_up / (n * L)
+def rounds(L: int, n: int) -> dict:
+    """One ckks round and one plain round through the engine, on the same known updates."""
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Federation(Path(tmp) / "plain", n, L, aggregation="plain")
+        _, plain_s = plain.run_round()
+        plain_res, plain_st = plain.result(), plain.stages()
+        ckks = Federation(Path(tmp) / "ckks", n, L)
+        setup_s, ckks_s = ckks.run_round()
+        res, st = ckks.result(), ckks.stages()
+    enc, dec = st["CKKS_ENCRYPTED_INPUT"], st["CKKS_DECRYPT"]
+    up = enc["bytes_up"] / (n * L)
+    plain_up = sum(s["bytes_up"] for s in plain_st.values()) / (n * L)
     err = np.linalg.norm(res.weighted_sum - plain_res.weighted_sum) / np.linalg.norm(plain_res.weighted_sum)
     return {
         "L": L, "clients": n, "setup_s": setup_s, "ckks_round_s": ckks_s, "plain_round_s": plain_s,
         "time_ratio": ckks_s / plain_s,
-        "client_encrypt_stage_s_median": statistics.median(stats[0].client_seconds.values()),
-        "client_decrypt_stage_s_median": statistics.median(stats[1].client_seconds.values()),
-        "server_s": sum(s.server_seconds for s in stats),
+        "client_encrypt_stage_s_median": enc["client_s_median"],
+        "client_decrypt_stage_s_median": dec["client_s_median"],
+        "server_s": sum(s["server_s"] for s in st.values()),
+        "ckks_round_stage_sum_s": sum(s["server_s"] + s["client_s_sum"] for s in st.values()),
+        "plain_round_stage_sum_s": sum(s["server_s"] + s["client_s_sum"] for s in plain_st.values()),
         "upload_bytes_per_param": up, "plain_upload_bytes_per_param": plain_up, "bytes_ratio": up / plain_up,
-        "download_bytes_per_param_per_client": stats[1].bytes_down / (n * L),
+        "download_bytes_per_param_per_client": (dec["blob_bytes_down"] + dec["task_bytes_down"]) / (n * L),
         "relative_error_vs_plain": float(err),
+        "stages": st, "plain_stages": plain_st,
     }
 
 
-#: (name, ckks settings, what a client downloads: "primary" the served sum, "before" the sum at the
-#: upload level only (the coordinator's behaviour until then), "fallback" both)
+#: (name, ckks settings, every client's weight (None: 20..300), what a client downloads: "primary"
+#: the served sum it fetched, "before" the sum at the upload level only (the coordinator's behaviour
+#: until then), "fallback" what it fetched when its bound slot sent it to the upload-level sum too)
 TRANSFER_CONFIGS = (
     ("before: [60,40,60], sum served at the upload level (previous default)", {"coeff_mod_bit_sizes": [60, 40, 60]},
-     "before"),
-    ("[60,40,60], sum switched to its 60-bit prime", {"coeff_mod_bit_sizes": [60, 40, 60]}, "primary"),
-    ("after: default [57,40,60], sum switched to its 57-bit prime", {}, "primary"),
-    ("default, fallback: peaks add up beyond 2^14, the upload-level sum fetched too", {}, "fallback"),
-    ("default with max_abs <= 2^14: one-prime upload and sum", {"max_abs": 2.0 ** 14}, "primary"),
+     None, "before"),
+    ("[60,40,60], sum switched to its 60-bit prime", {"coeff_mod_bit_sizes": [60, 40, 60]}, None, "primary"),
+    ("after: default [57,40,60], sum switched to its 57-bit prime", {}, None, "primary"),
+    ("default, fallback: peaks add up beyond 2^14, the upload-level sum fetched too", {}, 20000, "fallback"),
+    ("default with max_abs <= 2^14: one-prime upload and sum", {"max_abs": 2.0 ** 14}, None, "primary"),
 )
 
 
-def transfer(L: int, ca: Credentials, n: int = 3) -> list[dict]:
+def transfer(L: int, n: int = 3) -> list[dict]:
     """Bytes up and down per client and parameter for each of :data:`TRANSFER_CONFIGS`, one
-    round each through the driver on the same jobs (the upload-level sum is measured as it stands
-    when the decrypt stage opens: what the coordinator used to serve)."""
-    rng = np.random.default_rng(7)
-    ids = [f"client-{i:02d}" for i in range(n)]
-    vectors = {c: rng.normal(scale=0.01, size=L) for c in ids}
-    weights = {c: float(rng.integers(20, 300)) for c in ids}
-    want = sum(weights[c] * vectors[c] for c in ids)
+    round each through the engine on the same updates (the upload-level sum is measured as it
+    stands when the decrypt stage opens: what the coordinator used to serve)."""
     out = []
-    for name, settings, which in TRANSFER_CONFIGS:
-        server = CkksServer(FED, settings)
-        drv = InProcessDriver(server, {c: CkksClient(identity(ca, c), FED, settings) for c in ids})
-        drv.setup()
-        seen = {}
-
-        def tamper(stage, cid, direction, data, server=server, seen=seen):
-            if stage == Stage.CKKS_DECRYPT and direction == "down" and "full" not in seen:
-                r = server._round
-                seen["full"] = len(server._sum_message(r, r.total)) if r.total is not None else len(r.blob)
-            return data
-        drv.tamper = tamper
-        res, stats = drv.run_round(1, {c: ClientJob(1, 0, vectors[c], weights[c]) for c in ids})
-        task_bytes = stats[1].bytes_down / n - len(server._round.blob)  # the decrypt task itself
-        served = {"primary": len(server._round.blob), "before": seen["full"],
-                  "fallback": len(server._round.blob) + seen["full"]}[which]
-        out.append({"config": name, "L": L, "clients": n, "upload_bytes_per_param": stats[0].bytes_up / (n * L),
-                    "download_bytes_per_param": (served + task_bytes) / L,
-                    "sum_blob_bytes_per_param": served / L,
-                    "upload_primes": server.params.level_primes,
-                    "download_primes": server.params.download_level if which == "primary" else server.params.level_primes,
-                    "weighted_sum_checked": which == "primary",
-                    "relative_error_vs_float64": float(np.linalg.norm(res.weighted_sum - want) / np.linalg.norm(want))})
+    for name, settings, weight, which in TRANSFER_CONFIGS:
+        with tempfile.TemporaryDirectory() as tmp:
+            f = Federation(Path(tmp) / "fed", n, L, ckks=settings, seed=7, weight=weight, watch_sum=True)
+            f.run_round()
+            res, st, server = f.result(), f.stages(), f.fed.engine.mode
+            dec = st["CKKS_DECRYPT"]
+            task_bytes = dec["task_bytes_down"] / n                   # the decrypt task itself
+            served = f.upload_level_sum if which == "before" else dec["blob_bytes_down"] / n
+            fetched_full = res.notes["full_sum_fetches"]
+            if (which == "fallback") != (fetched_full == sorted(f.fed.daemons)):
+                raise RuntimeError(f"{name}: expected {'every' if which == 'fallback' else 'no'} client to fetch "
+                                   f"the upload-level sum (got {fetched_full})")
+            want = f.expected()
+            out.append({"config": name, "L": L, "clients": n,
+                        "upload_bytes_per_param": st["CKKS_ENCRYPTED_INPUT"]["bytes_up"] / (n * L),
+                        "download_bytes_per_param": (served + task_bytes) / L,
+                        "sum_blob_bytes_per_param": served / L,
+                        "upload_primes": server.params.level_primes,
+                        "download_primes": server.params.download_level if which == "primary"
+                        else server.params.level_primes,
+                        "weighted_sum_checked": which != "before",
+                        "relative_error_vs_float64": float(np.linalg.norm(res.weighted_sum - want) / np.linalg.norm(want))})
         print(f"  L={L}: up {out[-1]['upload_bytes_per_param']:6.2f}  down {out[-1]['download_bytes_per_param']:6.2f}"
               f"  {name}", flush=True)
     return out
@@ -266,8 +331,8 @@ def plot(result: dict, path: Path) -> None:
         a.text(p, r["ckks_round_s"], f"x{r['time_ratio']:.0f}", ha="center", va="bottom", fontsize=8)
     a.set_yscale("log")
     a.set_xticks(pos, labels, fontsize=8)
-    a.set_ylabel("seconds per round (one process, all clients)")
-    a.set_title("Round time through the in-process driver")
+    a.set_ylabel("aggregation seconds of a round (one process, all parties)")
+    a.set_title("Aggregation time of a round: coordinator engine + client daemons, in memory")
     a.legend()
     opts = result["size_options"]
     colours = ["tab:gray" if o["option"].startswith("TenSEAL") else "tab:olive" if o["option"].startswith("plain")
@@ -285,6 +350,19 @@ def plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _commit() -> str:
+    """HEAD, with "+dirty" when fedcore/ or this script differ from it."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=here, check=True).stdout.strip()
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        return head + ("+dirty" if git("status", "--porcelain", "--", "../fedcore", Path(__file__).name) else "")
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1e5 parameters with 3 and 10 clients only")
@@ -294,28 +372,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [100_000] if args.quick else [100_000, 1_000_000]
     counts = [3, 10] if args.quick else [3, 10, 50]
-    ca = create_ca()
+    logging.getLogger("fedcore").setLevel(logging.ERROR)   # one "DP is off" warning per client and round
     d = CkksParams()
     result = {"machine": platform.platform(), "python": platform.python_version(), "tenseal": ts.__version__,
               "loadavg_at_start": list(os.getloadavg()), "cpus": os.cpu_count(), "nice": os.nice(0),
+              "commit": _commit(), "engine": ENGINE,
+              "rounds_measured_as": "wall seconds of round 1's aggregation stages (the AGGREGATE phase), every "
+                                    "party in this one process; per-stage server/client seconds and bytes from "
+                                    "the federation's timings under 'stages'",
               "params": {"poly_modulus_degree": d.poly_modulus_degree, "coeff_mod_bit_sizes": list(d.coeff_mod_bit_sizes),
                          "scale_bits": d.scale_bits, "round_bits": d.round_bits, "level_primes": d.level_primes,
                          "download_primes": d.download_level, "bound_shift_bits": d.bound_shift_bits},
               "steps": {}, "rounds": [], "transfer": []}
-    rounds(1000, 3, ca)  # warm-up of the whole path
+    warm_up()
     for L in ([100_000] if args.quick else [100_000, 126_003, 1_000_000]):
-        result["transfer"].extend(transfer(L, ca))
+        result["transfer"].extend(transfer(L))
     for L in ([] if args.transfer_only else sizes):
         result["steps"][str(L)] = steps(L, args.repeats)
         print(f"L={L}: {json.dumps(result['steps'][str(L)])}", flush=True)
         for n in counts:
-            r = rounds(L, n, ca)
+            r = rounds(L, n)
             result["rounds"].append(r)
-            print(json.dumps(r), flush=True)
+            print(json.dumps({k: v for k, v in r.items() if not k.endswith("stages")}), flush=True)
     result["size_L"] = 8 * 8192
     result["size_options"] = size_options(result["size_L"])
     for o in result["size_options"]:
         print(f"{o['bytes_per_param']:7.2f} B/param  {o['option']}")
+    result["loadavg_at_end"] = list(os.getloadavg())
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "ckks_transfer" if args.transfer_only else "ckks"
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
