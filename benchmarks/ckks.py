@@ -332,7 +332,7 @@ def plot(result: dict, path: Path) -> None:
     a.set_yscale("log")
     a.set_xticks(pos, labels, fontsize=8)
     a.set_ylabel("aggregation seconds of a round (one process, all parties)")
-    a.set_title("Aggregation time of a round: coordinator engine + client daemons, in memory")
+    a.set_title("Round aggregation time: engine + client daemons, in memory")
     a.legend()
     opts = result["size_options"]
     colours = ["tab:gray" if o["option"].startswith("TenSEAL") else "tab:olive" if o["option"].startswith("plain")
