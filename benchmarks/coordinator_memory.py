@@ -1,7 +1,9 @@
 """Memory of a coordinator serving 10 to 100 clients of a 1e6-parameter model, in every mode.
 
-The coordinator is a real ``fedcore.cli coordinator`` process over mTLS (example workload with a
-hidden layer of 47,619 units: 1,000,003 parameters). The clients are lightweight peers in this
+The coordinator is a real ``fedcore.cli coordinator`` process over mTLS. Its workload is
+:mod:`fedcore.examples.updates` (a flat 1e6-value model, numpy only), so the figure is the
+coordinator's own memory; ``--workload example`` uses the torch MLP (a hidden layer of 47,619
+units: 1,000,003 parameters) whose import alone costs ~180 MiB of any process. The clients are lightweight peers in this
 process, one mTLS channel and certificate each, that run the real client side of the mode
 (:class:`~fedcore.plain.PlainClient`, :class:`~fedcore.secagg.client.SecAggClient`,
 :class:`~fedcore.he.client.CkksClient`, with their certificates: signed SecAgg keys, the CKKS key
@@ -61,11 +63,13 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.samples, self.stop = pid, [], threading.Event()
         self.t0 = time.monotonic()
+        self.hwm_mib = 0.0      # the kernel's peak (VmHWM) at the last sample: kept if the process exits first
 
     def run(self) -> None:
         while not self.stop.wait(0.05):
             try:
                 self.samples.append((time.monotonic() - self.t0, _proc_kib(self.pid, "VmRSS") / 1024))
+                self.hwm_mib = max(self.hwm_mib, _proc_kib(self.pid, "VmHWM") / 1024)
             except (OSError, KeyError):
                 return
 
@@ -131,16 +135,27 @@ def _mode_client(mode: str, cid: str, folder: Path, ca: bytes):
     return CkksClient(identity, FED, {})
 
 
-def run(mode: str, clients: int, params: int, rounds: int, workers: int, env: dict[str, str] | None = None) -> dict:
-    hidden = max(1, round((params - 4) / 21))     # 16 features, 4 classes: 21 h + 4 parameters
-    params = 21 * hidden + 4
+#: the coordinator's workload: ``updates`` (numpy only: the coordinator's own memory) or ``example``
+#: (the torch MLP: adds the ~180 MiB a training framework costs any process that imports it)
+WORKLOADS = ("updates", "example")
+
+
+def run(mode: str, clients: int, params: int, rounds: int, workers: int, env: dict[str, str] | None = None,
+        workload: str = "updates") -> dict:
+    if workload == "example":
+        hidden = max(1, round((params - 4) / 21))     # 16 features, 4 classes: 21 h + 4 parameters
+        params = 21 * hidden + 4
+        path, settings = "fedcore.examples.softmax:workload", {"hidden": hidden}
+    else:
+        path, settings = "fedcore.examples.updates:workload", {"size": params}
     vector = np.full(params, 1e-3)                  # one update shared by every peer (read only)
     load = list(os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
         ids = [f"c{i:03d}" for i in range(clients)]
         port = _free_port()
         prov = provision(Path(tmp) / "fed", ids, address=f"127.0.0.1:{port}", listen=f"127.0.0.1:{port}",
-                         aggregation=mode, rounds=rounds, min_clients=clients, workload_settings={"hidden": hidden},
+                         aggregation=mode, rounds=rounds, min_clients=clients, workload=path,
+                         workload_settings=settings,
                          federation={"min_available": clients, "evaluate_every": 0},
                          deadlines={"join": 600.0, "train": 600.0, "stage": 900.0, "evaluate": 600.0,
                                     "heartbeat_interval": 60.0, "heartbeat_timeout": 1800.0, "poll_interval": 0.2})
@@ -169,7 +184,10 @@ def run(mode: str, clients: int, params: int, rounds: int, workers: int, env: di
                     if all(s in ("WAIT", "DONE") for s in states):
                         time.sleep(0.2)
             seconds = time.monotonic() - t0
-            peak_mib = _proc_kib(coord.pid, "VmHWM") / 1024
+            try:
+                peak_mib = _proc_kib(coord.pid, "VmHWM") / 1024
+            except (OSError, KeyError):   # it has exited already: the last peak the sampler read
+                peak_mib = sampler.hwm_mib
             rc = coord.wait(timeout=120)
         finally:
             sampler.stop.set()
@@ -181,6 +199,7 @@ def run(mode: str, clients: int, params: int, rounds: int, workers: int, env: di
         tail = (Path(tmp) / "coordinator.log").read_text(errors="replace").splitlines()[-5:]
     update_mib = params * 8 / 2**20
     return {"mode": mode, "clients": clients, "params": params, "rounds": rounds, "workers": workers,
+            "workload": path,
             "coordinator_env": dict(env or {}),
             "loadavg_at_start": load, "exit_code": rc, "seconds": round(seconds, 2),
             "idle_rss_mib": round(idle_mib, 1), "peak_rss_mib": round(peak_mib, 1),
@@ -250,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=8, help="threads driving the peers (uploads in flight)")
+    ap.add_argument("--workload", choices=WORKLOADS, default="updates",
+                    help="the coordinator's workload: updates (numpy only, default: the coordinator's own memory) or "
+                         "example (a torch MLP: its import adds ~180 MiB to any process)")
     ap.add_argument("--coordinator-env", nargs="*", default=[], metavar="KEY=VALUE",
                     help="extra environment of the coordinator process (e.g. MALLOC_ARENA_MAX=2)")
     ap.add_argument("--stem", default="coordinator_memory", help="name of the JSON and PNG written")
@@ -260,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for mode in args.modes:
         for n in args.clients:
-            r = run(mode, n, args.params, args.rounds, args.workers, env)
+            r = run(mode, n, args.params, args.rounds, args.workers, env, args.workload)
             runs.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "samples"}), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
