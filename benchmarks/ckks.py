@@ -122,7 +122,7 @@ class Federation:
                  seed: int | None = None, weight: int | None = None, watch_sum: bool = False):
         seed = n if seed is None else seed
         self.settings = {"size": L, "scale": 0.01, "seed": seed}
-        # client weights (num_examples) 20..300, as the driver's benchmark drew them, or all ``weight``
+        # client weights (num_examples) 20..300, as this benchmark always drew them, or all ``weight``
         weights = np.random.default_rng(seed).integers(20, 300, size=n) if weight is None else [weight] * n
         self.clients = [{"num_examples": int(w)} for w in weights]
         self.n, self.L = n, L
@@ -149,7 +149,7 @@ class Federation:
             raise RuntimeError(f"the federation stalled ({self.fed.engine.state.phase})")
         return time.perf_counter() - t0
 
-    def run_round(self) -> tuple[float, float]:
+    def play(self) -> tuple[float, float]:
         """(set-up wall seconds, the round's aggregation wall seconds); the run then ends."""
         setup_s = self.wall_until(lambda e: e.state.setup_done or e.state.phase == Phase.TRAIN)
         self.wall_until(lambda e: e.state.phase == Phase.AGGREGATE)
@@ -184,17 +184,17 @@ class Federation:
 def warm_up() -> None:
     """A small ckks round through the whole path (imports, SEAL contexts, the engine)."""
     with tempfile.TemporaryDirectory() as tmp:
-        Federation(Path(tmp) / "warm", 3, 1000).run_round()
+        Federation(Path(tmp) / "warm", 3, 1000).play()
 
 
 def rounds(L: int, n: int) -> dict:
     """One ckks round and one plain round through the engine, on the same known updates."""
     with tempfile.TemporaryDirectory() as tmp:
         plain = Federation(Path(tmp) / "plain", n, L, aggregation="plain")
-        _, plain_s = plain.run_round()
+        _, plain_s = plain.play()
         plain_res, plain_st = plain.result(), plain.stages()
         ckks = Federation(Path(tmp) / "ckks", n, L)
-        setup_s, ckks_s = ckks.run_round()
+        setup_s, ckks_s = ckks.play()
         res, st = ckks.result(), ckks.stages()
     enc, dec = st["CKKS_ENCRYPTED_INPUT"], st["CKKS_DECRYPT"]
     up = enc["bytes_up"] / (n * L)
@@ -236,7 +236,7 @@ def transfer(L: int, n: int = 3) -> list[dict]:
     for name, settings, weight, which in TRANSFER_CONFIGS:
         with tempfile.TemporaryDirectory() as tmp:
             f = Federation(Path(tmp) / "fed", n, L, ckks=settings, seed=7, weight=weight, watch_sum=True)
-            f.run_round()
+            f.play()
             res, st, server = f.result(), f.stages(), f.fed.engine.mode
             dec = st["CKKS_DECRYPT"]
             task_bytes = dec["task_bytes_down"] / n                   # the decrypt task itself
