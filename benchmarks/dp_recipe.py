@@ -63,7 +63,10 @@ def public_federation(seed: int, samples: int = 221):
 
 def run_one(data, eps: float, cand: dict, seed: int, clients: int, rounds: int, trainable: str,
             init: str = "pretrained") -> dict:
-    from mer.federated_sim import run_federation
+    """One candidate on one public draw: a plain federation through the daemons' engine and client
+    daemons over the in-memory transport (:func:`mer.bench.federate`, seeded), the clients'
+    trainers made on ``data`` in the work folders their daemons use."""
+    from mer.bench import run_federated
     from mer.train.federated import workload
 
     settings = {"format": "casme2", "partition": "subjects", "num_classes": len(data.class_names),
@@ -74,13 +77,14 @@ def run_one(data, eps: float, cand: dict, seed: int, clients: int, rounds: int, 
         "target_epsilon": eps, "max_grad_norm": cand["max_grad_norm"], "secure_rng": False}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
-        trainers = {f"client{i + 1}": workload.make_trainer({**settings, "client_index": i, "num_clients": clients},
-                                                            f"client{i + 1}", Path(d) / f"c{i}", "cpu", data=data)
-                    for i in range(clients)}
-        run = run_federation(workload, settings, clients=clients, rounds=rounds, aggregation="plain",
-                             privacy=privacy, seed=seed, workdir=d, trainers=trainers)
-    return {"epsilon": eps, **cand, "seed": seed, "uf1": run.final["uf1"], "uar": run.final["uar"],
-            "epsilon_spent": run.epsilon_max, "seconds": round(time.perf_counter() - t0, 1)}
+        run_dir = Path(d) / "run"
+        ids = [f"client{i + 1}" for i in range(clients)]
+        trainers = {cid: workload.make_trainer({**settings, "client_index": i, "num_clients": clients}, cid,
+                                               run_dir / "federation" / "clients" / cid / "work", "cpu", data=data)
+                    for i, cid in enumerate(ids)}
+        run = run_federated("plain", settings, clients, rounds, privacy, seed, run_dir, trainers=trainers)
+    return {"epsilon": eps, **cand, "seed": seed, "uf1": run["uf1"], "uar": run["uar"],
+            "epsilon_spent": run["epsilon_spent"], "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def main(argv=None) -> int:

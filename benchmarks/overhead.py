@@ -19,9 +19,11 @@ For 1e5 parameters, the DPK-GAT size (125,864) and a 1e6-parameter model, all in
    folders on tmpfs (``tmpfs_reference``, rows with ``storage = "tmpfs"``): the coordinator
    fsyncs its checkpoint and attempt records every round, and on a slow disk that is a large
    part of a short round.
-2. **Per-stage breakdown** through :class:`fedcore.he.driver.InProcessDriver` (every message
-   serialised; 3 clients; update vectors of the same sizes): server and per-client seconds and
-   bytes of every stage, median of ``reps`` after a warm-up.
+2. **Per-stage breakdown** through the same engine and client daemons over the in-memory
+   transport (:func:`stage_breakdown`: every message serialised; 3 clients; the same workload,
+   sizes and stage names as the daemons): the engine's and the median client's seconds and the
+   bytes of every stage, median over ``reps`` rounds after a warm-up round.
+   ``--breakdown-only`` runs just this part into ``STEM_stages.json`` and ``.png``.
 3. **DP vs non-DP client training**, in process, median of ``reps`` fits after a warm-up: the real
    DPK-GAT :class:`~mer.train.federated.MERTrainer` on a client of the embedded synthetic set, and
    the sized MLP at both sizes (both through ``dp_train``, DP on or off).
@@ -180,36 +182,98 @@ def stage_samples(logs: Path, rounds: list[dict]) -> dict[str, dict[str, list[fl
 
 
 # -- 2. per-stage breakdown ---------------------------------------------------------------------
-def stage_breakdown(size: int, mode: str, reps: int) -> dict:
-    from fedcore.common.aggregation import ClientJob
-    from fedcore.he.driver import InProcessDriver
-    from mer.federated_sim import mode_objects
+def stage_breakdown(size: int, mode: str, reps: int, tmp: Path | None = None,
+                    workload: str = "sized_workload:workload") -> dict:
+    """Per-stage seconds and bytes of one federation of ``reps`` + 1 rounds through the daemons'
+    engine and client daemons over the in-memory transport (:mod:`fedcore.simulation_memory`), on
+    the daemon runs' workload and settings at ``size`` parameters, DP off. The stage names are the
+    wire's, as :func:`stage_samples` reads them from the daemons' logs. Round 1 warms up; medians
+    over rounds 2..R of each stage's engine seconds (``server_s``) and of the median client's
+    (``client_s_median``: its handler and (de)serialisation, TRAIN's local training included);
+    ``round_s`` the median over those rounds of every party's seconds summed (the clients take
+    turns, so this is the round's computation done sequentially); round 0 (statistics, CKKS key
+    set-up) is ``setup_s``/``setup_bytes``. EVALUATE is left out, as in the daemons' cut."""
+    from fedcore.simulation_memory import memory_federation
 
-    ids = [f"client{i + 1}" for i in range(CONFIG["clients"])]
-    server, clients = mode_objects(mode, ids, {"min_clients": 3})
-    drv = InProcessDriver(server, clients)
-    t0 = time.perf_counter()
-    setup = drv.setup()
-    setup_s = time.perf_counter() - t0
-    rng = np.random.default_rng(size)
-    vectors = {c: rng.normal(0, 0.01, size) for c in ids}
-    runs = []
-    for r in range(reps + 1):
-        jobs = {c: ClientJob(r + 1, 0, vectors[c], 60.0 + 40 * i) for i, c in enumerate(ids)}
-        t0 = time.perf_counter()
-        _, stages = drv.run_round(r + 1, jobs)
-        if r:  # r = 0 warms up
-            runs.append((time.perf_counter() - t0, stages))
-    out = {"mode": mode, "parameters": size, "reps": reps, "round_s": _median([t for t, _ in runs]),
-           "setup_s": setup_s if setup else 0.0, "setup_bytes": sum(s.bytes_up + s.bytes_down for s in setup),
+    clients = CONFIG["clients"]
+    quiet = logging.getLogger("fedcore")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)   # one "DP is off" notice per client and round
+    try:
+        with tempfile.TemporaryDirectory(prefix="stages-", dir=tmp) as run:
+            fed = memory_federation(clients, reps + 1, Path(run) / "run", aggregation=mode, workload=workload,
+                                    workload_settings={**CONFIG["workload"], "parameters": size},
+                                    privacy={"enabled": False}, federation={"evaluate_every": 0})
+            rc = fed.run()
+    finally:
+        quiet.setLevel(level)
+    if rc != 0:
+        raise RuntimeError(f"stage_breakdown({size}, {mode}): the in-memory federation ended with code {rc}")
+    timings = [t for t in fed.timings.values() if t.stage != "EVALUATE"]
+    setup = [t for t in timings if t.round == 0]
+    rounds = sorted({t.round for t in timings if t.round >= 2})
+    per_round = {r: [t for t in timings if t.round == r] for r in rounds}
+    out = {"mode": mode, "parameters": size, "reps": len(rounds), "clients": clients,
+           "harness": "fedcore.simulation_memory: RoundEngine + ClientDaemons over MemoryConnection",
+           "round_s": _median([sum(t.server_s + sum(t.client_s.values()) for t in ts) for ts in per_round.values()]),
+           "setup_s": sum(t.server_s + sum(t.client_s.values()) for t in setup),
+           "setup_bytes": sum(t.bytes_up + t.bytes_down for t in setup), "setup_stages": [t.stage for t in setup],
            "stages": {}}
-    for i, st in enumerate(runs[0][1]):
-        name = st.stage.name
-        out["stages"][name] = {
-            "server_s": _median([s[i].server_seconds for _, s in runs]),
-            "client_s_median": _median([statistics.median(s[i].client_seconds.values()) for _, s in runs]),
-            "bytes_up_per_client": st.bytes_up / len(ids), "bytes_down_per_client": st.bytes_down / len(ids)}
+    for t in per_round[rounds[0]]:
+        same = [u for ts in per_round.values() for u in ts if u.stage == t.stage]
+        out["stages"][t.stage] = {
+            "server_s": _median([u.server_s for u in same]),
+            "client_s_median": _median([statistics.median(u.client_s.values()) for u in same if u.client_s]),
+            "bytes_up_per_client": _median([u.bytes_up for u in same]) / clients,
+            "bytes_down_per_client": _median([u.bytes_down for u in same]) / clients}
     return out
+
+
+def breakdown_only(out: Path, stem: str, reps: int) -> int:
+    """Only part 2, for every size and mode, into ``STEM_stages.json`` and ``.png``."""
+    started = time.time()
+    res = {"config": CONFIG, "load_average_at_start": os.getloadavg(), "source": _source(), "reps": reps,
+           "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+           "stages": []}
+    with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
+        for name, size in CONFIG["sizes"].items():
+            for mode in CONFIG["modes"]:
+                row = stage_breakdown(size, mode, reps, Path(tmp))
+                res["stages"].append(row)
+                print(f"stages {name:7s} {mode:6s}: round {row['round_s']:.4f} s (set-up {row['setup_s']:.3f} s); "
+                      + ", ".join(f"{k} {v['server_s'] * 1e3:.1f}+{v['client_s_median'] * 1e3:.1f} ms"
+                                  for k, v in row["stages"].items()), flush=True)
+    res["elapsed_s"] = time.time() - started
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}_stages.json").write_text(json.dumps(res, indent=1))
+    _plot_stages(res["stages"], out / f"{stem}_stages.png")
+    return 0
+
+
+def _plot_stages(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(k for r in rows for k in r["stages"]))
+    fig, ax = plt.subplots(figsize=(12, 4.6))
+    xs = np.arange(len(rows))
+    bottom = np.zeros(len(rows))
+    for i, name in enumerate(names):
+        for key, hatch in (("client_s_median", ""), ("server_s", "//")):
+            vals = np.array([r["stages"].get(name, {}).get(key, 0.0) for r in rows])
+            ax.bar(xs, vals, bottom=bottom, color=f"C{i % 10}", hatch=hatch, edgecolor="white",
+                   label=f"{name} {'engine' if key == 'server_s' else 'median client'}")
+            bottom += vals
+    ax.set_xticks(xs, [f"{r['mode']}\n{r['parameters']:,}" for r in rows], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("s per round (critical path if clients ran in parallel)")
+    ax.set_title(f"Per-stage computation through the engine, in memory, {CONFIG['clients']} clients", fontsize=9)
+    ax.legend(fontsize=6, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 # -- 3. DP vs non-DP client training --------------------------------------------------------------
@@ -387,11 +451,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--skip-dp", action="store_true", help="no DP runs (daemons without DP and the breakdown only)")
     parser.add_argument("--stem", default="overhead", help="output file names: STEM.json, STEM.png")
+    parser.add_argument("--breakdown-only", action="store_true",
+                        help="only the in-memory per-stage breakdown, into STEM_stages.json and .png")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=InsecureRNGWarning)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("fedcore.dp.config").setLevel(logging.ERROR)
+    if args.breakdown_only:
+        return breakdown_only(args.out, args.stem, CONFIG["quick"]["reps"] if args.quick else CONFIG["reps"])
     rounds = CONFIG["quick"]["rounds"] if args.quick else CONFIG["rounds"]
     dp_rounds = CONFIG["quick"]["dp_rounds"] if args.quick else CONFIG["dp_rounds"]
     reps = CONFIG["quick"]["reps"] if args.quick else CONFIG["reps"]
@@ -405,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         for name, size in CONFIG["sizes"].items():
             for mode in CONFIG["modes"]:
-                res["stages"].append(stage_breakdown(size, mode, reps))
+                res["stages"].append(stage_breakdown(size, mode, reps, tmp))
             runs: dict[tuple[str, bool], list[dict]] = {}
             for rep in range(repeats):   # plain, secagg, ckks, plain, ...: load drifts hit every mode alike
                 for mode in CONFIG["modes"]:

@@ -6,10 +6,10 @@
   DP (Opacus per-sample clipping and noise; with n = 1 the Poisson rate is 1 and the expected
   batch size 1, so nothing else scales the step).
 - :func:`secagg_view`: K clients submit their updates (weight 1 each) through a real SecAgg+
-  round (:class:`fedcore.secagg.server.SecAggServer` / :class:`~fedcore.secagg.client.SecAggClient`
-  in :class:`fedcore.secagg.driver.InProcessRound`, every message serialised); it returns what the
-  coordinator holds: each client's masked vector (ring elements, read as fixed point the way the
-  final sum is) and the unmasked sum.
+  round -- the coordinator's round engine and K client daemons over the in-memory transport
+  (:func:`fedcore.simulation_memory.memory_federation`, every message serialised); it returns what
+  the coordinator holds: each client's masked vector (ring elements, read as fixed point the way
+  the final sum is) and the unmasked sum.
 - :func:`dp_noise_for_epsilons`: the noise multipliers that give a realistic client the target
   epsilons (:func:`fedcore.dp.accounting.derive_noise_multiplier`, RDP).
 """
@@ -26,17 +26,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fedcore.common.aggregation import AggregationContext, ClientIdentity, ClientJob
+from fedcore.common.aggregation import AggregationContext
 from fedcore.common.errors import AggregationAborted, ConfigError
+from fedcore.common.stages import Stage
+from fedcore.common.workload import EvalResult, FitResult, PrivacyState
 from fedcore.dp.accounting import derive_noise_multiplier, epsilon
 from fedcore.dp.config import PrivacyConfig
 from fedcore.dp.opacus_train import dp_train
 from fedcore.dp.plan import default_delta, plan_privacy
 from fedcore.secagg import quantize as qz
-from fedcore.secagg.client import SecAggClient
-from fedcore.secagg.driver import InProcessRound
 from fedcore.secagg.server import SecAggServer
-from fedcore.secagg.state import SecAggStage
 
 FED = "privacy-audit"
 
@@ -91,27 +90,61 @@ class SecAggView:
     notes: dict                     # the round's notes (bits, frac_bits, clip, clipped values, ...)
 
 
-def secagg_view(updates: list[np.ndarray], settings: dict | None = None, round_: int = 1) -> SecAggView:
+class _SendsUpdate:
+    """A client's trainer that sends one fixed update with weight 1 (what :func:`secagg_view` audits)."""
+
+    def __init__(self, update: np.ndarray):
+        self.update = np.asarray(update, np.float64)
+
+    def fit(self, params, spec, round, config, statistics) -> FitResult:
+        return FitResult(np.asarray(params, np.float64) + self.update, 1, {}, PrivacyState(enabled=False))
+
+    def evaluate(self, params, spec, round, config, statistics) -> EvalResult:
+        return EvalResult(1, {})
+
+    def statistics(self, config) -> None:
+        return None
+
+
+def secagg_view(updates: list[np.ndarray], settings: dict | None = None) -> SecAggView:
     """Run a real SecAgg+ round over ``updates`` (weight 1 each) and keep what the server sees.
 
-    Raises :class:`AggregationAborted` (or ConfigError) when the protocol refuses the round, e.g.
-    for fewer than ``min_clients`` (3) participants.
+    The round is the daemons' (coordinator engine and client daemons over the in-memory transport,
+    ``settings`` the ``[secagg]`` table); the masked inputs are copied when the unmask stage opens
+    (the server keeps none unless ``record_inputs``). Raises :class:`AggregationAborted` when the
+    protocol refuses the round, e.g. for fewer than ``min_clients`` (3) participants.
     """
-    settings = dict(settings or {})
-    ids = tuple(f"client-{i:02d}" for i in range(len(updates)))
+    from fedcore.coordinator.state import Phase
+    from fedcore.simulation_memory import memory_federation
+
+    ids = tuple(f"client{i + 1}" for i in range(len(updates)))
     length = int(updates[0].shape[0])
-    ctx = AggregationContext(FED, round_, 0, ids, length, settings, max_weight=1.0)
-    server = SecAggServer(FED, settings)
-    server.record_inputs = True  # the audit looks at what arrived at masked-input (the server keeps none by default)
-    clients = {c: SecAggClient(ClientIdentity(c), FED, settings) for c in ids}
-    jobs = {c: ClientJob(round_, 0, np.asarray(u, np.float64), 1.0) for c, u in zip(ids, updates, strict=True)}
-    run = InProcessRound(server, clients, ctx, jobs)
+    trainers = {c: _SendsUpdate(u) for c, u in zip(ids, updates, strict=True)}
     masked_ring: dict[str, np.ndarray] = {}
-    for stage in server.round_stages():
-        if SecAggStage.from_wire(stage) == SecAggStage.UNMASK:
-            masked_ring = {c: v.copy() for c, v in server.r.inputs.items()}  # what arrived at masked-input
-        run.run_stage(stage)
-    result = server.result()
+
+    def at_unmask(engine) -> bool:
+        st = engine.state
+        if not masked_ring and st.stage is not None and st.stage.stage == Stage.SECAGG_UNMASK:
+            masked_ring.update({c: v.copy() for c, v in engine.mode.r.inputs.items()})  # what arrived at masked-input
+        return False
+
+    quiet = logging.getLogger("fedcore")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)   # the per-client "DP is off" notices
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            fed = memory_federation(len(ids), 1, Path(tmp) / "run", aggregation="secagg",
+                                    workload="fedcore.examples.updates:workload", workload_settings={"size": length},
+                                    secagg=dict(settings or {}), privacy={"enabled": False},
+                                    federation={"evaluate_every": 0}, trainers=trainers)
+            fed.engine.mode.record_inputs = True   # the audit looks at what arrived at masked-input
+            with fed:
+                fed.run_until(at_unmask)
+    finally:
+        quiet.setLevel(level)
+    if fed.engine.state.phase != Phase.DONE or not masked_ring:
+        raise AggregationAborted(f"secagg round of {len(ids)} clients: {fed.engine.state.outcome}")
+    result = fed.engine.mode.result()
     notes = dict(result.notes)
     masked = {c: qz.dequantize(qz.from_ring(v[:length], notes["bits"]), notes["frac_bits"])
               for c, v in masked_ring.items()}

@@ -36,3 +36,16 @@ def test_fit_exponent_with_noise_stays_close_and_r2_drops():
 def test_fit_exponent_refuses_unusable_input(n, y):
     with pytest.raises(ValueError):
         scale.fit_exponent(n, y)
+
+
+def test_held_bytes_counts_a_shared_buffer_once_and_stops_where_told():
+    big = np.zeros(10_000)                                    # 80,000 bytes
+    holder = {"a": big, "b": big, "c": [big]}
+    held = scale.held_bytes(holder, [])
+    assert 80_000 < held < 2 * 80_000
+    assert scale.held_bytes(holder, [big]) < 10_000           # not entered: the array is someone else's
+
+
+def test_held_bytes_reaches_the_buffer_behind_a_view():
+    view = np.zeros(10_000)[10:]
+    assert scale.held_bytes({"v": view}, []) > 80_000
