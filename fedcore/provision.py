@@ -167,8 +167,9 @@ def provision(out: str | Path, clients: Sequence[str], *, server_names: Sequence
     write_private_key(out / "server.key", server.key_pem, overwrite=overwrite)
     server_table = {"address": listen or f"0.0.0.0:{port}", "run_dir": "run",
                     **dict(coordinator_tables.pop("server", {}) or {})}
-    fed = {"id": federation_id, "rounds": rounds, "aggregation": aggregation,
-           "min_clients": min_clients if min_clients is not None else min(3, len(clients) or 3), "workload": workload}
+    fed: dict[str, Any] = {  # the [federation] table; coordinator_tables["federation"] may override any key
+        "id": federation_id, "rounds": rounds, "aggregation": aggregation,
+        "min_clients": min_clients if min_clients is not None else min(3, len(clients) or 3), "workload": workload}
     fed.update(coordinator_tables.pop("federation", {}) or {})
     coord = out / "coordinator.toml"
     coord.write_text(coordinator_toml(federation=fed, server=server_table, workload=workload_settings,

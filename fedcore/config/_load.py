@@ -12,11 +12,14 @@ import dataclasses
 import tomllib
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fedcore.common.errors import ConfigError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")  # section() builds dataclasses only
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -93,6 +93,12 @@ class CoordinatorPrivacy:
             log.info("%s", line)
         return lines
 
+    def _distributed(self) -> tuple[DistributedDP, DistributedAccountant] | None:
+        """The distributed-DP settings and their accountant (set together), or None without distributed DP."""
+        if self.distributed is None or self.dist_account is None:
+            return None
+        return self.distributed, self.dist_account
+
     # -- per round ----------------------------------------------------------------------------
     def max_weight(self) -> float | None:
         """1.0 under client-level DP (uniform weights), else None (the mode's default)."""
@@ -106,13 +112,14 @@ class CoordinatorPrivacy:
         """(mean for the strategy, fields for the round's metrics line). ValueError: not releasable."""
         fields: dict[str, Any] = {}
         note = result.notes.get("distributed_dp") if isinstance(result.notes, dict) else None
-        if self.dist_account is not None:
+        distributed = self._distributed()
+        if distributed is not None:
+            dp, account = distributed
             if not note or note.get("kind") != "update":
                 raise ValueError("distributed DP is configured but the secagg result carries no noise record")
-            self.dist_account.charge(sensitivity=note["sensitivity"], sigma_client=note["sigma_client"],
-                                     threshold=note["threshold"], participants=note["participants"],
-                                     dim=note["dim"])
-            fields["distributed_dp"] = self.dist_account.record(self.distributed)
+            account.charge(sensitivity=note["sensitivity"], sigma_client=note["sigma_client"],
+                           threshold=note["threshold"], participants=note["participants"], dim=note["dim"])
+            fields["distributed_dp"] = account.record(dp)
         if self.central is None:
             return result.mean, fields
         mean, fields["central_dp"] = self.central.release(result.weighted_sum, result.total_weight,
@@ -147,8 +154,9 @@ class CoordinatorPrivacy:
         out: dict[str, Any] = {}
         if self.central is not None:
             out["central_dp"] = self.central.record()
-        if self.dist_account is not None:
-            out["distributed_dp"] = self.dist_account.record(self.distributed)
+        distributed = self._distributed()
+        if distributed is not None:
+            out["distributed_dp"] = distributed[1].record(distributed[0])
         if self.stats is not None:
             out["stats_dp"] = self.stats
         return out

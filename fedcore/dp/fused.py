@@ -42,6 +42,7 @@ model off this path (``dp_train`` then uses Opacus hooks).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,11 @@ _SAMPLERS = {
 }
 SUPPORTED: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, *_SAMPLERS)
 
+#: a clipped sum left until the clip factors are known: ("mv", view, per-sample gradients, None), or
+#: ("bk" / "bk-groups", view, A, G) for the book-keeping product (c ⊙ G)ᵀ A
+_Deferred = (tuple[Literal["mv"], Tensor, Tensor, None]
+             | tuple[Literal["bk", "bk-groups"], Tensor, Tensor, Tensor])
+
 
 def clip_factors(sq_norms: Tensor, max_grad_norm: float) -> Tensor:
     """c_i = min(1, C / (||g_i|| + 1e-6)) from squared per-sample norms (Opacus's formula)."""
@@ -72,7 +78,8 @@ def _trainable(module: nn.Module) -> list[nn.Parameter]:
 
 def unsupported(module: nn.Module) -> list[str]:
     """Why ``module`` cannot use :class:`FusedClipper` (empty list: it can)."""
-    problems, owner = [], {}
+    problems: list[str] = []
+    owner: dict[int, str] = {}
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         problems.append("no parameter requires grad")
@@ -170,37 +177,40 @@ class FusedClipper:
 
     def _clip_and_sum(self, n: int, by_layer: dict[int, list[tuple[Tensor, Tensor]]]) -> Tensor:
         sq = torch.zeros(n, dtype=self.flat.dtype, device=self.flat.device)
-        deferred: list[tuple[str, Tensor, Tensor, Tensor | None]] = []
+        deferred: list[_Deferred] = []
         for m in self._layers:
             pairs = by_layer[id(m)]
             if type(m) is nn.Linear:
                 a = _cat([act.reshape(n, 1, -1, m.in_features) for act, _ in pairs])     # (B, 1, T, in)
                 g = _cat([gr.reshape(n, 1, -1, m.out_features) for _, gr in pairs])     # (B, 1, T, out)
                 self._matmul_layer(m.weight, m.bias, a, g, sq, deferred)
-            elif type(m) in (nn.Conv1d, nn.Conv2d) and _conv_route(m, pairs[0][1]) == "unfold":
+            elif (type(m) is nn.Conv1d or type(m) is nn.Conv2d) and _conv_route(m, pairs[0][1]) == "unfold":
                 a = _cat([_unfold(m, act) for act, _ in pairs])                         # (B, G, L, in/G * k)
                 g = _cat([gr.reshape(n, m.groups, m.out_channels // m.groups, -1).transpose(2, 3)
                           for _, gr in pairs])                                         # (B, G, L, out/G)
                 self._matmul_layer(m.weight, m.bias, a, g, sq, deferred)
-            elif type(m) in (nn.Conv1d, nn.Conv2d):
+            elif type(m) is nn.Conv1d or type(m) is nn.Conv2d:  # exact types, as SUPPORTED lists them
                 self._conv_materialised(m, pairs, sq, deferred)
             else:
                 self._sampled(m, pairs, sq, deferred)
         c = clip_factors(sq * (n * n), self.max_grad_norm) * n
-        for kind, view, x, y in deferred:
-            if kind == "mv":  # x: per-sample gradients (B, numel)
+        for item in deferred:
+            if item[0] == "mv":  # x: per-sample gradients (B, numel)
+                _, view, x, _ = item
                 torch.mv(x.t(), c.to(x.dtype), out=view.view(-1))
-            elif kind == "bk":  # one group: x = A (B*T, I), y = G (B, T, O); (c ⊙ G)ᵀ A
+            elif item[0] == "bk":  # one group: x = A (B*T, I), y = G (B, T, O); (c ⊙ G)ᵀ A
+                _, view, x, y = item
                 gc = (y * c.to(y.dtype)[:, None, None]).reshape(-1, y.shape[-1])         # (B*T, O)
                 torch.mm(gc.t(), x, out=view.view(gc.shape[1], -1))
             else:  # "bk-groups": x = A (B, G, T, I), y = G (B, G, T, O); per group (c ⊙ G_g)ᵀ A_g
+                _, view, x, y = item
                 b, groups, t, i = x.shape
                 gc = (y * c.to(y.dtype)[:, None, None, None]).permute(1, 3, 0, 2).reshape(groups, -1, b * t)
                 torch.bmm(gc, x.transpose(0, 1).reshape(groups, b * t, i), out=view.view(groups, -1, i))
         return self.flat
 
     def _matmul_layer(self, weight: Tensor, bias: Tensor | None, a: Tensor, g: Tensor, sq: Tensor,
-                      deferred: list) -> None:
+                      deferred: list[_Deferred]) -> None:
         """A layer whose per-sample gradient is, per group, sum_t g_tᵀ a_t: Linear, and Conv on unfolded input.
 
         a (B, G, T, I), g (B, G, T, O); the weight is (G * O, I) in memory; the bias (G * O,). Squared
@@ -239,7 +249,7 @@ class FusedClipper:
             sq.add_(vecdot(gb, gb))
             deferred.append(("mv", self._views[id(bias)], gb, None))
 
-    def _conv_materialised(self, m: nn.Conv1d | nn.Conv2d, pairs, sq: Tensor, deferred: list) -> None:
+    def _conv_materialised(self, m: nn.Conv1d | nn.Conv2d, pairs, sq: Tensor, deferred: list[_Deferred]) -> None:
         """Per-sample weight gradients of a convolution as the weight gradient of one grouped convolution.
 
         The batch folds into the channels (1, B*C, *S) with groups = B * groups: the weight gradient
@@ -266,7 +276,7 @@ class FusedClipper:
                 sq.add_(torch.linalg.vecdot(gs, gs))
                 deferred.append(("mv", self._views[id(p)], gs, None))
 
-    def _sampled(self, m: nn.Module, pairs, sq: Tensor, deferred: list) -> None:
+    def _sampled(self, m: nn.Module, pairs, sq: Tensor, deferred: list[_Deferred]) -> None:
         n = pairs[0][0].shape[0]
         total: dict[int, Tensor] = {}
         for act, g in pairs:
@@ -292,6 +302,10 @@ def _unfold(m: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
     (Opacus's ``unfold2d``, which also knows "same" and "valid" padding, on a contiguous copy). Conv1d
     runs as a 1 x k Conv2d.
     """
+    k: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: str | tuple[int, ...]
     if type(m) is nn.Conv1d:
         x = x.unsqueeze(2)                                                                # (B, C, 1, W)
         k, stride, dilation = (1, m.kernel_size[0]), (1, m.stride[0]), (1, m.dilation[0])

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from .accounting import Segment
 
@@ -111,11 +111,11 @@ class ParsedLedger:
     notes: list[str]
 
 
-def _number(v: Any) -> bool:
+def _number(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _int(v: Any, low: int) -> bool:
+def _int(v: Any, low: int) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
 
@@ -123,7 +123,7 @@ def parse_charge(entry: Any, where: str, *, v1: bool = False) -> Charge:
     """One charge object (v2, or a v1 ``{round, sample_rate, noise_multiplier, steps}``)."""
     if not isinstance(entry, dict):
         raise LedgerError(f"{where}: expected an object (got {type(entry).__name__})")
-    problems = []
+    problems: list[str] = []
     r, q, s, t = (entry.get(k) for k in ("round", "sample_rate", "noise_multiplier", "steps"))
     if not _int(r, 0):
         problems.append(f"round must be an integer >= 0 (got {r!r})")
@@ -133,9 +133,7 @@ def parse_charge(entry: Any, where: str, *, v1: bool = False) -> Charge:
         problems.append(f"noise_multiplier must be a number > 0 (got {s!r})")
     if not _int(t, 0):
         problems.append(f"steps must be an integer >= 0 (got {t!r})")
-    if v1:
-        fed, run, attempt, kind, when = "?", "v1", None, "dp-sgd", ""
-    else:
+    if not v1:
         fed, run, attempt, kind, when = (entry.get(k) for k in ("federation", "run", "attempt", "kind", "time"))
         for name, value in (("federation", fed), ("run", run), ("time", when)):
             if not isinstance(value, str):
@@ -146,7 +144,12 @@ def parse_charge(entry: Any, where: str, *, v1: bool = False) -> Charge:
             problems.append(f"kind must be one of {', '.join(KINDS)} (got {kind!r})")
     if problems:
         raise LedgerError(f"{where}: " + "; ".join(problems))
-    return Charge(ChargeKey(fed, run, int(r), attempt, kind), float(q), float(s), int(t), when)
+    # every field read below passed its check above (a missing one is None, which fails it)
+    rnd = int(entry["round"])
+    key = (ChargeKey("?", "v1", rnd, None, "dp-sgd") if v1
+           else ChargeKey(entry["federation"], entry["run"], rnd, entry.get("attempt"), entry["kind"]))
+    return Charge(key, float(entry["sample_rate"]), float(entry["noise_multiplier"]), int(entry["steps"]),
+                  "" if v1 else entry["time"])
 
 
 def parse(data: Any, where: str) -> ParsedLedger:

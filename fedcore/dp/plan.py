@@ -124,12 +124,16 @@ def plan_privacy(config: PrivacyConfig, num_examples: int, *, prior: Sequence[Se
     steps_per_round = config.local_epochs * steps_per_epoch
     planned_steps = config.planned_rounds * steps_per_round
     derived = config.noise_multiplier is None
-    if derived:
+    if config.noise_multiplier is not None:
+        sigma = config.noise_multiplier
+    elif config.target_epsilon is not None:
         sigma = derive_noise_multiplier(
             sample_rate, planned_steps, config.target_epsilon, delta, config.accountant, prior=tuple(prior)
         )
-    else:
-        sigma = config.noise_multiplier
+    else:  # PrivacyConfig refuses this already; the same problem if a config got here without its checks
+        raise PrivacyConfigError(
+            ["target_epsilon or noise_multiplier: DP is enabled but neither is set (set at least one)"]
+        )
     planned_result = account([*prior, (sample_rate, sigma, planned_steps)], delta, config.accountant)
     planned = planned_result.epsilon
     rdp = None if config.accountant == "rdp" else account([(sample_rate, sigma, planned_steps)], delta, "rdp").epsilon

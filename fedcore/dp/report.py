@@ -20,7 +20,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeGuard
 
 __all__ = [
     "PrivacyHistory",
@@ -70,7 +70,7 @@ class PrivacyHistory:
     clients: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 

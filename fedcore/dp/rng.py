@@ -82,7 +82,7 @@ class SecureRNG:
             out = np.empty(nbytes + _BLOCK, dtype=np.uint8)  # update_into needs room for one partial block
         for start in range(0, nbytes, _CHUNK):  # a bounded zero block, however large the draw
             size = min(_CHUNK, nbytes - start)
-            self._encryptor.update_into(self._zeros[:size], out[start:])
+            self._encryptor.update_into(self._zeros[:size].data, out[start:].data)  # .data: no copy
         return out[:nbytes]
 
     def random_raw(self, size: int) -> np.ndarray:

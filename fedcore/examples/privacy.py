@@ -20,9 +20,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedcore.common.workload import PrivacyState
+
+if TYPE_CHECKING:  # at run time prepare() imports them, on a client's first DP round
+    from fedcore.dp.config import PrivacyConfig
+    from fedcore.dp.ledger import PrivacyLedger
+    from fedcore.dp.plan import PrivacyPlan
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +47,9 @@ class ClientPrivacy:
         self.path = self.workdir / "privacy_ledger.json"
         self.num_examples = num_examples
         self._table: dict[str, Any] | None = None
-        self.config = None
-        self.plan = None
-        self.ledger = None
+        self.config: PrivacyConfig | None = None
+        self.plan: PrivacyPlan | None = None
+        self.ledger: PrivacyLedger | None = None
 
     def prepare(self, config: Mapping[str, Any]):
         """(PrivacyConfig, PrivacyPlan, PrivacyLedger) for this TrainTask config (planned once)."""

@@ -38,7 +38,8 @@ class DataSettings:
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> DataSettings:
         """Take the keys this workload knows from ``settings`` (others are ignored), checked."""
-        problems, values = [], {}
+        problems: list[str] = []
+        values: dict[str, Any] = {}  # keyword arguments of cls: an int or a float per field, each checked
         for f in fields(cls):
             if f.name not in settings:
                 continue

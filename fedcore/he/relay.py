@@ -39,6 +39,12 @@ class _Attempt:
     distribution: ckpb.CkksKeyDistribution | None = None
     receipts: set[str] = field(default_factory=set)
 
+    def key_distribution(self, stage: Stage) -> ckpb.CkksKeyDistribution:
+        """The key holder's accepted distribution; AggregationAborted at ``stage`` while there is none."""
+        if self.distribution is None:
+            raise AggregationAborted(f"ckks set-up: {stage.name} before the key holder's distribution was accepted")
+        return self.distribution
+
 
 def choose_holder(participants: tuple[str, ...], preferred: str | None,
                   failed: frozenset[str] = frozenset()) -> str:
@@ -86,9 +92,10 @@ class KeyRelay:
         if stage == Stage.CKKS_KEY_DISTRIBUTE:
             peers = [a.adverts[c] for c in sorted(a.adverts) if c != a.header.key_holder]
             return ckpb.CkksKeyDistributeTask(setup=a.header, peers=peers)
-        env = {e.peer_id: e.envelope for e in a.distribution.sealed}
+        dist = a.key_distribution(stage)
+        env = {e.peer_id: e.envelope for e in dist.sealed}
         return ckpb.CkksKeyReceiveTask(setup=a.header, holder=a.adverts[a.header.key_holder],
-                                       key_id=a.distribution.key_id, public_context=a.distribution.public_context,
+                                       key_id=dist.key_id, public_context=dist.public_context,
                                        envelope=env[client_id])
 
     def accept(self, stage: Stage, client_id: str, msg, what: str) -> None:
@@ -98,9 +105,10 @@ class KeyRelay:
         elif stage == Stage.CKKS_KEY_DISTRIBUTE:
             self._accept_distribution(a, msg, what)
         else:
-            if msg.key_id != a.distribution.key_id:
+            key_id = a.key_distribution(stage).key_id
+            if msg.key_id != key_id:
                 raise InvalidPayload(f"{what}: receipt names key {msg.key_id.hex()} "
-                                     f"(expected {a.distribution.key_id.hex()})")
+                                     f"(expected {key_id.hex()})")
             a.receipts.add(client_id)
 
     def close(self, stage: Stage, responded: frozenset[str]) -> tuple[frozenset[str], KeyRecord | None]:
@@ -122,7 +130,8 @@ class KeyRelay:
             for peer, why in sorted(a.distribution.rejected.items()):
                 log.warning("ckks set-up: key holder refused %s: %s", peer, why)
             return frozenset(e.peer_id for e in a.distribution.sealed), None
-        record = KeyRecord(bytes(a.distribution.key_id), frozenset({holder}) | (frozenset(a.receipts) & responded))
+        key_id = bytes(a.key_distribution(stage).key_id)
+        record = KeyRecord(key_id, frozenset({holder}) | (frozenset(a.receipts) & responded))
         self._a = None
         log.info("ckks set-up done: key %s held by %d clients", record.key_id.hex()[:8], len(record.holders))
         return frozenset(), record

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from fedcore.he.messages import FULL_SUM_SUFFIX, unpack_body
 from fedcore.he.params import CkksParams
 from fedcore.he.relay import SETUP_STAGES, KeyRecord, KeyRelay
 from fedcore.proto.fedpsyau.v1 import ckks_pb2 as ckpb
+
+if TYPE_CHECKING:
+    from tenseal import sealapi
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +49,8 @@ BODY_TYPES = {
 @dataclass
 class _Round:
     ctx: AggregationContext
-    key: KeyRecord | None
-    total: list | None = None                    # running sum of ciphertexts (upload level)
+    key: KeyRecord                               # a round exists only once set-up gave a key
+    total: list[sealapi.Ciphertext] | None = None  # running sum of ciphertexts (upload level)
     contributors: set[str] = field(default_factory=set)
     digests: dict[str, bytes] = field(default_factory=dict)  # client -> SHA-256 of its accepted input
     input_bytes: int = 0
@@ -94,7 +97,8 @@ class CkksServer(ServerMode):
         self._stage_sets = {Stage.CKKS_KEY_ADVERTISE: self._relay.begin(ctx)}
 
     def begin(self, ctx: AggregationContext) -> None:
-        self._round = _Round(ctx, self._key)
+        # without a key (set-up not done) there is no round: every stage then aborts in _need_round
+        self._round = _Round(ctx, self._key) if self._key is not None else None
         keyed = frozenset(ctx.participants) & (self._key.holders if self._key else frozenset())
         self._stage_sets = {Stage.CKKS_ENCRYPTED_INPUT: keyed}
         if len(keyed) < len(ctx.participants):
@@ -173,7 +177,7 @@ class CkksServer(ServerMode):
     # ---- rounds --------------------------------------------------------------------------------
 
     def _need_round(self, stage: Stage) -> _Round:
-        if self._round is None or self._round.key is None:
+        if self._round is None:
             raise AggregationAborted(f"ckks: {stage.name} without a CKKS key (set-up has not completed)")
         return self._round
 
@@ -201,6 +205,8 @@ class CkksServer(ServerMode):
         if len(r.contributors) < self._min:
             raise AggregationAborted(f"ckks round {r.ctx.round}: {len(r.contributors)} encrypted inputs, "
                                      f"at least {self._min} needed (min_clients)")
+        if r.total is None:
+            raise AggregationAborted(f"ckks round {r.ctx.round}: no encrypted input in the running sum")
         r.blob_name = f"ckks/sum/{r.ctx.round}/{r.ctx.attempt}"
         down = self.params.download_level
         if down < self.params.level_primes:
@@ -212,7 +218,7 @@ class CkksServer(ServerMode):
         r.blob_sha256 = hashlib.sha256(r.blob).digest()
         self._stage_sets = {Stage.CKKS_DECRYPT: frozenset(r.contributors)}
 
-    def _sum_message(self, r: _Round, cts: list) -> bytes:
+    def _sum_message(self, r: _Round, cts: list[sealapi.Ciphertext]) -> bytes:
         return ckpb.CkksEncryptedSum(key_id=r.key.key_id, round=r.ctx.round, attempt=r.ctx.attempt,
                                      num_contributors=len(r.contributors),
                                      ciphertexts=self.public.dump_ciphertexts(cts)).SerializeToString()
@@ -291,12 +297,13 @@ def agreed_groups(by_client: dict[str, bytes], groups: dict[bytes, np.ndarray],
     for cid in sorted(by_client):
         members.setdefault(by_client[cid], []).append(cid)
     reps = [(groups[h], ids) for h, ids in members.items()]
-    best, support = None, []
+    best: np.ndarray | None = None
+    support: list[str] = []
     for u, _ in reps:
         near = [c for v, ids in reps if np.abs(v - u).max(initial=0) <= tolerance for c in ids]
         if len(near) > len(support):
             best, support = u, near
-    if 2 * len(support) <= len(by_client):
+    if best is None or 2 * len(support) <= len(by_client):
         raise AggregationAborted(f"ckks: decryptions disagree; largest agreeing group {sorted(support)} "
                                  f"of {len(by_client)} responses is no majority")
     return best, sorted(support), sorted(set(by_client) - set(support))

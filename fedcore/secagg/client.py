@@ -76,6 +76,13 @@ class ClientState:
     revealed_self: set[str] = field(default_factory=set)
     revealed_key: set[str] = field(default_factory=set)
 
+    def secret_keys(self) -> tuple[X25519PrivateKey, X25519PrivateKey]:
+        """(channel_sk, mask_sk); ProtocolAbort when advertise-keys has not generated them."""
+        if self.channel_sk is None or self.mask_sk is None:
+            raise ProtocolAbort(f"round {self.round} attempt {self.attempt}: no key pairs yet (stage {self.stage}); "
+                                f"they are generated at {SecAggStage.ADVERTISE_KEYS}")
+        return self.channel_sk, self.mask_sk
+
 
 class SecAggClient(ClientMode):
     name = "secagg"
@@ -118,6 +125,22 @@ class SecAggClient(ClientMode):
     @property
     def me(self) -> str:
         return self.identity.client_id
+
+    def _round_state(self) -> ClientState:
+        """The current (round, attempt); ProtocolAbort when none was entered (a round starts at
+        advertise-keys)."""
+        if self.state is None:
+            raise ProtocolAbort(f"secagg client: no round in progress; a round starts at {SecAggStage.ADVERTISE_KEYS}")
+        return self.state
+
+    def _sampler(self) -> noise_mod.Sampler:
+        """The discrete noise sampler (``noise_sampler=``, else :func:`fedcore.secagg.noise.default_sampler`);
+        ProtocolAbort when there is none."""
+        sampler = self.noise_sampler or noise_mod.default_sampler()
+        if sampler is None:
+            raise ProtocolAbort("noise_sigma > 0 but no discrete noise sampler is available (inject one with "
+                                "noise_sampler= or fedcore.secagg.noise.NOISE_SAMPLER)")
+        return sampler
 
     # ---- entry point and stage machine ----------------------------------------------------------
 
@@ -162,7 +185,7 @@ class SecAggClient(ClientMode):
     # ---- stages ---------------------------------------------------------------------------------
 
     def _advertise_keys(self, task: spb.SecAggAdvertiseKeysTask, job: ClientJob) -> spb.SecAggAdvertiseKeys:
-        st = self.state
+        st = self._round_state()
         roster = wire.check_ids(task.participants, "advertise-keys participants", ProtocolAbort, sorted_=True)
         if self.me not in roster:
             raise ProtocolAbort(f"advertise-keys participants do not include this client {self.me!r}")
@@ -189,13 +212,13 @@ class SecAggClient(ClientMode):
                             "substitute them", why)
                 self._warned_unsigned = True
             return
-        st = self.state
+        st = self._round_state()
         auth.verify_peer_keys(peer.client_id, peer.channel_public_key, peer.mask_public_key, peer.signature,
                               peer.certificate_pem, ca_pem=self.identity.ca_pem, federation_id=self.federation_id,
                               round_=st.round, attempt=st.attempt)
 
     def _share_keys(self, task: spb.SecAggShareKeysTask, job: ClientJob) -> spb.SecAggShareKeys:
-        st = self.state
+        st = self._round_state()
         n = len(st.roster)
         if tuple(task.participants) != st.roster:
             raise ProtocolAbort("share-keys participants differ from the advertise-keys roster")
@@ -233,13 +256,14 @@ class SecAggClient(ClientMode):
                                 f"{st.share_threshold}")
         xs = [st.index[h] for h in holders]
         b_shares = shamir.split(st.self_seed, xs, st.share_threshold)
-        k_shares = shamir.split(private_bytes(st.mask_sk), xs, st.share_threshold)
+        channel_sk, mask_sk = st.secret_keys()
+        k_shares = shamir.split(private_bytes(mask_sk), xs, st.share_threshold)
         out = spb.SecAggShareKeys()
         for holder, b_share, k_share in zip(holders, b_shares, k_shares):
             if holder == self.me:
                 st.held[self.me] = (b_share, k_share)
                 continue
-            key = wire.channel_key(st.channel_sk, st.peers[holder][0], st.context, self.me, holder)
+            key = wire.channel_key(channel_sk, st.peers[holder][0], st.context, self.me, holder)
             st.channel_keys[holder] = key
             ad = wire.share_ad(self.federation_id, st.round, st.attempt, self.me, holder)
             out.shares.add(sender=self.me, receiver=holder,
@@ -247,7 +271,7 @@ class SecAggClient(ClientMode):
         return out
 
     def _masked_input(self, task: spb.SecAggMaskedInputTask, job: ClientJob) -> spb.SecAggMaskedInput:
-        st = self.state
+        st = self._round_state()
         vec = np.asarray(job.vector)
         if vec.ndim != 1 or vec.dtype.kind not in "fiu" or not np.isfinite(vec).all():
             raise ProtocolAbort(f"the job vector must be 1-D, numeric and finite (got {vec.dtype} {vec.shape})")
@@ -262,15 +286,15 @@ class SecAggClient(ClientMode):
             log.warning("secagg round %d: clipped %d of %d values to +-%g", st.round, clipped, length, qp.clip)
         q *= weight
         if qp.noise_sigma > 0:
-            sampler = self.noise_sampler or noise_mod.default_sampler()
-            q += noise_mod.draw_noise(sampler, qp.noise_sigma, length, qp.noise_bound)[0]
+            q += noise_mod.draw_noise(self._sampler(), qp.noise_sigma, length, qp.noise_bound)[0]
         np.copyto(y[:length], q, casting="unsafe")  # two's complement, modulo 2^bits
         # a noisy (DP) round sends no clip count: it would be a data-dependent value summed without
         # noise; under distributed DP the quantiser's bound is clip_norm, so nothing is clipped anyway
         y[length], y[length + 1] = weight, (clipped if qp.noise_sigma == 0 else 0)
         masks = [(self_mask_key(st.self_seed, st.context, self.me), +1)]
+        _, mask_sk = st.secret_keys()
         for peer in wire.sorted_by(st.index, senders):
-            key = pair_mask_key(st.mask_sk, st.peers[peer][1], st.context, self.me, peer)
+            key = pair_mask_key(mask_sk, st.peers[peer][1], st.context, self.me, peer)
             masks.append((key, +1 if self.me < peer else -1))
         apply_masks(y, masks)  # in place, block by block: no per-neighbour buffer
         st.masked_with = frozenset(senders)
@@ -291,9 +315,9 @@ class SecAggClient(ClientMode):
     def _check_quantization(self, task: spb.SecAggMaskedInputTask, length: int) -> qz.QuantParams:
         if not task.HasField("quantization"):
             raise ProtocolAbort("masked-input task has no quantization parameters")
-        m = task.quantization
-        if m.num_clients != len(self.state.roster):
-            raise ProtocolAbort(f"quantization is for {m.num_clients} clients, the roster has {len(self.state.roster)}")
+        m, roster = task.quantization, self._round_state().roster
+        if m.num_clients != len(roster):
+            raise ProtocolAbort(f"quantization is for {m.num_clients} clients, the roster has {len(roster)}")
         qp = qz.QuantParams(int(m.bits), int(m.frac_bits), float(m.clip), int(m.max_weight), float(m.noise_sigma))
         try:
             qz.check_params(qp, m.num_clients, length)
@@ -301,22 +325,21 @@ class SecAggClient(ClientMode):
             raise ProtocolAbort(f"refusing quantization: {exc}") from None
         if not math.isfinite(qp.noise_sigma) or qp.noise_sigma < self.config.noise_sigma:
             raise ProtocolAbort(f"noise_sigma {qp.noise_sigma} is below this client's floor {self.config.noise_sigma}")
-        if qp.noise_sigma > 0 and (self.noise_sampler or noise_mod.default_sampler()) is None:
-            raise ProtocolAbort("noise_sigma > 0 but no discrete noise sampler is available (inject one with "
-                                "noise_sampler= or fedcore.secagg.noise.NOISE_SAMPLER)")
+        if qp.noise_sigma > 0:
+            self._sampler()  # refuse now, before any share is opened, when there is none
         return qp
 
     def _private_input(self, vec: np.ndarray, qp: qz.QuantParams, round_: int) -> np.ndarray:
         """Distributed DP: check the server's noise scale against this client's own settings (never
         less noise than they require, weights capped at 1) and clip a training update to L2 clip_norm
         before quantisation (:mod:`fedcore.dp.secagg_dp`)."""
-        dp, length = self.config.dp, vec.shape[0]
+        dp, length, min_survivors = self.config.dp, vec.shape[0], self._round_state().min_survivors
         if round_ == 0:
-            stats = stats_noise(self.config, length, self.state.min_survivors)
-            need = stats.client_sigma(self.state.min_survivors) * 2.0**qp.frac_bits if stats else 0.0
+            stats = stats_noise(self.config, length, min_survivors)
+            need = stats.client_sigma(min_survivors) * 2.0**qp.frac_bits if stats else 0.0
         elif dp is not None:
             from fedcore.dp.secagg_dp import update_noise_sigma
-            need = update_noise_sigma(dp, qp.frac_bits, self.state.min_survivors, length)
+            need = update_noise_sigma(dp, qp.frac_bits, min_survivors, length)
         else:
             return vec
         if qp.noise_sigma < need * (1 - 1e-9):
@@ -336,7 +359,7 @@ class SecAggClient(ClientMode):
         return clipped
 
     def _open_shares(self, shares) -> list[str]:
-        st = self.state
+        st = self._round_state()
         senders = wire.check_ids([s.sender for s in shares], "masked-input share senders", ProtocolAbort)
         for env in shares:
             if env.sender not in st.peers:
@@ -365,7 +388,7 @@ class SecAggClient(ClientMode):
         return list(senders)
 
     def _unmask(self, task: spb.SecAggUnmaskTask, job: ClientJob) -> spb.SecAggUnmask:
-        st = self.state
+        st = self._round_state()
         survivors = wire.check_ids(task.survivors, "unmask survivors", ProtocolAbort)
         dropped = wire.check_ids(task.dropped, "unmask dropped", ProtocolAbort)
         both = set(survivors) & set(dropped)

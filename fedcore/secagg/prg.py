@@ -97,7 +97,7 @@ def fill_mask(key_material: bytes, out: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected a writeable C-contiguous uint32 or uint64 array (got {out.dtype}, "
                          f"contiguous={out.flags.c_contiguous}, writeable={out.flags.writeable})")
     enc = Cipher(algorithms.AES(key_material[:16]), modes.CTR(key_material[16:])).encryptor()
-    buf = memoryview(out.reshape(-1)).cast("B")
+    buf = out.reshape(-1).data.cast("B")  # .data: the array's own buffer, writes land in out
     nbytes = buf.nbytes
     bulk = max(0, nbytes - _BLOCK)
     if bulk:
@@ -146,7 +146,7 @@ def apply_masks(target: np.ndarray, masks: Sequence[tuple[bytes, int]], block_by
     words = max(1, block_bytes // item)
     raw = np.empty(words * item + _BLOCK, np.uint8)      # one scratch block (+ update_into's slack)
     scratch = raw[:words * item].view(flat.dtype)
-    out = memoryview(raw)
+    out = raw.data
     zeros = _zero_view(words * item)
     swap = sys.byteorder != "little"
     for start in range(0, flat.size, words):

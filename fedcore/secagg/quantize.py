@@ -22,8 +22,8 @@ tests.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,8 +34,8 @@ from fedcore.secagg.prg import fill_mask
 NOISE_TAIL = 12
 #: the largest fractional precision chosen automatically (and accepted): float64 holds |q| < 2^53.
 MAX_FRAC_BITS = 40
-RING_DTYPES = {32: np.dtype(np.uint32), 64: np.dtype(np.uint64)}
-_SIGNED = {32: np.dtype(np.int32), 64: np.dtype(np.int64)}
+RING_DTYPES: dict[int, np.dtype[np.unsignedinteger]] = {32: np.dtype(np.uint32), 64: np.dtype(np.uint64)}
+_SIGNED: dict[int, np.dtype[np.signedinteger]] = {32: np.dtype(np.int32), 64: np.dtype(np.int64)}
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ def dequantize(values: np.ndarray, frac_bits: int) -> np.ndarray:
 
 def choose_noisy_params(num_clients: int, clip: float, max_weight: float, *, sigma_of_f: Callable[[int], float],
                         bits: int | str = "auto", frac_bits: int | str = "auto", min_frac_bits: int = 16,
-                        length: int = 0):
+                        length: int = 0) -> QuantParams:
     """Like :func:`choose_params`, with noise whose scale depends on f (distributed DP, statistics noise).
 
     The noise grows with 2^f, so f is chosen with its own noise: the largest f (or the given one)

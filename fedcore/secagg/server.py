@@ -33,7 +33,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
@@ -53,6 +53,7 @@ from fedcore.common.stages import Stage
 from fedcore.proto.fedpsyau.v1 import secagg_pb2 as spb
 from fedcore.secagg import auth, shamir, wire
 from fedcore.secagg import quantize as qz
+from fedcore.secagg.bounds import GraphPlan
 from fedcore.secagg.graph import SEED_BYTES, masking_graph
 from fedcore.secagg.prg import round_context
 from fedcore.secagg.state import (
@@ -102,7 +103,7 @@ class ServerRound:
     excluded: dict[str, list[str]] = field(default_factory=dict)
     result: AggregateResult | None = None
     dp_note: dict[str, Any] | None = None  # distributed DP of this round (for the coordinator's accounting)
-    plan: Any = None                         # the bounds.GraphPlan k and t_nb were chosen under
+    plan: GraphPlan | None = None            # the bounds.GraphPlan k and t_nb were chosen under
 
     @property
     def inputs(self) -> dict[str, np.ndarray]:
@@ -113,12 +114,21 @@ class ServerRound:
         return self.recorded
 
 
-def _quantization(config: SecAggSettings, ctx: AggregationContext, n: int, t: int) -> tuple[qz.QuantParams, dict | None]:
+class _RingChoice(TypedDict):
+    """The ring settings :func:`_quantization` passes to every quantisation chooser."""
+    bits: int | str
+    frac_bits: int | str
+    min_frac_bits: int
+    length: int
+
+
+def _quantization(config: SecAggSettings, ctx: AggregationContext, n: int,
+                  t: int) -> tuple[qz.QuantParams, dict[str, Any] | None]:
     """The round's fixed-point parameters; with distributed DP (training rounds) or statistics noise
     (round 0) the per-client noise scale follows the chosen f and the overflow bound includes its tails
     (:func:`fedcore.secagg.quantize.choose_noisy_params`, :mod:`fedcore.dp.secagg_dp`)."""
-    kwargs = {"bits": config.bits, "frac_bits": config.frac_bits, "min_frac_bits": config.min_frac_bits,
-              "length": ctx.vector_length}
+    kwargs: _RingChoice = {"bits": config.bits, "frac_bits": config.frac_bits,
+                           "min_frac_bits": config.min_frac_bits, "length": ctx.vector_length}
     dp, length = config.dp, ctx.vector_length
     stats = stats_noise(config, length, t) if ctx.round == 0 else None
     if stats is not None:
@@ -150,6 +160,8 @@ class SecAggServer(ServerMode):
     record_inputs: bool = False
     #: every problem of a [secagg] table at once (the coordinator's config loader calls it)
     validate_settings = staticmethod(validate_settings)
+    #: the current aggregation; None before the first begin() and after a begin() that refused its round
+    r: ServerRound | None = None
 
     def round_stages(self) -> tuple[Stage, ...]:
         return tuple(s.wire for s in ROUND_STAGES)
@@ -170,12 +182,12 @@ class SecAggServer(ServerMode):
             raise AggregationAborted(f"secagg round {ctx.round} attempt {ctx.attempt}: {exc}") from None
         log.info("secagg round %d attempt %d: %s", ctx.round, ctx.attempt, gp.describe())
         seed = os.urandom(SEED_BYTES)
-        self.r = ServerRound(ctx, config, round_context(self.federation_id, ctx.round, ctx.attempt), t, gp.k,
-                             gp.t, seed, masking_graph(roster, gp.k, seed),
-                             {cid: i + 1 for i, cid in enumerate(roster)}, quant, dp_note=dp_note, plan=gp,
-                             record=self.record_inputs)
+        self.r = r = ServerRound(ctx, config, round_context(self.federation_id, ctx.round, ctx.attempt), t, gp.k,
+                                 gp.t, seed, masking_graph(roster, gp.k, seed),
+                                 {cid: i + 1 for i, cid in enumerate(roster)}, quant, dp_note=dp_note, plan=gp,
+                                 record=self.record_inputs)
         self._move(S.ADVERTISE_KEYS)
-        self.r.expected[S.ADVERTISE_KEYS] = frozenset(roster)
+        r.expected[S.ADVERTISE_KEYS] = frozenset(roster)
         self._probe = X25519PrivateKey.generate()
 
     # ---- driving --------------------------------------------------------------------------------
@@ -186,25 +198,33 @@ class SecAggServer(ServerMode):
         except ValueError as exc:
             raise WrongStage(f"secagg: {exc}") from None
 
-    def _current(self, stage: Stage | int) -> SecAggStage:
+    def _round(self) -> ServerRound:
+        """The current aggregation; WrongStage when there is none (no begin(), or begin() refused it)."""
+        if self.r is None:
+            raise WrongStage("secagg: no aggregation in progress (begin() was not called or refused the round)")
+        return self.r
+
+    def _current(self, stage: Stage | int) -> tuple[SecAggStage, ServerRound]:
+        """The SecAgg stage of ``stage`` and the round, which must be at that stage (else WrongStage)."""
         s = self._stage_of(stage)
-        r = getattr(self, "r", None)
+        r = self.r
         if r is None or r.stage != s:
             now = r.stage if r is not None else "no round"
             raise WrongStage(f"secagg: stage {s} is not the current one ({now})")
-        return s
+        return s, r
 
     def _move(self, new: SecAggStage) -> None:
-        if (self.r.stage, new) not in SERVER_TRANSITIONS:
-            raise WrongStage(f"secagg: illegal server stage change {self.r.stage} -> {new}")
-        self.r.stage = new
+        r = self._round()
+        if (r.stage, new) not in SERVER_TRANSITIONS:
+            raise WrongStage(f"secagg: illegal server stage change {r.stage} -> {new}")
+        r.stage = new
 
     def expected(self, stage: Stage) -> frozenset[str]:
         s = self._stage_of(stage)
-        return self.r.expected.get(s, frozenset()) if getattr(self, "r", None) else frozenset()
+        return self.r.expected.get(s, frozenset()) if self.r is not None else frozenset()
 
     def task(self, stage: Stage, client_id: str):
-        s, r = self._current(stage), self.r
+        s, r = self._current(stage)
         if client_id not in r.expected[s]:
             raise WrongStage(f"secagg: client {client_id!r} is not expected at stage {s}")
         head = {"round": r.ctx.round, "attempt": r.ctx.attempt}
@@ -231,7 +251,7 @@ class SecAggServer(ServerMode):
                                     num_survivors=len(r.expected[S.UNMASK]))
 
     def accept(self, stage: Stage, client_id: str, body: Any) -> None:
-        s, r = self._current(stage), self.r
+        s, r = self._current(stage)
         if client_id not in r.expected[s]:
             raise WrongStage(f"secagg: client {client_id!r} is not expected at stage {s}")
         msg = wire.unpack(body, wire.REPLY_TYPES[s], InvalidPayload, f"{s} submission from {client_id!r}")
@@ -258,7 +278,8 @@ class SecAggServer(ServerMode):
         if any(len(k) != wire.KEY_BYTES for k in keys) or keys[0] == keys[1]:
             raise InvalidPayload(f"advertise-keys from {cid!r}: expected two distinct 32-byte X25519 public keys "
                                  f"(got {len(keys[0])} and {len(keys[1])} bytes)")
-        taken = {k for other, pair in self.r.keys.items() if other != cid for k in pair}
+        r = self._round()
+        taken = {k for other, pair in r.keys.items() if other != cid for k in pair}
         if set(keys) & taken:
             raise InvalidPayload(f"advertise-keys from {cid!r}: a public key already advertised by another client")
         for k in keys:  # a low-order point would make every peer's key agreement fail
@@ -272,11 +293,11 @@ class SecAggServer(ServerMode):
                 raise InvalidPayload(f"advertise-keys from {cid!r}: expected a signature of 1..{auth.MAX_SIGNATURE_BYTES} "
                                      f"bytes and a certificate of 1..{auth.MAX_CERT_BYTES} (got {len(msg.signature)}, "
                                      f"{len(msg.certificate_pem)})")
-            self.r.signed[cid] = {"signature": msg.signature, "certificate_pem": msg.certificate_pem}
-        self.r.keys[cid] = keys
+            r.signed[cid] = {"signature": msg.signature, "certificate_pem": msg.certificate_pem}
+        r.keys[cid] = keys
 
     def _accept_shares(self, cid: str, msg: spb.SecAggShareKeys) -> None:
-        r = self.r
+        r = self._round()
         want = r.graph[cid] & r.expected[S.SHARE_KEYS]
         got = [env.receiver for env in msg.shares]
         if len(got) != len(set(got)) or set(got) != want:
@@ -291,11 +312,12 @@ class SecAggServer(ServerMode):
     def _decode_input(self, cid: str, msg: spb.SecAggMaskedInput) -> np.ndarray:
         if not msg.HasField("masked"):
             raise InvalidPayload(f"masked input from {cid!r} has no vector")
-        return decode_vector(msg.masked, dtype=qz.RING_DTYPES[self.r.quant.bits].name,
-                             length=self.r.ctx.vector_length + 2, what=f"masked input from {cid!r}")
+        r = self._round()
+        return decode_vector(msg.masked, dtype=qz.RING_DTYPES[r.quant.bits].name,
+                             length=r.ctx.vector_length + 2, what=f"masked input from {cid!r}")
 
     def _accept_input(self, cid: str, vec: np.ndarray) -> None:
-        r = self.r
+        r = self._round()
         if r.record:
             r.recorded[cid] = vec.copy()
         r.held[cid] = vec
@@ -306,15 +328,16 @@ class SecAggServer(ServerMode):
 
     def _complete(self) -> bool:
         """The masking graph is complete: the prune keeps every sender or none (and none aborts)."""
-        return self.r.degree >= len(self.r.index) - 1
+        r = self._round()
+        return r.degree >= len(r.index) - 1
 
     def _kept(self, alive: frozenset[str]) -> frozenset[str]:
-        r = self.r
+        r = self._round()
         return _prune(alive, lambda i, a: len(r.graph[i] & a) + 1, r.share_threshold)
 
     def _fold(self, cid: str) -> None:
         """Add a held masked input into the running sum (mod 2^bits: unsigned wrap-around) and drop it."""
-        r = self.r
+        r = self._round()
         vec = r.held.pop(cid)
         if r.total is None:
             r.total = np.zeros(vec.shape, vec.dtype)
@@ -322,12 +345,13 @@ class SecAggServer(ServerMode):
         r.folded.add(cid)
 
     def _free(self) -> None:
-        r = self.r
+        r = self._round()
         r.recorded, r.reveals, r.outbox, r.held, r.total = {}, {}, {}, {}, None
 
     def _accept_unmask(self, cid: str, msg: spb.SecAggUnmask) -> None:
-        survivors, dropped = self.r.requests[cid]
-        x = self.r.index[cid]
+        r = self._round()
+        survivors, dropped = r.requests[cid]
+        x = r.index[cid]
         for kind, items, want in (("self-mask", msg.self_mask_shares, survivors), ("key", msg.key_shares, dropped)):
             owners = [s.owner for s in items]
             if len(owners) != len(set(owners)) or set(owners) != set(want):
@@ -340,12 +364,12 @@ class SecAggServer(ServerMode):
                 if not ok:
                     raise InvalidPayload(f"unmask from {cid!r}: the {kind} share of {item.owner!r} is not a "
                                          f"{shamir.SHARE_BYTES}-byte share for holder {x}")
-        self.r.reveals[cid] = msg
+        r.reveals[cid] = msg
 
     # ---- closing stages -------------------------------------------------------------------------
 
     def close_stage(self, stage: Stage, responded: frozenset[str]) -> None:
-        s, r = self._current(stage), self.r
+        s, r = self._current(stage)
         if s == S.MASKED_INPUT:  # an input in the running sum cannot be taken back out: it counts
             got = r.expected[s] & frozenset(r.bodies[s])
             if got - responded:
@@ -384,7 +408,7 @@ class SecAggServer(ServerMode):
 
     def _settle_inputs(self, kept: frozenset[str]) -> None:
         """At the close of MASKED_INPUT: add the held inputs that were kept, discard the excluded."""
-        r = self.r
+        r = self._round()
         if not r.folded <= kept:  # the prune only grows with its starting set: cannot happen
             raise AggregationAborted(f"secagg round {r.ctx.round}: inputs of {sorted(r.folded - kept)} are in the "
                                      f"running sum but were excluded; aborting rather than returning a wrong sum")
@@ -398,7 +422,7 @@ class SecAggServer(ServerMode):
                                      f"{len(kept)} were kept")
 
     def _require(self, s: SecAggStage, alive: frozenset[str], excluded: bool = False) -> None:
-        r = self.r
+        r = self._round()
         if len(alive) < r.threshold:
             why = (f" after excluding clients whose neighbourhood fell below the share threshold {r.share_threshold}"
                    if excluded else "")
@@ -406,7 +430,7 @@ class SecAggServer(ServerMode):
                                      f"{len(r.expected[s])} clients completed {s}{why}; the threshold is {r.threshold}")
 
     def _finish(self, answered: frozenset[str]) -> AggregateResult:
-        r = self.r
+        r = self._round()
         survivors, shared = r.expected[S.UNMASK], r.expected[S.MASKED_INPUT]
         b_shares: dict[str, list[bytes]] = {c: [] for c in survivors}
         k_shares: dict[str, list[bytes]] = {c: [] for c in shared - survivors}
@@ -421,11 +445,15 @@ class SecAggServer(ServerMode):
         dropped = {c: recover_mask_key(c, k_shares[c], t, r.keys[c][1]) for c in k_shares
                    if r.graph[c] & survivors}
         total, r.total = r.total, None
+        if total is None:  # _settle_inputs refuses to open UNMASK without a running sum
+            raise AggregationAborted(f"secagg round {r.ctx.round}: unmask reached with no masked input in the "
+                                     f"running sum")
         strip_masks(total, survivors, seeds, dropped, {c: r.keys[c][1] for c in r.keys}, r.graph, r.context)
         return self._decode(total, len(survivors))
 
     def _decode(self, total: np.ndarray, count: int) -> AggregateResult:
-        r, q = self.r, self.r.quant
+        r = self._round()
+        q = r.quant
         length = r.ctx.vector_length
         weight, clipped = int(total[length]), int(total[length + 1])
         if not (count <= weight <= count * q.max_weight and 0 <= clipped <= count * length):
@@ -449,7 +477,7 @@ class SecAggServer(ServerMode):
         return AggregateResult(weighted, float(weight), count, notes)
 
     def result(self) -> AggregateResult:
-        r = getattr(self, "r", None)
+        r = self.r
         if r is None or r.result is None:
             state = r.stage if r is not None else "no round"
             raise AggregationAborted(f"secagg: no result ({state})")

@@ -59,11 +59,14 @@ import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from fedcore.common.errors import ConfigError
 from fedcore.common.stages import Stage
-from fedcore.dp.secagg_dp import parse_distributed_dp  # secagg uses dp, never the other way round
+from fedcore.dp.secagg_dp import DistributedDP, parse_distributed_dp  # secagg uses dp, never the other way round
+
+if TYPE_CHECKING:
+    from fedcore.secagg.bounds import GraphPlan
 
 
 class SecAggStage(enum.StrEnum):
@@ -147,7 +150,7 @@ class SecAggSettings:
         return bool(self.stats_noise)
 
     @property
-    def dp(self):
+    def dp(self) -> DistributedDP | None:
         """The parsed ``distributed_dp`` settings (:class:`fedcore.dp.secagg_dp.DistributedDP`) or None."""
         return parse_distributed_dp(self.distributed_dp)[0]
 
@@ -230,7 +233,7 @@ def validate_settings(settings: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -257,7 +260,7 @@ def resolve_threshold(threshold: float, n: int, min_clients: int) -> int:
     return t
 
 
-def graph_plan(config: SecAggSettings, n: int, t: int, k: int | str | None = None):
+def graph_plan(config: SecAggSettings, n: int, t: int, k: int | str | None = None) -> GraphPlan:
     """The masking graph and share threshold (:class:`~fedcore.secagg.bounds.GraphPlan`) of a round
     of ``n`` participants with survivor threshold ``t``: ``k`` (default: the setting's) checked
     against the 2^-40 bound of :mod:`fedcore.secagg.bounds` for the setting's corruption and dropout

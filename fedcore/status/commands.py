@@ -70,7 +70,8 @@ def _from_records(cfg: CoordinatorConfig) -> dict[str, Any] | None:
 
 def read_status(cfg: CoordinatorConfig) -> tuple[dict[str, Any] | None, str, list[str]]:
     """(snapshot, where it came from, notes on sources that failed)."""
-    run_dir, notes = cfg.server.run_dir, []
+    run_dir = cfg.server.run_dir
+    notes: list[str] = []
     running = control.running_pid(run_dir)
     if cfg.status.enabled and running:
         address = run_dir / ADDRESS_FILE
