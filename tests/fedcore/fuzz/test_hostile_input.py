@@ -138,10 +138,11 @@ def test_truncated_and_padded_streams_are_refused_and_nothing_recorded(world):
     assert _submit(servicer, "alice", engine.header("alice"), payload).message == "accepted"
 
 
-def test_garbage_tenseal_bytes_are_refused_and_the_round_still_sums():
-    from test_mode_fuzz import IDS, _answer, _ckks_at
+def test_garbage_tenseal_bytes_are_refused_and_the_round_still_sums(tmp_path):
+    from test_mode_fuzz import IDS, _answer, _at
 
-    server, clients, jobs = _ckks_at(Stage.CKKS_ENCRYPTED_INPUT)
+    # the engine and client daemons (in-memory transport) bring the CKKS server to its input stage
+    server, clients, jobs = _at(tmp_path, "ckks", Stage.CKKS_ENCRYPTED_INPUT, {})
     honest = {c: _answer(server, clients[c], Stage.CKKS_ENCRYPTED_INPUT, jobs[c]) for c in IDS}
     real = honest["client-01"].ciphertexts[0]
     rng = np.random.default_rng(0)
