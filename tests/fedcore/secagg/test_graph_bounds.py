@@ -16,11 +16,10 @@ import pytest
 
 from fedcore.common.aggregation import AggregationContext
 from fedcore.common.errors import AggregationAborted, ConfigError, ProtocolAbort
-from fedcore.common.stages import Stage
 from fedcore.secagg import bounds
 from fedcore.secagg.graph import masking_graph
 from fedcore.secagg.server import SecAggServer
-from fedcore.secagg.state import SecAggSettings, graph_plan, resolve_threshold
+from fedcore.secagg.state import SecAggSettings, SecAggStage, graph_plan, resolve_threshold
 
 FED = "fed-bounds"
 
@@ -172,9 +171,14 @@ def test_settings_that_cannot_meet_the_bound_are_refused():
     assert SecAggSettings.from_mapping({"corrupt_fraction": 0.6, "threshold": 0.7}).corrupt_fraction == 0.6
 
 
-def test_client_refuses_a_sparse_degree_its_own_fractions_do_not_allow(federation):
-    fed = federation(8, settings={"k": 2, "corrupt_fraction": 0.0, "dropout_fraction": 0.0}, client_settings={})
-    d = fed.driver()
-    d.run_stage(Stage.SECAGG_ADVERTISE_KEYS)
+def test_client_refuses_a_sparse_degree_its_own_fractions_do_not_allow(secagg_round):
+    """The coordinator's table claims no coalition and no dropout (so k = 2 passes its bound); a
+    client with the default fractions refuses the degree the engine's share-keys task asks for."""
+    run = secagg_round(8, secagg={"k": 2, "corrupt_fraction": 0.0, "dropout_fraction": 0.0})
+    run.use_client_settings("client-00", {})
+    run.open(SecAggStage.SHARE_KEYS)
+    task = run.task(SecAggStage.SHARE_KEYS, "client-00")
+    assert task.degree == 2
     with pytest.raises(ProtocolAbort, match="refusing masking graph degree 2"):
-        d.run_stage(Stage.SECAGG_SHARE_KEYS)
+        run.ask(SecAggStage.SHARE_KEYS, task, "client-00")
+    assert run.stage_of("client-00") == SecAggStage.ABORTED
