@@ -20,7 +20,11 @@ update) -- work Flower's figure holds too in some form (its SecAgg+ workflow shi
 calls fit inside the masked-input stage). ``compute_protocol_s`` is the SECAGG_* stages alone;
 ``workload_fit_s`` the workload's own ``fit`` (drawing the known update: the "training"), inside
 TRAIN, and ``compute_without_fit_s`` the compute less it; ``peer_key_checks_s`` the clients'
-verification of their neighbours' certificate-signed keys (Flower's SecAgg+ signs nothing).
+verification of their neighbours' certificate-signed keys (Flower's SecAgg+ signs nothing);
+``update_cache_s`` the clients' durable copy of each trained update (``UpdateCache.put``, written
+and fsync'd inside TRAIN, so that a restarted client resends rather than retrains): disk waits
+show in the wall-clock compute but not in ``cpu_s`` (the process's CPU seconds up to EVALUATE,
+one thread: ``OMP_NUM_THREADS=1``).
 The final EVALUATE stage (a one-round federation evaluates at its end) is left out of both.
 
 Each rep is a fresh one-round federation (provisioning is not timed): a client that goes silent is
@@ -121,6 +125,7 @@ def engine_round(mode: str, n: int, length: int, gone: set[int], run_dir: Path, 
     silent when handed their input stage's task. Wall and CPU seconds up to the EVALUATE stage,
     ``fed.timings`` per stage, the released model's error against the survivors' expected mean.
     ``on_stage(engine)`` is called after every pass (a memory probe); its time is not in ``wall_s``."""
+    from fedcore.client.cache import UpdateCache
     from fedcore.common.stages import Stage
     from fedcore.coordinator.checkpoint import CheckpointStore
     from fedcore.coordinator.state import Phase
@@ -143,7 +148,8 @@ def engine_round(mode: str, n: int, length: int, gone: set[int], run_dir: Path, 
         return engine.state.stage is not None and engine.state.stage.stage == Stage.EVALUATE
 
     taps: dict[str, float] = {}
-    with fed, counting(SecAggClient, "_check_peer_signature", taps), counting(updates.UpdatesTrainer, "fit", taps):
+    with (fed, counting(SecAggClient, "_check_peer_signature", taps), counting(updates.UpdatesTrainer, "fit", taps),
+          counting(UpdateCache, "put", taps)):
         cpu0, t0 = time.process_time(), time.perf_counter()
         fed.run_until(evaluating)
         wall, cpu = time.perf_counter() - t0 - probe_s[0], time.process_time() - cpu0 - probe_s[0]
@@ -175,7 +181,8 @@ def engine_round(mode: str, n: int, length: int, gone: set[int], run_dir: Path, 
     return {"mode": mode, "n": n, "L": length, "dropouts": len(gone), "wall_s": wall, "cpu_s": cpu,
             "compute_s": server + clients, "server_s": server, "clients_s": clients, "compute_protocol_s": protocol,
             "compute_without_fit_s": server + clients - taps.get("fit", 0.0), "workload_fit_s": taps.get("fit", 0.0),
-            "peer_key_checks_s": taps.get("_check_peer_signature", 0.0), "max_abs_error": err, "stages": stages,
+            "peer_key_checks_s": taps.get("_check_peer_signature", 0.0), "update_cache_s": taps.get("put", 0.0),
+            "max_abs_error": err, "stages": stages,
             **{k: notes[k] for k in ("bits", "frac_bits", "degree", "threshold", "max_weight") if k in notes}}
 
 
