@@ -261,7 +261,10 @@ def _begin_mode(eng, phase, ready, length, settings, max_weight, now) -> None:
     st.participants = tuple(ready)
     kwargs = {} if max_weight is None else {"max_weight": max_weight}
     ctx = AggregationContext(eng.cfg.federation.id, st.round, st.attempt, tuple(ready), length, settings, **kwargs)
-    eng.mode.begin(ctx)
+    try:
+        eng.mode.begin(ctx)
+    except AggregationAborted as exc:   # e.g. fewer participants than the mode's threshold: a failed attempt
+        return fail_attempt(eng, now, f"{eng.mode.name} could not begin round {st.round}: {exc}")
     st.mode_stages, st.stage_index = tuple(eng.mode.round_stages()), 0
     transition(st, phase)
     _open(eng, st.mode_stages[0], eng.mode.expected(st.mode_stages[0]), eng.cfg.deadlines.stage, now)

@@ -5,6 +5,7 @@ stage deadlines), without sleeping; refusals reach the client as the errors it g
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -185,3 +186,18 @@ def test_the_server_never_sees_a_secagg_update_and_a_corrupted_masked_input_rele
     from fedcore.coordinator.checkpoint import CheckpointStore
 
     assert CheckpointStore(fed.cfg.server.run_dir / "checkpoints").load_latest() is None   # nothing released
+
+
+def test_a_mode_that_refuses_to_begin_a_round_fails_the_attempt_not_the_engine(tmp_path):
+    """SecAgg's own threshold above the survivors: the round's attempt fails (and the federation,
+    out of retries, aborts cleanly) instead of the exception escaping the engine's tick."""
+    from fedcore.simulation_memory import memory_federation
+
+    fed = memory_federation(4, 2, tmp_path / "r", aggregation="secagg", workload="fedcore.examples.updates:workload",
+                            workload_settings={"size": 50}, secagg={"min_clients": 4},
+                            deadlines={"max_round_retries": 1},
+                            faults=Faults(silent_at={("TRAIN", 2): {"client4"}}))
+    assert fed.run() == 4                                            # ABORTED, not an exception
+    lines = [json.loads(x) for x in fed.engine.records.metrics_path.read_text().splitlines()]
+    assert [m["round"] for m in lines] == [1]                         # round 1 done, round 2 never released
+    assert "fewer than the threshold 4" in fed.engine.state.outcome
