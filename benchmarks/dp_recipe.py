@@ -64,9 +64,9 @@ def public_federation(seed: int, samples: int = 221):
 def run_one(data, eps: float, cand: dict, seed: int, clients: int, rounds: int, trainable: str,
             init: str = "pretrained") -> dict:
     """One candidate on one public draw: a plain federation through the daemons' engine and client
-    daemons over the in-memory transport (:func:`mer.bench.federate`, seeded), the clients'
+    daemons over the in-memory transport (:func:`mer.commands.bench.federate`, seeded), the clients'
     trainers made on ``data`` in the work folders their daemons use."""
-    from mer.bench import run_federated
+    from mer.commands.bench import run_federated
     from mer.train.federated import workload
 
     settings = {"format": "casme2", "partition": "subjects", "num_classes": len(data.class_names),

@@ -28,6 +28,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+#: ``fedpsyau simulate``'s federation defaults (the recipe below gives its training ones)
+DEFAULTS = {"clients": 3, "rounds": 20, "epsilon": 8.0}
+
 #: parameters local training updates unless told otherwise (``dp_trainable``; see mer.model.pretrained)
 DEFAULT_TRAINABLE = "head"
 

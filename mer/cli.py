@@ -58,8 +58,8 @@ def grouped_commands(helps: dict[str, str]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from fedcore import cli as fed_cli
     from fedcore.dp import commands as dp_commands
-    from mer import bench as mer_bench
-    from mer import federation as mer_federation
+    from mer.commands import bench as mer_bench
+    from mer.commands import simulate as mer_federation
     from mer.commands import pretrain as pretrain_command
     from mer.data import commands as data_commands
     from mer.train import commands as train_commands

@@ -4,8 +4,9 @@ Modules: :mod:`~fedcore.he.params` (parameters, validation), :mod:`~fedcore.he.p
 packing maths), :mod:`~fedcore.he.sealio` and :mod:`~fedcore.he.context` (SEAL objects),
 :mod:`~fedcore.he.keys` (signed advertisements, sealed key envelopes), :mod:`~fedcore.he.relay`
 (the coordinator's part of the key exchange), :mod:`~fedcore.he.server` and
-:mod:`~fedcore.he.client` (the two sides of the mode), :mod:`~fedcore.he.messages` (stage bodies),
-:mod:`~fedcore.he.driver` (an in-process driver for tests and benchmarks).
+:mod:`~fedcore.he.client` (the two sides of the mode), :mod:`~fedcore.he.messages` (stage bodies).
+Rounds run only through the coordinator's engine and the client daemons (over gRPC or the
+in-memory transport, :mod:`fedcore.simulation_memory`).
 
 Protocol
 --------

@@ -27,7 +27,7 @@ Layout (pure maths and crypto apart from protocol state):
 - :mod:`.wire` body unpacking and sealed share envelopes (through :mod:`fedcore.crypto.recipes`)
 - :mod:`.client` / :mod:`.server` the two sides of the :mod:`fedcore.common.aggregation` contract
 - :mod:`.unmask` the server's reconstruction and mask removal
-- :mod:`.driver` an in-process round runner (tests, benchmarks), any mode
+- rounds run only through the coordinator's engine and the client daemons (:mod:`fedcore.simulation_memory` in one process)
 
 Messages are in ``protos/fedpsyau/v1/secagg.proto``.
 """

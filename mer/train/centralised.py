@@ -82,7 +82,7 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             p.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)} (got {self.lr_schedule!r})")
         if self.init == "pretrained" and not ships_checkpoint(self.model):
-            # as `simulate` words it (mer.federation.check_args)
+            # as `simulate` words it (mer.commands.simulate.check_args)
             p.append(f"init pretrained: the packaged checkpoint is for dpk-gat, not {self.model} "
                      "(use init none or a checkpoint folder of that model)")
         return p

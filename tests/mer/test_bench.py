@@ -12,7 +12,8 @@ import pytest
 
 from fedcore.coordinator.checkpoint import CheckpointStore
 from fedcore.examples.softmax import workload as softmax
-from mer import bench, bench_config
+from mer import bench_config
+from mer.commands import bench
 
 SETTINGS = {"num_features": 8, "samples": 60, "hidden": 4}
 NO_DP = {"enabled": False}
@@ -105,7 +106,7 @@ def test_quick_plan_runs_ckks_at_one_budget_and_no_dp_last(tmp_path):
 
 
 def test_recipe_comes_from_one_table_that_simulate_and_bench_share(monkeypatch):
-    from mer import federation
+    from mer.commands import simulate as federation
     from mer.cli import build_parser
 
     monkeypatch.setitem(bench_config.RECIPES, 8.0, {**bench_config.RECIPES[8.0], "lr": 0.5, "epochs": 3})

@@ -24,7 +24,7 @@ def test_simulate_is_the_mer_one_with_privacy_defaults():
     args = build_parser().parse_args(["simulate"])
     assert args.aggregation == "secagg"
     assert args.epsilon > 0 and not args.no_dp
-    assert args.func.__module__ == "mer.federation"
+    assert args.func.__module__ == "mer.commands.simulate"
 
 
 @pytest.mark.parametrize("argv", [["simulate", "--aggregation", "rot13"], ["simulate", "--partition", "random"]])

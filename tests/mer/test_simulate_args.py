@@ -35,7 +35,7 @@ def test_every_problem_is_listed_at_once(tmp_path, capsys):
 
 def test_other_models_default_to_training_from_scratch():
     from mer.cli import build_parser
-    from mer.federation import check_args
+    from mer.commands.simulate import check_args
 
     args = build_parser().parse_args(["simulate", "--model", "flow-cnn"])
     assert check_args(args) == [] and args.init == "none"
@@ -68,7 +68,7 @@ def test_a_client_left_without_a_test_subject_is_refused_before_any_process():
     import numpy as np
 
     from mer.data.arrays import MEArrays
-    from mer.federation import check_partition
+    from mer.commands.simulate import check_partition
 
     n = 12
     subjects = np.array([f"casme2/s{i % 4}" for i in range(n)])          # 4 subjects for 3 clients

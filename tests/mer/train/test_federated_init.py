@@ -11,7 +11,7 @@ import torch
 from fedcore.dp.accounting import account
 from mer.data.arrays import MEArrays
 from fedcore.coordinator.checkpoint import CheckpointStore
-from mer import bench
+from mer.commands import bench
 from mer.model import build_model
 from mer.model.pretrained import CheckpointError, read_checkpoint, save_checkpoint
 from mer.train.federated import workload

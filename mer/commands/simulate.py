@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from fedcore.exitcodes import ExitCode
+from mer.bench_config import DEFAULTS
 
 log = logging.getLogger(__name__)
 
 WORKLOAD = "mer.train.federated:workload"
-#: federation shape; the training hyper-parameters come from the DP recipe (mer.bench_config.recipe)
-DEFAULTS = {"clients": 3, "rounds": 20, "epsilon": 8.0}
+#: the options that override the DP recipe (mer.bench_config.recipe; the federation's shape: DEFAULTS there)
 RECIPE_OPTIONS = ("dp_trainable", "epochs", "batch_size", "lr", "max_grad_norm", "ema", "aug_mult")
 
 
@@ -230,7 +230,7 @@ def _simulate(args, clients, run_dir, settings, privacy, strategy):
 
 def _finish(args, run_dir: Path, classes, privacy, res) -> int:
     """The report, the privacy table, the summary line, and where everything is."""
-    from mer.report import write_report
+    from mer.train.report import write_report
 
     summary = write_report(run_dir, classes)
     if privacy.get("enabled", True):

@@ -251,7 +251,7 @@ def write_outputs(result: dict[str, Any], out: Path, stem: str) -> list[Path]:
 
 
 def prepare(args: argparse.Namespace, out: Path) -> tuple[Path, Path, list[str], int]:
-    from mer.federation import prepare_data
+    from mer.commands.simulate import prepare_data
 
     data, cache, arrays = prepare_data(out, args.data, args.format, args.subjects, 0)
     return data, cache, list(arrays.class_names), len(arrays)
@@ -365,6 +365,6 @@ def register(subparsers) -> None:
 
 
 def _safe_run(args: argparse.Namespace) -> int:
-    from mer.federation import run_guarded
+    from mer.commands.simulate import run_guarded
 
     return run_guarded(run, args)
