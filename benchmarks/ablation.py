@@ -53,18 +53,23 @@ VARIANTS: dict[str, dict] = {
 
 def load_data(args):
     from mer.data.load import load_arrays
+
     if args.arrays:
         return MEArrays.load(args.arrays), str(args.arrays)
     if args.data:
         return load_arrays(args.data, args.format, cache_dir=args.cache_dir, verbose=False), str(args.data)
     from mer.data.synth import synthesize
+
     tmp = Path(tempfile.mkdtemp(prefix="fedpsyau-synth-"))
     synthesize(tmp / "synth")
-    return load_arrays(tmp / "synth", "casme2", cache_dir=args.cache_dir, verbose=False), "synthetic default (24 subjects, seed 0)"
+    return load_arrays(
+        tmp / "synth", "casme2", cache_dir=args.cache_dir, verbose=False
+    ), "synthetic default (24 subjects, seed 0)"
 
 
-def run_variant(name: str, arrays_path: str, epochs: int, seed: int, device: str, threads: int,
-                max_folds: int | None) -> dict:
+def run_variant(
+    name: str, arrays_path: str, epochs: int, seed: int, device: str, threads: int, max_folds: int | None
+) -> dict:
     """LOSO of one variant; also the body of a --jobs worker process."""
     if threads:
         torch.set_num_threads(threads)
@@ -73,11 +78,20 @@ def run_variant(name: str, arrays_path: str, epochs: int, seed: int, device: str
     t = time.perf_counter()
     res = run_loso(data, cfg, max_folds=max_folds, progress=False)
     m = res.metrics
-    row = {"uf1": round(m["uf1"], 4), "uar": round(m["uar"], 4), "accuracy": round(m["accuracy"], 4),
-           "folds": len(res.per_fold), "seconds_per_fold": round((time.perf_counter() - t) / len(res.per_fold), 2),
-           "confusion": m["confusion"], "config": cfg.to_dict()}
-    print(f"{name:24s} UF1 {row['uf1']:.4f} UAR {row['uar']:.4f} acc {row['accuracy']:.4f} "
-          f"({row['seconds_per_fold']} s/fold)", flush=True)
+    row = {
+        "uf1": round(m["uf1"], 4),
+        "uar": round(m["uar"], 4),
+        "accuracy": round(m["accuracy"], 4),
+        "folds": len(res.per_fold),
+        "seconds_per_fold": round((time.perf_counter() - t) / len(res.per_fold), 2),
+        "confusion": m["confusion"],
+        "config": cfg.to_dict(),
+    }
+    print(
+        f"{name:24s} UF1 {row['uf1']:.4f} UAR {row['uar']:.4f} acc {row['accuracy']:.4f} "
+        f"({row['seconds_per_fold']} s/fold)",
+        flush=True,
+    )
     return row
 
 
@@ -97,10 +111,19 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     data, source = load_data(args)
-    report = {"data": source, "format": args.format, "n_samples": len(data),
-              "n_subjects": len(np.unique(data.subject)), "class_names": list(data.class_names),
-              "epochs": args.epochs, "seed": args.seed, "device": args.device, "threads_per_variant": args.threads,
-              "jobs": args.jobs, "variants": {}}
+    report = {
+        "data": source,
+        "format": args.format,
+        "n_samples": len(data),
+        "n_subjects": len(np.unique(data.subject)),
+        "class_names": list(data.class_names),
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "device": args.device,
+        "threads_per_variant": args.threads,
+        "jobs": args.jobs,
+        "variants": {},
+    }
     with tempfile.TemporaryDirectory(prefix="fedpsyau-ablation-") as tmp:
         path = str(Path(tmp) / "arrays.npz")
         data.save(path)
@@ -120,18 +143,28 @@ def main(argv=None) -> dict:
 
 
 def _table(report: dict, path: Path) -> None:
-    rows = [[n, f"{v['uf1']:.4f}", f"{v['uar']:.4f}", f"{v['accuracy']:.4f}", f"{v['seconds_per_fold']:.1f}"]
-            for n, v in report["variants"].items()]
+    rows = [
+        [n, f"{v['uf1']:.4f}", f"{v['uar']:.4f}", f"{v['accuracy']:.4f}", f"{v['seconds_per_fold']:.1f}"]
+        for n, v in report["variants"].items()
+    ]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
     ax.axis("off")
-    tab = ax.table(cellText=rows, colLabels=["variant", "UF1", "UAR", "accuracy", "s/fold"], loc="center",
-                   cellLoc="center", colWidths=[0.4, 0.13, 0.13, 0.15, 0.12])
+    tab = ax.table(
+        cellText=rows,
+        colLabels=["variant", "UF1", "UAR", "accuracy", "s/fold"],
+        loc="center",
+        cellLoc="center",
+        colWidths=[0.4, 0.13, 0.13, 0.15, 0.12],
+    )
     tab.scale(1, 1.4)
     best = max(range(len(rows)), key=lambda i: float(rows[i][1]))
     for j in range(5):
         tab[best + 1, j].set_facecolor("#d8ecd8")
-    ax.set_title(f"LOSO ablation on {report['data']}: {report['n_samples']} samples, "
-                 f"{report['n_subjects']} subjects, {report['epochs']} epochs", fontsize=9)
+    ax.set_title(
+        f"LOSO ablation on {report['data']}: {report['n_samples']} samples, "
+        f"{report['n_subjects']} subjects, {report['epochs']} epochs",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -69,23 +69,37 @@ BASE = "dpk-gat scratch"
 #: name -> (preset, model, train_config_for overrides); in priority order
 VARIANTS: dict[str, tuple[str, str, dict]] = {
     BASE: ("composite-like", "dpk-gat", {"init": "none", "model_options": {**DPK, "prior": "both"}}),
-    "dpk-gat pretrained": ("composite-like", "dpk-gat", {"init": "pretrained", "model_options": {**DPK, "prior": "both"}}),
+    "dpk-gat pretrained": (
+        "composite-like",
+        "dpk-gat",
+        {"init": "pretrained", "model_options": {**DPK, "prior": "both"}},
+    ),
     "dpk-gat prior=none": ("composite-like", "dpk-gat", {"init": "none", "model_options": {**DPK, "prior": "none"}}),
     "ststnet": ("composite-like", "ststnet", {"init": "none"}),
     "flow-cnn": ("composite-like", "flow-cnn", {"init": "none"}),
     "logreg": ("composite-like", "logreg", {}),
     "dpk-gat prior=psych": ("composite-like", "dpk-gat", {"init": "none", "model_options": {**DPK, "prior": "psych"}}),
     "dpk-gat prior=stat": ("composite-like", "dpk-gat", {"init": "none", "model_options": {**DPK, "prior": "stat"}}),
-    "dpk-gat r fixed=1": ("composite-like", "dpk-gat", {"init": "none", "r_schedule": "fixed",
-                                                        "model_options": {**DPK, "prior": "both"}}),
+    "dpk-gat r fixed=1": (
+        "composite-like",
+        "dpk-gat",
+        {"init": "none", "r_schedule": "fixed", "model_options": {**DPK, "prior": "both"}},
+    ),
     "casme2-like dpk-gat AU loss on": ("casme2-like", "dpk-gat", {"init": "none", "model_options": {"prior": "both"}}),
-    "casme2-like dpk-gat AU loss off": ("casme2-like", "dpk-gat", {"init": "none", "au_loss": False,
-                                                                   "model_options": {"prior": "both"}}),
+    "casme2-like dpk-gat AU loss off": (
+        "casme2-like",
+        "dpk-gat",
+        {"init": "none", "au_loss": False, "model_options": {"prior": "both"}},
+    ),
 }
 REFERENCES = ("ststnet", "flow-cnn", "logreg")
 #: run order: (a) pretrained vs scratch, (b) prior none, (c) the baselines, (d) the rest, casme2-like last
-TIERS = ((BASE, "dpk-gat pretrained"), ("dpk-gat prior=none",), REFERENCES,
-         ("dpk-gat prior=psych", "dpk-gat prior=stat", "dpk-gat r fixed=1"))
+TIERS = (
+    (BASE, "dpk-gat pretrained"),
+    ("dpk-gat prior=none",),
+    REFERENCES,
+    ("dpk-gat prior=psych", "dpk-gat prior=stat", "dpk-gat r fixed=1"),
+)
 CASME2 = tuple(n for n in VARIANTS if n.startswith("casme2-like"))
 CASME2_BASE = "casme2-like dpk-gat AU loss on"
 
@@ -104,8 +118,10 @@ def preset_arrays(preset: str, seed: int, cache: Path) -> Path:
             data = load_arrays(Path(tmp) / "p", fmt, verbose=False)  # the loader's own size, as `train`
         data.save(path.with_suffix(".tmp.npz"))
         path.with_suffix(".tmp.npz").replace(path)
-        print(f"{preset} seed {seed}: {len(data)} clips written and read back in {time.perf_counter() - t:.0f} s",
-              flush=True)
+        print(
+            f"{preset} seed {seed}: {len(data)} clips written and read back in {time.perf_counter() - t:.0f} s",
+            flush=True,
+        )
     return path
 
 
@@ -122,16 +138,33 @@ def run_one(name: str, seed: int, arrays: str, folds: int) -> dict:
         cfg = train_config_for(model, device="cpu", seed=seed, **overrides)
         res = run_folds(data, split, cfg, f"{folds}-fold", progress="off")
         m = res.metrics
-        row = {"uf1": m["uf1"], "uar": m["uar"], "accuracy": m["accuracy"], "seconds": res.seconds,
-               "seconds_per_fold": float(np.mean([f["seconds"] for f in res.per_fold])),
-               "recipe": cfg.schedule_line(), "protocol_line": protocol_line(f"{folds}-fold", cfg),
-               "config": cfg.to_dict(), "au_labelled": int(data.au_known.sum()),
-               "loss_weights": vars(loss_weights(cfg, float(np.mean(data.au_known)), model == "dpk-gat"))}
-    row.update(variant=name, seed=seed, preset=preset, samples=len(data),
-               subjects=len(np.unique(data.subject)), cpu_seconds=time.process_time() - cpu0,
-               wall_seconds=time.perf_counter() - t0, loadavg_end=os.getloadavg()[0])
-    print(f"seed {seed} {name:32s} UF1 {row['uf1']:.3f} UAR {row['uar']:.3f} "
-          f"({row['seconds_per_fold']:.1f} s/fold, {row['cpu_seconds']:.0f} CPU s)", flush=True)
+        row = {
+            "uf1": m["uf1"],
+            "uar": m["uar"],
+            "accuracy": m["accuracy"],
+            "seconds": res.seconds,
+            "seconds_per_fold": float(np.mean([f["seconds"] for f in res.per_fold])),
+            "recipe": cfg.schedule_line(),
+            "protocol_line": protocol_line(f"{folds}-fold", cfg),
+            "config": cfg.to_dict(),
+            "au_labelled": int(data.au_known.sum()),
+            "loss_weights": vars(loss_weights(cfg, float(np.mean(data.au_known)), model == "dpk-gat")),
+        }
+    row.update(
+        variant=name,
+        seed=seed,
+        preset=preset,
+        samples=len(data),
+        subjects=len(np.unique(data.subject)),
+        cpu_seconds=time.process_time() - cpu0,
+        wall_seconds=time.perf_counter() - t0,
+        loadavg_end=os.getloadavg()[0],
+    )
+    print(
+        f"seed {seed} {name:32s} UF1 {row['uf1']:.3f} UAR {row['uar']:.3f} "
+        f"({row['seconds_per_fold']:.1f} s/fold, {row['cpu_seconds']:.0f} CPU s)",
+        flush=True,
+    )
     return row
 
 
@@ -149,10 +182,13 @@ def summarize_runs(runs: list[dict]) -> dict:
         rows = by[name]
         base = by.get(CASME2_BASE if name in CASME2 else BASE, {})
         paired = sorted(set(rows) & set(base))
-        out[name] = {"seeds": sorted(rows), "uf1": _stats([rows[s]["uf1"] for s in sorted(rows)]),
-                     "uar": _stats([rows[s]["uar"] for s in sorted(rows)]),
-                     "seconds_per_fold": float(np.mean([rows[s]["seconds_per_fold"] for s in rows])),
-                     "uf1_minus_base": _stats([rows[s]["uf1"] - base[s]["uf1"] for s in paired]) if paired else None}
+        out[name] = {
+            "seeds": sorted(rows),
+            "uf1": _stats([rows[s]["uf1"] for s in sorted(rows)]),
+            "uar": _stats([rows[s]["uar"] for s in sorted(rows)]),
+            "seconds_per_fold": float(np.mean([rows[s]["seconds_per_fold"] for s in rows])),
+            "uf1_minus_base": _stats([rows[s]["uf1"] - base[s]["uf1"] for s in paired]) if paired else None,
+        }
     return out
 
 
@@ -163,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs at once, one process and one thread each")
     ap.add_argument("--casme2", action="store_true", help="also the AU loss on/off rows on casme2-like")
     ap.add_argument("--only", nargs="+", choices=list(VARIANTS), default=None, metavar="NAME")
-    ap.add_argument("--assemble", action="store_true",
-                    help="run nothing: write the JSON and PNG from the runs already in --cache")
+    ap.add_argument(
+        "--assemble", action="store_true", help="run nothing: write the JSON and PNG from the runs already in --cache"
+    )
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "fedpsyau-ablation-composite"))
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
@@ -185,8 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     sessions_file = cache / "sessions.json"
     sessions = json.loads(sessions_file.read_text()) if sessions_file.exists() else []
     if pending:  # every launch that runs something records the load it started under
-        sessions.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "loadavg": list(load_start),
-                         "runs": len(pending), "jobs": args.jobs})
+        sessions.append(
+            {
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "loadavg": list(load_start),
+                "runs": len(pending),
+                "jobs": args.jobs,
+            }
+        )
         sessions_file.write_text(json.dumps(sessions, indent=1))
     print(f"load average at start {load_start[0]:.2f}; {len(done)} run(s) cached, {len(pending)} to go", flush=True)
     arrays = {(VARIANTS[n][0], s): str(preset_arrays(VARIANTS[n][0], s, cache.parent)) for n, s in pending}
@@ -211,35 +254,48 @@ def main(argv: list[str] | None = None) -> int:
     best_dpk = pre or base
     targets = {}
     if best_dpk and "flow-cnn" in summary and "ststnet" in summary:
-        targets = {"dpk-gat (default: pretrained) UF1": best_dpk["uf1"]["mean"],
-                   "flow-cnn UF1": summary["flow-cnn"]["uf1"]["mean"], "ststnet UF1": summary["ststnet"]["uf1"]["mean"],
-                   "dpk-gat >= flow-cnn + 0.03": best_dpk["uf1"]["mean"] >= summary["flow-cnn"]["uf1"]["mean"] + 0.03,
-                   "dpk-gat >= ststnet + 0.05": best_dpk["uf1"]["mean"] >= summary["ststnet"]["uf1"]["mean"] + 0.05}
+        targets = {
+            "dpk-gat (default: pretrained) UF1": best_dpk["uf1"]["mean"],
+            "flow-cnn UF1": summary["flow-cnn"]["uf1"]["mean"],
+            "ststnet UF1": summary["ststnet"]["uf1"]["mean"],
+            "dpk-gat >= flow-cnn + 0.03": best_dpk["uf1"]["mean"] >= summary["flow-cnn"]["uf1"]["mean"] + 0.03,
+            "dpk-gat >= ststnet + 0.05": best_dpk["uf1"]["mean"] >= summary["ststnet"]["uf1"]["mean"] + 0.05,
+        }
     if pre and base:
         targets["pretrained >= scratch"] = pre["uf1"]["mean"] >= base["uf1"]["mean"]
-    ranking = sorted([n for n in summary if n in REFERENCES or n in (BASE, "dpk-gat pretrained")],
-                     key=lambda n: -summary[n]["uf1"]["mean"])
+    ranking = sorted(
+        [n for n in summary if n in REFERENCES or n in (BASE, "dpk-gat pretrained")],
+        key=lambda n: -summary[n]["uf1"]["mean"],
+    )
     out = {
         "data": "composite-like preset (mer.data.presets), seed s, written and read back as a composite "
-                "(442 clips, 68 subjects, 3 classes, no AU labels); casme2-like rows: CASME II layout with AU "
-                "coding, read by the casme2 reader (casme2-5 label map, Farneback flow at its default size)",
+        "(442 clips, 68 subjects, 3 classes, no AU labels); casme2-like rows: CASME II layout with AU "
+        "coding, read by the casme2 reader (casme2-5 label map, Farneback flow at its default size)",
         "protocol": f"subject-grouped {args.folds}-fold (fold seed {FOLD_SEED}; LOSO's 68 folds do not fit the "
-                    "compute budget), the same folds for every variant of a seed; fixed recipes (the model's own), "
-                    "last epoch, no test-epoch selection; UF1/UAR over pooled predictions; training seed = preset seed",
+        "compute budget), the same folds for every variant of a seed; fixed recipes (the model's own), "
+        "last epoch, no test-epoch selection; UF1/UAR over pooled predictions; training seed = preset seed",
         "base": f"{BASE}: DPK-GAT init none, prior both, r decaying, AU losses on (none exist on composite-like)",
         "au_loss_on_composite_like": "not applicable: the composite-like data carry no AU label (au_labelled = 0 "
-                                     "in every run), so AU loss on and off give the same emotion-only loss "
-                                     "(see loss_weights); measured on casme2-like instead",
+        "in every run), so AU loss on and off give the same emotion-only loss "
+        "(see loss_weights); measured on casme2-like instead",
         "priors_without_au_labels": "psych, stat and both are one model on data without AU labels (psych: uniform "
-                                    "over the graph's edges; stat from zero counts: smoothed uniform restricted "
-                                    "to the same edges; both: their mean); only none (beta 0) differs",
+        "over the graph's edges; stat from zero counts: smoothed uniform restricted "
+        "to the same edges; both: their mean); only none (beta 0) differs",
         "pretrained_vs_scratch_models": "only dpk-gat can take a checkpoint: flow-cnn and ststnet have no AU "
-                                        "heads and no packaged checkpoint (--init pretrained is refused for them)",
-        "seeds": args.seeds, "folds": args.folds, "jobs": args.jobs, "threads_per_job": 1,
-        "loadavg_start": sessions[0]["loadavg"] if sessions else list(load_start), "sessions": sessions,
+        "heads and no packaged checkpoint (--init pretrained is refused for them)",
+        "seeds": args.seeds,
+        "folds": args.folds,
+        "jobs": args.jobs,
+        "threads_per_job": 1,
+        "loadavg_start": sessions[0]["loadavg"] if sessions else list(load_start),
+        "sessions": sessions,
         "loadavg_end": list(os.getloadavg()),
-        "cpu_seconds_total": cpu, "machine": platform.processor() or platform.machine(),
-        "summary": summary, "ranking_composite_like": ranking, "real_composite": REAL, "targets": targets,
+        "cpu_seconds_total": cpu,
+        "machine": platform.processor() or platform.machine(),
+        "summary": summary,
+        "ranking_composite_like": ranking,
+        "real_composite": REAL,
+        "targets": targets,
         "runs": runs,
     }
     outdir = Path(args.out)
@@ -265,25 +321,33 @@ def _plot(out: dict, path: Path) -> None:
     names = [n for n in s if n not in REFERENCES] + [n for n in s if n in REFERENCES]
     fig, ax = plt.subplots(figsize=(9, 0.42 * len(names) + 1.6))
     ys = np.arange(len(names))[::-1]
-    colors = ["#4c72b0" if n.startswith("dpk-gat") else "#dd8452" if n.startswith("casme2") else "#8c8c8c"
-              for n in names]
-    ax.barh(ys, [s[n]["uf1"]["mean"] for n in names], xerr=[s[n]["uf1"]["sd"] or 0 for n in names],
-            color=colors, capsize=3)
+    colors = [
+        "#4c72b0" if n.startswith("dpk-gat") else "#dd8452" if n.startswith("casme2") else "#8c8c8c" for n in names
+    ]
+    ax.barh(
+        ys, [s[n]["uf1"]["mean"] for n in names], xerr=[s[n]["uf1"]["sd"] or 0 for n in names], color=colors, capsize=3
+    )
     for y, n in zip(ys, names):
         sd, d = s[n]["uf1"]["sd"], s[n]["uf1_minus_base"]
         text = f"{s[n]['uf1']['mean']:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
         if d is not None and n not in (BASE, CASME2_BASE):
             text += f"   (vs base, paired: {d['mean']:+.3f}" + (f" ± {d['sd']:.3f})" if d["sd"] is not None else ")")
         ax.text(s[n]["uf1"]["mean"] + (sd or 0) + 0.015, y, text, va="center", fontsize=7)
-    labels = [n + ("" if s[n]["seeds"] == out["seeds"] else f" (seeds {','.join(map(str, s[n]['seeds']))})")
-              for n in names]
+    labels = [
+        n + ("" if s[n]["seeds"] == out["seeds"] else f" (seeds {','.join(map(str, s[n]['seeds']))})") for n in names
+    ]
     ax.set_yticks(ys, labels, fontsize=8)
     ax.axvline(1 / 3, color="grey", lw=0.8, ls="--")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("UF1, mean ± sd over seeds (grey: baselines; dashed: chance 1/3)"
-                  + ("; casme2-like rows: 5 classes" if any(n in CASME2 for n in names) else ""))
-    ax.set_title(f"composite-like, subject-grouped {out['folds']}-fold, seeds {out['seeds']}, fixed epochs, "
-                 f"last epoch\nbase = {BASE} (prior both, r decaying)", fontsize=9)
+    ax.set_xlabel(
+        "UF1, mean ± sd over seeds (grey: baselines; dashed: chance 1/3)"
+        + ("; casme2-like rows: 5 classes" if any(n in CASME2 for n in names) else "")
+    )
+    ax.set_title(
+        f"composite-like, subject-grouped {out['folds']}-fold, seeds {out['seeds']}, fixed epochs, "
+        f"last epoch\nbase = {BASE} (prior both, r decaying)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -45,12 +45,16 @@ def magnitude_histograms(flow: np.ndarray, by: str = "patch") -> np.ndarray:
     n, _, s, _ = flow.shape
     boxes, p, reg = patch_boxes(s), patch_side(s), region_of_point()
     mag = np.sqrt(flow[:, 0] ** 2 + flow[:, 1] ** 2)  # (N, S, S)
-    groups = [[i] for i in range(len(boxes))] if by == "patch" else \
-        [[i for i in range(len(boxes)) if reg[i] == r] for r in range(len(REGIONS))]
+    groups = (
+        [[i] for i in range(len(boxes))]
+        if by == "patch"
+        else [[i for i in range(len(boxes)) if reg[i] == r] for r in range(len(REGIONS))]
+    )
     feats = []
     for g in groups:
-        pix = np.concatenate([mag[:, boxes[i][0]:boxes[i][0] + p, boxes[i][1]:boxes[i][1] + p].reshape(n, -1)
-                              for i in g], axis=1)  # (N, pixels)
+        pix = np.concatenate(
+            [mag[:, boxes[i][0] : boxes[i][0] + p, boxes[i][1] : boxes[i][1] + p].reshape(n, -1) for i in g], axis=1
+        )  # (N, pixels)
         h = np.stack([np.histogram(row, BINS)[0] for row in pix]).astype(np.float64)
         feats.append(h / pix.shape[1])
     return np.concatenate(feats, axis=1)
@@ -90,8 +94,13 @@ def scores(y: np.ndarray, pred: np.ndarray, k: int) -> dict:
     f1 = np.divide(2 * tp, cm.sum(0) + cm.sum(1), out=np.zeros(k), where=(cm.sum(0) + cm.sum(1)) > 0)
     rec = np.divide(tp, cm.sum(1), out=np.zeros(k), where=cm.sum(1) > 0)
     present = cm.sum(1) > 0
-    return {"uf1": float(f1[present].mean()), "uar": float(rec[present].mean()),
-            "accuracy": float(tp.sum() / cm.sum()), "f1_per_class": f1.tolist(), "confusion": cm.tolist()}
+    return {
+        "uf1": float(f1[present].mean()),
+        "uar": float(rec[present].mean()),
+        "accuracy": float(tp.sum() / cm.sum()),
+        "f1_per_class": f1.tolist(),
+        "confusion": cm.tolist(),
+    }
 
 
 def loso(x: np.ndarray, y: np.ndarray, subjects: np.ndarray, k: int, l2: float = 10.0) -> np.ndarray:
@@ -124,27 +133,36 @@ def main(argv: list[str] | None = None) -> int:
     k = len(arrays.class_names)
     pred = loso(x, arrays.label, arrays.subject, k, args.l2)
     res = scores(arrays.label, pred, k)
-    coarse = scores(arrays.label, loso(magnitude_histograms(arrays.flow, "region"), arrays.label, arrays.subject, k,
-                                       args.l2), k)
+    coarse = scores(
+        arrays.label, loso(magnitude_histograms(arrays.flow, "region"), arrays.label, arrays.subject, k, args.l2), k
+    )
     chance = scores(arrays.label, np.full_like(arrays.label, np.bincount(arrays.label).argmax()), k)
     out = {
         "data": "synthetic default set" if not args.data else str(args.data),
-        "subjects": len(np.unique(arrays.subject)), "samples": len(arrays), "seed": args.seed,
-        "classes": list(arrays.class_names), "per_class": np.bincount(arrays.label, minlength=k).tolist(),
+        "subjects": len(np.unique(arrays.subject)),
+        "samples": len(arrays),
+        "seed": args.seed,
+        "classes": list(arrays.class_names),
+        "per_class": np.bincount(arrays.label, minlength=k).tolist(),
         "features": "flow-magnitude histograms per local region: 19 patch areas x 8 bins (farneback, 128x128)",
-        "model": f"multinomial logistic regression, L2={args.l2}, balanced class weights", "protocol": "LOSO",
-        **res, "majority_class_uf1": chance["uf1"],
+        "model": f"multinomial logistic regression, L2={args.l2}, balanced class weights",
+        "protocol": "LOSO",
+        **res,
+        "majority_class_uf1": chance["uf1"],
         "coarse_4_region_features": {"uf1": coarse["uf1"], "uar": coarse["uar"]},
         "seconds": {"synthesize": round(t_synth, 2), "load_and_flow": round(t_load, 2)},
-        "load_report": report.summary(), "synth_summary_per_class": summary["per_class"] if summary else None,
+        "load_report": report.summary(),
+        "synth_summary_per_class": summary["per_class"] if summary else None,
     }
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "baseline.json").write_text(json.dumps(out, indent=2))
     _plot(np.array(res["confusion"]), arrays.class_names, res, outdir / "baseline.png")
-    print(f"LOSO UF1 {res['uf1']:.3f}  UAR {res['uar']:.3f}  acc {res['accuracy']:.3f}  "
-          f"(majority-class UF1 {chance['uf1']:.3f}); {len(arrays)} samples, "
-          f"{out['subjects']} subjects -> {outdir / 'baseline.json'}")
+    print(
+        f"LOSO UF1 {res['uf1']:.3f}  UAR {res['uar']:.3f}  acc {res['accuracy']:.3f}  "
+        f"(majority-class UF1 {chance['uf1']:.3f}); {len(arrays)} samples, "
+        f"{out['subjects']} subjects -> {outdir / 'baseline.json'}"
+    )
     return 0
 
 

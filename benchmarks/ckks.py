@@ -57,9 +57,11 @@ from fedcore.simulation_memory import memory_federation
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WORKLOAD = "fedcore.examples.updates:workload"
-ENGINE = ("fedcore.coordinator.engine.RoundEngine (fedcore.coordinator.daemon.build_engine) and one "
-          "fedcore.client.daemon.ClientDaemon per client over fedcore.transport.memory.MemoryConnection "
-          "(fedcore.simulation_memory.memory_federation, simulated clock), workload fedcore.examples.updates")
+ENGINE = (
+    "fedcore.coordinator.engine.RoundEngine (fedcore.coordinator.daemon.build_engine) and one "
+    "fedcore.client.daemon.ClientDaemon per client over fedcore.transport.memory.MemoryConnection "
+    "(fedcore.simulation_memory.memory_federation, simulated clock), workload fedcore.examples.updates"
+)
 #: engine stages that are not the aggregation (the same in every mode)
 NOT_AGGREGATION = {"TRAIN", "EVALUATE", "STATS"}
 
@@ -83,7 +85,9 @@ def steps(L: int, repeats: int) -> dict:
     count = p.ciphertexts_for(L)
     objs = secret.encrypt_objects(frame)
     blobs = secret.dump_ciphertexts(objs)
-    total = public.add_into(None, public.load_ciphertexts(blobs, count=count, max_bytes=public.max_input_bytes, what="b"))
+    total = public.add_into(
+        None, public.load_ciphertexts(blobs, count=count, max_bytes=public.max_input_bytes, what="b")
+    )
     sum_blobs = public.dump_ciphertexts(total)
     low_blobs = public.dump_ciphertexts(public.switch_down(total, p.download_level))
 
@@ -93,8 +97,9 @@ def steps(L: int, repeats: int) -> dict:
         public.add_into(acc, public.load_ciphertexts(blobs, count=count, max_bytes=public.max_input_bytes, what="b"))
 
     def decrypt(blobs_, primes):
-        cts = secret.load_ciphertexts(blobs_, count=count, max_bytes=secret.sum_bytes_limit(primes), what="s",
-                                      primes=primes)
+        cts = secret.load_ciphertexts(
+            blobs_, count=count, max_bytes=secret.sum_bytes_limit(primes), what="s", primes=primes
+        )
         pack.to_grid(secret.decrypt(cts, p.frame_length(L))[:-1], p.round_bits)
 
     return {
@@ -102,7 +107,8 @@ def steps(L: int, repeats: int) -> dict:
         "serialise_s": median_time(lambda: secret.dump_ciphertexts(objs), repeats),
         "server_deserialise_add_s": median_time(deser_add, repeats),
         "server_switch_down_serialise_sum_s": median_time(
-            lambda: public.dump_ciphertexts(public.switch_down(total, p.download_level)), repeats),
+            lambda: public.dump_ciphertexts(public.switch_down(total, p.download_level)), repeats
+        ),
         "server_serialise_sum_upload_level_s": median_time(lambda: public.dump_ciphertexts(total), repeats),
         "decrypt_s": median_time(lambda: decrypt(low_blobs, p.download_level), repeats),
         "decrypt_upload_level_s": median_time(lambda: decrypt(sum_blobs, p.level_primes), repeats),
@@ -118,29 +124,48 @@ class Federation:
     the decrypt tasks' sizes and (``watch_sum``) the upload-level sum's size when the decrypt stage
     opens recorded on the way (a tamper hook that changes nothing)."""
 
-    def __init__(self, out: Path, n: int, L: int, *, aggregation: str = "ckks", ckks: dict | None = None,
-                 seed: int | None = None, weight: int | None = None, watch_sum: bool = False):
+    def __init__(
+        self,
+        out: Path,
+        n: int,
+        L: int,
+        *,
+        aggregation: str = "ckks",
+        ckks: dict | None = None,
+        seed: int | None = None,
+        weight: int | None = None,
+        watch_sum: bool = False,
+    ):
         seed = n if seed is None else seed
         self.settings = {"size": L, "scale": 0.01, "seed": seed}
         # client weights (num_examples) 20..300, as this benchmark always drew them, or all ``weight``
         weights = np.random.default_rng(seed).integers(20, 300, size=n) if weight is None else [weight] * n
         self.clients = [{"num_examples": int(w)} for w in weights]
         self.n, self.L = n, L
-        self.task_bytes: dict[tuple[str, str], int] = {}   # (stage, client) -> task body bytes
+        self.task_bytes: dict[tuple[str, str], int] = {}  # (stage, client) -> task body bytes
         self.upload_level_sum = 0
         self.watch_sum = watch_sum
-        self.fed = memory_federation(n, 1, out, aggregation=aggregation, workload=WORKLOAD,
-                                     workload_settings=self.settings, client_settings=self.clients,
-                                     ckks=ckks or None, tamper=self._watch,
-                                     federation={"min_available": n, "min_clients": min(3, n)})
+        self.fed = memory_federation(
+            n,
+            1,
+            out,
+            aggregation=aggregation,
+            workload=WORKLOAD,
+            workload_settings=self.settings,
+            client_settings=self.clients,
+            ckks=ckks or None,
+            tamper=self._watch,
+            federation={"min_available": n, "min_clients": min(3, n)},
+        )
 
     def _watch(self, stage, cid, direction, data):
         if direction == "down":
             self.task_bytes.setdefault((stage.name, cid), len(data))
             if self.watch_sum and stage == Stage.CKKS_DECRYPT and not self.upload_level_sum:
                 r = self.fed.engine.mode._round
-                self.upload_level_sum = len(self.fed.engine.mode._sum_message(r, r.total)) if r.total is not None \
-                    else len(r.blob)
+                self.upload_level_sum = (
+                    len(self.fed.engine.mode._sum_message(r, r.total)) if r.total is not None else len(r.blob)
+                )
         return data
 
     def wall_until(self, cond) -> float:
@@ -167,9 +192,14 @@ class Federation:
                 continue
             clients = list(t.client_s.values())
             tasks = sum(v for (s, _), v in self.task_bytes.items() if s == name)
-            out[name] = {"server_s": t.server_s, "client_s_sum": sum(clients),
-                         "client_s_median": statistics.median(clients) if clients else 0.0,
-                         "bytes_up": t.bytes_up, "blob_bytes_down": t.bytes_down, "task_bytes_down": tasks}
+            out[name] = {
+                "server_s": t.server_s,
+                "client_s_sum": sum(clients),
+                "client_s_median": statistics.median(clients) if clients else 0.0,
+                "bytes_up": t.bytes_up,
+                "blob_bytes_down": t.bytes_down,
+                "task_bytes_down": tasks,
+            }
         return out
 
     def expected(self) -> np.ndarray:
@@ -201,17 +231,24 @@ def rounds(L: int, n: int) -> dict:
     plain_up = sum(s["bytes_up"] for s in plain_st.values()) / (n * L)
     err = np.linalg.norm(res.weighted_sum - plain_res.weighted_sum) / np.linalg.norm(plain_res.weighted_sum)
     return {
-        "L": L, "clients": n, "setup_s": setup_s, "ckks_round_s": ckks_s, "plain_round_s": plain_s,
+        "L": L,
+        "clients": n,
+        "setup_s": setup_s,
+        "ckks_round_s": ckks_s,
+        "plain_round_s": plain_s,
         "time_ratio": ckks_s / plain_s,
         "client_encrypt_stage_s_median": enc["client_s_median"],
         "client_decrypt_stage_s_median": dec["client_s_median"],
         "server_s": sum(s["server_s"] for s in st.values()),
         "ckks_round_stage_sum_s": sum(s["server_s"] + s["client_s_sum"] for s in st.values()),
         "plain_round_stage_sum_s": sum(s["server_s"] + s["client_s_sum"] for s in plain_st.values()),
-        "upload_bytes_per_param": up, "plain_upload_bytes_per_param": plain_up, "bytes_ratio": up / plain_up,
+        "upload_bytes_per_param": up,
+        "plain_upload_bytes_per_param": plain_up,
+        "bytes_ratio": up / plain_up,
         "download_bytes_per_param_per_client": (dec["blob_bytes_down"] + dec["task_bytes_down"]) / (n * L),
         "relative_error_vs_plain": float(err),
-        "stages": st, "plain_stages": plain_st,
+        "stages": st,
+        "plain_stages": plain_st,
     }
 
 
@@ -219,12 +256,16 @@ def rounds(L: int, n: int) -> dict:
 #: the served sum it fetched, "before" the sum at the upload level only (the coordinator's behaviour
 #: until then), "fallback" what it fetched when its bound slot sent it to the upload-level sum too)
 TRANSFER_CONFIGS = (
-    ("before: [60,40,60], sum served at the upload level (previous default)", {"coeff_mod_bit_sizes": [60, 40, 60]},
-     None, "before"),
+    (
+        "before: [60,40,60], sum served at the upload level (previous default)",
+        {"coeff_mod_bit_sizes": [60, 40, 60]},
+        None,
+        "before",
+    ),
     ("[60,40,60], sum switched to its 60-bit prime", {"coeff_mod_bit_sizes": [60, 40, 60]}, None, "primary"),
     ("after: default [57,40,60], sum switched to its 57-bit prime", {}, None, "primary"),
     ("default, fallback: peaks add up beyond 2^14, the upload-level sum fetched too", {}, 20000, "fallback"),
-    ("default with max_abs <= 2^14: one-prime upload and sum", {"max_abs": 2.0 ** 14}, None, "primary"),
+    ("default with max_abs <= 2^14: one-prime upload and sum", {"max_abs": 2.0**14}, None, "primary"),
 )
 
 
@@ -239,24 +280,36 @@ def transfer(L: int, n: int = 3) -> list[dict]:
             f.play()
             res, st, server = f.result(), f.stages(), f.fed.engine.mode
             dec = st["CKKS_DECRYPT"]
-            task_bytes = dec["task_bytes_down"] / n                   # the decrypt task itself
+            task_bytes = dec["task_bytes_down"] / n  # the decrypt task itself
             served = f.upload_level_sum if which == "before" else dec["blob_bytes_down"] / n
             fetched_full = res.notes["full_sum_fetches"]
             if (which == "fallback") != (fetched_full == sorted(f.fed.daemons)):
-                raise RuntimeError(f"{name}: expected {'every' if which == 'fallback' else 'no'} client to fetch "
-                                   f"the upload-level sum (got {fetched_full})")
+                raise RuntimeError(
+                    f"{name}: expected {'every' if which == 'fallback' else 'no'} client to fetch "
+                    f"the upload-level sum (got {fetched_full})"
+                )
             want = f.expected()
-            out.append({"config": name, "L": L, "clients": n,
-                        "upload_bytes_per_param": st["CKKS_ENCRYPTED_INPUT"]["bytes_up"] / (n * L),
-                        "download_bytes_per_param": (served + task_bytes) / L,
-                        "sum_blob_bytes_per_param": served / L,
-                        "upload_primes": server.params.level_primes,
-                        "download_primes": server.params.download_level if which == "primary"
-                        else server.params.level_primes,
-                        "weighted_sum_checked": which != "before",
-                        "relative_error_vs_float64": float(np.linalg.norm(res.weighted_sum - want) / np.linalg.norm(want))})
-        print(f"  L={L}: up {out[-1]['upload_bytes_per_param']:6.2f}  down {out[-1]['download_bytes_per_param']:6.2f}"
-              f"  {name}", flush=True)
+            out.append(
+                {
+                    "config": name,
+                    "L": L,
+                    "clients": n,
+                    "upload_bytes_per_param": st["CKKS_ENCRYPTED_INPUT"]["bytes_up"] / (n * L),
+                    "download_bytes_per_param": (served + task_bytes) / L,
+                    "sum_blob_bytes_per_param": served / L,
+                    "upload_primes": server.params.level_primes,
+                    "download_primes": server.params.download_level
+                    if which == "primary"
+                    else server.params.level_primes,
+                    "weighted_sum_checked": which != "before",
+                    "relative_error_vs_float64": float(np.linalg.norm(res.weighted_sum - want) / np.linalg.norm(want)),
+                }
+            )
+        print(
+            f"  L={L}: up {out[-1]['upload_bytes_per_param']:6.2f}  down {out[-1]['download_bytes_per_param']:6.2f}"
+            f"  {name}",
+            flush=True,
+        )
     return out
 
 
@@ -267,39 +320,69 @@ def size_options(L: int) -> list[dict]:
 
     def tenseal(name, chain, enc_type, chunked):
         ctx = ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=chain, encryption_type=enc_type)
-        ctx.global_scale = 2.0 ** 40
+        ctx.global_scale = 2.0**40
         t0 = time.perf_counter()
         if chunked:
-            vecs = [ts.ckks_vector(ctx, x[i:i + 4096].tolist()) for i in range(0, L, 4096)]
+            vecs = [ts.ckks_vector(ctx, x[i : i + 4096].tolist()) for i in range(0, L, 4096)]
         else:
             vecs = [ts.ckks_vector(ctx, x.tolist())]
         blobs = [v.serialize() for v in vecs]
         dt = time.perf_counter() - t0
         got = np.concatenate([np.array(v.decrypt()) for v in vecs])
-        out.append({"option": name, "bytes_per_param": sum(map(len, blobs)) / L, "encrypt_serialise_s": dt,
-                    "max_abs_error": float(np.abs(got - x).max())})
+        out.append(
+            {
+                "option": name,
+                "bytes_per_param": sum(map(len, blobs)) / L,
+                "encrypt_serialise_s": dt,
+                "max_abs_error": float(np.abs(got - x).max()),
+            }
+        )
 
     tenseal("TenSEAL CKKSVector, public key, [60,40,60] (naive)", [60, 40, 60], ts.ENCRYPTION_TYPE.ASYMMETRIC, False)
-    tenseal("TenSEAL CKKSVector chunked (4096 slots each), public key", [60, 40, 60], ts.ENCRYPTION_TYPE.ASYMMETRIC, True)
-    tenseal("TenSEAL CKKSVector, ENCRYPTION_TYPE.SYMMETRIC (not seeded)", [60, 40, 60], ts.ENCRYPTION_TYPE.SYMMETRIC, False)
+    tenseal(
+        "TenSEAL CKKSVector chunked (4096 slots each), public key", [60, 40, 60], ts.ENCRYPTION_TYPE.ASYMMETRIC, True
+    )
+    tenseal(
+        "TenSEAL CKKSVector, ENCRYPTION_TYPE.SYMMETRIC (not seeded)", [60, 40, 60], ts.ENCRYPTION_TYPE.SYMMETRIC, False
+    )
     tenseal("TenSEAL CKKSVector, [60,40]: one 60-bit data prime", [60, 40], ts.ENCRYPTION_TYPE.SYMMETRIC, False)
-    for name, params in (("fedcore: seeded symmetric + complex packing, top level (default)", CkksParams()),
-                         ("fedcore: same at one 57-bit prime (max_abs <= 2^14)", CkksParams(max_abs=2.0 ** 14))):
+    for name, params in (
+        ("fedcore: seeded symmetric + complex packing, top level (default)", CkksParams()),
+        ("fedcore: same at one 57-bit prime (max_abs <= 2^14)", CkksParams(max_abs=2.0**14)),
+    ):
         secret = SecretContext(params)
         t0 = time.perf_counter()
         blobs = secret.encrypt(x)
         dt = time.perf_counter() - t0
         cts = secret.load_ciphertexts(blobs, count=len(blobs), max_bytes=secret.max_input_bytes, what="x")
         got = secret.decrypt(cts, L)
-        out.append({"option": name, "bytes_per_param": sum(map(len, blobs)) / L, "encrypt_serialise_s": dt,
-                    "max_abs_error": float(np.abs(got - x).max())})
+        out.append(
+            {
+                "option": name,
+                "bytes_per_param": sum(map(len, blobs)) / L,
+                "encrypt_serialise_s": dt,
+                "max_abs_error": float(np.abs(got - x).max()),
+            }
+        )
         full = secret.dump_ciphertexts(cts)
-        out.append({"option": name.replace("fedcore: ", "fedcore, unseeded (a sum at this level): "),
-                    "bytes_per_param": sum(map(len, full)) / L, "encrypt_serialise_s": None, "max_abs_error": None})
+        out.append(
+            {
+                "option": name.replace("fedcore: ", "fedcore, unseeded (a sum at this level): "),
+                "bytes_per_param": sum(map(len, full)) / L,
+                "encrypt_serialise_s": None,
+                "max_abs_error": None,
+            }
+        )
         if params.level_primes > params.download_level:
             low = secret.dump_ciphertexts(secret.switch_down(cts, params.download_level))
-            out.append({"option": "fedcore, the served sum: switched down to the 57-bit prime (default)",
-                        "bytes_per_param": sum(map(len, low)) / L, "encrypt_serialise_s": None, "max_abs_error": None})
+            out.append(
+                {
+                    "option": "fedcore, the served sum: switched down to the 57-bit prime (default)",
+                    "bytes_per_param": sum(map(len, low)) / L,
+                    "encrypt_serialise_s": None,
+                    "max_abs_error": None,
+                }
+            )
     out.append({"option": "plain float64", "bytes_per_param": 8.0, "encrypt_serialise_s": None, "max_abs_error": 0.0})
     return out
 
@@ -312,8 +395,9 @@ def plot(result: dict, path: Path) -> None:
     width = 0.8 / max(len(configs), 1)
     for i, name in enumerate(configs):
         ys = [next(t["download_bytes_per_param"] for t in ts_ if t["config"] == name and t["L"] == L) for L in Ls]
-        bars = c.bar(np.arange(len(Ls)) + (i - len(configs) / 2 + 0.5) * width, ys, width,
-                     label=textwrap.fill(name, 48))
+        bars = c.bar(
+            np.arange(len(Ls)) + (i - len(configs) / 2 + 0.5) * width, ys, width, label=textwrap.fill(name, 48)
+        )
         c.bar_label(bars, fmt="%.1f", fontsize=6)
     c.axhline(16, color="k", ls="--", lw=1, label="target 16 B/param")
     c.set_xticks(range(len(Ls)), [f"L={L:,}" for L in Ls], fontsize=8)
@@ -335,8 +419,14 @@ def plot(result: dict, path: Path) -> None:
     a.set_title("Round aggregation time: engine + client daemons, in memory")
     a.legend()
     opts = result["size_options"]
-    colours = ["tab:gray" if o["option"].startswith("TenSEAL") else "tab:olive" if o["option"].startswith("plain")
-               else "tab:purple" for o in opts]
+    colours = [
+        "tab:gray"
+        if o["option"].startswith("TenSEAL")
+        else "tab:olive"
+        if o["option"].startswith("plain")
+        else "tab:purple"
+        for o in opts
+    ]
     b.barh(range(len(opts)), [o["bytes_per_param"] for o in opts], color=colours)
     b.set_yticks(range(len(opts)), [textwrap.fill(o["option"], 34) for o in opts], fontsize=7)
     for i, o in enumerate(opts):
@@ -356,6 +446,7 @@ def _commit() -> str:
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=here, check=True).stdout.strip()
+
     try:
         head = git("rev-parse", "--short", "HEAD")
         return head + ("+dirty" if git("status", "--porcelain", "--", "../fedcore", Path(__file__).name) else "")
@@ -372,22 +463,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [100_000] if args.quick else [100_000, 1_000_000]
     counts = [3, 10] if args.quick else [3, 10, 50]
-    logging.getLogger("fedcore").setLevel(logging.ERROR)   # one "DP is off" warning per client and round
+    logging.getLogger("fedcore").setLevel(logging.ERROR)  # one "DP is off" warning per client and round
     d = CkksParams()
-    result = {"machine": platform.platform(), "python": platform.python_version(), "tenseal": ts.__version__,
-              "loadavg_at_start": list(os.getloadavg()), "cpus": os.cpu_count(), "nice": os.nice(0),
-              "commit": _commit(), "engine": ENGINE,
-              "rounds_measured_as": "wall seconds of round 1's aggregation stages (the AGGREGATE phase), every "
-                                    "party in this one process; per-stage server/client seconds and bytes from "
-                                    "the federation's timings under 'stages'",
-              "params": {"poly_modulus_degree": d.poly_modulus_degree, "coeff_mod_bit_sizes": list(d.coeff_mod_bit_sizes),
-                         "scale_bits": d.scale_bits, "round_bits": d.round_bits, "level_primes": d.level_primes,
-                         "download_primes": d.download_level, "bound_shift_bits": d.bound_shift_bits},
-              "steps": {}, "rounds": [], "transfer": []}
+    result = {
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "tenseal": ts.__version__,
+        "loadavg_at_start": list(os.getloadavg()),
+        "cpus": os.cpu_count(),
+        "nice": os.nice(0),
+        "commit": _commit(),
+        "engine": ENGINE,
+        "rounds_measured_as": "wall seconds of round 1's aggregation stages (the AGGREGATE phase), every "
+        "party in this one process; per-stage server/client seconds and bytes from "
+        "the federation's timings under 'stages'",
+        "params": {
+            "poly_modulus_degree": d.poly_modulus_degree,
+            "coeff_mod_bit_sizes": list(d.coeff_mod_bit_sizes),
+            "scale_bits": d.scale_bits,
+            "round_bits": d.round_bits,
+            "level_primes": d.level_primes,
+            "download_primes": d.download_level,
+            "bound_shift_bits": d.bound_shift_bits,
+        },
+        "steps": {},
+        "rounds": [],
+        "transfer": [],
+    }
     warm_up()
-    for L in ([100_000] if args.quick else [100_000, 126_003, 1_000_000]):
+    for L in [100_000] if args.quick else [100_000, 126_003, 1_000_000]:
         result["transfer"].extend(transfer(L))
-    for L in ([] if args.transfer_only else sizes):
+    for L in [] if args.transfer_only else sizes:
         result["steps"][str(L)] = steps(L, args.repeats)
         print(f"L={L}: {json.dumps(result['steps'][str(L)])}", flush=True)
         for n in counts:

@@ -63,7 +63,7 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.samples, self.stop = pid, [], threading.Event()
         self.t0 = time.monotonic()
-        self.hwm_mib = 0.0      # the kernel's peak (VmHWM) at the last sample: kept if the process exits first
+        self.hwm_mib = 0.0  # the kernel's peak (VmHWM) at the last sample: kept if the process exits first
 
     def run(self) -> None:
         while not self.stop.wait(0.05):
@@ -104,12 +104,18 @@ class Peer:
             self.jobs[(h.round, h.attempt)] = ClientJob(h.round, h.attempt, np.ones(4), 1.0)
             msg = pb.StatsReport(ready=True)
         elif stage == Stage.EVALUATE:
-            msg = pb.EvaluateReport(metrics={"loss": 0.5}, num_examples=4, num_classes=4,
-                                    confusion=[1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])
+            msg = pb.EvaluateReport(
+                metrics={"loss": 0.5},
+                num_examples=4,
+                num_classes=4,
+                confusion=[1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+            )
         else:  # a stage of the aggregation mode: what the client daemon does
             from fedcore.client.handlers import unpack_any
-            msg = self.mode.handle(stage, unpack_any(task.body), self.jobs.get((h.round, h.attempt)),
-                                   lambda name: self.fetch(task, name))
+
+            msg = self.mode.handle(
+                stage, unpack_any(task.body), self.jobs.get((h.round, h.attempt)), lambda name: self.fetch(task, name)
+            )
         packed = any_pb2.Any()
         packed.Pack(msg)
         return packed.SerializeToString()
@@ -127,11 +133,14 @@ def _mode_client(mode: str, cid: str, folder: Path, ca: bytes):
     identity = ClientIdentity(cid, (folder / "cert.pem").read_bytes(), (folder / "key.pem").read_bytes(), ca)
     if mode == "plain":
         from fedcore.plain import PlainClient
+
         return PlainClient(identity, FED, {})
     if mode == "secagg":
         from fedcore.secagg.client import SecAggClient
+
         return SecAggClient(identity, FED, {})
     from fedcore.he.client import CkksClient
+
     return CkksClient(identity, FED, {})
 
 
@@ -140,29 +149,54 @@ def _mode_client(mode: str, cid: str, folder: Path, ca: bytes):
 WORKLOADS = ("updates", "example")
 
 
-def run(mode: str, clients: int, params: int, rounds: int, workers: int, env: dict[str, str] | None = None,
-        workload: str = "updates") -> dict:
+def run(
+    mode: str,
+    clients: int,
+    params: int,
+    rounds: int,
+    workers: int,
+    env: dict[str, str] | None = None,
+    workload: str = "updates",
+) -> dict:
     if workload == "example":
-        hidden = max(1, round((params - 4) / 21))     # 16 features, 4 classes: 21 h + 4 parameters
+        hidden = max(1, round((params - 4) / 21))  # 16 features, 4 classes: 21 h + 4 parameters
         params = 21 * hidden + 4
         path, settings = "fedcore.examples.softmax:workload", {"hidden": hidden}
     else:
         path, settings = "fedcore.examples.updates:workload", {"size": params}
-    vector = np.full(params, 1e-3)                  # one update shared by every peer (read only)
+    vector = np.full(params, 1e-3)  # one update shared by every peer (read only)
     load = list(os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
         ids = [f"c{i:03d}" for i in range(clients)]
         port = _free_port()
-        prov = provision(Path(tmp) / "fed", ids, address=f"127.0.0.1:{port}", listen=f"127.0.0.1:{port}",
-                         aggregation=mode, rounds=rounds, min_clients=clients, workload=path,
-                         workload_settings=settings,
-                         federation={"min_available": clients, "evaluate_every": 0},
-                         deadlines={"join": 600.0, "train": 600.0, "stage": 900.0, "evaluate": 600.0,
-                                    "heartbeat_interval": 60.0, "heartbeat_timeout": 1800.0, "poll_interval": 0.2})
+        prov = provision(
+            Path(tmp) / "fed",
+            ids,
+            address=f"127.0.0.1:{port}",
+            listen=f"127.0.0.1:{port}",
+            aggregation=mode,
+            rounds=rounds,
+            min_clients=clients,
+            workload=path,
+            workload_settings=settings,
+            federation={"min_available": clients, "evaluate_every": 0},
+            deadlines={
+                "join": 600.0,
+                "train": 600.0,
+                "stage": 900.0,
+                "evaluate": 600.0,
+                "heartbeat_interval": 60.0,
+                "heartbeat_timeout": 1800.0,
+                "poll_interval": 0.2,
+            },
+        )
         log = open(Path(tmp) / "coordinator.log", "wb")  # noqa: SIM115 - the child writes to it until the end
-        coord = subprocess.Popen([sys.executable, "-m", "fedcore.cli", "coordinator", "--config",
-                                  str(prov.coordinator_config)], stdout=log, stderr=subprocess.STDOUT,
-                                 env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+        coord = subprocess.Popen(
+            [sys.executable, "-m", "fedcore.cli", "coordinator", "--config", str(prov.coordinator_config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        )
         sampler = Sampler(coord.pid)
         sampler.start()
         try:
@@ -186,7 +220,7 @@ def run(mode: str, clients: int, params: int, rounds: int, workers: int, env: di
             seconds = time.monotonic() - t0
             try:
                 peak_mib = _proc_kib(coord.pid, "VmHWM") / 1024
-            except (OSError, KeyError):   # it has exited already: the last peak the sampler read
+            except (OSError, KeyError):  # it has exited already: the last peak the sampler read
                 peak_mib = sampler.hwm_mib
             rc = coord.wait(timeout=120)
         finally:
@@ -198,21 +232,33 @@ def run(mode: str, clients: int, params: int, rounds: int, workers: int, env: di
         metrics = [json.loads(x) for x in mpath.read_text().splitlines()] if mpath.exists() else []
         tail = (Path(tmp) / "coordinator.log").read_text(errors="replace").splitlines()[-5:]
     update_mib = params * 8 / 2**20
-    return {"mode": mode, "clients": clients, "params": params, "rounds": rounds, "workers": workers,
-            "workload": path,
-            "coordinator_env": dict(env or {}),
-            "loadavg_at_start": load, "exit_code": rc, "seconds": round(seconds, 2),
-            "idle_rss_mib": round(idle_mib, 1), "peak_rss_mib": round(peak_mib, 1),
-            "peak_over_idle_mib": round(peak_mib - idle_mib, 1),
-            "update_mib_per_client": round(update_mib, 2),
-            "all_updates_mib": round(clients * update_mib, 1),
-            "rounds_completed": [m["round"] for m in metrics], "contributors": [m.get("contributors") for m in metrics],
-            "bytes_up_per_round": [m.get("bytes_up") for m in metrics],
-            "coordinator_log_tail": tail if rc != 0 else [], "samples": sampler.samples}
+    return {
+        "mode": mode,
+        "clients": clients,
+        "params": params,
+        "rounds": rounds,
+        "workers": workers,
+        "workload": path,
+        "coordinator_env": dict(env or {}),
+        "loadavg_at_start": load,
+        "exit_code": rc,
+        "seconds": round(seconds, 2),
+        "idle_rss_mib": round(idle_mib, 1),
+        "peak_rss_mib": round(peak_mib, 1),
+        "peak_over_idle_mib": round(peak_mib - idle_mib, 1),
+        "update_mib_per_client": round(update_mib, 2),
+        "all_updates_mib": round(clients * update_mib, 1),
+        "rounds_completed": [m["round"] for m in metrics],
+        "contributors": [m.get("contributors") for m in metrics],
+        "bytes_up_per_round": [m.get("bytes_up") for m in metrics],
+        "coordinator_log_tail": tail if rc != 0 else [],
+        "samples": sampler.samples,
+    }
 
 
 def _free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -220,6 +266,7 @@ def _free_port() -> int:
 
 def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     import socket
+
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None:
@@ -235,6 +282,7 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> Non
 
 def plot(runs: list[dict], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -269,11 +317,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=8, help="threads driving the peers (uploads in flight)")
-    ap.add_argument("--workload", choices=WORKLOADS, default="updates",
-                    help="the coordinator's workload: updates (numpy only, default: the coordinator's own memory) or "
-                         "example (a torch MLP: its import adds ~180 MiB to any process)")
-    ap.add_argument("--coordinator-env", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="extra environment of the coordinator process (e.g. MALLOC_ARENA_MAX=2)")
+    ap.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default="updates",
+        help="the coordinator's workload: updates (numpy only, default: the coordinator's own memory) or "
+        "example (a torch MLP: its import adds ~180 MiB to any process)",
+    )
+    ap.add_argument(
+        "--coordinator-env",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment of the coordinator process (e.g. MALLOC_ARENA_MAX=2)",
+    )
     ap.add_argument("--stem", default="coordinator_memory", help="name of the JSON and PNG written")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
@@ -290,8 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     for r in runs:
         samples = r.pop("samples")
         r["rss_mib_series"] = [round(x, 1) for _, x in samples[:: max(1, len(samples) // 200)]]
-    result = {"loadavg_at_start": started, "cpus": os.cpu_count(), "samples_every_s": 0.05,
-              "target_peak_mib": 300, "runs": runs}
+    result = {
+        "loadavg_at_start": started,
+        "cpus": os.cpu_count(),
+        "samples_every_s": 0.05,
+        "target_peak_mib": 300,
+        "runs": runs,
+    }
     (args.out / f"{args.stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0 if all(r["exit_code"] == 0 for r in runs) else 1
 

@@ -56,8 +56,11 @@ def epsilon_curves() -> dict:
                 "prv_epsilon": round(epsilon(q, sigma, steps, DELTA, "prv"), 4),
             }
         out[str(n)] = {"sample_rate": q, "steps": steps, "epsilon_by_sigma": curve, "sigma_for_epsilon": needed}
-        print(f"n={n}: q={q:.4f} steps={steps} sigma for eps 1/3/8 =",
-              [needed[f"{t:g}"]["noise_multiplier"] for t in TARGETS], flush=True)
+        print(
+            f"n={n}: q={q:.4f} steps={steps} sigma for eps 1/3/8 =",
+            [needed[f"{t:g}"]["noise_multiplier"] for t in TARGETS],
+            flush=True,
+        )
     return out
 
 
@@ -73,13 +76,25 @@ def _model():
         model = build_model("dpk-gat", num_classes=5)
 
         def targets(n, g):
-            return (torch.arange(n) % 5, (torch.rand(n, 12, generator=g) > 0.7).float(), torch.ones(n, dtype=torch.bool))
+            return (
+                torch.arange(n) % 5,
+                (torch.rand(n, 12, generator=g) > 0.7).float(),
+                torch.ones(n, dtype=torch.bool),
+            )
 
         return model, "dpk-gat", mer_loss, targets
     except ImportError:  # stand-in of similar size, all layers Opacus-supported
         model = nn.Sequential(
-            nn.Conv2d(3, 16, 4, stride=4), nn.GroupNorm(4, 16), nn.GELU(), nn.Conv2d(16, 32, 4, stride=4), nn.GELU(),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(512, 128), nn.GELU(), nn.Linear(128, 5),
+            nn.Conv2d(3, 16, 4, stride=4),
+            nn.GroupNorm(4, 16),
+            nn.GELU(),
+            nn.Conv2d(16, 32, 4, stride=4),
+            nn.GELU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(512, 128),
+            nn.GELU(),
+            nn.Linear(128, 5),
         )
         return model, "stand-in (mer not importable)", F.cross_entropy, lambda n, g: (torch.arange(n) % 5,)
 
@@ -100,8 +115,14 @@ def measure_steps(mode: str, epochs: int, threads: int, device: str) -> dict:
     n = 10 * BATCH  # q = 0.1: 10 steps an epoch, expected batch 32
     g = torch.Generator().manual_seed(0)
     tensors = (torch.randn(n, 3, 128, 128, generator=g), *targets(n, g))
-    config = PrivacyConfig(enabled=mode != "plain", noise_multiplier=1.0, planned_rounds=1, local_epochs=epochs,
-                           batch_size=BATCH, secure_rng=False)
+    config = PrivacyConfig(
+        enabled=mode != "plain",
+        noise_multiplier=1.0,
+        planned_rounds=1,
+        local_epochs=epochs,
+        batch_size=BATCH,
+        secure_rng=False,
+    )
     stamps: list[tuple[float, int]] = []
 
     def on_step(info) -> None:
@@ -110,16 +131,30 @@ def measure_steps(mode: str, epochs: int, threads: int, device: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         ledger = plan_privacy(config, n).open_ledger(Path(tmp) / "l.json") if config.enabled else None
         start = time.perf_counter()
-        stats = dp_train(model, loss_fn, tensors, privacy=config, ledger=ledger, round=1, device=device,
-                         optimizer_factory=lambda p: torch.optim.AdamW(p, lr=1e-3), on_step=on_step,
-                         grad_sample_mode="hooks" if mode == "plain" else mode)
+        stats = dp_train(
+            model,
+            loss_fn,
+            tensors,
+            privacy=config,
+            ledger=ledger,
+            round=1,
+            device=device,
+            optimizer_factory=lambda p: torch.optim.AdamW(p, lr=1e-3),
+            on_step=on_step,
+            grad_sample_mode="hooks" if mode == "plain" else mode,
+        )
         total = time.perf_counter() - start
     times = [b - a for (a, _), (b, size) in itertools.pairwise(stamps) if size > 0]
     timed = times[9:] if len(times) > 12 else times  # drop the first epoch (10 steps) as warm-up
     return {
-        "model": name, "mode": mode, "steps": stats.steps, "empty_batches": stats.empty_batches,
-        "step_ms_median": round(statistics.median(timed) * 1e3, 2), "step_ms_min": round(min(timed) * 1e3, 2),
-        "timed_steps": len(timed), "call_s": round(total, 2),
+        "model": name,
+        "mode": mode,
+        "steps": stats.steps,
+        "empty_batches": stats.empty_batches,
+        "step_ms_median": round(statistics.median(timed) * 1e3, 2),
+        "step_ms_min": round(min(timed) * 1e3, 2),
+        "timed_steps": len(timed),
+        "call_s": round(total, 2),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
@@ -128,8 +163,18 @@ def measure_steps(mode: str, epochs: int, threads: int, device: str) -> dict:
 def step_costs(epochs: int, threads: int, device: str) -> dict:
     results = {}
     for mode in ("plain", "hooks", "fused", "ew"):
-        cmd = [sys.executable, __file__, "--child", mode, "--epochs", str(epochs), "--threads", str(threads),
-               "--device", device]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            mode,
+            "--epochs",
+            str(epochs),
+            "--threads",
+            str(threads),
+            "--device",
+            device,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             results[mode] = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
@@ -171,7 +216,13 @@ def plot(report: dict, path: Path) -> None:
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
     for n, entry in report["epsilon"].items():
-        ax.plot(SIGMAS, entry["epsilon_by_sigma"], marker="o", markersize=3, label=f"n = {n} (q = {entry['sample_rate']:.3g})")
+        ax.plot(
+            SIGMAS,
+            entry["epsilon_by_sigma"],
+            marker="o",
+            markersize=3,
+            label=f"n = {n} (q = {entry['sample_rate']:.3g})",
+        )
     for target in TARGETS:
         ax.axhline(target, color="grey", linewidth=0.6, linestyle=":")
     ax.set_xscale("log")
@@ -191,12 +242,18 @@ def plot(report: dict, path: Path) -> None:
         bx.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
     if values:
         bx.set_ylim(0, max(values) * 1.3)
-    failed = [f"{m}: {report['steps'][m]['error'][:60]}" for m in ("hooks", "fused", "ew") if "error" in report["steps"].get(m, {})]
+    failed = [
+        f"{m}: {report['steps'][m]['error'][:60]}"
+        for m in ("hooks", "fused", "ew")
+        if "error" in report["steps"].get(m, {})
+    ]
     if failed:
         bx.text(0.02, 0.97, "failed - " + "\n".join(failed), transform=bx.transAxes, fontsize=7, va="top")
     model = next((report["steps"][m]["model"] for m in modes), "?")
     bx.set_ylabel("median step time (ms)")
-    bx.set_title(f"dp_train step, batch {BATCH}, {model}, {report['device']} x{report['threads']} thread(s)", fontsize=9)
+    bx.set_title(
+        f"dp_train step, batch {BATCH}, {model}, {report['device']} x{report['threads']} thread(s)", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -213,8 +270,14 @@ def main(argv=None) -> dict:
     if args.child:
         print(json.dumps(measure_steps(args.child, args.epochs, args.threads, args.device)))
         return {}
-    report = {"device": args.device, "threads": args.threads, "rounds": ROUNDS, "batch": BATCH, "delta": DELTA,
-              "sigmas": list(SIGMAS)}
+    report = {
+        "device": args.device,
+        "threads": args.threads,
+        "rounds": ROUNDS,
+        "batch": BATCH,
+        "delta": DELTA,
+        "sigmas": list(SIGMAS),
+    }
     report["epsilon"] = epsilon_curves()
     report["sampler"] = sampler_speed()
     report["steps"] = {} if args.skip_steps else step_costs(args.epochs, args.threads, args.device)

@@ -44,8 +44,10 @@ def _models():
     def tiny(n, g):
         return (torch.randn(n, 16, generator=g), torch.arange(n) % 4)
 
-    return {"dpk-gat": (lambda: build_model("dpk-gat", num_classes=5), mer_loss, dpk),
-            "tiny": (lambda: nn.Sequential(nn.Linear(16, 4)), F.cross_entropy, tiny)}
+    return {
+        "dpk-gat": (lambda: build_model("dpk-gat", num_classes=5), mer_loss, dpk),
+        "tiny": (lambda: nn.Sequential(nn.Linear(16, 4)), F.cross_entropy, tiny),
+    }
 
 
 def run_once(name: str, secure: bool, epochs: int) -> dict:
@@ -60,17 +62,35 @@ def run_once(name: str, secure: bool, epochs: int) -> dict:
     model = make()
     n = 10 * BATCH  # q = 0.1: 10 steps an epoch
     tensors = data(n, torch.Generator().manual_seed(0))
-    config = PrivacyConfig(noise_multiplier=1.0, planned_rounds=1, local_epochs=epochs, batch_size=BATCH,
-                           secure_rng=secure, accountant="rdp")
+    config = PrivacyConfig(
+        noise_multiplier=1.0,
+        planned_rounds=1,
+        local_epochs=epochs,
+        batch_size=BATCH,
+        secure_rng=secure,
+        accountant="rdp",
+    )
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         plan = plan_privacy(config, n)
         ledger = plan.open_ledger(Path(tmp) / "l.json")
-        dp_train(model, loss_fn, tensors, privacy=config, ledger=ledger, round=1, plan=plan, device="cpu",
-                 on_step=lambda info: stamps.append(time.perf_counter()))
+        dp_train(
+            model,
+            loss_fn,
+            tensors,
+            privacy=config,
+            ledger=ledger,
+            round=1,
+            plan=plan,
+            device="cpu",
+            on_step=lambda info: stamps.append(time.perf_counter()),
+        )
     times = [b - a for a, b in itertools.pairwise(stamps)][9:]  # drop the first epoch
-    return {"step_ms": statistics.median(times) * 1e3, "steps": len(times),
-            "parameters": sum(p.numel() for p in model.parameters())}
+    return {
+        "step_ms": statistics.median(times) * 1e3,
+        "steps": len(times),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def noise_draw(parameters: int, repeats: int = 15) -> dict:
@@ -116,8 +136,13 @@ def main() -> None:
         for r in range(args.repeats):
             order = (False, True) if r % 2 == 0 else (True, False)
             got = {secure: run_once(name, secure, args.epochs) for secure in order}
-            rows.append({"insecure_ms": got[False]["step_ms"], "secure_ms": got[True]["step_ms"],
-                         "ratio": got[True]["step_ms"] / got[False]["step_ms"]})
+            rows.append(
+                {
+                    "insecure_ms": got[False]["step_ms"],
+                    "secure_ms": got[True]["step_ms"],
+                    "ratio": got[True]["step_ms"] / got[False]["step_ms"],
+                }
+            )
             print(name, r, json.dumps(rows[-1]), flush=True)
         out["models"][name] = {
             "parameters": got[True]["parameters"],
@@ -141,8 +166,11 @@ def _plot(out: dict, path: Path) -> None:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(out["models"]))
     for ax, (name, d) in zip(axes, out["models"].items(), strict=True):
-        ax.bar(["torch RNG", "CSPRNG (default)"], [d["insecure_step_ms_median"], d["secure_step_ms_median"]],
-               color=["#999999", "#2a6fbb"])
+        ax.bar(
+            ["torch RNG", "CSPRNG (default)"],
+            [d["insecure_step_ms_median"], d["secure_step_ms_median"]],
+            color=["#999999", "#2a6fbb"],
+        )
         ax.set_title(f"{name} ({d['parameters']:,} params)\nx{d['secure_over_insecure_median']:.2f}", fontsize=9)
         ax.set_ylabel("DP-SGD step, ms (median)")
     fig.suptitle(f"Cost of secure_rng, batch {out['batch']}, {out['threads']} thread(s)", fontsize=10)

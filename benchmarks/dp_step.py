@@ -77,7 +77,11 @@ def make_case(name: str):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     model = build_model("dpk-gat", num_classes=CLASSES)
-    targets = (torch.arange(N) % CLASSES, (torch.rand(N, 12, generator=g) > 0.7).float(), torch.ones(N, dtype=torch.bool))
+    targets = (
+        torch.arange(N) % CLASSES,
+        (torch.rand(N, 12, generator=g) > 0.7).float(),
+        torch.ones(N, dtype=torch.bool),
+    )
     if name.startswith("full"):
         side = 128 if name == "full128" else model.input_size
         module, loss_fn, x = model, mer_loss, torch.randn(N, 3, side, side, generator=g)
@@ -99,8 +103,15 @@ def run_variant(module, loss_fn, tensors, variant: str, epochs: int, device: str
 
     mode, _, fast = variant.partition("-")
     enabled = mode != "plain"
-    config = PrivacyConfig(enabled=enabled, noise_multiplier=1.0, planned_rounds=1, local_epochs=epochs,
-                           batch_size=BATCH, accountant="rdp", secure_rng=not fast)
+    config = PrivacyConfig(
+        enabled=enabled,
+        noise_multiplier=1.0,
+        planned_rounds=1,
+        local_epochs=epochs,
+        batch_size=BATCH,
+        accountant="rdp",
+        secure_rng=not fast,
+    )
     stamps: list[tuple[float, float, int]] = []
 
     def on_step(info) -> None:
@@ -109,11 +120,20 @@ def run_variant(module, loss_fn, tensors, variant: str, epochs: int, device: str
     with tempfile.TemporaryDirectory() as tmp:
         ledger = plan_privacy(config, N).open_ledger(Path(tmp) / "l.json") if enabled else None
         stamps.append((time.perf_counter(), time.process_time(), -1))
-        dp_train(module, loss_fn, tensors, privacy=config, ledger=ledger, round=1, device=device,
-                 optimizer_factory=lambda ps: torch.optim.AdamW([p for p in ps if p.requires_grad], lr=1e-3),
-                 on_step=on_step, **({} if mode == "plain" else {"grad_sample_mode": "auto" if mode == "fused" else mode}))
+        dp_train(
+            module,
+            loss_fn,
+            tensors,
+            privacy=config,
+            ledger=ledger,
+            round=1,
+            device=device,
+            optimizer_factory=lambda ps: torch.optim.AdamW([p for p in ps if p.requires_grad], lr=1e-3),
+            on_step=on_step,
+            **({} if mode == "plain" else {"grad_sample_mode": "auto" if mode == "fused" else mode}),
+        )
     wall, cpu = [], []
-    for (w0, c0, _), (w1, c1, size) in zip(stamps[1 + STEPS_PER_EPOCH:], stamps[2 + STEPS_PER_EPOCH:]):
+    for (w0, c0, _), (w1, c1, size) in zip(stamps[1 + STEPS_PER_EPOCH :], stamps[2 + STEPS_PER_EPOCH :]):
         if size > 0:
             wall.append(w1 - w0)
             cpu.append(c1 - c0)
@@ -127,9 +147,10 @@ def noise_draw(parameters: int, repeats: int = 21) -> dict:
         return {}
     rng = SecureRNG()
     out = {}
-    for label, draw in (("numpy_standard_normal_sum4", lambda: rng.standard_normal(4 * parameters)
-                         .reshape(4, parameters).sum(axis=0)),
-                        ("normal_sum4", lambda: rng.normal_sum4(parameters))):
+    for label, draw in (
+        ("numpy_standard_normal_sum4", lambda: rng.standard_normal(4 * parameters).reshape(4, parameters).sum(axis=0)),
+        ("normal_sum4", lambda: rng.normal_sum4(parameters)),
+    ):
         draw()
         times = []
         for _ in range(repeats):
@@ -144,16 +165,19 @@ def summarise(samples: dict[str, dict[str, list]], by_repeat: dict[str, list[dic
     out = {}
     plain = samples["plain"]
     for variant, s in samples.items():
-        entry = {"steps": len(s["wall"]),
-                 "wall_ms_median": round(statistics.median(s["wall"]) * 1e3, 3),
-                 "wall_ms_min": round(min(s["wall"]) * 1e3, 3),
-                 "cpu_ms_median": round(statistics.median(s["cpu"]) * 1e3, 3)}
+        entry = {
+            "steps": len(s["wall"]),
+            "wall_ms_median": round(statistics.median(s["wall"]) * 1e3, 3),
+            "wall_ms_min": round(min(s["wall"]) * 1e3, 3),
+            "cpu_ms_median": round(statistics.median(s["cpu"]) * 1e3, 3),
+        }
         if variant != "plain":
             entry["ratio_median"] = round(statistics.median(s["wall"]) / statistics.median(plain["wall"]), 3)
             entry["ratio_min"] = round(min(s["wall"]) / min(plain["wall"]), 3)
             entry["ratio_cpu_median"] = round(statistics.median(s["cpu"]) / statistics.median(plain["cpu"]), 3)
-            entry["ratio_by_repeat"] = [round(statistics.median(r[variant]) / statistics.median(r["plain"]), 3)
-                                        for r in by_repeat[variant]]
+            entry["ratio_by_repeat"] = [
+                round(statistics.median(r[variant]) / statistics.median(r["plain"]), 3) for r in by_repeat[variant]
+            ]
         out[variant] = entry
     return out
 
@@ -169,8 +193,10 @@ def plot(report: dict, path: Path) -> None:
     colours = {"hooks": "#1f77b4", "fused": "#2ca02c", "hooks-fast": "#9ecae1", "fused-fast": "#98df8a"}
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), sharey=True)
     width = 0.8 / len(variants)
-    panels = (("ratio_median", "ratio_min", "wall clock (bar: median, dot: minimum)"),
-              ("ratio_cpu_median", None, "process CPU time (median): steadier on a busy machine"))
+    panels = (
+        ("ratio_median", "ratio_min", "wall clock (bar: median, dot: minimum)"),
+        ("ratio_cpu_median", None, "process CPU time (median): steadier on a busy machine"),
+    )
     for ax, (key, low, title) in zip(axes, panels, strict=True):
         for j, v in enumerate(variants):
             xs = [i + (j - (len(variants) - 1) / 2) * width for i in range(len(cases))]
@@ -179,29 +205,41 @@ def plot(report: dict, path: Path) -> None:
             if low:
                 ax.scatter(xs, [report["cases"][c]["variants"][v][low] for c in cases], color="black", s=10, zorder=3)
             for bar, value in zip(bars, med, strict=True):
-                ax.annotate(f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom",
-                            fontsize=7)
+                ax.annotate(
+                    f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=7
+                )
         ax.axhline(TARGET, color="red", linestyle="--", linewidth=0.8, label=f"target {TARGET}x")
         ax.axhline(1.0, color="grey", linewidth=0.6)
-        labels = [f"{c}\n{report['cases'][c]['trainable_parameters']:,} params\nplain "
-                  f"{report['cases'][c]['variants']['plain']['wall_ms_median']:.2f} ms" for c in cases]
+        labels = [
+            f"{c}\n{report['cases'][c]['trainable_parameters']:,} params\nplain "
+            f"{report['cases'][c]['variants']['plain']['wall_ms_median']:.2f} ms"
+            for c in cases
+        ]
         ax.set_xticks(range(len(cases)), labels, fontsize=8)
         ax.set_title(title, fontsize=9)
     axes[0].set_ylabel("DP-SGD step / plain step")
     axes[0].legend(fontsize=7, ncol=3, loc="upper left")
     axes[0].set_ylim(0, max(3.0, axes[0].get_ylim()[1]))
     load = report["loadavg_start"]
-    fig.suptitle(f"dp_train step ratio, batch {BATCH}, {report['device']} x{report['threads']} thread(s), "
-                 f"{report['cpu_count']} cores; load average at start {load[0]:.2f} (-fast: torch's generator, "
-                 "not the CSPRNG)", fontsize=9)
+    fig.suptitle(
+        f"dp_train step ratio, batch {BATCH}, {report['device']} x{report['threads']} thread(s), "
+        f"{report['cpu_count']} cores; load average at start {load[0]:.2f} (-fast: torch's generator, "
+        "not the CSPRNG)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=False, cwd=Path(__file__).resolve().parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
     except OSError:
         return ""
 
@@ -213,8 +251,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {', '.join(CASES)}")
-    ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help=f"comma-separated subset of {', '.join(VARIANTS)} (plain always runs)")
+    ap.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated subset of {', '.join(VARIANTS)} (plain always runs)",
+    )
     ap.add_argument("--stem", default="dp_step", help="output file stem (default dp_step)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
@@ -231,11 +272,23 @@ def main(argv=None) -> dict:
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
         ap.error(f"unknown case(s) {', '.join(unknown)}; valid: {', '.join(CASES)}")
-    report = {"issue": "17 item 3: DP-SGD step <= 1.5x a plain step", "loadavg_start": list(os.getloadavg()),
-              "device": args.device, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-              "batch": BATCH, "n": N, "epochs_per_call": args.epochs, "warmup_steps": STEPS_PER_EPOCH,
-              "repeats": args.repeats, "torch": torch.__version__, "opacus": opacus.__version__,
-              "python": platform.python_version(), "commit": _commit(), "cases": {}}
+    report = {
+        "issue": "17 item 3: DP-SGD step <= 1.5x a plain step",
+        "loadavg_start": list(os.getloadavg()),
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "batch": BATCH,
+        "n": N,
+        "epochs_per_call": args.epochs,
+        "warmup_steps": STEPS_PER_EPOCH,
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+        "opacus": opacus.__version__,
+        "python": platform.python_version(),
+        "commit": _commit(),
+        "cases": {},
+    }
     variants = ["plain", *[v for v in args.variants.split(",") if v and v != "plain"]]
     bad = sorted(set(variants) - set(VARIANTS))
     if bad:
@@ -257,8 +310,11 @@ def main(argv=None) -> dict:
             line = {v: round(statistics.median(this[v]) * 1e3, 2) for v in variants}
             print(f"repeat {r + 1}/{args.repeats} {c}: median ms {line}", flush=True)
     for c in cases:
-        report["cases"][c] = {"trainable_parameters": built[c][3], "variants": summarise(samples[c], by_repeat[c]),
-                              "noise_draw": noise_draw(built[c][3])}
+        report["cases"][c] = {
+            "trainable_parameters": built[c][3],
+            "variants": summarise(samples[c], by_repeat[c]),
+            "noise_draw": noise_draw(built[c][3]),
+        }
         print(c, json.dumps(report["cases"][c]), flush=True)
     report["loadavg_end"] = list(os.getloadavg())
     out = Path(args.out)

@@ -51,8 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     methods = args.methods.split(",")
-    out: dict = {"load_average_start": os.getloadavg(), "size": args.size, "repeats": args.repeats, "cv2": cv2.__version__, "cv2_threads": cv2.getNumThreads(),
-                 "cpus": os.cpu_count(), "machine": platform.machine(), "methods": {}}
+    out: dict = {
+        "load_average_start": os.getloadavg(),
+        "size": args.size,
+        "repeats": args.repeats,
+        "cv2": cv2.__version__,
+        "cv2_threads": cv2.getNumThreads(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "methods": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "synth"
         summary = synthesize(data, subjects=args.subjects, seed=0)
@@ -65,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
             reps = 3 if m == "tvl1" else 20
             t = [_timed(functools.partial(compute_flow, a, b, m)) for _ in range(reps)]
             out.setdefault("flow_only_ms_per_pair", {})[m] = 1000 * statistics.median(t)
-        print("flow only, ms per aligned 128x128 pair:",
-              ", ".join(f"{m} {v:.1f}" for m, v in out["flow_only_ms_per_pair"].items()), flush=True)
+        print(
+            "flow only, ms per aligned 128x128 pair:",
+            ", ".join(f"{m} {v:.1f}" for m, v in out["flow_only_ms_per_pair"].items()),
+            flush=True,
+        )
         for m in methods:
             run = functools.partial(load_with_report, data, "casme2", size=args.size, flow_method=m, progress=False)
             run()  # warm-up: imports, OpenCV init, file cache
@@ -84,12 +95,19 @@ def main(argv: list[str] | None = None) -> int:
             assert rep.cache["misses"] == 0, rep.cache  # a second pass must do no flow work
         med2 = statistics.median(second)
         base = out["methods"].get("farneback", {}).get("median_s")
-        out["cache"] = {"method": "farneback", "first_pass_s": first, "second_pass_s": second,
-                        "second_pass_median_s": med2, "second_pass_samples_per_s": n / med2,
-                        "hits_last_pass": rep.cache["hits"],
-                        "speedup_vs_uncached_farneback": (base / med2) if base else None}
-        print(f"cached     {n / med2:8.1f} samples/s  (second pass median {med2:.3f} s, "
-              f"{out['cache']['speedup_vs_uncached_farneback'] or float('nan'):.1f}x the uncached farneback pass)")
+        out["cache"] = {
+            "method": "farneback",
+            "first_pass_s": first,
+            "second_pass_s": second,
+            "second_pass_median_s": med2,
+            "second_pass_samples_per_s": n / med2,
+            "hits_last_pass": rep.cache["hits"],
+            "speedup_vs_uncached_farneback": (base / med2) if base else None,
+        }
+        print(
+            f"cached     {n / med2:8.1f} samples/s  (second pass median {med2:.3f} s, "
+            f"{out['cache']['speedup_vs_uncached_farneback'] or float('nan'):.1f}x the uncached farneback pass)"
+        )
     out["load_average_end"] = os.getloadavg()
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +128,9 @@ def _plot(out: dict, path: Path) -> None:
     bars = ax.bar(names, rates, color=["#4c72b0"] * len(out["methods"]) + ["#55a868"])
     ax.set_yscale("log")
     ax.set_ylabel("samples / s (log)")
-    ax.set_title(f"load_arrays throughput, {out['size']}x{out['size']}, {out['samples']} clips, median of {out['repeats']}")
+    ax.set_title(
+        f"load_arrays throughput, {out['size']}x{out['size']}, {out['samples']} clips, median of {out['repeats']}"
+    )
     for b, r in zip(bars, rates):
         ax.text(b.get_x() + b.get_width() / 2, r, f"{r:.0f}", ha="center", va="bottom", fontsize=9)
     fig.tight_layout()

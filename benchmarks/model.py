@@ -76,6 +76,7 @@ def make_step(name: str, mode: str, batch: int, device):
         opt.zero_grad(set_to_none=True)
         mer_loss(net(x), y, au, known).backward()
         opt.step()
+
     return model, step
 
 
@@ -125,14 +126,23 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    report = {"device": str(device), "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-              "threads": torch.get_num_threads(), "batch": args.batch, "steps": args.steps,
-              "torch": torch.__version__, "models": {}}
+    report = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "steps": args.steps,
+        "torch": torch.__version__,
+        "models": {},
+    }
     for name in args.models:
         model = build_model(name, 5)
-        entry = {"parameters": sum(p.numel() for p in model.parameters()),
-                 "parameter_tensors": len(list(model.parameters())), "input_size": model.input_size,
-                 "train_samples_per_s": round(throughput(name, args.batch, device, args.steps), 1)}
+        entry = {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameter_tensors": len(list(model.parameters())),
+            "input_size": model.input_size,
+            "train_samples_per_s": round(throughput(name, args.batch, device, args.steps), 1),
+        }
         entry.update(step_times(name, args.batch, device, args.steps))
         report["models"][name] = entry
         print(name, json.dumps(entry))
@@ -152,8 +162,13 @@ def _plot(report: dict, path: Path) -> None:
         vals = [report["models"][n]["step_ms_median"][mode] for n in names]
         bars = ax.bar([i + (k - 1) * w for i in range(len(names))], vals, w, label=mode)
         for b, n in zip(bars, names):
-            ax.annotate(f"{report['models'][n]['ratio_vs_plain'][mode]:.2f}x", (b.get_x() + b.get_width() / 2, b.get_height()),
-                        ha="center", va="bottom", fontsize=8)
+            ax.annotate(
+                f"{report['models'][n]['ratio_vs_plain'][mode]:.2f}x",
+                (b.get_x() + b.get_width() / 2, b.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
     ax.set_xticks(range(len(names)), [f"{n}\n{report['models'][n]['parameters']:,} params" for n in names])
     ax.set_ylabel("ms per training step (median)")
     ax.set_title(f"DP-SGD step cost, batch {report['batch']}, {report['device_name']}, {report['threads']} thread(s)")

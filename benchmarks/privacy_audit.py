@@ -58,22 +58,48 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 CONFIG = {
     "inversion": {
-        "model": "flow-cnn", "model_options": {"size": 28, "dropout": 0.0}, "classifier": "classifier.1",
-        "model_seed": 0, "seed": 1, "targets": 8, "examples": 3, "tuning_samples": [3, 50, 100],
-        "attack": {"iterations": 400, "lr": 0.1, "tv_weight": 0.1, "restarts": 2, "bounds": (-1.0, 1.0),
-                   "signed": True, "seed": 0},
-        "secagg_k": [2, 5, 10], "masked_k": [5, 10],
-        "dp_epsilons": [16.0, 4.0, 1.0], "dp_client": {"n": 60, "batch_size": 16, "rounds": 50, "local_epochs": 1},
+        "model": "flow-cnn",
+        "model_options": {"size": 28, "dropout": 0.0},
+        "classifier": "classifier.1",
+        "model_seed": 0,
+        "seed": 1,
+        "targets": 8,
+        "examples": 3,
+        "tuning_samples": [3, 50, 100],
+        "attack": {
+            "iterations": 400,
+            "lr": 0.1,
+            "tv_weight": 0.1,
+            "restarts": 2,
+            "bounds": (-1.0, 1.0),
+            "signed": True,
+            "seed": 0,
+        },
+        "secagg_k": [2, 5, 10],
+        "masked_k": [5, 10],
+        "dp_epsilons": [16.0, 4.0, 1.0],
+        "dp_client": {"n": 60, "batch_size": 16, "rounds": 50, "local_epochs": 1},
         "dp_weak_sigmas": [0.1, 0.01],
     },
     "membership": {
-        "seed": 2, "shadows": 16, "epsilons": [math.inf, 16.0, 4.0, 1.0],
-        "recipe": {"model": "dpk-gat", "model_options": (("prior", "psych"),), "epochs": 30, "batch_size": 16,
-                   "lr": 3e-3, "warmup": 0.1, "max_grad_norm": 1.0},
+        "seed": 2,
+        "shadows": 16,
+        "epsilons": [math.inf, 16.0, 4.0, 1.0],
+        "recipe": {
+            "model": "dpk-gat",
+            "model_options": (("prior", "psych"),),
+            "epochs": 30,
+            "batch_size": 16,
+            "lr": 3e-3,
+            "warmup": 0.1,
+            "max_grad_norm": 1.0,
+        },
     },
 }
-QUICK = {"inversion": {"targets": 4, "examples": 2, "attack": {"iterations": 200, "restarts": 1}},
-         "membership": {"shadows": 4, "recipe": {"epochs": 20}}}
+QUICK = {
+    "inversion": {"targets": 4, "examples": 2, "attack": {"iterations": 200, "restarts": 1}},
+    "membership": {"shadows": 4, "recipe": {"epochs": 20}},
+}
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -87,9 +113,11 @@ def load_data(args) -> tuple[MEArrays, str]:
     if args.arrays:
         return MEArrays.load(args.arrays), str(args.arrays)
     from mer.data.load import load_arrays
+
     if args.data:
         return load_arrays(args.data, args.format, cache_dir=args.cache_dir, verbose=False), str(args.data)
     from mer.data.synth import synthesize
+
     tmp = Path(tempfile.mkdtemp(prefix="fedpsyau-synth-"))
     synthesize(tmp / "synth")
     return load_arrays(tmp / "synth", "casme2", verbose=False), "synthetic default set (24 subjects, seed 0)"
@@ -112,20 +140,26 @@ def headline(report: dict) -> list[str]:
     s = inv["settings"]
     lines = [f"inversion ({inv['model']}, {len(inv['targets'])} targets): cosine to target, mean ± sd; label hit rate"]
     for name, v in s.items():
-        lines.append(f"  {name:22s} cos {v['cosine']['mean']:.3f} ± {v['cosine']['sd']:.3f}  "
-                     f"PSNR {v['psnr']['mean']:5.1f} dB  label {v['label_accuracy']:.0%}  "
-                     f"grad-cos {v['grad_cosine']['mean']:.3f}")
+        lines.append(
+            f"  {name:22s} cos {v['cosine']['mean']:.3f} ± {v['cosine']['sd']:.3f}  "
+            f"PSNR {v['psnr']['mean']:5.1f} dB  label {v['label_accuracy']:.0%}  "
+            f"grad-cos {v['grad_cosine']['mean']:.3f}"
+        )
     for k, v in inv["baselines"].items():
         lines.append(f"  baseline {k:26s} cos {v['mean']:.3f} ± {v['sd']:.3f}")
-    lines.append(f"membership ({mia['recipe']['model']}, {mia['members']} members / {mia['non_members']} non-members, "
-                 f"{mia['shadows']} shadows)")
+    lines.append(
+        f"membership ({mia['recipe']['model']}, {mia['members']} members / {mia['non_members']} non-members, "
+        f"{mia['shadows']} shadows)"
+    )
     for key, r in mia["by_epsilon"].items():
         la, lo = r["attacks"]["lira"], r["attacks"]["loss"]
-        lines.append(f"  eps={key:4s} LiRA AUC {la['auc']:.3f} ± {la['auc_se']:.3f} TPR@0.1% {la['tpr_at_0.001_fpr']:.3f} "
-                     f"TPR@1% {la['tpr_at_0.01_fpr']:.3f} (bound {la['dp_bound_at_0.01_fpr']:.3f}) | loss AUC "
-                     f"{lo['auc']:.3f} TPR@1% {lo['tpr_at_0.01_fpr']:.3f} | eps lower bound "
-                     f"{max(la['epsilon_lower_bound'], lo['epsilon_lower_bound']):.2f} | acc in/out "
-                     f"{r['accuracy_members']:.2f}/{r['accuracy_non_members']:.2f}")
+        lines.append(
+            f"  eps={key:4s} LiRA AUC {la['auc']:.3f} ± {la['auc_se']:.3f} TPR@0.1% {la['tpr_at_0.001_fpr']:.3f} "
+            f"TPR@1% {la['tpr_at_0.01_fpr']:.3f} (bound {la['dp_bound_at_0.01_fpr']:.3f}) | loss AUC "
+            f"{lo['auc']:.3f} TPR@1% {lo['tpr_at_0.01_fpr']:.3f} | eps lower bound "
+            f"{max(la['epsilon_lower_bound'], lo['epsilon_lower_bound']):.2f} | acc in/out "
+            f"{r['accuracy_members']:.2f}/{r['accuracy_non_members']:.2f}"
+        )
     return lines
 
 
@@ -136,8 +170,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--format", default="casme2")
     ap.add_argument("--arrays", default=None, help="an MEArrays .npz (MEArrays.save) instead of --data")
     ap.add_argument("--cache-dir", default=None)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (default 1: these models are tiny, and 2 threads on a busy 2-core machine run up to 10x slower)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: these models are tiny, and 2 threads on a busy 2-core machine run up to 10x slower)",
+    )
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -145,9 +183,17 @@ def main(argv=None) -> dict:
     t_all = time.perf_counter()
     data, source = load_data(args)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
-    report = {"mode": "quick" if args.quick else "full", "data": source, "n_samples": len(data),
-              "class_names": list(data.class_names), "config": cfg, "threads": args.threads,
-              "platform": platform.platform(), "torch": torch.__version__, "seconds": {}}
+    report = {
+        "mode": "quick" if args.quick else "full",
+        "data": source,
+        "n_samples": len(data),
+        "class_names": list(data.class_names),
+        "config": cfg,
+        "threads": args.threads,
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "seconds": {},
+    }
     log(f"privacy audit ({report['mode']}) on {source}: {len(data)} samples")
     t0 = time.perf_counter()
     inv, examples = run_inversion(data.flow, data.label, cfg["inversion"], log)

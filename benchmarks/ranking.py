@@ -93,19 +93,30 @@ def run_logreg(data, folds: list[Fold]) -> dict:
         ps.append(logreg_predict(w, (x[f.test] - mu) / sd))
         per_fold.append(time.perf_counter() - t)
     m = summarize(np.concatenate(ys), np.concatenate(ps), k)
-    return {"uf1": m["uf1"], "uar": m["uar"], "accuracy": m["accuracy"], "seconds": time.perf_counter() - t0,
-            "seconds_per_fold": float(np.mean(per_fold)),
-            "recipe": "152 flow-magnitude histogram features, L2 10, balanced class weights"}
+    return {
+        "uf1": m["uf1"],
+        "uar": m["uar"],
+        "accuracy": m["accuracy"],
+        "seconds": time.perf_counter() - t0,
+        "seconds_per_fold": float(np.mean(per_fold)),
+        "recipe": "152 flow-magnitude histogram features, L2 10, balanced class weights",
+    }
 
 
 def run_model(name: str, data, folds: list[Fold], protocol: str) -> dict:
     cfg = train_config_for(name, model_options=OPTIONS.get(name, {}), device="cpu", seed=0, init="none")
     res = run_folds(data, folds, cfg, protocol, progress="lines")
     m = res.metrics
-    return {"uf1": m["uf1"], "uar": m["uar"], "accuracy": m["accuracy"], "seconds": res.seconds,
-            "seconds_per_fold": float(np.mean([f["seconds"] for f in res.per_fold])),
-            "recipe": cfg.schedule_line(), "model_options": cfg.model_options,
-            "protocol_line": protocol_line(protocol, cfg)}
+    return {
+        "uf1": m["uf1"],
+        "uar": m["uar"],
+        "accuracy": m["accuracy"],
+        "seconds": res.seconds,
+        "seconds_per_fold": float(np.mean([f["seconds"] for f in res.per_fold])),
+        "recipe": cfg.schedule_line(),
+        "model_options": cfg.model_options,
+        "protocol_line": protocol_line(protocol, cfg),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,11 +126,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=10, help="k of the subject-grouped k-fold")
     ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     ap.add_argument("--out", default=str(RESULTS))
-    ap.add_argument("--runs-from", nargs="+", default=[], metavar="JSON",
-                    help="also the runs of these result files (same protocol; a seed run here replaces theirs)")
+    ap.add_argument(
+        "--runs-from",
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="also the runs of these result files (same protocol; a seed run here replaces theirs)",
+    )
     args = ap.parse_args(argv)
-    protocol_name = ("LOSO" if args.protocol == "loso" else
-                     f"subject-grouped {args.folds}-fold (fold seed {FOLD_SEED}), same folds for every model")
+    protocol_name = (
+        "LOSO"
+        if args.protocol == "loso"
+        else f"subject-grouped {args.folds}-fold (fold seed {FOLD_SEED}), same folds for every model"
+    )
     earlier = {}
     for path in args.runs_from:
         doc = json.loads(Path(path).read_text())
@@ -149,41 +168,64 @@ def main(argv: list[str] | None = None) -> int:
             data = load_arrays(Path(tmp) / "cl", "composite")
         folds = loso_folds(data.subject) if args.protocol == "loso" else grouped_kfold(data.subject, args.folds)
         protocol = "loso" if args.protocol == "loso" else f"{args.folds}-fold"
-        row = {"seed": seed, "samples": len(data), "subjects": len(np.unique(data.subject)),
-               "au_labelled": int(data.au_known.sum()), "loadavg_start": list(os.getloadavg()), "models": {}}
+        row = {
+            "seed": seed,
+            "samples": len(data),
+            "subjects": len(np.unique(data.subject)),
+            "au_labelled": int(data.au_known.sum()),
+            "loadavg_start": list(os.getloadavg()),
+            "models": {},
+        }
         for name in args.models:
-            row["models"][name] = run_logreg(data, folds) if name == "logreg" else run_model(name, data, folds, protocol)
+            row["models"][name] = (
+                run_logreg(data, folds) if name == "logreg" else run_model(name, data, folds, protocol)
+            )
             r = row["models"][name]
-            print(f"seed {seed} {name:9s} UF1 {r['uf1']:.3f} UAR {r['uar']:.3f} ({r['seconds_per_fold']:.1f} s/fold)",
-                  flush=True)
+            print(
+                f"seed {seed} {name:9s} UF1 {r['uf1']:.3f} UAR {r['uar']:.3f} ({r['seconds_per_fold']:.1f} s/fold)",
+                flush=True,
+            )
         runs.append(row)
     runs = sorted([r for s, r in earlier.items() if s not in args.seeds] + runs, key=lambda r: r["seed"])
     seeds = [r["seed"] for r in runs]
     ddof = 1 if len(runs) > 1 else 0
-    summary = {name: {"uf1_mean": float(np.mean([r["models"][name]["uf1"] for r in runs])),
-                      "uf1_std": float(np.std([r["models"][name]["uf1"] for r in runs], ddof=ddof)),
-                      "uar_mean": float(np.mean([r["models"][name]["uar"] for r in runs])),
-                      "uar_std": float(np.std([r["models"][name]["uar"] for r in runs], ddof=ddof))}
-               for name in args.models}
+    summary = {
+        name: {
+            "uf1_mean": float(np.mean([r["models"][name]["uf1"] for r in runs])),
+            "uf1_std": float(np.std([r["models"][name]["uf1"] for r in runs], ddof=ddof)),
+            "uar_mean": float(np.mean([r["models"][name]["uar"] for r in runs])),
+            "uar_std": float(np.std([r["models"][name]["uar"] for r in runs], ddof=ddof)),
+        }
+        for name in args.models
+    }
     order = sorted(args.models, key=lambda n: -summary[n]["uf1_mean"])
     real_order = sorted([n for n in args.models if REAL.get(n)], key=lambda n: -REAL[n]["uf1"])
     out = {
         "data": "composite-like preset (mer.data.presets), written and read back as a composite",
         "protocol": protocol_name + "; fixed recipes, last epoch, no test-epoch selection; UF1/UAR over pooled "
-                    "predictions; preset seed per run, training seed 0, every model from scratch",
-        "seeds": seeds, "std": "over seeds, ddof 1",
-        "loadavg_start": load_start, "loadavg_start_note": "of this process; each run has its own", "threads": 1,
-        "cpu_seconds_this_process": time.process_time(), "machine": platform.processor() or platform.machine(),
-        "runs": runs, "summary": summary, "ranking_composite_like": order,
-        "real_composite": REAL, "ranking_real": real_order,
+        "predictions; preset seed per run, training seed 0, every model from scratch",
+        "seeds": seeds,
+        "std": "over seeds, ddof 1",
+        "loadavg_start": load_start,
+        "loadavg_start_note": "of this process; each run has its own",
+        "threads": 1,
+        "cpu_seconds_this_process": time.process_time(),
+        "machine": platform.processor() or platform.machine(),
+        "runs": runs,
+        "summary": summary,
+        "ranking_composite_like": order,
+        "real_composite": REAL,
+        "ranking_real": real_order,
         "rankings_agree": [n for n in order if n in real_order] == real_order,
     }
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "ranking.json").write_text(json.dumps(out, indent=2))
     _plot(out, args.models, outdir / "ranking.png")
-    print(f"composite-like ranking: {' > '.join(order)}; real composite: {' > '.join(real_order)} "
-          f"-> {outdir / 'ranking.json'}")
+    print(
+        f"composite-like ranking: {' > '.join(order)}; real composite: {' > '.join(real_order)} "
+        f"-> {outdir / 'ranking.json'}"
+    )
     return 0
 
 

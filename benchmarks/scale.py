@@ -59,16 +59,27 @@ BENCH = Path(__file__).resolve().parent
 WORKLOAD = "fedcore.examples.updates:workload"
 
 CONFIG = {
-    "memory": {"clients": [10, 100, 300], "L": 100_000, "dropout": 0.1, "reps": 2, "modes": ["secagg", "plain"],
-               "transient_max_n": 100},
+    "memory": {
+        "clients": [10, 100, 300],
+        "L": 100_000,
+        "dropout": 0.1,
+        "reps": 2,
+        "modes": ["secagg", "plain"],
+        "transient_max_n": 100,
+    },
     "grpc": {"clients": [3, 10, 30], "L": 100_000, "rounds": 5, "mode": "secagg"},
-    "quick": {"memory": {"clients": [10, 30, 100], "reps": 1, "modes": ["secagg"], "transient_max_n": 30},
-              "grpc": {"clients": [3, 10], "rounds": 4}},
+    "quick": {
+        "memory": {"clients": [10, 30, 100], "reps": 1, "modes": ["secagg"], "transient_max_n": 30},
+        "grpc": {"clients": [3, 10], "rounds": 4},
+    },
 }
 #: the last driver-based run of this script (the in-process SecAgg driver, SecAgg+ stages only, L = 1e5, 10 %;
 #: scale.json before this port, load 6.0): n -> (sequential round s, coordinator s), and the fitted exponents
-PREVIOUS_DRIVER = {"rows": {10: (0.0937, 0.0194), 50: (1.703, 0.193), 100: (6.655, 0.749), 200: (14.69, 1.364)},
-                   "exponent_server_s": 1.463, "exponent_client_s": 0.765}
+PREVIOUS_DRIVER = {
+    "rows": {10: (0.0937, 0.0194), 50: (1.703, 0.193), 100: (6.655, 0.749), 200: (14.69, 1.364)},
+    "exponent_server_s": 1.463,
+    "exponent_client_s": 0.765,
+}
 
 
 def fit_exponent(n, y) -> dict[str, float]:
@@ -86,7 +97,7 @@ def fit_exponent(n, y) -> dict[str, float]:
     b, log_a = np.polyfit(x, z, 1)
     resid = z - (log_a + b * x)
     total = ((z - z.mean()) ** 2).sum()
-    r2 = 1.0 - (resid ** 2).sum() / total if total > 0 else 1.0
+    r2 = 1.0 - (resid**2).sum() / total if total > 0 else 1.0
     return {"exponent": float(b), "coefficient": float(np.exp(log_a)), "r2": float(r2)}
 
 
@@ -109,18 +120,31 @@ def source() -> str:
 
     here = str(Path(__file__).resolve().parent)
     try:
-        head = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
         return head + ("+dirty: " + " ".join(sorted(line[3:] for line in dirty.splitlines())) if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("SOURCE_COMMIT", "unknown")
 
 
 # -- 1. in memory: one child process per (mode, n, rep) --------------------------------------------
-_SKIP = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
-         types.CodeType, types.FrameType)
+_SKIP = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.CodeType,
+    types.FrameType,
+)
 
 
 def held_bytes(root, stop) -> int:
@@ -134,9 +158,9 @@ def held_bytes(root, stop) -> int:
         if id(obj) in seen or isinstance(obj, _SKIP):
             continue
         seen.add(id(obj))
-        total += sys.getsizeof(obj, 0)   # an array that owns its buffer counts it here; a view, not
+        total += sys.getsizeof(obj, 0)  # an array that owns its buffer counts it here; a view, not
         if isinstance(obj, np.ndarray) and obj.base is not None:
-            todo.append(obj.base)        # numpy does not report a view's base to gc
+            todo.append(obj.base)  # numpy does not report a view's base to gc
         todo.extend(gc.get_referents(obj))
     return total
 
@@ -151,7 +175,7 @@ def child(spec: dict) -> dict:
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("fedcore").setLevel(logging.ERROR)
     tmp = Path(spec["tmp"])
-    secagg_bench.engine_round(spec["mode"], 3, 1000, set(), tmp / "warm-up")          # imports, first-call costs
+    secagg_bench.engine_round(spec["mode"], 3, 1000, set(), tmp / "warm-up")  # imports, first-call costs
     base_mib = _proc_kib("self", "VmRSS") / 1024
     n, mode = spec["n"], spec["mode"]
     rng = np.random.default_rng([n, spec["rep"]])
@@ -167,7 +191,7 @@ def child(spec: dict) -> dict:
     fed_ref: list = []
 
     def on_pass(engine) -> None:
-        if not fed_ref:       # first pass: wrap the engine's entry points
+        if not fed_ref:  # first pass: wrap the engine's entry points
             fed_ref.append(engine)
             for name in ("join", "task", "heartbeat", "download", "precheck_submit", "submit", "tick"):
                 setattr(engine, name, _traced(getattr(engine, name), transient) if trace else getattr(engine, name))
@@ -181,11 +205,18 @@ def child(spec: dict) -> dict:
         tracemalloc.start(1)
     t0 = time.perf_counter()
     secagg_bench.engine_round(mode, n, spec["L"], gone, tmp / "run", on_stage=on_pass)
-    return {"n": n, "mode": mode, "L": spec["L"], "dropouts": len(gone), "probe_wall_s": time.perf_counter() - t0,
-            "engine_held_mib_by_stage": held, "engine_held_peak_mib": max(v for _, v in held),
-            "engine_transient_peak_mib": transient[0] / 2**20 if trace else None,
-            "engine_peak_bound_mib": max(v for _, v in held) + transient[0] / 2**20 if trace else None,
-            "tracemalloc": trace}
+    return {
+        "n": n,
+        "mode": mode,
+        "L": spec["L"],
+        "dropouts": len(gone),
+        "probe_wall_s": time.perf_counter() - t0,
+        "engine_held_mib_by_stage": held,
+        "engine_held_peak_mib": max(v for _, v in held),
+        "engine_transient_peak_mib": transient[0] / 2**20 if trace else None,
+        "engine_peak_bound_mib": max(v for _, v in held) + transient[0] / 2**20 if trace else None,
+        "tracemalloc": trace,
+    }
 
 
 def _traced(fn, peak: list):
@@ -198,12 +229,19 @@ def _traced(fn, peak: list):
             return fn(*args, **kwargs)
         finally:
             peak[0] = max(peak[0], tracemalloc.get_traced_memory()[1] - current)
+
     return call
 
 
 def run_child(spec: dict, timeout: float = 600) -> dict:
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)], check=False,
-                          capture_output=True, text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"child {spec} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -215,39 +253,72 @@ def memory_part(cfg: dict, tmp: Path) -> dict:
         for n in cfg["clients"]:
             runs = []
             for rep in range(cfg["reps"]):
-                spec = {"mode": mode, "n": n, "L": cfg["L"], "dropout": cfg["dropout"], "rep": rep,
-                        "tmp": str(tmp / f"{mode}-{n}-{rep}")}
+                spec = {
+                    "mode": mode,
+                    "n": n,
+                    "L": cfg["L"],
+                    "dropout": cfg["dropout"],
+                    "rep": rep,
+                    "tmp": str(tmp / f"{mode}-{n}-{rep}"),
+                }
                 runs.append(run_child(spec))
-            row = {**{k: runs[0][k] for k in ("mode", "n", "L", "dropouts")}, "reps": len(runs),
-                   **{k: float(statistics.median(r[k] for r in runs))
-                      for k in ("wall_s", "cpu_s", "compute_s", "server_s", "clients_s", "rss_base_mib")},
-                   "rss_peak_mib": max(r["rss_peak_mib"] for r in runs),
-                   "wall_s_each": [r["wall_s"] for r in runs],
-                   "max_abs_error": max(r["max_abs_error"] for r in runs),
-                   "stages": {s: {k: float(statistics.median(r["stages"][s][k] for r in runs))
-                                  for k in ("server_s", "clients_s", "bytes_up", "bytes_down")}
-                              for s in runs[0]["stages"]},
-                   **{k: runs[0][k] for k in ("bits", "frac_bits", "degree", "threshold") if k in runs[0]}}
+            row = {
+                **{k: runs[0][k] for k in ("mode", "n", "L", "dropouts")},
+                "reps": len(runs),
+                **{
+                    k: float(statistics.median(r[k] for r in runs))
+                    for k in ("wall_s", "cpu_s", "compute_s", "server_s", "clients_s", "rss_base_mib")
+                },
+                "rss_peak_mib": max(r["rss_peak_mib"] for r in runs),
+                "wall_s_each": [r["wall_s"] for r in runs],
+                "max_abs_error": max(r["max_abs_error"] for r in runs),
+                "stages": {
+                    s: {
+                        k: float(statistics.median(r["stages"][s][k] for r in runs))
+                        for k in ("server_s", "clients_s", "bytes_up", "bytes_down")
+                    }
+                    for s in runs[0]["stages"]
+                },
+                **{k: runs[0][k] for k in ("bits", "frac_bits", "degree", "threshold") if k in runs[0]},
+            }
             rows.append(row)
-            print(f"memory {mode:6s} n={n:3d}: round {row['wall_s']:.3f} s wall (engine {row['server_s']:.3f} s, "
-                  f"clients {row['clients_s']:.3f} s), peak RSS {row['rss_peak_mib']:.0f} MiB "
-                  f"(base {row['rss_base_mib']:.0f}), err {row['max_abs_error']:.1e}", flush=True)
+            print(
+                f"memory {mode:6s} n={n:3d}: round {row['wall_s']:.3f} s wall (engine {row['server_s']:.3f} s, "
+                f"clients {row['clients_s']:.3f} s), peak RSS {row['rss_peak_mib']:.0f} MiB "
+                f"(base {row['rss_base_mib']:.0f}), err {row['max_abs_error']:.1e}",
+                flush=True,
+            )
     if "secagg" in cfg["modes"]:
         for n in cfg["clients"]:
-            spec = {"mode": "secagg", "n": n, "L": cfg["L"], "dropout": cfg["dropout"], "rep": 0, "probe": True,
-                    "transient_max_n": cfg["transient_max_n"], "tmp": str(tmp / f"probe-{n}")}
+            spec = {
+                "mode": "secagg",
+                "n": n,
+                "L": cfg["L"],
+                "dropout": cfg["dropout"],
+                "rep": 0,
+                "probe": True,
+                "transient_max_n": cfg["transient_max_n"],
+                "tmp": str(tmp / f"probe-{n}"),
+            }
             probe = run_child(spec)
             probes.append(probe)
-            print(f"engine memory n={n:3d}: holds <= {probe['engine_held_peak_mib']:.1f} MiB at stage changes, "
-                  f"transient {probe['engine_transient_peak_mib']} MiB", flush=True)
+            print(
+                f"engine memory n={n:3d}: holds <= {probe['engine_held_peak_mib']:.1f} MiB at stage changes, "
+                f"transient {probe['engine_transient_peak_mib']} MiB",
+                flush=True,
+            )
     fits = {}
     for mode in cfg["modes"]:
         mine = [r for r in rows if r["mode"] == mode]
         if len({r["n"] for r in mine}) >= 2:
             ns = [r["n"] for r in mine]
-            fits[mode] = {k: fit_exponent(ns, [r[k] for r in mine])
-                          for k in ("wall_s", "compute_s", "server_s", "clients_s", "rss_peak_mib")}
-            fits[mode]["rss_peak_over_base_mib"] = fit_exponent(ns, [r["rss_peak_mib"] - r["rss_base_mib"] for r in mine])
+            fits[mode] = {
+                k: fit_exponent(ns, [r[k] for r in mine])
+                for k in ("wall_s", "compute_s", "server_s", "clients_s", "rss_peak_mib")
+            }
+            fits[mode]["rss_peak_over_base_mib"] = fit_exponent(
+                ns, [r["rss_peak_mib"] - r["rss_base_mib"] for r in mine]
+            )
     return {"rows": rows, "engine_memory": probes, "fits": fits}
 
 
@@ -273,7 +344,9 @@ class CoordinatorSampler(threading.Thread):
         while not self.stop.wait(0.05):
             try:
                 lines = metrics.read_text().count("\n") if metrics.exists() else 0
-                self.samples.append((time.monotonic() - t0, _proc_kib(self.pid, "VmRSS") / 1024, _cpu_s(self.pid), lines))
+                self.samples.append(
+                    (time.monotonic() - t0, _proc_kib(self.pid, "VmRSS") / 1024, _cpu_s(self.pid), lines)
+                )
                 self.peak_mib = _proc_kib(self.pid, "VmHWM") / 1024
             except (OSError, KeyError, ValueError):
                 return
@@ -286,9 +359,19 @@ def grpc_run(n: int, cfg: dict, tmp: Path) -> dict:
     sampler = CoordinatorSampler(run_dir)
     sampler.start()
     t0 = time.perf_counter()
-    res = simulate(clients=n, rounds=cfg["rounds"], out=run_dir, aggregation=cfg["mode"], workload=WORKLOAD,
-                   workload_settings={"size": cfg["L"], "seed": 1}, privacy={"enabled": False},
-                   federation={"evaluate_every": 0}, progress=False, echo=False, timeout=600)
+    res = simulate(
+        clients=n,
+        rounds=cfg["rounds"],
+        out=run_dir,
+        aggregation=cfg["mode"],
+        workload=WORKLOAD,
+        workload_settings={"size": cfg["L"], "seed": 1},
+        privacy={"enabled": False},
+        federation={"evaluate_every": 0},
+        progress=False,
+        echo=False,
+        timeout=600,
+    )
     wall = time.perf_counter() - t0
     sampler.stop.set()
     sampler.join(timeout=5)
@@ -300,15 +383,24 @@ def grpc_run(n: int, cfg: dict, tmp: Path) -> dict:
     first = next(x for x in s if x[3] >= 1)
     last = next(x for x in s if x[3] >= rounds) if any(x[3] >= rounds for x in s) else s[-1]
     per_round_cpu = (last[2] - first[2]) / max(last[3] - first[3], 1)
-    return {"n": n, "rounds": rounds, "mode": cfg["mode"], "L": cfg["L"], "wall_s": wall,
-            "round_s": float(statistics.median(m["seconds"] for m in later)),
-            "round_s_all": [m["seconds"] for m in res.metrics],
-            "coordinator_cpu_s_per_round": per_round_cpu, "coordinator_cpu_s_total": s[-1][2],
-            "coordinator_rss_start_mib": s[0][1], "coordinator_rss_peak_mib": sampler.peak_mib,
-            "coordinator_rss_at_first_round_mib": first[1],
-            "bytes_up_per_round": float(statistics.median(m["bytes_up"] for m in later)),
-            "bytes_down_per_round": float(statistics.median(m["bytes_down"] for m in later)),
-            "contributors": [m["contributors"] for m in res.metrics], "samples": len(s)}
+    return {
+        "n": n,
+        "rounds": rounds,
+        "mode": cfg["mode"],
+        "L": cfg["L"],
+        "wall_s": wall,
+        "round_s": float(statistics.median(m["seconds"] for m in later)),
+        "round_s_all": [m["seconds"] for m in res.metrics],
+        "coordinator_cpu_s_per_round": per_round_cpu,
+        "coordinator_cpu_s_total": s[-1][2],
+        "coordinator_rss_start_mib": s[0][1],
+        "coordinator_rss_peak_mib": sampler.peak_mib,
+        "coordinator_rss_at_first_round_mib": first[1],
+        "bytes_up_per_round": float(statistics.median(m["bytes_up"] for m in later)),
+        "bytes_down_per_round": float(statistics.median(m["bytes_down"] for m in later)),
+        "contributors": [m["contributors"] for m in res.metrics],
+        "samples": len(s),
+    }
 
 
 def grpc_part(cfg: dict, tmp: Path) -> dict:
@@ -316,12 +408,20 @@ def grpc_part(cfg: dict, tmp: Path) -> dict:
     for n in cfg["clients"]:
         row = grpc_run(n, cfg, tmp)
         rows.append(row)
-        print(f"grpc   secagg n={n:3d}: round {row['round_s']:.3f} s, coordinator CPU "
-              f"{row['coordinator_cpu_s_per_round']:.3f} s/round, RSS peak {row['coordinator_rss_peak_mib']:.0f} MiB",
-              flush=True)
+        print(
+            f"grpc   secagg n={n:3d}: round {row['round_s']:.3f} s, coordinator CPU "
+            f"{row['coordinator_cpu_s_per_round']:.3f} s/round, RSS peak {row['coordinator_rss_peak_mib']:.0f} MiB",
+            flush=True,
+        )
     ns = [r["n"] for r in rows]
-    fits = {k: fit_exponent(ns, [r[k] for r in rows])
-            for k in ("round_s", "coordinator_cpu_s_per_round", "coordinator_rss_peak_mib")} if len(rows) >= 2 else {}
+    fits = (
+        {
+            k: fit_exponent(ns, [r[k] for r in rows])
+            for k in ("round_s", "coordinator_cpu_s_per_round", "coordinator_rss_peak_mib")
+        }
+        if len(rows) >= 2
+        else {}
+    )
     return {"rows": rows, "fits": fits}
 
 
@@ -346,27 +446,58 @@ def plot(res: dict, path: Path) -> None:
         ns = [r["n"] for r in rows]
         fit = mem["fits"].get(mode, {})
         ax.plot(ns, [r["wall_s"] for r in rows], "-o", color=color, label=f"{mode}: round, wall{_b(fit, 'wall_s')}")
-        ax.plot(ns, [r["server_s"] for r in rows], "--s", color=color,
-                label=f"{mode}: the engine's share{_b(fit, 'server_s')}")
+        ax.plot(
+            ns,
+            [r["server_s"] for r in rows],
+            "--s",
+            color=color,
+            label=f"{mode}: the engine's share{_b(fit, 'server_s')}",
+        )
     prev = sorted(PREVIOUS_DRIVER["rows"].items())
-    ax.plot([n for n, _ in prev], [v[0] for _, v in prev], ":", color="grey", marker="x",
-            label="secagg via the driver (earlier run, SecAgg+ stages only)")
-    ax.set(xscale="log", yscale="log", xlabel="clients n", ylabel="seconds per round (all parties, one process)",
-           title=f"In memory: 1e5 parameters, {int(CONFIG['memory']['dropout'] * 100)} % dropping")
+    ax.plot(
+        [n for n, _ in prev],
+        [v[0] for _, v in prev],
+        ":",
+        color="grey",
+        marker="x",
+        label="secagg via the driver (earlier run, SecAgg+ stages only)",
+    )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="clients n",
+        ylabel="seconds per round (all parties, one process)",
+        title=f"In memory: 1e5 parameters, {int(CONFIG['memory']['dropout'] * 100)} % dropping",
+    )
     ax.legend(fontsize=7)
     ax = axes[1]
     for mode, color in (("secagg", "C0"), ("plain", "C2")):
         rows = [r for r in mem["rows"] if r["mode"] == mode]
         if rows:
-            ax.plot([r["n"] for r in rows], [r["rss_peak_mib"] for r in rows], "-o", color=color,
-                    label=f"{mode}: process peak RSS (coordinator + all clients)")
+            ax.plot(
+                [r["n"] for r in rows],
+                [r["rss_peak_mib"] for r in rows],
+                "-o",
+                color=color,
+                label=f"{mode}: process peak RSS (coordinator + all clients)",
+            )
     if mem["engine_memory"]:
-        ax.plot([p["n"] for p in mem["engine_memory"]], [p["engine_held_peak_mib"] for p in mem["engine_memory"]],
-                "--s", color="C3", label="secagg: held by the engine (peak at stage changes)")
+        ax.plot(
+            [p["n"] for p in mem["engine_memory"]],
+            [p["engine_held_peak_mib"] for p in mem["engine_memory"]],
+            "--s",
+            color="C3",
+            label="secagg: held by the engine (peak at stage changes)",
+        )
         tr = [p for p in mem["engine_memory"] if p["engine_peak_bound_mib"] is not None]
         if tr:
-            ax.plot([p["n"] for p in tr], [p["engine_peak_bound_mib"] for p in tr], ":^", color="C3",
-                    label="secagg: engine held + largest transient")
+            ax.plot(
+                [p["n"] for p in tr],
+                [p["engine_peak_bound_mib"] for p in tr],
+                ":^",
+                color="C3",
+                label="secagg: engine held + largest transient",
+            )
     ax.set(xscale="log", yscale="log", xlabel="clients n", ylabel="MiB", title="In memory: memory")
     ax.legend(fontsize=7)
     ax = axes[2]
@@ -375,12 +506,22 @@ def plot(res: dict, path: Path) -> None:
         ns = [r["n"] for r in rows]
         fits = res["grpc"]["fits"]
         ax.plot(ns, [r["round_s"] for r in rows], "-o", color="C0", label=f"round time{_b(fits, 'round_s')}")
-        ax.plot(ns, [r["coordinator_cpu_s_per_round"] for r in rows], "--s", color="C3",
-                label=f"coordinator CPU per round{_b(fits, 'coordinator_cpu_s_per_round')}")
+        ax.plot(
+            ns,
+            [r["coordinator_cpu_s_per_round"] for r in rows],
+            "--s",
+            color="C3",
+            label=f"coordinator CPU per round{_b(fits, 'coordinator_cpu_s_per_round')}",
+        )
         ax.set(xscale="log", yscale="log", xlabel="client processes n", ylabel="s")
         ax2 = ax.twinx()
-        ax2.plot(ns, [r["coordinator_rss_peak_mib"] for r in rows], ":^", color="C1",
-                 label=f"coordinator peak RSS (MiB){_b(fits, 'coordinator_rss_peak_mib')}")
+        ax2.plot(
+            ns,
+            [r["coordinator_rss_peak_mib"] for r in rows],
+            ":^",
+            color="C1",
+            label=f"coordinator peak RSS (MiB){_b(fits, 'coordinator_rss_peak_mib')}",
+        )
         ax2.set_ylabel("MiB")
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
@@ -405,14 +546,22 @@ def main(argv: list[str] | None = None) -> int:
     mem_cfg = {**CONFIG["memory"], **(CONFIG["quick"]["memory"] if args.quick else {})}
     grpc_cfg = {**CONFIG["grpc"], **(CONFIG["quick"]["grpc"] if args.quick else {})}
     started = time.time()
-    res = {"config": CONFIG, "quick": args.quick, "load_average_at_start": os.getloadavg(), "source": source(),
-           "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
-           "previous_driver": {**PREVIOUS_DRIVER, "rows": {str(k): v for k, v in PREVIOUS_DRIVER["rows"].items()}}}
+    res = {
+        "config": CONFIG,
+        "quick": args.quick,
+        "load_average_at_start": os.getloadavg(),
+        "source": source(),
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
+        "previous_driver": {**PREVIOUS_DRIVER, "rows": {str(k): v for k, v in PREVIOUS_DRIVER["rows"].items()}},
+    }
     with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
         tmp = Path(tmp)
-        res["memory"] = {**memory_part(mem_cfg, tmp), "config": mem_cfg,
-                         "note": "one process holds the coordinator and every client: its RSS is theirs together; "
-                                 "the engine's own share is the probe's (engine_memory)"}
+        res["memory"] = {
+            **memory_part(mem_cfg, tmp),
+            "config": mem_cfg,
+            "note": "one process holds the coordinator and every client: its RSS is theirs together; "
+            "the engine's own share is the probe's (engine_memory)",
+        }
         res["grpc"] = {"rows": [], "fits": {}} if args.skip_grpc else {**grpc_part(grpc_cfg, tmp), "config": grpc_cfg}
     res["elapsed_s"] = time.time() - started
     args.out.mkdir(parents=True, exist_ok=True)

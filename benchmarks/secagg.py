@@ -79,8 +79,10 @@ CONFIG = {
     "compare": [(10, 100_000), (50, 100_000), (10, 1_000_000), (50, 1_000_000)],
     "compare_dropout": 0.2,
     "reps": 3,
-    "targets": {"secagg_over_plain": {"n": 10, "L": 100_000, "bound": 1.2},
-                "server_unmask_s": {"n": 100, "L": 100_000, "dropout": 0.3, "bound": 0.3, "reps": 2}},
+    "targets": {
+        "secagg_over_plain": {"n": 10, "L": 100_000, "bound": 1.2},
+        "server_unmask_s": {"n": 100, "L": 100_000, "dropout": 0.3, "bound": 0.3, "reps": 2},
+    },
     "target_ratio_to_flower": 0.10,
     "prg_lengths": [100_000, 1_000_000],
     "quick": {"reps": 1, "skip": "n = 50 at 1e6 and the n = 100 unmask target"},
@@ -119,8 +121,9 @@ def counting(cls, name: str, totals: dict[str, float]):
         setattr(cls, name, original)
 
 
-def engine_round(mode: str, n: int, length: int, gone: set[int], run_dir: Path, *, seed: int = 1,
-                 check: bool = True, on_stage=None) -> dict:
+def engine_round(
+    mode: str, n: int, length: int, gone: set[int], run_dir: Path, *, seed: int = 1, check: bool = True, on_stage=None
+) -> dict:
     """Round 1 of a fresh ``n``-client federation through the engine, the clients of index ``gone``
     silent when handed their input stage's task. Wall and CPU seconds up to the EVALUATE stage,
     ``fed.timings`` per stage, the released model's error against the survivors' expected mean.
@@ -136,8 +139,17 @@ def engine_round(mode: str, n: int, length: int, gone: set[int], run_dir: Path, 
     ids = [f"client{i + 1}" for i in range(n)]
     settings = {"size": int(length), "seed": int(seed)}
     faults = Faults(silent_at={(INPUT_STAGE[mode], 1): {ids[i] for i in gone}})
-    fed = memory_federation(n, 1, run_dir, aggregation=mode, workload=WORKLOAD, workload_settings=settings,
-                            faults=faults, privacy={"enabled": False}, federation={"evaluate_every": 0})
+    fed = memory_federation(
+        n,
+        1,
+        run_dir,
+        aggregation=mode,
+        workload=WORKLOAD,
+        workload_settings=settings,
+        faults=faults,
+        privacy={"enabled": False},
+        federation={"evaluate_every": 0},
+    )
     probe_s = [0.0]
 
     def evaluating(engine) -> bool:
@@ -148,15 +160,21 @@ def engine_round(mode: str, n: int, length: int, gone: set[int], run_dir: Path, 
         return engine.state.stage is not None and engine.state.stage.stage == Stage.EVALUATE
 
     taps: dict[str, float] = {}
-    with (fed, counting(SecAggClient, "_check_peer_signature", taps), counting(updates.UpdatesTrainer, "fit", taps),
-          counting(UpdateCache, "put", taps)):
+    with (
+        fed,
+        counting(SecAggClient, "_check_peer_signature", taps),
+        counting(updates.UpdatesTrainer, "fit", taps),
+        counting(UpdateCache, "put", taps),
+    ):
         cpu0, t0 = time.process_time(), time.perf_counter()
         fed.run_until(evaluating)
         wall, cpu = time.perf_counter() - t0 - probe_s[0], time.process_time() - cpu0 - probe_s[0]
         fed.run_until()
     if fed.engine.state.phase != Phase.DONE:
-        raise RuntimeError(f"{mode} n={n} L={length}: the federation ended {fed.engine.state.phase.value} "
-                           f"({fed.engine.state.outcome}); see {run_dir / 'logs'}")
+        raise RuntimeError(
+            f"{mode} n={n} L={length}: the federation ended {fed.engine.state.phase.value} "
+            f"({fed.engine.state.outcome}); see {run_dir / 'logs'}"
+        )
     timings = [t for (r, _, name), t in fed.timings.items() if r == 1 and name != "EVALUATE"]
     if any(t.attempt != 0 for t in timings):
         raise RuntimeError(f"{mode} n={n} L={length}: round 1 needed a second attempt")
@@ -170,20 +188,41 @@ def engine_round(mode: str, n: int, length: int, gone: set[int], run_dir: Path, 
         err = float(np.abs(np.asarray(model, np.float64) - updates.expected_mean(settings, survivors, 1)).max())
         if not err < 1e-6:
             raise RuntimeError(f"{mode} n={n} L={length}: the released model is {err:.3g} from the survivors' mean")
-    stages = {t.stage: {"server_s": t.server_s, "clients_s": sum(t.client_s.values()),
-                        "client_mean_s": sum(t.client_s.values()) / max(len(t.client_s), 1),
-                        "client_max_s": max(t.client_s.values(), default=0.0), "responded": len(t.client_s),
-                        "bytes_up": t.bytes_up, "bytes_down": t.bytes_down} for t in timings}
+    stages = {
+        t.stage: {
+            "server_s": t.server_s,
+            "clients_s": sum(t.client_s.values()),
+            "client_mean_s": sum(t.client_s.values()) / max(len(t.client_s), 1),
+            "client_max_s": max(t.client_s.values(), default=0.0),
+            "responded": len(t.client_s),
+            "bytes_up": t.bytes_up,
+            "bytes_down": t.bytes_down,
+        }
+        for t in timings
+    }
     server = sum(s["server_s"] for s in stages.values())
     clients = sum(s["clients_s"] for s in stages.values())
     protocol = sum(s["server_s"] + s["clients_s"] for k, s in stages.items() if k.startswith("SECAGG_"))
     notes = line.get("notes", {})
-    return {"mode": mode, "n": n, "L": length, "dropouts": len(gone), "wall_s": wall, "cpu_s": cpu,
-            "compute_s": server + clients, "server_s": server, "clients_s": clients, "compute_protocol_s": protocol,
-            "compute_without_fit_s": server + clients - taps.get("fit", 0.0), "workload_fit_s": taps.get("fit", 0.0),
-            "peer_key_checks_s": taps.get("_check_peer_signature", 0.0), "update_cache_s": taps.get("put", 0.0),
-            "max_abs_error": err, "stages": stages,
-            **{k: notes[k] for k in ("bits", "frac_bits", "degree", "threshold", "max_weight") if k in notes}}
+    return {
+        "mode": mode,
+        "n": n,
+        "L": length,
+        "dropouts": len(gone),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "compute_s": server + clients,
+        "server_s": server,
+        "clients_s": clients,
+        "compute_protocol_s": protocol,
+        "compute_without_fit_s": server + clients - taps.get("fit", 0.0),
+        "workload_fit_s": taps.get("fit", 0.0),
+        "peer_key_checks_s": taps.get("_check_peer_signature", 0.0),
+        "update_cache_s": taps.get("put", 0.0),
+        "max_abs_error": err,
+        "stages": stages,
+        **{k: notes[k] for k in ("bits", "frac_bits", "degree", "threshold", "max_weight") if k in notes},
+    }
 
 
 def median_row(runs: list[dict]) -> dict:
@@ -193,8 +232,10 @@ def median_row(runs: list[dict]) -> dict:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("n", "L", "dropouts"):
             out[key] = float(statistics.median(r[key] for r in runs))
     out["max_abs_error"] = max((r["max_abs_error"] for r in runs if r["max_abs_error"] is not None), default=None)
-    out["stages"] = {name: {k: float(statistics.median(r["stages"][name][k] for r in runs)) for k in parts}
-                     for name, parts in runs[0]["stages"].items()}
+    out["stages"] = {
+        name: {k: float(statistics.median(r["stages"][name][k] for r in runs)) for k in parts}
+        for name, parts in runs[0]["stages"].items()
+    }
     out["reps"] = len(runs)
     out["compute_s_each"] = [r["compute_s"] for r in runs]
     return out
@@ -204,7 +245,7 @@ def bench(mode: str, n: int, length: int, dropout: float, reps: int, tmp: Path) 
     """``reps`` rounds (fresh federations) after one warm-up; the dropouts drawn per rep."""
     rng = np.random.default_rng(n * 1009 + length)
     runs = []
-    for rep in range(reps + 1):                 # rep 0 warms up
+    for rep in range(reps + 1):  # rep 0 warms up
         gone = set(rng.choice(n, round(dropout * n), replace=False).tolist())
         run_dir = tmp / f"{mode}-{n}-{length}-{dropout}-{rep}"
         row = engine_round(mode, n, length, gone, run_dir)
@@ -220,10 +261,16 @@ def source() -> str:
 
     here = str(Path(__file__).resolve().parent)
     try:
-        head = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
         return head + ("+dirty: " + " ".join(sorted(line[3:] for line in dirty.splitlines())) if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("SOURCE_COMMIT", "unknown")
@@ -265,20 +312,25 @@ def compare(tmp: Path, reps: int, quick: bool) -> list[dict]:
             continue
         row = bench("secagg", n, length, CONFIG["compare_dropout"], reps, tmp)
         flower = FLOWER_REFERENCE_S.get((n, length))
-        row.update({
-            "flower_reference_s": flower, "flower_re_measured": False,
-            "ratio_to_flower": None if flower is None else row["compute_s"] / flower,
-            "ratio_to_flower_cpu": None if flower is None else row["cpu_s"] / flower,
-            "ratio_to_flower_protocol_only": None if flower is None else row["compute_protocol_s"] / flower,
-            "ratio_to_flower_without_fit": None if flower is None else row["compute_without_fit_s"] / flower,
-            "target_met": None if flower is None else row["compute_s"] / flower <= CONFIG["target_ratio_to_flower"],
-            "previous_driver_compute_s": PREVIOUS_DRIVER_S.get((n, length)),
-        })
+        row.update(
+            {
+                "flower_reference_s": flower,
+                "flower_re_measured": False,
+                "ratio_to_flower": None if flower is None else row["compute_s"] / flower,
+                "ratio_to_flower_cpu": None if flower is None else row["cpu_s"] / flower,
+                "ratio_to_flower_protocol_only": None if flower is None else row["compute_protocol_s"] / flower,
+                "ratio_to_flower_without_fit": None if flower is None else row["compute_without_fit_s"] / flower,
+                "target_met": None if flower is None else row["compute_s"] / flower <= CONFIG["target_ratio_to_flower"],
+                "previous_driver_compute_s": PREVIOUS_DRIVER_S.get((n, length)),
+            }
+        )
         rows.append(row)
         ratio = "no Flower figure" if flower is None else f"{row['ratio_to_flower']:.3f}x Flower ({flower} s)"
-        print(f"secagg n={n:3d} L={length:.0e} 20% drop: compute {row['compute_s']:.3f} s (protocol stages "
-              f"{row['compute_protocol_s']:.3f} s, cpu {row['cpu_s']:.3f} s): {ratio}; err {row['max_abs_error']:.1e}",
-              flush=True)
+        print(
+            f"secagg n={n:3d} L={length:.0e} 20% drop: compute {row['compute_s']:.3f} s (protocol stages "
+            f"{row['compute_protocol_s']:.3f} s, cpu {row['cpu_s']:.3f} s): {ratio}; err {row['max_abs_error']:.1e}",
+            flush=True,
+        )
     return rows
 
 
@@ -288,20 +340,36 @@ def targets(tmp: Path, reps: int, quick: bool) -> dict:
     secagg = bench("secagg", a["n"], a["L"], 0.0, reps, tmp)
     plain = bench("plain", a["n"], a["L"], 0.0, reps, tmp)
     ratio = secagg["compute_s"] / plain["compute_s"]
-    out = {"secagg_over_plain": {**{k: a[k] for k in ("n", "L")}, "target": a["bound"], "measured": ratio,
-                                 "met": ratio <= a["bound"], "previous_driver": PREVIOUS_TARGETS["secagg_over_plain"],
-                                 "secagg_compute_s": secagg["compute_s"], "plain_compute_s": plain["compute_s"],
-                                 "secagg_protocol_s": secagg["compute_protocol_s"],
-                                 "plain_input_s": sum(plain["stages"]["PLAIN_INPUT"][k] for k in ("server_s", "clients_s"))},
-           "rows": [secagg, plain]}
-    print(f"secagg / plain n={a['n']} L={a['L']:.0e}: {ratio:.2f} ({secagg['compute_s']:.3f} s vs "
-          f"{plain['compute_s']:.3f} s)", flush=True)
+    out = {
+        "secagg_over_plain": {
+            **{k: a[k] for k in ("n", "L")},
+            "target": a["bound"],
+            "measured": ratio,
+            "met": ratio <= a["bound"],
+            "previous_driver": PREVIOUS_TARGETS["secagg_over_plain"],
+            "secagg_compute_s": secagg["compute_s"],
+            "plain_compute_s": plain["compute_s"],
+            "secagg_protocol_s": secagg["compute_protocol_s"],
+            "plain_input_s": sum(plain["stages"]["PLAIN_INPUT"][k] for k in ("server_s", "clients_s")),
+        },
+        "rows": [secagg, plain],
+    }
+    print(
+        f"secagg / plain n={a['n']} L={a['L']:.0e}: {ratio:.2f} ({secagg['compute_s']:.3f} s vs "
+        f"{plain['compute_s']:.3f} s)",
+        flush=True,
+    )
     b = spec["server_unmask_s"]
     if not quick:
         row = bench("secagg", b["n"], b["L"], b["dropout"], b["reps"], tmp)
         unmask = row["stages"]["SECAGG_UNMASK"]["server_s"]
-        out["server_unmask_s"] = {**{k: b[k] for k in ("n", "L", "dropout")}, "target": b["bound"], "measured": unmask,
-                                  "met": unmask <= b["bound"], "previous_driver": PREVIOUS_TARGETS["server_unmask_s"]}
+        out["server_unmask_s"] = {
+            **{k: b[k] for k in ("n", "L", "dropout")},
+            "target": b["bound"],
+            "measured": unmask,
+            "met": unmask <= b["bound"],
+            "previous_driver": PREVIOUS_TARGETS["server_unmask_s"],
+        }
         out["rows"].append(row)
         print(f"server unmask n={b['n']} 30% drop L={b['L']:.0e}: {unmask:.3f} s (target {b['bound']} s)", flush=True)
     return out
@@ -317,10 +385,12 @@ def plot(res: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.6))
     ax = axes[0]
     xs = np.arange(len(rows))
-    series = (("compute_s", "this project through the engine, all stages (this run)"),
-              ("compute_protocol_s", "this project, SECAGG_* stages only (this run)"),
-              ("previous_driver_compute_s", "this project, in-process driver (earlier run)"),
-              ("flower_reference_s", "Flower 1.42 SecAgg+ (FACTS.md, not re-measured)"))
+    series = (
+        ("compute_s", "this project through the engine, all stages (this run)"),
+        ("compute_protocol_s", "this project, SECAGG_* stages only (this run)"),
+        ("previous_driver_compute_s", "this project, in-process driver (earlier run)"),
+        ("flower_reference_s", "Flower 1.42 SecAgg+ (FACTS.md, not re-measured)"),
+    )
     w = 0.2
     for i, (key, label) in enumerate(series):
         vals = [r.get(key) or 0.0 for r in rows]
@@ -328,11 +398,18 @@ def plot(res: dict, path: Path) -> None:
         ax.bar_label(bars, labels=[f"{v:.2f}" if v else "" for v in vals], fontsize=6)
     ax.set_yscale("log")
     ax.set_ylim(top=8 * max(max(r["compute_s"], r.get("flower_reference_s") or 0.0) for r in rows))
-    ax.set_xticks(xs, [f"n={r['n']}, L={r['L']:.0e}\n" + ("no Flower figure" if r["ratio_to_flower"] is None
-                                                          else f"{r['ratio_to_flower']:.2f}x Flower") for r in rows])
+    ax.set_xticks(
+        xs,
+        [
+            f"n={r['n']}, L={r['L']:.0e}\n"
+            + ("no Flower figure" if r["ratio_to_flower"] is None else f"{r['ratio_to_flower']:.2f}x Flower")
+            for r in rows
+        ],
+    )
     ax.set_ylabel("compute, server + all clients (s)")
-    ax.set_title(f"SecAgg+, 20 % dropping before masked input (target <= {CONFIG['target_ratio_to_flower']}x "
-                 f"Flower)", fontsize=9)
+    ax.set_title(
+        f"SecAgg+, 20 % dropping before masked input (target <= {CONFIG['target_ratio_to_flower']}x Flower)", fontsize=9
+    )
     ax.legend(fontsize=6, loc="upper left", ncol=2)
     ax = axes[1]
     names = ["TRAIN", "SECAGG_ADVERTISE_KEYS", "SECAGG_SHARE_KEYS", "SECAGG_MASKED_INPUT", "SECAGG_UNMASK"]
@@ -340,9 +417,15 @@ def plot(res: dict, path: Path) -> None:
     for i, name in enumerate(names):
         for side, hatch in (("clients_s", ""), ("server_s", "//")):
             vals = np.array([r["stages"].get(name, {}).get(side, 0.0) for r in rows])
-            ax.bar(xs, vals / np.array([r["compute_s"] for r in rows]), bottom=bottom, color=f"C{i}", hatch=hatch,
-                   edgecolor="white", label=f"{name.removeprefix('SECAGG_').lower()} "
-                                            f"{'server' if side == 'server_s' else 'all clients'}")
+            ax.bar(
+                xs,
+                vals / np.array([r["compute_s"] for r in rows]),
+                bottom=bottom,
+                color=f"C{i}",
+                hatch=hatch,
+                edgecolor="white",
+                label=f"{name.removeprefix('SECAGG_').lower()} {'server' if side == 'server_s' else 'all clients'}",
+            )
             bottom += vals / np.array([r["compute_s"] for r in rows])
     ax.set_xticks(xs, [f"n={r['n']}, L={r['L']:.0e}" for r in rows])
     ax.set_ylabel("share of compute")
@@ -355,12 +438,14 @@ def plot(res: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help=f"{CONFIG['quick']['reps']} rep; skips "
-                                                             f"{CONFIG['quick']['skip']}")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{CONFIG['quick']['reps']} rep; skips {CONFIG['quick']['skip']}"
+    )
     parser.add_argument("--compare", action="store_true", help="only the Flower configurations -> secagg_compare.*")
     parser.add_argument("--targets", action="store_true", help="only the two issue targets -> secagg_targets.json")
-    parser.add_argument("--reps", type=int, default=None, help=f"federations per configuration (default "
-                                                                f"{CONFIG['reps']})")
+    parser.add_argument(
+        "--reps", type=int, default=None, help=f"federations per configuration (default {CONFIG['reps']})"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
@@ -368,21 +453,33 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (CONFIG["quick"]["reps"] if args.quick else CONFIG["reps"])
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    res = {"config": {**CONFIG, "compare": [list(c) for c in CONFIG["compare"]]}, "quick": args.quick, "reps": reps,
-           "load_average_at_start": os.getloadavg(), "source": source(),
-           "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
-                       "numpy": np.__version__},
-           "harness": "fedcore.simulation_memory (RoundEngine + ClientDaemons over MemoryConnection), workload "
-                      + WORKLOAD + "; compute = sum over round 1's stages (EVALUATE left out) of fed.timings "
-                      "server_s + every client_s: includes the engine's bookkeeping, message (de)serialisation "
-                      "and SHA-256, the TRAIN stage and the clients' checks of neighbours' signed keys "
-                      "(peer_key_checks_s)",
-           "flower_reference": {"source": "FACTS.md section 7: Flower 1.42 simulation engine, 20 % dropping before "
-                                          "masked input, a 2-core machine like this one, another run",
-                                "re_measured": False,
-                                "flwr_installed": importlib.util.find_spec("flwr") is not None,
-                                "why": "flwr is not installed here and this script has no Flower harness",
-                                "figures_s": [{"n": n, "L": L, "compute_s": s} for (n, L), s in FLOWER_REFERENCE_S.items()]}}
+    res = {
+        "config": {**CONFIG, "compare": [list(c) for c in CONFIG["compare"]]},
+        "quick": args.quick,
+        "reps": reps,
+        "load_average_at_start": os.getloadavg(),
+        "source": source(),
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "numpy": np.__version__,
+        },
+        "harness": "fedcore.simulation_memory (RoundEngine + ClientDaemons over MemoryConnection), workload "
+        + WORKLOAD
+        + "; compute = sum over round 1's stages (EVALUATE left out) of fed.timings "
+        "server_s + every client_s: includes the engine's bookkeeping, message (de)serialisation "
+        "and SHA-256, the TRAIN stage and the clients' checks of neighbours' signed keys "
+        "(peer_key_checks_s)",
+        "flower_reference": {
+            "source": "FACTS.md section 7: Flower 1.42 simulation engine, 20 % dropping before "
+            "masked input, a 2-core machine like this one, another run",
+            "re_measured": False,
+            "flwr_installed": importlib.util.find_spec("flwr") is not None,
+            "why": "flwr is not installed here and this script has no Flower harness",
+            "figures_s": [{"n": n, "L": L, "compute_s": s} for (n, L), s in FLOWER_REFERENCE_S.items()],
+        },
+    }
     with tempfile.TemporaryDirectory(prefix="secagg-bench-") as tmp:
         tmp = Path(tmp)
         if args.targets:
@@ -399,8 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     plot(res, args.out / f"{stem}.png")
     for r in res["compare"]:
         if r["ratio_to_flower"] is not None:
-            print(f"n={r['n']} L={r['L']:.0e}: {r['ratio_to_flower']:.3f}x Flower (target "
-                  f"{CONFIG['target_ratio_to_flower']}x: {'met' if r['target_met'] else 'NOT met'})")
+            print(
+                f"n={r['n']} L={r['L']:.0e}: {r['ratio_to_flower']:.3f}x Flower (target "
+                f"{CONFIG['target_ratio_to_flower']}x: {'met' if r['target_met'] else 'NOT met'})"
+            )
     print(f"done in {res['elapsed_s']:.0f} s: {args.out / (stem + '.json')}")
     return 0
 

@@ -50,8 +50,9 @@ def count(settings: Mapping[str, Any]) -> int:
 def _resolve(settings: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(settings)
     if "parameters" in out:
-        out.update(sized(int(out.pop("parameters")), int(out.get("num_features", 1000)),
-                         int(out.get("num_classes", 4))))
+        out.update(
+            sized(int(out.pop("parameters")), int(out.get("num_features", 1000)), int(out.get("num_classes", 4)))
+        )
     return out
 
 
@@ -67,18 +68,42 @@ class SizedTrainer(SoftmaxTrainer):
     def fit(self, params, spec, round, config, statistics) -> FitResult:
         self._load(params, spec)
         epochs, batch = int(config.get("epochs", 1)), int(config.get("batch_size", 32))
-        table = {"planned_rounds": int(config.get("rounds", 1)), "local_epochs": epochs, "batch_size": batch,
-                 **dict(config.get("privacy") or {})}
+        table = {
+            "planned_rounds": int(config.get("rounds", 1)),
+            "local_epochs": epochs,
+            "batch_size": batch,
+            **dict(config.get("privacy") or {}),
+        }
         privacy = PrivacyConfig.from_dict(table, source="sized workload [privacy]")
         if privacy.enabled and self._plan is None:
             self._plan = plan_privacy(privacy, len(self.y_train))
             self._ledger = self._plan.open_ledger(self.workdir / "privacy_ledger.json")
-        stats = dp_train(self.model, nn.CrossEntropyLoss(), (self.x_train, self.y_train), privacy=privacy,
-                         ledger=self._ledger, round=round, plan=self._plan, epochs=epochs, batch_size=batch,
-                         lr=float(config.get("lr", 0.1)), device=self.device)
+        stats = dp_train(
+            self.model,
+            nn.CrossEntropyLoss(),
+            (self.x_train, self.y_train),
+            privacy=privacy,
+            ledger=self._ledger,
+            round=round,
+            plan=self._plan,
+            epochs=epochs,
+            batch_size=batch,
+            lr=float(config.get("lr", 0.1)),
+            device=self.device,
+        )
         vec, _ = flatten(self.model.state_dict())
-        state = (PrivacyState(True, float(stats.epsilon), float(stats.delta), str(stats.accountant), stats.steps,
-                              float(stats.noise_multiplier)) if privacy.enabled else PrivacyState(enabled=False))
+        state = (
+            PrivacyState(
+                True,
+                float(stats.epsilon),
+                float(stats.delta),
+                str(stats.accountant),
+                stats.steps,
+                float(stats.noise_multiplier),
+            )
+            if privacy.enabled
+            else PrivacyState(enabled=False)
+        )
         return FitResult(np.asarray(vec, np.float32), len(self.y_train), {"loss": float(stats.loss)}, state)
 
 

@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     server_creds, client_creds = issue_server(ca, ["localhost", "127.0.0.1"]), issue_client(ca, "bench-client")
     servicer = BenchServicer(limit=1 << 31)
     bound = serve(servicer, "127.0.0.1:0", TlsMaterial(ca.cert_pem, server_creds.cert_pem, server_creds.key_pem))
-    channel = open_channel(f"127.0.0.1:{bound.port}", TlsMaterial(ca.cert_pem, client_creds.cert_pem,
-                                                                   client_creds.key_pem))
+    channel = open_channel(
+        f"127.0.0.1:{bound.port}", TlsMaterial(ca.cert_pem, client_creds.cert_pem, client_creds.key_pem)
+    )
     stub = pb_grpc.FederationStub(channel)
     rows = []
     try:
@@ -87,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             servicer.payload, servicer.digest = payload, sha256(payload)
 
             def pull(payload=payload):
-                got = receive_chunks(stub.Download(pb.DownloadRequest(header=HDR, blob="model/1"), timeout=600), 1 << 31)
+                got = receive_chunks(
+                    stub.Download(pb.DownloadRequest(header=HDR, blob="model/1"), timeout=600), 1 << 31
+                )
                 assert got.payload == payload
 
             def submit(payload=payload):
@@ -98,20 +101,38 @@ def main(argv: list[str] | None = None) -> int:
             t_pull = _median_time(pull, args.repeats)
             t_submit = _median_time(submit, args.repeats)
             mb = len(payload) / 1e6
-            row = {"params": n, "bytes": len(payload), "copy_s": copy, "pull_s": t_pull, "submit_s": t_submit,
-                   "pull_MBps": mb / t_pull, "submit_MBps": mb / t_submit, "copy_MBps": mb / copy,
-                   "pull_vs_copy": t_pull / copy, "submit_vs_copy": t_submit / copy}
+            row = {
+                "params": n,
+                "bytes": len(payload),
+                "copy_s": copy,
+                "pull_s": t_pull,
+                "submit_s": t_submit,
+                "pull_MBps": mb / t_pull,
+                "submit_MBps": mb / t_submit,
+                "copy_MBps": mb / copy,
+                "pull_vs_copy": t_pull / copy,
+                "submit_vs_copy": t_submit / copy,
+            }
             rows.append(row)
-            print(f"{n:>10} params {mb:8.1f} MB  pull {row['pull_MBps']:7.1f} MB/s ({row['pull_vs_copy']:6.0f}x copy)  "
-                  f"submit {row['submit_MBps']:7.1f} MB/s ({row['submit_vs_copy']:6.0f}x copy)  "
-                  f"copy {row['copy_MBps']:8.0f} MB/s", flush=True)
+            print(
+                f"{n:>10} params {mb:8.1f} MB  pull {row['pull_MBps']:7.1f} MB/s ({row['pull_vs_copy']:6.0f}x copy)  "
+                f"submit {row['submit_MBps']:7.1f} MB/s ({row['submit_vs_copy']:6.0f}x copy)  "
+                f"copy {row['copy_MBps']:8.0f} MB/s",
+                flush=True,
+            )
     finally:
         channel.close()
         bound.stop(None)
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": platform.machine(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "repeats": args.repeats, "tls": "mTLS (ECDSA P-256)", "chunk_bytes": 4 * 1024 * 1024,
-            "baseline": "bytearray(payload): an in-memory copy of the same bytes"}
+    meta = {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "repeats": args.repeats,
+        "tls": "mTLS (ECDSA P-256)",
+        "chunk_bytes": 4 * 1024 * 1024,
+        "baseline": "bytearray(payload): an in-memory copy of the same bytes",
+    }
     (args.out / "transfer.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     _plot(rows, args.out / "transfer.png")
     return 0
@@ -125,11 +146,15 @@ def _plot(rows: list[dict], path: Path) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     params = [r["params"] for r in rows]
-    for key, label in (("pull_MBps", "model pull (Download)"), ("submit_MBps", "update submit (Submit)"),
-                       ("copy_MBps", "in-memory copy")):
+    for key, label in (
+        ("pull_MBps", "model pull (Download)"),
+        ("submit_MBps", "update submit (Submit)"),
+        ("copy_MBps", "in-memory copy"),
+    ):
         ax1.plot(params, [r[key] for r in rows], marker="o", label=label)
-    ax1.set(xscale="log", yscale="log", xlabel="float32 parameters", ylabel="MB/s",
-            title="Throughput over loopback mTLS")
+    ax1.set(
+        xscale="log", yscale="log", xlabel="float32 parameters", ylabel="MB/s", title="Throughput over loopback mTLS"
+    )
     ax1.legend()
     for key, label in (("pull_vs_copy", "pull / copy"), ("submit_vs_copy", "submit / copy")):
         ax2.plot(params, [r[key] for r in rows], marker="o", label=label)

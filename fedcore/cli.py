@@ -54,8 +54,11 @@ log = logging.getLogger("fedcore")
 def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                            format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=getattr(logging, level.upper(), logging.INFO),
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        )
     else:
         root.setLevel(getattr(logging, level.upper(), logging.INFO))
 
@@ -63,9 +66,11 @@ def setup_logging(level: str = "INFO") -> None:
 def _guard(fn):
     """Turn the failures of a command into exit codes with one clear line (no traceback unless the
     log level is DEBUG): configuration 2, TLS 3, Ctrl-C 130, anything unexpected 1."""
+
     def handler(args: argparse.Namespace) -> int:
         setup_logging(getattr(args, "log_level", "INFO"))
         return guarded(fn, args, debug=getattr(args, "log_level", "INFO") == "DEBUG")
+
     handler.__name__ = fn.__name__
     return handler
 
@@ -88,8 +93,14 @@ def guarded(fn, args, *, debug: bool = False, name: str = "") -> int:
         log.error("%s interrupted (Ctrl-C)", what)
         return ExitCode.INTERRUPTED
     except Exception as exc:  # a bug: one line, the traceback only when asked for
-        log.error("internal error in %s: %s: %s%s", what, type(exc).__name__, exc,
-                  "" if debug else " (run with --log-level DEBUG for the traceback)", exc_info=debug)
+        log.error(
+            "internal error in %s: %s: %s%s",
+            what,
+            type(exc).__name__,
+            exc,
+            "" if debug else " (run with --log-level DEBUG for the traceback)",
+            exc_info=debug,
+        )
         return ExitCode.INTERNAL
 
 
@@ -99,26 +110,41 @@ def cmd_provision(args) -> int:
 
     if args.action == "sign":
         if not args.csr or not args.ca:
-            raise ConfigError("provision sign needs the CSR file and --ca (the folder with ca.pem and ca.key)",
-                              source="provision sign")
+            raise ConfigError(
+                "provision sign needs the CSR file and --ca (the folder with ca.pem and ca.key)",
+                source="provision sign",
+            )
         signed = sign(args.csr, args.ca, args.out, coordinator=args.coordinator, days=args.days)
-        print(f"issued {signed.cert} for {signed.client_id}; send {signed.cert}, {signed.ca} and {signed.config} "
-              f"back (recorded in {signed.record})")
+        print(
+            f"issued {signed.cert} for {signed.client_id}; send {signed.cert}, {signed.ca} and {signed.config} "
+            f"back (recorded in {signed.record})"
+        )
         return ExitCode.OK
     if args.action is not None or args.csr:
-        raise ConfigError(f"provision takes no positional arguments except 'sign CSR' (got {args.action!r})",
-                          source="provision")
+        raise ConfigError(
+            f"provision takes no positional arguments except 'sign CSR' (got {args.action!r})", source="provision"
+        )
     clients = [c.strip() for c in (args.clients or "").split(",") if c.strip()]
     preset = federation_preset(args.workload, args.rounds, len(clients), dp=not args.no_dp)
-    result = provision(args.out, clients, server_names=args.server_name or (), address=args.address,
-                       aggregation=args.aggregation, federation_id=args.federation, rounds=args.rounds,
-                       overwrite=args.force, **preset)
+    result = provision(
+        args.out,
+        clients,
+        server_names=args.server_name or (),
+        address=args.address,
+        aggregation=args.aggregation,
+        federation_id=args.federation,
+        rounds=args.rounds,
+        overwrite=args.force,
+        **preset,
+    )
     print(f"wrote {result.coordinator_config}")
     for cid, path in result.client_configs.items():
         print(f"wrote {path}  ({cid})")
     if not clients:
-        print(f"no client keys made: each institution runs `enroll --name ID --out DIR` and you sign its CSR "
-              f"with `provision sign ID.csr --ca {args.out} --out REPLY_DIR`")
+        print(
+            f"no client keys made: each institution runs `enroll --name ID --out DIR` and you sign its CSR "
+            f"with `provision sign ID.csr --ca {args.out} --out REPLY_DIR`"
+        )
     return ExitCode.OK
 
 
@@ -168,10 +194,20 @@ def cmd_simulate(args) -> int:
     from fedcore.simulation import CoordinatorFailed, simulate
 
     try:
-        result = simulate(clients=args.clients, rounds=args.rounds, out=args.out, aggregation=args.aggregation,
-                          workload=args.workload, insecure=args.insecure, seed=args.seed,
-                          strategy={"name": args.strategy} if args.strategy else None, timeout=args.timeout,
-                          status=args.status, transport=args.transport, seeded=args.seeded)
+        result = simulate(
+            clients=args.clients,
+            rounds=args.rounds,
+            out=args.out,
+            aggregation=args.aggregation,
+            workload=args.workload,
+            insecure=args.insecure,
+            seed=args.seed,
+            strategy={"name": args.strategy} if args.strategy else None,
+            timeout=args.timeout,
+            status=args.status,
+            transport=args.transport,
+            seeded=args.seeded,
+        )
     except CoordinatorFailed as exc:
         log.error("%s", exc)
         return exc.returncode or ExitCode.INTERNAL
@@ -189,26 +225,44 @@ def register(subparsers, exclude: tuple[str, ...] = ()) -> None:
         p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
         return p
 
-    p = common(subparsers.add_parser(
-        "provision", help="create a federation CA, certificates and configs; 'provision sign CSR' signs a client's CSR"))
+    p = common(
+        subparsers.add_parser(
+            "provision",
+            help="create a federation CA, certificates and configs; 'provision sign CSR' signs a client's CSR",
+        )
+    )
     p.add_argument("action", nargs="?", choices=["sign"], help="sign: issue a client certificate for a CSR")
     p.add_argument("csr", nargs="?", type=Path, help="with sign: the client's NAME.csr")
     p.add_argument("--out", required=True, type=Path, help="folder to write into")
-    p.add_argument("--clients", default="", help="comma-separated client ids whose keys are made HERE (simulations "
-                   "and tests only; leave out for a federation whose clients enrol)")
+    p.add_argument(
+        "--clients",
+        default="",
+        help="comma-separated client ids whose keys are made HERE (simulations "
+        "and tests only; leave out for a federation whose clients enrol)",
+    )
     p.add_argument("--ca", type=Path, help="with sign: the provisioned folder holding ca.pem and ca.key")
-    p.add_argument("--coordinator", default=None, help="with sign: HOST:PORT for the client's config "
-                   "(default: the provisioned address)")
+    p.add_argument(
+        "--coordinator",
+        default=None,
+        help="with sign: HOST:PORT for the client's config (default: the provisioned address)",
+    )
     p.add_argument("--days", type=int, default=825, help="with sign: certificate lifetime (default %(default)s)")
     p.add_argument("--server-name", action="append", help="extra host name/IP for the server certificate (repeat)")
     p.add_argument("--address", default="localhost:50051", help="HOST:PORT the clients dial (default %(default)s)")
     p.add_argument("--aggregation", default="secagg", choices=list(MODES))
     p.add_argument("--federation", default="fedpsyau", help="federation id")
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--workload", default="mer", help="mer (the MER federation, default) | example (fedcore's "
-                   "softmax example) | an import path module:attribute")
-    p.add_argument("--no-dp", action="store_true", help="no DP-SGD defaults in the coordinator's [privacy] "
-                   "(baselines only: NOT private)")
+    p.add_argument(
+        "--workload",
+        default="mer",
+        help="mer (the MER federation, default) | example (fedcore's "
+        "softmax example) | an import path module:attribute",
+    )
+    p.add_argument(
+        "--no-dp",
+        action="store_true",
+        help="no DP-SGD defaults in the coordinator's [privacy] (baselines only: NOT private)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing provisioned folder")
     p.set_defaults(func=cmd_provision)
 
@@ -227,8 +281,9 @@ def register(subparsers, exclude: tuple[str, ...] = ()) -> None:
     p.add_argument("--insecure", action="store_true", help="no TLS (local debugging only; warns)")
     p.set_defaults(func=cmd_client)
 
-    p = common(subparsers.add_parser("status", help="a running (or ended) federation: round, stage, clients, "
-                                     "epsilon, metrics"))
+    p = common(
+        subparsers.add_parser("status", help="a running (or ended) federation: round, stage, clients, epsilon, metrics")
+    )
     p.add_argument("--config", required=True, type=Path, help="the coordinator's coordinator.toml")
     p.add_argument("--json", action="store_true", help="print the snapshot as JSON")
     p.set_defaults(func=cmd_status)
@@ -240,8 +295,13 @@ def register(subparsers, exclude: tuple[str, ...] = ()) -> None:
 
     if "simulate" in exclude:
         return
-    p = common(subparsers.add_parser("simulate", help="a whole federation locally: coordinator + N client processes on "
-                                     "loopback, or the same engine in one process (--transport memory)"))
+    p = common(
+        subparsers.add_parser(
+            "simulate",
+            help="a whole federation locally: coordinator + N client processes on "
+            "loopback, or the same engine in one process (--transport memory)",
+        )
+    )
     p.add_argument("--clients", type=int, default=3)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/sim-<time>)")
@@ -252,9 +312,13 @@ def register(subparsers, exclude: tuple[str, ...] = ()) -> None:
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     p.add_argument("--insecure", action="store_true", help="no TLS (local debugging only; warns)")
     p.add_argument("--status", default=None, metavar="HOST:PORT", help="serve the live status page there")
-    p.add_argument("--transport", choices=("grpc", "memory"), default="grpc",
-                   help="grpc (default): processes over mTLS on loopback; memory: the same engine and clients in "
-                        "this process (round seconds are then simulated time)")
+    p.add_argument(
+        "--transport",
+        choices=("grpc", "memory"),
+        default="grpc",
+        help="grpc (default): processes over mTLS on loopback; memory: the same engine and clients in "
+        "this process (round seconds are then simulated time)",
+    )
     p.add_argument("--seeded", action="store_true", help="seed every client from --seed (reproducible runs; warns)")
     p.set_defaults(func=cmd_simulate)
 

@@ -44,7 +44,7 @@ class PlainServer(ServerMode):
 
     def begin(self, ctx: AggregationContext) -> None:
         self.ctx = ctx
-        self._total: np.ndarray | None = None          # running sum of accepted weighted updates
+        self._total: np.ndarray | None = None  # running sum of accepted weighted updates
         self._weight = 0.0
         self._digests: dict[str, tuple[bytes, float]] = {}  # client -> (SHA-256 of its update, weight)
         self._min = int(self.settings.get("min_clients", 1))
@@ -64,8 +64,9 @@ class PlainServer(ServerMode):
             raise InvalidPayload(f"stage {stage.name} expects PlainInput (got {type(body).__name__})")
         if client_id not in self.ctx.participants:
             raise InvalidPayload(f"{client_id} is not a participant of this aggregation")
-        vec = decode_vector(body.weighted_update, dtype="float64", length=self.ctx.vector_length,
-                            what=f"update from {client_id}")
+        vec = decode_vector(
+            body.weighted_update, dtype="float64", length=self.ctx.vector_length, what=f"update from {client_id}"
+        )
         w = float(body.weight)
         if not math.isfinite(w) or w <= 0 or w > self.ctx.max_weight:
             raise InvalidPayload(f"weight from {client_id} must be in (0, {self.ctx.max_weight}] (got {w})")
@@ -83,8 +84,10 @@ class PlainServer(ServerMode):
     def close_stage(self, stage: Stage, responded: frozenset[str]) -> None:
         have = sorted(self._digests)
         if set(have) - responded:
-            log.info("plain: updates of %s were accepted before they dropped; they stay in the sum",
-                     sorted(set(have) - responded))
+            log.info(
+                "plain: updates of %s were accepted before they dropped; they stay in the sum",
+                sorted(set(have) - responded),
+            )
         if len(have) < self._min:
             raise AggregationAborted(f"plain aggregation needs at least {self._min} updates (got {len(have)})")
         self._used = have

@@ -58,7 +58,7 @@ from fedcore.transport.certs import (
 
 log = logging.getLogger(__name__)
 DEFAULT_WORKLOAD = "fedcore.examples.softmax:workload"
-TEMPLATE = "client-template.toml"   # what `provision sign` fills in for each enrolled client
+TEMPLATE = "client-template.toml"  # what `provision sign` fills in for each enrolled client
 
 # -- the MER federation (what `fedpsyau provision` makes unless told otherwise) --------------------
 MER_WORKLOAD = "mer.train.federated:workload"
@@ -79,14 +79,26 @@ class Provisioned:
     client_configs: dict[str, Path]
 
 
-def coordinator_toml(*, federation: Mapping[str, Any], server: Mapping[str, Any], tls: Mapping[str, Any] | None = None,
-                     deadlines: Mapping[str, Any] | None = None, strategy: Mapping[str, Any] | None = None,
-                     workload: Mapping[str, Any] | None = None, privacy: Mapping[str, Any] | None = None,
-                     limits: Mapping[str, Any] | None = None, secagg: Mapping[str, Any] | None = None,
-                     ckks: Mapping[str, Any] | None = None, central_dp: Mapping[str, Any] | None = None,
-                     status: Mapping[str, Any] | None = None) -> str:
-    data: dict[str, Any] = {"federation": dict(federation), "server": dict(server),
-                            "tls": dict(tls or {"ca": "ca.pem", "cert": "server.pem", "key": "server.key"})}
+def coordinator_toml(
+    *,
+    federation: Mapping[str, Any],
+    server: Mapping[str, Any],
+    tls: Mapping[str, Any] | None = None,
+    deadlines: Mapping[str, Any] | None = None,
+    strategy: Mapping[str, Any] | None = None,
+    workload: Mapping[str, Any] | None = None,
+    privacy: Mapping[str, Any] | None = None,
+    limits: Mapping[str, Any] | None = None,
+    secagg: Mapping[str, Any] | None = None,
+    ckks: Mapping[str, Any] | None = None,
+    central_dp: Mapping[str, Any] | None = None,
+    status: Mapping[str, Any] | None = None,
+) -> str:
+    data: dict[str, Any] = {
+        "federation": dict(federation),
+        "server": dict(server),
+        "tls": dict(tls or {"ca": "ca.pem", "cert": "server.pem", "key": "server.key"}),
+    }
     for name, table in (("deadlines", deadlines), ("strategy", strategy), ("limits", limits)):
         if table:
             data[name] = dict(table)
@@ -95,37 +107,72 @@ def coordinator_toml(*, federation: Mapping[str, Any], server: Mapping[str, Any]
     for name, table in (("secagg", secagg), ("ckks", ckks), ("central_dp", central_dp)):
         if table:
             data[name] = dict(table)
-    data["status"] = dict(status or {"address": ""})   # written (off) so that the option is seen
-    comments = {**field_comments(Federation, "federation"), **field_comments(Server, "server"),
-                **field_comments(ServerTls, "tls"), **field_comments(Deadlines, "deadlines"),
-                **field_comments(StatusSettings, "status")}
-    header = ("FED-PsyAU coordinator. Relative paths are relative to this file's folder.\n"
-              "[workload] is sent to clients in TrainTask/EvaluateTask.config; [privacy] holds the\n"
-              "defaults sent under config[\"privacy\"] (a client's own [privacy] overrides them).")
+    data["status"] = dict(status or {"address": ""})  # written (off) so that the option is seen
+    comments = {
+        **field_comments(Federation, "federation"),
+        **field_comments(Server, "server"),
+        **field_comments(ServerTls, "tls"),
+        **field_comments(Deadlines, "deadlines"),
+        **field_comments(StatusSettings, "status"),
+    }
+    header = (
+        "FED-PsyAU coordinator. Relative paths are relative to this file's folder.\n"
+        "[workload] is sent to clients in TrainTask/EvaluateTask.config; [privacy] holds the\n"
+        'defaults sent under config["privacy"] (a client\'s own [privacy] overrides them).'
+    )
     return dumps(data, header, comments)
 
 
-def client_toml(client_id: str, *, federation: str, coordinator: str, workload: str,
-                settings: Mapping[str, Any] | None = None, privacy: Mapping[str, Any] | None = None,
-                client: Mapping[str, Any] | None = None, tls: Mapping[str, str] | None = None) -> str:
-    data = {"client": {"id": client_id, "federation": federation, "coordinator": coordinator, "workdir": "work",
-                       **dict(client or {})},
-            "tls": dict(tls or {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"}),
-            "workload": {"path": workload, "settings": dict(settings or {})},
-            "privacy": dict(privacy or {})}
+def client_toml(
+    client_id: str,
+    *,
+    federation: str,
+    coordinator: str,
+    workload: str,
+    settings: Mapping[str, Any] | None = None,
+    privacy: Mapping[str, Any] | None = None,
+    client: Mapping[str, Any] | None = None,
+    tls: Mapping[str, str] | None = None,
+) -> str:
+    data = {
+        "client": {
+            "id": client_id,
+            "federation": federation,
+            "coordinator": coordinator,
+            "workdir": "work",
+            **dict(client or {}),
+        },
+        "tls": dict(tls or {"ca": "ca.pem", "cert": "cert.pem", "key": "key.pem"}),
+        "workload": {"path": workload, "settings": dict(settings or {})},
+        "privacy": dict(privacy or {}),
+    }
     comments = {**field_comments(ClientSection, "client"), **field_comments(ClientTls, "tls")}
-    header = (f"FED-PsyAU client {client_id}. Relative paths are relative to this file's folder.\n"
-              "[workload.settings] goes to the workload verbatim (plus config_dir = this folder).")
+    header = (
+        f"FED-PsyAU client {client_id}. Relative paths are relative to this file's folder.\n"
+        "[workload.settings] goes to the workload verbatim (plus config_dir = this folder)."
+    )
     return dumps(data, header, comments)
 
 
-def provision(out: str | Path, clients: Sequence[str], *, server_names: Sequence[str] = (),
-              address: str = "localhost:50051", listen: str | None = None, aggregation: str = "secagg",
-              federation_id: str = "fedpsyau", rounds: int = 10, min_clients: int | None = None,
-              workload: str = DEFAULT_WORKLOAD, workload_settings: Mapping[str, Any] | None = None,
-              client_settings: Sequence[Mapping[str, Any]] | None = None, overwrite: bool = False,
-              client_options: Mapping[str, Any] | None = None, template_settings: Mapping[str, Any] | None = None,
-              **coordinator_tables: Any) -> Provisioned:
+def provision(
+    out: str | Path,
+    clients: Sequence[str],
+    *,
+    server_names: Sequence[str] = (),
+    address: str = "localhost:50051",
+    listen: str | None = None,
+    aggregation: str = "secagg",
+    federation_id: str = "fedpsyau",
+    rounds: int = 10,
+    min_clients: int | None = None,
+    workload: str = DEFAULT_WORKLOAD,
+    workload_settings: Mapping[str, Any] | None = None,
+    client_settings: Sequence[Mapping[str, Any]] | None = None,
+    overwrite: bool = False,
+    client_options: Mapping[str, Any] | None = None,
+    template_settings: Mapping[str, Any] | None = None,
+    **coordinator_tables: Any,
+) -> Provisioned:
     """Write certificates and configs for a federation of ``clients`` (see the module docstring).
 
     ``address`` is what clients dial; the coordinator listens on ``listen`` (default: all
@@ -145,8 +192,10 @@ def provision(out: str | Path, clients: Sequence[str], *, server_names: Sequence
     if client_settings is not None and len(client_settings) != len(clients):
         problems.append(f"client_settings has {len(client_settings)} entries for {len(clients)} clients")
     if clients and aggregation != "plain" and len(clients) < 3 and min_clients is None:
-        problems.append(f"{aggregation} needs at least 3 clients: with two, each learns the other's update "
-                        f"(got {len(clients)}; add clients, or --aggregation plain for a non-private baseline)")
+        problems.append(
+            f"{aggregation} needs at least 3 clients: with two, each learns the other's update "
+            f"(got {len(clients)}; add clients, or --aggregation plain for a non-private baseline)"
+        )
     bad = [c for c in clients if not isinstance(c, str) or not CLIENT_ID.fullmatch(c)]
     if bad:
         problems.append(f"client ids must be 1-64 characters of [A-Za-z0-9_.-] (got {bad})")
@@ -165,19 +214,34 @@ def provision(out: str | Path, clients: Sequence[str], *, server_names: Sequence
     server = issue_server(ca, hosts)
     write_certificate(out / "server.pem", server.cert_pem)
     write_private_key(out / "server.key", server.key_pem, overwrite=overwrite)
-    server_table = {"address": listen or f"0.0.0.0:{port}", "run_dir": "run",
-                    **dict(coordinator_tables.pop("server", {}) or {})}
+    server_table = {
+        "address": listen or f"0.0.0.0:{port}",
+        "run_dir": "run",
+        **dict(coordinator_tables.pop("server", {}) or {}),
+    }
     fed: dict[str, Any] = {  # the [federation] table; coordinator_tables["federation"] may override any key
-        "id": federation_id, "rounds": rounds, "aggregation": aggregation,
-        "min_clients": min_clients if min_clients is not None else min(3, len(clients) or 3), "workload": workload}
+        "id": federation_id,
+        "rounds": rounds,
+        "aggregation": aggregation,
+        "min_clients": min_clients if min_clients is not None else min(3, len(clients) or 3),
+        "workload": workload,
+    }
     fed.update(coordinator_tables.pop("federation", {}) or {})
     coord = out / "coordinator.toml"
-    coord.write_text(coordinator_toml(federation=fed, server=server_table, workload=workload_settings,
-                                      **coordinator_tables))
-    (out / TEMPLATE).write_text(client_toml(
-        "CLIENT_ID", federation=fed["id"], coordinator=address, workload=fed["workload"], client=client_options,
-        settings=template_settings,
-        tls={"ca": "ca.pem", "cert": "CLIENT_ID.pem", "key": "CLIENT_ID.key"}))
+    coord.write_text(
+        coordinator_toml(federation=fed, server=server_table, workload=workload_settings, **coordinator_tables)
+    )
+    (out / TEMPLATE).write_text(
+        client_toml(
+            "CLIENT_ID",
+            federation=fed["id"],
+            coordinator=address,
+            workload=fed["workload"],
+            client=client_options,
+            settings=template_settings,
+            tls={"ca": "ca.pem", "cert": "CLIENT_ID.pem", "key": "CLIENT_ID.key"},
+        )
+    )
     paths = {}
     for i, cid in enumerate(clients):
         creds = issue_client(ca, cid)
@@ -186,11 +250,22 @@ def provision(out: str | Path, clients: Sequence[str], *, server_names: Sequence
         write_certificate(folder / "ca.pem", ca.cert_pem)
         write_certificate(folder / "cert.pem", creds.cert_pem)
         write_private_key(folder / "key.pem", creds.key_pem, overwrite=overwrite)
-        settings = {"client_index": i, "num_clients": len(clients),
-                    **dict(client_settings[i] if client_settings else {})}
+        settings = {
+            "client_index": i,
+            "num_clients": len(clients),
+            **dict(client_settings[i] if client_settings else {}),
+        }
         paths[cid] = folder / "client.toml"
-        paths[cid].write_text(client_toml(cid, federation=federation_id, coordinator=address, workload=workload,
-                                          settings=settings, client=client_options))
+        paths[cid].write_text(
+            client_toml(
+                cid,
+                federation=federation_id,
+                coordinator=address,
+                workload=workload,
+                settings=settings,
+                client=client_options,
+            )
+        )
     log.info("provisioned %d clients under %s", len(clients), out)
     return Provisioned(out, coord, paths)
 
@@ -198,8 +273,8 @@ def provision(out: str | Path, clients: Sequence[str], *, server_names: Sequence
 # -- enrolment ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Enrolled:
-    key: Path        # <name>.key, 0600: stays on this machine
-    csr: Path        # <name>.csr: goes to the federation operator
+    key: Path  # <name>.key, 0600: stays on this machine
+    csr: Path  # <name>.csr: goes to the federation operator
 
 
 def enroll(name: str, out: str | Path) -> Enrolled:
@@ -210,14 +285,18 @@ def enroll(name: str, out: str | Path) -> Enrolled:
     out = Path(out)
     key_path, csr_path = out / f"{name}.key", out / f"{name}.csr"
     if key_path.exists():
-        raise ConfigError(f"{key_path} exists: enrolment never replaces a key (remove it to start over)",
-                          source="enroll")
+        raise ConfigError(
+            f"{key_path} exists: enrolment never replaces a key (remove it to start over)", source="enroll"
+        )
     creds = make_csr(name)
     out.mkdir(parents=True, exist_ok=True)
     write_private_key(key_path, creds.key_pem)
     write_certificate(csr_path, creds.cert_pem)
-    log.info("wrote %s (private, mode 0600: it never leaves this machine) and %s (send it to the operator)",
-             key_path, csr_path)
+    log.info(
+        "wrote %s (private, mode 0600: it never leaves this machine) and %s (send it to the operator)",
+        key_path,
+        csr_path,
+    )
     return Enrolled(key_path, csr_path)
 
 
@@ -235,14 +314,22 @@ def issued_names(ca_dir: Path) -> set[str]:
 @dataclass(frozen=True)
 class Signed:
     client_id: str
-    cert: Path          # <out>/<id>.pem
-    ca: Path            # <out>/ca.pem
-    config: Path        # <out>/client.toml (expects <id>.key beside it)
-    record: Path        # <ca_dir>/issued/<id>.pem
+    cert: Path  # <out>/<id>.pem
+    ca: Path  # <out>/ca.pem
+    config: Path  # <out>/client.toml (expects <id>.key beside it)
+    record: Path  # <ca_dir>/issued/<id>.pem
 
 
-def sign(csr: str | Path, ca_dir: str | Path, out: str | Path, *, coordinator: str | None = None,
-         federation: str | None = None, workload: str | None = None, days: int = 825) -> Signed:
+def sign(
+    csr: str | Path,
+    ca_dir: str | Path,
+    out: str | Path,
+    *,
+    coordinator: str | None = None,
+    federation: str | None = None,
+    workload: str | None = None,
+    days: int = 825,
+) -> Signed:
     """Sign one client's CSR with the CA in ``ca_dir`` (``ca.pem``, ``ca.key``) and write what
     goes back to the institution into ``out``: its certificate, the CA certificate and a
     ``client.toml`` for it. Federation id, coordinator address, workload and client options
@@ -266,14 +353,25 @@ def sign(csr: str | Path, ca_dir: str | Path, out: str | Path, *, coordinator: s
     write_certificate(out / "ca.pem", ca.cert_pem)
     config = out / "client.toml"
     client = {k: v for k, v in template.get("client", {}).items() if k not in ("id", "federation", "coordinator")}
-    config.write_text(client_toml(
-        cid, federation=federation or template.get("client", {}).get("federation", "fedpsyau"),
-        coordinator=coordinator or template.get("client", {}).get("coordinator", "localhost:50051"),
-        workload=workload or template.get("workload", {}).get("path", DEFAULT_WORKLOAD),
-        settings=template.get("workload", {}).get("settings"), privacy=template.get("privacy"), client=client,
-        tls={"ca": "ca.pem", "cert": f"{cid}.pem", "key": f"{cid}.key"}))
-    log.info("issued a client certificate for %s (clientAuth only); send %s, %s and %s back", cid,
-             out / f"{cid}.pem", out / "ca.pem", config)
+    config.write_text(
+        client_toml(
+            cid,
+            federation=federation or template.get("client", {}).get("federation", "fedpsyau"),
+            coordinator=coordinator or template.get("client", {}).get("coordinator", "localhost:50051"),
+            workload=workload or template.get("workload", {}).get("path", DEFAULT_WORKLOAD),
+            settings=template.get("workload", {}).get("settings"),
+            privacy=template.get("privacy"),
+            client=client,
+            tls={"ca": "ca.pem", "cert": f"{cid}.pem", "key": f"{cid}.key"},
+        )
+    )
+    log.info(
+        "issued a client certificate for %s (clientAuth only); send %s, %s and %s back",
+        cid,
+        out / f"{cid}.pem",
+        out / "ca.pem",
+        config,
+    )
     return Signed(cid, out / f"{cid}.pem", out / "ca.pem", config, record)
 
 
@@ -300,9 +398,12 @@ def federation_preset(workload: str, rounds: int, n_clients: int, *, dp: bool = 
     """
     out: dict[str, Any] = {"privacy": dict(DP_DEFAULTS) if dp else {"enabled": False}}
     if workload == "mer":
-        out.update(workload=MER_WORKLOAD, workload_settings=dict(MER_COORDINATOR_SETTINGS),
-                   client_settings=[dict(MER_CLIENT_SETTINGS) for _ in range(n_clients)],
-                   template_settings=dict(MER_CLIENT_SETTINGS))
+        out.update(
+            workload=MER_WORKLOAD,
+            workload_settings=dict(MER_COORDINATOR_SETTINGS),
+            client_settings=[dict(MER_CLIENT_SETTINGS) for _ in range(n_clients)],
+            template_settings=dict(MER_CLIENT_SETTINGS),
+        )
     else:
         out["workload"] = DEFAULT_WORKLOAD if workload == "example" else workload
     return out

@@ -44,7 +44,7 @@ class SimulationResult:
     summary: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     client_returncodes: dict[str, int | None] = field(default_factory=dict)
-    status_page: str = ""               # the status page's URL while the coordinator ran ("" = none)
+    status_page: str = ""  # the status page's URL while the coordinator ran ("" = none)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -83,8 +83,14 @@ def _parent_death_hook():
 def _spawn(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
     with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
         argv = [sys.executable, "-m", "fedcore.cli", *args]  # this interpreter, our own module, fixed options
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603 - argv is built above
-                                env=env, preexec_fn=_parent_death_hook())  # noqa: PLW1509 (one syscall, see above)
+        # argv is built above (S603); the pre-exec hook makes one system call (PLW1509, see above)
+        return subprocess.Popen(  # noqa: S603
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_parent_death_hook(),  # noqa: PLW1509
+        )
 
 
 def _stop(procs: Sequence[subprocess.Popen], grace: float) -> None:
@@ -130,8 +136,10 @@ def _wait_address(path: Path, coord: subprocess.Popen, log_path: Path, timeout: 
             return path.read_text().strip()
         if coord.poll() is not None:
             why = last_error(log_path) or "no error line"
-            raise CoordinatorFailed(f"the coordinator exited with code {coord.returncode} before serving: {why} "
-                                    f"(log: {log_path})", coord.returncode)
+            raise CoordinatorFailed(
+                f"the coordinator exited with code {coord.returncode} before serving: {why} (log: {log_path})",
+                coord.returncode,
+            )
         time.sleep(0.05)
     raise CoordinatorFailed(f"the coordinator did not bind within {timeout:.0f} s (log: {log_path})", None)
 
@@ -144,18 +152,33 @@ class Prepared:
     run_dir: Path
     prov: Any
     ids: list[str]
-    write_client_configs: Any   # (address) -> None
+    write_client_configs: Any  # (address) -> None
 
 
-def prepare(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *, aggregation: str = "secagg",
-            workload: str = DEFAULT_WORKLOAD, workload_settings: Mapping[str, Any] | None = None,
-            client_settings: Sequence[Mapping[str, Any]] | None = None, seed: int = 0,
-            strategy: Mapping[str, Any] | None = None, privacy: Mapping[str, Any] | None = None,
-            client_privacy: Sequence[Mapping[str, Any]] | None = None, secagg: Mapping[str, Any] | None = None,
-            ckks: Mapping[str, Any] | None = None, central_dp: Mapping[str, Any] | None = None,
-            deadlines: Mapping[str, Any] | None = None, federation: Mapping[str, Any] | None = None,
-            client_ids: Sequence[str] | None = None, resume: bool = False, status: str | None = None,
-            seeded: bool = False, device: str | None = None) -> Prepared:
+def prepare(
+    clients: int = 3,
+    rounds: int = 5,
+    out: str | Path | None = None,
+    *,
+    aggregation: str = "secagg",
+    workload: str = DEFAULT_WORKLOAD,
+    workload_settings: Mapping[str, Any] | None = None,
+    client_settings: Sequence[Mapping[str, Any]] | None = None,
+    seed: int = 0,
+    strategy: Mapping[str, Any] | None = None,
+    privacy: Mapping[str, Any] | None = None,
+    client_privacy: Sequence[Mapping[str, Any]] | None = None,
+    secagg: Mapping[str, Any] | None = None,
+    ckks: Mapping[str, Any] | None = None,
+    central_dp: Mapping[str, Any] | None = None,
+    deadlines: Mapping[str, Any] | None = None,
+    federation: Mapping[str, Any] | None = None,
+    client_ids: Sequence[str] | None = None,
+    resume: bool = False,
+    status: str | None = None,
+    seeded: bool = False,
+    device: str | None = None,
+) -> Prepared:
     """Provision a simulation's folder (the arguments are :func:`simulate`'s)."""
     ids = list(client_ids or [f"client{i + 1}" for i in range(clients)])
     if len(ids) != clients or clients < 1:
@@ -167,40 +190,87 @@ def prepare(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *,
     logs.mkdir(parents=True, exist_ok=True)
     pki = run_dir / "federation"
     fed_extra = {"seed": seed, **dict(federation or {})}
-    prov = provision(pki, ids, address="127.0.0.1:1", listen="127.0.0.1:0", aggregation=aggregation, rounds=rounds,
-                     min_clients=fed_extra.pop("min_clients", min(3, clients)), workload=workload,
-                     workload_settings=workload_settings, client_settings=client_settings, overwrite=True,
-                     federation=fed_extra, server={"run_dir": str(run_dir)},
-                     deadlines={**SIM_DEADLINES, **dict(deadlines or {})}, strategy=dict(strategy or {}),
-                     privacy=privacy, secagg=secagg, ckks=ckks, central_dp=central_dp,
-                     status={"address": status} if status else None)
+    prov = provision(
+        pki,
+        ids,
+        address="127.0.0.1:1",
+        listen="127.0.0.1:0",
+        aggregation=aggregation,
+        rounds=rounds,
+        min_clients=fed_extra.pop("min_clients", min(3, clients)),
+        workload=workload,
+        workload_settings=workload_settings,
+        client_settings=client_settings,
+        overwrite=True,
+        federation=fed_extra,
+        server={"run_dir": str(run_dir)},
+        deadlines={**SIM_DEADLINES, **dict(deadlines or {})},
+        strategy=dict(strategy or {}),
+        privacy=privacy,
+        secagg=secagg,
+        ckks=ckks,
+        central_dp=central_dp,
+        status={"address": status} if status else None,
+    )
 
     def write_client_configs(address: str) -> None:
         for i, cid in enumerate(ids):
-            settings = {**dict(workload_settings or {}), "client_index": i, "num_clients": clients,
-                        **dict(client_settings[i] if client_settings else {})}
+            settings = {
+                **dict(workload_settings or {}),
+                "client_index": i,
+                "num_clients": clients,
+                **dict(client_settings[i] if client_settings else {}),
+            }
             extra: dict[str, Any] = {"backoff_max": 2.0, **({"device": device} if device else {})}
             if seeded:
                 extra["seed"] = int(seed) * 1_000_003 + i
-            prov.client_configs[cid].write_text(client_toml(
-                cid, federation="fedpsyau", coordinator=address, workload=workload, settings=settings,
-                privacy=client_privacy[i] if client_privacy else None, client=extra))
+            prov.client_configs[cid].write_text(
+                client_toml(
+                    cid,
+                    federation="fedpsyau",
+                    coordinator=address,
+                    workload=workload,
+                    settings=settings,
+                    privacy=client_privacy[i] if client_privacy else None,
+                    client=extra,
+                )
+            )
 
     return Prepared(run_dir, prov, ids, write_client_configs)
 
 
-def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *, aggregation: str = "secagg",
-             workload: str = DEFAULT_WORKLOAD, workload_settings: Mapping[str, Any] | None = None,
-             client_settings: Sequence[Mapping[str, Any]] | None = None, insecure: bool = False, seed: int = 0,
-             strategy: Mapping[str, Any] | None = None, privacy: Mapping[str, Any] | None = None,
-             client_privacy: Sequence[Mapping[str, Any]] | None = None,
-             secagg: Mapping[str, Any] | None = None, ckks: Mapping[str, Any] | None = None,
-             central_dp: Mapping[str, Any] | None = None, deadlines: Mapping[str, Any] | None = None, federation: Mapping[str, Any] | None = None,
-             client_ids: Sequence[str] | None = None, progress: bool | None = None, timeout: float | None = None,
-             resume: bool = False, env: Mapping[str, str] | None = None, echo: bool = True,
-             status: str | None = None, transport: str = "grpc", seeded: bool = False,
-             faults: Any = None, device: str | None = None,
-             trainers: Mapping[str, Any] | None = None) -> SimulationResult:
+def simulate(
+    clients: int = 3,
+    rounds: int = 5,
+    out: str | Path | None = None,
+    *,
+    aggregation: str = "secagg",
+    workload: str = DEFAULT_WORKLOAD,
+    workload_settings: Mapping[str, Any] | None = None,
+    client_settings: Sequence[Mapping[str, Any]] | None = None,
+    insecure: bool = False,
+    seed: int = 0,
+    strategy: Mapping[str, Any] | None = None,
+    privacy: Mapping[str, Any] | None = None,
+    client_privacy: Sequence[Mapping[str, Any]] | None = None,
+    secagg: Mapping[str, Any] | None = None,
+    ckks: Mapping[str, Any] | None = None,
+    central_dp: Mapping[str, Any] | None = None,
+    deadlines: Mapping[str, Any] | None = None,
+    federation: Mapping[str, Any] | None = None,
+    client_ids: Sequence[str] | None = None,
+    progress: bool | None = None,
+    timeout: float | None = None,
+    resume: bool = False,
+    env: Mapping[str, str] | None = None,
+    echo: bool = True,
+    status: str | None = None,
+    transport: str = "grpc",
+    seeded: bool = False,
+    faults: Any = None,
+    device: str | None = None,
+    trainers: Mapping[str, Any] | None = None,
+) -> SimulationResult:
     """Run a whole federation locally; see the module docstring. ``client_settings[i]`` and
     ``client_privacy[i]`` are client i's ``[workload.settings]`` additions and ``[privacy]`` table
     (``workload_settings`` go to the coordinator's ``[workload]`` and under every client's settings);
@@ -220,25 +290,62 @@ def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *
     if trainers is not None and transport != "memory":
         raise ConfigError("trainers made in this process can only run over --transport memory", "simulate")
     if transport == "memory" and status:
-        raise ConfigError("the status page is served by the coordinator daemon: use --transport grpc with --status",
-                          "simulate")
-    prep = prepare(clients, rounds, out, aggregation=aggregation, workload=workload,
-                   workload_settings=workload_settings, client_settings=client_settings, seed=seed,
-                   strategy=strategy, privacy=privacy, client_privacy=client_privacy, secagg=secagg, ckks=ckks,
-                   central_dp=central_dp, deadlines=deadlines, federation=federation, client_ids=client_ids,
-                   resume=resume, status=status, seeded=seeded, device=device)
+        raise ConfigError(
+            "the status page is served by the coordinator daemon: use --transport grpc with --status", "simulate"
+        )
+    prep = prepare(
+        clients,
+        rounds,
+        out,
+        aggregation=aggregation,
+        workload=workload,
+        workload_settings=workload_settings,
+        client_settings=client_settings,
+        seed=seed,
+        strategy=strategy,
+        privacy=privacy,
+        client_privacy=client_privacy,
+        secagg=secagg,
+        ckks=ckks,
+        central_dp=central_dp,
+        deadlines=deadlines,
+        federation=federation,
+        client_ids=client_ids,
+        resume=resume,
+        status=status,
+        seeded=seeded,
+        device=device,
+    )
     run_dir, prov, ids, write_client_configs = prep.run_dir, prep.prov, prep.ids, prep.write_client_configs
     logs = run_dir / "logs"
     if transport == "memory":
         from fedcore.simulation_memory import run_in_memory
 
         write_client_configs(MEMORY_ADDRESS)
-        rc, client_rcs = run_in_memory(prov.coordinator_config, [prov.client_configs[c] for c in ids],
-                                       insecure=insecure, rounds=rounds, progress=progress, timeout=timeout,
-                                       faults=faults, log_path=logs / "federation.log", trainers=trainers)
+        rc, client_rcs = run_in_memory(
+            prov.coordinator_config,
+            [prov.client_configs[c] for c in ids],
+            insecure=insecure,
+            rounds=rounds,
+            progress=progress,
+            timeout=timeout,
+            faults=faults,
+            log_path=logs / "federation.log",
+            trainers=trainers,
+        )
     else:
-        rc, client_rcs = _run_processes(run_dir, prov, ids, write_client_configs, insecure=insecure, rounds=rounds,
-                                        progress=progress, timeout=timeout, env=env, echo=echo)
+        rc, client_rcs = _run_processes(
+            run_dir,
+            prov,
+            ids,
+            write_client_configs,
+            insecure=insecure,
+            rounds=rounds,
+            progress=progress,
+            timeout=timeout,
+            env=env,
+            echo=echo,
+        )
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     metrics = read_metrics(run_dir / "metrics.jsonl")
@@ -247,8 +354,9 @@ def simulate(clients: int = 3, rounds: int = 5, out: str | Path | None = None, *
     if echo:
         print(closing_table(metrics, summary, run_dir))
     page = run_dir / "status.address"
-    return SimulationResult(int(rc), run_dir, summary, metrics, client_rcs,
-                            page.read_text().strip() if page.exists() else "")
+    return SimulationResult(
+        int(rc), run_dir, summary, metrics, client_rcs, page.read_text().strip() if page.exists() else ""
+    )
 
 
 #: the transports a simulation runs over
@@ -257,9 +365,19 @@ TRANSPORTS = ("grpc", "memory")
 MEMORY_ADDRESS = "memory:1"
 
 
-def _run_processes(run_dir: Path, prov, ids: list[str], write_client_configs, *, insecure: bool, rounds: int,
-                   progress: bool | None, timeout: float | None, env: Mapping[str, str] | None,
-                   echo: bool) -> tuple[int, dict[str, int | None]]:
+def _run_processes(
+    run_dir: Path,
+    prov,
+    ids: list[str],
+    write_client_configs,
+    *,
+    insecure: bool,
+    rounds: int,
+    progress: bool | None,
+    timeout: float | None,
+    env: Mapping[str, str] | None,
+    echo: bool,
+) -> tuple[int, dict[str, int | None]]:
     """The gRPC transport: the coordinator and one process per client; (exit code, client exit codes)."""
     logs = run_dir / "logs"
     child_env = _child_env(len(ids), env)
@@ -274,8 +392,9 @@ def _run_processes(run_dir: Path, prov, ids: list[str], write_client_configs, *,
         address = _wait_address(run_dir / "coordinator.address", coord, coord_log)
         write_client_configs(address)
         for cid in ids:
-            procs[cid] = _spawn(["client", "--config", str(prov.client_configs[cid]), *flag], logs / f"{cid}.log",
-                                child_env)
+            procs[cid] = _spawn(
+                ["client", "--config", str(prov.client_configs[cid]), *flag], logs / f"{cid}.log", child_env
+            )
         rc = _follow(run_dir, coord, list(procs.values()), rounds, progress, timeout, started, echo)
     except BaseException:
         coord.terminate()
@@ -289,8 +408,16 @@ def _run_processes(run_dir: Path, prov, ids: list[str], write_client_configs, *,
 ORPHAN_GRACE = 15.0
 
 
-def _follow(run_dir: Path, coord: subprocess.Popen, clients: list[subprocess.Popen], rounds: int,
-            progress: bool | None, timeout: float | None, started: float, echo: bool = True) -> int:
+def _follow(
+    run_dir: Path,
+    coord: subprocess.Popen,
+    clients: list[subprocess.Popen],
+    rounds: int,
+    progress: bool | None,
+    timeout: float | None,
+    started: float,
+    echo: bool = True,
+) -> int:
     """Update the progress bar from metrics.jsonl until the coordinator exits; its exit code.
 
     When every client process has died and the coordinator has not finished within
@@ -316,8 +443,11 @@ def _follow(run_dir: Path, coord: subprocess.Popen, clients: list[subprocess.Pop
             if all_gone is None and all(p.poll() is not None for p in clients):
                 all_gone = time.monotonic()
             if all_gone is not None and time.monotonic() - all_gone > ORPHAN_GRACE:
-                print(f"every client process exited ({[p.returncode for p in clients]}); stopping the coordinator "
-                      f"(see {run_dir / 'logs'})", file=sys.stderr)
+                print(
+                    f"every client process exited ({[p.returncode for p in clients]}); stopping the coordinator "
+                    f"(see {run_dir / 'logs'})",
+                    file=sys.stderr,
+                )
                 coord.terminate()
                 coord.wait(timeout=30)
                 return ExitCode.ABORTED

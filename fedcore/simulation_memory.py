@@ -92,11 +92,11 @@ class Faults:
     pair."""
 
     silent_at: Mapping[Any, Sequence[str] | set[str]] = field(default_factory=dict)  # stage -> client ids
-    late: Mapping[str, float] = field(default_factory=dict)                          # client id -> seconds
+    late: Mapping[str, float] = field(default_factory=dict)  # client id -> seconds
 
     def goes_silent(self, client_id: str, stage: Stage, round_: int) -> bool:
         for key, ids in self.silent_at.items():
-            at, only = (key if isinstance(key, tuple) else (key, None))
+            at, only = key if isinstance(key, tuple) else (key, None)
             if _stage(at) == stage and only in (None, round_) and client_id in ids:
                 return True
         return False
@@ -116,10 +116,10 @@ class StageTiming:
     round: int
     attempt: int
     stage: str
-    server_s: float = 0.0                                   # the engine: RPCs it answered + the ticks that closed it
+    server_s: float = 0.0  # the engine: RPCs it answered + the ticks that closed it
     client_s: dict[str, float] = field(default_factory=dict)  # per client: handler + (de)serialisation
-    bytes_up: int = 0                                        # submissions, all clients
-    bytes_down: int = 0                                      # blobs downloaded, all clients
+    bytes_up: int = 0  # submissions, all clients
+    bytes_down: int = 0  # blobs downloaded, all clients
 
 
 class MemoryFederation:
@@ -127,9 +127,17 @@ class MemoryFederation:
     (client id -> Trainer) replaces the trainers the workload would make (data already in memory);
     ``tamper`` and ``record`` stand in the middle (:mod:`fedcore.transport.memory`)."""
 
-    def __init__(self, coordinator: CoordinatorConfig, clients: Sequence[ClientConfig], *,
-                 faults: Faults | None = None, clock: ManualClock | None = None,
-                 trainers: Mapping[str, Any] | None = None, tamper=None, record: bool = False):
+    def __init__(
+        self,
+        coordinator: CoordinatorConfig,
+        clients: Sequence[ClientConfig],
+        *,
+        faults: Faults | None = None,
+        clock: ManualClock | None = None,
+        trainers: Mapping[str, Any] | None = None,
+        tamper=None,
+        record: bool = False,
+    ):
         self.cfg = coordinator
         #: every submission as the engine was handed it (with ``record``), for what-the-server-saw tests
         self.server_received: list[bytes] | None = [] if record else None
@@ -140,19 +148,25 @@ class MemoryFederation:
         self.connections: dict[str, MemoryConnection] = {}
         for cc in clients:
             cid = cc.client.id
-            conn = MemoryConnection(self.engine, client_id=cid, federation_id=cc.client.federation,
-                                    max_payload_bytes=cc.client.max_payload_bytes,
-                                    server_max_payload_bytes=coordinator.limits.max_payload_bytes,
-                                    tamper=tamper, received=self.server_received)
+            conn = MemoryConnection(
+                self.engine,
+                client_id=cid,
+                federation_id=cc.client.federation,
+                max_payload_bytes=cc.client.max_payload_bytes,
+                server_max_payload_bytes=coordinator.limits.max_payload_bytes,
+                tamper=tamper,
+                received=self.server_received,
+            )
             self.connections[cid] = conn
-            self.daemons[cid] = ClientDaemon(cc, connection=conn, sleep=lambda _s: None,
-                                             trainer=(trainers or {}).get(cid))
+            self.daemons[cid] = ClientDaemon(
+                cc, connection=conn, sleep=lambda _s: None, trainer=(trainers or {}).get(cid)
+            )
         self.exit_codes: dict[str, int | None] = {cid: None for cid in self.daemons}
-        self.timings: dict[tuple[int, int, str], StageTiming] = {}   # (round, attempt, stage) -> its times
+        self.timings: dict[tuple[int, int, str], StageTiming] = {}  # (round, attempt, stage) -> its times
         self.silent: set[str] = set()
-        self._task_seen: dict[str, tuple[tuple, float]] = {}   # late clients: the task and when it appeared
+        self._task_seen: dict[str, tuple[tuple, float]] = {}  # late clients: the task and when it appeared
         self._lock: control.RunLock | None = None
-        self._lines = 0                                          # metrics.jsonl lines passed to on_round
+        self._lines = 0  # metrics.jsonl lines passed to on_round
 
     # -- one pass -----------------------------------------------------------------------------
     def _expected(self, cid: str) -> tuple | None:
@@ -175,7 +189,7 @@ class MemoryFederation:
             if seen is None or seen[0] != expected:
                 self._task_seen[cid] = seen = (expected, self.clock())
             if self.clock() < seen[1] + late:
-                self.connections[cid].heartbeat()    # alive, still busy
+                self.connections[cid].heartbeat()  # alive, still busy
                 return False
         conn = self.connections[cid]
         t0, e0, up, down = time.perf_counter(), conn.engine_seconds, conn.bytes_up, conn.bytes_down
@@ -204,8 +218,13 @@ class MemoryFederation:
 
     def _where(self) -> tuple:
         st = self.engine.state
-        return (st.phase, st.round, st.stage.stage if st.stage else None, st.attempt,
-                frozenset(st.stage.responded) if st.stage else frozenset())
+        return (
+            st.phase,
+            st.round,
+            st.stage.stage if st.stage else None,
+            st.attempt,
+            frozenset(st.stage.responded) if st.stage else frozenset(),
+        )
 
     # -- the run ------------------------------------------------------------------------------
     def start(self) -> MemoryFederation:
@@ -261,7 +280,7 @@ class MemoryFederation:
             if acted or self._where() != before:
                 stalled = 0
                 continue
-            if self.engine.finished:   # every live client is told at its next turn
+            if self.engine.finished:  # every live client is told at its next turn
                 continue
             stalled += 1
             if stalled > _STALL_PASSES or (timeout is not None and self.clock() > timeout):
@@ -300,15 +319,28 @@ def _note_wall_time(path: Path, total: float, per_line: list[float]) -> None:
     from fedcore.coordinator.records import atomic_write
 
     summary = json.loads(path.read_text())
-    summary.update({"clock": "simulated (in-memory transport)", "wall_seconds": round(total, 3),
-                    "wall_seconds_per_round": per_line})
+    summary.update(
+        {
+            "clock": "simulated (in-memory transport)",
+            "wall_seconds": round(total, 3),
+            "wall_seconds_per_round": per_line,
+        }
+    )
     atomic_write(path, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
 
 
-def run_in_memory(coordinator_config: Path, client_configs: Sequence[Path], *, insecure: bool = False,
-                  rounds: int = 0, progress: bool | None = None, timeout: float | None = None,
-                  faults: Faults | None = None, log_path: Path | None = None,
-                  trainers: Mapping[str, Any] | None = None) -> tuple[int, dict[str, int | None]]:
+def run_in_memory(
+    coordinator_config: Path,
+    client_configs: Sequence[Path],
+    *,
+    insecure: bool = False,
+    rounds: int = 0,
+    progress: bool | None = None,
+    timeout: float | None = None,
+    faults: Faults | None = None,
+    log_path: Path | None = None,
+    trainers: Mapping[str, Any] | None = None,
+) -> tuple[int, dict[str, int | None]]:
     """Load the configs that ``simulate`` provisioned and run them in memory; (exit code, client
     exit codes). ``log_path`` gets the run's log lines (coordinator and clients, one file)."""
     from fedcore.simulation_report import progress_bar
@@ -317,7 +349,7 @@ def run_in_memory(coordinator_config: Path, client_configs: Sequence[Path], *, i
     clients = [load_client_config(p, insecure=insecure or None) for p in client_configs]
     root = logging.getLogger()
     level, handler = root.level, None
-    if log_path is not None:   # INFO and above to the file; what other handlers show stays as it was
+    if log_path is not None:  # INFO and above to the file; what other handlers show stays as it was
         handler = logging.FileHandler(log_path)
         handler.setLevel(logging.INFO)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -347,10 +379,19 @@ def run_in_memory(coordinator_config: Path, client_configs: Sequence[Path], *, i
     return rc, dict(fed.exit_codes)
 
 
-def memory_federation(clients: int = 3, rounds: int = 1, out: str | Path | None = None, *,
-                      faults: Faults | None = None, trainers: Mapping[str, Any] | None = None,
-                      insecure: bool = False, clock: ManualClock | None = None, tamper=None, record: bool = False,
-                      **kwargs: Any) -> MemoryFederation:
+def memory_federation(
+    clients: int = 3,
+    rounds: int = 1,
+    out: str | Path | None = None,
+    *,
+    faults: Faults | None = None,
+    trainers: Mapping[str, Any] | None = None,
+    insecure: bool = False,
+    clock: ManualClock | None = None,
+    tamper=None,
+    record: bool = False,
+    **kwargs: Any,
+) -> MemoryFederation:
     """A provisioned federation over the in-memory transport, not started yet: tests and benchmarks
     drive it with :meth:`MemoryFederation.run_until` and look at its engine and client daemons.
     ``kwargs`` are :func:`fedcore.simulation.prepare`'s (aggregation, workload, settings, tables)."""

@@ -48,8 +48,15 @@ KEYS = ("dp_trainable", "epochs", "batch_size", "lr", "max_grad_norm", "ema", "a
 
 
 def _head(epochs: int, batch_size: int, lr: float, aug_mult: int) -> dict[str, float | int | str]:
-    return {"dp_trainable": "head", "epochs": epochs, "batch_size": batch_size, "lr": lr, "max_grad_norm": 1.0,
-            "ema": 0.0, "aug_mult": aug_mult}
+    return {
+        "dp_trainable": "head",
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "max_grad_norm": 1.0,
+        "ema": 0.0,
+        "aug_mult": aug_mult,
+    }
 
 
 #: epsilon -> recipe (local epochs, expected batch, AdamW lr, augmentation multiplicity), the winners of
@@ -70,8 +77,15 @@ RECIPES: dict[float, dict[str, float | int | str]] = {
     math.inf: _head(10, 16, 0.01, 1),  # public UF1 0.882
 }
 #: training from scratch (``init = none``): the pre-pre-training defaults, the same at every budget
-SCRATCH: dict[str, float | int | str] = {"dp_trainable": "all", "epochs": 1, "batch_size": 64, "lr": 1e-3,
-                                          "max_grad_norm": 1.0, "ema": 0.0, "aug_mult": 1}
+SCRATCH: dict[str, float | int | str] = {
+    "dp_trainable": "all",
+    "epochs": 1,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "max_grad_norm": 1.0,
+    "ema": 0.0,
+    "aug_mult": 1,
+}
 
 
 def recipe(epsilon: float, init: str = "pretrained") -> dict[str, float | int | str]:
@@ -99,12 +113,13 @@ def hyperparameters(epsilon: float) -> dict[str, float | int | str]:
 @dataclass(frozen=True)
 class SweepPlan:
     """What one ``bench epsilon`` invocation runs."""
+
     epsilons: tuple[float, ...]
     settings: tuple[str, ...]
     seeds: int
     rounds: int
     clients: int
-    ckks_epsilons: tuple[float, ...]   # CKKS is the slowest mode: the budgets it runs at
+    ckks_epsilons: tuple[float, ...]  # CKKS is the slowest mode: the budgets it runs at
     inits: tuple[str, ...] = ("pretrained",)
 
     def runs(self) -> list[tuple[str, str, float, int]]:
@@ -120,8 +135,13 @@ class SweepPlan:
 
 
 #: --quick: epsilon 1, 8, inf; one seed; pre-trained only; CKKS at epsilon 8.
-QUICK = {"epsilons": QUICK_EPSILONS, "settings": ("centralised", "plain", "secagg", "ckks"), "seeds": 1, "rounds": 20,
-         "ckks_epsilons": (8.0,), "inits": ("pretrained",)}
+QUICK = {
+    "epsilons": QUICK_EPSILONS,
+    "settings": ("centralised", "plain", "secagg", "ckks"),
+    "seeds": 1,
+    "rounds": 20,
+    "ckks_epsilons": (8.0,),
+    "inits": ("pretrained",),
+}
 #: the full sweep: every budget, 3 seeds, pre-trained and from scratch.
-FULL = {"epsilons": EPSILONS, "settings": SETTINGS, "seeds": 3, "rounds": 20, "ckks_epsilons": EPSILONS,
-        "inits": INITS}
+FULL = {"epsilons": EPSILONS, "settings": SETTINGS, "seeds": 3, "rounds": 20, "ckks_epsilons": EPSILONS, "inits": INITS}

@@ -64,13 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     from mer.data import commands as data_commands
     from mer.train import commands as train_commands
 
-    parser = argparse.ArgumentParser(prog="fedpsyau", usage="%(prog)s [-h] [-v] [--log-level LEVEL] COMMAND ...",
-                                     description="Privacy-preserving federated micro-expression "
-                                     "recognition.", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="run `fedpsyau COMMAND --help` for a command's options")
+    parser = argparse.ArgumentParser(
+        prog="fedpsyau",
+        usage="%(prog)s [-h] [-v] [--log-level LEVEL] COMMAND ...",
+        description="Privacy-preserving federated micro-expression recognition.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="run `fedpsyau COMMAND --help` for a command's options",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (as --log-level DEBUG)")
-    parser.add_argument("--log-level", dest="global_log_level", default=None, choices=LEVELS,
-                        help="log level (default INFO; DEBUG adds tracebacks of unexpected errors)")
+    parser.add_argument(
+        "--log-level",
+        dest="global_log_level",
+        default=None,
+        choices=LEVELS,
+        help="log level (default INFO; DEBUG adds tracebacks of unexpected errors)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help=argparse.SUPPRESS)
     helps: dict[str, str] = {}
     add_parser = sub.add_parser
@@ -79,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         helps[name] = kwargs.get("help", "")
         return add_parser(name, **kwargs)
 
-    sub.add_parser = recording   # the listing below is built from what each command registers
+    sub.add_parser = recording  # the listing below is built from what each command registers
     fed_cli.register(sub, exclude=("simulate",))
     mer_federation.register(sub)
     dp_commands.register(sub)
@@ -89,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     mer_bench.register(sub)
     sub.add_parser = add_parser
     parser.epilog = f"{grouped_commands(helps)}\n\n{parser.epilog}"
-    parser.commands = dict(helps)   # for tests: every registered command and its help line
+    parser.commands = dict(helps)  # for tests: every registered command and its help line
     return parser
 
 
@@ -100,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = "DEBUG" if args.verbose else (args.global_log_level or getattr(args, "log_level", None) or "INFO")
     if hasattr(args, "log_level") and (args.verbose or args.global_log_level):
-        args.log_level = level      # fedcore's commands set their own level from it
+        args.log_level = level  # fedcore's commands set their own level from it
     logging.basicConfig(level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return guarded(args.func, args, debug=level == "DEBUG", name=f"fedpsyau {args.command}")
 

@@ -24,8 +24,13 @@ class StepProgress:
 
     def __init__(self, total: int, desc: str, unit: str, bar: bool | None = None):
         self.total, self.count, self.started = total, 0, time.perf_counter()
-        self.bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr,
-                        disable=not (sys.stderr.isatty() if bar is None else bar))
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            unit=unit,
+            file=sys.stderr,
+            disable=not (sys.stderr.isatty() if bar is None else bar),
+        )
 
     def eta(self) -> float:
         elapsed = time.perf_counter() - self.started
@@ -33,8 +38,11 @@ class StepProgress:
 
     def done(self, line: str) -> str:
         self.count += 1
-        text = f"{line}, ETA {duration(self.eta())}" if self.count < self.total else f"{line}, done in " \
-               f"{duration(time.perf_counter() - self.started)}"
+        text = (
+            f"{line}, ETA {duration(self.eta())}"
+            if self.count < self.total
+            else f"{line}, done in {duration(time.perf_counter() - self.started)}"
+        )
         if self.bar.disable:
             print(text, flush=True)
         else:

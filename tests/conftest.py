@@ -33,8 +33,8 @@ CLIENTS = ("alice", "bob", "carol", "dave")
 class Pki:
     folder: Path
     ca_pem: bytes
-    server: object        # fedcore.transport.certs.Credentials
-    clients: dict         # id -> Credentials
+    server: object  # fedcore.transport.certs.Credentials
+    clients: dict  # id -> Credentials
     foreign_ca_pem: bytes
     foreign_alice: object
 

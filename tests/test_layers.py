@@ -17,7 +17,7 @@ FORBIDDEN = {
     "fedcore/common": ("fedcore.secagg", "fedcore.he", "fedcore.dp", "fedcore.client", "fedcore.coordinator"),
     "fedcore/secagg": ("fedcore.client", "fedcore.coordinator", "fedcore.he"),
     "fedcore/he": ("fedcore.client", "fedcore.coordinator", "fedcore.secagg"),
-    "fedcore/coordinator": ("fedcore.client",),   # the Workload contract lives in fedcore.common.workload
+    "fedcore/coordinator": ("fedcore.client",),  # the Workload contract lives in fedcore.common.workload
     "fedcore/client": ("fedcore.coordinator",),
     # the transports carry messages between the two daemons and know neither
     "fedcore/transport": ("fedcore.client", "fedcore.coordinator", "fedcore.secagg", "fedcore.he", "fedcore.dp"),

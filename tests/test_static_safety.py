@@ -22,10 +22,27 @@ PACKAGES = ("fedcore", "mer")
 
 #: fully-qualified callables that can run code hidden in data
 FORBIDDEN = {
-    "pickle.load", "pickle.loads", "pickle.Unpickler", "_pickle.load", "_pickle.loads", "cPickle.loads",
-    "dill.load", "dill.loads", "marshal.load", "marshal.loads", "shelve.open", "torch.load",
-    "torch.serialization.load", "yaml.load", "yaml.unsafe_load", "yaml.full_load", "builtins.eval",
-    "builtins.exec", "eval", "exec", "jsonpickle.decode",
+    "pickle.load",
+    "pickle.loads",
+    "pickle.Unpickler",
+    "_pickle.load",
+    "_pickle.loads",
+    "cPickle.loads",
+    "dill.load",
+    "dill.loads",
+    "marshal.load",
+    "marshal.loads",
+    "shelve.open",
+    "torch.load",
+    "torch.serialization.load",
+    "yaml.load",
+    "yaml.unsafe_load",
+    "yaml.full_load",
+    "builtins.eval",
+    "builtins.exec",
+    "eval",
+    "exec",
+    "jsonpickle.decode",
 }
 NUMPY_LOADS = {"numpy.load"}
 
@@ -59,8 +76,9 @@ def _qualified(name: str, aliases: dict[str, str]) -> str:
 
 
 def _pickle_off(call: ast.Call) -> bool:
-    return any(k.arg == "allow_pickle" and isinstance(k.value, ast.Constant) and k.value.value is False
-               for k in call.keywords)
+    return any(
+        k.arg == "allow_pickle" and isinstance(k.value, ast.Constant) and k.value.value is False for k in call.keywords
+    )
 
 
 def scan_source(text: str, filename: str = "<source>") -> list[str]:
@@ -90,29 +108,34 @@ def _sources():
 def test_no_source_calls_a_deserialiser_that_can_run_code():
     found = [hit for path in _sources() for hit in scan_source(path.read_text(), str(path.relative_to(ROOT)))]
     assert not found, "unsafe deserialisation or dynamic code:\n" + "\n".join(found)
-    assert sum(1 for _ in _sources()) > 50   # the scan really covered the packages
+    assert sum(1 for _ in _sources()) > 50  # the scan really covered the packages
 
 
-@pytest.mark.parametrize("snippet", [
-    "import pickle\npickle.loads(b'')",
-    "from pickle import loads as l\nl(b'')",
-    "import torch\ntorch.load('m.pt')",
-    "import numpy as np\nnp.load('a.npy')",
-    "import numpy as np\nnp.load('a.npy', allow_pickle=True)",
-    "from numpy import load\nload('a.npz')",
-    "eval('1')",
-    "exec('x = 1')",
-    "import marshal\nmarshal.loads(b'')",
-    "import yaml\nyaml.load('a: 1')",
-    "import shelve\nshelve.open('db')",
-])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "import pickle\npickle.loads(b'')",
+        "from pickle import loads as l\nl(b'')",
+        "import torch\ntorch.load('m.pt')",
+        "import numpy as np\nnp.load('a.npy')",
+        "import numpy as np\nnp.load('a.npy', allow_pickle=True)",
+        "from numpy import load\nload('a.npz')",
+        "eval('1')",
+        "exec('x = 1')",
+        "import marshal\nmarshal.loads(b'')",
+        "import yaml\nyaml.load('a: 1')",
+        "import shelve\nshelve.open('db')",
+    ],
+)
 def test_the_scanner_catches_each_forbidden_call(snippet):
     assert scan_source(snippet)
 
 
 def test_the_scanner_allows_the_safe_forms():
-    safe = ("import numpy as np\nnp.load('a.npz', allow_pickle=False)\nimport yaml\nyaml.safe_load('a: 1')\n"
-            "import json\njson.loads('{}')\nmodel.eval()\n")
+    safe = (
+        "import numpy as np\nnp.load('a.npz', allow_pickle=False)\nimport yaml\nyaml.safe_load('a: 1')\n"
+        "import json\njson.loads('{}')\nmodel.eval()\n"
+    )
     assert scan_source(safe) == []
 
 
@@ -120,6 +143,28 @@ def test_ruff_security_rules_pass_on_fedcore_and_mer():
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed (pip install -e '.[test]')")
-    out = subprocess.run([ruff, "check", "--select", "S", "--no-cache", "--output-format", "concise", *PACKAGES],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run(
+        [ruff, "check", "--select", "S", "--no-cache", "--output-format", "concise", *PACKAGES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 0, f"ruff --select S found:\n{out.stdout}{out.stderr}"
+
+
+def test_the_tree_is_ruff_formatted():
+    """``ruff format`` was applied once; new code keeps the format (``ruff format`` fixes it)."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    out = subprocess.run(
+        [ruff, "format", "--check", "--no-cache", "fedcore", "mer", "tests", "benchmarks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, f"not ruff-formatted (run `ruff format`):\n{out.stdout}{out.stderr}"

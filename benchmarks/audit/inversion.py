@@ -34,12 +34,12 @@ LossFn = Callable[[tuple, Tensor], Tensor]  # (model outputs, labels (B,)) -> sc
 
 @dataclass(frozen=True)
 class InversionConfig:
-    iterations: int = 400                 # Adam steps per restart (fixed budget)
-    lr: float = 0.1                       # Adam step size on x'
-    tv_weight: float = 1e-2               # weight a of the total-variation prior
-    restarts: int = 1                     # random starts; the lowest matching loss wins
+    iterations: int = 400  # Adam steps per restart (fixed budget)
+    lr: float = 0.1  # Adam step size on x'
+    tv_weight: float = 1e-2  # weight a of the total-variation prior
+    restarts: int = 1  # random starts; the lowest matching loss wins
     bounds: tuple[float, float] = (-1.0, 1.0)  # box of the input values (the flow images' range)
-    signed: bool = True                   # Adam on sign(dL/dx') as Inverting Gradients does
+    signed: bool = True  # Adam on sign(dL/dx') as Inverting Gradients does
     seed: int = 0
 
     def problems(self) -> list[str]:
@@ -63,14 +63,15 @@ class InversionConfig:
 class Inversion:
     """Result of :func:`invert_gradient`."""
 
-    x: Tensor                 # (1, C, H, W) the reconstruction (detached)
-    matching_loss: float      # final cosine distance of its gradient to the target (no TV term)
-    restart: int              # which random start won
+    x: Tensor  # (1, C, H, W) the reconstruction (detached)
+    matching_loss: float  # final cosine distance of its gradient to the target (no TV term)
+    restart: int  # which random start won
     seconds: float
 
 
-def parameter_gradient(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor,
-                       create_graph: bool = False) -> list[Tensor]:
+def parameter_gradient(
+    model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor, create_graph: bool = False
+) -> list[Tensor]:
     """Gradient of ``loss_fn(model(x), y)`` with respect to every trainable parameter, in order."""
     params = [p for p in model.parameters() if p.requires_grad]
     loss = loss_fn(model(x), y)
@@ -90,7 +91,7 @@ def unflatten(vector: Tensor | np.ndarray, like: Sequence[Tensor]) -> list[Tenso
         raise ValueError(f"expected a vector of {total} values for {len(like)} tensors (got shape {tuple(v.shape)})")
     out, at = [], 0
     for t in like:
-        out.append(v[at:at + t.numel()].reshape(t.shape).to(t.dtype))
+        out.append(v[at : at + t.numel()].reshape(t.shape).to(t.dtype))
         at += t.numel()
     return out
 
@@ -119,14 +120,21 @@ def infer_label(last_weight_grad: Tensor, last_bias_grad: Tensor | None = None) 
         raise ValueError(f"expected a (K, F) classifier weight gradient (got shape {tuple(last_weight_grad.shape)})")
     if last_bias_grad is not None:
         if last_bias_grad.shape != last_weight_grad.shape[:1]:
-            raise ValueError(f"bias gradient shape {tuple(last_bias_grad.shape)} does not match "
-                             f"{last_weight_grad.shape[0]} classes")
+            raise ValueError(
+                f"bias gradient shape {tuple(last_bias_grad.shape)} does not match {last_weight_grad.shape[0]} classes"
+            )
         return int(torch.argmin(last_bias_grad))
     return int(torch.argmin(last_weight_grad.sum(dim=1)))
 
 
-def invert_gradient(model: nn.Module, loss_fn: LossFn, target: Sequence[Tensor], label: int,
-                    shape: tuple[int, ...], config: InversionConfig = InversionConfig()) -> Inversion:
+def invert_gradient(
+    model: nn.Module,
+    loss_fn: LossFn,
+    target: Sequence[Tensor],
+    label: int,
+    shape: tuple[int, ...],
+    config: InversionConfig = InversionConfig(),
+) -> Inversion:
     """Reconstruct one input of ``shape`` (e.g. (1, 3, 28, 28)) whose gradient matches ``target``.
 
     ``model`` must be in the mode the client trained in (deterministic: no dropout is assumed);
@@ -137,8 +145,10 @@ def invert_gradient(model: nn.Module, loss_fn: LossFn, target: Sequence[Tensor],
         raise ValueError("invalid InversionConfig: " + "; ".join(config.problems()))
     params = [p for p in model.parameters() if p.requires_grad]
     if len(target) != len(params) or any(t.shape != p.shape for t, p in zip(target, params, strict=False)):
-        raise ValueError(f"target gradient must have one tensor per trainable parameter "
-                         f"({[tuple(p.shape) for p in params]}; got {[tuple(t.shape) for t in target]})")
+        raise ValueError(
+            f"target gradient must have one tensor per trainable parameter "
+            f"({[tuple(p.shape) for p in params]}; got {[tuple(t.shape) for t in target]})"
+        )
     target = [t.detach() for t in target]
     y = torch.tensor([label], dtype=torch.int64)
     lo, hi = config.bounds
@@ -178,5 +188,5 @@ def image_similarity(recon: Tensor | np.ndarray, truth: Tensor | np.ndarray, val
         raise ValueError(f"images differ in size ({r.size} vs {t.size} values)")
     cos = float(r @ t / (np.linalg.norm(r) * np.linalg.norm(t) + 1e-12))
     mse = float(np.mean((r - t) ** 2))
-    psnr = float(10 * np.log10(value_range ** 2 / mse)) if mse > 0 else math.inf
+    psnr = float(10 * np.log10(value_range**2 / mse)) if mse > 0 else math.inf
     return {"cosine": cos, "mse": mse, "psnr": psnr}

@@ -72,8 +72,9 @@ def _log_normal(x: np.ndarray, mu: np.ndarray, sd: float) -> np.ndarray:
     return -0.5 * ((x - mu) / sd) ** 2 - math.log(sd) - 0.5 * math.log(2 * math.pi)
 
 
-def lira_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, inclusion: np.ndarray,
-                global_variance: bool = True) -> np.ndarray:
+def lira_scores(
+    target_phi: np.ndarray, shadow_phi: np.ndarray, inclusion: np.ndarray, global_variance: bool = True
+) -> np.ndarray:
     """LiRA log-likelihood ratios of the target model's phi (N,) given shadow phi (S, N).
 
     ``inclusion`` (S, N) says which shadows trained on which example; every example needs at
@@ -81,13 +82,15 @@ def lira_scores(target_phi: np.ndarray, shadow_phi: np.ndarray, inclusion: np.nd
     """
     t, s, inc = np.asarray(target_phi, np.float64), np.asarray(shadow_phi, np.float64), np.asarray(inclusion, bool)
     if s.ndim != 2 or s.shape != inc.shape or t.shape != (s.shape[1],):
-        raise ValueError(f"expected target (N,), shadows (S, N), inclusion (S, N) "
-                         f"(got {t.shape}, {s.shape}, {inc.shape})")
+        raise ValueError(
+            f"expected target (N,), shadows (S, N), inclusion (S, N) (got {t.shape}, {s.shape}, {inc.shape})"
+        )
     n_in, n_out = inc.sum(axis=0), (~inc).sum(axis=0)
     need = 1 if global_variance else 2
     if n_in.min() < need or n_out.min() < need:
-        raise ValueError(f"every example needs >= {need} IN and OUT shadows (got min {n_in.min()} IN, "
-                         f"{n_out.min()} OUT)")
+        raise ValueError(
+            f"every example needs >= {need} IN and OUT shadows (got min {n_in.min()} IN, {n_out.min()} OUT)"
+        )
     mu_in = np.where(inc, s, 0).sum(axis=0) / n_in
     mu_out = np.where(~inc, s, 0).sum(axis=0) / n_out
     if global_variance:
@@ -150,8 +153,9 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     return lo, hi
 
 
-def operating_point(scores: np.ndarray, is_member: np.ndarray, max_fpr: float, delta: float,
-                    alpha: float = 0.05) -> dict:
+def operating_point(
+    scores: np.ndarray, is_member: np.ndarray, max_fpr: float, delta: float, alpha: float = 0.05
+) -> dict:
     """The ROC point with the largest TPR at FPR <= ``max_fpr``, with counts and exact intervals.
 
     ``epsilon_lower_bound`` is the audit of Jagielski et al. 2020 (https://arxiv.org/abs/2006.07709):
@@ -166,9 +170,16 @@ def operating_point(scores: np.ndarray, is_member: np.ndarray, max_fpr: float, d
     tp, fp = int(np.rint(tpr[j] * pos)), int(np.rint(fpr[j] * neg))
     tpr_ci, fpr_ci = clopper_pearson(tp, pos, alpha), clopper_pearson(fp, neg, alpha)
     ratio = (tpr_ci[0] - delta) / fpr_ci[1]
-    return {"max_fpr": max_fpr, "tpr": tp / pos, "fpr": fp / neg, "tp": tp, "fp": fp,
-            "tpr_ci95": list(tpr_ci), "fpr_ci95": list(fpr_ci),
-            "epsilon_lower_bound": float(math.log(ratio)) if ratio > 1 else 0.0}
+    return {
+        "max_fpr": max_fpr,
+        "tpr": tp / pos,
+        "fpr": fp / neg,
+        "tp": tp,
+        "fp": fp,
+        "tpr_ci95": list(tpr_ci),
+        "fpr_ci95": list(fpr_ci),
+        "epsilon_lower_bound": float(math.log(ratio)) if ratio > 1 else 0.0,
+    }
 
 
 def dp_tpr_bound(fpr: np.ndarray | float, epsilon: float, delta: float, tight: bool = False) -> np.ndarray:

@@ -48,15 +48,16 @@ def _attack_metrics(scores: np.ndarray, is_member: np.ndarray, eps: float, delta
     return out
 
 
-def run_membership(flow: np.ndarray, label: np.ndarray, au: np.ndarray, au_known: np.ndarray, cfg: dict,
-                   log=print) -> dict:
+def run_membership(
+    flow: np.ndarray, label: np.ndarray, au: np.ndarray, au_known: np.ndarray, cfg: dict, log=print
+) -> dict:
     """Train targets and shadows for every epsilon of ``cfg['epsilons']``; returns the report."""
     recipe = TrainRecipe(**cfg["recipe"])
     rng = np.random.default_rng(cfg["seed"])
     n = len(label)
     k = int(label.max()) + 1
     size = build_model(recipe.model, k, **dict(recipe.model_options)).input_size
-    x = to_input(flow, size, torch.device("cpu"))                                  # (N, 3, S, S)
+    x = to_input(flow, size, torch.device("cpu"))  # (N, 3, S, S)
     is_member = np.zeros(n, bool)
     is_member[rng.permutation(n)[: n // 2]] = True
     inclusion = mi.balanced_inclusion(n, cfg["shadows"], rng)
@@ -64,37 +65,71 @@ def run_membership(flow: np.ndarray, label: np.ndarray, au: np.ndarray, au_known
     for eps_i, eps in enumerate(cfg["epsilons"]):
         target_eps = None if math.isinf(eps) else float(eps)
         t0 = time.perf_counter()
-        target = train_on(x, label, au, au_known, is_member, recipe, num_classes=k, target_epsilon=target_eps,
-                          seed=cfg["seed"] * 1000 + eps_i * 100)
-        shadows = [train_on(x, label, au, au_known, inclusion[s], recipe, num_classes=k, target_epsilon=target_eps,
-                            seed=cfg["seed"] * 1000 + eps_i * 100 + 1 + s) for s in range(cfg["shadows"])]
+        target = train_on(
+            x,
+            label,
+            au,
+            au_known,
+            is_member,
+            recipe,
+            num_classes=k,
+            target_epsilon=target_eps,
+            seed=cfg["seed"] * 1000 + eps_i * 100,
+        )
+        shadows = [
+            train_on(
+                x,
+                label,
+                au,
+                au_known,
+                inclusion[s],
+                recipe,
+                num_classes=k,
+                target_epsilon=target_eps,
+                seed=cfg["seed"] * 1000 + eps_i * 100 + 1 + s,
+            )
+            for s in range(cfg["shadows"])
+        ]
         seconds = time.perf_counter() - t0
         delta = target.delta if target.delta is not None else 0.0
         phi_t = mi.logit_confidence(target.logits, label)
         phi_s = np.stack([mi.logit_confidence(s.logits, label) for s in shadows])
         attacks = {
             "loss": _attack_metrics(mi.loss_scores(target.logits, label), is_member, eps, delta),
-            "lira": _attack_metrics(mi.lira_scores(phi_t, phi_s, inclusion, global_variance=True), is_member, eps, delta),
+            "lira": _attack_metrics(
+                mi.lira_scores(phi_t, phi_s, inclusion, global_variance=True), is_member, eps, delta
+            ),
         }
         correct = target.logits.argmax(axis=1) == label
         key = "inf" if math.isinf(eps) else f"{eps:g}"
         results[key] = {
-            "target_epsilon": None if math.isinf(eps) else eps, "epsilon": target.epsilon, "delta": target.delta,
-            "noise_multiplier": target.noise_multiplier, "steps": target.steps,
+            "target_epsilon": None if math.isinf(eps) else eps,
+            "epsilon": target.epsilon,
+            "delta": target.delta,
+            "noise_multiplier": target.noise_multiplier,
+            "steps": target.steps,
             "shadow_noise_multipliers": [s.noise_multiplier for s in shadows],
-            "accuracy_members": float(correct[is_member].mean()), "accuracy_non_members": float(correct[~is_member].mean()),
-            "attacks": attacks, "seconds": seconds,
+            "accuracy_members": float(correct[is_member].mean()),
+            "accuracy_non_members": float(correct[~is_member].mean()),
+            "attacks": attacks,
+            "seconds": seconds,
         }
-        log(f"  membership eps={key}: LiRA AUC {attacks['lira']['auc']:.3f}, TPR@1%FPR "
+        log(
+            f"  membership eps={key}: LiRA AUC {attacks['lira']['auc']:.3f}, TPR@1%FPR "
             f"{attacks['lira']['tpr_at_0.01_fpr']:.3f}; loss AUC {attacks['loss']['auc']:.3f}; "
             f"acc in/out {results[key]['accuracy_members']:.2f}/{results[key]['accuracy_non_members']:.2f} "
-            f"({seconds:.0f} s)")
+            f"({seconds:.0f} s)"
+        )
     return {
         "recipe": {**recipe.__dict__, "model_options": dict(recipe.model_options)},
-        "members": int(is_member.sum()), "non_members": int((~is_member).sum()), "shadows": cfg["shadows"],
+        "members": int(is_member.sum()),
+        "non_members": int((~is_member).sum()),
+        "shadows": cfg["shadows"],
         "lira_variant": "online, per-example means, global variances (Carlini et al. 2022, few shadows)",
-        "resolution_note": (f"with {int((~is_member).sum())} non-members the smallest non-zero FPR is "
-                            f"{1 / int((~is_member).sum()):.4f}: TPR at 0.1 % FPR is the TPR with no false positive, "
-                            f"and TPR at 1 % FPR allows one; both rest on a handful of examples"),
+        "resolution_note": (
+            f"with {int((~is_member).sum())} non-members the smallest non-zero FPR is "
+            f"{1 / int((~is_member).sum()):.4f}: TPR at 0.1 % FPR is the TPR with no false positive, "
+            f"and TPR at 1 % FPR allows one; both rest on a handful of examples"
+        ),
         "by_epsilon": results,
     }

@@ -24,15 +24,22 @@ def _bars(ax, inv: dict, metric: str, base_key: str, ylabel: str) -> None:
     names = list(inv["settings"])
     means = [inv["settings"][n][metric]["mean"] for n in names]
     sds = [inv["settings"][n][metric]["sd"] for n in names]
-    colors = ["tab:blue" if n == "plain" else "tab:orange" if "sum" in n else "tab:gray" if "masked" in n
-              else "tab:green" for n in names]
+    colors = [
+        "tab:blue" if n == "plain" else "tab:orange" if "sum" in n else "tab:gray" if "masked" in n else "tab:green"
+        for n in names
+    ]
     ax.bar(range(len(names)), means, yerr=sds, color=colors, capsize=3)
     for key, (c, ls) in _BASE_STYLE.items():
         ax.axhline(inv[base_key][key]["mean"], color=c, ls=ls, lw=1.2, label=f"baseline: {key}")
     if metric == "cosine":
         for j, n in enumerate(names):
-            ax.text(j, max(means[j] + sds[j], 0) + 0.02, f"{inv['settings'][n]['label_accuracy']:.0%}",
-                    ha="center", fontsize=6)
+            ax.text(
+                j,
+                max(means[j] + sds[j], 0) + 0.02,
+                f"{inv['settings'][n]['label_accuracy']:.0%}",
+                ha="center",
+                fontsize=6,
+            )
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel(ylabel, fontsize=8)
     lo, hi = ax.get_ylim()
@@ -49,7 +56,7 @@ def _examples(ax, examples: dict, settings: list[str]) -> None:
     canvas = np.ones((rows * (h + pad), len(cols) * (w + pad), 3))
     for r in range(rows):
         for c, name in enumerate(cols):
-            canvas[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = _rgb(examples[name][r])
+            canvas[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = _rgb(examples[name][r])
     ax.imshow(canvas, interpolation="nearest")
     ax.set_xticks([c * (w + pad) + w / 2 for c in range(len(cols))], cols, fontsize=7, rotation=30, ha="right")
     ax.set_yticks([r * (h + pad) + h / 2 for r in range(rows)], [f"target {r + 1}" for r in range(rows)], fontsize=7)
@@ -60,8 +67,13 @@ def _roc(ax, mia: dict, attack: str) -> None:
     for i, (key, res) in enumerate(mia["by_epsilon"].items()):
         roc = res["attacks"][attack]["roc"]
         c = f"C{i}"
-        ax.plot(np.maximum(roc["fpr"], 1e-4), np.maximum(roc["tpr"], 1e-4), color=c, drawstyle="steps-post",
-                label=f"eps={key} (AUC {res['attacks'][attack]['auc']:.2f})")
+        ax.plot(
+            np.maximum(roc["fpr"], 1e-4),
+            np.maximum(roc["tpr"], 1e-4),
+            color=c,
+            drawstyle="steps-post",
+            label=f"eps={key} (AUC {res['attacks'][attack]['auc']:.2f})",
+        )
         if key != "inf":
             f = np.logspace(-4, 0, 200)
             ax.plot(f, dp_tpr_bound(f, float(key), res["delta"]), color=c, ls=":", lw=1)
@@ -88,8 +100,10 @@ def _vs_eps(ax, mia: dict) -> None:
     ax.axhline(0.5, color="0.7", lw=0.8)
     ax.set_xticks(xs, [f"eps={k}" for k in keys], fontsize=7)
     ax.set_ylim(0, 1.05)
-    ax.set_title(f"MIA vs epsilon ({mia['members']} members / {mia['non_members']} non-members, "
-                 f"{mia['shadows']} shadows)", fontsize=8)
+    ax.set_title(
+        f"MIA vs epsilon ({mia['members']} members / {mia['non_members']} non-members, {mia['shadows']} shadows)",
+        fontsize=8,
+    )
     ax.legend(fontsize=6)
 
 
@@ -99,8 +113,11 @@ def plot_audit(report: dict, examples: dict, path: Path) -> None:
     grid = fig.add_gridspec(3, 3, height_ratios=[1.0, 0.75, 1.0])
     top = [fig.add_subplot(grid[0, 0:2]), fig.add_subplot(grid[0, 2])]
     _bars(top[0], inv, "cosine", "baselines", "cosine(reconstruction, target)")
-    top[0].set_title(f"gradient inversion, {inv['model']} {inv['input_shape']} "
-                     f"({len(inv['targets'])} targets, mean ± sd; label hit rate on top)", fontsize=8)
+    top[0].set_title(
+        f"gradient inversion, {inv['model']} {inv['input_shape']} "
+        f"({len(inv['targets'])} targets, mean ± sd; label hit rate on top)",
+        fontsize=8,
+    )
     _bars(top[1], inv, "psnr", "baselines_psnr", "PSNR (dB, peak 2)")
     top[1].set_title("reconstruction PSNR", fontsize=8)
     _examples(fig.add_subplot(grid[1, :]), examples, list(inv["settings"]))

@@ -35,13 +35,13 @@ class TrainRecipe:
     epochs: int = 30
     batch_size: int = 16
     lr: float = 3e-3
-    warmup: float = 0.1           # fraction of steps with a linear warm-up
-    max_grad_norm: float = 1.0    # DP clip C
+    warmup: float = 0.1  # fraction of steps with a linear warm-up
+    max_grad_norm: float = 1.0  # DP clip C
 
 
 @dataclass
 class TrainedModel:
-    logits: np.ndarray            # (N, K) eval-mode logits on every example of the pool
+    logits: np.ndarray  # (N, K) eval-mode logits on every example of the pool
     epsilon: float | None
     delta: float | None
     noise_multiplier: float | None
@@ -53,8 +53,18 @@ def _loss(outputs, y, au, known) -> Tensor:
     return per_sample_loss(outputs, y, au, known, LossWeights()).mean()
 
 
-def train_on(x: Tensor, label: np.ndarray, au: np.ndarray, au_known: np.ndarray, members: np.ndarray,
-             recipe: TrainRecipe, *, num_classes: int, target_epsilon: float | None, seed: int) -> TrainedModel:
+def train_on(
+    x: Tensor,
+    label: np.ndarray,
+    au: np.ndarray,
+    au_known: np.ndarray,
+    members: np.ndarray,
+    recipe: TrainRecipe,
+    *,
+    num_classes: int,
+    target_epsilon: float | None,
+    seed: int,
+) -> TrainedModel:
     """Train a fresh model on the ``members`` (bool (N,)) rows; return its logits on all N rows.
 
     ``x`` is the whole pool already at the model's input size. ``target_epsilon`` None: no DP.
@@ -63,8 +73,12 @@ def train_on(x: Tensor, label: np.ndarray, au: np.ndarray, au_known: np.ndarray,
     n = len(idx)
     torch.manual_seed(seed)
     model = build_model(recipe.model, num_classes, **dict(recipe.model_options))
-    tensors = (x[idx], torch.as_tensor(label[idx], dtype=torch.int64), torch.as_tensor(au[idx], dtype=torch.float32),
-               torch.as_tensor(au_known[idx], dtype=torch.bool))
+    tensors = (
+        x[idx],
+        torch.as_tensor(label[idx], dtype=torch.int64),
+        torch.as_tensor(au[idx], dtype=torch.float32),
+        torch.as_tensor(au_known[idx], dtype=torch.bool),
+    )
     steps_per_epoch = math.ceil(n / recipe.batch_size)
     total = recipe.epochs * steps_per_epoch
     holder: dict[str, torch.optim.Optimizer] = {}
@@ -85,16 +99,33 @@ def train_on(x: Tensor, label: np.ndarray, au: np.ndarray, au_known: np.ndarray,
     with warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
         warnings.simplefilter("ignore")
         logging.getLogger("fedcore.dp").setLevel(logging.ERROR)
-        cfg = PrivacyConfig(enabled=dp, target_epsilon=target_epsilon, max_grad_norm=recipe.max_grad_norm,
-                            planned_rounds=recipe.epochs, local_epochs=1, batch_size=recipe.batch_size)
+        cfg = PrivacyConfig(
+            enabled=dp,
+            target_epsilon=target_epsilon,
+            max_grad_norm=recipe.max_grad_norm,
+            planned_rounds=recipe.epochs,
+            local_epochs=1,
+            batch_size=recipe.batch_size,
+        )
         plan = plan_privacy(cfg, n) if dp else None
         ledger = plan.open_ledger(Path(tmp) / "ledger.json") if dp else None
-        stats = dp_train(model, _loss, tensors, privacy=cfg, ledger=ledger, round=1, epochs=recipe.epochs,
-                         batch_size=recipe.batch_size, optimizer_factory=factory, device="cpu", on_step=on_step,
-                         plan=plan)
+        stats = dp_train(
+            model,
+            _loss,
+            tensors,
+            privacy=cfg,
+            ledger=ledger,
+            round=1,
+            epochs=recipe.epochs,
+            batch_size=recipe.batch_size,
+            optimizer_factory=factory,
+            device="cpu",
+            on_step=on_step,
+            plan=plan,
+        )
     model.eval()
     with torch.no_grad():
-        logits = torch.cat([model(x[i:i + 128])[0] for i in range(0, len(x), 128)]).double().numpy()
+        logits = torch.cat([model(x[i : i + 128])[0] for i in range(0, len(x), 128)]).double().numpy()
     return TrainedModel(logits, stats.epsilon, stats.delta, stats.noise_multiplier, stats.steps, stats.loss)
 
 

@@ -44,8 +44,15 @@ def _flat_params(model: nn.Module) -> Tensor:
     return torch.cat([p.detach().reshape(-1).clone() for p in model.parameters() if p.requires_grad])
 
 
-def client_update(model: nn.Module, loss_fn, tensors: tuple[Tensor, ...], *, noise_multiplier: float | None = None,
-                  max_grad_norm: float = 1.0, seed: int = 0) -> np.ndarray:
+def client_update(
+    model: nn.Module,
+    loss_fn,
+    tensors: tuple[Tensor, ...],
+    *,
+    noise_multiplier: float | None = None,
+    max_grad_norm: float = 1.0,
+    seed: int = 0,
+) -> np.ndarray:
     """The update vector (float64, (P,)) a client sends after one SGD step (lr 1) on ``tensors``.
 
     ``tensors`` = (x (1, ...), targets...) with a single sample. ``noise_multiplier`` None: plain
@@ -64,13 +71,30 @@ def client_update(model: nn.Module, loss_fn, tensors: tuple[Tensor, ...], *, noi
         for lg in quiet:
             lg.setLevel(logging.ERROR)
         try:
-            cfg = PrivacyConfig(enabled=dp, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
-                                planned_rounds=1, local_epochs=1, batch_size=1)
+            cfg = PrivacyConfig(
+                enabled=dp,
+                noise_multiplier=noise_multiplier,
+                max_grad_norm=max_grad_norm,
+                planned_rounds=1,
+                local_epochs=1,
+                batch_size=1,
+            )
             plan = plan_privacy(cfg, 1) if dp else None
             ledger = plan.open_ledger(Path(tmp) / "ledger.json") if dp else None
             was_training = model.training
-            dp_train(model, loss_fn, tensors, privacy=cfg, ledger=ledger, round=1, epochs=1, batch_size=1,
-                     lr=1.0, plan=plan, device="cpu")
+            dp_train(
+                model,
+                loss_fn,
+                tensors,
+                privacy=cfg,
+                ledger=ledger,
+                round=1,
+                epochs=1,
+                batch_size=1,
+                lr=1.0,
+                plan=plan,
+                device="cpu",
+            )
             model.train(was_training)
         finally:
             for lg, level in zip(quiet, levels, strict=True):
@@ -84,10 +108,10 @@ def client_update(model: nn.Module, loss_fn, tensors: tuple[Tensor, ...], *, noi
 class SecAggView:
     """The coordinator's view of one SecAgg+ round over K single-sample updates."""
 
-    masked: dict[str, np.ndarray]   # client id -> its masked vector read as fixed point (float64, (P,))
-    total: np.ndarray               # the unmasked sum of the K updates (float64, (P,))
+    masked: dict[str, np.ndarray]  # client id -> its masked vector read as fixed point (float64, (P,))
+    total: np.ndarray  # the unmasked sum of the K updates (float64, (P,))
     clients: tuple[str, ...]
-    notes: dict                     # the round's notes (bits, frac_bits, clip, clipped values, ...)
+    notes: dict  # the round's notes (bits, frac_bits, clip, clipped values, ...)
 
 
 class _SendsUpdate:
@@ -130,14 +154,22 @@ def secagg_view(updates: list[np.ndarray], settings: dict | None = None) -> SecA
 
     quiet = logging.getLogger("fedcore")
     level = quiet.level
-    quiet.setLevel(logging.ERROR)   # the per-client "DP is off" notices
+    quiet.setLevel(logging.ERROR)  # the per-client "DP is off" notices
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            fed = memory_federation(len(ids), 1, Path(tmp) / "run", aggregation="secagg",
-                                    workload="fedcore.examples.updates:workload", workload_settings={"size": length},
-                                    secagg=dict(settings or {}), privacy={"enabled": False},
-                                    federation={"evaluate_every": 0}, trainers=trainers)
-            fed.engine.mode.record_inputs = True   # the audit looks at what arrived at masked-input
+            fed = memory_federation(
+                len(ids),
+                1,
+                Path(tmp) / "run",
+                aggregation="secagg",
+                workload="fedcore.examples.updates:workload",
+                workload_settings={"size": length},
+                secagg=dict(settings or {}),
+                privacy={"enabled": False},
+                federation={"evaluate_every": 0},
+                trainers=trainers,
+            )
+            fed.engine.mode.record_inputs = True  # the audit looks at what arrived at masked-input
             with fed:
                 fed.run_until(at_unmask)
     finally:
@@ -146,8 +178,9 @@ def secagg_view(updates: list[np.ndarray], settings: dict | None = None) -> SecA
         raise AggregationAborted(f"secagg round of {len(ids)} clients: {fed.engine.state.outcome}")
     result = fed.engine.mode.result()
     notes = dict(result.notes)
-    masked = {c: qz.dequantize(qz.from_ring(v[:length], notes["bits"]), notes["frac_bits"])
-              for c, v in masked_ring.items()}
+    masked = {
+        c: qz.dequantize(qz.from_ring(v[:length], notes["bits"]), notes["frac_bits"]) for c, v in masked_ring.items()
+    }
     return SecAggView(masked, np.asarray(result.weighted_sum, np.float64), ids, notes)
 
 
@@ -161,8 +194,9 @@ def secagg_refusal(k: int, length: int = 8) -> str | None:
     return None
 
 
-def dp_noise_for_epsilons(epsilons: list[float], *, n: int, batch_size: int, rounds: int,
-                          local_epochs: int = 1) -> dict:
+def dp_noise_for_epsilons(
+    epsilons: list[float], *, n: int, batch_size: int, rounds: int, local_epochs: int = 1
+) -> dict:
     """Noise multipliers giving a client with ``n`` records each target epsilon (RDP, delta default).
 
     The client samples with q = 1 / ceil(n / batch_size) and takes
@@ -176,5 +210,14 @@ def dp_noise_for_epsilons(epsilons: list[float], *, n: int, batch_size: int, rou
     for eps in epsilons:
         sigma = derive_noise_multiplier(q, steps, eps, delta, "rdp")
         rows.append({"target_epsilon": eps, "noise_multiplier": sigma, "epsilon": epsilon(q, sigma, steps, delta)})
-    return {"n": n, "batch_size": batch_size, "rounds": rounds, "local_epochs": local_epochs, "sample_rate": q,
-            "steps": steps, "delta": delta, "accountant": "rdp", "rows": rows}
+    return {
+        "n": n,
+        "batch_size": batch_size,
+        "rounds": rounds,
+        "local_epochs": local_epochs,
+        "sample_rate": q,
+        "steps": steps,
+        "delta": delta,
+        "accountant": "rdp",
+        "rows": rows,
+    }

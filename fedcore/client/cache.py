@@ -41,14 +41,20 @@ class UpdateCache:
         tag = hashlib.sha256(json.dumps([federation, run, int(attempt), model_sha256.hex()]).encode()).hexdigest()
         return self.directory / f"r{round_:06d}-{tag[:16]}"
 
-    def get(self, round_: int, model_sha256: bytes, size: int, *, attempt: int, federation: str = "",
-            run: str = "") -> FitResult | None:
+    def get(
+        self, round_: int, model_sha256: bytes, size: int, *, attempt: int, federation: str = "", run: str = ""
+    ) -> FitResult | None:
         """The result trained for exactly this (federation, run, round, attempt, model), or None."""
         stem = self._stem(round_, model_sha256, attempt, federation, run)
         try:
             meta = json.loads(stem.with_suffix(".json").read_text())
-            want = {"model_sha256": model_sha256.hex(), "attempt": int(attempt), "federation": federation,
-                    "run": run, "round": round_}
+            want = {
+                "model_sha256": model_sha256.hex(),
+                "attempt": int(attempt),
+                "federation": federation,
+                "run": run,
+                "round": round_,
+            }
             if any(meta.get(k) != v for k, v in want.items()):
                 return None
             params = np.load(stem.with_suffix(".npy"), allow_pickle=False)
@@ -57,22 +63,30 @@ class UpdateCache:
                 log.warning("ignoring unreadable cache entry %s: %s", stem, exc)
             return None
         if params.dtype != np.float32 or params.shape != (size,):
-            log.warning("ignoring cache entry %s: expected float32 (%d,), found %s %s", stem, size, params.dtype,
-                        params.shape)
+            log.warning(
+                "ignoring cache entry %s: expected float32 (%d,), found %s %s", stem, size, params.dtype, params.shape
+            )
             return None
         privacy = PrivacyState(**meta["privacy"]) if meta.get("privacy") else None
         return FitResult(params, int(meta["num_examples"]), dict(meta["metrics"]), privacy)
 
-    def put(self, round_: int, model_sha256: bytes, result: FitResult, *, attempt: int, federation: str = "",
-            run: str = "") -> None:
+    def put(
+        self, round_: int, model_sha256: bytes, result: FitResult, *, attempt: int, federation: str = "", run: str = ""
+    ) -> None:
         stem = self._stem(round_, model_sha256, attempt, federation, run)
         tmp = stem.with_name(stem.name + ".tmp.npy")
         np.save(tmp, np.asarray(result.parameters, np.float32), allow_pickle=False)
         os.replace(tmp, stem.with_suffix(".npy"))
-        meta = {"round": round_, "attempt": int(attempt), "federation": federation, "run": run,
-                "model_sha256": model_sha256.hex(), "num_examples": int(result.num_examples),
-                "metrics": {k: float(v) for k, v in result.metrics.items()},
-                "privacy": asdict(result.privacy) if result.privacy else None}
+        meta = {
+            "round": round_,
+            "attempt": int(attempt),
+            "federation": federation,
+            "run": run,
+            "model_sha256": model_sha256.hex(),
+            "num_examples": int(result.num_examples),
+            "metrics": {k: float(v) for k, v in result.metrics.items()},
+            "privacy": asdict(result.privacy) if result.privacy else None,
+        }
         tmp_json = stem.with_name(stem.name + ".tmp.json")
         tmp_json.write_text(json.dumps(meta))
         os.replace(tmp_json, stem.with_suffix(".json"))
@@ -82,6 +96,6 @@ class UpdateCache:
         entries = sorted((int(m.group(1)), p) for p in self.directory.iterdir() if (m := _NAME.match(p.name)))
         rounds = sorted({r for r, _ in entries})
         for r, path in entries:
-            if r not in rounds[-self.keep:]:
+            if r not in rounds[-self.keep :]:
                 path.unlink(missing_ok=True)
                 path.with_suffix(".npy").unlink(missing_ok=True)

@@ -42,14 +42,25 @@ def backoff_delays(cap: float, base: float = 0.2, rng: random.Random | None = No
     rng = rng or random.SystemRandom()
     n = 0
     while True:
-        yield min(cap, base * 2 ** n) * rng.uniform(0.75, 1.25)
+        yield min(cap, base * 2**n) * rng.uniform(0.75, 1.25)
         n = min(n + 1, 30)
 
 
 class Connection:
-    def __init__(self, address: str, tls: TlsMaterial | None, *, client_id: str, federation_id: str,
-                 insecure: bool = False, server_name: str | None = None, reconnect_timeout: float = 600.0,
-                 backoff_max: float = 10.0, max_payload_bytes: int = 1 << 30, rpc_timeout: float = 30.0):
+    def __init__(
+        self,
+        address: str,
+        tls: TlsMaterial | None,
+        *,
+        client_id: str,
+        federation_id: str,
+        insecure: bool = False,
+        server_name: str | None = None,
+        reconnect_timeout: float = 600.0,
+        backoff_max: float = 10.0,
+        max_payload_bytes: int = 1 << 30,
+        rpc_timeout: float = 30.0,
+    ):
         self.channel = open_channel(address, tls, insecure=insecure, server_name=server_name or None)
         self.stub = federation_stub(self.channel)
         self.address = address
@@ -59,7 +70,7 @@ class Connection:
         self.backoff_max = backoff_max
         self.max_payload = max_payload_bytes
         self.rpc_timeout = rpc_timeout
-        self.reconnected = False       # set when a call succeeded after transient failures
+        self.reconnected = False  # set when a call succeeded after transient failures
         self.bytes_up = 0
         self.bytes_down = 0
 
@@ -67,8 +78,9 @@ class Connection:
         self.channel.close()
 
     def header(self, round_: int = 0, stage: int = 0, attempt: int = 0) -> pb.Header:
-        return pb.Header(federation_id=self.federation_id, round=round_, stage=wire(stage), attempt=attempt,
-                         client_id=self.client_id)
+        return pb.Header(
+            federation_id=self.federation_id, round=round_, stage=wire(stage), attempt=attempt, client_id=self.client_id
+        )
 
     def call(self, what: str, fn: Callable[[], T], *, retry: bool = True) -> T:
         """Run ``fn`` with retries on transient errors; map refusals to domain errors."""
@@ -91,11 +103,14 @@ class Connection:
                     raise
                 failures += 1
                 if time.monotonic() >= give_up:
-                    raise CoordinatorUnreachable(f"{what}: coordinator {self.address} unreachable for "
-                                                 f"{self.reconnect_timeout:.0f} s (last: {code.name}: {detail})") from None
+                    raise CoordinatorUnreachable(
+                        f"{what}: coordinator {self.address} unreachable for "
+                        f"{self.reconnect_timeout:.0f} s (last: {code.name}: {detail})"
+                    ) from None
                 delay = next(delays)
                 (log.warning if failures in (1, 10) or failures % 50 == 0 else log.debug)(
-                    "%s failed (%s: %s); retrying in %.1f s", what, code.name, detail, delay)
+                    "%s failed (%s: %s); retrying in %.1f s", what, code.name, detail, delay
+                )
                 time.sleep(delay)
 
     # -- RPCs ---------------------------------------------------------------------------------
@@ -135,8 +150,9 @@ class Connection:
         return payload
 
     def submit(self, header: pb.Header, payload: bytes) -> pb.SubmitReply:
-        reply = self.call("Submit", lambda: self.stub.Submit(send_chunks(header, payload),
-                                                             timeout=max(self.rpc_timeout, 600.0)))
+        reply = self.call(
+            "Submit", lambda: self.stub.Submit(send_chunks(header, payload), timeout=max(self.rpc_timeout, 600.0))
+        )
         self.bytes_up += len(payload)
         return reply
 
@@ -155,4 +171,5 @@ def _unless_stopped(call: grpc.Future, stop: threading.Event, check_every: float
 
 def _sha(payload: bytes) -> bytes:
     from fedcore.transport.chunks import sha256
+
     return sha256(payload)

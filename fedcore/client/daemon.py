@@ -54,6 +54,7 @@ def resolve_device(device: str) -> str:
         return device
     try:
         import torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
     except ImportError:
         return "cpu"
@@ -65,32 +66,50 @@ class ClientDaemon:
     between polls calls (a simulation with its own clock passes a no-op); ``trainer`` replaces the
     one the workload would make from the config (a simulation whose data is already in memory)."""
 
-    def __init__(self, cfg: ClientConfig, stop: threading.Event | None = None, *, connection=None,
-                 sleep: Callable[[float], object] | None = None, trainer=None):
+    def __init__(
+        self,
+        cfg: ClientConfig,
+        stop: threading.Event | None = None,
+        *,
+        connection=None,
+        sleep: Callable[[float], object] | None = None,
+        trainer=None,
+    ):
         self.cfg = cfg
         self.stop = stop or threading.Event()
         self.sleep = sleep or self.stop.wait
         c = cfg.client
         self.tls = None if cfg.tls.insecure else TlsMaterial.from_files(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
-        self.conn = connection or Connection(c.coordinator, self.tls, client_id=c.id, federation_id=c.federation,
-                                             insecure=cfg.tls.insecure, server_name=cfg.tls.server_name,
-                                             reconnect_timeout=c.reconnect_timeout, backoff_max=c.backoff_max,
-                                             max_payload_bytes=c.max_payload_bytes)
-        self.identity = ClientIdentity(c.id, *(b"", b"", b"") if self.tls is None else
-                                       (self.tls.cert_pem, self.tls.key_pem, self.tls.ca_pem))
+        self.conn = connection or Connection(
+            c.coordinator,
+            self.tls,
+            client_id=c.id,
+            federation_id=c.federation,
+            insecure=cfg.tls.insecure,
+            server_name=cfg.tls.server_name,
+            reconnect_timeout=c.reconnect_timeout,
+            backoff_max=c.backoff_max,
+            max_payload_bytes=c.max_payload_bytes,
+        )
+        self.identity = ClientIdentity(
+            c.id, *(b"", b"", b"") if self.tls is None else (self.tls.cert_pem, self.tls.key_pem, self.tls.ca_pem)
+        )
         self.workload = load_workload(cfg.workload.path)
         c.workdir.mkdir(parents=True, exist_ok=True)
-        self.trainer = trainer if trainer is not None else \
-            self.workload.make_trainer(cfg.workload.settings, c.id, c.workdir, resolve_device(c.device))
+        self.trainer = (
+            trainer
+            if trainer is not None
+            else self.workload.make_trainer(cfg.workload.settings, c.id, c.workdir, resolve_device(c.device))
+        )
         self.cache = UpdateCache(c.workdir / "cache")
         self.handlers: StageHandlers | None = None
         self.heartbeat_interval = 5.0
         self.poll_interval = 0.5
-        self._pending: tuple[tuple[int, int, int], bytes] | None = None   # unsent (or unconfirmed) result
+        self._pending: tuple[tuple[int, int, int], bytes] | None = None  # unsent (or unconfirmed) result
         self._skip: set[tuple[int, int, int]] = set()
-        self._last = pb.Header()       # the header of the last task answered (sent with GetTask)
-        self.idle = False              # the last step found nothing to do (WAIT, or a task it skips)
-        self.retry_after = 0.0         # after an idle step: how long to pause before asking again
+        self._last = pb.Header()  # the header of the last task answered (sent with GetTask)
+        self.idle = False  # the last step found nothing to do (WAIT, or a task it skips)
+        self.retry_after = 0.0  # after an idle step: how long to pause before asking again
 
     # -- joining ------------------------------------------------------------------------------
     def join(self) -> None:
@@ -100,30 +119,48 @@ class ClientDaemon:
         self.poll_interval = float(settings.get("poll_interval", 0.5))
         name = settings.get("aggregation", "")
         if settings.get("workload") and settings["workload"] != self.cfg.workload.path:
-            log.warning("the coordinator's workload is %s, this client runs %s", settings["workload"],
-                        self.cfg.workload.path)
+            log.warning(
+                "the coordinator's workload is %s, this client runs %s", settings["workload"], self.cfg.workload.path
+            )
         run_id = str(settings["run_id"]) if settings.get("run_id") else None
         if self.handlers is None or self.handlers.mode.name != name:
             mode = client_mode(name)(self.identity, self.cfg.client.federation, settings.get("mode_settings", {}))
             seed = self.cfg.client.seed
             if seed is not None:
                 mode.seed_randomness(np.random.default_rng(derived_seed(seed, "mode")))
-                log.warning("[client] seed is set: training seeds, rounding and client-side noise are reproducible "
-                            "draws from it, NOT secret randomness (benchmarks and tests only)")
-            self.handlers = StageHandlers(self.trainer, mode, self.conn, self.cache, self.cfg.privacy,
-                                          federation=self.cfg.client.federation, run_id=run_id,
-                                          workdir=self.cfg.client.workdir, seed=seed,
-                                          stats_sensitivity=statistics_sensitivity(self.workload, self.cfg.workload.settings))
+                log.warning(
+                    "[client] seed is set: training seeds, rounding and client-side noise are reproducible "
+                    "draws from it, NOT secret randomness (benchmarks and tests only)"
+                )
+            self.handlers = StageHandlers(
+                self.trainer,
+                mode,
+                self.conn,
+                self.cache,
+                self.cfg.privacy,
+                federation=self.cfg.client.federation,
+                run_id=run_id,
+                workdir=self.cfg.client.workdir,
+                seed=seed,
+                stats_sensitivity=statistics_sensitivity(self.workload, self.cfg.workload.settings),
+            )
             if run_id is None:
-                log.info("the coordinator sends no run id: cached updates are resent only within this client "
-                         "session (%s)", self.handlers.run_id)
+                log.info(
+                    "the coordinator sends no run id: cached updates are resent only within this client session (%s)",
+                    self.handlers.run_id,
+                )
         elif run_id is not None and run_id != self.handlers.run_id:
             log.info("the coordinator's run id is now %s (was %s)", run_id, self.handlers.run_id)
             self.handlers.run_id = run_id
             if name == "plain":
                 log.warning("aggregation 'plain': this client's updates reach the coordinator in the clear")
-        log.info("joined federation %r as %s (aggregation %s, %s rounds)", self.cfg.client.federation,
-                 self.cfg.client.id, name, settings.get("rounds"))
+        log.info(
+            "joined federation %r as %s (aggregation %s, %s rounds)",
+            self.cfg.client.federation,
+            self.cfg.client.id,
+            name,
+            settings.get("rounds"),
+        )
 
     def _heartbeats(self) -> None:
         while not self.stop.wait(self.heartbeat_interval):
@@ -156,7 +193,7 @@ class ClientDaemon:
             code = self.step(LONG_POLL)
             if code is not None:
                 return code
-            if self.idle and self.retry_after > 0:   # the call was not held: poll
+            if self.idle and self.retry_after > 0:  # the call was not held: poll
                 self.sleep(self.retry_after)
         return ExitCode.INTERRUPTED
 
@@ -171,7 +208,7 @@ class ClientDaemon:
             log.info("re-joining: %s", exc)
             self.join()
             return None
-        if task is None:   # stopped while the call was held
+        if task is None:  # stopped while the call was held
             return None
         stage = Stage(task.header.stage)
         if stage == Stage.DONE:
@@ -207,8 +244,14 @@ class ClientDaemon:
             answered = time.monotonic()
             self._pending = (key, payload)
             reply = self.conn.submit(h, payload)
-            log.info("round %d attempt %d stage %s answered in %.3f s, submitted in %.3f s", h.round, h.attempt,
-                     Stage(h.stage).name, answered - started, time.monotonic() - answered)
+            log.info(
+                "round %d attempt %d stage %s answered in %.3f s, submitted in %.3f s",
+                h.round,
+                h.attempt,
+                Stage(h.stage).name,
+                answered - started,
+                time.monotonic() - answered,
+            )
             if reply.duplicate:
                 log.info("round %d stage %s: coordinator already had this result", h.round, Stage(h.stage).name)
             self._pending = None

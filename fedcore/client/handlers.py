@@ -63,9 +63,16 @@ def unpack_any(body: any_pb2.Any) -> Message:
 def privacy_report(p: PrivacyState | None) -> pb.PrivacyReport:
     if p is None:
         return pb.PrivacyReport(enabled=False)
-    return pb.PrivacyReport(enabled=p.enabled, epsilon=p.epsilon, delta=p.delta, accountant=p.accountant,
-                            steps=p.steps, noise_multiplier=p.noise_multiplier, target_epsilon=p.target_epsilon,
-                            exhausted=p.exhausted)
+    return pb.PrivacyReport(
+        enabled=p.enabled,
+        epsilon=p.epsilon,
+        delta=p.delta,
+        accountant=p.accountant,
+        steps=p.steps,
+        noise_multiplier=p.noise_multiplier,
+        target_epsilon=p.target_epsilon,
+        exhausted=p.exhausted,
+    )
 
 
 def _finite_metrics(metrics: Mapping[str, Any], what: str) -> dict[str, float]:
@@ -96,9 +103,20 @@ class StageHandlers:
     Connection` or :class:`fedcore.transport.memory.MemoryConnection`): only its ``download`` is used.
     """
 
-    def __init__(self, trainer: Trainer, mode: ClientMode, conn: Any, cache: UpdateCache,
-                 privacy: Mapping[str, Any], *, federation: str = "", run_id: str | None = None,
-                 workdir: Path | None = None, stats_sensitivity: float | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        trainer: Trainer,
+        mode: ClientMode,
+        conn: Any,
+        cache: UpdateCache,
+        privacy: Mapping[str, Any],
+        *,
+        federation: str = "",
+        run_id: str | None = None,
+        workdir: Path | None = None,
+        stats_sensitivity: float | None = None,
+        seed: int | None = None,
+    ):
         self.trainer = trainer
         self.stats_sensitivity = stats_sensitivity  # the workload's stated L2 sensitivity of its statistics
         self.mode = mode
@@ -121,15 +139,15 @@ class StageHandlers:
         if stage == Stage.EVALUATE:
             return self.evaluate(task.header, _unpack(task.body, pb.EvaluateTask))
         job = self.jobs.get((task.header.round, task.header.attempt))
-        return self.mode.handle(stage, unpack_any(task.body), job,
-                                lambda name: self.conn.download(task.header, name))
+        return self.mode.handle(stage, unpack_any(task.body), job, lambda name: self.conn.download(task.header, name))
 
     def _config(self, struct, header: pb.Header | None = None) -> dict[str, Any]:
         config = from_struct(struct)
         config["privacy"] = {**config.get("privacy", {}), **self.privacy}
         if header is not None:
-            config["task"] = task_context(self._federation(header), self.run_id, header.round, header.attempt,
-                                          self.seed)
+            config["task"] = task_context(
+                self._federation(header), self.run_id, header.round, header.attempt, self.seed
+            )
         return config
 
     def _federation(self, header: pb.Header) -> str:
@@ -160,21 +178,30 @@ class StageHandlers:
         report_steps = config["privacy"].get("report_steps") is True
         fit = self.cache.get(r, t.model_sha256, spec.size, attempt=attempt, federation=fed, run=self.run_id)
         if fit is not None:
-            log.info("round %d attempt %d: resending the update trained for this same attempt (no new training)",
-                     r, attempt)
+            log.info(
+                "round %d attempt %d: resending the update trained for this same attempt (no new training)", r, attempt
+            )
         else:
             if attempt > 0:
-                log.info("round %d attempt %d: a new attempt trains again (fresh noise, charged); an update is "
-                         "never contributed to two aggregates", r, attempt)
+                log.info(
+                    "round %d attempt %d: a new attempt trains again (fresh noise, charged); an update is "
+                    "never contributed to two aggregates",
+                    r,
+                    attempt,
+                )
             if not dp_enabled(config["privacy"]):
-                log.warning("round %d attempt %d: DP is off; training with a fresh seed. Without DP a re-aggregated "
-                            "round can leak approximately: two sums over different client sets differ by about "
-                            "one client's update", r, attempt)
+                log.warning(
+                    "round %d attempt %d: DP is off; training with a fresh seed. Without DP a re-aggregated "
+                    "round can leak approximately: two sums over different client sets differ by about "
+                    "one client's update",
+                    r,
+                    attempt,
+                )
             try:
                 fit = self.trainer.fit(params, spec, r, config, self._statistics(t.statistics))
             except BudgetExhausted as exc:
                 log.warning("round %d: refusing to train: %s", r, exc)
-                privacy = exc.privacy or PrivacyState(enabled=True)   # a bare ledger refusal carries none
+                privacy = exc.privacy or PrivacyState(enabled=True)  # a bare ledger refusal carries none
                 privacy.exhausted = True
                 privacy, _ = trim_report(privacy, {}, report_steps, f"round {r} refusal")
                 return pb.TrainReport(ready=False, refusal=str(exc), privacy=privacy_report(privacy))
@@ -190,8 +217,9 @@ class StageHandlers:
         delta = np.asarray(fit.parameters, np.float64) - np.asarray(params, np.float64)
         delta, weight = _central_dp(delta, float(fit.num_examples), from_struct(t.config).get("central_dp"), r)
         self._keep(ClientJob(r, attempt, delta, weight))
-        privacy, metrics = trim_report(fit.privacy, _finite_metrics(fit.metrics, f"round {r} training"), report_steps,
-                                       f"round {r}")
+        privacy, metrics = trim_report(
+            fit.privacy, _finite_metrics(fit.metrics, f"round {r} training"), report_steps, f"round {r}"
+        )
         return pb.TrainReport(ready=True, metrics=metrics, privacy=privacy_report(privacy))
 
     def stats(self, header: pb.Header, t: pb.StatsTask) -> pb.StatsReport:
@@ -201,13 +229,16 @@ class StageHandlers:
             return pb.StatsReport(ready=False, refusal="this workload computes no statistics")
         vec = np.asarray(vec, np.float64)
         if vec.ndim != 1 or not np.isfinite(vec).all():
-            return pb.StatsReport(ready=False, refusal=f"statistics must be a finite 1-D vector (got shape {vec.shape})")
+            return pb.StatsReport(
+                ready=False, refusal=f"statistics must be a finite 1-D vector (got shape {vec.shape})"
+            )
         try:  # noised (by the mode or here) and charged before anything derived from it leaves the client
             vec, noise = statistics_release(vec, config["privacy"], self.mode, self.stats_sensitivity, self.rng)
             if noise is not None:
                 config["statistics_noise"] = noise  # the client's own record, whatever the task said
-            charge_statistics(config["privacy"], config, self.workdir, self._federation(header), self.run_id,
-                              int(header.attempt))
+            charge_statistics(
+                config["privacy"], config, self.workdir, self._federation(header), self.run_id, int(header.attempt)
+            )
         except StatisticsRefused as exc:
             log.warning("round 0 attempt %d: not sending statistics: %s", header.attempt, exc)
             return pb.StatsReport(ready=False, refusal=f"statistics refused: {exc}"[:500])
@@ -216,9 +247,12 @@ class StageHandlers:
 
     def evaluate(self, header: pb.Header, t: pb.EvaluateTask) -> pb.EvaluateReport:
         params, spec, _ = self._model(header, t.model_blob, t.model_sha256)
-        res = self.trainer.evaluate(params, spec, int(header.round), from_struct(t.config), self._statistics(t.statistics))
-        report = pb.EvaluateReport(metrics=_finite_metrics(res.metrics, f"round {header.round} evaluation"),
-                                   num_examples=int(res.num_examples))
+        res = self.trainer.evaluate(
+            params, spec, int(header.round), from_struct(t.config), self._statistics(t.statistics)
+        )
+        report = pb.EvaluateReport(
+            metrics=_finite_metrics(res.metrics, f"round {header.round} evaluation"), num_examples=int(res.num_examples)
+        )
         if res.confusion is not None:
             cm = np.asarray(res.confusion, np.int64)
             if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or (cm < 0).any():

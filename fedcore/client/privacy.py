@@ -73,13 +73,18 @@ def ledger_for(table: Mapping[str, Any], workdir: Path):
     path = Path(workdir) / "privacy_ledger.json" if not path else Path(str(path)).expanduser()
     path = path if path.is_absolute() else Path(workdir) / path
     delta = table.get("delta")
-    return PrivacyLedger.open(path, accountant=table.get("accountant", DEFAULT_ACCOUNTANT),
-                              delta=DEFAULT_DELTA if delta is None else float(delta),
-                              target_epsilon=table.get("target_epsilon"), workdir=workdir)
+    return PrivacyLedger.open(
+        path,
+        accountant=table.get("accountant", DEFAULT_ACCOUNTANT),
+        delta=DEFAULT_DELTA if delta is None else float(delta),
+        target_epsilon=table.get("target_epsilon"),
+        workdir=workdir,
+    )
 
 
-def statistics_release(vec, table: Mapping[str, Any], mode, sensitivity: float | None,
-                       rng=None) -> tuple[Any, dict[str, float] | None]:
+def statistics_release(
+    vec, table: Mapping[str, Any], mode, sensitivity: float | None, rng=None
+) -> tuple[Any, dict[str, float] | None]:
     """The vector this client hands its mode for round 0, and the noise record to charge (None: DP off).
 
     ``mode`` is the client's :class:`~fedcore.common.aggregation.ClientMode`; ``sensitivity`` the
@@ -105,13 +110,19 @@ def statistics_release(vec, table: Mapping[str, Any], mode, sensitivity: float |
         raise StatisticsRefused(f"[privacy] statistics_epsilon / delta: {exc}") from None
     cover = max(1, int(mode.statistics_cover()))
     noise = sample_discrete_gaussian(total / math.sqrt(cover), vec.size, rng)  # secure RNG unless a test passes one
-    log.info("statistics release: discrete Gaussian noise of std %.4g per count added here (%s mode adds none; "
-             "any visible value sums >= %d clients)", total / math.sqrt(cover), mode.name or "this", cover)
+    log.info(
+        "statistics release: discrete Gaussian noise of std %.4g per count added here (%s mode adds none; "
+        "any visible value sums >= %d clients)",
+        total / math.sqrt(cover),
+        mode.name or "this",
+        cover,
+    )
     return vec + noise, {"sigma": total, "sensitivity": sens, "delta": delta}
 
 
-def charge_statistics(table: Mapping[str, Any], config: Mapping[str, Any], workdir: Path, federation: str,
-                      run: str, attempt: int) -> float | None:
+def charge_statistics(
+    table: Mapping[str, Any], config: Mapping[str, Any], workdir: Path, federation: str, run: str, attempt: int
+) -> float | None:
     """Charge the ledger for this statistics release (see the module docstring); epsilon spent after it.
 
     Returns None when the release is not charged (DP off, or no noise parameters: not private,
@@ -122,16 +133,21 @@ def charge_statistics(table: Mapping[str, Any], config: Mapping[str, Any], workd
     from fedcore.dp.statistics import statistics_epsilon, statistics_noise_multiplier
 
     if not dp_enabled(table):
-        log.warning("statistics release (round 0 attempt %d): DP is off, so these statistics are NOT private "
-                    "(the aggregate of the clients' exact counts is released)", attempt)
+        log.warning(
+            "statistics release (round 0 attempt %d): DP is off, so these statistics are NOT private "
+            "(the aggregate of the clients' exact counts is released)",
+            attempt,
+        )
         return None
     found = config.get("statistics_noise")
     noise: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     sigma = noise.get("sigma")
     if not (isinstance(sigma, int | float) and not isinstance(sigma, bool) and sigma > 0):
-        log.warning("statistics release (round 0 attempt %d): DP is on but the task carries no statistics noise "
-                    "(statistics_noise.sigma); this release is NOT differentially private and is not charged",
-                    attempt)
+        log.warning(
+            "statistics release (round 0 attempt %d): DP is on but the task carries no statistics noise "
+            "(statistics_noise.sigma); this release is NOT differentially private and is not charged",
+            attempt,
+        )
         return None
     try:
         multiplier = statistics_noise_multiplier(float(sigma), float(noise.get("sensitivity", math.nan)))
@@ -141,18 +157,28 @@ def charge_statistics(table: Mapping[str, Any], config: Mapping[str, Any], workd
     try:
         ledger = ledger_for(table, workdir)
         if ledger.would_exceed(1.0, multiplier, 1):
-            raise StatisticsRefused(f"privacy budget exhausted: the statistics release would bring epsilon to "
-                                    f"{ledger.would_spend(1.0, multiplier, 1):.4g}, above target {ledger.target_epsilon:g}")
+            raise StatisticsRefused(
+                f"privacy budget exhausted: the statistics release would bring epsilon to "
+                f"{ledger.would_spend(1.0, multiplier, 1):.4g}, above target {ledger.target_epsilon:g}"
+            )
         spent = ledger.charge_statistics(ChargeKey(federation, run, 0, int(attempt), "statistics"), multiplier)
     except LedgerError as exc:
         raise StatisticsRefused(f"privacy ledger: {exc}") from None
-    log.info("statistics release (round 0 attempt %d): charged as a Gaussian mechanism, sigma %.4g, sensitivity "
-             "%.4g (epsilon %.4g alone); ledger epsilon now %.4g", attempt, sigma, noise["sensitivity"], alone, spent)
+    log.info(
+        "statistics release (round 0 attempt %d): charged as a Gaussian mechanism, sigma %.4g, sensitivity "
+        "%.4g (epsilon %.4g alone); ledger epsilon now %.4g",
+        attempt,
+        sigma,
+        noise["sensitivity"],
+        alone,
+        spent,
+    )
     return spent
 
 
-def trim_report(privacy: PrivacyState | None, metrics: Mapping[str, float], report_steps: bool,
-                what: str) -> tuple[PrivacyState | None, dict[str, float]]:
+def trim_report(
+    privacy: PrivacyState | None, metrics: Mapping[str, float], report_steps: bool, what: str
+) -> tuple[PrivacyState | None, dict[str, float]]:
     """The privacy state and metrics as they may leave the client (see the module docstring)."""
     if report_steps:
         return privacy, dict(metrics)
@@ -160,8 +186,21 @@ def trim_report(privacy: PrivacyState | None, metrics: Mapping[str, float], repo
     if privacy is None:
         return None, kept
     if privacy.steps or privacy.noise_multiplier:
-        log.info("%s: steps %d and noise multiplier %.4g stay local (they reveal n; set [privacy] report_steps = "
-                 "true to report them)", what, privacy.steps, privacy.noise_multiplier)
-    trimmed = PrivacyState(privacy.enabled, privacy.epsilon, privacy.delta, privacy.accountant, 0, 0.0,
-                           privacy.target_epsilon, privacy.exhausted)
+        log.info(
+            "%s: steps %d and noise multiplier %.4g stay local (they reveal n; set [privacy] report_steps = "
+            "true to report them)",
+            what,
+            privacy.steps,
+            privacy.noise_multiplier,
+        )
+    trimmed = PrivacyState(
+        privacy.enabled,
+        privacy.epsilon,
+        privacy.delta,
+        privacy.accountant,
+        0,
+        0.0,
+        privacy.target_epsilon,
+        privacy.exhausted,
+    )
     return trimmed, kept

@@ -79,7 +79,7 @@ def certificate_problem(cfg: ClientConfig, timeout: float = 5.0) -> str | None:
         ctx.load_verify_locations(cafile=str(cfg.tls.ca))
         ctx.load_cert_chain(str(cfg.tls.cert), str(cfg.tls.key))
     except (OSError, ssl.SSLError):
-        return None   # unreadable files: TlsMaterial.from_files says exactly what is wrong
+        return None  # unreadable files: TlsMaterial.from_files says exactly what is wrong
     ctx.set_alpn_protocols(["h2"])
     try:
         sock = socket.create_connection((host, int(port)), timeout=timeout)
@@ -89,20 +89,24 @@ def certificate_problem(cfg: ClientConfig, timeout: float = 5.0) -> str | None:
     try:
         with ctx.wrap_socket(sock, server_hostname=cfg.tls.server_name or host) as tls:
             tls.sendall(_H2_PREFACE)
-            answer = tls.recv(1)   # the server's SETTINGS; an alert or a hang-up when it refuses our certificate
+            answer = tls.recv(1)  # the server's SETTINGS; an alert or a hang-up when it refuses our certificate
         if not answer:
             raise ssl.SSLError("the coordinator closed the connection after the handshake")
     except ssl.SSLCertVerificationError as exc:
-        return (f"{where} presents a certificate this client does not accept ({exc.verify_message}): it is not "
-                f"issued by [tls] ca {cfg.tls.ca}, or not for the name {cfg.tls.server_name or host!r} "
-                f"(set [tls] server_name if the coordinator's certificate names another host)")
+        return (
+            f"{where} presents a certificate this client does not accept ({exc.verify_message}): it is not "
+            f"issued by [tls] ca {cfg.tls.ca}, or not for the name {cfg.tls.server_name or host!r} "
+            f"(set [tls] server_name if the coordinator's certificate names another host)"
+        )
     except ssl.SSLError as exc:
         why = getattr(exc, "reason", None) or exc.args[0]
-        return (f"{where} refused this client's certificate {cfg.tls.cert} ({why}): it is not issued "
-                f"by this federation's CA, or was revoked; ask the operator for a certificate "
-                f"(enroll + provision sign)")
+        return (
+            f"{where} refused this client's certificate {cfg.tls.cert} ({why}): it is not issued "
+            f"by this federation's CA, or was revoked; ask the operator for a certificate "
+            f"(enroll + provision sign)"
+        )
     except OSError:
-        return None    # reset or timed out: not a certificate verdict
+        return None  # reset or timed out: not a certificate verdict
     finally:
         sock.close()
     return None
@@ -116,9 +120,17 @@ def report_refusal(cfg: ClientConfig, refusal: str) -> bool:
 
     c = cfg.client
     tls = None if cfg.tls.insecure else TlsMaterial.from_files(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
-    conn = Connection(c.coordinator, tls, client_id=c.id, federation_id=c.federation, insecure=cfg.tls.insecure,
-                      server_name=cfg.tls.server_name, reconnect_timeout=c.reconnect_timeout,
-                      backoff_max=c.backoff_max, max_payload_bytes=c.max_payload_bytes)
+    conn = Connection(
+        c.coordinator,
+        tls,
+        client_id=c.id,
+        federation_id=c.federation,
+        insecure=cfg.tls.insecure,
+        server_name=cfg.tls.server_name,
+        reconnect_timeout=c.reconnect_timeout,
+        backoff_max=c.backoff_max,
+        max_payload_bytes=c.max_payload_bytes,
+    )
     give_up = time.monotonic() + c.reconnect_timeout
     sent = False
     try:
@@ -127,7 +139,7 @@ def report_refusal(cfg: ClientConfig, refusal: str) -> bool:
         last = pb.Header()
         while time.monotonic() < give_up:
             task = conn.get_task(last)
-            if task is None:   # a held call that was stopped
+            if task is None:  # a held call that was stopped
                 continue
             stage = Stage(task.header.stage)
             if stage == Stage.DONE:
@@ -141,7 +153,7 @@ def report_refusal(cfg: ClientConfig, refusal: str) -> bool:
                 body.Pack(report)
                 try:
                     conn.submit(task.header, body.SerializeToString())
-                except (WrongStage, InvalidPayload) as exc:   # the stage moved on meanwhile: wait for the next
+                except (WrongStage, InvalidPayload) as exc:  # the stage moved on meanwhile: wait for the next
                     log.info("refusal not taken (%s); waiting for the next task", exc)
                     continue
                 sent = True

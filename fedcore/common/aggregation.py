@@ -45,19 +45,19 @@ from fedcore.common.stages import Stage
 @dataclass(frozen=True)
 class AggregationContext:
     federation_id: str
-    round: int                      # 0 for the statistics run and set-up, 1.. for training rounds
+    round: int  # 0 for the statistics run and set-up, 1.. for training rounds
     attempt: int
-    participants: tuple[str, ...]   # sorted client ids that take part
-    vector_length: int              # length L of each client's vector
+    participants: tuple[str, ...]  # sorted client ids that take part
+    vector_length: int  # length L of each client's vector
     settings: Mapping[str, Any] = field(default_factory=dict)  # the mode's table from the config
-    max_weight: float = 1.0e6       # upper bound on one client's weight (clients clip to it)
+    max_weight: float = 1.0e6  # upper bound on one client's weight (clients clip to it)
 
 
 @dataclass
 class AggregateResult:
-    weighted_sum: np.ndarray        # float64 (L,): sum over contributors of w_i * x_i
-    total_weight: float             # sum of w_i over contributors
-    num_contributors: int           # how many clients' inputs are in the sum
+    weighted_sum: np.ndarray  # float64 (L,): sum over contributors of w_i * x_i
+    total_weight: float  # sum of w_i over contributors
+    num_contributors: int  # how many clients' inputs are in the sum
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. clipped values, quantisation, dropouts
 
     @property
@@ -70,10 +70,11 @@ class AggregateResult:
 @dataclass
 class ClientJob:
     """What a client contributes to one aggregation."""
+
     round: int
     attempt: int
-    vector: np.ndarray              # (L,) the client's update (or statistics), not yet weighted
-    weight: float                   # e.g. the sample count; clipped by the mode to ctx.max_weight
+    vector: np.ndarray  # (L,) the client's update (or statistics), not yet weighted
+    weight: float  # e.g. the sample count; clipped by the mode to ctx.max_weight
     result: AggregateResult | None = None  # filled by modes whose clients learn the sum (CKKS)
 
 
@@ -136,8 +137,7 @@ class ClientMode(ABC):
         self.settings = dict(settings)
 
     @abstractmethod
-    def handle(self, stage: Stage, body: Any, job: ClientJob | None,
-               fetch_blob: Callable[[str], bytes]) -> Message:
+    def handle(self, stage: Stage, body: Any, job: ClientJob | None, fetch_blob: Callable[[str], bytes]) -> Message:
         """Answer one task. ``job`` is None for set-up stages."""
 
     def seed_randomness(self, rng: Any) -> None:
@@ -165,6 +165,7 @@ class ClientIdentity:
     ``ca_pem`` the federation CA; modes may use them to sign their public keys so that peers can
     bind them to a certificate (CKKS key exchange).
     """
+
     client_id: str
     cert_pem: bytes = b""
     key_pem: bytes = b""

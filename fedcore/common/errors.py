@@ -60,19 +60,33 @@ class BudgetExhausted(FedError, RuntimeError):
     The client daemon reports a refusal and the coordinator excludes the client from later rounds.
     """
 
-    def __init__(self, message: str, privacy=None, *, spent: float | None = None, target: float | None = None,
-                 would_spend: float | None = None, round: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        privacy=None,
+        *,
+        spent: float | None = None,
+        target: float | None = None,
+        would_spend: float | None = None,
+        round: int | None = None,
+    ):
         super().__init__(message)
         self.privacy, self.spent, self.target, self.would_spend, self.round = privacy, spent, target, would_spend, round
 
     @classmethod
-    def over_budget(cls, spent: float, target: float, would_spend: float | None = None,
-                    round: int | None = None) -> BudgetExhausted:
+    def over_budget(
+        cls, spent: float, target: float, would_spend: float | None = None, round: int | None = None
+    ) -> BudgetExhausted:
         """The ledger's refusal, with the standard message."""
         after = "" if would_spend is None else f"; this round would bring it to {would_spend:.4g}"
         where = "" if round is None else f"round {round}: "
-        return cls(f"{where}privacy budget exhausted: epsilon spent {spent:.4g} of target {target:.4g}{after}",
-                   spent=spent, target=target, would_spend=would_spend, round=round)
+        return cls(
+            f"{where}privacy budget exhausted: epsilon spent {spent:.4g} of target {target:.4g}{after}",
+            spent=spent,
+            target=target,
+            would_spend=would_spend,
+            round=round,
+        )
 
     def with_privacy(self, privacy) -> BudgetExhausted:
         """This refusal with the state a workload reports (returns self, for ``raise exc.with_privacy(s)``)."""

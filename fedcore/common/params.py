@@ -45,7 +45,9 @@ class ParamSpec:
         return sum(t.size for t in self.tensors)
 
     def to_proto(self) -> pb.ParamSpec:
-        return pb.ParamSpec(tensors=[pb.TensorSpec(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in self.tensors])
+        return pb.ParamSpec(
+            tensors=[pb.TensorSpec(name=t.name, shape=list(t.shape), dtype=t.dtype) for t in self.tensors]
+        )
 
     @classmethod
     def from_proto(cls, msg: pb.ParamSpec) -> ParamSpec:
@@ -76,7 +78,7 @@ def unflatten(vec: np.ndarray, spec: ParamSpec) -> dict[str, np.ndarray]:
         raise InvalidPayload(f"expected a flat vector of {spec.size} values for this spec (got shape {vec.shape})")
     out, offset = {}, 0
     for t in spec.tensors:
-        out[t.name] = vec[offset:offset + t.size].reshape(t.shape)
+        out[t.name] = vec[offset : offset + t.size].reshape(t.shape)
         offset += t.size
     return out
 
@@ -93,8 +95,9 @@ def encode_vector(arr: np.ndarray, dtype: str | None = None) -> pb.Vector:
     return pb.Vector(dtype=name, length=arr.shape[0], data=data)
 
 
-def decode_vector(msg: pb.Vector, *, dtype: str | None = None, length: int | None = None,
-                  finite: bool = True, what: str = "vector") -> np.ndarray:
+def decode_vector(
+    msg: pb.Vector, *, dtype: str | None = None, length: int | None = None, finite: bool = True, what: str = "vector"
+) -> np.ndarray:
     """Decode a wire Vector, checking dtype, declared and actual length, and finiteness.
 
     Raises :class:`InvalidPayload` naming ``what`` and the expected vs received property.
@@ -107,8 +110,9 @@ def decode_vector(msg: pb.Vector, *, dtype: str | None = None, length: int | Non
         raise InvalidPayload(f"{what}: expected {length} values (got {msg.length})")
     wire = WIRE_DTYPES[msg.dtype]
     if len(msg.data) != msg.length * wire.itemsize:
-        raise InvalidPayload(f"{what}: {msg.length} {msg.dtype} values need {msg.length * wire.itemsize} bytes "
-                             f"(got {len(msg.data)})")
+        raise InvalidPayload(
+            f"{what}: {msg.length} {msg.dtype} values need {msg.length * wire.itemsize} bytes (got {len(msg.data)})"
+        )
     arr = np.frombuffer(msg.data, dtype=wire).astype(wire.newbyteorder("="), copy=True)
     if finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).sum())
@@ -119,7 +123,9 @@ def decode_vector(msg: pb.Vector, *, dtype: str | None = None, length: int | Non
 def encode_model(vec: np.ndarray, spec: ParamSpec, round_: int) -> pb.Model:
     if vec.shape != (spec.size,):
         raise InvalidPayload(f"model vector has {vec.shape} values, spec needs ({spec.size},)")
-    return pb.Model(spec=spec.to_proto(), params=encode_vector(vec.astype(np.float32, copy=False), "float32"), round=round_)
+    return pb.Model(
+        spec=spec.to_proto(), params=encode_vector(vec.astype(np.float32, copy=False), "float32"), round=round_
+    )
 
 
 def decode_model(msg: pb.Model) -> tuple[np.ndarray, ParamSpec, int]:

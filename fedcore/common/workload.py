@@ -23,6 +23,7 @@ from fedcore.common.params import ParamSpec
 @dataclass
 class PrivacyState:
     """What a client reports about its privacy spending after a round (cumulative)."""
+
     enabled: bool
     epsilon: float = 0.0
     delta: float = 0.0
@@ -35,8 +36,8 @@ class PrivacyState:
 
 @dataclass
 class FitResult:
-    parameters: np.ndarray            # (P,) float32: the locally trained parameters
-    num_examples: int                 # the client's weight in the average
+    parameters: np.ndarray  # (P,) float32: the locally trained parameters
+    num_examples: int  # the client's weight in the average
     metrics: dict[str, float] = field(default_factory=dict)
     privacy: PrivacyState | None = None
 
@@ -50,15 +51,17 @@ class EvalResult:
 
 @runtime_checkable
 class Trainer(Protocol):
-    def fit(self, params: np.ndarray, spec: ParamSpec, round: int, config: Mapping[str, Any],
-            statistics: np.ndarray | None) -> FitResult:
+    def fit(
+        self, params: np.ndarray, spec: ParamSpec, round: int, config: Mapping[str, Any], statistics: np.ndarray | None
+    ) -> FitResult:
         """Train from ``params`` on local data; return the new parameters. ``config`` comes from
         the coordinator's TrainTask (epochs, lr, proximal_mu, ...), merged with the client's own
         ``[privacy]`` table under ``config["privacy"]``. ``statistics`` is the federation's summed
         statistics vector from round 0, or None."""
 
-    def evaluate(self, params: np.ndarray, spec: ParamSpec, round: int, config: Mapping[str, Any],
-                 statistics: np.ndarray | None) -> EvalResult:
+    def evaluate(
+        self, params: np.ndarray, spec: ParamSpec, round: int, config: Mapping[str, Any], statistics: np.ndarray | None
+    ) -> EvalResult:
         """Evaluate ``params`` on local held-out data."""
 
     def statistics(self, config: Mapping[str, Any]) -> np.ndarray | None:
@@ -92,8 +95,10 @@ def statistics_sensitivity(workload: Workload, settings: Mapping[str, Any]) -> f
     if callable(declared):
         value = float(declared(settings))
         if not (value > 0 and value < float("inf")):
-            raise ConfigError(f"workload {getattr(workload, 'name', workload)!r}: statistics_sensitivity must be "
-                              f"a finite number > 0 (got {value})")
+            raise ConfigError(
+                f"workload {getattr(workload, 'name', workload)!r}: statistics_sensitivity must be "
+                f"a finite number > 0 (got {value})"
+            )
         return value
     spec = workload.statistics_spec(settings)
     return None if spec is None else float(int(spec[0])) ** 0.5

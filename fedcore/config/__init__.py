@@ -2,11 +2,18 @@
 
 from fedcore.config.client import ClientConfig, load_client_config, parse_client
 from fedcore.config.coordinator import (
-           CoordinatorConfig,
-           load_coordinator_config,
-           parse_coordinator,
-           startup_summary,
+    CoordinatorConfig,
+    load_coordinator_config,
+    parse_coordinator,
+    startup_summary,
 )
 
-__all__ = ["ClientConfig", "CoordinatorConfig", "load_client_config", "load_coordinator_config",
-           "parse_client", "parse_coordinator", "startup_summary"]
+__all__ = [
+    "ClientConfig",
+    "CoordinatorConfig",
+    "load_client_config",
+    "load_coordinator_config",
+    "parse_client",
+    "parse_coordinator",
+    "startup_summary",
+]

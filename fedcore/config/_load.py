@@ -37,8 +37,14 @@ def _type_name(tp: Any) -> str:
     args = typing.get_args(tp)
     if type(None) in args and len(args) == 2:
         tp = next(a for a in args if a is not type(None))
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", Path: "a path string",
-            dict: "a table"}.get(tp, "a list of strings")
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        Path: "a path string",
+        dict: "a table",
+    }.get(tp, "a list of strings")
 
 
 def _convert(value: Any, tp: Any) -> tuple[bool, Any]:

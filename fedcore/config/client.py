@@ -22,33 +22,33 @@ from fedcore.transport.options import DEFAULT_MAX_PAYLOAD
 
 @dataclass(frozen=True)
 class ClientSection:
-    id: str                                 # must equal the common name of this client's certificate
-    federation: str = "fedpsyau"            # federation id (the coordinator's [federation] id)
-    coordinator: str = "localhost:50051"    # HOST:PORT of the coordinator
-    workdir: Path = Path("work")            # update cache and workload scratch space
-    device: str = "auto"                    # auto | cpu | cuda (auto = cuda when available)
-    reconnect_timeout: float = 600.0        # give up (exit 5) after this long without the coordinator
-    backoff_max: float = 10.0               # cap of the exponential reconnect backoff, seconds
+    id: str  # must equal the common name of this client's certificate
+    federation: str = "fedpsyau"  # federation id (the coordinator's [federation] id)
+    coordinator: str = "localhost:50051"  # HOST:PORT of the coordinator
+    workdir: Path = Path("work")  # update cache and workload scratch space
+    device: str = "auto"  # auto | cpu | cuda (auto = cuda when available)
+    reconnect_timeout: float = 600.0  # give up (exit 5) after this long without the coordinator
+    backoff_max: float = 10.0  # cap of the exponential reconnect backoff, seconds
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD  # largest download accepted, checked before allocating
-    seed: int | None = None                 # seeded runs (benchmarks, tests): every random draw that
-                                            # shapes this client's contributions (training seeds,
-                                            # rounding, client-side noise) comes from this seed; with
-                                            # DP, DP-SGD noise follows only with privacy.secure_rng =
-                                            # false. Unset (the default): fresh CSPRNG draws
+    seed: int | None = None  # seeded runs (benchmarks, tests): every random draw that
+    # shapes this client's contributions (training seeds,
+    # rounding, client-side noise) comes from this seed; with
+    # DP, DP-SGD noise follows only with privacy.secure_rng =
+    # false. Unset (the default): fresh CSPRNG draws
 
 
 @dataclass(frozen=True)
 class ClientTls:
-    ca: Path = Path("ca.pem")               # federation CA: the only issuer trusted for the server
-    cert: Path = Path("cert.pem")           # this client's certificate (CN = client id)
-    key: Path = Path("key.pem")             # its private key (mode 0600)
-    server_name: str = ""                   # expected server certificate name when it differs from the host
-    insecure: bool = False                  # no TLS at all: local debugging only, warns loudly
+    ca: Path = Path("ca.pem")  # federation CA: the only issuer trusted for the server
+    cert: Path = Path("cert.pem")  # this client's certificate (CN = client id)
+    key: Path = Path("key.pem")  # its private key (mode 0600)
+    server_name: str = ""  # expected server certificate name when it differs from the host
+    insecure: bool = False  # no TLS at all: local debugging only, warns loudly
 
 
 @dataclass(frozen=True)
 class WorkloadSection:
-    path: str = "fedcore.examples.softmax:workload"   # import path "module:attribute"
+    path: str = "fedcore.examples.softmax:workload"  # import path "module:attribute"
     settings: dict[str, Any] = field(default_factory=dict)  # [workload.settings]: data folder, index, ...
 
 
@@ -57,7 +57,7 @@ class ClientConfig:
     client: ClientSection
     tls: ClientTls = field(default_factory=ClientTls)
     workload: WorkloadSection = field(default_factory=WorkloadSection)
-    privacy: dict[str, Any] = field(default_factory=dict)   # overrides the coordinator's defaults
+    privacy: dict[str, Any] = field(default_factory=dict)  # overrides the coordinator's defaults
     source: Path | None = None
 
 
@@ -79,8 +79,14 @@ def placeholder_keys(settings: dict[str, Any], prefix: str = "") -> list[str]:
     return found
 
 
-def parse_client(data: dict[str, Any], base: Path, *, insecure: bool | None = None,
-                 source: Path | None = None, check_files: bool = True) -> ClientConfig:
+def parse_client(
+    data: dict[str, Any],
+    base: Path,
+    *,
+    insecure: bool | None = None,
+    source: Path | None = None,
+    check_files: bool = True,
+) -> ClientConfig:
     problems: list[str] = []
     check_tables(data, SECTIONS, problems)
     client = section(ClientSection, data.get("client"), "client", problems)
@@ -100,8 +106,11 @@ def parse_client(data: dict[str, Any], base: Path, *, insecure: bool | None = No
     tls = replace(tls, ca=resolve(base, tls.ca), cert=resolve(base, tls.cert), key=resolve(base, tls.key))
     client = replace(client, workdir=resolve(base, client.workdir))
     settings = dict(workload.settings)
-    problems += [f"[workload.settings] {k} is a placeholder: set it to this institution's value before starting "
-                 f"the client (README, 'Across institutions')" for k in placeholder_keys(settings)]
+    problems += [
+        f"[workload.settings] {k} is a placeholder: set it to this institution's value before starting "
+        f"the client (README, 'Across institutions')"
+        for k in placeholder_keys(settings)
+    ]
     settings.setdefault("config_dir", str(base.resolve()))
     workload = replace(workload, settings=settings)
 
@@ -128,8 +137,7 @@ def parse_client(data: dict[str, Any], base: Path, *, insecure: bool | None = No
     return ClientConfig(client, tls, workload, privacy, source=source)
 
 
-def load_client_config(path: str | Path, *, insecure: bool | None = None,
-                       check_files: bool = True) -> ClientConfig:
+def load_client_config(path: str | Path, *, insecure: bool | None = None, check_files: bool = True) -> ClientConfig:
     """Load and validate ``client.toml``; raises one ConfigError listing every problem."""
     path = Path(path).resolve()
     return parse_client(read_toml(path), path.parent, insecure=insecure, source=path, check_files=check_files)

@@ -20,55 +20,57 @@ from fedcore.config.status import StatusSettings, status_problems
 
 @dataclass(frozen=True)
 class Federation:
-    id: str = "fedpsyau"                    # federation id; every client config names the same
-    rounds: int = 10                        # training rounds 1..rounds (round 0 = set-up, statistics)
-    aggregation: str = "secagg"             # plain | secagg | ckks (plain: baselines only, not private)
-    min_clients: int = 3                    # fewest clients a round (and every stage) needs
-    fraction: float = 1.0                   # share of the eligible clients selected each round
-    seed: int = 0                           # initial model and client selection
+    id: str = "fedpsyau"  # federation id; every client config names the same
+    rounds: int = 10  # training rounds 1..rounds (round 0 = set-up, statistics)
+    aggregation: str = "secagg"  # plain | secagg | ckks (plain: baselines only, not private)
+    min_clients: int = 3  # fewest clients a round (and every stage) needs
+    fraction: float = 1.0  # share of the eligible clients selected each round
+    seed: int = 0  # initial model and client selection
     workload: str = "fedcore.examples.softmax:workload"  # import path "module:attribute"
-    evaluate_every: int = 1                 # evaluate every k-th round and after the last; 0 = last only
-    min_available: int = 0                  # before the first work, wait (up to [deadlines] join) for this many
+    evaluate_every: int = 1  # evaluate every k-th round and after the last; 0 = last only
+    min_available: int = 0  # before the first work, wait (up to [deadlines] join) for this many
 
 
 @dataclass(frozen=True)
 class Server:
-    address: str = "0.0.0.0:50051"          # listen address; port 0 = any free port (written to run_dir)
-    run_dir: Path = Path("run")             # checkpoints, metrics.jsonl, summary.json
+    address: str = "0.0.0.0:50051"  # listen address; port 0 = any free port (written to run_dir)
+    run_dir: Path = Path("run")  # checkpoints, metrics.jsonl, summary.json
 
 
 @dataclass(frozen=True)
 class ServerTls:
-    ca: Path = Path("ca.pem")               # federation CA certificate (clients must be issued by it)
-    cert: Path = Path("server.pem")         # the server certificate
-    key: Path = Path("server.key")          # its private key
-    insecure: bool = False                  # no TLS at all: local debugging only, warns loudly
+    ca: Path = Path("ca.pem")  # federation CA certificate (clients must be issued by it)
+    cert: Path = Path("server.pem")  # the server certificate
+    key: Path = Path("server.key")  # its private key
+    insecure: bool = False  # no TLS at all: local debugging only, warns loudly
 
 
 @dataclass(frozen=True)
 class Deadlines:
-    join: float = 300.0                     # wait this long for min_clients before logging/retrying
-    train: float = 600.0                    # the TRAIN (and STATS) stage
-    stage: float = 120.0                    # each aggregation stage (plain/secagg/ckks)
-    evaluate: float = 300.0                 # the EVALUATE stage
-    heartbeat_interval: float = 5.0         # clients send a heartbeat this often
-    heartbeat_timeout: float = 30.0         # silent for this long -> dead, dropped from the stage
-    max_round_retries: int = 3              # attempts after the first before the federation aborts
-    poll_interval: float = 0.5              # a client with nothing to do asks again after this long
+    join: float = 300.0  # wait this long for min_clients before logging/retrying
+    train: float = 600.0  # the TRAIN (and STATS) stage
+    stage: float = 120.0  # each aggregation stage (plain/secagg/ckks)
+    evaluate: float = 300.0  # the EVALUATE stage
+    heartbeat_interval: float = 5.0  # clients send a heartbeat this often
+    heartbeat_timeout: float = 30.0  # silent for this long -> dead, dropped from the stage
+    max_round_retries: int = 3  # attempts after the first before the federation aborts
+    poll_interval: float = 0.5  # a client with nothing to do asks again after this long
 
 
 @dataclass(frozen=True)
 class Strategy:
-    name: str = "fedavg"                    # fedavg | fedprox | fedadam | fedyogi (see fedcore.strategy)
+    name: str = "fedavg"  # fedavg | fedprox | fedadam | fedyogi (see fedcore.strategy)
     options: dict[str, Any] = field(default_factory=dict)  # every other key of [strategy]
 
 
 @dataclass(frozen=True)
 class Limits:
-    max_clients: int = 1000                 # joins beyond this are refused (RESOURCE_EXHAUSTED)
-    max_payload_bytes: int = 1 << 30        # largest submission accepted, checked before allocating
-    max_concurrent_streams: int = 32        # concurrent Download/Submit streams
-    max_client_bytes_per_round: int = 0     # announced upload bytes one client may send per round (0 = 4 x max_payload_bytes)
+    max_clients: int = 1000  # joins beyond this are refused (RESOURCE_EXHAUSTED)
+    max_payload_bytes: int = 1 << 30  # largest submission accepted, checked before allocating
+    max_concurrent_streams: int = 32  # concurrent Download/Submit streams
+    max_client_bytes_per_round: int = (
+        0  # announced upload bytes one client may send per round (0 = 4 x max_payload_bytes)
+    )
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,12 @@ class CentralDP:
     coordinator adds N(0, (noise_multiplier clip_norm)^2) to the sum and divides by the number of
     contributors (:class:`fedcore.dp.central.DPFedAvg`). Needs very many clients to be useful.
     """
-    enabled: bool = False                   # off by default
-    clip_norm: float = 1.0                  # S: L2 bound of each client's update
-    noise_multiplier: float = 1.0           # z: noise std on the sum is z * S
-    clients_total: int = 0                  # N, the client population (sampling rate = selected / N); required
-    delta: float = 0.0                      # client-level delta; 0 = min(1e-5, 1 / (10 N))
+
+    enabled: bool = False  # off by default
+    clip_norm: float = 1.0  # S: L2 bound of each client's update
+    noise_multiplier: float = 1.0  # z: noise std on the sum is z * S
+    clients_total: int = 0  # N, the client population (sampling rate = selected / N); required
+    delta: float = 0.0  # client-level delta; 0 = min(1e-5, 1 / (10 N))
 
     @property
     def resolved_delta(self) -> float:
@@ -98,8 +101,8 @@ class CoordinatorConfig:
     deadlines: Deadlines = field(default_factory=Deadlines)
     strategy: Strategy = field(default_factory=Strategy)
     limits: Limits = field(default_factory=Limits)
-    workload: dict[str, Any] = field(default_factory=dict)   # settings sent in Train/EvaluateTask.config
-    privacy: dict[str, Any] = field(default_factory=dict)    # defaults under config["privacy"]
+    workload: dict[str, Any] = field(default_factory=dict)  # settings sent in Train/EvaluateTask.config
+    privacy: dict[str, Any] = field(default_factory=dict)  # defaults under config["privacy"]
     secagg: dict[str, Any] = field(default_factory=dict)
     ckks: dict[str, Any] = field(default_factory=dict)
     central_dp: CentralDP = field(default_factory=CentralDP)
@@ -113,12 +116,30 @@ class CoordinatorConfig:
         return {"min_clients": self.federation.min_clients, **table}
 
 
-SECTIONS = ("federation", "server", "tls", "deadlines", "strategy", "limits", "workload", "privacy",
-            "secagg", "ckks", "central_dp", "status")
+SECTIONS = (
+    "federation",
+    "server",
+    "tls",
+    "deadlines",
+    "strategy",
+    "limits",
+    "workload",
+    "privacy",
+    "secagg",
+    "ckks",
+    "central_dp",
+    "status",
+)
 
 
-def parse_coordinator(data: dict[str, Any], base: Path, *, insecure: bool | None = None,
-                      source: Path | None = None, check_files: bool = True) -> CoordinatorConfig:
+def parse_coordinator(
+    data: dict[str, Any],
+    base: Path,
+    *,
+    insecure: bool | None = None,
+    source: Path | None = None,
+    check_files: bool = True,
+) -> CoordinatorConfig:
     problems: list[str] = []
     check_tables(data, SECTIONS, problems)
     fed = section(Federation, data.get("federation"), "federation", problems)
@@ -146,8 +167,9 @@ def parse_coordinator(data: dict[str, Any], base: Path, *, insecure: bool | None
     problems += status_problems(status, tls.insecure)
     if problems:
         raise ConfigError(problems, source=str(source or "coordinator config"))
-    return CoordinatorConfig(fed, server, tls, dl, strategy, limits, central_dp=central, status=status, source=source,
-                             **tables)
+    return CoordinatorConfig(
+        fed, server, tls, dl, strategy, limits, central_dp=central, status=status, source=source, **tables
+    )
 
 
 def privacy_default_problems(table: dict[str, Any]) -> list[str]:
@@ -160,7 +182,7 @@ def privacy_default_problems(table: dict[str, Any]) -> list[str]:
     probe = {"planned_rounds": 1, "local_epochs": 1, "batch_size": 1, "target_epsilon": 1.0, **table}
     if not isinstance(table.get("secure_rng", True), bool):
         return [f"[privacy] secure_rng: expected true or false (got {table['secure_rng']!r})"]
-    probe["secure_rng"] = True   # checked above; a False here would warn now, not on the clients
+    probe["secure_rng"] = True  # checked above; a False here would warn now, not on the clients
     try:
         PrivacyConfig.from_dict(probe, source="[privacy]")
     except PrivacyConfigError as exc:
@@ -174,8 +196,10 @@ def _validate_central(c: CentralDP, fed: Federation, problems: list[str]) -> Non
     positive(problems, "[central_dp] clip_norm", c.clip_norm)
     positive(problems, "[central_dp] noise_multiplier", c.noise_multiplier)
     if c.clients_total < max(1, fed.min_clients):
-        problems.append(f"[central_dp] clients_total must be >= [federation] min_clients ({fed.min_clients}) "
-                        f"(got {c.clients_total})")
+        problems.append(
+            f"[central_dp] clients_total must be >= [federation] min_clients ({fed.min_clients}) "
+            f"(got {c.clients_total})"
+        )
     from fedcore.dp.central import clients_total_problems
 
     # min_available > 0: the federation waits for exactly that many clients, its real pool
@@ -196,8 +220,9 @@ def _validate(fed, server, tls, dl, strategy, limits, tables, problems, check_fi
     if not 0.0 < fed.fraction <= 1.0:
         problems.append(f"[federation] fraction must be in (0, 1] (got {fed.fraction})")
     if not 0 <= fed.min_available <= limits.max_clients:
-        problems.append(f"[federation] min_available must be in [0, max_clients={limits.max_clients}] "
-                        f"(got {fed.min_available})")
+        problems.append(
+            f"[federation] min_available must be in [0, max_clients={limits.max_clients}] (got {fed.min_available})"
+        )
     if fed.evaluate_every < 0:
         problems.append(f"[federation] evaluate_every must be >= 0 (got {fed.evaluate_every})")
     module, sep, attr = fed.workload.partition(":")
@@ -209,16 +234,19 @@ def _validate(fed, server, tls, dl, strategy, limits, tables, problems, check_fi
     for key in ("join", "train", "stage", "evaluate", "heartbeat_interval", "heartbeat_timeout", "poll_interval"):
         positive(problems, f"[deadlines] {key}", getattr(dl, key))
     if dl.heartbeat_timeout <= dl.heartbeat_interval:
-        problems.append(f"[deadlines] heartbeat_timeout ({dl.heartbeat_timeout}) must exceed "
-                        f"heartbeat_interval ({dl.heartbeat_interval})")
+        problems.append(
+            f"[deadlines] heartbeat_timeout ({dl.heartbeat_timeout}) must exceed "
+            f"heartbeat_interval ({dl.heartbeat_interval})"
+        )
     positive(problems, "[deadlines] max_round_retries", dl.max_round_retries, zero_ok=True)
     positive(problems, "[limits] max_clients", limits.max_clients)
     positive(problems, "[limits] max_payload_bytes", limits.max_payload_bytes)
     positive(problems, "[limits] max_concurrent_streams", limits.max_concurrent_streams)
     positive(problems, "[limits] max_client_bytes_per_round", limits.max_client_bytes_per_round, zero_ok=True)
     if limits.max_clients < fed.min_clients:
-        problems.append(f"[limits] max_clients ({limits.max_clients}) is below [federation] min_clients "
-                        f"({fed.min_clients})")
+        problems.append(
+            f"[limits] max_clients ({limits.max_clients}) is below [federation] min_clients ({fed.min_clients})"
+        )
     if check_files and not tls.insecure:
         for key in ("ca", "cert", "key"):
             path = getattr(tls, key)
@@ -232,6 +260,7 @@ def _validate(fed, server, tls, dl, strategy, limits, tables, problems, check_fi
 def _validate_strategy(strategy: Strategy, problems: list[str]) -> None:
     try:
         from fedcore.strategy import make_strategy
+
         make_strategy(strategy.name, **strategy.options)
     except ImportError as exc:
         problems.append(f"[strategy] fedcore.strategy is not available: {exc}")
@@ -261,30 +290,40 @@ def _validate_mode(fed: Federation, tables: dict[str, dict], problems: list[str]
     problems.extend(f"[{fed.aggregation}] {p}" for p in (found or []))
 
 
-def load_coordinator_config(path: str | Path, *, insecure: bool | None = None,
-                            check_files: bool = True) -> CoordinatorConfig:
+def load_coordinator_config(
+    path: str | Path, *, insecure: bool | None = None, check_files: bool = True
+) -> CoordinatorConfig:
     """Load and validate ``coordinator.toml``; raises one ConfigError listing every problem."""
     path = Path(path).resolve()
-    return parse_coordinator(read_toml(path), path.parent, insecure=insecure, source=path,
-                             check_files=check_files)
+    return parse_coordinator(read_toml(path), path.parent, insecure=insecure, source=path, check_files=check_files)
 
 
 def startup_summary(cfg: CoordinatorConfig) -> list[str]:
     """Human-readable lines the coordinator logs at start-up."""
     fed, dl = cfg.federation, cfg.deadlines
-    mode = fed.aggregation + ("  (NOT PRIVATE: the coordinator sees every update)" if fed.aggregation == "plain" else "")
+    mode = fed.aggregation + (
+        "  (NOT PRIVATE: the coordinator sees every update)" if fed.aggregation == "plain" else ""
+    )
     lines = [
         f"federation {fed.id!r}: {fed.rounds} rounds, aggregation {mode}",
-        (f"clients: min {fed.min_clients}, fraction {fed.fraction}, max {cfg.limits.max_clients}; "
-         f"workload {fed.workload}, evaluate every {fed.evaluate_every or 'last only'}"),
+        (
+            f"clients: min {fed.min_clients}, fraction {fed.fraction}, max {cfg.limits.max_clients}; "
+            f"workload {fed.workload}, evaluate every {fed.evaluate_every or 'last only'}"
+        ),
         f"strategy {cfg.strategy.name} {cfg.strategy.options or ''}".rstrip(),
-        (f"deadlines: join {dl.join}s, train {dl.train}s, stage {dl.stage}s, evaluate {dl.evaluate}s, "
-         f"heartbeat {dl.heartbeat_interval}s/{dl.heartbeat_timeout}s, retries {dl.max_round_retries}"),
+        (
+            f"deadlines: join {dl.join}s, train {dl.train}s, stage {dl.stage}s, evaluate {dl.evaluate}s, "
+            f"heartbeat {dl.heartbeat_interval}s/{dl.heartbeat_timeout}s, retries {dl.max_round_retries}"
+        ),
         "TLS: DISABLED (--insecure)" if cfg.tls.insecure else f"TLS: mTLS, CA {cfg.tls.ca}, cert {cfg.tls.cert}",
         f"privacy defaults for clients: {cfg.privacy or 'none (each client decides)'}",
-        (f"central DP (DP-FedAvg): clip_norm {cfg.central_dp.clip_norm}, noise_multiplier "
-         f"{cfg.central_dp.noise_multiplier}, clients_total {cfg.central_dp.clients_total}, delta "
-         f"{cfg.central_dp.resolved_delta:.3g}, weight 1 per client" if cfg.central_dp.enabled else "central DP: off"),
+        (
+            f"central DP (DP-FedAvg): clip_norm {cfg.central_dp.clip_norm}, noise_multiplier "
+            f"{cfg.central_dp.noise_multiplier}, clients_total {cfg.central_dp.clients_total}, delta "
+            f"{cfg.central_dp.resolved_delta:.3g}, weight 1 per client"
+            if cfg.central_dp.enabled
+            else "central DP: off"
+        ),
         f"listen {cfg.server.address}, run_dir {cfg.server.run_dir}",
         f"status page: {cfg.status.address}" if cfg.status.enabled else "status page: off ([status] address)",
     ]

@@ -26,9 +26,9 @@ MIN_TOKEN = 16
 
 @dataclass(frozen=True)
 class StatusSettings:
-    address: str = ""                       # HOST:PORT of the page and /metrics; "" = off; port 0 = any free port
-    token: str = ""                         # bearer token; required (with TLS) for a non-loopback address
-    refresh: float = 5.0                    # the page re-renders at least this often (s), and at once on a change
+    address: str = ""  # HOST:PORT of the page and /metrics; "" = off; port 0 = any free port
+    token: str = ""  # bearer token; required (with TLS) for a non-loopback address
+    refresh: float = 5.0  # the page re-renders at least this often (s), and at once on a change
 
     @property
     def enabled(self) -> bool:
@@ -67,10 +67,15 @@ def status_problems(s: StatusSettings, tls_insecure: bool) -> list[str]:
         return problems
     host, _ = parsed
     if not is_loopback(host):
-        missing = [what for what, ok in (("a [status] token", bool(s.token)), ("TLS (not --insecure)", not tls_insecure))
-                   if not ok]
+        missing = [
+            what
+            for what, ok in (("a [status] token", bool(s.token)), ("TLS (not --insecure)", not tls_insecure))
+            if not ok
+        ]
         if missing:
-            problems.append(f"[status] address {s.address!r} is not a loopback address: a status page on a network "
-                            f"address needs {' and '.join(missing)} (it is then served over HTTPS with [tls] cert); "
-                            f"or listen on 127.0.0.1:PORT and look through an SSH tunnel")
+            problems.append(
+                f"[status] address {s.address!r} is not a loopback address: a status page on a network "
+                f"address needs {' and '.join(missing)} (it is then served over HTTPS with [tls] cert); "
+                f"or listen on 127.0.0.1:PORT and look through an SSH tunnel"
+            )
     return problems

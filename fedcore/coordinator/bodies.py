@@ -37,8 +37,13 @@ ENGINE_BODIES: dict[Stage, type[Message]] = {
 def train_config(eng: RoundEngine, round_: int) -> dict:
     """TrainTask.config: the [workload] table, the strategy's client keys and privacy defaults."""
     cfg = eng.cfg
-    return {**cfg.workload, **eng.strategy.client_config(round_), "rounds": cfg.federation.rounds,
-            "privacy": dict(cfg.privacy), **eng.client_dp.client_config()}
+    return {
+        **cfg.workload,
+        **eng.strategy.client_config(round_),
+        "rounds": cfg.federation.rounds,
+        "privacy": dict(cfg.privacy),
+        **eng.client_dp.client_config(),
+    }
 
 
 def _statistics(eng: RoundEngine) -> pb.Vector | None:
@@ -51,13 +56,20 @@ def task_body(eng: RoundEngine, client_id: str) -> Message:
     stage = st.open_stage().stage
     if stage == Stage.TRAIN:
         blob = st.model_blob()
-        return pb.TrainTask(model_blob=blob.name, model_sha256=blob.sha256,
-                            config=to_struct(train_config(eng, st.round)), statistics=_statistics(eng))
+        return pb.TrainTask(
+            model_blob=blob.name,
+            model_sha256=blob.sha256,
+            config=to_struct(train_config(eng, st.round)),
+            statistics=_statistics(eng),
+        )
     if stage == Stage.EVALUATE:
         blob = st.model_blob()
-        return pb.EvaluateTask(model_blob=blob.name, model_sha256=blob.sha256,
-                               config=to_struct({**eng.cfg.workload, "rounds": eng.cfg.federation.rounds}),
-                               statistics=_statistics(eng))
+        return pb.EvaluateTask(
+            model_blob=blob.name,
+            model_sha256=blob.sha256,
+            config=to_struct({**eng.cfg.workload, "rounds": eng.cfg.federation.rounds}),
+            statistics=_statistics(eng),
+        )
     if stage == Stage.STATS:
         return pb.StatsTask(config=to_struct({**eng.cfg.workload, "privacy": dict(eng.cfg.privacy)}))
     return eng.mode.task(stage, client_id)
@@ -84,8 +96,10 @@ def _unpack(body: any_pb2.Any, types: tuple[type[Message], ...], stage: Stage, c
                 raise InvalidPayload(f"{client_id}: body of type {cls.DESCRIPTOR.full_name} does not parse") from None
             return msg
     names = ", ".join(c.DESCRIPTOR.full_name for c in types)
-    raise InvalidPayload(f"stage {stage.name} expects a body of type {names} "
-                         f"(got {body.type_url.rpartition('/')[2] or 'an empty Any'}) from {client_id}")
+    raise InvalidPayload(
+        f"stage {stage.name} expects a body of type {names} "
+        f"(got {body.type_url.rpartition('/')[2] or 'an empty Any'}) from {client_id}"
+    )
 
 
 def accept(eng: RoundEngine, client_id: str, body: any_pb2.Any) -> None:

@@ -62,13 +62,14 @@ class CheckpointError(FedError):
 @dataclass
 class Checkpoint:
     """The coordinator's state after a completed round."""
+
     round: int
-    params: np.ndarray                      # (P,) float32 global model
+    params: np.ndarray  # (P,) float32 global model
     spec: ParamSpec
-    strategy_state: dict[str, Any] = field(default_factory=dict)   # Strategy.state_dict()
-    history: list[dict] = field(default_factory=list)              # JSON-able metrics per round
-    statistics: np.ndarray | None = None    # (S,) summed round-0 statistics, if any
-    extra: dict[str, Any] = field(default_factory=dict)            # JSON-able
+    strategy_state: dict[str, Any] = field(default_factory=dict)  # Strategy.state_dict()
+    history: list[dict] = field(default_factory=list)  # JSON-able metrics per round
+    statistics: np.ndarray | None = None  # (S,) summed round-0 statistics, if any
+    extra: dict[str, Any] = field(default_factory=dict)  # JSON-able
 
 
 def _json_bytes(obj: Any, what: str) -> np.ndarray:
@@ -113,8 +114,9 @@ def encode(ckpt: Checkpoint) -> bytes:
             arrays[_STRATEGY + key] = value
             array_keys.append(key)
         else:
-            raise ValueError(f"strategy state {key!r} must be a number or a numeric numpy array "
-                             f"(got {type(value).__name__})")
+            raise ValueError(
+                f"strategy state {key!r} must be a number or a numeric numpy array (got {type(value).__name__})"
+            )
     meta = {
         "format": FORMAT,
         "round": int(ckpt.round),
@@ -155,8 +157,15 @@ def decode(path: Path) -> Checkpoint:
         for key in meta["strategy_arrays"]:
             state[key] = arrays[_STRATEGY + key]
         stats = arrays.get("statistics")
-        return Checkpoint(round=int(meta["round"]), params=params, spec=spec, strategy_state=state,
-                          history=list(meta["history"]), statistics=stats, extra=dict(meta["extra"]))
+        return Checkpoint(
+            round=int(meta["round"]),
+            params=params,
+            spec=spec,
+            strategy_state=state,
+            history=list(meta["history"]),
+            statistics=stats,
+            extra=dict(meta["extra"]),
+        )
     except CheckpointError:
         raise
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
@@ -223,8 +232,12 @@ class CheckpointStore:
         kept = 0
         for r in self.rounds():
             if r > current:
-                log.warning("removing checkpoint %s: newer than the round just saved (%d), so it "
-                            "failed to load when the coordinator resumed", self.path_for(r), current)
+                log.warning(
+                    "removing checkpoint %s: newer than the round just saved (%d), so it "
+                    "failed to load when the coordinator resumed",
+                    self.path_for(r),
+                    current,
+                )
                 self.path_for(r).unlink(missing_ok=True)
             elif kept < self.keep:
                 kept += 1

@@ -43,8 +43,11 @@ class RunLock:
         except BlockingIOError:
             other = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise ConfigError(f"run_dir {self.path.parent} is in use by another coordinator (pid {other}); "
-                              f"stop it first, or give this one another [server] run_dir", "[server] run_dir") from None
+            raise ConfigError(
+                f"run_dir {self.path.parent} is in use by another coordinator (pid {other}); "
+                f"stop it first, or give this one another [server] run_dir",
+                "[server] run_dir",
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -55,7 +58,7 @@ class RunLock:
             try:
                 os.ftruncate(self._fd, 0)
             finally:
-                os.close(self._fd)   # closing drops the lock
+                os.close(self._fd)  # closing drops the lock
                 self._fd = None
 
     def __enter__(self) -> RunLock:

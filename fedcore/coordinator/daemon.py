@@ -82,12 +82,21 @@ def with_statistics_dp(cfg: CoordinatorConfig, workload) -> CoordinatorConfig:
 
 def start_server(cfg: CoordinatorConfig, engine: RoundEngine) -> BoundServer:
     tls = None if cfg.tls.insecure else TlsMaterial.from_files(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
-    servicer = FederationServicer(engine, insecure=cfg.tls.insecure, max_payload_bytes=cfg.limits.max_payload_bytes,
-                                  max_concurrent_streams=cfg.limits.max_concurrent_streams,
-                                  max_client_bytes_per_round=cfg.limits.max_client_bytes_per_round)
-    bound = serve(servicer, cfg.server.address, tls, insecure=cfg.tls.insecure,
-                  max_workers=max(16, 2 * cfg.limits.max_concurrent_streams),
-                  max_concurrent_streams=cfg.limits.max_concurrent_streams)
+    servicer = FederationServicer(
+        engine,
+        insecure=cfg.tls.insecure,
+        max_payload_bytes=cfg.limits.max_payload_bytes,
+        max_concurrent_streams=cfg.limits.max_concurrent_streams,
+        max_client_bytes_per_round=cfg.limits.max_client_bytes_per_round,
+    )
+    bound = serve(
+        servicer,
+        cfg.server.address,
+        tls,
+        insecure=cfg.tls.insecure,
+        max_workers=max(16, 2 * cfg.limits.max_concurrent_streams),
+        max_concurrent_streams=cfg.limits.max_concurrent_streams,
+    )
     host = cfg.server.address.rpartition(":")[0]
     host = "127.0.0.1" if _unspecified(host) else host
     engine.records.write_address(f"{host}:{bound.port}")
@@ -106,7 +115,7 @@ def _unspecified(host: str) -> bool:
 def run_coordinator(cfg: CoordinatorConfig, stop: threading.Event | None = None, linger: float = 5.0) -> int:
     """Run a federation to its end; return the process exit code."""
     stop = stop or threading.Event()
-    with control.RunLock(cfg.server.run_dir):          # before anything reads or writes the run folder
+    with control.RunLock(cfg.server.run_dir):  # before anything reads or writes the run folder
         return _run(cfg, stop, linger)
 
 
@@ -115,9 +124,10 @@ def _run(cfg: CoordinatorConfig, stop: threading.Event, linger: float) -> int:
 
     log_summary(cfg, log)
     if cfg.federation.aggregation == "plain":
-        log.warning("aggregation 'plain': the coordinator sees every client's update in the clear "
-                    "(baselines only, NOT private)")
-    if not cfg.tls.insecure:          # certificate problems before any work (start_server loads them again)
+        log.warning(
+            "aggregation 'plain': the coordinator sees every client's update in the clear (baselines only, NOT private)"
+        )
+    if not cfg.tls.insecure:  # certificate problems before any work (start_server loads them again)
         TlsMaterial.from_files(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
     run_dir = cfg.server.run_dir
     stale = control.read_stop(run_dir)
@@ -200,27 +210,46 @@ def _interrupted(engine: RoundEngine, driver: threading.Thread, signals: _Signal
     while driver.is_alive() and time.monotonic() < end and not signals.second.is_set():
         driver.join(timeout=0.2)
     if driver.is_alive() or not engine.lock.acquire(timeout=5.0):
-        log.warning("interrupted while the round driver is still busy: exiting without a new checkpoint (the "
-                    "newest one on disk stands; restart with the same config to resume)")
+        log.warning(
+            "interrupted while the round driver is still busy: exiting without a new checkpoint (the "
+            "newest one on disk stands; restart with the same config to resume)"
+        )
         return
     try:
         st = engine.state
         if engine.finished:
             return
         held = phases.checkpoint_now(engine)
-        saved = ("no round has completed yet: a restart begins from the start" if held is None
-                 else f"checkpoint of round {held} written")
+        saved = (
+            "no round has completed yet: a restart begins from the start"
+            if held is None
+            else f"checkpoint of round {held} written"
+        )
         where = f"round {st.round} ({st.stage.stage.name if st.stage else st.phase.value}, attempt {st.attempt})"
-        reason = (f"interrupted by {signals.name} at {where}; {saved}; restart with the same config to resume "
-                  f"(the round in flight is re-run)")
+        reason = (
+            f"interrupted by {signals.name} at {where}; {saved}; restart with the same config to resume "
+            f"(the round in flight is re-run)"
+        )
         clients = engine.state.clients_ever(engine.registry.ever)
         from fedcore.coordinator.records import summarize
 
-        engine.records.write_summary({**summarize(
-            engine.state.history, federation=engine.cfg.federation.id, aggregation=engine.cfg.federation.aggregation,
-            strategy=engine.cfg.strategy.name, rounds_planned=engine.cfg.federation.rounds, status="interrupted",
-            reason=reason, clients=clients, round0=engine.state.round0, privacy=engine.state.privacy),
-            **engine.client_dp.summary()})
+        engine.records.write_summary(
+            {
+                **summarize(
+                    engine.state.history,
+                    federation=engine.cfg.federation.id,
+                    aggregation=engine.cfg.federation.aggregation,
+                    strategy=engine.cfg.strategy.name,
+                    rounds_planned=engine.cfg.federation.rounds,
+                    status="interrupted",
+                    reason=reason,
+                    clients=clients,
+                    round0=engine.state.round0,
+                    privacy=engine.state.privacy,
+                ),
+                **engine.client_dp.summary(),
+            }
+        )
         log.warning("%s", reason)
     finally:
         engine.lock.release()

@@ -56,9 +56,17 @@ _BUSY = 0.5
 
 
 class RoundEngine:
-    def __init__(self, cfg: CoordinatorConfig, workload: Workload, mode: ServerMode, strategy,
-                 store: CheckpointStore, *, clock: Callable[[], float] = time.monotonic,
-                 poll_interval: float | None = None):
+    def __init__(
+        self,
+        cfg: CoordinatorConfig,
+        workload: Workload,
+        mode: ServerMode,
+        strategy,
+        store: CheckpointStore,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        poll_interval: float | None = None,
+    ):
         self.cfg = cfg
         self.workload = workload
         self.mode = mode
@@ -67,9 +75,9 @@ class RoundEngine:
         self.clock = clock
         self.poll_interval = cfg.deadlines.poll_interval if poll_interval is None else poll_interval
         self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)   # -> the driver: something to tick for
-        self.feed = threading.Condition(self.lock)      # -> held GetTask calls: a stage opened or closed
-        self.holding = 0                                # GetTask calls parked on ``feed`` now
+        self.changed = threading.Condition(self.lock)  # -> the driver: something to tick for
+        self.feed = threading.Condition(self.lock)  # -> held GetTask calls: a stage opened or closed
+        self.holding = 0  # GetTask calls parked on ``feed`` now
         self.records = RunRecords(cfg.server.run_dir)
         self.run_id = self.records.run_id()
         self.registry = Registry(cfg.limits.max_clients, cfg.deadlines.heartbeat_timeout)
@@ -92,42 +100,73 @@ class RoundEngine:
             state = State(Phase.JOINING, 0, 0, 1, params, spec, 0, needs_stats=self.stats_spec is not None)
         else:
             if ckpt.spec != spec:
-                raise ConfigError(f"the checkpoint in {self.store.directory} holds a model of {ckpt.spec.size} "
-                                  f"parameters ({len(ckpt.spec.tensors)} tensors) that does not match the "
-                                  f"workload's ({spec.size}, {len(spec.tensors)} tensors)", source="resume")
+                raise ConfigError(
+                    f"the checkpoint in {self.store.directory} holds a model of {ckpt.spec.size} "
+                    f"parameters ({len(ckpt.spec.tensors)} tensors) that does not match the "
+                    f"workload's ({spec.size}, {len(spec.tensors)} tensors)",
+                    source="resume",
+                )
             self.strategy.load_state_dict(ckpt.strategy_state)
-            state = State(Phase.JOINING, 0, 0, ckpt.round + 1, ckpt.params, ckpt.spec, ckpt.round,
-                          statistics=ckpt.statistics,
-                          needs_stats=self.stats_spec is not None and ckpt.statistics is None)
+            state = State(
+                Phase.JOINING,
+                0,
+                0,
+                ckpt.round + 1,
+                ckpt.params,
+                ckpt.spec,
+                ckpt.round,
+                statistics=ckpt.statistics,
+                needs_stats=self.stats_spec is not None and ckpt.statistics is None,
+            )
             state.history = list(ckpt.history)
             state.restore_extra(dict(ckpt.extra), ckpt.round)
-            log.info("resuming from the checkpoint of round %d: next round %d of %d%s", ckpt.round,
-                     ckpt.round + 1, self.cfg.federation.rounds,
-                     f"; round {ckpt.round}'s model is evaluated first" if state.pending_eval else "")
+            log.info(
+                "resuming from the checkpoint of round %d: next round %d of %d%s",
+                ckpt.round,
+                ckpt.round + 1,
+                self.cfg.federation.rounds,
+                f"; round {ckpt.round}'s model is evaluated first" if state.pending_eval else "",
+            )
         self.records.sync_metrics(state.history)
         # the central-DP accountant: its state is checkpointed with the rest (State.checkpoint_extra)
-        self.client_dp = CoordinatorPrivacy(self.cfg.central_dp, self.cfg.mode_settings, self.cfg.federation.aggregation,
-                                            state.client_dp_state)
+        self.client_dp = CoordinatorPrivacy(
+            self.cfg.central_dp, self.cfg.mode_settings, self.cfg.federation.aggregation, state.client_dp_state
+        )
         self.client_dp.startup()
         state.attempt = self.records.next_attempt(0)
         state.waiting_since = now
         self.releases.forget_before(state.next_round, keep_zero=state.needs_stats)
         for r, rel in sorted(self.releases.entries.items()):
-            log.warning("round %d's aggregate over %s was released at %s before the restart: that round may be "
-                        "released again only over the same clients", r, ", ".join(rel.contributors), rel.stage)
+            log.warning(
+                "round %d's aggregate over %s was released at %s before the restart: that round may be "
+                "released again only over the same clients",
+                r,
+                ", ".join(rel.contributors),
+                rel.stage,
+            )
         return state
 
     # -- helpers for RPCs -----------------------------------------------------------------
     def header(self, client_id: str = "") -> pb.Header:
         st = self.state
-        stage = st.stage.stage if st.stage else {Phase.DONE: Stage.DONE, Phase.ABORTED: Stage.DONE}.get(st.phase, Stage.WAIT)
-        return pb.Header(federation_id=self.cfg.federation.id, round=st.round, stage=wire(stage),
-                         attempt=st.attempt, client_id=client_id)
+        stage = (
+            st.stage.stage
+            if st.stage
+            else {Phase.DONE: Stage.DONE, Phase.ABORTED: Stage.DONE}.get(st.phase, Stage.WAIT)
+        )
+        return pb.Header(
+            federation_id=self.cfg.federation.id,
+            round=st.round,
+            stage=wire(stage),
+            attempt=st.attempt,
+            client_id=client_id,
+        )
 
     def _check_federation(self, header: pb.Header) -> None:
         if header.federation_id != self.cfg.federation.id:
-            raise NotAuthorized(f"this coordinator serves federation {self.cfg.federation.id!r} "
-                                f"(got {header.federation_id!r})")
+            raise NotAuthorized(
+                f"this coordinator serves federation {self.cfg.federation.id!r} (got {header.federation_id!r})"
+            )
 
     def _check_joined(self, client_id: str) -> None:
         if client_id not in self.registry:
@@ -136,13 +175,17 @@ class RoundEngine:
     def _check_current(self, header: pb.Header) -> None:
         st = self.state
         if st.stage is None:
-            raise WrongStage(f"no stage is open (phase {st.phase.value}); got round {header.round} "
-                             f"stage {_stage_name(header.stage)} attempt {header.attempt}")
+            raise WrongStage(
+                f"no stage is open (phase {st.phase.value}); got round {header.round} "
+                f"stage {_stage_name(header.stage)} attempt {header.attempt}"
+            )
         want = (st.round, int(st.stage.stage), st.attempt)
         got = (header.round, header.stage, header.attempt)
         if got != want:
-            raise WrongStage(f"expected round {want[0]} stage {st.stage.stage.name} attempt {want[2]} "
-                             f"(got round {got[0]} stage {_stage_name(got[1])} attempt {got[2]})")
+            raise WrongStage(
+                f"expected round {want[0]} stage {st.stage.stage.name} attempt {want[2]} "
+                f"(got round {got[0]} stage {_stage_name(got[1])} attempt {got[2]})"
+            )
 
     def _known_submission(self, client_id: str, header: pb.Header) -> bytes | None:
         st = self.state
@@ -158,18 +201,29 @@ class RoundEngine:
             if client_id in self.state.exhausted and not info.exhausted:
                 info.exhausted = self.state.exhausted[client_id]
             self.changed.notify_all()
-            return pb.JoinReply(header=self.header(client_id), heartbeat_interval=self.cfg.deadlines.heartbeat_interval,
-                                settings=to_struct(self.join_settings()))
+            return pb.JoinReply(
+                header=self.header(client_id),
+                heartbeat_interval=self.cfg.deadlines.heartbeat_interval,
+                settings=to_struct(self.join_settings()),
+            )
 
     def join_settings(self) -> dict:
         fed = self.cfg.federation
-        return {"federation_id": fed.id, "aggregation": fed.aggregation, "rounds": fed.rounds,
-                "min_clients": fed.min_clients, "workload": fed.workload, "mode_settings": self.cfg.mode_settings,
-                "heartbeat_interval": self.cfg.deadlines.heartbeat_interval, "poll_interval": self.poll_interval,
-                "run_id": self.run_id}
+        return {
+            "federation_id": fed.id,
+            "aggregation": fed.aggregation,
+            "rounds": fed.rounds,
+            "min_clients": fed.min_clients,
+            "workload": fed.workload,
+            "mode_settings": self.cfg.mode_settings,
+            "heartbeat_interval": self.cfg.deadlines.heartbeat_interval,
+            "poll_interval": self.poll_interval,
+            "run_id": self.run_id,
+        }
 
-    def task(self, client_id: str, header: pb.Header, wait: float = 0.0,
-             active: Callable[[], bool] | None = None) -> pb.Task:
+    def task(
+        self, client_id: str, header: pb.Header, wait: float = 0.0, active: Callable[[], bool] | None = None
+    ) -> pb.Task:
         """This client's task now. ``wait`` > 0 makes it a long poll: while there is nothing for
         the client (STAGE_WAIT) the call is held on ``feed`` for up to ``wait`` seconds of real
         time (``time.monotonic``, whatever the engine's clock), and returns as soon as a tick opens
@@ -207,8 +261,9 @@ class RoundEngine:
             return pb.Task(header=self.header(client_id), body=body)
         if st.stage is not None and client_id in st.stage.pending:
             body.Pack(bodies.task_body(self, client_id))
-            return pb.Task(header=self.header(client_id), deadline_in=max(0.0, st.stage.deadline - self.clock()),
-                           body=body)
+            return pb.Task(
+                header=self.header(client_id), deadline_in=max(0.0, st.stage.deadline - self.clock()), body=body
+            )
         body.Pack(pb.WaitTask(reason=bodies.wait_reason(self, client_id)))
         hdr = self.header(client_id)
         hdr.stage = wire(Stage.WAIT)
@@ -232,8 +287,13 @@ class RoundEngine:
     def _check_pending(self, client_id: str) -> None:
         stage = self.state.open_stage()
         if client_id not in stage.pending:
-            why = ("already answered" if client_id in stage.responded else
-                   "was dropped from it as dead" if client_id in stage.dropped else "is not expected in it")
+            why = (
+                "already answered"
+                if client_id in stage.responded
+                else "was dropped from it as dead"
+                if client_id in stage.dropped
+                else "is not expected in it"
+            )
             raise WrongStage(f"client {client_id!r} {why} (stage {stage.stage.name})")
 
     def submit(self, client_id: str, header: pb.Header, payload: bytes, digest: bytes) -> pb.SubmitReply:
@@ -244,10 +304,15 @@ class RoundEngine:
             known = self._known_submission(client_id, header)
             if known is not None:
                 if known == digest:
-                    return pb.SubmitReply(header=self.header(client_id), duplicate=True,
-                                          message="identical submission already accepted; nothing changed")
-                raise WrongStage(f"client {client_id!r} already submitted a different result for round "
-                                 f"{header.round} stage {_stage_name(header.stage)} attempt {header.attempt}")
+                    return pb.SubmitReply(
+                        header=self.header(client_id),
+                        duplicate=True,
+                        message="identical submission already accepted; nothing changed",
+                    )
+                raise WrongStage(
+                    f"client {client_id!r} already submitted a different result for round "
+                    f"{header.round} stage {_stage_name(header.stage)} attempt {header.attempt}"
+                )
             self._check_current(header)
             self._check_pending(client_id)
             body = any_pb2.Any()
@@ -310,7 +375,7 @@ class RoundEngine:
                     break
                 moved = True
             if moved:
-                self.feed.notify_all()   # the held long polls learn of the new stage now
+                self.feed.notify_all()  # the held long polls learn of the new stage now
             end = self.clock()
             if end - start > _BUSY:
                 self.registry.refresh_all(end)

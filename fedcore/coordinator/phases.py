@@ -56,17 +56,27 @@ def advance(eng: RoundEngine, now: float) -> bool:
     if st.stage is None:
         return False
     if st.phase in (Phase.TRAIN, Phase.STATS):
-        fatal = fatal_reason(_refusals(eng), st.round)   # a broken client: at once, not after the others
+        fatal = fatal_reason(_refusals(eng), st.round)  # a broken client: at once, not after the others
         if fatal:
             abort(eng, fatal)
             return True
     if st.stage.pending and now < st.stage.deadline:
         return False
     if now >= st.stage.deadline and st.stage.pending:
-        log.warning("round %d stage %s: deadline passed; no answer from %s", st.round, st.stage.stage.name,
-                    ", ".join(sorted(st.stage.pending)))
-    close = {Phase.SETUP: close_setup_stage, Phase.STATS: close_stats, Phase.STATS_AGG: close_mode_stage,
-             Phase.TRAIN: close_train, Phase.AGGREGATE: close_mode_stage, Phase.EVALUATE: close_evaluate}
+        log.warning(
+            "round %d stage %s: deadline passed; no answer from %s",
+            st.round,
+            st.stage.stage.name,
+            ", ".join(sorted(st.stage.pending)),
+        )
+    close = {
+        Phase.SETUP: close_setup_stage,
+        Phase.STATS: close_stats,
+        Phase.STATS_AGG: close_mode_stage,
+        Phase.TRAIN: close_train,
+        Phase.AGGREGATE: close_mode_stage,
+        Phase.EVALUATE: close_evaluate,
+    }
     close[st.phase](eng, now)
     return True
 
@@ -87,7 +97,7 @@ def _work_needed(eng: RoundEngine) -> Phase:
     if st.pending_eval:
         return Phase.EVALUATE
     if st.next_round > eng.cfg.federation.rounds and not st.needs_stats:
-        return Phase.DONE      # (no set-up just to end: a restart after the last round's checkpoint)
+        return Phase.DONE  # (no set-up just to end: a restart after the last round's checkpoint)
     if not st.setup_done and eng.mode.setup_stages():
         return Phase.SETUP
     if st.needs_stats:
@@ -121,8 +131,14 @@ def _open(eng: RoundEngine, stage: Stage, expected, timeout: float, now: float) 
     alive = set(eng.registry.alive())
     expected = frozenset(expected)
     st.stage = StageRun(stage, expected, now + timeout, dropped=set(expected - alive))
-    log.info("round %d attempt %d: stage %s open for %s (deadline %.0f s)", st.round, st.attempt, stage.name,
-             ", ".join(sorted(expected)) or "nobody", timeout)
+    log.info(
+        "round %d attempt %d: stage %s open for %s (deadline %.0f s)",
+        st.round,
+        st.attempt,
+        stage.name,
+        ", ".join(sorted(expected)) or "nobody",
+        timeout,
+    )
 
 
 def _ensure_blob(eng: RoundEngine) -> None:
@@ -158,15 +174,16 @@ def next_work(eng: RoundEngine, now: float) -> None:
             log.info("waiting for clients: %d eligible alive, %d needed", len(pool), eng.cfg.federation.min_clients)
         transition(st, Phase.JOINING)
         return
-    {Phase.SETUP: begin_setup, Phase.STATS: begin_stats, Phase.TRAIN: begin_train,
-     Phase.EVALUATE: begin_evaluate}[work](eng, pool, now)
+    {Phase.SETUP: begin_setup, Phase.STATS: begin_stats, Phase.TRAIN: begin_train, Phase.EVALUATE: begin_evaluate}[
+        work
+    ](eng, pool, now)
 
 
 # -- phases ------------------------------------------------------------------------------------
 def tick_joining(eng: RoundEngine, now: float) -> bool:
     st = eng.state
     if stop_requested(eng):
-        next_work(eng, now)   # finishes (all rounds done) or stops
+        next_work(eng, now)  # finishes (all rounds done) or stops
         return True
     pool = _pool(eng, _work_needed(eng))
     if (len(pool) >= eng.cfg.federation.min_clients and _gathered(eng, pool, now)) or _work_needed(eng) == Phase.DONE:
@@ -177,7 +194,8 @@ def tick_joining(eng: RoundEngine, now: float) -> bool:
     need = eng.cfg.federation.min_clients
     excluded = eng.registry.excluded()
     detail = f"{len(pool)} eligible of {len(eng.registry.clients)} joined, {need} needed" + (
-        f"; excluded for exhausted privacy budgets: {', '.join(sorted(excluded))}" if excluded else "")
+        f"; excluded for exhausted privacy budgets: {', '.join(sorted(excluded))}" if excluded else ""
+    )
     st.waiting_since = now
     if not eng.state.started_work:
         log.warning("still waiting for clients after %.0f s: %s", eng.cfg.deadlines.join, detail)
@@ -190,8 +208,11 @@ def _gathered(eng: RoundEngine, pool: list[str], now: float) -> bool:
     """Before a run's first work, wait up to the join deadline for ``[federation] min_available``
     clients, so that a client joining a moment after the first ``min_clients`` is not left out of
     the once-per-run set-up (CKKS keys) or round 0."""
-    return (eng.state.started_work or len(pool) >= eng.cfg.federation.min_available
-            or now - eng.state.waiting_since >= eng.cfg.deadlines.join)
+    return (
+        eng.state.started_work
+        or len(pool) >= eng.cfg.federation.min_available
+        or now - eng.state.waiting_since >= eng.cfg.deadlines.join
+    )
 
 
 def begin_setup(eng: RoundEngine, pool: list[str], now: float) -> None:
@@ -247,8 +268,9 @@ def close_stats(eng: RoundEngine, now: float) -> None:
     need = eng.cfg.federation.min_clients
     if len(ready) < need:
         missing = sorted(set(st.stage.expected) - set(st.train_reports)) if st.stage else []
-        return fail_attempt(eng, now, f"only {len(ready)} clients reported statistics ready ({need} needed)"
-                                      + _why(refused, missing))
+        return fail_attempt(
+            eng, now, f"only {len(ready)} clients reported statistics ready ({need} needed)" + _why(refused, missing)
+        )
     if eng.stats_spec is None:
         raise IllegalTransition("statistics were collected for a workload that states no statistics_spec")
     length, clip = eng.stats_spec
@@ -263,7 +285,7 @@ def _begin_mode(eng, phase, ready, length, settings, max_weight, now) -> None:
     ctx = AggregationContext(eng.cfg.federation.id, st.round, st.attempt, tuple(ready), length, settings, **kwargs)
     try:
         eng.mode.begin(ctx)
-    except AggregationAborted as exc:   # e.g. fewer participants than the mode's threshold: a failed attempt
+    except AggregationAborted as exc:  # e.g. fewer participants than the mode's threshold: a failed attempt
         return fail_attempt(eng, now, f"{eng.mode.name} could not begin round {st.round}: {exc}")
     st.mode_stages, st.stage_index = tuple(eng.mode.round_stages()), 0
     transition(st, phase)
@@ -298,8 +320,12 @@ def finish_stats(eng: RoundEngine, result: AggregateResult, now: float) -> None:
     st = eng.state
     st.statistics = np.asarray(result.weighted_sum, np.float64).copy()
     st.needs_stats = False
-    st.round0 = {"seconds": now - st.tally.started, "bytes_up": st.tally.bytes_up,
-                 "bytes_down": st.tally.bytes_down, "contributors": result.num_contributors}
+    st.round0 = {
+        "seconds": now - st.tally.started,
+        "bytes_up": st.tally.bytes_up,
+        "bytes_down": st.tally.bytes_down,
+        "contributors": result.num_contributors,
+    }
     eng.client_dp.stats_release(result)
     _checkpoint(eng, 0)
     log.info("round 0: statistics of %d clients summed (%d values)", result.num_contributors, st.statistics.size)
@@ -316,9 +342,16 @@ def begin_train(eng: RoundEngine, pool: list[str], now: float) -> None:
     rng = np.random.default_rng([fed.seed, st.round, st.attempt])
     st.selected = tuple(sorted(rng.choice(pool, size=k, replace=False).tolist()))
     excluded = eng.registry.excluded()
-    log.info("round %d/%d attempt %d: selected %s%s", st.round, fed.rounds, st.attempt, ", ".join(st.selected),
-             "; excluded (privacy budget exhausted): " + ", ".join(f"{c} ({why})" for c, why in sorted(excluded.items()))
-             if excluded else "")
+    log.info(
+        "round %d/%d attempt %d: selected %s%s",
+        st.round,
+        fed.rounds,
+        st.attempt,
+        ", ".join(st.selected),
+        "; excluded (privacy budget exhausted): " + ", ".join(f"{c} ({why})" for c, why in sorted(excluded.items()))
+        if excluded
+        else "",
+    )
     _ensure_blob(eng)
     transition(st, Phase.TRAIN)
     _open(eng, Stage.TRAIN, st.selected, eng.cfg.deadlines.train, now)
@@ -341,8 +374,12 @@ def close_train(eng: RoundEngine, now: float) -> None:
     need = eng.cfg.federation.min_clients
     if len(ready) < need:
         missing = sorted(set(st.selected) - set(st.train_reports))
-        return fail_attempt(eng, now, f"only {len(ready)} of {len(st.selected)} selected clients reported an update "
-                                      f"({need} needed)" + _why(refused, missing))
+        return fail_attempt(
+            eng,
+            now,
+            f"only {len(ready)} of {len(st.selected)} selected clients reported an update "
+            f"({need} needed)" + _why(refused, missing),
+        )
     _begin_mode(eng, Phase.AGGREGATE, ready, st.spec.size, eng.cfg.mode_settings, eng.client_dp.max_weight(), now)
 
 
@@ -374,7 +411,7 @@ def finish_aggregate(eng: RoundEngine, result: AggregateResult, now: float) -> N
     eng.state.history.append(line)
     st.pending_eval = st.round if evaluate else 0
     eng.fault("applied")
-    _checkpoint(eng, st.round)            # durable before anything derived from the aggregate leaves
+    _checkpoint(eng, st.round)  # durable before anything derived from the aggregate leaves
     eng.fault("checkpointed")
     st.next_round, st.retries = st.round + 1, 0
     if evaluate:
@@ -407,12 +444,19 @@ def close_evaluate(eng: RoundEngine, now: float) -> None:
     if not pooled:
         log.warning("round %d: no evaluation reports arrived", st.round)
     line = eng.state.history[-1]
-    if line.get("round") != st.round:   # a bug: the checkpoint's last round is the one evaluated
+    if line.get("round") != st.round:  # a bug: the checkpoint's last round is the one evaluated
         return abort(eng, f"evaluated round {st.round} but the last recorded round is {line.get('round')}")
     since, up, down = st.eval_mark or (now, st.tally.bytes_up, st.tally.bytes_down)
-    line.update(jsonable({"eval": pooled, "seconds": round(line.get("seconds", 0.0) + now - since, 4),
-                          "bytes_up": line.get("bytes_up", 0) + st.tally.bytes_up - up,
-                          "bytes_down": line.get("bytes_down", 0) + st.tally.bytes_down - down}))
+    line.update(
+        jsonable(
+            {
+                "eval": pooled,
+                "seconds": round(line.get("seconds", 0.0) + now - since, 4),
+                "bytes_up": line.get("bytes_up", 0) + st.tally.bytes_up - up,
+                "bytes_down": line.get("bytes_down", 0) + st.tally.bytes_down - down,
+            }
+        )
+    )
     st.pending_eval = 0
     eng.fault("evaluated")
     _checkpoint(eng, st.round)
@@ -426,34 +470,56 @@ def close_evaluate(eng: RoundEngine, now: float) -> None:
 def _round_line(eng: RoundEngine, now: float) -> dict:
     """Round ``st.round``'s metrics.jsonl line, without the evaluation (added by close_evaluate)."""
     st = eng.state
-    privacy = {c: {k: p[k] for k in ("epsilon", "delta", "accountant", "steps", "noise_multiplier", "exhausted")}
-               for c, p in sorted(eng.state.privacy.items()) if p.get("enabled")}
-    line = jsonable({
-        "round": st.round, "attempt": st.attempt, "clients": list(st.selected), "contributors": st.contributors,
-        "excluded": sorted(eng.registry.excluded()),
-        "train": {c: dict(r.metrics) for c, r in sorted(st.train_reports.items()) if r.ready},
-        "refused": {c: r.refusal for c, r in sorted(st.train_reports.items()) if not r.ready},
-        "eval": {},
-        # sample-level DP-SGD states as fedcore.dp.report reads them; left out when no client runs DP-SGD
-        **({"privacy": privacy, "epsilon_max": max(p["epsilon"] for p in privacy.values())} if privacy else {}),
-        "seconds": round(now - st.tally.started, 4), "bytes_up": st.tally.bytes_up, "bytes_down": st.tally.bytes_down,
-        "notes": st.aggregate_notes, **eng.state.round_dp,
-    })
+    privacy = {
+        c: {k: p[k] for k in ("epsilon", "delta", "accountant", "steps", "noise_multiplier", "exhausted")}
+        for c, p in sorted(eng.state.privacy.items())
+        if p.get("enabled")
+    }
+    line = jsonable(
+        {
+            "round": st.round,
+            "attempt": st.attempt,
+            "clients": list(st.selected),
+            "contributors": st.contributors,
+            "excluded": sorted(eng.registry.excluded()),
+            "train": {c: dict(r.metrics) for c, r in sorted(st.train_reports.items()) if r.ready},
+            "refused": {c: r.refusal for c, r in sorted(st.train_reports.items()) if not r.ready},
+            "eval": {},
+            # sample-level DP-SGD states as fedcore.dp.report reads them; left out when no client runs DP-SGD
+            **({"privacy": privacy, "epsilon_max": max(p["epsilon"] for p in privacy.values())} if privacy else {}),
+            "seconds": round(now - st.tally.started, 4),
+            "bytes_up": st.tally.bytes_up,
+            "bytes_down": st.tally.bytes_down,
+            "notes": st.aggregate_notes,
+            **eng.state.round_dp,
+        }
+    )
     eng.state.round_dp = {}
     return line
 
 
 def _log_round(eng: RoundEngine, line: dict, pooled: dict) -> None:
-    ev = f" eval {', '.join(f'{k} {v:.4f}' for k, v in pooled.items() if k in ('accuracy', 'uf1', 'uar'))}" if pooled else ""
-    log.info("round %d/%d done in %.2f s with %d contributors;%s", line["round"], eng.cfg.federation.rounds,
-             line["seconds"], line["contributors"], ev)
+    ev = (
+        f" eval {', '.join(f'{k} {v:.4f}' for k, v in pooled.items() if k in ('accuracy', 'uf1', 'uar'))}"
+        if pooled
+        else ""
+    )
+    log.info(
+        "round %d/%d done in %.2f s with %d contributors;%s",
+        line["round"],
+        eng.cfg.federation.rounds,
+        line["seconds"],
+        line["contributors"],
+        ev,
+    )
 
 
 def _checkpoint(eng: RoundEngine, round_: int) -> None:
     st = eng.state
     extra = jsonable(st.checkpoint_extra(eng.registry.ever, jsonable(eng.client_dp.state())))
-    eng.store.save(Checkpoint(round_, st.params, st.spec, eng.strategy.state_dict(), list(st.history),
-                              st.statistics, extra))
+    eng.store.save(
+        Checkpoint(round_, st.params, st.spec, eng.strategy.state_dict(), list(st.history), st.statistics, extra)
+    )
     eng.releases.forget_before(round_ + 1, keep_zero=st.needs_stats)
 
 
@@ -474,8 +540,11 @@ def fail_attempt(eng: RoundEngine, now: float, reason: str) -> None:
     what = "set-up/statistics (round 0)" if st.round == 0 else f"round {st.round}"
     log.warning("%s attempt %d failed: %s", what, st.attempt, reason)
     if st.retries > eng.cfg.deadlines.max_round_retries:
-        return abort(eng, f"{what} failed {st.retries} times (max_round_retries = "
-                          f"{eng.cfg.deadlines.max_round_retries}); last failure: {reason}")
+        return abort(
+            eng,
+            f"{what} failed {st.retries} times (max_round_retries = "
+            f"{eng.cfg.deadlines.max_round_retries}); last failure: {reason}",
+        )
     st.attempt += 1
     eng.records.save_attempt(st.round, st.attempt)
     st.stage = None
@@ -484,16 +553,28 @@ def fail_attempt(eng: RoundEngine, now: float, reason: str) -> None:
 
 def _end(eng: RoundEngine, phase: Phase, reason: str, status: str | None = None) -> None:
     st = eng.state
-    if phase not in TRANSITIONS[st.phase]:   # a stop between the stages of a set-up: through JOINING
+    if phase not in TRANSITIONS[st.phase]:  # a stop between the stages of a set-up: through JOINING
         transition(st, Phase.JOINING)
     transition(st, phase)
     st.outcome = reason
     clients = eng.state.clients_ever(eng.registry.ever)
-    eng.records.write_summary({**summarize(
-        eng.state.history, federation=eng.cfg.federation.id, aggregation=eng.cfg.federation.aggregation,
-        strategy=eng.cfg.strategy.name, rounds_planned=eng.cfg.federation.rounds,
-        status=status or ("completed" if phase == Phase.DONE else "aborted"), reason=reason, clients=clients,
-        round0=eng.state.round0, privacy=eng.state.privacy), **eng.client_dp.summary()})
+    eng.records.write_summary(
+        {
+            **summarize(
+                eng.state.history,
+                federation=eng.cfg.federation.id,
+                aggregation=eng.cfg.federation.aggregation,
+                strategy=eng.cfg.strategy.name,
+                rounds_planned=eng.cfg.federation.rounds,
+                status=status or ("completed" if phase == Phase.DONE else "aborted"),
+                reason=reason,
+                clients=clients,
+                round0=eng.state.round0,
+                privacy=eng.state.privacy,
+            ),
+            **eng.client_dp.summary(),
+        }
+    )
 
 
 def abort(eng: RoundEngine, reason: str) -> None:
@@ -511,7 +592,9 @@ def stop(eng: RoundEngine) -> None:
     and the summary says "stopped". A restart with the same config resumes from the checkpoint."""
     st = eng.state
     done = st.next_round - 1
-    reason = (f"stopped on request ({stop_requested(eng)}) after round {done} of {eng.cfg.federation.rounds}; "
-              f"restart the coordinator (and the clients) with the same configs to resume from round {done + 1}")
+    reason = (
+        f"stopped on request ({stop_requested(eng)}) after round {done} of {eng.cfg.federation.rounds}; "
+        f"restart the coordinator (and the clients) with the same configs to resume from round {done + 1}"
+    )
     log.warning("federation stopped: %s", reason)
     _end(eng, Phase.DONE, reason, status="stopped")

@@ -101,8 +101,19 @@ class RunRecords:
         atomic_write(self.address_path, (address + "\n").encode())
 
 
-def summarize(history: list[dict], *, federation: str, aggregation: str, strategy: str, rounds_planned: int,
-              status: str, reason: str, clients: list[str], round0: dict, privacy: dict[str, dict]) -> dict:
+def summarize(
+    history: list[dict],
+    *,
+    federation: str,
+    aggregation: str,
+    strategy: str,
+    rounds_planned: int,
+    status: str,
+    reason: str,
+    clients: list[str],
+    round0: dict,
+    privacy: dict[str, dict],
+) -> dict:
     """summary.json: totals over the history, the last evaluation and the privacy spent."""
     final_eval: dict[str, Any] = next((h["eval"] for h in reversed(history) if h.get("eval")), {})
     eps = {c: p.get("epsilon", 0.0) for c, p in privacy.items() if p.get("enabled")}

@@ -29,12 +29,29 @@ import re
 from fedcore.common.errors import STARTUP_PREFIX  # shared with the client; re-exported here
 
 #: exception names that mean "this client's configuration or data is broken"
-CONFIG_ERRORS = frozenset({"ConfigError", "PrivacyConfigError", "DataError", "CheckpointError", "LedgerError",
-                           "LedgerRefused", "FileNotFoundError", "NotADirectoryError", "IsADirectoryError",
-                           "PermissionError", "FaceNotFoundError"})
+CONFIG_ERRORS = frozenset(
+    {
+        "ConfigError",
+        "PrivacyConfigError",
+        "DataError",
+        "CheckpointError",
+        "LedgerError",
+        "LedgerRefused",
+        "FileNotFoundError",
+        "NotADirectoryError",
+        "IsADirectoryError",
+        "PermissionError",
+        "FaceNotFoundError",
+    }
+)
 _FAILED = re.compile(r"^training failed: ([A-Za-z_][A-Za-z0-9_]*): ")
-_FATAL_PREFIXES = (STARTUP_PREFIX, "this workload computes no statistics", "statistics must be a finite 1-D vector",
-                   "statistics refused: [privacy]", "statistics refused: privacy ledger:")
+_FATAL_PREFIXES = (
+    STARTUP_PREFIX,
+    "this workload computes no statistics",
+    "statistics must be a finite 1-D vector",
+    "statistics refused: [privacy]",
+    "statistics refused: privacy ledger:",
+)
 
 
 def fatal_refusal(refusal: str) -> bool:
@@ -56,5 +73,7 @@ def fatal_reason(refusals: dict[str, str], round_: int) -> str:
     what = "round 0 (statistics)" if round_ == 0 else f"round {round_}"
     names = ", ".join(fatal)
     detail = "; ".join(f"{c}: {' '.join(r.split())}" for c, r in fatal.items())  # one line, however it came
-    return (f"{names} cannot take part ({what}): {detail} -- fix that client's configuration or data and start "
-            f"the federation again (nothing was aggregated from this attempt)")
+    return (
+        f"{names} cannot take part ({what}): {detail} -- fix that client's configuration or data and start "
+        f"the federation again (nothing was aggregated from this attempt)"
+    )

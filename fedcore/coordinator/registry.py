@@ -20,8 +20,8 @@ class ClientInfo:
     joined_at: float
     last_seen: float
     alive: bool = True
-    exhausted: str = ""                 # non-empty: refused for an exhausted privacy budget (why)
-    privacy: dict[str, Any] = field(default_factory=dict)   # the last PrivacyReport, as a dict
+    exhausted: str = ""  # non-empty: refused for an exhausted privacy budget (why)
+    privacy: dict[str, Any] = field(default_factory=dict)  # the last PrivacyReport, as a dict
     told_done: bool = False
 
 
@@ -69,8 +69,12 @@ class Registry:
             if info.alive and now - info.last_seen > self.heartbeat_timeout:
                 info.alive = False
                 dead.append(info.id)
-                log.warning("client %s is dead: no message for %.1f s (timeout %.1f s)",
-                            info.id, now - info.last_seen, self.heartbeat_timeout)
+                log.warning(
+                    "client %s is dead: no message for %.1f s (timeout %.1f s)",
+                    info.id,
+                    now - info.last_seen,
+                    self.heartbeat_timeout,
+                )
         return dead
 
     def alive(self) -> list[str]:
@@ -78,8 +82,9 @@ class Registry:
 
     def eligible(self, members: frozenset[str] | None = None) -> list[str]:
         """Live clients that have not refused for an exhausted budget (and hold the mode's keys)."""
-        return sorted(c.id for c in self.clients.values()
-                      if c.alive and not c.exhausted and (members is None or c.id in members))
+        return sorted(
+            c.id for c in self.clients.values() if c.alive and not c.exhausted and (members is None or c.id in members)
+        )
 
     def excluded(self) -> dict[str, str]:
         return {c.id: c.exhausted for c in self.clients.values() if c.exhausted}

@@ -58,10 +58,12 @@ def refusal(prior: Release, round_: int, contributors: frozenset[str]) -> str | 
     """Why releasing round ``round_``'s aggregate over ``contributors`` is refused, or None."""
     if prior.round != round_ or set(prior.contributors) == set(contributors):
         return None
-    return (f"round {round_}: an aggregate over {', '.join(prior.contributors)} was already released at "
-            f"{prior.stage} (attempt {', '.join(map(str, prior.attempts))}); releasing another over "
-            f"{', '.join(sorted(contributors)) or 'nobody'} would reveal the difference of the two sets' "
-            f"updates, so this attempt needs exactly the first set")
+    return (
+        f"round {round_}: an aggregate over {', '.join(prior.contributors)} was already released at "
+        f"{prior.stage} (attempt {', '.join(map(str, prior.attempts))}); releasing another over "
+        f"{', '.join(sorted(contributors)) or 'nobody'} would reveal the difference of the two sets' "
+        f"updates, so this attempt needs exactly the first set"
+    )
 
 
 class ReleaseJournal:
@@ -78,14 +80,20 @@ class ReleaseJournal:
             return {}
         except (OSError, ValueError) as exc:
             # refusing to start is safer than forgetting a release: the operator must look
-            raise RuntimeError(f"{self.path} cannot be read ({exc}); it records aggregates already released, "
-                               f"so the coordinator will not start without it") from None
-        return {int(k): Release(int(k), str(v["stage"]), tuple(v["contributors"]), tuple(int(a) for a in v["attempts"]))
-                for k, v in data.items()}
+            raise RuntimeError(
+                f"{self.path} cannot be read ({exc}); it records aggregates already released, "
+                f"so the coordinator will not start without it"
+            ) from None
+        return {
+            int(k): Release(int(k), str(v["stage"]), tuple(v["contributors"]), tuple(int(a) for a in v["attempts"]))
+            for k, v in data.items()
+        }
 
     def _write(self) -> None:
-        data = {str(r): {"stage": e.stage, "contributors": list(e.contributors), "attempts": list(e.attempts)}
-                for r, e in sorted(self.entries.items())}
+        data = {
+            str(r): {"stage": e.stage, "contributors": list(e.contributors), "attempts": list(e.attempts)}
+            for r, e in sorted(self.entries.items())
+        }
         atomic_write(self.path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
     def prior(self, round_: int) -> Release | None:

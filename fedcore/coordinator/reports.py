@@ -32,9 +32,16 @@ def check_metrics(metrics, what: str) -> dict[str, float]:
 
 
 def privacy_dict(p: pb.PrivacyReport) -> dict[str, Any]:
-    return {"enabled": p.enabled, "epsilon": p.epsilon, "delta": p.delta, "accountant": p.accountant,
-            "steps": int(p.steps), "noise_multiplier": p.noise_multiplier, "target_epsilon": p.target_epsilon,
-            "exhausted": p.exhausted}
+    return {
+        "enabled": p.enabled,
+        "epsilon": p.epsilon,
+        "delta": p.delta,
+        "accountant": p.accountant,
+        "steps": int(p.steps),
+        "noise_multiplier": p.noise_multiplier,
+        "target_epsilon": p.target_epsilon,
+        "exhausted": p.exhausted,
+    }
 
 
 def check_train_report(report: pb.TrainReport, client: str) -> None:
@@ -63,8 +70,9 @@ def check_eval_report(report: pb.EvaluateReport, client: str, num_classes: int |
         if len(report.confusion) != c * c:
             raise InvalidPayload(f"{what}: confusion must hold {c}x{c}={c * c} counts (got {len(report.confusion)})")
         if sum(report.confusion) != report.num_examples:
-            raise InvalidPayload(f"{what}: confusion counts sum to {sum(report.confusion)}, "
-                                 f"num_examples says {report.num_examples}")
+            raise InvalidPayload(
+                f"{what}: confusion counts sum to {sum(report.confusion)}, num_examples says {report.num_examples}"
+            )
 
 
 def pooled_metrics(reports: dict[str, pb.EvaluateReport]) -> dict[str, Any]:

@@ -42,9 +42,16 @@ _DEADLINE_MARGIN = 0.5
 
 
 class FederationServicer(pb_grpc.FederationServicer):
-    def __init__(self, engine: RoundEngine, *, insecure: bool = False, max_payload_bytes: int = 1 << 30,
-                 max_concurrent_streams: int = 32, max_client_bytes_per_round: int = 0,
-                 max_held_polls: int | None = None):
+    def __init__(
+        self,
+        engine: RoundEngine,
+        *,
+        insecure: bool = False,
+        max_payload_bytes: int = 1 << 30,
+        max_concurrent_streams: int = 32,
+        max_client_bytes_per_round: int = 0,
+        max_held_polls: int | None = None,
+    ):
         self.engine = engine
         self.insecure = insecure
         self.max_payload = max_payload_bytes
@@ -52,13 +59,13 @@ class FederationServicer(pb_grpc.FederationServicer):
         self._streams = threading.BoundedSemaphore(max_concurrent_streams)
         self._limit = max_concurrent_streams
         self._uploads = threading.Lock()
-        self._uploading: set[str] = set()           # clients with a Submit stream in flight
-        self._charged: dict[str, int] = {}          # announced upload bytes per client this round
+        self._uploading: set[str] = set()  # clients with a Submit stream in flight
+        self._charged: dict[str, int] = {}  # announced upload bytes per client this round
         self._charged_round = -1
         held = max(1, max_concurrent_streams // 2) if max_held_polls is None else max_held_polls
         self._holds = threading.BoundedSemaphore(held) if held > 0 else None
         self._held_lock = threading.Lock()
-        self.held = 0                               # GetTask calls holding a slot now
+        self.held = 0  # GetTask calls holding a slot now
 
     def _identity(self, context, header: pb.Header) -> str:
         return peer_identity(context, header.client_id, self.insecure)
@@ -76,8 +83,10 @@ class FederationServicer(pb_grpc.FederationServicer):
                 raise Busy(f"client {cid!r} already has a Submit stream in flight (one at a time)")
             used = self._charged.get(cid, 0)
             if used + announced > self.max_client_bytes:
-                raise Busy(f"client {cid!r} announced {used + announced} upload bytes in round "
-                           f"{self._charged_round}, over the per-client limit of {self.max_client_bytes}")
+                raise Busy(
+                    f"client {cid!r} announced {used + announced} upload bytes in round "
+                    f"{self._charged_round}, over the per-client limit of {self.max_client_bytes}"
+                )
             self._charged[cid] = used + announced
             self._uploading.add(cid)
 
@@ -110,7 +119,7 @@ class FederationServicer(pb_grpc.FederationServicer):
     @staticmethod
     def _hold_for(asked: float, context) -> float:
         """How long a GetTask may be held: what the client asks, capped by MAX_HOLD and the call's deadline."""
-        if not asked > 0:      # also NaN
+        if not asked > 0:  # also NaN
             return 0.0
         left = context.time_remaining()
         cap = MAX_HOLD if left is None else min(MAX_HOLD, left - _DEADLINE_MARGIN)
@@ -127,8 +136,13 @@ class FederationServicer(pb_grpc.FederationServicer):
         payload, digest = self.engine.download(cid, request.header, request.blob)
         self._slot()
         try:
-            header = pb.Header(federation_id=request.header.federation_id, round=request.header.round,
-                               stage=request.header.stage, attempt=request.header.attempt, client_id=cid)
+            header = pb.Header(
+                federation_id=request.header.federation_id,
+                round=request.header.round,
+                stage=request.header.stage,
+                attempt=request.header.attempt,
+                client_id=cid,
+            )
             yield from send_chunks(header, payload, blob=request.blob, digest=digest)
         finally:
             self._streams.release()

@@ -82,6 +82,6 @@ def open_sealed(key: bytes, token: bytes, associated_data: bytes = b"") -> bytes
     try:
         if len(token) < 1 + _NONCE + 16 or token[0] != ENVELOPE_VERSION:
             raise InvalidToken
-        return AESGCM(key).decrypt(token[1:1 + _NONCE], token[1 + _NONCE:], associated_data)
+        return AESGCM(key).decrypt(token[1 : 1 + _NONCE], token[1 + _NONCE :], associated_data)
     except (InvalidTag, InvalidToken, ValueError):
         raise InvalidToken from None

@@ -60,11 +60,13 @@ def sign(identity: ClientIdentity, data: bytes, source: str = "signing") -> byte
         key = serialization.load_pem_private_key(identity.key_pem, password=None)
         cert = x509.load_pem_x509_certificate(identity.cert_pem)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"client {identity.client_id}: cannot read its certificate or private key PEM ({exc})",
-                          source=source) from None
+        raise ConfigError(
+            f"client {identity.client_id}: cannot read its certificate or private key PEM ({exc})", source=source
+        ) from None
     own = serialization.PublicFormat.SubjectPublicKeyInfo
-    if (key.public_key().public_bytes(serialization.Encoding.DER, own)
-            != cert.public_key().public_bytes(serialization.Encoding.DER, own)):
+    if key.public_key().public_bytes(serialization.Encoding.DER, own) != cert.public_key().public_bytes(
+        serialization.Encoding.DER, own
+    ):
         raise ConfigError(f"client {identity.client_id}: private key does not match its certificate", source=source)
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return key.sign(data, ec.ECDSA(hashes.SHA256()))
@@ -72,8 +74,11 @@ def sign(identity: ClientIdentity, data: bytes, source: str = "signing") -> byte
         return key.sign(data)
     if isinstance(key, rsa.RSAPrivateKey):
         return key.sign(data, _pss(), hashes.SHA256())
-    raise ConfigError(f"client {identity.client_id}: certificate key type {type(key).__name__} cannot sign; "
-                      f"use ECDSA (P-256), Ed25519 or RSA", source=source)
+    raise ConfigError(
+        f"client {identity.client_id}: certificate key type {type(key).__name__} cannot sign; "
+        f"use ECDSA (P-256), Ed25519 or RSA",
+        source=source,
+    )
 
 
 def _pss() -> padding.PSS:
@@ -92,8 +97,13 @@ def verify_signature(public_key, signature: bytes, data: bytes) -> None:
         raise InvalidSignature(f"unsupported key type {type(public_key).__name__}")
 
 
-def verify_certificate(cert_pem: bytes, ca_pem: bytes, client_id: str, now: dt.datetime | None = None,
-                       error: type[IdentityRefused] = IdentityRefused) -> x509.Certificate:
+def verify_certificate(
+    cert_pem: bytes,
+    ca_pem: bytes,
+    client_id: str,
+    now: dt.datetime | None = None,
+    error: type[IdentityRefused] = IdentityRefused,
+) -> x509.Certificate:
     """The certificate of ``client_id``: issued by the CA, valid now, CN = client id, a client cert."""
     who = f"certificate of {client_id!r}"
     if not cert_pem or len(cert_pem) > MAX_CERT_BYTES:
@@ -127,8 +137,16 @@ def verify_certificate(cert_pem: bytes, ca_pem: bytes, client_id: str, now: dt.d
     return cert
 
 
-def verify_signed(data: bytes, signature: bytes, cert_pem: bytes, *, ca_pem: bytes, client_id: str, what: str,
-                  error: type[IdentityRefused] = IdentityRefused) -> x509.Certificate:
+def verify_signed(
+    data: bytes,
+    signature: bytes,
+    cert_pem: bytes,
+    *,
+    ca_pem: bytes,
+    client_id: str,
+    what: str,
+    error: type[IdentityRefused] = IdentityRefused,
+) -> x509.Certificate:
     """Check ``client_id``'s signature over ``data`` (the transcript the verifier rebuilt) under its
     certificate from the federation CA; returns the certificate, raises ``error`` otherwise."""
     if not 0 < len(signature) <= MAX_SIGNATURE_BYTES:

@@ -76,9 +76,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 from .names import ACCOUNTANTS, DEFAULT_ACCOUNTANT  # noqa: E402 (light; re-exported)
+
 #: Opacus's default orders plus a few large ones (tighter for small epsilon; never looser).
 RDP_ORDERS: tuple[float, ...] = tuple(RDPAccountant.DEFAULT_ALPHAS) + (
-    72.0, 96.0, 128.0, 192.0, 256.0, 512.0,
+    72.0,
+    96.0,
+    128.0,
+    192.0,
+    256.0,
+    512.0,
 )
 #: Above this many grid points PRV is slow (about 1 s per 1e6) and usually fails: use RDP.
 PRV_MAX_GRID_POINTS = 4_000_000
@@ -261,8 +267,7 @@ def account(
     return _account_cached(history, _check_delta(delta), accountant)
 
 
-def epsilon(sample_rate: float, noise_multiplier: float, steps: int, delta: float,
-            accountant: str = "rdp") -> float:
+def epsilon(sample_rate: float, noise_multiplier: float, steps: int, delta: float, accountant: str = "rdp") -> float:
     """Epsilon after ``steps`` steps at rate ``sample_rate`` and ``noise_multiplier``."""
     return account([Segment(sample_rate, noise_multiplier, steps)], delta, accountant).epsilon
 
@@ -307,8 +312,9 @@ def derive_noise_multiplier(
     low, high = 0.0, 1.0
     if accountant != "rdp":
         # RDP is an upper bound on the tight accountants: its sigma meets the target, bisect below it
-        high = derive_noise_multiplier(sample_rate, steps, target_epsilon, delta, "rdp", prior=prior,
-                                       tolerance=tolerance)
+        high = derive_noise_multiplier(
+            sample_rate, steps, target_epsilon, delta, "rdp", prior=prior, tolerance=tolerance
+        )
         low = 0.5 * high
         if eps_at(low) <= target_epsilon:
             low = 0.0

@@ -131,8 +131,13 @@ def warn_if_few_clients(total_clients: int, threshold: int = MIN_USEFUL_CLIENTS)
 
 
 def client_level_epsilon(
-    clients_per_round: int, total_clients: int, noise_multiplier: float, rounds: int, delta: float,
-    *, secret_poisson: bool = False,
+    clients_per_round: int,
+    total_clients: int,
+    noise_multiplier: float,
+    rounds: int,
+    delta: float,
+    *,
+    secret_poisson: bool = False,
 ) -> float:
     """Client-level epsilon of DP-FedAvg after ``rounds`` rounds.
 
@@ -142,9 +147,7 @@ def client_level_epsilon(
     A fixed-size or publicly seeded selection is not secret: it is accounted with q = 1.
     """
     if not (1 <= clients_per_round <= total_clients):
-        raise ValueError(
-            f"clients_per_round must be in [1, total_clients={total_clients}] (got {clients_per_round})"
-        )
+        raise ValueError(f"clients_per_round must be in [1, total_clients={total_clients}] (got {clients_per_round})")
     warn_if_few_clients(total_clients)
     q = clients_per_round / total_clients if secret_poisson else 1.0
     return account([Segment(q, noise_multiplier, rounds)], delta, "rdp").epsilon
@@ -162,8 +165,9 @@ def poisson_select(pool: Sequence[str], rate: float) -> list[str]:
     return [c for c in pool if secrets.randbelow(scale) < rate * scale]
 
 
-def clients_total_problems(clients_total: int, federation_clients: int | None,
-                           sample_rate: float | None = None) -> list[str]:
+def clients_total_problems(
+    clients_total: int, federation_clients: int | None, sample_rate: float | None = None
+) -> list[str]:
     """Problems with ``[central_dp] clients_total`` against the federation's real client count.
 
     ``federation_clients`` is the number of clients the federation can draw from (its provisioned
@@ -172,9 +176,11 @@ def clients_total_problems(clients_total: int, federation_clients: int | None,
     """
     problems = []
     if federation_clients is not None and clients_total != federation_clients:
-        problems.append(f"[central_dp] clients_total must equal the federation's {federation_clients} clients "
-                        f"(got {clients_total}): a larger population would claim amplification by sampling "
-                        "that the selection does not give")
+        problems.append(
+            f"[central_dp] clients_total must equal the federation's {federation_clients} clients "
+            f"(got {clients_total}): a larger population would claim amplification by sampling "
+            "that the selection does not give"
+        )
     if sample_rate is not None and not (isinstance(sample_rate, int | float) and 0 < sample_rate <= 1):
         problems.append(f"[central_dp] sample_rate must be in (0, 1] for secret Poisson sampling (got {sample_rate!r})")
     return problems
@@ -223,7 +229,9 @@ class DPFedAvg:
             problems.append(f"clients_total must be an integer >= 1 (got {self.clients_total!r})")
         if not (isinstance(self.delta, int | float) and 0 < self.delta < 1):
             problems.append(f"delta must be in (0, 1) (got {self.delta!r})")
-        if self.sample_rate is not None and not (isinstance(self.sample_rate, int | float) and 0 < self.sample_rate <= 1):
+        if self.sample_rate is not None and not (
+            isinstance(self.sample_rate, int | float) and 0 < self.sample_rate <= 1
+        ):
             problems.append(f"sample_rate must be in (0, 1] or None (got {self.sample_rate!r})")
         if problems:
             raise ValueError("central DP: " + "; ".join(problems))
@@ -234,7 +242,11 @@ class DPFedAvg:
         return self.noise_multiplier * self.clip_norm
 
     def release(
-        self, weighted_sum: np.ndarray, total_weight: float, contributors: int, selected: int,
+        self,
+        weighted_sum: np.ndarray,
+        total_weight: float,
+        contributors: int,
+        selected: int,
         rng: RandomSource | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Noise the sum of ``contributors`` clipped updates, charge one round, return (mean, record).
@@ -243,16 +255,23 @@ class DPFedAvg:
         sensitivity would not be S.
         """
         if contributors < 1 or abs(float(total_weight) - contributors) > 1e-6 * contributors:
-            raise ValueError(f"central DP needs weight 1 per client: {contributors} contributors carry a total "
-                             f"weight of {total_weight} (is the client daemon applying [central_dp]?)")
+            raise ValueError(
+                f"central DP needs weight 1 per client: {contributors} contributors carry a total "
+                f"weight of {total_weight} (is the client daemon applying [central_dp]?)"
+            )
         selected = max(int(selected), contributors)
         if selected > self.clients_total:
-            raise ValueError(f"central DP: {selected} clients selected but clients_total is {self.clients_total}: "
-                             "clients_total must be the federation's real client count")
+            raise ValueError(
+                f"central DP: {selected} clients selected but clients_total is {self.clients_total}: "
+                "clients_total must be the federation's real client count"
+            )
         noisy = add_gaussian_noise(np.asarray(weighted_sum, np.float64), self.clip_norm, self.noise_multiplier, rng)
         self.rates.append(1.0 if self.sample_rate is None else float(self.sample_rate))
-        return noisy / contributors, {**self.record(), "contributors": contributors,
-                                      "mean_noise_std": self.noise_std / contributors}
+        return noisy / contributors, {
+            **self.record(),
+            "contributors": contributors,
+            "mean_noise_std": self.noise_std / contributors,
+        }
 
     def epsilon(self) -> float:
         """Client-level epsilon of all rounds released so far (0 before the first)."""
@@ -262,7 +281,14 @@ class DPFedAvg:
 
     def record(self) -> dict[str, Any]:
         """What the coordinator logs per round (metrics.jsonl ``central_dp``) and in summary.json."""
-        return {"epsilon": self.epsilon(), "delta": self.delta, "noise_multiplier": self.noise_multiplier,
-                "clip_norm": self.clip_norm, "clients_total": self.clients_total, "rounds": len(self.rates),
-                "sampling_rate": self.rates[-1] if self.rates else None, "accountant": "rdp",
-                "sampling": "fixed public selection (q = 1)" if self.sample_rate is None else "secret Poisson"}
+        return {
+            "epsilon": self.epsilon(),
+            "delta": self.delta,
+            "noise_multiplier": self.noise_multiplier,
+            "clip_norm": self.clip_norm,
+            "clients_total": self.clients_total,
+            "rounds": len(self.rates),
+            "sampling_rate": self.rates[-1] if self.rates else None,
+            "accountant": "rdp",
+            "sampling": "fixed public selection (q = 1)" if self.sample_rate is None else "secret Poisson",
+        }

@@ -36,8 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = privacy.add_subparsers(dest="privacy_command", required=True, metavar="{report,plan,new-budget}")
 
     report = sub.add_parser("report", help="per-client epsilon table and plot of a run")
-    report.add_argument("run_dir", metavar="RUN_DIR",
-                        help="the coordinator's run directory (holds metrics.jsonl), or a client workdir / ledger file")
+    report.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        help="the coordinator's run directory (holds metrics.jsonl), or a client workdir / ledger file",
+    )
     report.add_argument("--no-png", action="store_true", help="do not write RUN_DIR/report/epsilon.png")
     report.set_defaults(func=_report)
 
@@ -78,9 +81,14 @@ def _report(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     try:
         config = PrivacyConfig(  # secure_rng only matters when noise is drawn; planning draws none
-            target_epsilon=args.epsilon, noise_multiplier=args.noise_multiplier, delta=args.delta,
-            accountant=args.accountant, planned_rounds=args.rounds, local_epochs=args.local_epochs,
-            batch_size=args.batch_size, secure_rng=True,
+            target_epsilon=args.epsilon,
+            noise_multiplier=args.noise_multiplier,
+            delta=args.delta,
+            accountant=args.accountant,
+            planned_rounds=args.rounds,
+            local_epochs=args.local_epochs,
+            batch_size=args.batch_size,
+            secure_rng=True,
         )
         from .plan import plan_privacy  # Opacus (and torch) load only when a plan is made
 
@@ -105,11 +113,15 @@ def _ledger_report(path: Path) -> int:
     print("kind        federation/run                 round  attempt  steps  sample_rate  noise_multiplier")
     for c in ledger.charges:
         k = c.key
-        print(f"{k.kind:<11} {k.federation + '/' + k.run:<30} {k.round:>5}  {k.attempt!s:>7}  {c.steps:>5}  "
-              f"{c.sample_rate:>11.5g}  {c.noise_multiplier:>16.5g}")
+        print(
+            f"{k.kind:<11} {k.federation + '/' + k.run:<30} {k.round:>5}  {k.attempt!s:>7}  {c.steps:>5}  "
+            f"{c.sample_rate:>11.5g}  {c.noise_multiplier:>16.5g}"
+        )
     target = "none" if ledger.target_epsilon is None else f"{ledger.target_epsilon:g}"
-    print(f"epsilon {result.epsilon:.4f} (delta {result.delta:g}, {result.accountant}, {ledger.steps} DP-SGD steps, "
-          f"target {target}); {len(ledger.archived)} archived budget(s)")
+    print(
+        f"epsilon {result.epsilon:.4f} (delta {result.delta:g}, {result.accountant}, {ledger.steps} DP-SGD steps, "
+        f"target {target}); {len(ledger.archived)} archived budget(s)"
+    )
     return EXIT_OK
 
 
@@ -126,8 +138,9 @@ def _new_budget(args: argparse.Namespace) -> int:
             ledger = PrivacyLedger.load(path, workdir=args.workdir)
             new_id = ledger.new_budget(args.reason)
         else:
-            ledger = PrivacyLedger(path, accountant=DEFAULT_ACCOUNTANT, delta=DEFAULT_DELTA, target_epsilon=None,
-                                   workdir=args.workdir)
+            ledger = PrivacyLedger(
+                path, accountant=DEFAULT_ACCOUNTANT, delta=DEFAULT_DELTA, target_epsilon=None, workdir=args.workdir
+            )
             ledger.budget["reason"] = f"new budget by the operator: {args.reason}"
             ledger.save()
             new_id = ledger.budget["id"]

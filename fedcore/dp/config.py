@@ -107,9 +107,7 @@ class PrivacyConfig:
         if not isinstance(data, Mapping):
             raise PrivacyConfigError([f"expected a table of settings (got {type(data).__name__})"], source)
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        problems = [
-            f"unknown setting {key!r}; allowed: {', '.join(fields)}" for key in data if key not in fields
-        ]
+        problems = [f"unknown setting {key!r}; allowed: {', '.join(fields)}" for key in data if key not in fields]
         required = [n for n, f in fields.items() if f.default is dataclasses.MISSING]
         problems += [f"missing required setting {name!r}" for name in required if name not in data]
         values = {k: v for k, v in data.items() if k in fields}

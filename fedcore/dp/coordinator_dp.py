@@ -53,17 +53,20 @@ class CoordinatorPrivacy:
         rng: noise source for DP-FedAvg (None: a fresh SecureRNG per round; tests pass a Generator).
     """
 
-    def __init__(self, central: Any, mode_settings: dict, aggregation: str, saved: dict | None = None,
-                 rng: Any = None):
+    def __init__(self, central: Any, mode_settings: dict, aggregation: str, saved: dict | None = None, rng: Any = None):
         saved = saved or {}
         self.rng = rng
         self.central = None
         if central.enabled:
             from .central import DPFedAvg
 
-            self.central = DPFedAvg(float(central.clip_norm), float(central.noise_multiplier),
-                                    int(central.clients_total), float(central.resolved_delta),
-                                    rates=[float(q) for q in saved.get("central_rates", [])])
+            self.central = DPFedAvg(
+                float(central.clip_norm),
+                float(central.noise_multiplier),
+                int(central.clients_total),
+                float(central.resolved_delta),
+                rates=[float(q) for q in saved.get("central_rates", [])],
+            )
         self.distributed: DistributedDP | None = None
         self.dist_account: DistributedAccountant | None = None
         if aggregation == "secagg":
@@ -79,16 +82,20 @@ class CoordinatorPrivacy:
         lines = []
         if self.central is not None:
             c = self.central
-            lines.append(f"central DP (DP-FedAvg): clip_norm {c.clip_norm}, noise_multiplier {c.noise_multiplier}, "
-                         f"noise std on the sum {c.noise_std:.4g}, clients_total {c.clients_total}, "
-                         f"delta {c.delta:.3g}; updates weighted 1 per client")
+            lines.append(
+                f"central DP (DP-FedAvg): clip_norm {c.clip_norm}, noise_multiplier {c.noise_multiplier}, "
+                f"noise std on the sum {c.noise_std:.4g}, clients_total {c.clients_total}, "
+                f"delta {c.delta:.3g}; updates weighted 1 per client"
+            )
             from .central import warn_if_few_clients
 
             warn_if_few_clients(c.clients_total)
         if self.distributed is not None:
             d = self.distributed
-            lines.append(f"distributed DP in secagg: clip_norm {d.clip_norm}, noise_multiplier {d.noise_multiplier}, "
-                         f"delta {d.delta:.3g}; per-client discrete Gaussian scaled for the survivor threshold")
+            lines.append(
+                f"distributed DP in secagg: clip_norm {d.clip_norm}, noise_multiplier {d.noise_multiplier}, "
+                f"delta {d.delta:.3g}; per-client discrete Gaussian scaled for the survivor threshold"
+            )
         for line in lines:
             log.info("%s", line)
         return lines
@@ -117,13 +124,19 @@ class CoordinatorPrivacy:
             dp, account = distributed
             if not note or note.get("kind") != "update":
                 raise ValueError("distributed DP is configured but the secagg result carries no noise record")
-            account.charge(sensitivity=note["sensitivity"], sigma_client=note["sigma_client"],
-                           threshold=note["threshold"], participants=note["participants"], dim=note["dim"])
+            account.charge(
+                sensitivity=note["sensitivity"],
+                sigma_client=note["sigma_client"],
+                threshold=note["threshold"],
+                participants=note["participants"],
+                dim=note["dim"],
+            )
             fields["distributed_dp"] = account.record(dp)
         if self.central is None:
             return result.mean, fields
-        mean, fields["central_dp"] = self.central.release(result.weighted_sum, result.total_weight,
-                                                          result.num_contributors, selected, self.rng)
+        mean, fields["central_dp"] = self.central.release(
+            result.weighted_sum, result.total_weight, result.num_contributors, selected, self.rng
+        )
         return mean, fields
 
     def stats_release(self, result: Any) -> dict[str, Any] | None:
@@ -132,23 +145,36 @@ class CoordinatorPrivacy:
         if not note or note.get("kind") != "stats":
             return None
         sigma, length = float(note["stats_noise_sigma"]), int(note["dim"])
-        sens = float(note.get("sensitivity") or math.sqrt(length))    # the workload's stated sensitivity
+        sens = float(note.get("sensitivity") or math.sqrt(length))  # the workload's stated sensitivity
         delta = float(note.get("delta") or self.stats_delta)
-        self.stats = {"epsilon": stats_epsilon(sigma, length, int(note["threshold"]), int(note["participants"]),
-                                               delta, sensitivity=sens),
-                      "delta": delta, "stats_noise_sigma": sigma, "sensitivity": sens,
-                      "threshold": int(note["threshold"]), "level": "sample"}
-        log.info("round 0 statistics: distributed discrete Gaussian noise %.3g counts per client, epsilon %.4g "
-                 "(delta %.3g, sample level, L2 sensitivity %.4g; each client's ledger charges its own record)",
-                 sigma, self.stats["epsilon"], delta, sens)
+        self.stats = {
+            "epsilon": stats_epsilon(
+                sigma, length, int(note["threshold"]), int(note["participants"]), delta, sensitivity=sens
+            ),
+            "delta": delta,
+            "stats_noise_sigma": sigma,
+            "sensitivity": sens,
+            "threshold": int(note["threshold"]),
+            "level": "sample",
+        }
+        log.info(
+            "round 0 statistics: distributed discrete Gaussian noise %.3g counts per client, epsilon %.4g "
+            "(delta %.3g, sample level, L2 sensitivity %.4g; each client's ledger charges its own record)",
+            sigma,
+            self.stats["epsilon"],
+            delta,
+            sens,
+        )
         return self.stats
 
     # -- persistence and summary ------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """For the checkpoint's ``extra["client_dp"]``."""
-        return {"central_rates": list(self.central.rates) if self.central else [],
-                "distributed_rounds": list(self.dist_account.rounds) if self.dist_account else [],
-                "stats_dp": self.stats}
+        return {
+            "central_rates": list(self.central.rates) if self.central else [],
+            "distributed_rounds": list(self.dist_account.rounds) if self.dist_account else [],
+            "stats_dp": self.stats,
+        }
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

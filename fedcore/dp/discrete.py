@@ -65,9 +65,7 @@ def _signed_geometric(t: float, words: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return values, valid
 
 
-def sample_discrete_laplace(
-    t: float, size: int, rng: RandomSource | None = None
-) -> np.ndarray:
+def sample_discrete_laplace(t: float, size: int, rng: RandomSource | None = None) -> np.ndarray:
     """``size`` draws of DLap(t): P[Y = y] proportional to exp(-|y| / t), as int64.
 
     Args:
@@ -90,9 +88,7 @@ def sample_discrete_laplace(
     return out
 
 
-def sample_discrete_gaussian(
-    sigma: float, size: int | tuple[int, ...], rng: RandomSource | None = None
-) -> np.ndarray:
+def sample_discrete_gaussian(sigma: float, size: int | tuple[int, ...], rng: RandomSource | None = None) -> np.ndarray:
     """Draws of the discrete Gaussian N_Z(0, sigma^2), as an int64 array of shape ``size``.
 
     Args:

@@ -102,8 +102,8 @@ def quantised_l2_sensitivity(clip_norm: float, scale: float, dim: int, beta: flo
     if beta is not None:
         if not 0 < beta < 1:
             raise ValueError(f"beta must be in (0, 1) or None (got {beta})")
-        conditional = c * c + gamma * gamma * d / 4 + math.sqrt(2 * math.log(1 / beta)) * gamma * (
-            c + gamma * math.sqrt(d) / 2
+        conditional = (
+            c * c + gamma * gamma * d / 4 + math.sqrt(2 * math.log(1 / beta)) * gamma * (c + gamma * math.sqrt(d) / 2)
         )
         bound = min(bound, conditional)
     return s * math.sqrt(bound)
@@ -165,8 +165,12 @@ def distributed_epsilon(
     sensitivity = quantised_l2_sensitivity(clip_norm, scale, dim, beta)
     sigma_c = client_noise_stddev(noise_multiplier, sensitivity, threshold)
     per_round = sum_rdp(
-        RDP_ORDERS, sensitivity=sensitivity, sigma_client=sigma_c, threshold=threshold,
-        max_clients=max_clients, dim=dim,
+        RDP_ORDERS,
+        sensitivity=sensitivity,
+        sigma_client=sigma_c,
+        threshold=threshold,
+        max_clients=max_clients,
+        dim=dim,
     )
     eps, _ = rdp_analysis.get_privacy_spent(orders=list(RDP_ORDERS), rdp=per_round * rounds, delta=delta)
     return float(eps)

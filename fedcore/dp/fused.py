@@ -63,8 +63,7 @@ SUPPORTED: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, *_SAM
 
 #: a clipped sum left until the clip factors are known: ("mv", view, per-sample gradients, None), or
 #: ("bk" / "bk-groups", view, A, G) for the book-keeping product (c ⊙ G)ᵀ A
-_Deferred = (tuple[Literal["mv"], Tensor, Tensor, None]
-             | tuple[Literal["bk", "bk-groups"], Tensor, Tensor, Tensor])
+_Deferred = tuple[Literal["mv"], Tensor, Tensor, None] | tuple[Literal["bk", "bk-groups"], Tensor, Tensor, Tensor]
 
 
 def clip_factors(sq_norms: Tensor, max_grad_norm: float) -> Tensor:
@@ -123,7 +122,7 @@ class FusedClipper:
         self._views: dict[int, Tensor] = {}
         offset = 0
         for p in self.params:
-            self._views[id(p)] = self.flat[offset: offset + p.numel()].view_as(p)
+            self._views[id(p)] = self.flat[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
         self._layers = [m for m in module.modules() if _trainable(m)]
         self._calls: list[tuple[nn.Module, Tensor, Tensor, int]] = []
@@ -158,8 +157,10 @@ class FusedClipper:
             raise RuntimeError("FusedClipper: no forward of a trainable layer was recorded before the loss")
         for m, _, out, version in calls:
             if out._version != version:
-                raise RuntimeError(f"FusedClipper: the output of {type(m).__name__} was modified in place after "
-                                   "the layer; use grad_sample_mode='hooks' or an out-of-place op")
+                raise RuntimeError(
+                    f"FusedClipper: the output of {type(m).__name__} was modified in place after "
+                    "the layer; use grad_sample_mode='hooks' or an out-of-place op"
+                )
         grads = torch.autograd.grad(loss, [c[2] for c in calls], allow_unused=True, materialize_grads=True)
         n = calls[0][1].shape[0]
         by_layer: dict[int, list[tuple[Tensor, Tensor]]] = {}
@@ -181,13 +182,14 @@ class FusedClipper:
         for m in self._layers:
             pairs = by_layer[id(m)]
             if type(m) is nn.Linear:
-                a = _cat([act.reshape(n, 1, -1, m.in_features) for act, _ in pairs])     # (B, 1, T, in)
-                g = _cat([gr.reshape(n, 1, -1, m.out_features) for _, gr in pairs])     # (B, 1, T, out)
+                a = _cat([act.reshape(n, 1, -1, m.in_features) for act, _ in pairs])  # (B, 1, T, in)
+                g = _cat([gr.reshape(n, 1, -1, m.out_features) for _, gr in pairs])  # (B, 1, T, out)
                 self._matmul_layer(m.weight, m.bias, a, g, sq, deferred)
             elif (type(m) is nn.Conv1d or type(m) is nn.Conv2d) and _conv_route(m, pairs[0][1]) == "unfold":
-                a = _cat([_unfold(m, act) for act, _ in pairs])                         # (B, G, L, in/G * k)
-                g = _cat([gr.reshape(n, m.groups, m.out_channels // m.groups, -1).transpose(2, 3)
-                          for _, gr in pairs])                                         # (B, G, L, out/G)
+                a = _cat([_unfold(m, act) for act, _ in pairs])  # (B, G, L, in/G * k)
+                g = _cat(
+                    [gr.reshape(n, m.groups, m.out_channels // m.groups, -1).transpose(2, 3) for _, gr in pairs]
+                )  # (B, G, L, out/G)
                 self._matmul_layer(m.weight, m.bias, a, g, sq, deferred)
             elif type(m) is nn.Conv1d or type(m) is nn.Conv2d:  # exact types, as SUPPORTED lists them
                 self._conv_materialised(m, pairs, sq, deferred)
@@ -200,7 +202,7 @@ class FusedClipper:
                 torch.mv(x.t(), c.to(x.dtype), out=view.view(-1))
             elif item[0] == "bk":  # one group: x = A (B*T, I), y = G (B, T, O); (c ⊙ G)ᵀ A
                 _, view, x, y = item
-                gc = (y * c.to(y.dtype)[:, None, None]).reshape(-1, y.shape[-1])         # (B*T, O)
+                gc = (y * c.to(y.dtype)[:, None, None]).reshape(-1, y.shape[-1])  # (B*T, O)
                 torch.mm(gc.t(), x, out=view.view(gc.shape[1], -1))
             else:  # "bk-groups": x = A (B, G, T, I), y = G (B, G, T, O); per group (c ⊙ G_g)ᵀ A_g
                 _, view, x, y = item
@@ -209,8 +211,9 @@ class FusedClipper:
                 torch.bmm(gc, x.transpose(0, 1).reshape(groups, b * t, i), out=view.view(groups, -1, i))
         return self.flat
 
-    def _matmul_layer(self, weight: Tensor, bias: Tensor | None, a: Tensor, g: Tensor, sq: Tensor,
-                      deferred: list[_Deferred]) -> None:
+    def _matmul_layer(
+        self, weight: Tensor, bias: Tensor | None, a: Tensor, g: Tensor, sq: Tensor, deferred: list[_Deferred]
+    ) -> None:
         """A layer whose per-sample gradient is, per group, sum_t g_tᵀ a_t: Linear, and Conv on unfolded input.
 
         a (B, G, T, I), g (B, G, T, O); the weight is (G * O, I) in memory; the bias (G * O,). Squared
@@ -233,19 +236,19 @@ class FusedClipper:
         if weight.requires_grad:
             view = self._views[id(weight)]
             if t * (i + o) < i * o:  # ghost norm: <A Aᵀ, G Gᵀ> per sample and group (T = 1: ||a||² ||g||²)
-                aa = torch.matmul(a, a.transpose(2, 3))                                  # (B, G, T, T)
-                gg = torch.matmul(g, g.transpose(2, 3))                                  # (B, G, T, T)
+                aa = torch.matmul(a, a.transpose(2, 3))  # (B, G, T, T)
+                gg = torch.matmul(g, g.transpose(2, 3))  # (B, G, T, T)
                 sq.add_(vecdot(aa.reshape(n, -1), gg.reshape(n, -1)))
                 if groups == 1:
                     deferred.append(("bk", view, a.reshape(n * t, i), g.reshape(n, t, o)))
                 else:
                     deferred.append(("bk-groups", view, a, g))
             else:  # per-sample gradients are the cheaper route
-                gs = torch.matmul(g.transpose(2, 3), a).reshape(n, -1)                   # (B, G*O*I)
+                gs = torch.matmul(g.transpose(2, 3), a).reshape(n, -1)  # (B, G*O*I)
                 sq.add_(vecdot(gs, gs))
                 deferred.append(("mv", view, gs, None))
         if bias is not None and bias.requires_grad:
-            gb = g.sum(2).reshape(n, -1)                                                 # (B, G*O)
+            gb = g.sum(2).reshape(n, -1)  # (B, G*O)
             sq.add_(vecdot(gb, gb))
             deferred.append(("mv", self._views[id(bias)], gb, None))
 
@@ -264,12 +267,22 @@ class FusedClipper:
             if m.weight.requires_grad:
                 w = torch.empty((n * m.out_channels, *m.weight.shape[1:]), dtype=g.dtype, device=g.device)
                 _, part, _ = torch.ops.aten.convolution_backward(
-                    y, x, w, None, list(m.stride), list(m.padding), list(m.dilation), False,
-                    [0] * len(m.stride), n * m.groups, [False, True, False])
-                part = part.reshape(n, -1)                                               # (B, out*in/G*k)
+                    y,
+                    x,
+                    w,
+                    None,
+                    list(m.stride),
+                    list(m.padding),
+                    list(m.dilation),
+                    False,
+                    [0] * len(m.stride),
+                    n * m.groups,
+                    [False, True, False],
+                )
+                part = part.reshape(n, -1)  # (B, out*in/G*k)
                 gw = part if gw is None else gw + part
             if m.bias is not None and m.bias.requires_grad:
-                part = g.reshape(n, m.out_channels, -1).sum(2)                          # (B, out)
+                part = g.reshape(n, m.out_channels, -1).sum(2)  # (B, out)
                 gb = part if gb is None else gb + part
         for p, gs in ((m.weight, gw), (m.bias, gb)):
             if gs is not None:
@@ -289,7 +302,6 @@ class FusedClipper:
             deferred.append(("mv", self._views[id(p)], gs, None))
 
 
-
 def _cat(parts: list[Tensor]) -> Tensor:
     """Calls of one layer side by side along the T axis (dim 2): their per-sample gradients add up."""
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
@@ -307,7 +319,7 @@ def _unfold(m: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
     dilation: tuple[int, ...]
     padding: str | tuple[int, ...]
     if type(m) is nn.Conv1d:
-        x = x.unsqueeze(2)                                                                # (B, C, 1, W)
+        x = x.unsqueeze(2)  # (B, C, 1, W)
         k, stride, dilation = (1, m.kernel_size[0]), (1, m.stride[0]), (1, m.dilation[0])
         padding = m.padding if isinstance(m.padding, str) else (0, m.padding[0])
     else:
@@ -318,10 +330,10 @@ def _unfold(m: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
         return u.transpose(2, 3)
     if k == stride and dilation == (1, 1) and padding in ((0, 0), "valid") and h % k[0] == 0 and w % k[1] == 0:
         u = x.reshape(b, c, h // k[0], k[0], w // k[1], k[1]).permute(0, 2, 4, 1, 3, 5)  # (B, H', W', C, kh, kw)
-        return u.reshape(b, -1, m.groups, c // m.groups * k[0] * k[1]).transpose(1, 2)   # (B, G, L, C/G*kh*kw)
+        return u.reshape(b, -1, m.groups, c // m.groups * k[0] * k[1]).transpose(1, 2)  # (B, G, L, C/G*kh*kw)
     # unfold2d's as_strided assumes a contiguous layout (a transposed input would be read wrongly)
     u = unfold2d(x.contiguous(), kernel_size=k, padding=padding, stride=stride, dilation=dilation)  # (B, C*k, L)
-    return u.reshape(b, m.groups, -1, u.shape[-1]).transpose(2, 3)                       # (B, G, L, C/G*kh*kw)
+    return u.reshape(b, m.groups, -1, u.shape[-1]).transpose(2, 3)  # (B, G, L, C/G*kh*kw)
 
 
 def _conv_route(m: nn.Conv1d | nn.Conv2d, out: Tensor) -> str:
@@ -329,7 +341,7 @@ def _conv_route(m: nn.Conv1d | nn.Conv2d, out: Tensor) -> str:
     cheaper route or the padding is "same"/"valid", else ``grouped`` (:meth:`FusedClipper._conv_materialised`)."""
     if isinstance(m.padding, str) or _pointwise(m):
         return "unfold"
-    t = out[0].numel() // m.out_channels                     # output positions L
+    t = out[0].numel() // m.out_channels  # output positions L
     i = m.in_channels // m.groups * math.prod(m.kernel_size)
     o = m.out_channels // m.groups
     return "unfold" if t * (i + o) < i * o else "grouped"
@@ -348,9 +360,9 @@ def _group_norm_grad_sample(m: nn.GroupNorm, activations: list[Tensor], g: Tenso
     out = {}
     if m.weight is not None and m.weight.requires_grad:
         xhat = F.group_norm(x.to(g.dtype), m.num_groups, eps=m.eps).reshape(n, c, -1)
-        out[m.weight] = torch.linalg.vecdot(xhat, g)                                     # (B, C)
+        out[m.weight] = torch.linalg.vecdot(xhat, g)  # (B, C)
     if m.bias is not None and m.bias.requires_grad:
-        out[m.bias] = g.sum(2)                                                           # (B, C)
+        out[m.bias] = g.sum(2)  # (B, C)
     return out
 
 

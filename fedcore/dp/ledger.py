@@ -47,8 +47,7 @@ from .accounting import ACCOUNTANTS, EpsilonResult, Segment, account
 from .ledger_format import LEDGER_VERSION, Charge, ChargeKey, LedgerError, now, parse, parse_charge
 from .ledger_guard import LedgerRefused, check_workdir, write_marker
 
-__all__ = ["LEDGER_VERSION", "BudgetExhausted", "Charge", "ChargeKey", "LedgerError", "LedgerRefused",
-           "PrivacyLedger"]
+__all__ = ["LEDGER_VERSION", "BudgetExhausted", "Charge", "ChargeKey", "LedgerError", "LedgerRefused", "PrivacyLedger"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +65,15 @@ class PrivacyLedger:
         workdir: the client workdir this ledger is spent from (its marker is kept up to date).
     """
 
-    def __init__(self, path: str | os.PathLike, *, accountant: str, delta: float, target_epsilon: float | None,
-                 workdir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        accountant: str,
+        delta: float,
+        target_epsilon: float | None,
+        workdir: str | os.PathLike | None = None,
+    ) -> None:
         problems = _settings_problems(accountant, delta, target_epsilon)
         if problems:
             raise LedgerError(f"ledger {path}: " + "; ".join(problems))
@@ -90,8 +96,13 @@ class PrivacyLedger:
         problems = _settings_problems(parsed.accountant, parsed.delta, parsed.target_epsilon)
         if problems:
             raise LedgerError(f"ledger {path}: " + "; ".join(problems))
-        ledger = cls(path, accountant=parsed.accountant, delta=parsed.delta, target_epsilon=parsed.target_epsilon,
-                     workdir=workdir)
+        ledger = cls(
+            path,
+            accountant=parsed.accountant,
+            delta=parsed.delta,
+            target_epsilon=parsed.target_epsilon,
+            workdir=workdir,
+        )
         ledger._adopt(parsed)
         for note in parsed.notes:
             logger.warning("privacy ledger %s", note)
@@ -102,8 +113,15 @@ class PrivacyLedger:
         return ledger
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, accountant: str, delta: float, target_epsilon: float | None,
-             workdir: str | os.PathLike | None = None) -> PrivacyLedger:
+    def open(
+        cls,
+        path: str | os.PathLike,
+        *,
+        accountant: str,
+        delta: float,
+        target_epsilon: float | None,
+        workdir: str | os.PathLike | None = None,
+    ) -> PrivacyLedger:
         """Load ``path`` if it exists (keeping its charges), else start an empty ledger.
 
         With ``workdir``, a ledger that cannot account for that workdir's earlier training is
@@ -123,17 +141,33 @@ class PrivacyLedger:
                 return fresh
             ledger = cls.load(path, workdir=workdir)
             if workdir is not None:
-                check_workdir(workdir, path, exists=True, budget_id=ledger.budget["id"],
-                              archived_ids=tuple(a["id"] for a in ledger.archived), charges=len(ledger._charges))
-            changes = {name: (old, new) for name, old, new in (
-                ("accountant", ledger.accountant, accountant), ("delta", ledger.delta, float(delta)),
-                ("target_epsilon", ledger.target_epsilon, None if target_epsilon is None else float(target_epsilon)),
-            ) if old != new}
+                check_workdir(
+                    workdir,
+                    path,
+                    exists=True,
+                    budget_id=ledger.budget["id"],
+                    archived_ids=tuple(a["id"] for a in ledger.archived),
+                    charges=len(ledger._charges),
+                )
+            changes = {
+                name: (old, new)
+                for name, old, new in (
+                    ("accountant", ledger.accountant, accountant),
+                    ("delta", ledger.delta, float(delta)),
+                    (
+                        "target_epsilon",
+                        ledger.target_epsilon,
+                        None if target_epsilon is None else float(target_epsilon),
+                    ),
+                )
+                if old != new
+            }
             fresh = cls(path, accountant=accountant, delta=delta, target_epsilon=target_epsilon, workdir=workdir)
             fresh._charges, fresh.budget, fresh.archived = list(ledger._charges), ledger.budget, ledger.archived
             if changes:
-                logger.warning("privacy ledger %s: settings changed %s; epsilon recomputed from its charges", path,
-                               changes)
+                logger.warning(
+                    "privacy ledger %s: settings changed %s; epsilon recomputed from its charges", path, changes
+                )
                 fresh._save_unlocked()
             elif workdir is not None:
                 write_marker(workdir, path, fresh.budget["id"], len(fresh._charges))
@@ -187,11 +221,15 @@ class PrivacyLedger:
             return
         parsed = _read(self.path)
         if parsed.budget["id"] != self.budget["id"] and self.budget["id"] not in [a["id"] for a in parsed.archived]:
-            raise LedgerRefused(f"privacy ledger {self.path} now holds budget {parsed.budget['id']!r}, not this "
-                                f"client's {self.budget['id']!r}: the file was replaced while in use")
+            raise LedgerRefused(
+                f"privacy ledger {self.path} now holds budget {parsed.budget['id']!r}, not this "
+                f"client's {self.budget['id']!r}: the file was replaced while in use"
+            )
         if len(parsed.charges) < len(self._charges) and parsed.budget["id"] == self.budget["id"]:
-            raise LedgerRefused(f"privacy ledger {self.path} holds {len(parsed.charges)} charge(s), fewer than the "
-                                f"{len(self._charges)} this client recorded: the file was rolled back")
+            raise LedgerRefused(
+                f"privacy ledger {self.path} holds {len(parsed.charges)} charge(s), fewer than the "
+                f"{len(self._charges)} this client recorded: the file was rolled back"
+            )
         self._adopt(parsed)
 
     def refresh(self) -> None:
@@ -224,14 +262,18 @@ class PrivacyLedger:
         """Epsilon spent so far."""
         return self.result().epsilon
 
-    def would_spend(self, sample_rate: float, noise_multiplier: float, steps: int, *, round: int | None = None) -> float:
+    def would_spend(
+        self, sample_rate: float, noise_multiplier: float, steps: int, *, round: int | None = None
+    ) -> float:
         """Epsilon after charging these steps on top of everything charged (``round`` is ignored:
         nothing is ever replaced; kept for callers of the v1 API)."""
         self.refresh()
         segments = [c.segment for c in self._charges] + [Segment(sample_rate, noise_multiplier, steps)]
         return account(segments, self.delta, self.accountant).epsilon
 
-    def would_exceed(self, sample_rate: float, noise_multiplier: float, steps: int, *, round: int | None = None) -> bool:
+    def would_exceed(
+        self, sample_rate: float, noise_multiplier: float, steps: int, *, round: int | None = None
+    ) -> bool:
         """True if charging these steps would take epsilon past the target."""
         if self.target_epsilon is None:
             return False
@@ -250,8 +292,9 @@ class PrivacyLedger:
         if after > self.target_epsilon * (1 + _SLACK):
             raise BudgetExhausted.over_budget(self.spent(), self.target_epsilon, after, round)
 
-    def charge(self, round: int, sample_rate: float, noise_multiplier: float, steps: int, *,
-               key: ChargeKey | None = None) -> float:
+    def charge(
+        self, round: int, sample_rate: float, noise_multiplier: float, steps: int, *, key: ChargeKey | None = None
+    ) -> float:
         """Append a charge (under ``key``; default: round ``round`` of an unnamed run), save, return epsilon.
 
         Charging never refuses: the steps have been taken. Call :meth:`check` before training.
@@ -285,14 +328,27 @@ class PrivacyLedger:
         with _locked(self.path):
             self._refresh_unlocked()
             spent = self._compute(tuple(c.segment for c in self._charges)).epsilon
-            self.archived.append({**self.budget, "ended": now(), "epsilon": spent if math.isfinite(spent) else None,
-                                  "charges": [c.to_dict() for c in self._charges]})
+            self.archived.append(
+                {
+                    **self.budget,
+                    "ended": now(),
+                    "epsilon": spent if math.isfinite(spent) else None,
+                    "charges": [c.to_dict() for c in self._charges],
+                }
+            )
             old = self.budget["id"]
             self.budget = {"id": secrets.token_hex(8), "started": now(), "reason": reason.strip()}
             self._charges = []
             self._save_unlocked()
-        logger.warning("privacy ledger %s: NEW PRIVACY BUDGET %s started by the operator (%s); budget %s with "
-                       "epsilon %.4g archived and no longer counted", self.path, self.budget["id"], reason, old, spent)
+        logger.warning(
+            "privacy ledger %s: NEW PRIVACY BUDGET %s started by the operator (%s); budget %s with "
+            "epsilon %.4g archived and no longer counted",
+            self.path,
+            self.budget["id"],
+            reason,
+            old,
+            spent,
+        )
         return self.budget["id"]
 
     def __repr__(self) -> str:
@@ -320,8 +376,10 @@ def _read(path: Path):
     except FileNotFoundError:
         raise LedgerError(f"ledger {path}: file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LedgerError(f"ledger {path}: cannot read JSON ({exc}); refusing to train on a ledger whose spending "
-                          "is unknown (restore it from a backup)") from None
+        raise LedgerError(
+            f"ledger {path}: cannot read JSON ({exc}); refusing to train on a ledger whose spending "
+            "is unknown (restore it from a backup)"
+        ) from None
     return parse(data, f"ledger {path}")
 
 

@@ -67,8 +67,13 @@ class ChargeKey:
         task = config.get("task") if hasattr(config, "get") else None
         task = task if isinstance(task, dict) else {}
         attempt = task.get("attempt")
-        return cls(str(task.get("federation", "?")), str(task.get("run", "?")), int(task.get("round", round)),
-                   int(attempt) if isinstance(attempt, int) and not isinstance(attempt, bool) else None, kind)
+        return cls(
+            str(task.get("federation", "?")),
+            str(task.get("run", "?")),
+            int(task.get("round", round)),
+            int(attempt) if isinstance(attempt, int) and not isinstance(attempt, bool) else None,
+            kind,
+        )
 
     def label(self) -> str:
         attempt = "?" if self.attempt is None else self.attempt
@@ -95,9 +100,17 @@ class Charge:
 
     def to_dict(self) -> dict[str, Any]:
         k = self.key
-        return {"federation": k.federation, "run": k.run, "round": k.round, "attempt": k.attempt, "kind": k.kind,
-                "sample_rate": self.sample_rate, "noise_multiplier": self.noise_multiplier, "steps": self.steps,
-                "time": self.time}
+        return {
+            "federation": k.federation,
+            "run": k.run,
+            "round": k.round,
+            "attempt": k.attempt,
+            "kind": k.kind,
+            "sample_rate": self.sample_rate,
+            "noise_multiplier": self.noise_multiplier,
+            "steps": self.steps,
+            "time": self.time,
+        }
 
 
 @dataclass
@@ -146,10 +159,18 @@ def parse_charge(entry: Any, where: str, *, v1: bool = False) -> Charge:
         raise LedgerError(f"{where}: " + "; ".join(problems))
     # every field read below passed its check above (a missing one is None, which fails it)
     rnd = int(entry["round"])
-    key = (ChargeKey("?", "v1", rnd, None, "dp-sgd") if v1
-           else ChargeKey(entry["federation"], entry["run"], rnd, entry.get("attempt"), entry["kind"]))
-    return Charge(key, float(entry["sample_rate"]), float(entry["noise_multiplier"]), int(entry["steps"]),
-                  "" if v1 else entry["time"])
+    key = (
+        ChargeKey("?", "v1", rnd, None, "dp-sgd")
+        if v1
+        else ChargeKey(entry["federation"], entry["run"], rnd, entry.get("attempt"), entry["kind"])
+    )
+    return Charge(
+        key,
+        float(entry["sample_rate"]),
+        float(entry["noise_multiplier"]),
+        int(entry["steps"]),
+        "" if v1 else entry["time"],
+    )
 
 
 def parse(data: Any, where: str) -> ParsedLedger:
@@ -158,8 +179,10 @@ def parse(data: Any, where: str) -> ParsedLedger:
         raise LedgerError(f"{where}: expected a JSON object (got {type(data).__name__})")
     version = data.get("version")
     if version not in (1, LEDGER_VERSION):
-        raise LedgerError(f"{where}: expected ledger version 1 or {LEDGER_VERSION} (got {version!r}); "
-                          "this client cannot read it and will not guess")
+        raise LedgerError(
+            f"{where}: expected ledger version 1 or {LEDGER_VERSION} (got {version!r}); "
+            "this client cannot read it and will not guess"
+        )
     missing = [k for k in ("accountant", "delta", "target_epsilon", "charges") if k not in data]
     if version == LEDGER_VERSION:
         missing += [k for k in ("budget", "archived") if k not in data]
@@ -175,15 +198,24 @@ def parse(data: Any, where: str) -> ParsedLedger:
             raise LedgerError(f"{where}: v1 ledger repeats a round in its charges")
         budget = {"id": "v1-migrated", "started": "", "reason": "migrated from a version 1 ledger"}
         archived: list[dict[str, Any]] = []
-        notes.append(f"{where}: migrated from version 1. A v1 ledger replaced the charge of a re-run round, so "
-                     "it may have forgotten attempts whose output was released: its epsilon is a lower bound")
+        notes.append(
+            f"{where}: migrated from version 1. A v1 ledger replaced the charge of a re-run round, so "
+            "it may have forgotten attempts whose output was released: its epsilon is a lower bound"
+        )
     else:
         budget, archived = data["budget"], data["archived"]
-        if not (isinstance(budget, dict) and all(isinstance(budget.get(k), str) for k in ("id", "started", "reason"))
-                and budget["id"]):
-            raise LedgerError(f"{where}: 'budget' must be an object with string id, started and reason (got {budget!r})")
-        if not isinstance(archived, list) or not all(isinstance(a, dict) and isinstance(a.get("id"), str)
-                                                     for a in archived):
+        if not (
+            isinstance(budget, dict)
+            and all(isinstance(budget.get(k), str) for k in ("id", "started", "reason"))
+            and budget["id"]
+        ):
+            raise LedgerError(
+                f"{where}: 'budget' must be an object with string id, started and reason (got {budget!r})"
+            )
+        if not isinstance(archived, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("id"), str) for a in archived
+        ):
             raise LedgerError(f"{where}: 'archived' must be a list of objects with an id")
-    return ParsedLedger(data["accountant"], data["delta"], data["target_epsilon"], dict(budget), charges,
-                        list(archived), notes)
+    return ParsedLedger(
+        data["accountant"], data["delta"], data["target_epsilon"], dict(budget), charges, list(archived), notes
+    )

@@ -32,8 +32,10 @@ from .ledger_format import LedgerError
 __all__ = ["MARKER_NAME", "LedgerRefused", "check_workdir", "read_marker", "write_marker"]
 
 MARKER_NAME = "privacy_ledger.marker.json"
-_HOW = ("restore the ledger file, or start a new budget explicitly with "
-        "`fedpsyau privacy new-budget --ledger {ledger} --workdir {workdir} --reason ...` (logged)")
+_HOW = (
+    "restore the ledger file, or start a new budget explicitly with "
+    "`fedpsyau privacy new-budget --ledger {ledger} --workdir {workdir} --reason ...` (logged)"
+)
 
 
 class LedgerRefused(LedgerError):
@@ -52,12 +54,21 @@ def read_marker(workdir: str | os.PathLike) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LedgerRefused(f"privacy marker {path} is unreadable ({exc}): this workdir has trained before, "
-                            "so its ledger's state cannot be confirmed") from None
-    ok = (isinstance(data, dict) and data.get("version") == 1 and isinstance(data.get("ledger"), str)
-          and isinstance(data.get("budget_id"), str) and isinstance(data.get("charges"), int))
+        raise LedgerRefused(
+            f"privacy marker {path} is unreadable ({exc}): this workdir has trained before, "
+            "so its ledger's state cannot be confirmed"
+        ) from None
+    ok = (
+        isinstance(data, dict)
+        and data.get("version") == 1
+        and isinstance(data.get("ledger"), str)
+        and isinstance(data.get("budget_id"), str)
+        and isinstance(data.get("charges"), int)
+    )
     if not ok:
-        raise LedgerRefused(f"privacy marker {path}: expected version 1 with ledger, budget_id and charges (got {data!r})")
+        raise LedgerRefused(
+            f"privacy marker {path}: expected version 1 with ledger, budget_id and charges (got {data!r})"
+        )
     return data
 
 
@@ -98,24 +109,37 @@ def _trained_with_dp(entry: Path) -> bool:
     return not (isinstance(privacy, dict) and privacy.get("enabled") is False)
 
 
-def check_workdir(workdir: str | os.PathLike, ledger_path: str | os.PathLike, *, exists: bool,
-                  budget_id: str | None = None, archived_ids: tuple[str, ...] = (), charges: int = 0) -> None:
+def check_workdir(
+    workdir: str | os.PathLike,
+    ledger_path: str | os.PathLike,
+    *,
+    exists: bool,
+    budget_id: str | None = None,
+    archived_ids: tuple[str, ...] = (),
+    charges: int = 0,
+) -> None:
     """Refuse a ledger that cannot account for this workdir's past (see the module docstring)."""
     how = _HOW.format(ledger=ledger_path, workdir=workdir)
     if not exists:
         evidence = training_evidence(workdir)
         if evidence:
-            raise LedgerRefused(f"privacy ledger {ledger_path} is missing, but workdir {workdir} shows earlier "
-                                f"training ({'; '.join(evidence)}): refusing to train with a budget restarted at "
-                                f"zero; {how}")
+            raise LedgerRefused(
+                f"privacy ledger {ledger_path} is missing, but workdir {workdir} shows earlier "
+                f"training ({'; '.join(evidence)}): refusing to train with a budget restarted at "
+                f"zero; {how}"
+            )
         return
     marker = read_marker(workdir)
     if marker is None or Path(marker["ledger"]) != Path(ledger_path).resolve():
         return
     if marker["budget_id"] != budget_id and marker["budget_id"] not in archived_ids:
-        raise LedgerRefused(f"privacy ledger {ledger_path} holds budget {budget_id!r}, but workdir {workdir} last "
-                            f"spent from budget {marker['budget_id']!r}, which this ledger does not know: the file "
-                            f"was replaced; {how}")
+        raise LedgerRefused(
+            f"privacy ledger {ledger_path} holds budget {budget_id!r}, but workdir {workdir} last "
+            f"spent from budget {marker['budget_id']!r}, which this ledger does not know: the file "
+            f"was replaced; {how}"
+        )
     if marker["budget_id"] == budget_id and charges < marker["charges"]:
-        raise LedgerRefused(f"privacy ledger {ledger_path} holds {charges} charge(s), but workdir {workdir} saw "
-                            f"{marker['charges']}: the ledger was rolled back; {how}")
+        raise LedgerRefused(
+            f"privacy ledger {ledger_path} holds {charges} charge(s), but workdir {workdir} saw "
+            f"{marker['charges']}: the ledger was rolled back; {how}"
+        )

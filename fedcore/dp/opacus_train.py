@@ -169,15 +169,29 @@ def dp_train(
     module.train()
     try:
         if not privacy.enabled:
-            return _train_plain(module, loss_fn, tensors, n, epochs, batch_size, factory, target, on_step, num_inputs,
-                                seed)
+            return _train_plain(
+                module, loss_fn, tensors, n, epochs, batch_size, factory, target, on_step, num_inputs, seed
+            )
         if ledger is None:
             raise ValueError("dp_train: a PrivacyLedger is required when privacy.enabled is true")
         plan = plan or plan_privacy(privacy, n)
         _check_plan(plan, ledger, n)
         return _train_dp(
-            module, loss_fn, tensors, n, epochs, batch_size, factory, target, on_step, num_inputs,
-            privacy, plan, ledger, charge_key or ChargeKey(round=round), grad_sample_mode,
+            module,
+            loss_fn,
+            tensors,
+            n,
+            epochs,
+            batch_size,
+            factory,
+            target,
+            on_step,
+            num_inputs,
+            privacy,
+            plan,
+            ledger,
+            charge_key or ChargeKey(round=round),
+            grad_sample_mode,
         )
     finally:
         module.to(home)
@@ -185,7 +199,9 @@ def dp_train(
 
 def _check_tensors(tensors: tuple[torch.Tensor, ...], num_inputs: int) -> int:
     if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
-        raise ValueError(f"tensors must be a non-empty tuple of torch.Tensor (got {[type(t).__name__ for t in tensors]})")
+        raise ValueError(
+            f"tensors must be a non-empty tuple of torch.Tensor (got {[type(t).__name__ for t in tensors]})"
+        )
     sizes = [t.shape[0] if t.dim() else None for t in tensors]
     if sizes[0] is None or sizes[0] < 1 or any(s != sizes[0] for s in sizes):
         raise ValueError(f"tensors must share a first dimension n >= 1 (got first dimensions {sizes})")
@@ -223,8 +239,9 @@ def _check_loss(loss) -> None:
         raise ValueError(f"loss_fn must return a scalar tensor (got {getattr(loss, 'shape', type(loss))})")
 
 
-def _train_plain(module, loss_fn, tensors, n, epochs, batch_size, factory, device, on_step, num_inputs,
-                 seed) -> TrainStats:
+def _train_plain(
+    module, loss_fn, tensors, n, epochs, batch_size, factory, device, on_step, num_inputs, seed
+) -> TrainStats:
     optimizer = factory(module.parameters())
     generator = None if seed is None else torch.Generator().manual_seed(int(seed))
     steps, total_loss, seen = 0, 0.0, 0
@@ -239,12 +256,28 @@ def _train_plain(module, loss_fn, tensors, n, epochs, batch_size, factory, devic
             seen += len(idx)
             if on_step:
                 on_step(StepInfo(epoch, steps, len(idx), loss))
-    return TrainStats(steps=steps, epsilon=None, delta=None, noise_multiplier=None,
-                      loss=total_loss / seen, num_examples=n)
+    return TrainStats(
+        steps=steps, epsilon=None, delta=None, noise_multiplier=None, loss=total_loss / seen, num_examples=n
+    )
 
 
-def _train_dp(module, loss_fn, tensors, n, epochs, batch_size, factory, device, on_step, num_inputs,
-              privacy, plan, ledger, key, grad_sample_mode) -> TrainStats:
+def _train_dp(
+    module,
+    loss_fn,
+    tensors,
+    n,
+    epochs,
+    batch_size,
+    factory,
+    device,
+    on_step,
+    num_inputs,
+    privacy,
+    plan,
+    ledger,
+    key,
+    grad_sample_mode,
+) -> TrainStats:
     round = key.round
     steps_per_epoch = math.ceil(n / batch_size)
     sample_rate = 1.0 / steps_per_epoch
@@ -266,8 +299,21 @@ def _train_dp(module, loss_fn, tensors, n, epochs, batch_size, factory, device, 
         expected = int(n * sample_rate)  # Opacus's expected batch size (PrivacyEngine.make_private)
         clipper = FusedClipper(module, max_grad_norm=clip)
         try:
-            _run_fused_epochs(clipper, module, loss_fn, factory(module.parameters()), batches, epochs, device,
-                              num_inputs, on_step, progress, sigma * clip, expected, rng)
+            _run_fused_epochs(
+                clipper,
+                module,
+                loss_fn,
+                factory(module.parameters()),
+                batches,
+                epochs,
+                device,
+                num_inputs,
+                on_step,
+                progress,
+                sigma * clip,
+                expected,
+                rng,
+            )
         finally:
             clipper.close()
             _strip_opacus_state(module)
@@ -276,8 +322,7 @@ def _train_dp(module, loss_fn, tensors, n, epochs, batch_size, factory, device, 
     else:
         gsm, dp_optimizer = _make_private(module, factory, tensors, batch_size, sigma, clip, sample_rate, mode, rng)
         try:
-            _run_dp_epochs(gsm, module, loss_fn, dp_optimizer, batches, epochs, device, num_inputs, on_step,
-                           progress)
+            _run_dp_epochs(gsm, module, loss_fn, dp_optimizer, batches, epochs, device, num_inputs, on_step, progress)
         finally:
             gsm.to_standard_module()  # remove hooks; the module object itself stays (trained)
             _strip_opacus_state(module)
@@ -285,12 +330,26 @@ def _train_dp(module, loss_fn, tensors, n, epochs, batch_size, factory, device, 
                 ledger.charge(round, sample_rate, sigma, progress.steps, key=key)
     steps, empty, seen = progress.steps, progress.empty, progress.seen
     result = ledger.result()
-    logger.info("%s: %d DP-SGD steps (%d empty, %s), epsilon %.4g (delta %.3g, %s)",
-                key.label(), steps, empty, mode, result.epsilon, result.delta, result.accountant)
+    logger.info(
+        "%s: %d DP-SGD steps (%d empty, %s), epsilon %.4g (delta %.3g, %s)",
+        key.label(),
+        steps,
+        empty,
+        mode,
+        result.epsilon,
+        result.delta,
+        result.accountant,
+    )
     return TrainStats(
-        steps=steps, epsilon=result.epsilon, delta=result.delta, noise_multiplier=sigma,
-        loss=progress.total_loss / seen if seen else float("nan"), num_examples=n,
-        accountant=result.accountant, sample_rate=sample_rate, empty_batches=empty,
+        steps=steps,
+        epsilon=result.epsilon,
+        delta=result.delta,
+        noise_multiplier=sigma,
+        loss=progress.total_loss / seen if seen else float("nan"),
+        num_examples=n,
+        accountant=result.accountant,
+        sample_rate=sample_rate,
+        empty_batches=empty,
     )
 
 
@@ -318,21 +377,31 @@ def _make_private(module, factory, tensors, batch_size, sigma, clip, sample_rate
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant="rdp", secure_mode=False)
         gsm, dp_optimizer, loader = engine.make_private(
-            module=module, optimizer=optimizer, data_loader=DataLoader(TensorDataset(*tensors), batch_size=batch_size),
-            noise_multiplier=sigma, max_grad_norm=clip, poisson_sampling=True, grad_sample_mode=mode,
+            module=module,
+            optimizer=optimizer,
+            data_loader=DataLoader(TensorDataset(*tensors), batch_size=batch_size),
+            noise_multiplier=sigma,
+            max_grad_norm=clip,
+            poisson_sampling=True,
+            grad_sample_mode=mode,
         )
     if not (isinstance(loader, DPDataLoader) and loader.sample_rate == sample_rate):
         raise RuntimeError(f"Opacus did not set up Poisson sampling at rate {sample_rate} (got {loader!r})")
     if rng is not None:
         dp_optimizer = _CSPRNGNoiseDPOptimizer(
-            optimizer=dp_optimizer.original_optimizer, noise_multiplier=sigma, max_grad_norm=clip,
-            expected_batch_size=dp_optimizer.expected_batch_size, loss_reduction="mean", rng=rng,
+            optimizer=dp_optimizer.original_optimizer,
+            noise_multiplier=sigma,
+            max_grad_norm=clip,
+            expected_batch_size=dp_optimizer.expected_batch_size,
+            loss_reduction="mean",
+            rng=rng,
         )
     return gsm, dp_optimizer
 
 
-def _run_fused_epochs(clipper, module, loss_fn, optimizer, batches, epochs, device, num_inputs, on_step, progress,
-                      std, expected, rng) -> None:
+def _run_fused_epochs(
+    clipper, module, loss_fn, optimizer, batches, epochs, device, num_inputs, on_step, progress, std, expected, rng
+) -> None:
     """The DP-SGD loop on :class:`~fedcore.dp.fused.FusedClipper`: clipped sum, noise, / expected batch."""
     flat = clipper.flat
     for epoch in range(1, epochs + 1):

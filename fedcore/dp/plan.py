@@ -168,8 +168,9 @@ def plan_privacy(config: PrivacyConfig, num_examples: int, *, prior: Sequence[Se
     return plan
 
 
-def plan_and_open(config: PrivacyConfig, num_examples: int, path: str | os.PathLike, *,
-                  workdir: str | os.PathLike | None = None) -> tuple[PrivacyPlan, PrivacyLedger]:
+def plan_and_open(
+    config: PrivacyConfig, num_examples: int, path: str | os.PathLike, *, workdir: str | os.PathLike | None = None
+) -> tuple[PrivacyPlan, PrivacyLedger]:
     """The plan for the budget the ledger at ``path`` has left, and that ledger (opened, checked).
 
     A derived noise multiplier is planned over the ledger's charges so far plus this run's planned
@@ -186,11 +187,17 @@ def plan_and_open(config: PrivacyConfig, num_examples: int, path: str | os.PathL
     return plan, ledger
 
 
-def open_ledger(plan: PrivacyPlan, path: str | os.PathLike, *,
-                workdir: str | os.PathLike | None = None) -> PrivacyLedger:
+def open_ledger(
+    plan: PrivacyPlan, path: str | os.PathLike, *, workdir: str | os.PathLike | None = None
+) -> PrivacyLedger:
     """Open (or start) the client's ledger at ``path`` with the plan's accountant, delta and target,
     checked against ``workdir`` (default: the ledger's folder; see :meth:`PrivacyPlan.open_ledger`)."""
     from pathlib import Path
 
-    return PrivacyLedger.open(path, accountant=plan.accountant, delta=plan.delta, target_epsilon=plan.target_epsilon,
-                              workdir=Path(path).parent if workdir is None else workdir)
+    return PrivacyLedger.open(
+        path,
+        accountant=plan.accountant,
+        delta=plan.delta,
+        target_epsilon=plan.target_epsilon,
+        workdir=Path(path).parent if workdir is None else workdir,
+    )

@@ -148,8 +148,17 @@ def _row(client: str, records: list[tuple[int, dict[str, Any]]], last_round: int
         status = "active"
     else:
         status = f"absent since round {rnd + 1}"
-    return PrivacyRow(client, float(latest["epsilon"]), float(latest["delta"]), latest["accountant"],
-                      latest["steps"], float(latest["noise_multiplier"]), trained, rnd, status)
+    return PrivacyRow(
+        client,
+        float(latest["epsilon"]),
+        float(latest["delta"]),
+        latest["accountant"],
+        latest["steps"],
+        float(latest["noise_multiplier"]),
+        trained,
+        rnd,
+        status,
+    )
 
 
 def privacy_report(
@@ -188,10 +197,12 @@ def release_lines(run_dir: str | os.PathLike) -> list[str]:
     except (OSError, ValueError, AttributeError):
         stats = None
     if isinstance(stats, dict) and _is_number(stats.get("epsilon")):
-        out.append(f"round-0 statistics release: distributed discrete Gaussian, epsilon {stats['epsilon']:.3f} alone "
-                   f"at delta {stats.get('delta', 0):.2g} by the coordinator's RDP record (L2 sensitivity "
-                   f"{stats.get('sensitivity', float('nan')):.3g}); each client's epsilon above includes it as "
-                   f"its ledger charged it")
+        out.append(
+            f"round-0 statistics release: distributed discrete Gaussian, epsilon {stats['epsilon']:.3f} alone "
+            f"at delta {stats.get('delta', 0):.2g} by the coordinator's RDP record (L2 sensitivity "
+            f"{stats.get('sensitivity', float('nan')):.3g}); each client's epsilon above includes it as "
+            f"its ledger charged it"
+        )
     for path in sorted(run.glob("federation/clients/*/work/privacy_ledger.json")):
         try:
             ledger = PrivacyLedger.load(path)
@@ -212,9 +223,18 @@ def format_table(rows: list[PrivacyRow]) -> str:
     Steps show as "local" when the client kept them to itself (``report_steps`` off: they reveal n).
     """
     header = ("client", "epsilon", "delta", "accountant", "steps", "rounds trained", "status")
-    body = [(r.client, f"{r.epsilon:.3f}", f"{r.delta:.2g}", r.accountant, str(r.steps) if r.steps else "local",
-             str(r.rounds_trained),
-             r.status) for r in rows]
+    body = [
+        (
+            r.client,
+            f"{r.epsilon:.3f}",
+            f"{r.delta:.2g}",
+            r.accountant,
+            str(r.steps) if r.steps else "local",
+            str(r.rounds_trained),
+            r.status,
+        )
+        for r in rows
+    ]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
@@ -243,8 +263,11 @@ def plot_epsilon(history: PrivacyHistory, path: str | os.PathLike) -> Path:
     deltas = sorted({rec["delta"] for recs in history.clients.values() for _, rec in recs})
     ax.set_xlabel("round")
     ax.set_ylabel("cumulative epsilon")
-    ax.set_title(f"Sample-level epsilon per client ({'/'.join(accountants)}, delta {', '.join(f'{d:.2g}' for d in deltas)})"
-                 "\nX = budget exhausted", fontsize=9)
+    ax.set_title(
+        f"Sample-level epsilon per client ({'/'.join(accountants)}, delta {', '.join(f'{d:.2g}' for d in deltas)})"
+        "\nX = budget exhausted",
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -139,12 +139,12 @@ class SecureRNG:
         out = torch.empty(count, dtype=torch.float64)
         with torch.inference_mode():  # plain arithmetic: no autograd bookkeeping per op (out stays a normal tensor)
             for start in range(0, count, _NOISE_CHUNK):
-                w = words[:, start: start + _NOISE_CHUNK]  # (4, k): rows 0-1 give u1 of 2k pairs, rows 2-3 their u2
+                w = words[:, start : start + _NOISE_CHUNK]  # (4, k): rows 0-1 give u1 of 2k pairs, rows 2-3 their u2
                 u = torch.bitwise_right_shift(w, 11).bitwise_and_(_LOW53).to(torch.float64).mul_(_TWO_POW_MINUS_53)
                 radius = u[:2].neg_().add_(1.0).log_().mul_(-2.0).sqrt_()  # sqrt(-2 ln(1 - u1)), 1 - u1 in (0, 1]
                 angle = u[2:].mul_(2.0 * math.pi)
                 cos, sin = angle.cos(), angle.sin()
-                z = torch.mul(radius[0], cos[0], out=out[start: start + _NOISE_CHUNK])  # 4 normals r_k cos, r_k sin
+                z = torch.mul(radius[0], cos[0], out=out[start : start + _NOISE_CHUNK])  # 4 normals r_k cos, r_k sin
                 z.addcmul_(radius[1], cos[1]).addcmul_(radius[0], sin[0]).addcmul_(radius[1], sin[1]).mul_(0.5)
         return out if device is None else out.to(device)
 
@@ -158,9 +158,7 @@ def raw_uint64(rng: RandomSource, size: int) -> np.ndarray:
         return rng.random_raw(size)
     if isinstance(rng, np.random.Generator):
         return rng.integers(0, 2**64 - 1, size=size, dtype=np.uint64, endpoint=True)
-    raise TypeError(
-        f"expected a fedcore.dp.rng.SecureRNG or numpy.random.Generator (got {type(rng).__name__})"
-    )
+    raise TypeError(f"expected a fedcore.dp.rng.SecureRNG or numpy.random.Generator (got {type(rng).__name__})")
 
 
 def uniform01(words: np.ndarray) -> np.ndarray:

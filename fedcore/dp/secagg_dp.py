@@ -56,9 +56,9 @@ DISTRIBUTED_KEYS = ("noise_multiplier", "clip_norm", "delta")
 
 @dataclass(frozen=True)
 class DistributedDP:
-    noise_multiplier: float   # z: the noise on the survivors' sum is z times the sensitivity
-    clip_norm: float          # S: L2 bound of each client's update, in real (float) units
-    delta: float = 1e-5       # client-level delta of the accounting
+    noise_multiplier: float  # z: the noise on the survivors' sum is z times the sensitivity
+    clip_norm: float  # S: L2 bound of each client's update, in real (float) units
+    delta: float = 1e-5  # client-level delta of the accounting
 
 
 def _num(v: Any) -> bool:
@@ -71,8 +71,11 @@ def parse_distributed_dp(table: Any, where: str = "distributed_dp") -> tuple[Dis
         return None, []
     if not isinstance(table, Mapping):
         return None, [f"{where} must be a table {{{', '.join(DISTRIBUTED_KEYS)}}} (got {table!r})"]
-    problems = [f"{where}: unknown key {k!r} (expected {', '.join(DISTRIBUTED_KEYS)})"
-                for k in table if k not in DISTRIBUTED_KEYS]
+    problems = [
+        f"{where}: unknown key {k!r} (expected {', '.join(DISTRIBUTED_KEYS)})"
+        for k in table
+        if k not in DISTRIBUTED_KEYS
+    ]
     for key in ("noise_multiplier", "clip_norm"):
         if key not in table:
             problems.append(f"{where}: {key} is required")
@@ -103,16 +106,28 @@ def _epsilon(rdp: np.ndarray, delta: float) -> float:
     return float(eps)
 
 
-def stats_epsilon(stats_sigma: float, length: int, threshold: int, participants: int, delta: float = 1e-5,
-                  sensitivity: float | None = None) -> float:
+def stats_epsilon(
+    stats_sigma: float,
+    length: int,
+    threshold: int,
+    participants: int,
+    delta: float = 1e-5,
+    sensitivity: float | None = None,
+) -> float:
     """Sample-level epsilon of the round-0 statistics sum (noise std ``stats_sigma`` counts per client,
     >= ``threshold`` survivors, L2 ``sensitivity``; None: sqrt(length), each count moved by <= 1), one release."""
     from .accounting import RDP_ORDERS
     from .distributed import sum_rdp
 
     sens = math.sqrt(length) if sensitivity is None else float(sensitivity)
-    rdp = sum_rdp(RDP_ORDERS, sensitivity=sens, sigma_client=stats_sigma, threshold=threshold,
-                  max_clients=participants, dim=length)
+    rdp = sum_rdp(
+        RDP_ORDERS,
+        sensitivity=sens,
+        sigma_client=stats_sigma,
+        threshold=threshold,
+        max_clients=participants,
+        dim=length,
+    )
     return _epsilon(rdp, delta)
 
 
@@ -127,10 +142,16 @@ class DistributedAccountant:
     delta: float
     rounds: list[dict[str, float]] = field(default_factory=list)
 
-    def charge(self, *, sensitivity: float, sigma_client: float, threshold: int, participants: int,
-               dim: int) -> None:
-        self.rounds.append({"sensitivity": float(sensitivity), "sigma_client": float(sigma_client),
-                            "threshold": int(threshold), "participants": int(participants), "dim": int(dim)})
+    def charge(self, *, sensitivity: float, sigma_client: float, threshold: int, participants: int, dim: int) -> None:
+        self.rounds.append(
+            {
+                "sensitivity": float(sensitivity),
+                "sigma_client": float(sigma_client),
+                "threshold": int(threshold),
+                "participants": int(participants),
+                "dim": int(dim),
+            }
+        )
 
     def epsilon(self) -> float:
         if not self.rounds:
@@ -140,14 +161,27 @@ class DistributedAccountant:
 
         total = np.zeros(len(RDP_ORDERS))
         for r in self.rounds:
-            total += sum_rdp(RDP_ORDERS, sensitivity=r["sensitivity"], sigma_client=r["sigma_client"],
-                             threshold=int(r["threshold"]), max_clients=int(r["participants"]), dim=int(r["dim"]))
+            total += sum_rdp(
+                RDP_ORDERS,
+                sensitivity=r["sensitivity"],
+                sigma_client=r["sigma_client"],
+                threshold=int(r["threshold"]),
+                max_clients=int(r["participants"]),
+                dim=int(r["dim"]),
+            )
         return _epsilon(total, self.delta)
 
     def record(self, dp: DistributedDP) -> dict[str, Any]:
         """What the coordinator logs per round (metrics.jsonl ``distributed_dp``) and in summary.json."""
         last = self.rounds[-1] if self.rounds else {}
-        return {"epsilon": self.epsilon(), "delta": self.delta, "noise_multiplier": dp.noise_multiplier,
-                "clip_norm": dp.clip_norm, "rounds": len(self.rounds), "threshold": last.get("threshold"),
-                "sigma_client": last.get("sigma_client"), "sensitivity": last.get("sensitivity"),
-                "accountant": "rdp (Kairouz et al. 2021, distributed discrete Gaussian)"}
+        return {
+            "epsilon": self.epsilon(),
+            "delta": self.delta,
+            "noise_multiplier": dp.noise_multiplier,
+            "clip_norm": dp.clip_norm,
+            "rounds": len(self.rounds),
+            "threshold": last.get("threshold"),
+            "sigma_client": last.get("sigma_client"),
+            "sensitivity": last.get("sensitivity"),
+            "accountant": "rdp (Kairouz et al. 2021, distributed discrete Gaussian)",
+        }

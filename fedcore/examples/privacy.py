@@ -65,8 +65,13 @@ class ClientPrivacy:
             self._table = table
             self.path = self.config.ledger_path(self.workdir)
             self.plan, self.ledger = plan_and_open(self.config, self.num_examples, self.path, workdir=self.workdir)
-            log.info("client %s: %s; ledger %s holds epsilon %.4g", self.client_id, self.plan.summary(),
-                     self.path, self.ledger.spent())
+            log.info(
+                "client %s: %s; ledger %s holds epsilon %.4g",
+                self.client_id,
+                self.plan.summary(),
+                self.path,
+                self.ledger.spent(),
+            )
         return self.config, self.plan, self.ledger
 
     def state(self, exhausted: bool = False) -> PrivacyState:
@@ -74,8 +79,13 @@ class ClientPrivacy:
         if self.plan is None or self.ledger is None:
             return PrivacyState(enabled=False)
         result = self.ledger.result()
-        return PrivacyState(enabled=True, epsilon=float(result.epsilon), delta=float(result.delta),
-                            accountant=result.accountant, steps=int(self.ledger.steps),
-                            noise_multiplier=float(self.plan.noise_multiplier),
-                            target_epsilon=float(self.plan.target_epsilon or 0.0),
-                            exhausted=exhausted or self.ledger.exhausted)
+        return PrivacyState(
+            enabled=True,
+            epsilon=float(result.epsilon),
+            delta=float(result.delta),
+            accountant=result.accountant,
+            steps=int(self.ledger.steps),
+            noise_multiplier=float(self.plan.noise_multiplier),
+            target_epsilon=float(self.plan.target_epsilon or 0.0),
+            exhausted=exhausted or self.ledger.exhausted,
+        )

@@ -56,8 +56,9 @@ def resolve_device(device: str) -> torch.device:
 class SoftmaxTrainer:
     """Trains this client's shard; implements :class:`fedcore.common.workload.Trainer`."""
 
-    def __init__(self, settings: DataSettings, device: str = "cpu", client_id: str = "client",
-                 workdir: Path | None = None):
+    def __init__(
+        self, settings: DataSettings, device: str = "cpu", client_id: str = "client", workdir: Path | None = None
+    ):
         self.s = settings
         self.device = resolve_device(device)
         shard = make_shard(settings)
@@ -93,15 +94,16 @@ class SoftmaxTrainer:
         opt = torch.optim.SGD(self.model.parameters(), lr=lr)
         task = config.get("task") or {}
         seed = None if self.s.fixed_shuffle else task.get("seed")  # the daemon's fresh seed per attempt
-        gen = torch.Generator().manual_seed(int(seed) if isinstance(seed, int) else
-                                            int(self.s.data_seed * 1000 + self.s.client_index * 100 + round))
+        gen = torch.Generator().manual_seed(
+            int(seed) if isinstance(seed, int) else int(self.s.data_seed * 1000 + self.s.client_index * 100 + round)
+        )
         n = len(self.y_train)
         total, correct, seen = 0.0, 0, 0
         self.model.train()
         for _ in range(epochs):
             order = torch.randperm(n, generator=gen).to(self.device)
             for start in range(0, n, batch):
-                idx = order[start:start + batch]
+                idx = order[start : start + batch]
                 logits = self.model(self.x_train[idx])  # (B, C)
                 loss = loss_fn(logits, self.y_train[idx])
                 if mu > 0:
@@ -114,8 +116,12 @@ class SoftmaxTrainer:
                 correct += int((logits.argmax(1) == self.y_train[idx]).sum())
                 seen += len(idx)
         vec, _ = flatten(self.model.state_dict())
-        return FitResult(vec, num_examples=n, metrics={"loss": total / seen, "accuracy": correct / seen},
-                         privacy=PrivacyState(enabled=False))
+        return FitResult(
+            vec,
+            num_examples=n,
+            metrics={"loss": total / seen, "accuracy": correct / seen},
+            privacy=PrivacyState(enabled=False),
+        )
 
     def _fit_dp(self, round: int, config: Mapping[str, Any], statistics: np.ndarray | None) -> FitResult:
         """DP-SGD for this round (see the module docstring); BudgetExhausted past the target."""
@@ -138,21 +144,40 @@ class SoftmaxTrainer:
                         p.sub_(lr * mu * (p - a))
 
         task_seed = (config.get("task") or {}).get("seed")
-        if isinstance(task_seed, int):   # a new attempt draws new batches (and, with secure_rng off, new noise)
+        if isinstance(task_seed, int):  # a new attempt draws new batches (and, with secure_rng off, new noise)
             torch.manual_seed(task_seed)
         try:
-            stats = dp_train(self.model, loss_fn, (self.x_train, self.y_train), privacy=privacy, ledger=ledger,
-                             round=round, plan=plan, epochs=int(config.get("epochs", 1)),
-                             batch_size=int(config.get("batch_size", 32)), lr=lr, device=self.device,
-                             on_step=proximal, charge_key=ChargeKey.from_task(config, round))
+            stats = dp_train(
+                self.model,
+                loss_fn,
+                (self.x_train, self.y_train),
+                privacy=privacy,
+                ledger=ledger,
+                round=round,
+                plan=plan,
+                epochs=int(config.get("epochs", 1)),
+                batch_size=int(config.get("batch_size", 32)),
+                lr=lr,
+                device=self.device,
+                on_step=proximal,
+                charge_key=ChargeKey.from_task(config, round),
+            )
         except BudgetExhausted as exc:
             raise exc.with_privacy(self.privacy.state(exhausted=True)) from None
-        log.info("round %d: %d DP-SGD steps, local loss %.4f (kept local), epsilon %.4g", round, stats.steps,
-                 stats.loss, stats.epsilon)
+        log.info(
+            "round %d: %d DP-SGD steps, local loss %.4f (kept local), epsilon %.4g",
+            round,
+            stats.steps,
+            stats.loss,
+            stats.epsilon,
+        )
         vec, _ = flatten(self.model.state_dict())
-        return FitResult(vec, num_examples=len(self.y_train),
-                         metrics={"steps": float(stats.steps), "empty_batches": float(stats.empty_batches)},
-                         privacy=self.privacy.state())
+        return FitResult(
+            vec,
+            num_examples=len(self.y_train),
+            metrics={"steps": float(stats.steps), "empty_batches": float(stats.empty_batches)},
+            privacy=self.privacy.state(),
+        )
 
     @torch.no_grad()
     def evaluate(self, params, spec, round, config, statistics) -> EvalResult:

@@ -19,21 +19,21 @@ from fedcore.common.errors import ConfigError
 
 @dataclass(frozen=True)
 class DataSettings:
-    num_features: int = 16          # input dimension
-    num_classes: int = 4            # output classes
-    samples: int = 240              # samples per client (train + test)
-    test_fraction: float = 0.25     # held-out share for EVALUATE
-    client_index: int = 0           # which client's shard (0-based)
-    num_clients: int = 3            # number of shards (for documentation and checks)
-    alpha: float = 0.5              # Dirichlet concentration of the label mix; small = non-IID
-    shift: float = 1.0              # per-client feature shift scale
-    separation: float = 1.0         # spread of the class means
-    noise: float = 1.5              # within-class standard deviation
-    data_seed: int = 1234           # fixes class means and every client's shard
-    hidden: int = 0                 # 0 = softmax regression; > 0 = one hidden layer of that width
-    slowdown: float = 0.0           # seconds every fit sleeps: emulates a slow client (tests, demos)
-    fixed_shuffle: int = 0          # 1: plain SGD shuffles from (data_seed, client, round), not the task's
-                                    # fresh seed, so a test can recompute an update (DP noise stays fresh)
+    num_features: int = 16  # input dimension
+    num_classes: int = 4  # output classes
+    samples: int = 240  # samples per client (train + test)
+    test_fraction: float = 0.25  # held-out share for EVALUATE
+    client_index: int = 0  # which client's shard (0-based)
+    num_clients: int = 3  # number of shards (for documentation and checks)
+    alpha: float = 0.5  # Dirichlet concentration of the label mix; small = non-IID
+    shift: float = 1.0  # per-client feature shift scale
+    separation: float = 1.0  # spread of the class means
+    noise: float = 1.5  # within-class standard deviation
+    data_seed: int = 1234  # fixes class means and every client's shard
+    hidden: int = 0  # 0 = softmax regression; > 0 = one hidden layer of that width
+    slowdown: float = 0.0  # seconds every fit sleeps: emulates a slow client (tests, demos)
+    fixed_shuffle: int = 0  # 1: plain SGD shuffles from (data_seed, client, round), not the task's
+    # fresh seed, so a test can recompute an update (DP noise stays fresh)
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> DataSettings:
@@ -51,15 +51,19 @@ class DataSettings:
             values[f.name] = want(value)
         s = cls(**values)
         if s.num_features < 1 or s.num_classes < 2 or s.samples < 4:
-            problems.append(f"need num_features >= 1, num_classes >= 2, samples >= 4 (got {s.num_features}, "
-                            f"{s.num_classes}, {s.samples})")
+            problems.append(
+                f"need num_features >= 1, num_classes >= 2, samples >= 4 (got {s.num_features}, "
+                f"{s.num_classes}, {s.samples})"
+            )
         if not 0 < s.test_fraction < 1:
             problems.append(f"test_fraction must be in (0, 1) (got {s.test_fraction})")
         if not 0 <= s.client_index < s.num_clients:
             problems.append(f"client_index must be in [0, num_clients={s.num_clients}) (got {s.client_index})")
         if s.alpha <= 0 or s.noise <= 0 or s.hidden < 0 or s.slowdown < 0:
-            problems.append(f"alpha and noise must be > 0, hidden and slowdown >= 0 (got {s.alpha}, {s.noise}, {s.hidden}, "
-                            f"{s.slowdown})")
+            problems.append(
+                f"alpha and noise must be > 0, hidden and slowdown >= 0 (got {s.alpha}, {s.noise}, {s.hidden}, "
+                f"{s.slowdown})"
+            )
         if problems:
             raise ConfigError(problems, source="workload settings")
         return s
@@ -67,8 +71,8 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class Shard:
-    x_train: np.ndarray   # (N, F) float32
-    y_train: np.ndarray   # (N,) int64
+    x_train: np.ndarray  # (N, F) float32
+    y_train: np.ndarray  # (N,) int64
     x_test: np.ndarray
     y_test: np.ndarray
 
@@ -83,5 +87,9 @@ def make_shard(s: DataSettings) -> Shard:
     offset = rng.normal(0.0, s.shift, size=s.num_features)  # this client's covariate shift
     x = means[y] + offset + rng.normal(0.0, s.noise, size=(s.samples, s.num_features))  # (N, F)
     n_test = max(1, round(s.samples * s.test_fraction))
-    return Shard(x[n_test:].astype(np.float32), y[n_test:].astype(np.int64),
-                 x[:n_test].astype(np.float32), y[:n_test].astype(np.int64))
+    return Shard(
+        x[n_test:].astype(np.float32),
+        y[n_test:].astype(np.int64),
+        x[:n_test].astype(np.float32),
+        y[:n_test].astype(np.int64),
+    )

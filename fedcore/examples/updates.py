@@ -32,11 +32,14 @@ from fedcore.common.params import ParamSpec, TensorSpec
 from fedcore.common.workload import EvalResult, FitResult, PrivacyState
 
 
-
 def _settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    out = {"size": int(settings.get("size", 1000)), "scale": float(settings.get("scale", 0.01)),
-           "seed": int(settings.get("seed", 0)), "num_examples": int(settings.get("num_examples", 0)),
-           "statistics": int(settings.get("statistics", 0))}
+    out = {
+        "size": int(settings.get("size", 1000)),
+        "scale": float(settings.get("scale", 0.01)),
+        "seed": int(settings.get("seed", 0)),
+        "num_examples": int(settings.get("num_examples", 0)),
+        "statistics": int(settings.get("statistics", 0)),
+    }
     if out["size"] < 1:
         raise ValueError(f"updates workload: size must be >= 1 (got {out['size']})")
     return out
@@ -69,12 +72,15 @@ class UpdatesTrainer:
 
     def fit(self, params, spec, round, config, statistics) -> FitResult:
         new = np.asarray(params, np.float64) + update(self.settings, self.index, round)
-        return FitResult(new, weight(self.settings, self.index), {"norm": float(np.linalg.norm(new))},
-                         PrivacyState(enabled=False))
+        return FitResult(
+            new, weight(self.settings, self.index), {"norm": float(np.linalg.norm(new))}, PrivacyState(enabled=False)
+        )
 
     def evaluate(self, params, spec, round, config, statistics) -> EvalResult:
         p = np.asarray(params, np.float64)
-        return EvalResult(weight(self.settings, self.index), {"mean": float(p.mean()), "norm": float(np.linalg.norm(p))})
+        return EvalResult(
+            weight(self.settings, self.index), {"mean": float(p.mean()), "norm": float(np.linalg.norm(p))}
+        )
 
     def statistics(self, config) -> np.ndarray | None:
         length = _settings(self.settings)["statistics"]

@@ -53,8 +53,9 @@ def min_clients_of(settings) -> int:
     if isinstance(v, float) and v.is_integer():  # numbers that crossed a google.protobuf.Struct
         v = int(v)
     if isinstance(v, bool) or not isinstance(v, int) or v < FLOOR_MIN_CLIENTS:
-        raise ConfigError(f"ckks min_clients must be an integer >= {FLOOR_MIN_CLIENTS} (got {v!r})",
-                          source="ckks client settings")
+        raise ConfigError(
+            f"ckks min_clients must be an integer >= {FLOOR_MIN_CLIENTS} (got {v!r})", source="ckks client settings"
+        )
     return v
 
 
@@ -72,7 +73,7 @@ class CkksClient(ClientMode):
         self.params = CkksParams.from_settings(self.settings)
         self.min_clients = min_clients_of(self.settings)
         self._pending: _PendingSetup | None = None
-        self._keys: dict[bytes, SecretContext] = {}        # key id -> context, newest last
+        self._keys: dict[bytes, SecretContext] = {}  # key id -> context, newest last
         self._submitted: dict[tuple[int, int], bytes] = {}  # (round, attempt) -> key id used
         self._decrypted: dict[tuple[int, int], bytes] = {}  # (round, attempt) -> SHA-256 of the sum decrypted
 
@@ -145,8 +146,9 @@ class CkksClient(ClientMode):
                 out.rejected[peer] = "not in the federation's members list"
                 continue
             try:
-                peer_pk = keys.verify_advertisement(adv, ca_pem=self.identity.ca_pem,
-                                                    federation_id=self.federation_id, setup=p.header)
+                peer_pk = keys.verify_advertisement(
+                    adv, ca_pem=self.identity.ca_pem, federation_id=self.federation_id, setup=p.header
+                )
             except keys.KeyExchangeRefused as exc:
                 out.rejected[peer] = str(exc)
                 log.warning("ckks set-up: refusing to share the key with %s: %s", peer, exc)
@@ -162,8 +164,13 @@ class CkksClient(ClientMode):
         holder = p.header.key_holder
         if holder == self.identity.client_id:
             raise ProtocolAbort("the key holder does not receive its own key")
-        holder_pk = keys.verify_advertisement(task.holder, ca_pem=self.identity.ca_pem, federation_id=self.federation_id,
-                                              setup=p.header, expected_id=holder)
+        holder_pk = keys.verify_advertisement(
+            task.holder,
+            ca_pem=self.identity.ca_pem,
+            federation_id=self.federation_id,
+            setup=p.header,
+            expected_id=holder,
+        )
         ad = keys.envelope_ad(self.federation_id, p.header, holder, self.identity.client_id, task.key_id)
         secret_bytes = keys.open_secret(p.x25519, holder_pk, task.envelope, ad, holder)
         if key_id_of(secret_bytes) != task.key_id:
@@ -186,8 +193,9 @@ class CkksClient(ClientMode):
 
     def _key_for(self, key_id: bytes, stage: Stage) -> SecretContext:
         if key_id not in self._keys:
-            raise ProtocolAbort(f"{stage.name} names key {key_id.hex()[:8]}, which this client does not hold "
-                                f"(did it miss the set-up?)")
+            raise ProtocolAbort(
+                f"{stage.name} names key {key_id.hex()[:8]}, which this client does not hold (did it miss the set-up?)"
+            )
         return self._keys[key_id]
 
     def _encrypt(self, task: ckpb.CkksInputTask, job: ClientJob) -> ckpb.CkksEncryptedInput:
@@ -197,8 +205,10 @@ class CkksClient(ClientMode):
         x = np.asarray(job.vector, dtype=np.float64).ravel()
         L = x.size
         if task.vector_length != L or task.num_ciphertexts != self.params.ciphertexts_for(L):
-            raise ProtocolAbort(f"input task expects {task.vector_length} values in {task.num_ciphertexts} ciphertexts; "
-                                f"this client has {L} values ({self.params.ciphertexts_for(L)} ciphertexts)")
+            raise ProtocolAbort(
+                f"input task expects {task.vector_length} values in {task.num_ciphertexts} ciphertexts; "
+                f"this client has {L} values ({self.params.ciphertexts_for(L)} ciphertexts)"
+            )
         if not np.isfinite(x).all():
             raise ProtocolAbort(f"update has {int((~np.isfinite(x)).sum())} NaN/Inf values; refusing to encrypt it")
         limits = [float(job.weight), float(task.max_weight) if task.max_weight > 0 else math.inf]
@@ -211,32 +221,42 @@ class CkksClient(ClientMode):
         n = max(int(task.num_participants), 1)
         peak = float(np.abs(values[:-1]).max())  # the bound slot is peak / 2^shift <= peak
         if peak * n > self.params.max_abs:
-            raise ProtocolAbort(f"|w*x| up to {peak:g} times {n} participants exceeds max_abs "
-                                f"{self.params.max_abs:g}: the encrypted sum could wrap around; raise the ckks "
-                                f"setting max_abs (<= 2^{self.params.capacity_bits} at this level)")
+            raise ProtocolAbort(
+                f"|w*x| up to {peak:g} times {n} participants exceeds max_abs "
+                f"{self.params.max_abs:g}: the encrypted sum could wrap around; raise the ckks "
+                f"setting max_abs (<= 2^{self.params.capacity_bits} at this level)"
+            )
         self._submitted[(job.round, job.attempt)] = secret.key_id
         return ckpb.CkksEncryptedInput(key_id=secret.key_id, ciphertexts=secret.encrypt(values))
 
     def _decrypt(self, task: ckpb.CkksDecryptTask, job: ClientJob, fetch_blob) -> ckpb.CkksDecryptedSum:
         rid = (job.round, job.attempt)
         if self._submitted.get(rid) != task.key_id:
-            raise ProtocolAbort(f"asked to decrypt round {job.round} attempt {job.attempt}, for which this client "
-                                f"sent no input under key {task.key_id.hex()[:8]}")
+            raise ProtocolAbort(
+                f"asked to decrypt round {job.round} attempt {job.attempt}, for which this client "
+                f"sent no input under key {task.key_id.hex()[:8]}"
+            )
         if rid in self._decrypted and self._decrypted[rid] != task.sum_sha256:
-            raise ProtocolAbort(f"already decrypted another sum for round {job.round} attempt {job.attempt}; "
-                                f"refusing a second, different decryption")
+            raise ProtocolAbort(
+                f"already decrypted another sum for round {job.round} attempt {job.attempt}; "
+                f"refusing a second, different decryption"
+            )
         if task.round_bits != self.params.round_bits:
-            raise ProtocolAbort(f"decrypt task asks for round_bits {task.round_bits} (this client uses "
-                                f"{self.params.round_bits})")
+            raise ProtocolAbort(
+                f"decrypt task asks for round_bits {task.round_bits} (this client uses {self.params.round_bits})"
+            )
         secret = self._keys[task.key_id]
         L = int(task.vector_length)
         count = self.params.ciphertexts_for(L)
         if L != np.asarray(job.vector).size or task.num_ciphertexts != count:
-            raise ProtocolAbort(f"decrypt task does not match this round ({L} values, {task.num_ciphertexts} "
-                                f"ciphertexts)")
+            raise ProtocolAbort(
+                f"decrypt task does not match this round ({L} values, {task.num_ciphertexts} ciphertexts)"
+            )
         if task.num_contributors < self.min_clients:
-            raise ProtocolAbort(f"refusing to decrypt a sum of {task.num_contributors} contributors: fewer than this "
-                                f"client's min_clients {self.min_clients}")
+            raise ProtocolAbort(
+                f"refusing to decrypt a sum of {task.num_contributors} contributors: fewer than this "
+                f"client's min_clients {self.min_clients}"
+            )
         blob = fetch_blob(task.sum_blob)
         if hashlib.sha256(blob).digest() != task.sum_sha256:
             raise ProtocolAbort(f"encrypted sum {task.sum_blob} does not match the SHA-256 in its task")
@@ -245,22 +265,29 @@ class CkksClient(ClientMode):
         self._decrypted[rid] = bytes(task.sum_sha256)  # from here on, only this sum for this attempt
         if not self._fits(secret, cts[-1], L, down):
             if down == self.params.level_primes:
-                raise ProtocolAbort(f"the bound slot of encrypted sum {task.sum_blob} exceeds the capacity of its "
-                                    f"level (2^{self.params.capacity_bits_at(down)}); refusing to return it")
+                raise ProtocolAbort(
+                    f"the bound slot of encrypted sum {task.sum_blob} exceeds the capacity of its "
+                    f"level (2^{self.params.capacity_bits_at(down)}); refusing to return it"
+                )
             cts = self._full_sum(secret, task, summed, fetch_blob)
         values = secret.decrypt(cts, self.params.frame_length(L))
         head, _bound = pack.split_bound(values, self.params.bound_shift_bits)
         units = self._bounded_units(head, int(task.num_contributors))
         rounded = pack.from_grid(units, self.params.round_bits)
         wsum, weight, n = pack.unframe(rounded)
-        job.result = AggregateResult(wsum.copy(), weight, round(n),
-                                     {"mode": "ckks", "round_bits": self.params.round_bits,
-                                      "sum_primes": cts[0].coeff_modulus_size()})
-        return ckpb.CkksDecryptedSum(key_id=task.key_id, round_bits=self.params.round_bits,
-                                     units=encode_vector(units, "int64"))
+        job.result = AggregateResult(
+            wsum.copy(),
+            weight,
+            round(n),
+            {"mode": "ckks", "round_bits": self.params.round_bits, "sum_primes": cts[0].coeff_modulus_size()},
+        )
+        return ckpb.CkksDecryptedSum(
+            key_id=task.key_id, round_bits=self.params.round_bits, units=encode_vector(units, "int64")
+        )
 
-    def _load_sum(self, secret: SecretContext, task: ckpb.CkksDecryptTask, blob: bytes, name: str,
-                  primes: int) -> tuple[ckpb.CkksEncryptedSum, list]:
+    def _load_sum(
+        self, secret: SecretContext, task: ckpb.CkksDecryptTask, blob: bytes, name: str, primes: int
+    ) -> tuple[ckpb.CkksEncryptedSum, list]:
         """Parse an encrypted sum and load its ciphertexts, which must all be at ``primes`` primes
         (the level this client expects for that blob) under this federation's parameters."""
         summed = ckpb.CkksEncryptedSum()
@@ -268,9 +295,13 @@ class CkksClient(ClientMode):
             summed.ParseFromString(blob)
             if summed.key_id != task.key_id or summed.num_contributors != task.num_contributors:
                 raise InvalidPayload("the sum names another key or contributor count than its task")
-            cts = secret.load_ciphertexts(list(summed.ciphertexts), count=self.params.ciphertexts_for(task.vector_length),
-                                          max_bytes=secret.sum_bytes_limit(primes), what=f"encrypted sum {name}",
-                                          primes=primes)
+            cts = secret.load_ciphertexts(
+                list(summed.ciphertexts),
+                count=self.params.ciphertexts_for(task.vector_length),
+                max_bytes=secret.sum_bytes_limit(primes),
+                what=f"encrypted sum {name}",
+                primes=primes,
+            )
         except (InvalidPayload, DecodeError) as exc:
             raise ProtocolAbort(f"encrypted sum {name} is unusable: {exc}") from None
         return summed, cts
@@ -281,20 +312,26 @@ class CkksClient(ClientMode):
         R = self.params.reals_per_ciphertext
         tail = secret.decrypt([last], R)
         bound = float(tail[self.params.frame_length(L) - 1 - (self.params.ciphertexts_for(L) - 1) * R])
-        bound *= 2.0 ** self.params.bound_shift_bits
+        bound *= 2.0**self.params.bound_shift_bits
         return math.isfinite(bound) and bound + self.params.bound_slack <= 2.0 ** self.params.capacity_bits_at(primes)
 
-    def _full_sum(self, secret: SecretContext, task: ckpb.CkksDecryptTask, summed: ckpb.CkksEncryptedSum,
-                  fetch_blob) -> list:
+    def _full_sum(
+        self, secret: SecretContext, task: ckpb.CkksDecryptTask, summed: ckpb.CkksEncryptedSum, fetch_blob
+    ) -> list:
         """The sum at the upload level, checked to be the served sum before it was switched down."""
         name = task.sum_blob + FULL_SUM_SUFFIX
         full, cts = self._load_sum(secret, task, fetch_blob(name), name, self.params.level_primes)
-        if (full.round, full.attempt) != (summed.round, summed.attempt) or \
-                secret.dump_ciphertexts(secret.switch_down(cts, self.params.download_level)) != list(summed.ciphertexts):
-            raise ProtocolAbort(f"encrypted sum {name} is not the sum of {task.sum_blob} at a higher level; "
-                                f"refusing to decrypt it")
-        log.info("ckks round %d: the sum does not fit %d prime(s); decrypting it at the upload level",
-                 summed.round, self.params.download_level)
+        if (full.round, full.attempt) != (summed.round, summed.attempt) or secret.dump_ciphertexts(
+            secret.switch_down(cts, self.params.download_level)
+        ) != list(summed.ciphertexts):
+            raise ProtocolAbort(
+                f"encrypted sum {name} is not the sum of {task.sum_blob} at a higher level; refusing to decrypt it"
+            )
+        log.info(
+            "ckks round %d: the sum does not fit %d prime(s); decrypting it at the upload level",
+            summed.round,
+            self.params.download_level,
+        )
         return cts
 
     def _bounded_units(self, values: np.ndarray, contributors: int) -> np.ndarray:
@@ -310,12 +347,18 @@ class CkksClient(ClientMode):
         count, weight = values[-1], values[-2]
         peak = float(np.abs(values).max())
         if not np.isfinite(values).all() or peak > self.params.max_abs:
-            raise ProtocolAbort(f"decrypted sum has values up to {peak:g}, beyond max_abs {self.params.max_abs:g}; "
-                                f"refusing to return it")
+            raise ProtocolAbort(
+                f"decrypted sum has values up to {peak:g}, beyond max_abs {self.params.max_abs:g}; "
+                f"refusing to return it"
+            )
         if abs(count - contributors) > 0.25 or not weight > 0:
-            raise ProtocolAbort(f"decrypted count slot {count:.3f} / weight {weight:g} do not fit "
-                                f"{contributors} contributors; refusing to return the sum")
+            raise ProtocolAbort(
+                f"decrypted count slot {count:.3f} / weight {weight:g} do not fit "
+                f"{contributors} contributors; refusing to return the sum"
+            )
         if count < self.min_clients - 0.25:
-            raise ProtocolAbort(f"decrypted count slot {count:.3f} is below this client's min_clients "
-                                f"{self.min_clients}; refusing to return the sum")
+            raise ProtocolAbort(
+                f"decrypted count slot {count:.3f} is below this client's min_clients "
+                f"{self.min_clients}; refusing to return the sum"
+            )
         return pack.to_grid(values, self.params.round_bits)

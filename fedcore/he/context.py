@@ -58,13 +58,13 @@ class PublicContext:
         while data is not None:
             self._parms_ids[len(data.parms().coeff_modulus())] = data.parms_id()
             data = data.next_context_data()
-        self.parms_id = self._parms_ids[params.level_primes]             # inputs are encrypted here
+        self.parms_id = self._parms_ids[params.level_primes]  # inputs are encrypted here
         self.download_parms_id = self._parms_ids[params.download_level]  # the sum is served here
-        self.scale = 2.0 ** params.scale_bits
+        self.scale = 2.0**params.scale_bits
         self._evaluator = sealapi.Evaluator(self.seal)
         n, k = params.poly_modulus_degree, params.level_primes
-        self.max_input_bytes = math.ceil(n * k * 8 * 1.01) + _META      # seeded: one polynomial
-        self.max_sum_bytes = self.sum_bytes_limit(k)                     # the sum at the upload level
+        self.max_input_bytes = math.ceil(n * k * 8 * 1.01) + _META  # seeded: one polynomial
+        self.max_sum_bytes = self.sum_bytes_limit(k)  # the sum at the upload level
         self.max_key_bytes = math.ceil(n * len(params.coeff_mod_bit_sizes) * 8 * 1.01) + _META
 
     def sum_bytes_limit(self, primes: int) -> int:
@@ -83,15 +83,17 @@ class PublicContext:
     def check_public_bytes(self, data: bytes, what: str = "public context") -> None:
         """Raise :class:`InvalidPayload` unless ``data`` are exactly these encryption parameters."""
         with Scratch() as s:
-            theirs = guarded_load(s, sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS), data, (),
-                                  max_size=64 * 1024, what=what)
+            theirs = guarded_load(
+                s, sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS), data, (), max_size=64 * 1024, what=what
+            )
         if theirs != self.seal.key_context_data().parms():
             raise InvalidPayload(f"{what}: encryption parameters differ from this federation's {self.params}")
 
     # ---- ciphertexts ---------------------------------------------------------------------------
 
-    def load_ciphertexts(self, blobs: Sequence[bytes], *, count: int, max_bytes: int,
-                         what: str, primes: int | None = None) -> list[sealapi.Ciphertext]:
+    def load_ciphertexts(
+        self, blobs: Sequence[bytes], *, count: int, max_bytes: int, what: str, primes: int | None = None
+    ) -> list[sealapi.Ciphertext]:
         """Deserialise exactly ``count`` ciphertexts of this context at the level of ``primes``
         primes (default: the upload level), each checked: SEAL header first, then parameters and
         level (parms_id), size, NTT form and scale."""
@@ -105,17 +107,20 @@ class PublicContext:
                 name = f"{what}, ciphertext {i}"
                 ct = guarded_load(s, sealapi.Ciphertext(), blob, (self.seal,), max_size=max_bytes, what=name)
                 if list(ct.parms_id()) != want:
-                    raise InvalidPayload(f"{name}: encrypted at another level or under other parameters "
-                                         f"(expected {primes} of the {len(self.params.data_bit_sizes)} data primes, "
-                                         f"got {ct.coeff_modulus_size()})")
+                    raise InvalidPayload(
+                        f"{name}: encrypted at another level or under other parameters "
+                        f"(expected {primes} of the {len(self.params.data_bit_sizes)} data primes, "
+                        f"got {ct.coeff_modulus_size()})"
+                    )
                 if ct.size() != 2 or not ct.is_ntt_form() or ct.scale != self.scale:
-                    raise InvalidPayload(f"{name}: expected a fresh 2-polynomial ciphertext at scale 2^"
-                                         f"{self.params.scale_bits} (got size {ct.size()}, scale {ct.scale:g})")
+                    raise InvalidPayload(
+                        f"{name}: expected a fresh 2-polynomial ciphertext at scale 2^"
+                        f"{self.params.scale_bits} (got size {ct.size()}, scale {ct.scale:g})"
+                    )
                 out.append(ct)
         return out
 
-    def add_into(self, acc: list[sealapi.Ciphertext] | None,
-                 cts: list[sealapi.Ciphertext]) -> list[sealapi.Ciphertext]:
+    def add_into(self, acc: list[sealapi.Ciphertext] | None, cts: list[sealapi.Ciphertext]) -> list[sealapi.Ciphertext]:
         """Element-wise ``acc += cts`` (``acc`` None starts a sum); returns the sum."""
         if acc is None:
             return list(cts)
@@ -155,8 +160,14 @@ class SecretContext(PublicContext):
                 secret_key_bytes = s.save(secret)
         else:
             with Scratch() as s:
-                secret = guarded_load(s, sealapi.SecretKey(), secret_key_bytes, (self.seal,),
-                                      max_size=self.max_key_bytes, what="CKKS secret key")
+                secret = guarded_load(
+                    s,
+                    sealapi.SecretKey(),
+                    secret_key_bytes,
+                    (self.seal,),
+                    max_size=self.max_key_bytes,
+                    what="CKKS secret key",
+                )
         self._secret_bytes = bytes(secret_key_bytes)
         self.key_id = key_id(self._secret_bytes)
         self._encoder = sealapi.CKKSEncoder(self.seal)

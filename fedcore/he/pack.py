@@ -27,13 +27,13 @@ def frame(vector: np.ndarray, weight: float, bound_shift_bits: int = 0) -> np.nd
     out[-3] = weight
     out[-2] = 1.0
     peak = max(float(np.abs(out[:-2]).max(initial=0.0)), 1.0)
-    out[-1] = peak * 2.0 ** -bound_shift_bits
+    out[-1] = peak * 2.0**-bound_shift_bits
     return out
 
 
 def split_bound(values: np.ndarray, bound_shift_bits: int = 0) -> tuple[np.ndarray, float]:
     """A (summed) frame as ``([sum w*x, sum w, count], sum of peaks)``."""
-    return values[:-1], float(values[-1]) * 2.0 ** bound_shift_bits
+    return values[:-1], float(values[-1]) * 2.0**bound_shift_bits
 
 
 def unframe(values: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -52,9 +52,9 @@ def to_complex_chunks(values: np.ndarray, reals_per_chunk: int) -> list[np.ndarr
     v = np.asarray(values, dtype=np.float64).ravel()
     n = num_chunks(v.size, reals_per_chunk)
     padded = np.zeros(n * reals_per_chunk, np.float64)
-    padded[:v.size] = v
+    padded[: v.size] = v
     blocks = padded.reshape(n, 2, reals_per_chunk // 2)  # (chunk, re/im, slot)
-    z = blocks[:, 0, :] + 1j * blocks[:, 1, :]            # (chunk, slot)
+    z = blocks[:, 0, :] + 1j * blocks[:, 1, :]  # (chunk, slot)
     return list(z)
 
 
@@ -74,11 +74,11 @@ def from_complex_chunks(chunks: list[np.ndarray], length: int, reals_per_chunk: 
 
 def to_grid(values: np.ndarray, bits: int) -> np.ndarray:
     """``round(values * 2^bits)`` as int64 (round half to even). Caller bounds |values|."""
-    scaled = np.rint(np.asarray(values, np.float64) * (2.0 ** bits))
-    if not np.isfinite(scaled).all() or np.abs(scaled).max(initial=0) >= 2.0 ** 62:
+    scaled = np.rint(np.asarray(values, np.float64) * (2.0**bits))
+    if not np.isfinite(scaled).all() or np.abs(scaled).max(initial=0) >= 2.0**62:
         raise ValueError(f"values do not fit the 2^-{bits} grid in int64")
     return scaled.astype(np.int64)
 
 
 def from_grid(units: np.ndarray, bits: int) -> np.ndarray:
-    return np.asarray(units, np.int64).astype(np.float64) * (2.0 ** -bits)
+    return np.asarray(units, np.int64).astype(np.float64) * (2.0**-bits)

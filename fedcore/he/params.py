@@ -69,11 +69,11 @@ SETTINGS_KEYS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class CkksParams:
-    poly_modulus_degree: int = 8192                          # N; N/2 complex = N real slots
-    coeff_mod_bit_sizes: tuple[int, ...] = (57, 40, 60)      # last prime: SEAL's special prime
-    scale_bits: int = 40                                     # scale 2^40
-    round_bits: int = 22                                     # grid 2^-22 ~ 2.4e-7 for returned sums
-    max_abs: float = 2.0 ** 40                               # any slot of the sum stays below this
+    poly_modulus_degree: int = 8192  # N; N/2 complex = N real slots
+    coeff_mod_bit_sizes: tuple[int, ...] = (57, 40, 60)  # last prime: SEAL's special prime
+    scale_bits: int = 40  # scale 2^40
+    round_bits: int = 22  # grid 2^-22 ~ 2.4e-7 for returned sums
+    max_abs: float = 2.0**40  # any slot of the sum stays below this
     _level: int = field(default=-1, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -143,9 +143,11 @@ class CkksParams:
 
     def fingerprint(self) -> bytes:
         """16 bytes naming these parameters and level; both sides compare it before using a key."""
-        text = (f"fedpsyau/ckks/v2|N={self.poly_modulus_degree}|q={list(self.coeff_mod_bit_sizes)}"
-                f"|scale={self.scale_bits}|round={self.round_bits}|level={self._level}"
-                f"|download={self.download_level}|shift={self.bound_shift_bits}")
+        text = (
+            f"fedpsyau/ckks/v2|N={self.poly_modulus_degree}|q={list(self.coeff_mod_bit_sizes)}"
+            f"|scale={self.scale_bits}|round={self.round_bits}|level={self._level}"
+            f"|download={self.download_level}|shift={self.bound_shift_bits}"
+        )
         return hashlib.sha256(text.encode()).digest()[:16]
 
     # ---- validation --------------------------------------------------------------------------
@@ -163,27 +165,35 @@ class CkksParams:
         if bad:
             out.append(f"coeff_mod_bit_sizes entries must be in [{min_bits}, {MAX_PRIME_BITS}] for N={n} (got {bad})")
         if n in MAX_LOG_Q_128 and sum(chain) > MAX_LOG_Q_128[n]:
-            out.append(f"coeff_mod_bit_sizes {list(chain)} total {sum(chain)} bits, above SEAL's 128-bit "
-                       f"security limit of {MAX_LOG_Q_128[n]} bits for N={n}")
+            out.append(
+                f"coeff_mod_bit_sizes {list(chain)} total {sum(chain)} bits, above SEAL's 128-bit "
+                f"security limit of {MAX_LOG_Q_128[n]} bits for N={n}"
+            )
         if not 20 <= self.scale_bits <= MAX_PRIME_BITS:
             out.append(f"scale_bits must be in [20, {MAX_PRIME_BITS}] (got {self.scale_bits})")
         if self.round_bits < 0:
             out.append(f"round_bits must be >= 0 (got {self.round_bits})")
         if self.scale_bits - self.round_bits < NOISE_MARGIN_BITS:
-            out.append(f"round_bits ({self.round_bits}) must be at most scale_bits - {NOISE_MARGIN_BITS} = "
-                       f"{self.scale_bits - NOISE_MARGIN_BITS}: CKKS noise (~2^12 units of 2^-scale_bits) must "
-                       f"stay far below the rounding grid, or the scale is too small for this precision")
+            out.append(
+                f"round_bits ({self.round_bits}) must be at most scale_bits - {NOISE_MARGIN_BITS} = "
+                f"{self.scale_bits - NOISE_MARGIN_BITS}: CKKS noise (~2^12 units of 2^-scale_bits) must "
+                f"stay far below the rounding grid, or the scale is too small for this precision"
+            )
         if not (isinstance(self.max_abs, (int, float)) and math.isfinite(self.max_abs) and self.max_abs > 0):
             out.append(f"max_abs must be a positive finite number (got {self.max_abs!r})")
         else:
             need = self.scale_bits + math.ceil(math.log2(self.max_abs)) + 2
             have = _level_bits(self.data_bit_sizes) if chain else 0
             if chain and not bad and need > have:
-                out.append(f"max_abs {self.max_abs:g} needs a data modulus of at least {need} bits at scale 2^"
-                           f"{self.scale_bits}; the data primes {list(self.data_bit_sizes)} give {have}")
+                out.append(
+                    f"max_abs {self.max_abs:g} needs a data modulus of at least {need} bits at scale 2^"
+                    f"{self.scale_bits}; the data primes {list(self.data_bit_sizes)} give {have}"
+                )
             if math.log2(self.max_abs) + self.round_bits > 62:
-                out.append(f"max_abs * 2^round_bits must stay below 2^62 so rounded sums fit int64 "
-                           f"(got 2^{math.log2(self.max_abs) + self.round_bits:.1f})")
+                out.append(
+                    f"max_abs * 2^round_bits must stay below 2^62 so rounded sums fit int64 "
+                    f"(got 2^{math.log2(self.max_abs) + self.round_bits:.1f})"
+                )
         return out
 
     def _pick_level(self) -> int:
@@ -201,16 +211,23 @@ class CkksParams:
         check_settings(settings)
         kw: dict[str, Any] = {}
         problems = []
-        for key, convert in (("poly_modulus_degree", int), ("scale_bits", int), ("round_bits", int),
-                             ("max_abs", float), ("coeff_mod_bit_sizes", lambda v: tuple(int(b) for b in v))):
+        for key, convert in (
+            ("poly_modulus_degree", int),
+            ("scale_bits", int),
+            ("round_bits", int),
+            ("max_abs", float),
+            ("coeff_mod_bit_sizes", lambda v: tuple(int(b) for b in v)),
+        ):
             if key in settings:
                 try:
                     if isinstance(settings[key], (bool, str, bytes)):
                         raise TypeError
                     kw[key] = convert(settings[key])
                 except (TypeError, ValueError, OverflowError):
-                    problems.append(f"{key} must be a number{' list' if key == 'coeff_mod_bit_sizes' else ''} "
-                                    f"(got {settings[key]!r})")
+                    problems.append(
+                        f"{key} must be a number{' list' if key == 'coeff_mod_bit_sizes' else ''} "
+                        f"(got {settings[key]!r})"
+                    )
         if problems:
             raise ConfigError(problems, source="ckks settings")
         return cls(**kw)
@@ -227,8 +244,10 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     if "min_clients" in settings:
         mc = settings["min_clients"]
         if not isinstance(mc, int) or isinstance(mc, bool) or mc < 2:
-            problems.append(f"min_clients must be an integer >= 2: with one contributor the coordinator "
-                            f"would learn that client's update (got {mc!r})")
+            problems.append(
+                f"min_clients must be an integer >= 2: with one contributor the coordinator "
+                f"would learn that client's update (got {mc!r})"
+            )
     if "members" in settings and not all(isinstance(m, str) for m in settings["members"]):
         problems.append(f"members must be a list of client ids (got {settings['members']!r})")
     if "key_holder" in settings and not isinstance(settings["key_holder"], str):

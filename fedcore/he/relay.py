@@ -46,8 +46,7 @@ class _Attempt:
         return self.distribution
 
 
-def choose_holder(participants: tuple[str, ...], preferred: str | None,
-                  failed: frozenset[str] = frozenset()) -> str:
+def choose_holder(participants: tuple[str, ...], preferred: str | None, failed: frozenset[str] = frozenset()) -> str:
     """``preferred`` when it takes part, else the first participant in sorted order.
 
     Clients in ``failed`` (holders of earlier set-up attempts that went missing) are passed over
@@ -59,8 +58,11 @@ def choose_holder(participants: tuple[str, ...], preferred: str | None,
     if preferred and preferred in candidates:
         return preferred
     if preferred:
-        log.warning("ckks: key_holder %r is absent or failed an earlier set-up attempt; %r generates the key",
-                    preferred, candidates[0])
+        log.warning(
+            "ckks: key_holder %r is absent or failed an earlier set-up attempt; %r generates the key",
+            preferred,
+            candidates[0],
+        )
     return candidates[0]
 
 
@@ -74,8 +76,9 @@ class KeyRelay:
     def begin(self, ctx: AggregationContext) -> frozenset[str]:
         """Start an attempt; returns who is expected at CKKS_KEY_ADVERTISE."""
         holder = choose_holder(ctx.participants, self.preferred, frozenset(self.failed_holders))
-        header = ckpb.CkksSetupHeader(setup_id=os.urandom(16), key_holder=holder,
-                                      params_fingerprint=self.public.params.fingerprint())
+        header = ckpb.CkksSetupHeader(
+            setup_id=os.urandom(16), key_holder=holder, params_fingerprint=self.public.params.fingerprint()
+        )
         self._a = _Attempt(ctx, header)
         log.info("ckks set-up attempt %d: %d participants, key holder %s", ctx.attempt, len(ctx.participants), holder)
         return frozenset(ctx.participants)
@@ -94,9 +97,13 @@ class KeyRelay:
             return ckpb.CkksKeyDistributeTask(setup=a.header, peers=peers)
         dist = a.key_distribution(stage)
         env = {e.peer_id: e.envelope for e in dist.sealed}
-        return ckpb.CkksKeyReceiveTask(setup=a.header, holder=a.adverts[a.header.key_holder],
-                                       key_id=dist.key_id, public_context=dist.public_context,
-                                       envelope=env[client_id])
+        return ckpb.CkksKeyReceiveTask(
+            setup=a.header,
+            holder=a.adverts[a.header.key_holder],
+            key_id=dist.key_id,
+            public_context=dist.public_context,
+            envelope=env[client_id],
+        )
 
     def accept(self, stage: Stage, client_id: str, msg, what: str) -> None:
         a = self._attempt(stage)
@@ -107,8 +114,7 @@ class KeyRelay:
         else:
             key_id = a.key_distribution(stage).key_id
             if msg.key_id != key_id:
-                raise InvalidPayload(f"{what}: receipt names key {msg.key_id.hex()} "
-                                     f"(expected {key_id.hex()})")
+                raise InvalidPayload(f"{what}: receipt names key {msg.key_id.hex()} (expected {key_id.hex()})")
             a.receipts.add(client_id)
 
     def close(self, stage: Stage, responded: frozenset[str]) -> tuple[frozenset[str], KeyRecord | None]:
@@ -119,14 +125,17 @@ class KeyRelay:
             a.adverts = {c: adv for c, adv in a.adverts.items() if c in responded}
             if holder not in a.adverts:
                 self.failed_holders.add(holder)
-                raise AggregationAborted(f"ckks set-up: key holder {holder} did not advertise; "
-                                         f"the next attempt picks another holder")
+                raise AggregationAborted(
+                    f"ckks set-up: key holder {holder} did not advertise; the next attempt picks another holder"
+                )
             return frozenset({holder}), None
         if stage == Stage.CKKS_KEY_DISTRIBUTE:
             if a.distribution is None or holder not in responded:
                 self.failed_holders.add(holder)
-                raise AggregationAborted(f"ckks set-up: key holder {holder} did not distribute the key; "
-                                         f"the next attempt picks another holder")
+                raise AggregationAborted(
+                    f"ckks set-up: key holder {holder} did not distribute the key; "
+                    f"the next attempt picks another holder"
+                )
             for peer, why in sorted(a.distribution.rejected.items()):
                 log.warning("ckks set-up: key holder refused %s: %s", peer, why)
             return frozenset(e.peer_id for e in a.distribution.sealed), None
@@ -145,8 +154,10 @@ class KeyRelay:
         if len(adv.x25519_public) != 32:
             raise InvalidPayload(f"{what}: X25519 key must have 32 bytes (got {len(adv.x25519_public)})")
         if not 0 < len(adv.certificate_pem) <= MAX_CERT_BYTES or not 0 < len(adv.signature) <= MAX_SIGNATURE_BYTES:
-            raise InvalidPayload(f"{what}: certificate must have 1..{MAX_CERT_BYTES} bytes and signature "
-                                 f"1..{MAX_SIGNATURE_BYTES} (got {len(adv.certificate_pem)}, {len(adv.signature)})")
+            raise InvalidPayload(
+                f"{what}: certificate must have 1..{MAX_CERT_BYTES} bytes and signature "
+                f"1..{MAX_SIGNATURE_BYTES} (got {len(adv.certificate_pem)}, {len(adv.signature)})"
+            )
         a.adverts[client_id] = adv  # a client restarted within the stage may re-advertise
 
     def _accept_distribution(self, a: _Attempt, dist: ckpb.CkksKeyDistribution, what: str) -> None:
@@ -156,9 +167,13 @@ class KeyRelay:
         peers = set(a.adverts) - {a.header.key_holder}
         sealed = [e.peer_id for e in dist.sealed]
         if len(set(sealed)) != len(sealed) or not set(sealed) <= peers:
-            raise InvalidPayload(f"{what}: envelopes must be for distinct advertised peers {sorted(peers)} (got {sealed})")
+            raise InvalidPayload(
+                f"{what}: envelopes must be for distinct advertised peers {sorted(peers)} (got {sealed})"
+            )
         if set(dist.rejected) & set(sealed) or not set(dist.rejected) <= peers | {a.header.key_holder}:
-            raise InvalidPayload(f"{what}: rejected peers {sorted(dist.rejected)} must be advertised peers without envelope")
+            raise InvalidPayload(
+                f"{what}: rejected peers {sorted(dist.rejected)} must be advertised peers without envelope"
+            )
         limit = self.public.max_key_bytes + 64
         for e in dist.sealed:
             if not 0 < len(e.envelope) <= limit:

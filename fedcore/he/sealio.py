@@ -110,8 +110,9 @@ def check_header(data: bytes, *, max_size: int, what: str) -> None:
 def supported_compression() -> frozenset[int]:
     """Compression modes (0 none, 1 zlib, 2 zstd) this SEAL build can read."""
     modes = sealapi.COMPR_MODE_TYPE
-    return frozenset(int(m) for m in (modes.NONE, modes.ZLIB, modes.ZSTD)
-                     if sealapi.Serialization.IsSupportedComprMode(m))
+    return frozenset(
+        int(m) for m in (modes.NONE, modes.ZLIB, modes.ZSTD) if sealapi.Serialization.IsSupportedComprMode(m)
+    )
 
 
 def guarded_load(scratch: Scratch, obj: Any, data: bytes, args: tuple, *, max_size: int, what: str) -> Any:

@@ -49,15 +49,15 @@ BODY_TYPES = {
 @dataclass
 class _Round:
     ctx: AggregationContext
-    key: KeyRecord                               # a round exists only once set-up gave a key
+    key: KeyRecord  # a round exists only once set-up gave a key
     total: list[sealapi.Ciphertext] | None = None  # running sum of ciphertexts (upload level)
     contributors: set[str] = field(default_factory=set)
     digests: dict[str, bytes] = field(default_factory=dict)  # client -> SHA-256 of its accepted input
     input_bytes: int = 0
     blob_name: str = ""
-    blob: bytes = b""                            # the sum served at the download level
+    blob: bytes = b""  # the sum served at the download level
     blob_sha256: bytes = b""
-    full_blob: bytes = b""                       # the sum at the upload level, made on first request
+    full_blob: bytes = b""  # the sum at the upload level, made on first request
     full_fetches: set[str] = field(default_factory=set)
     # streaming: one array per distinct decryption (all honest clients return the same one), and
     # the SHA-256 of each client's, so the decrypt stage does not hold n copies of the sum
@@ -102,8 +102,12 @@ class CkksServer(ServerMode):
         keyed = frozenset(ctx.participants) & (self._key.holders if self._key else frozenset())
         self._stage_sets = {Stage.CKKS_ENCRYPTED_INPUT: keyed}
         if len(keyed) < len(ctx.participants):
-            log.warning("ckks round %d: %d participants hold no key (joined after set-up) and sit out: %s",
-                        ctx.round, len(ctx.participants) - len(keyed), sorted(set(ctx.participants) - keyed))
+            log.warning(
+                "ckks round %d: %d participants hold no key (joined after set-up) and sit out: %s",
+                ctx.round,
+                len(ctx.participants) - len(keyed),
+                sorted(set(ctx.participants) - keyed),
+            )
 
     def expected(self, stage: Stage) -> frozenset[str]:
         return self._stage_sets.get(Stage(stage), frozenset())
@@ -117,14 +121,23 @@ class CkksServer(ServerMode):
         r = self._need_round(stage)
         L = r.ctx.vector_length
         if stage == Stage.CKKS_ENCRYPTED_INPUT:
-            return ckpb.CkksInputTask(key_id=r.key.key_id, params_fingerprint=self.params.fingerprint(),
-                                      vector_length=L, num_ciphertexts=self.params.ciphertexts_for(L),
-                                      num_participants=len(self.expected(stage)),
-                                      max_weight=float(self.settings.get("max_weight", r.ctx.max_weight)))
-        return ckpb.CkksDecryptTask(key_id=r.key.key_id, sum_blob=r.blob_name,
-                                    sum_sha256=r.blob_sha256, vector_length=L,
-                                    num_ciphertexts=self.params.ciphertexts_for(L),
-                                    num_contributors=len(r.contributors), round_bits=self.params.round_bits)
+            return ckpb.CkksInputTask(
+                key_id=r.key.key_id,
+                params_fingerprint=self.params.fingerprint(),
+                vector_length=L,
+                num_ciphertexts=self.params.ciphertexts_for(L),
+                num_participants=len(self.expected(stage)),
+                max_weight=float(self.settings.get("max_weight", r.ctx.max_weight)),
+            )
+        return ckpb.CkksDecryptTask(
+            key_id=r.key.key_id,
+            sum_blob=r.blob_name,
+            sum_sha256=r.blob_sha256,
+            vector_length=L,
+            num_ciphertexts=self.params.ciphertexts_for(L),
+            num_contributors=len(r.contributors),
+            round_bits=self.params.round_bits,
+        )
 
     def accept(self, stage: Stage, client_id: str, body: Any) -> None:
         stage = Stage(stage)
@@ -189,9 +202,15 @@ class CkksServer(ServerMode):
                 return  # an identical resubmission changes nothing
             raise InvalidPayload(f"{what}: this client's input is already in the sum; a different one is refused")
         if msg.key_id != r.key.key_id:
-            raise InvalidPayload(f"{what}: encrypted under key {msg.key_id.hex()[:8]} (expected {r.key.key_id.hex()[:8]})")
-        cts = self.public.load_ciphertexts(list(msg.ciphertexts), count=self.params.ciphertexts_for(r.ctx.vector_length),
-                                           max_bytes=self.public.max_input_bytes, what=what)
+            raise InvalidPayload(
+                f"{what}: encrypted under key {msg.key_id.hex()[:8]} (expected {r.key.key_id.hex()[:8]})"
+            )
+        cts = self.public.load_ciphertexts(
+            list(msg.ciphertexts),
+            count=self.params.ciphertexts_for(r.ctx.vector_length),
+            max_bytes=self.public.max_input_bytes,
+            what=what,
+        )
         r.total = self.public.add_into(r.total, cts)  # streaming: the input is dropped once added
         r.contributors.add(client_id)
         r.digests[client_id] = digest
@@ -200,11 +219,16 @@ class CkksServer(ServerMode):
     def _close_input(self, responded: frozenset[str]) -> None:
         r = self._need_round(Stage.CKKS_ENCRYPTED_INPUT)
         if not r.contributors <= responded:  # an accepted input counts even if its client died since
-            log.info("ckks round %d: inputs of %s were accepted before they dropped", r.ctx.round,
-                     sorted(r.contributors - responded))
+            log.info(
+                "ckks round %d: inputs of %s were accepted before they dropped",
+                r.ctx.round,
+                sorted(r.contributors - responded),
+            )
         if len(r.contributors) < self._min:
-            raise AggregationAborted(f"ckks round {r.ctx.round}: {len(r.contributors)} encrypted inputs, "
-                                     f"at least {self._min} needed (min_clients)")
+            raise AggregationAborted(
+                f"ckks round {r.ctx.round}: {len(r.contributors)} encrypted inputs, "
+                f"at least {self._min} needed (min_clients)"
+            )
         if r.total is None:
             raise AggregationAborted(f"ckks round {r.ctx.round}: no encrypted input in the running sum")
         r.blob_name = f"ckks/sum/{r.ctx.round}/{r.ctx.attempt}"
@@ -219,15 +243,21 @@ class CkksServer(ServerMode):
         self._stage_sets = {Stage.CKKS_DECRYPT: frozenset(r.contributors)}
 
     def _sum_message(self, r: _Round, cts: list[sealapi.Ciphertext]) -> bytes:
-        return ckpb.CkksEncryptedSum(key_id=r.key.key_id, round=r.ctx.round, attempt=r.ctx.attempt,
-                                     num_contributors=len(r.contributors),
-                                     ciphertexts=self.public.dump_ciphertexts(cts)).SerializeToString()
+        return ckpb.CkksEncryptedSum(
+            key_id=r.key.key_id,
+            round=r.ctx.round,
+            attempt=r.ctx.attempt,
+            num_contributors=len(r.contributors),
+            ciphertexts=self.public.dump_ciphertexts(cts),
+        ).SerializeToString()
 
     def _accept_decryption(self, client_id: str, msg: ckpb.CkksDecryptedSum, what: str) -> None:
         r = self._need_round(Stage.CKKS_DECRYPT)
         if msg.key_id != r.key.key_id or msg.round_bits != self.params.round_bits:
-            raise InvalidPayload(f"{what}: expected key {r.key.key_id.hex()[:8]} and round_bits "
-                                 f"{self.params.round_bits} (got {msg.key_id.hex()[:8]}, {msg.round_bits})")
+            raise InvalidPayload(
+                f"{what}: expected key {r.key.key_id.hex()[:8]} and round_bits "
+                f"{self.params.round_bits} (got {msg.key_id.hex()[:8]}, {msg.round_bits})"
+            )
         units = decode_vector(msg.units, dtype="int64", length=r.ctx.vector_length + 2, what=what)
         digest = hashlib.sha256(units.tobytes()).digest()
         if client_id in r.decrypted_by:
@@ -247,19 +277,31 @@ class CkksServer(ServerMode):
         wsum, weight, count = pack.unframe(values)
         n = len(r.contributors)
         if abs(count - n) > 0.25 or not weight > 0 or not math.isfinite(weight):
-            raise AggregationAborted(f"ckks round {r.ctx.round}: decrypted count slot {count:.3f} and weight "
-                                     f"{weight:g} do not fit {n} contributors")
+            raise AggregationAborted(
+                f"ckks round {r.ctx.round}: decrypted count slot {count:.3f} and weight "
+                f"{weight:g} do not fit {n} contributors"
+            )
         L = max(r.ctx.vector_length, 1)
-        r.result = AggregateResult(wsum.copy(), weight, n, {
-            "mode": "ckks", "private": True, "key_id": r.key.key_id.hex()[:16],
-            "dropped": sorted(set(r.ctx.participants) - r.contributors),
-            "decryptors": sorted(agree), "disagreeing": sorted(disagree),
-            "round_bits": self.params.round_bits, "level_primes": self.params.level_primes,
-            "download_primes": self.params.download_level,
-            "input_bytes_per_param": r.input_bytes / (n * L), "sum_bytes_per_param": len(r.blob) / L,
-            "full_sum_fetches": sorted(r.full_fetches),
-            "full_sum_bytes_per_param": len(r.full_blob) / L if r.full_blob else None,
-        })
+        r.result = AggregateResult(
+            wsum.copy(),
+            weight,
+            n,
+            {
+                "mode": "ckks",
+                "private": True,
+                "key_id": r.key.key_id.hex()[:16],
+                "dropped": sorted(set(r.ctx.participants) - r.contributors),
+                "decryptors": sorted(agree),
+                "disagreeing": sorted(disagree),
+                "round_bits": self.params.round_bits,
+                "level_primes": self.params.level_primes,
+                "download_primes": self.params.download_level,
+                "input_bytes_per_param": r.input_bytes / (n * L),
+                "sum_bytes_per_param": len(r.blob) / L,
+                "full_sum_fetches": sorted(r.full_fetches),
+                "full_sum_bytes_per_param": len(r.full_blob) / L if r.full_blob else None,
+            },
+        )
         r.total, r.full_blob, r.groups = None, b"", {}
         self._stage_sets = {}
 
@@ -289,8 +331,9 @@ def agreed_units(decryptions: dict[str, np.ndarray], tolerance: int = 1) -> tupl
     return agreed_groups(by, groups, tolerance)
 
 
-def agreed_groups(by_client: dict[str, bytes], groups: dict[bytes, np.ndarray],
-                  tolerance: int = 1) -> tuple[np.ndarray, list[str], list[str]]:
+def agreed_groups(
+    by_client: dict[str, bytes], groups: dict[bytes, np.ndarray], tolerance: int = 1
+) -> tuple[np.ndarray, list[str], list[str]]:
     """:func:`agreed_units` on decryptions already grouped: ``by_client`` maps each client to the
     SHA-256 of its decryption, ``groups`` each SHA-256 to the decryption (one array per group)."""
     members: dict[bytes, list[str]] = {}
@@ -304,6 +347,8 @@ def agreed_groups(by_client: dict[str, bytes], groups: dict[bytes, np.ndarray],
         if len(near) > len(support):
             best, support = u, near
     if best is None or 2 * len(support) <= len(by_client):
-        raise AggregationAborted(f"ckks: decryptions disagree; largest agreeing group {sorted(support)} "
-                                 f"of {len(by_client)} responses is no majority")
+        raise AggregationAborted(
+            f"ckks: decryptions disagree; largest agreeing group {sorted(support)} "
+            f"of {len(by_client)} responses is no majority"
+        )
     return best, sorted(support), sorted(set(by_client) - set(support))

@@ -27,8 +27,15 @@ def generate(out: Path) -> list[Path]:
 
     sources = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
     include = Path(grpc_tools.__file__).parent / "_proto"
-    args = ["protoc", f"-I{PROTO_ROOT}", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}",
-            f"--grpc_python_out={out}", *sources]
+    args = [
+        "protoc",
+        f"-I{PROTO_ROOT}",
+        f"-I{include}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
+        *sources,
+    ]
     if protoc.main(args) != 0:
         raise RuntimeError(f"protoc failed on {sources}")
     generated = sorted((out / PACKAGE_DIR).glob("*_pb2*.py*"))
@@ -50,9 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         fresh = generate(Path(tmp))
-        stale = [p.name for p in fresh
-                 if not (OUT / PACKAGE_DIR / p.name).exists()
-                 or not filecmp.cmp(p, OUT / PACKAGE_DIR / p.name, shallow=False)]
+        stale = [
+            p.name
+            for p in fresh
+            if not (OUT / PACKAGE_DIR / p.name).exists()
+            or not filecmp.cmp(p, OUT / PACKAGE_DIR / p.name, shallow=False)
+        ]
     if stale:
         print(f"generated code is stale: {', '.join(stale)}; run python -m fedcore.proto.generate", file=sys.stderr)
         return 1

@@ -32,38 +32,58 @@ MAX_CERT_BYTES = signing.MAX_CERT_BYTES
 MAX_SIGNATURE_BYTES = signing.MAX_SIGNATURE_BYTES
 
 #: whether the generated messages carry signature and certificate (both messages, both fields)
-WIRE_SUPPORT = all({"signature", "certificate_pem"} <= set(m.DESCRIPTOR.fields_by_name)
-                   for m in (spb.SecAggAdvertiseKeys, spb.SecAggPeerKeys))
+WIRE_SUPPORT = all(
+    {"signature", "certificate_pem"} <= set(m.DESCRIPTOR.fields_by_name)
+    for m in (spb.SecAggAdvertiseKeys, spb.SecAggPeerKeys)
+)
 
 
 class PeerKeyRefused(signing.IdentityRefused):
     """A neighbour's advertised keys are not signed by that neighbour's federation certificate."""
 
 
-def keys_transcript(federation_id: str, round_: int, attempt: int, client_id: str, channel_public: bytes,
-                    mask_public: bytes) -> bytes:
-    return signing.transcript(ADVERTISE_LABEL, federation_id, int(round_), int(attempt), client_id,
-                              channel_public, mask_public)
+def keys_transcript(
+    federation_id: str, round_: int, attempt: int, client_id: str, channel_public: bytes, mask_public: bytes
+) -> bytes:
+    return signing.transcript(
+        ADVERTISE_LABEL, federation_id, int(round_), int(attempt), client_id, channel_public, mask_public
+    )
 
 
 def can_sign(identity: ClientIdentity) -> bool:
     return bool(identity.cert_pem and identity.key_pem)
 
 
-def sign_keys(identity: ClientIdentity, federation_id: str, round_: int, attempt: int, channel_public: bytes,
-              mask_public: bytes) -> bytes:
+def sign_keys(
+    identity: ClientIdentity, federation_id: str, round_: int, attempt: int, channel_public: bytes, mask_public: bytes
+) -> bytes:
     """The signature a client sends with its advertised keys (ConfigError if its key cannot sign)."""
     data = keys_transcript(federation_id, round_, attempt, identity.client_id, channel_public, mask_public)
     return signing.sign(identity, data, source="secagg key advertisement")
 
 
-def verify_peer_keys(peer_id: str, channel_public: bytes, mask_public: bytes, signature: bytes,
-                     certificate_pem: bytes, *, ca_pem: bytes, federation_id: str, round_: int,
-                     attempt: int) -> None:
+def verify_peer_keys(
+    peer_id: str,
+    channel_public: bytes,
+    mask_public: bytes,
+    signature: bytes,
+    certificate_pem: bytes,
+    *,
+    ca_pem: bytes,
+    federation_id: str,
+    round_: int,
+    attempt: int,
+) -> None:
     """Raise :class:`PeerKeyRefused` unless ``peer_id`` signed exactly these keys for this round."""
     if not signature or not certificate_pem:
         raise PeerKeyRefused(f"the keys of {peer_id!r} come without a signature and certificate; refusing them")
     data = keys_transcript(federation_id, round_, attempt, peer_id, channel_public, mask_public)
-    signing.verify_signed(data, signature, certificate_pem, ca_pem=ca_pem, client_id=peer_id,
-                          what=f"the advertised keys of {peer_id!r} (round {round_} attempt {attempt})",
-                          error=PeerKeyRefused)
+    signing.verify_signed(
+        data,
+        signature,
+        certificate_pem,
+        ca_pem=ca_pem,
+        client_id=peer_id,
+        what=f"the advertised keys of {peer_id!r} (round {round_} attempt {attempt})",
+        error=PeerKeyRefused,
+    )

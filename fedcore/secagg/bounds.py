@@ -65,12 +65,13 @@ DEFAULT_SIGMA = 40
 @dataclass(frozen=True)
 class GraphPlan:
     """The masking graph and share threshold of one round, with the bound they were chosen under."""
+
     n: int
-    k: int               # degree; n - 1 = complete graph
-    t: int               # Shamir threshold among the k + 1 holders (T for the complete graph)
-    corrupt: int         # c = floor(gamma n)
-    dropouts: int        # d = floor(delta n)
-    bound: float         # P[unsafe] <= bound (0.0: holds deterministically)
+    k: int  # degree; n - 1 = complete graph
+    t: int  # Shamir threshold among the k + 1 holders (T for the complete graph)
+    corrupt: int  # c = floor(gamma n)
+    dropouts: int  # d = floor(delta n)
+    bound: float  # P[unsafe] <= bound (0.0: holds deterministically)
     sigma: int
 
     @property
@@ -79,8 +80,10 @@ class GraphPlan:
 
     def describe(self) -> str:
         kind = "complete graph" if self.complete else "sparse Harary graph"
-        return (f"{kind} k={self.k}, share threshold t={self.t} for n={self.n}, up to {self.corrupt} colluding and "
-                f"{self.dropouts} dropped clients: P[unsafe] <= {self.bound:.3g} (target 2^-{self.sigma})")
+        return (
+            f"{kind} k={self.k}, share threshold t={self.t} for n={self.n}, up to {self.corrupt} colluding and "
+            f"{self.dropouts} dropped clients: P[unsafe] <= {self.bound:.3g} (target 2^-{self.sigma})"
+        )
 
 
 def corrupt_count(gamma: float, n: int) -> int:
@@ -94,8 +97,15 @@ def _log_hg_pmf(N: int, K: int, m: int) -> np.ndarray:
     out = np.full(m + 1, -np.inf)
     xs = x[ok].astype(np.float64)
     lg = np.vectorize(math.lgamma, otypes=[np.float64])
-    out[ok] = (lg(K + 1) - lg(xs + 1) - lg(K - xs + 1) + lg(N - K + 1) - lg(m - xs + 1)
-               - lg(N - K - m + xs + 1) - (math.lgamma(N + 1) - math.lgamma(m + 1) - math.lgamma(N - m + 1)))
+    out[ok] = (
+        lg(K + 1)
+        - lg(xs + 1)
+        - lg(K - xs + 1)
+        + lg(N - K + 1)
+        - lg(m - xs + 1)
+        - lg(N - K - m + xs + 1)
+        - (math.lgamma(N + 1) - math.lgamma(m + 1) - math.lgamma(N - m + 1))
+    )
     return out
 
 
@@ -149,20 +159,26 @@ def check_sparse(n: int, k: int, t: int, c: int, d: int, sigma: int = DEFAULT_SI
     if not 2 <= k < n - 1 or k % 2:
         raise ValueError(f"a sparse degree is even and in [2, {n - 2}] for n={n} (got {k})")
     if not majority(k) <= t <= k + 1:
-        raise ValueError(f"the share threshold must be a strict majority of the {k + 1} holders, "
-                         f"in [{majority(k)}, {k + 1}] (got {t})")
+        raise ValueError(
+            f"the share threshold must be a strict majority of the {k + 1} holders, "
+            f"in [{majority(k)}, {k + 1}] (got {t})"
+        )
     bound = exact_failure_bound(n, k, t, c, d)
     if bound > Fraction(1, 2**sigma):
-        raise ValueError(f"k={k}, t={t} for n={n} with {c} colluding and {d} dropped clients: P[unsafe] <= "
-                         f"{float(bound):.3g}, above the 2^-{sigma} target; use k='auto' or k='all'")
+        raise ValueError(
+            f"k={k}, t={t} for n={n} with {c} colluding and {d} dropped clients: P[unsafe] <= "
+            f"{float(bound):.3g}, above the 2^-{sigma} target; use k='auto' or k='all'"
+        )
     return float(bound)
 
 
 def complete_plan(n: int, T: int, c: int, d: int, sigma: int = DEFAULT_SIGMA) -> GraphPlan:
     """The complete graph with t = T; ValueError when c >= T (the coalition alone holds T shares)."""
     if c >= T:
-        raise ValueError(f"{c} colluding clients (gamma n) reach the threshold T={T} for n={n}: no masking graph "
-                         f"keeps their inputs private; raise threshold or lower gamma")
+        raise ValueError(
+            f"{c} colluding clients (gamma n) reach the threshold T={T} for n={n}: no masking graph "
+            f"keeps their inputs private; raise threshold or lower gamma"
+        )
     return GraphPlan(n, n - 1, T, c, d, 0.0, sigma)
 
 
@@ -174,8 +190,7 @@ def plan(n: int, T: int, gamma: float, delta: float, k: int | str = "auto", sigm
     or an even integer (checked against the bound; ValueError if it misses it; >= n - 1: complete).
     """
     if not 0 <= gamma < 1 or not 0 <= delta < 1 or gamma + delta >= 1:
-        raise ValueError(f"gamma and delta must be fractions in [0, 1) with gamma + delta < 1 "
-                         f"(got {gamma}, {delta})")
+        raise ValueError(f"gamma and delta must be fractions in [0, 1) with gamma + delta < 1 (got {gamma}, {delta})")
     c, d = corrupt_count(gamma, n), corrupt_count(delta, n)
     full = complete_plan(n, T, c, d, sigma)
     if k == "all" or (isinstance(k, int) and k >= n - 1):

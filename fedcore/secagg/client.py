@@ -57,12 +57,13 @@ _LOCAL = threading.local()
 @dataclass
 class ClientState:
     """Everything a client keeps for one (round, attempt); discarded when the next one starts."""
+
     round: int
     attempt: int
     context: bytes
     stage: SecAggStage = SecAggStage.IDLE
     roster: tuple[str, ...] = ()
-    index: dict[str, int] = field(default_factory=dict)        # id -> Shamir x (1-based roster position)
+    index: dict[str, int] = field(default_factory=dict)  # id -> Shamir x (1-based roster position)
     channel_sk: X25519PrivateKey | None = None
     mask_sk: X25519PrivateKey | None = None
     own_keys: tuple[bytes, bytes] = (b"", b"")
@@ -71,7 +72,7 @@ class ClientState:
     min_survivors: int = 0
     peers: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # neighbour -> (c_pk, s_pk)
     channel_keys: dict[str, bytes] = field(default_factory=dict)
-    held: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)   # owner -> (b share, s_sk share)
+    held: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # owner -> (b share, s_sk share)
     masked_with: frozenset[str] = frozenset()
     revealed_self: set[str] = field(default_factory=set)
     revealed_key: set[str] = field(default_factory=set)
@@ -79,16 +80,24 @@ class ClientState:
     def secret_keys(self) -> tuple[X25519PrivateKey, X25519PrivateKey]:
         """(channel_sk, mask_sk); ProtocolAbort when advertise-keys has not generated them."""
         if self.channel_sk is None or self.mask_sk is None:
-            raise ProtocolAbort(f"round {self.round} attempt {self.attempt}: no key pairs yet (stage {self.stage}); "
-                                f"they are generated at {SecAggStage.ADVERTISE_KEYS}")
+            raise ProtocolAbort(
+                f"round {self.round} attempt {self.attempt}: no key pairs yet (stage {self.stage}); "
+                f"they are generated at {SecAggStage.ADVERTISE_KEYS}"
+            )
         return self.channel_sk, self.mask_sk
 
 
 class SecAggClient(ClientMode):
     name = "secagg"
 
-    def __init__(self, identity: ClientIdentity, federation_id: str, settings: Mapping[str, Any],
-                 noise_sampler: noise_mod.Sampler | None = None, rng: np.random.Generator | None = None):
+    def __init__(
+        self,
+        identity: ClientIdentity,
+        federation_id: str,
+        settings: Mapping[str, Any],
+        noise_sampler: noise_mod.Sampler | None = None,
+        rng: np.random.Generator | None = None,
+    ):
         super().__init__(identity, federation_id, settings)
         self.config = SecAggSettings.from_mapping(self.settings)
         self.noise_sampler = noise_sampler
@@ -99,8 +108,11 @@ class SecAggClient(ClientMode):
         self.last_stats_dp: dict[str, float] | None = None
         self._warned_unsigned = False
         self._handlers: dict[SecAggStage, Callable[[Any, ClientJob], Any]] = {
-            SecAggStage.ADVERTISE_KEYS: self._advertise_keys, SecAggStage.SHARE_KEYS: self._share_keys,
-            SecAggStage.MASKED_INPUT: self._masked_input, SecAggStage.UNMASK: self._unmask}
+            SecAggStage.ADVERTISE_KEYS: self._advertise_keys,
+            SecAggStage.SHARE_KEYS: self._share_keys,
+            SecAggStage.MASKED_INPUT: self._masked_input,
+            SecAggStage.UNMASK: self._unmask,
+        }
 
     def seed_randomness(self, rng: np.random.Generator) -> None:
         """Seeded runs: stochastic rounding and the distributed noise from ``rng`` (not secure)."""
@@ -116,8 +128,11 @@ class SecAggClient(ClientMode):
         per-client ``stats_noise_sigma`` it is taken at this client's ``min_clients`` (the smallest
         threshold, so the charge is never less than the real one)."""
         stats = stats_noise(self.config, length, max(1, int(self.config.min_clients)))
-        return None if stats is None else {"sigma": stats.sigma_total, "sensitivity": stats.sensitivity,
-                                           "delta": stats.delta}
+        return (
+            None
+            if stats is None
+            else {"sigma": stats.sigma_total, "sensitivity": stats.sensitivity, "delta": stats.delta}
+        )
 
     def statistics_cover(self) -> int:
         return max(1, int(self.config.min_clients))
@@ -138,8 +153,10 @@ class SecAggClient(ClientMode):
         ProtocolAbort when there is none."""
         sampler = self.noise_sampler or noise_mod.default_sampler()
         if sampler is None:
-            raise ProtocolAbort("noise_sigma > 0 but no discrete noise sampler is available (inject one with "
-                                "noise_sampler= or fedcore.secagg.noise.NOISE_SAMPLER)")
+            raise ProtocolAbort(
+                "noise_sigma > 0 but no discrete noise sampler is available (inject one with "
+                "noise_sampler= or fedcore.secagg.noise.NOISE_SAMPLER)"
+            )
         return sampler
 
     # ---- entry point and stage machine ----------------------------------------------------------
@@ -155,8 +172,10 @@ class SecAggClient(ClientMode):
         try:
             task = wire.unpack(body, wire.TASK_TYPES[new], ProtocolAbort, f"{new} task")
             if task.round != st.round or task.attempt != st.attempt:
-                raise ProtocolAbort(f"{new} task is for round {task.round} attempt {task.attempt}, "
-                                    f"expected round {st.round} attempt {st.attempt}")
+                raise ProtocolAbort(
+                    f"{new} task is for round {task.round} attempt {task.attempt}, "
+                    f"expected round {st.round} attempt {st.attempt}"
+                )
             reply = self._handlers[new](task, job)
         except ProtocolAbort:
             st.stage = SecAggStage.ABORTED
@@ -171,11 +190,14 @@ class SecAggClient(ClientMode):
         st = self.state
         if st is None or (round_, attempt) != (st.round, st.attempt):
             if st is not None and (round_, attempt) < (st.round, st.attempt):
-                raise ProtocolAbort(f"stale task: round {round_} attempt {attempt} after round {st.round} "
-                                    f"attempt {st.attempt}")
+                raise ProtocolAbort(
+                    f"stale task: round {round_} attempt {attempt} after round {st.round} attempt {st.attempt}"
+                )
             if new != SecAggStage.ADVERTISE_KEYS:
-                raise ProtocolAbort(f"illegal stage change: round {round_} attempt {attempt} must start at "
-                                    f"{SecAggStage.ADVERTISE_KEYS} (got {new})")
+                raise ProtocolAbort(
+                    f"illegal stage change: round {round_} attempt {attempt} must start at "
+                    f"{SecAggStage.ADVERTISE_KEYS} (got {new})"
+                )
             self.state = st = ClientState(round_, attempt, round_context(self.federation_id, round_, attempt))
         elif (st.stage, new) not in CLIENT_TRANSITIONS:
             current, st.stage = st.stage, SecAggStage.ABORTED
@@ -190,8 +212,9 @@ class SecAggClient(ClientMode):
         if self.me not in roster:
             raise ProtocolAbort(f"advertise-keys participants do not include this client {self.me!r}")
         if len(roster) < self.config.min_clients:
-            raise ProtocolAbort(f"refusing a round of {len(roster)} participants (min_clients "
-                                f"{self.config.min_clients})")
+            raise ProtocolAbort(
+                f"refusing a round of {len(roster)} participants (min_clients {self.config.min_clients})"
+            )
         st.roster, st.index = roster, {cid: i + 1 for i, cid in enumerate(roster)}
         st.channel_sk, c_pk = new_keypair()
         st.mask_sk, s_pk = new_keypair()
@@ -206,16 +229,30 @@ class SecAggClient(ClientMode):
         """PeerKeyRefused unless the neighbour's certificate (federation CA) signed exactly these keys."""
         if not auth.WIRE_SUPPORT or not self.identity.ca_pem:
             if not self._warned_unsigned:
-                why = ("this build's secagg.proto carries no key signatures" if not auth.WIRE_SUPPORT
-                       else "this client has no federation CA (insecure mode)")
-                log.warning("secagg: neighbours' advertised keys are NOT authenticated: %s; a coordinator could "
-                            "substitute them", why)
+                why = (
+                    "this build's secagg.proto carries no key signatures"
+                    if not auth.WIRE_SUPPORT
+                    else "this client has no federation CA (insecure mode)"
+                )
+                log.warning(
+                    "secagg: neighbours' advertised keys are NOT authenticated: %s; a coordinator could "
+                    "substitute them",
+                    why,
+                )
                 self._warned_unsigned = True
             return
         st = self._round_state()
-        auth.verify_peer_keys(peer.client_id, peer.channel_public_key, peer.mask_public_key, peer.signature,
-                              peer.certificate_pem, ca_pem=self.identity.ca_pem, federation_id=self.federation_id,
-                              round_=st.round, attempt=st.attempt)
+        auth.verify_peer_keys(
+            peer.client_id,
+            peer.channel_public_key,
+            peer.mask_public_key,
+            peer.signature,
+            peer.certificate_pem,
+            ca_pem=self.identity.ca_pem,
+            federation_id=self.federation_id,
+            round_=st.round,
+            attempt=st.attempt,
+        )
 
     def _share_keys(self, task: spb.SecAggShareKeysTask, job: ClientJob) -> spb.SecAggShareKeys:
         st = self._round_state()
@@ -224,18 +261,23 @@ class SecAggClient(ClientMode):
             raise ProtocolAbort("share-keys participants differ from the advertise-keys roster")
         floor_t = resolve_threshold(self.config.threshold, n, self.config.min_clients)
         if not floor_t <= task.min_survivors <= n:
-            raise ProtocolAbort(f"min_survivors must be in [{floor_t}, {n}] for {n} participants "
-                                f"(got {task.min_survivors})")
+            raise ProtocolAbort(
+                f"min_survivors must be in [{floor_t}, {n}] for {n} participants (got {task.min_survivors})"
+            )
         if self.config.k == "all" and task.degree != n - 1:
-            raise ProtocolAbort(f"this client requires the complete graph (k='all', degree {n - 1}); "
-                                f"the server asked for degree {task.degree}")
+            raise ProtocolAbort(
+                f"this client requires the complete graph (k='all', degree {n - 1}); "
+                f"the server asked for degree {task.degree}"
+            )
         try:  # the share threshold for the server's degree, from this client's own gamma and delta
             gp = graph_plan(self.config, n, int(task.min_survivors), k=int(task.degree))
         except ValueError as exc:
             raise ProtocolAbort(f"refusing masking graph degree {task.degree} for n={n}: {exc}") from None
         if gp.k != task.degree:
-            raise ProtocolAbort(f"masking graph degree {task.degree} is not a valid degree for n={n} "
-                                f"(expected an even number below {n - 1}, or {n - 1})")
+            raise ProtocolAbort(
+                f"masking graph degree {task.degree} is not a valid degree for n={n} "
+                f"(expected an even number below {n - 1}, or {n - 1})"
+            )
         graph = masking_graph(st.roster, task.degree, task.graph_seed)  # ValueError -> abort
         mine = graph[self.me]
         ids = wire.check_ids([p.client_id for p in task.neighbours], "share-keys neighbours", ProtocolAbort)
@@ -244,16 +286,18 @@ class SecAggClient(ClientMode):
                 raise ProtocolAbort(f"refusing peer {peer.client_id!r}: outside this client's neighbourhood")
             keys = (peer.channel_public_key, peer.mask_public_key)
             if any(len(k) != wire.KEY_BYTES for k in keys) or keys[0] == keys[1] or set(keys) & set(st.own_keys):
-                raise ProtocolAbort(f"peer {peer.client_id!r}: expected two distinct 32-byte public keys "
-                                    f"unlike this client's own")
+                raise ProtocolAbort(
+                    f"peer {peer.client_id!r}: expected two distinct 32-byte public keys unlike this client's own"
+                )
             self._check_peer_signature(peer)  # before any key is derived from them
             st.peers[peer.client_id] = keys
         st.min_survivors = int(task.min_survivors)
         st.share_threshold = gp.t
         holders = wire.sorted_by(st.index, [*ids, self.me])
         if len(holders) < st.share_threshold:
-            raise ProtocolAbort(f"only {len(holders)} share holders (with this client) for a threshold of "
-                                f"{st.share_threshold}")
+            raise ProtocolAbort(
+                f"only {len(holders)} share holders (with this client) for a threshold of {st.share_threshold}"
+            )
         xs = [st.index[h] for h in holders]
         b_shares = shamir.split(st.self_seed, xs, st.share_threshold)
         channel_sk, mask_sk = st.secret_keys()
@@ -266,8 +310,9 @@ class SecAggClient(ClientMode):
             key = wire.channel_key(channel_sk, st.peers[holder][0], st.context, self.me, holder)
             st.channel_keys[holder] = key
             ad = wire.share_ad(self.federation_id, st.round, st.attempt, self.me, holder)
-            out.shares.add(sender=self.me, receiver=holder,
-                           sealed=wire.seal_share(key, ad, self.me, holder, b_share, k_share))
+            out.shares.add(
+                sender=self.me, receiver=holder, sealed=wire.seal_share(key, ad, self.me, holder, b_share, k_share)
+            )
         return out
 
     def _masked_input(self, task: spb.SecAggMaskedInputTask, job: ClientJob) -> spb.SecAggMaskedInput:
@@ -339,12 +384,15 @@ class SecAggClient(ClientMode):
             need = stats.client_sigma(min_survivors) * 2.0**qp.frac_bits if stats else 0.0
         elif dp is not None:
             from fedcore.dp.secagg_dp import update_noise_sigma
+
             need = update_noise_sigma(dp, qp.frac_bits, min_survivors, length)
         else:
             return vec
         if qp.noise_sigma < need * (1 - 1e-9):
-            raise ProtocolAbort(f"noise_sigma {qp.noise_sigma:.6g} is below the {need:.6g} this client's "
-                                f"{'statistics noise' if round_ == 0 else 'distributed_dp'} settings require")
+            raise ProtocolAbort(
+                f"noise_sigma {qp.noise_sigma:.6g} is below the {need:.6g} this client's "
+                f"{'statistics noise' if round_ == 0 else 'distributed_dp'} settings require"
+            )
         if round_ == 0:
             self.last_stats_dp = stats.task_config() if stats else None
             return vec
@@ -353,6 +401,7 @@ class SecAggClient(ClientMode):
         if qp.max_weight != 1:
             raise ProtocolAbort(f"distributed DP needs weight 1 per client (the server allows {qp.max_weight})")
         from fedcore.dp.central import clip_update
+
         clipped, was = clip_update(np.asarray(vec, np.float64), dp.clip_norm)
         if was:
             log.info("secagg round %d: update clipped to L2 norm %g for distributed DP", round_, dp.clip_norm)
@@ -383,8 +432,10 @@ class SecAggClient(ClientMode):
                     raise ProtocolAbort(f"the share from {env.sender!r} is for holder {x}, not {st.index[self.me]}")
             st.held[env.sender] = (plain.self_mask_share, plain.key_share)
         if len(senders) + 1 < st.share_threshold:
-            raise ProtocolAbort(f"only {len(senders)} neighbours shared keys; a share threshold of "
-                                f"{st.share_threshold} needs at least {st.share_threshold - 1}")
+            raise ProtocolAbort(
+                f"only {len(senders)} neighbours shared keys; a share threshold of "
+                f"{st.share_threshold} needs at least {st.share_threshold - 1}"
+            )
         return list(senders)
 
     def _unmask(self, task: spb.SecAggUnmaskTask, job: ClientJob) -> spb.SecAggUnmask:
@@ -402,14 +453,19 @@ class SecAggClient(ClientMode):
                 raise ProtocolAbort(f"refusing to reveal a share of {cid!r}: {where}")
         again = (set(survivors) & st.revealed_key) | (set(dropped) & st.revealed_self)
         if again:
-            raise ProtocolAbort(f"refusing to reveal both shares of {sorted(again)} (the other kind was revealed before)")
+            raise ProtocolAbort(
+                f"refusing to reveal both shares of {sorted(again)} (the other kind was revealed before)"
+            )
         if task.num_survivors < st.min_survivors:
             raise ProtocolAbort(f"only {task.num_survivors} survivors, fewer than the threshold {st.min_survivors}")
         if len(survivors) < st.share_threshold:
-            raise ProtocolAbort(f"only {len(survivors)} of this client's neighbourhood survived; "
-                                f"the share threshold is {st.share_threshold}")
+            raise ProtocolAbort(
+                f"only {len(survivors)} of this client's neighbourhood survived; "
+                f"the share threshold is {st.share_threshold}"
+            )
         st.revealed_self.update(survivors)
         st.revealed_key.update(dropped)
         return spb.SecAggUnmask(
             self_mask_shares=[spb.SecAggRevealedShare(owner=c, share=st.held[c][0]) for c in survivors],
-            key_shares=[spb.SecAggRevealedShare(owner=c, share=st.held[c][1]) for c in dropped])
+            key_shares=[spb.SecAggRevealedShare(owner=c, share=st.held[c][1]) for c in dropped],
+        )

@@ -63,8 +63,7 @@ def masking_graph(roster: Sequence[str], k: int, seed: bytes) -> dict[str, froze
         return {cid: everyone - {cid} for cid in ids}
     order = sorted(ids, key=lambda cid: _rank(seed, cid))
     half = k // 2
-    return {cid: frozenset(order[(p + d) % n] for d in range(-half, half + 1) if d)
-            for p, cid in enumerate(order)}
+    return {cid: frozenset(order[(p + d) % n] for d in range(-half, half + 1) if d) for p, cid in enumerate(order)}
 
 
 def neighbours(roster: Sequence[str], k: int, seed: bytes, client_id: str) -> frozenset[str]:

@@ -94,8 +94,10 @@ def fill_mask(key_material: bytes, out: np.ndarray) -> np.ndarray:
     if len(key_material) != KEY_MATERIAL_BYTES:
         raise ValueError(f"mask key material has {KEY_MATERIAL_BYTES} bytes (got {len(key_material)})")
     if out.dtype not in _MASK_DTYPES or not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError(f"expected a writeable C-contiguous uint32 or uint64 array (got {out.dtype}, "
-                         f"contiguous={out.flags.c_contiguous}, writeable={out.flags.writeable})")
+        raise ValueError(
+            f"expected a writeable C-contiguous uint32 or uint64 array (got {out.dtype}, "
+            f"contiguous={out.flags.c_contiguous}, writeable={out.flags.writeable})"
+        )
     enc = Cipher(algorithms.AES(key_material[:16]), modes.CTR(key_material[16:])).encryptor()
     buf = out.reshape(-1).data.cast("B")  # .data: the array's own buffer, writes land in out
     nbytes = buf.nbytes
@@ -131,8 +133,10 @@ def apply_masks(target: np.ndarray, masks: Sequence[tuple[bytes, int]], block_by
     applying :func:`add_mask` once per mask, in any order (addition mod 2^bits commutes).
     """
     if target.dtype not in _MASK_DTYPES or not target.flags.c_contiguous or not target.flags.writeable:
-        raise ValueError(f"expected a writeable C-contiguous uint32 or uint64 array (got {target.dtype}, "
-                         f"contiguous={target.flags.c_contiguous}, writeable={target.flags.writeable})")
+        raise ValueError(
+            f"expected a writeable C-contiguous uint32 or uint64 array (got {target.dtype}, "
+            f"contiguous={target.flags.c_contiguous}, writeable={target.flags.writeable})"
+        )
     streams = []
     for key_material, sign in masks:
         if len(key_material) != KEY_MATERIAL_BYTES:
@@ -144,18 +148,18 @@ def apply_masks(target: np.ndarray, masks: Sequence[tuple[bytes, int]], block_by
     flat = target.reshape(-1)
     item = flat.itemsize
     words = max(1, block_bytes // item)
-    raw = np.empty(words * item + _BLOCK, np.uint8)      # one scratch block (+ update_into's slack)
-    scratch = raw[:words * item].view(flat.dtype)
+    raw = np.empty(words * item + _BLOCK, np.uint8)  # one scratch block (+ update_into's slack)
+    scratch = raw[: words * item].view(flat.dtype)
     out = raw.data
     zeros = _zero_view(words * item)
     swap = sys.byteorder != "little"
     for start in range(0, flat.size, words):
-        block = flat[start:start + words]
+        block = flat[start : start + words]
         m = block.size
         nbytes = m * item
         ks = scratch[:m]
         for enc, op in streams:
-            enc.update_into(zeros[:nbytes], out[:nbytes + _BLOCK - 1])
+            enc.update_into(zeros[:nbytes], out[: nbytes + _BLOCK - 1])
             if swap:  # keystream bytes are defined as little-endian integers
                 ks.byteswap(inplace=True)
             op(block, ks, out=block)

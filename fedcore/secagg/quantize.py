@@ -40,10 +40,10 @@ _SIGNED: dict[int, np.dtype[np.signedinteger]] = {32: np.dtype(np.int32), 64: np
 
 @dataclass(frozen=True)
 class QuantParams:
-    bits: int              # ring Z_2^bits, 32 or 64
-    frac_bits: int         # f: values are scaled by 2^f
-    clip: float            # c: values are clipped to [-c, c]
-    max_weight: int        # W: integer weights are clipped to [1, W]
+    bits: int  # ring Z_2^bits, 32 or 64
+    frac_bits: int  # f: values are scaled by 2^f
+    clip: float  # c: values are clipped to [-c, c]
+    max_weight: int  # W: integer weights are clipped to [1, W]
     noise_sigma: float = 0.0  # per-client noise standard deviation, in integer (quantised) units
 
     @property
@@ -53,13 +53,13 @@ class QuantParams:
 
 def _fits(bits: int, f: int, n: int, clip: float, max_weight: int, noise_bound: int, length: int) -> bool:
     half = 1 << (bits - 1)
-    q_max = math.ceil(clip * 2.0 ** f)
-    return (n * (max_weight * q_max + noise_bound) < half and n * max_weight < half and n * length < half
-            and q_max < 2 ** 53)
+    q_max = math.ceil(clip * 2.0**f)
+    return (
+        n * (max_weight * q_max + noise_bound) < half and n * max_weight < half and n * length < half and q_max < 2**53
+    )
 
 
-def max_frac_bits(bits: int, n: int, clip: float, max_weight: int, noise_bound: int = 0,
-                  length: int = 0) -> int:
+def max_frac_bits(bits: int, n: int, clip: float, max_weight: int, noise_bound: int = 0, length: int = 0) -> int:
     """The largest f in [0, MAX_FRAC_BITS] satisfying bound (1), or -1 when even f = 0 overflows."""
     best = -1
     for f in range(MAX_FRAC_BITS + 1):
@@ -69,9 +69,17 @@ def max_frac_bits(bits: int, n: int, clip: float, max_weight: int, noise_bound: 
     return best
 
 
-def choose_params(num_clients: int, clip: float, max_weight: float, *, bits: int | str = "auto",
-                  frac_bits: int | str = "auto", min_frac_bits: int = 16, noise_sigma: float = 0.0,
-                  length: int = 0) -> QuantParams:
+def choose_params(
+    num_clients: int,
+    clip: float,
+    max_weight: float,
+    *,
+    bits: int | str = "auto",
+    frac_bits: int | str = "auto",
+    min_frac_bits: int = 16,
+    noise_sigma: float = 0.0,
+    length: int = 0,
+) -> QuantParams:
     """Choose the ring and f for ``num_clients`` clients (ValueError naming the problem if none fits).
 
     ``bits="auto"`` takes 32 when it leaves at least ``min_frac_bits`` fractional bits, else 64.
@@ -100,9 +108,11 @@ def choose_params(num_clients: int, clip: float, max_weight: float, *, bits: int
         if not 0 <= f <= best:
             f = -1
     if f < 0:
-        raise ValueError(f"no fixed-point scale fits Z_2^{bits}: {num_clients} clients x max weight {w} x clip "
-                         f"{clip} (noise bound {nb}, frac_bits {frac_bits!r}) would overflow; lower clip or "
-                         f"max_weight, or use bits=64")
+        raise ValueError(
+            f"no fixed-point scale fits Z_2^{bits}: {num_clients} clients x max weight {w} x clip "
+            f"{clip} (noise bound {nb}, frac_bits {frac_bits!r}) would overflow; lower clip or "
+            f"max_weight, or use bits=64"
+        )
     return QuantParams(bits, f, float(clip), w, float(noise_sigma))
 
 
@@ -118,8 +128,10 @@ def check_params(p: QuantParams, num_clients: int, length: int) -> None:
     if not (math.isfinite(p.noise_sigma) and p.noise_sigma >= 0):
         raise ValueError(f"noise_sigma must be >= 0 and finite (got {p.noise_sigma})")
     if not _fits(p.bits, p.frac_bits, num_clients, p.clip, p.max_weight, p.noise_bound, length):
-        raise ValueError(f"parameters overflow Z_2^{p.bits}: {num_clients} clients x max weight {p.max_weight} x "
-                         f"clip {p.clip} x 2^{p.frac_bits} (noise bound {p.noise_bound})")
+        raise ValueError(
+            f"parameters overflow Z_2^{p.bits}: {num_clients} clients x max weight {p.max_weight} x "
+            f"clip {p.clip} x 2^{p.frac_bits} (noise bound {p.noise_bound})"
+        )
 
 
 def quantize_weight(weight: float, max_weight: int) -> int:
@@ -134,8 +146,9 @@ class Workspace:
     """Preallocated buffers for :func:`quantize` on vectors of one length (reused every round, so
     that no large temporary is allocated: fresh allocations cost page faults that dwarf the
     arithmetic at 1e5-1e6 values)."""
-    real: np.ndarray   # float64 (L,)
-    q: np.ndarray      # int64 (L,): the result lives here until the next call
+
+    real: np.ndarray  # float64 (L,)
+    q: np.ndarray  # int64 (L,): the result lives here until the next call
     words: np.ndarray  # uint32 (L,): rounding randomness
 
     @classmethod
@@ -143,8 +156,9 @@ class Workspace:
         return cls(np.empty(length, np.float64), np.empty(length, np.int64), np.empty(length, np.uint32))
 
 
-def quantize(x: np.ndarray, clip: float, frac_bits: int, rng: np.random.Generator | None = None,
-             work: Workspace | None = None) -> tuple[np.ndarray, int]:
+def quantize(
+    x: np.ndarray, clip: float, frac_bits: int, rng: np.random.Generator | None = None, work: Workspace | None = None
+) -> tuple[np.ndarray, int]:
     """Clip ``x`` to [-clip, clip], scale by 2^frac_bits and round stochastically.
 
     Returns (int64 array, number of values that were clipped); with ``work`` the array is
@@ -161,13 +175,13 @@ def quantize(x: np.ndarray, clip: float, frac_bits: int, rng: np.random.Generato
     y, q = work.real, work.q
     np.clip(x, -clip, clip, out=y)
     clipped = int(np.count_nonzero(np.not_equal(y, x)))
-    y *= 2.0 ** frac_bits
-    np.floor(y, out=q, casting="unsafe")       # exact: |y| < 2^53
-    np.subtract(y, q, out=y)                   # fractional part in [0, 1)
+    y *= 2.0**frac_bits
+    np.floor(y, out=q, casting="unsafe")  # exact: |y| < 2^53
+    np.subtract(y, q, out=y)  # fractional part in [0, 1)
     if rng is not None:
         u = rng.random(y.shape[0])
         np.add(q, u < y, out=q, casting="unsafe")
-    else:                                      # u = word / 2^32 < frac  <=>  word < frac * 2^32
+    else:  # u = word / 2^32 < frac  <=>  word < frac * 2^32
         fill_mask(os.urandom(32), work.words)
         y *= 4294967296.0
         np.add(q, work.words < y, out=q, casting="unsafe")
@@ -186,12 +200,20 @@ def from_ring(values: np.ndarray, bits: int) -> np.ndarray:
 
 def dequantize(values: np.ndarray, frac_bits: int) -> np.ndarray:
     """Signed fixed-point integers back to float64 (divide by 2^frac_bits)."""
-    return np.asarray(values, np.int64).astype(np.float64) * (2.0 ** -frac_bits)
+    return np.asarray(values, np.int64).astype(np.float64) * (2.0**-frac_bits)
 
 
-def choose_noisy_params(num_clients: int, clip: float, max_weight: float, *, sigma_of_f: Callable[[int], float],
-                        bits: int | str = "auto", frac_bits: int | str = "auto", min_frac_bits: int = 16,
-                        length: int = 0) -> QuantParams:
+def choose_noisy_params(
+    num_clients: int,
+    clip: float,
+    max_weight: float,
+    *,
+    sigma_of_f: Callable[[int], float],
+    bits: int | str = "auto",
+    frac_bits: int | str = "auto",
+    min_frac_bits: int = 16,
+    length: int = 0,
+) -> QuantParams:
     """Like :func:`choose_params`, with noise whose scale depends on f (distributed DP, statistics noise).
 
     The noise grows with 2^f, so f is chosen with its own noise: the largest f (or the given one)
@@ -215,7 +237,17 @@ def choose_noisy_params(num_clients: int, clip: float, max_weight: float, *, sig
         raise ValueError(f"bits must be 32, 64 or 'auto' (got {bits!r})")
     f = best_f(int(bits))
     if f < 0:
-        raise ValueError(f"no fixed-point scale fits Z_2^{bits} with distributed DP noise: {num_clients} clients x "
-                         f"clip {clip} (frac_bits {frac_bits!r}) would overflow; lower the noise or use bits=64")
-    return choose_params(num_clients, clip, w, bits=int(bits), frac_bits=f, min_frac_bits=min_frac_bits,
-                            noise_sigma=sigma_of_f(f), length=length)
+        raise ValueError(
+            f"no fixed-point scale fits Z_2^{bits} with distributed DP noise: {num_clients} clients x "
+            f"clip {clip} (frac_bits {frac_bits!r}) would overflow; lower the noise or use bits=64"
+        )
+    return choose_params(
+        num_clients,
+        clip,
+        w,
+        bits=int(bits),
+        frac_bits=f,
+        min_frac_bits=min_frac_bits,
+        noise_sigma=sigma_of_f(f),
+        length=length,
+    )

@@ -75,12 +75,13 @@ S = SecAggStage
 @dataclass
 class ServerRound:
     """Everything the server keeps for one aggregation (one begin())."""
+
     ctx: AggregationContext
     config: SecAggSettings
     context: bytes
-    threshold: int                   # T
-    degree: int                      # k (n - 1 = complete)
-    share_threshold: int             # t_nb
+    threshold: int  # T
+    degree: int  # k (n - 1 = complete)
+    share_threshold: int  # t_nb
     seed: bytes
     graph: dict[str, frozenset[str]]
     index: dict[str, int]
@@ -88,69 +89,100 @@ class ServerRound:
     stage: SecAggStage = S.IDLE
     expected: dict[SecAggStage, frozenset[str]] = field(default_factory=dict)
     bodies: dict[SecAggStage, dict[str, bytes]] = field(  # each accepted body, for duplicates
-        default_factory=lambda: {s: {} for s in ROUND_STAGES})
+        default_factory=lambda: {s: {} for s in ROUND_STAGES}
+    )
     keys: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
     signed: dict[str, dict[str, bytes]] = field(default_factory=dict)  # id -> signature, certificate_pem
     outbox: dict[str, dict[str, spb.SecAggSealedShare]] = field(default_factory=dict)  # sender -> receiver
     recorded: dict[str, np.ndarray] = field(default_factory=dict)  # copies, only with record_inputs
-    record: bool = False                                           # SecAggServer.record_inputs at begin()
-    total: np.ndarray | None = None                                # running sum of folded masked inputs
-    folded: set[str] = field(default_factory=set)                  # clients whose input is in total
-    held: dict[str, np.ndarray] = field(default_factory=dict)      # accepted, not yet safe from the prune
+    record: bool = False  # SecAggServer.record_inputs at begin()
+    total: np.ndarray | None = None  # running sum of folded masked inputs
+    folded: set[str] = field(default_factory=set)  # clients whose input is in total
+    held: dict[str, np.ndarray] = field(default_factory=dict)  # accepted, not yet safe from the prune
     requests: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
     reveals: dict[str, spb.SecAggUnmask] = field(default_factory=dict)
     dropouts: dict[str, list[str]] = field(default_factory=dict)
     excluded: dict[str, list[str]] = field(default_factory=dict)
     result: AggregateResult | None = None
     dp_note: dict[str, Any] | None = None  # distributed DP of this round (for the coordinator's accounting)
-    plan: GraphPlan | None = None            # the bounds.GraphPlan k and t_nb were chosen under
+    plan: GraphPlan | None = None  # the bounds.GraphPlan k and t_nb were chosen under
 
     @property
     def inputs(self) -> dict[str, np.ndarray]:
         """Copies of the masked inputs the server received (only with ``SecAggServer.record_inputs``)."""
         if not self.record:
-            raise RuntimeError("SecAggServer streams masked inputs into a running sum and keeps none; set "
-                               "server.record_inputs = True before begin() to keep copies (tests, privacy audit)")
+            raise RuntimeError(
+                "SecAggServer streams masked inputs into a running sum and keeps none; set "
+                "server.record_inputs = True before begin() to keep copies (tests, privacy audit)"
+            )
         return self.recorded
 
 
 class _RingChoice(TypedDict):
     """The ring settings :func:`_quantization` passes to every quantisation chooser."""
+
     bits: int | str
     frac_bits: int | str
     min_frac_bits: int
     length: int
 
 
-def _quantization(config: SecAggSettings, ctx: AggregationContext, n: int,
-                  t: int) -> tuple[qz.QuantParams, dict[str, Any] | None]:
+def _quantization(
+    config: SecAggSettings, ctx: AggregationContext, n: int, t: int
+) -> tuple[qz.QuantParams, dict[str, Any] | None]:
     """The round's fixed-point parameters; with distributed DP (training rounds) or statistics noise
     (round 0) the per-client noise scale follows the chosen f and the overflow bound includes its tails
     (:func:`fedcore.secagg.quantize.choose_noisy_params`, :mod:`fedcore.dp.secagg_dp`)."""
-    kwargs: _RingChoice = {"bits": config.bits, "frac_bits": config.frac_bits,
-                           "min_frac_bits": config.min_frac_bits, "length": ctx.vector_length}
+    kwargs: _RingChoice = {
+        "bits": config.bits,
+        "frac_bits": config.frac_bits,
+        "min_frac_bits": config.min_frac_bits,
+        "length": ctx.vector_length,
+    }
     dp, length = config.dp, ctx.vector_length
     stats = stats_noise(config, length, t) if ctx.round == 0 else None
     if stats is not None:
         floor, sigma_c = config.noise_sigma, stats.client_sigma(t)
-        quant = qz.choose_noisy_params(n, config.clip, ctx.max_weight, **kwargs,
-                                    sigma_of_f=lambda f: max(floor, sigma_c * 2.0**f))
-        log.info("secagg round 0: statistics noise sigma_total %.4g counts (sigma_c %.4g per client for T=%d), "
-                 "L2 sensitivity %.4g, epsilon %.4g at delta %.3g", stats.sigma_total, sigma_c, t,
-                 stats.sensitivity, stats.epsilon, stats.delta)
-        return quant, {"kind": "stats", "stats_noise_sigma": sigma_c, "threshold": t, "participants": n,
-                       "dim": length, **stats.task_config()}
+        quant = qz.choose_noisy_params(
+            n, config.clip, ctx.max_weight, **kwargs, sigma_of_f=lambda f: max(floor, sigma_c * 2.0**f)
+        )
+        log.info(
+            "secagg round 0: statistics noise sigma_total %.4g counts (sigma_c %.4g per client for T=%d), "
+            "L2 sensitivity %.4g, epsilon %.4g at delta %.3g",
+            stats.sigma_total,
+            sigma_c,
+            t,
+            stats.sensitivity,
+            stats.epsilon,
+            stats.delta,
+        )
+        return quant, {
+            "kind": "stats",
+            "stats_noise_sigma": sigma_c,
+            "threshold": t,
+            "participants": n,
+            "dim": length,
+            **stats.task_config(),
+        }
     if ctx.round >= 1 and dp is not None:
         from fedcore.dp.distributed import quantised_l2_sensitivity
         from fedcore.dp.secagg_dp import update_noise_sigma
+
         floor = config.noise_sigma
         # the fixed clipping bound: after the L2 clip no coordinate exceeds clip_norm, so the
         # quantiser clips nothing and no clip count needs to be released (see _decode)
-        quant = qz.choose_noisy_params(n, dp.clip_norm, 1.0, **kwargs,
-                                    sigma_of_f=lambda f: max(floor, update_noise_sigma(dp, f, t, length)))
+        quant = qz.choose_noisy_params(
+            n, dp.clip_norm, 1.0, **kwargs, sigma_of_f=lambda f: max(floor, update_noise_sigma(dp, f, t, length))
+        )
         sensitivity = quantised_l2_sensitivity(dp.clip_norm, 2.0**quant.frac_bits, length, beta=None)
-        return quant, {"kind": "update", "sensitivity": sensitivity, "sigma_client": quant.noise_sigma,
-                       "threshold": t, "participants": n, "dim": length}
+        return quant, {
+            "kind": "update",
+            "sensitivity": sensitivity,
+            "sigma_client": quant.noise_sigma,
+            "threshold": t,
+            "participants": n,
+            "dim": length,
+        }
     return qz.choose_params(n, config.clip, ctx.max_weight, noise_sigma=config.noise_sigma, **kwargs), None
 
 
@@ -182,10 +214,21 @@ class SecAggServer(ServerMode):
             raise AggregationAborted(f"secagg round {ctx.round} attempt {ctx.attempt}: {exc}") from None
         log.info("secagg round %d attempt %d: %s", ctx.round, ctx.attempt, gp.describe())
         seed = os.urandom(SEED_BYTES)
-        self.r = r = ServerRound(ctx, config, round_context(self.federation_id, ctx.round, ctx.attempt), t, gp.k,
-                                 gp.t, seed, masking_graph(roster, gp.k, seed),
-                                 {cid: i + 1 for i, cid in enumerate(roster)}, quant, dp_note=dp_note, plan=gp,
-                                 record=self.record_inputs)
+        self.r = r = ServerRound(
+            ctx,
+            config,
+            round_context(self.federation_id, ctx.round, ctx.attempt),
+            t,
+            gp.k,
+            gp.t,
+            seed,
+            masking_graph(roster, gp.k, seed),
+            {cid: i + 1 for i, cid in enumerate(roster)},
+            quant,
+            dp_note=dp_note,
+            plan=gp,
+            record=self.record_inputs,
+        )
         self._move(S.ADVERTISE_KEYS)
         r.expected[S.ADVERTISE_KEYS] = frozenset(roster)
         self._probe = X25519PrivateKey.generate()
@@ -233,22 +276,40 @@ class SecAggServer(ServerMode):
         if s == S.SHARE_KEYS:
             peers = wire.sorted_by(r.index, r.graph[client_id] & r.expected[S.SHARE_KEYS])
             return spb.SecAggShareKeysTask(
-                **head, participants=r.ctx.participants, graph_seed=r.seed, degree=r.degree,
+                **head,
+                participants=r.ctx.participants,
+                graph_seed=r.seed,
+                degree=r.degree,
                 min_survivors=r.threshold,
-                neighbours=[spb.SecAggPeerKeys(client_id=p, channel_public_key=r.keys[p][0],
-                                               mask_public_key=r.keys[p][1], **r.signed.get(p, {}))
-                            for p in peers])
+                neighbours=[
+                    spb.SecAggPeerKeys(
+                        client_id=p,
+                        channel_public_key=r.keys[p][0],
+                        mask_public_key=r.keys[p][1],
+                        **r.signed.get(p, {}),
+                    )
+                    for p in peers
+                ],
+            )
         if s == S.MASKED_INPUT:
             q = r.quant
             senders = wire.sorted_by(r.index, r.graph[client_id] & r.expected[S.MASKED_INPUT])
             return spb.SecAggMaskedInputTask(
-                **head, quantization=spb.SecAggQuantization(
-                    bits=q.bits, frac_bits=q.frac_bits, clip=q.clip, max_weight=q.max_weight,
-                    noise_sigma=q.noise_sigma, num_clients=len(r.index)),
-                shares=[r.outbox[j][client_id] for j in senders])
+                **head,
+                quantization=spb.SecAggQuantization(
+                    bits=q.bits,
+                    frac_bits=q.frac_bits,
+                    clip=q.clip,
+                    max_weight=q.max_weight,
+                    noise_sigma=q.noise_sigma,
+                    num_clients=len(r.index),
+                ),
+                shares=[r.outbox[j][client_id] for j in senders],
+            )
         survivors, dropped = r.requests[client_id]
-        return spb.SecAggUnmaskTask(**head, survivors=survivors, dropped=dropped,
-                                    num_survivors=len(r.expected[S.UNMASK]))
+        return spb.SecAggUnmaskTask(
+            **head, survivors=survivors, dropped=dropped, num_survivors=len(r.expected[S.UNMASK])
+        )
 
     def accept(self, stage: Stage, client_id: str, body: Any) -> None:
         s, r = self._current(stage)
@@ -269,15 +330,18 @@ class SecAggServer(ServerMode):
             self._accept_input(client_id, vec)
             r.bodies[s][client_id] = ident
             return
-        {S.ADVERTISE_KEYS: self._accept_keys, S.SHARE_KEYS: self._accept_shares,
-         S.UNMASK: self._accept_unmask}[s](client_id, msg)
+        {S.ADVERTISE_KEYS: self._accept_keys, S.SHARE_KEYS: self._accept_shares, S.UNMASK: self._accept_unmask}[s](
+            client_id, msg
+        )
         r.bodies[s][client_id] = ident
 
     def _accept_keys(self, cid: str, msg: spb.SecAggAdvertiseKeys) -> None:
         keys = (msg.channel_public_key, msg.mask_public_key)
         if any(len(k) != wire.KEY_BYTES for k in keys) or keys[0] == keys[1]:
-            raise InvalidPayload(f"advertise-keys from {cid!r}: expected two distinct 32-byte X25519 public keys "
-                                 f"(got {len(keys[0])} and {len(keys[1])} bytes)")
+            raise InvalidPayload(
+                f"advertise-keys from {cid!r}: expected two distinct 32-byte X25519 public keys "
+                f"(got {len(keys[0])} and {len(keys[1])} bytes)"
+            )
         r = self._round()
         taken = {k for other, pair in r.keys.items() if other != cid for k in pair}
         if set(keys) & taken:
@@ -288,11 +352,15 @@ class SecAggServer(ServerMode):
             except ValueError:
                 raise InvalidPayload(f"advertise-keys from {cid!r}: not a usable X25519 public key") from None
         if auth.WIRE_SUPPORT and (msg.signature or msg.certificate_pem):  # relayed; the clients verify them
-            if not (0 < len(msg.signature) <= auth.MAX_SIGNATURE_BYTES
-                    and 0 < len(msg.certificate_pem) <= auth.MAX_CERT_BYTES):
-                raise InvalidPayload(f"advertise-keys from {cid!r}: expected a signature of 1..{auth.MAX_SIGNATURE_BYTES} "
-                                     f"bytes and a certificate of 1..{auth.MAX_CERT_BYTES} (got {len(msg.signature)}, "
-                                     f"{len(msg.certificate_pem)})")
+            if not (
+                0 < len(msg.signature) <= auth.MAX_SIGNATURE_BYTES
+                and 0 < len(msg.certificate_pem) <= auth.MAX_CERT_BYTES
+            ):
+                raise InvalidPayload(
+                    f"advertise-keys from {cid!r}: expected a signature of 1..{auth.MAX_SIGNATURE_BYTES} "
+                    f"bytes and a certificate of 1..{auth.MAX_CERT_BYTES} (got {len(msg.signature)}, "
+                    f"{len(msg.certificate_pem)})"
+                )
             r.signed[cid] = {"signature": msg.signature, "certificate_pem": msg.certificate_pem}
         r.keys[cid] = keys
 
@@ -301,20 +369,27 @@ class SecAggServer(ServerMode):
         want = r.graph[cid] & r.expected[S.SHARE_KEYS]
         got = [env.receiver for env in msg.shares]
         if len(got) != len(set(got)) or set(got) != want:
-            raise InvalidPayload(f"share-keys from {cid!r}: expected one share for each of {sorted(want)} "
-                                 f"(got {sorted(got)})")
+            raise InvalidPayload(
+                f"share-keys from {cid!r}: expected one share for each of {sorted(want)} (got {sorted(got)})"
+            )
         for env in msg.shares:
             if env.sender != cid or not wire.envelope_plausible(env.sealed):
-                raise InvalidPayload(f"share-keys from {cid!r}: the envelope for {env.receiver!r} is malformed "
-                                     f"(sender {env.sender!r}, {len(env.sealed)} bytes)")
+                raise InvalidPayload(
+                    f"share-keys from {cid!r}: the envelope for {env.receiver!r} is malformed "
+                    f"(sender {env.sender!r}, {len(env.sealed)} bytes)"
+                )
         r.outbox[cid] = {env.receiver: env for env in msg.shares}
 
     def _decode_input(self, cid: str, msg: spb.SecAggMaskedInput) -> np.ndarray:
         if not msg.HasField("masked"):
             raise InvalidPayload(f"masked input from {cid!r} has no vector")
         r = self._round()
-        return decode_vector(msg.masked, dtype=qz.RING_DTYPES[r.quant.bits].name,
-                             length=r.ctx.vector_length + 2, what=f"masked input from {cid!r}")
+        return decode_vector(
+            msg.masked,
+            dtype=qz.RING_DTYPES[r.quant.bits].name,
+            length=r.ctx.vector_length + 2,
+            what=f"masked input from {cid!r}",
+        )
 
     def _accept_input(self, cid: str, vec: np.ndarray) -> None:
         r = self._round()
@@ -355,15 +430,19 @@ class SecAggServer(ServerMode):
         for kind, items, want in (("self-mask", msg.self_mask_shares, survivors), ("key", msg.key_shares, dropped)):
             owners = [s.owner for s in items]
             if len(owners) != len(set(owners)) or set(owners) != set(want):
-                raise InvalidPayload(f"unmask from {cid!r}: expected {kind} shares of {sorted(want)} (got {sorted(owners)})")
+                raise InvalidPayload(
+                    f"unmask from {cid!r}: expected {kind} shares of {sorted(want)} (got {sorted(owners)})"
+                )
             for item in items:
                 try:
                     ok = shamir.share_index(item.share) == x
                 except ValueError:
                     ok = False
                 if not ok:
-                    raise InvalidPayload(f"unmask from {cid!r}: the {kind} share of {item.owner!r} is not a "
-                                         f"{shamir.SHARE_BYTES}-byte share for holder {x}")
+                    raise InvalidPayload(
+                        f"unmask from {cid!r}: the {kind} share of {item.owner!r} is not a "
+                        f"{shamir.SHARE_BYTES}-byte share for holder {x}"
+                    )
         r.reveals[cid] = msg
 
     # ---- closing stages -------------------------------------------------------------------------
@@ -373,8 +452,11 @@ class SecAggServer(ServerMode):
         if s == S.MASKED_INPUT:  # an input in the running sum cannot be taken back out: it counts
             got = r.expected[s] & frozenset(r.bodies[s])
             if got - responded:
-                log.info("secagg round %d: masked inputs of %s were accepted before they dropped; they count",
-                         r.ctx.round, sorted(got - responded))
+                log.info(
+                    "secagg round %d: masked inputs of %s were accepted before they dropped; they count",
+                    r.ctx.round,
+                    sorted(got - responded),
+                )
         else:
             got = r.expected[s] & frozenset(r.bodies[s]) & frozenset(responded)
         r.dropouts[str(s)] = sorted(r.expected[s] - got)
@@ -403,31 +485,41 @@ class SecAggServer(ServerMode):
             shared = r.expected[S.MASKED_INPUT]
             for i in kept:
                 near = r.graph[i] & shared
-                r.requests[i] = (tuple(wire.sorted_by(r.index, (near & kept) | {i})),
-                                 tuple(wire.sorted_by(r.index, near - kept)))
+                r.requests[i] = (
+                    tuple(wire.sorted_by(r.index, (near & kept) | {i})),
+                    tuple(wire.sorted_by(r.index, near - kept)),
+                )
 
     def _settle_inputs(self, kept: frozenset[str]) -> None:
         """At the close of MASKED_INPUT: add the held inputs that were kept, discard the excluded."""
         r = self._round()
         if not r.folded <= kept:  # the prune only grows with its starting set: cannot happen
-            raise AggregationAborted(f"secagg round {r.ctx.round}: inputs of {sorted(r.folded - kept)} are in the "
-                                     f"running sum but were excluded; aborting rather than returning a wrong sum")
+            raise AggregationAborted(
+                f"secagg round {r.ctx.round}: inputs of {sorted(r.folded - kept)} are in the "
+                f"running sum but were excluded; aborting rather than returning a wrong sum"
+            )
         for cid in sorted(set(r.held)):
             if cid in kept:
                 self._fold(cid)
             else:
                 del r.held[cid]
         if r.total is None or r.folded != kept:
-            raise AggregationAborted(f"secagg round {r.ctx.round}: the running sum holds {len(r.folded)} inputs, "
-                                     f"{len(kept)} were kept")
+            raise AggregationAborted(
+                f"secagg round {r.ctx.round}: the running sum holds {len(r.folded)} inputs, {len(kept)} were kept"
+            )
 
     def _require(self, s: SecAggStage, alive: frozenset[str], excluded: bool = False) -> None:
         r = self._round()
         if len(alive) < r.threshold:
-            why = (f" after excluding clients whose neighbourhood fell below the share threshold {r.share_threshold}"
-                   if excluded else "")
-            raise AggregationAborted(f"secagg round {r.ctx.round} attempt {r.ctx.attempt}: only {len(alive)} of "
-                                     f"{len(r.expected[s])} clients completed {s}{why}; the threshold is {r.threshold}")
+            why = (
+                f" after excluding clients whose neighbourhood fell below the share threshold {r.share_threshold}"
+                if excluded
+                else ""
+            )
+            raise AggregationAborted(
+                f"secagg round {r.ctx.round} attempt {r.ctx.attempt}: only {len(alive)} of "
+                f"{len(r.expected[s])} clients completed {s}{why}; the threshold is {r.threshold}"
+            )
 
     def _finish(self, answered: frozenset[str]) -> AggregateResult:
         r = self._round()
@@ -442,12 +534,12 @@ class SecAggServer(ServerMode):
                 k_shares[item.owner].append(item.share)
         t = r.share_threshold
         seeds = {c: recover_secret(c, "self-mask", b_shares[c], t) for c in survivors}
-        dropped = {c: recover_mask_key(c, k_shares[c], t, r.keys[c][1]) for c in k_shares
-                   if r.graph[c] & survivors}
+        dropped = {c: recover_mask_key(c, k_shares[c], t, r.keys[c][1]) for c in k_shares if r.graph[c] & survivors}
         total, r.total = r.total, None
         if total is None:  # _settle_inputs refuses to open UNMASK without a running sum
-            raise AggregationAborted(f"secagg round {r.ctx.round}: unmask reached with no masked input in the "
-                                     f"running sum")
+            raise AggregationAborted(
+                f"secagg round {r.ctx.round}: unmask reached with no masked input in the running sum"
+            )
         strip_masks(total, survivors, seeds, dropped, {c: r.keys[c][1] for c in r.keys}, r.graph, r.context)
         return self._decode(total, len(survivors))
 
@@ -457,19 +549,36 @@ class SecAggServer(ServerMode):
         length = r.ctx.vector_length
         weight, clipped = int(total[length]), int(total[length + 1])
         if not (count <= weight <= count * q.max_weight and 0 <= clipped <= count * length):
-            raise AggregationAborted(f"secagg round {r.ctx.round}: the unmasked weight ({weight}) or clip count "
-                                     f"({clipped}) is out of range for {count} inputs; shares or inputs are corrupt")
+            raise AggregationAborted(
+                f"secagg round {r.ctx.round}: the unmasked weight ({weight}) or clip count "
+                f"({clipped}) is out of range for {count} inputs; shares or inputs are corrupt"
+            )
         if q.noise_sigma > 0 and clipped:
-            raise AggregationAborted(f"secagg round {r.ctx.round}: a noisy round releases no clip count, but the "
-                                     f"unmasked clip-count slot is {clipped}; some client does not follow the protocol")
+            raise AggregationAborted(
+                f"secagg round {r.ctx.round}: a noisy round releases no clip count, but the "
+                f"unmasked clip-count slot is {clipped}; some client does not follow the protocol"
+            )
         weighted = qz.dequantize(qz.from_ring(total[:length], q.bits), q.frac_bits)
-        notes = {"mode": "secagg", "private": True, "bits": q.bits, "frac_bits": q.frac_bits, "clip": q.clip,
-                 "clipped": clipped, "clip_count_released": q.noise_sigma == 0,
-                 "max_weight": q.max_weight, "noise_sigma": q.noise_sigma,
-                 "threshold": r.threshold, "degree": r.degree, "share_threshold": r.share_threshold,
-                 "corrupt_fraction": r.config.corrupt_fraction, "dropout_fraction": r.config.dropout_fraction,
-                 "graph_failure_bound": r.plan.bound if r.plan is not None else None,
-                 "participants": len(r.index), "dropouts": dict(r.dropouts), "excluded": dict(r.excluded)}
+        notes = {
+            "mode": "secagg",
+            "private": True,
+            "bits": q.bits,
+            "frac_bits": q.frac_bits,
+            "clip": q.clip,
+            "clipped": clipped,
+            "clip_count_released": q.noise_sigma == 0,
+            "max_weight": q.max_weight,
+            "noise_sigma": q.noise_sigma,
+            "threshold": r.threshold,
+            "degree": r.degree,
+            "share_threshold": r.share_threshold,
+            "corrupt_fraction": r.config.corrupt_fraction,
+            "dropout_fraction": r.config.dropout_fraction,
+            "graph_failure_bound": r.plan.bound if r.plan is not None else None,
+            "participants": len(r.index),
+            "dropouts": dict(r.dropouts),
+            "excluded": dict(r.excluded),
+        }
         if r.dp_note is not None:
             notes["distributed_dp"] = {**r.dp_note, "survivors": count}
         if clipped:

@@ -48,8 +48,9 @@ def split(secret: bytes, xs: Sequence[int], threshold: int) -> list[bytes]:
     return [x.to_bytes(_X_BYTES, "big") + y.to_bytes(_Y_BYTES, "big") for x, y in points]
 
 
-def share_points(secret: int, xs: Sequence[int], threshold: int, prime: int = PRIME,
-                 randbelow=secrets.randbelow) -> list[tuple[int, int]]:
+def share_points(
+    secret: int, xs: Sequence[int], threshold: int, prime: int = PRIME, randbelow=secrets.randbelow
+) -> list[tuple[int, int]]:
     """The sharing itself over GF(``prime``): (x, f(x)) for each x, f(X) = secret + a_1 X + ... +
     a_{t-1} X^{t-1} with a_i = ``randbelow(prime)`` (a CSPRNG). :func:`split` uses p = 2^521 - 1;
     tests use a small prime to enumerate every polynomial."""

@@ -70,13 +70,13 @@ if TYPE_CHECKING:
 
 
 class SecAggStage(enum.StrEnum):
-    IDLE = "idle"                      # no round started (or a new (round, attempt) is due)
+    IDLE = "idle"  # no round started (or a new (round, attempt) is due)
     ADVERTISE_KEYS = "advertise_keys"
     SHARE_KEYS = "share_keys"
     MASKED_INPUT = "masked_input"
     UNMASK = "unmask"
-    DONE = "done"                      # server only: the sum is known
-    ABORTED = "aborted"                # this (round, attempt) ended in an abort; nothing more is done
+    DONE = "done"  # server only: the sum is known
+    ABORTED = "aborted"  # this (round, attempt) ended in an abort; nothing more is done
 
     @property
     def wire(self) -> Stage:
@@ -88,34 +88,42 @@ class SecAggStage(enum.StrEnum):
         try:
             return _FROM_WIRE[Stage(stage)]
         except (KeyError, ValueError):
-            raise ValueError(f"stage {stage!r} is not a SecAgg stage (expected one of "
-                             f"{', '.join(s.name for s in _FROM_WIRE)})") from None
+            raise ValueError(
+                f"stage {stage!r} is not a SecAgg stage (expected one of {', '.join(s.name for s in _FROM_WIRE)})"
+            ) from None
 
 
-ROUND_STAGES = (SecAggStage.ADVERTISE_KEYS, SecAggStage.SHARE_KEYS, SecAggStage.MASKED_INPUT,
-                SecAggStage.UNMASK)
-_TO_WIRE = {SecAggStage.ADVERTISE_KEYS: Stage.SECAGG_ADVERTISE_KEYS, SecAggStage.SHARE_KEYS: Stage.SECAGG_SHARE_KEYS,
-            SecAggStage.MASKED_INPUT: Stage.SECAGG_MASKED_INPUT, SecAggStage.UNMASK: Stage.SECAGG_UNMASK}
+ROUND_STAGES = (SecAggStage.ADVERTISE_KEYS, SecAggStage.SHARE_KEYS, SecAggStage.MASKED_INPUT, SecAggStage.UNMASK)
+_TO_WIRE = {
+    SecAggStage.ADVERTISE_KEYS: Stage.SECAGG_ADVERTISE_KEYS,
+    SecAggStage.SHARE_KEYS: Stage.SECAGG_SHARE_KEYS,
+    SecAggStage.MASKED_INPUT: Stage.SECAGG_MASKED_INPUT,
+    SecAggStage.UNMASK: Stage.SECAGG_UNMASK,
+}
 _FROM_WIRE = {v: k for k, v in _TO_WIRE.items()}
 
 #: (from, to) stage changes a client accepts within one (round, attempt).
-CLIENT_TRANSITIONS: frozenset[tuple[SecAggStage, SecAggStage]] = frozenset({
-    (SecAggStage.IDLE, SecAggStage.ADVERTISE_KEYS),
-    (SecAggStage.ADVERTISE_KEYS, SecAggStage.SHARE_KEYS),
-    (SecAggStage.SHARE_KEYS, SecAggStage.MASKED_INPUT),
-    (SecAggStage.MASKED_INPUT, SecAggStage.UNMASK),
-    (SecAggStage.UNMASK, SecAggStage.UNMASK),
-})
+CLIENT_TRANSITIONS: frozenset[tuple[SecAggStage, SecAggStage]] = frozenset(
+    {
+        (SecAggStage.IDLE, SecAggStage.ADVERTISE_KEYS),
+        (SecAggStage.ADVERTISE_KEYS, SecAggStage.SHARE_KEYS),
+        (SecAggStage.SHARE_KEYS, SecAggStage.MASKED_INPUT),
+        (SecAggStage.MASKED_INPUT, SecAggStage.UNMASK),
+        (SecAggStage.UNMASK, SecAggStage.UNMASK),
+    }
+)
 
 #: (from, to) stage changes of the server's round (closing a stage moves to the next one); any
 #: stage may also move to ABORTED.
-SERVER_TRANSITIONS: frozenset[tuple[SecAggStage, SecAggStage]] = frozenset({
-    (SecAggStage.IDLE, SecAggStage.ADVERTISE_KEYS),
-    (SecAggStage.ADVERTISE_KEYS, SecAggStage.SHARE_KEYS),
-    (SecAggStage.SHARE_KEYS, SecAggStage.MASKED_INPUT),
-    (SecAggStage.MASKED_INPUT, SecAggStage.UNMASK),
-    (SecAggStage.UNMASK, SecAggStage.DONE),
-})
+SERVER_TRANSITIONS: frozenset[tuple[SecAggStage, SecAggStage]] = frozenset(
+    {
+        (SecAggStage.IDLE, SecAggStage.ADVERTISE_KEYS),
+        (SecAggStage.ADVERTISE_KEYS, SecAggStage.SHARE_KEYS),
+        (SecAggStage.SHARE_KEYS, SecAggStage.MASKED_INPUT),
+        (SecAggStage.MASKED_INPUT, SecAggStage.UNMASK),
+        (SecAggStage.UNMASK, SecAggStage.DONE),
+    }
+)
 
 
 def is_legal(table: frozenset[tuple[SecAggStage, SecAggStage]], current: SecAggStage, new: SecAggStage) -> bool:
@@ -192,14 +200,20 @@ class SecAggSettings:
             v = getattr(s, key)
             if not (_is_num(v) and 0 <= v < 1):
                 problems.append(f"{key} must be a fraction in [0, 1) (got {v!r})")
-        if (_is_num(s.corrupt_fraction) and _is_num(s.dropout_fraction)
-                and s.corrupt_fraction + s.dropout_fraction >= 1):
-            problems.append(f"corrupt_fraction + dropout_fraction must be < 1 (got {s.corrupt_fraction} + "
-                            f"{s.dropout_fraction})")
-        if (_is_num(s.corrupt_fraction) and isinstance(s.threshold, float) and 0 < s.threshold <= 1
-                and s.corrupt_fraction >= max(s.threshold, 0.5)):
-            problems.append(f"corrupt_fraction {s.corrupt_fraction} reaches the threshold (a fraction {s.threshold}, "
-                            f"never below a majority): such a coalition alone could unmask every client")
+        if _is_num(s.corrupt_fraction) and _is_num(s.dropout_fraction) and s.corrupt_fraction + s.dropout_fraction >= 1:
+            problems.append(
+                f"corrupt_fraction + dropout_fraction must be < 1 (got {s.corrupt_fraction} + {s.dropout_fraction})"
+            )
+        if (
+            _is_num(s.corrupt_fraction)
+            and isinstance(s.threshold, float)
+            and 0 < s.threshold <= 1
+            and s.corrupt_fraction >= max(s.threshold, 0.5)
+        ):
+            problems.append(
+                f"corrupt_fraction {s.corrupt_fraction} reaches the threshold (a fraction {s.threshold}, "
+                f"never below a majority): such a coalition alone could unmask every client"
+            )
         if s.stats_noise not in ("auto", True, False):
             problems.append(f"stats_noise must be 'auto', true or false (got {s.stats_noise!r})")
         if not (_is_num(s.stats_epsilon) and math.isfinite(s.stats_epsilon) and s.stats_epsilon > 0):
@@ -213,8 +227,16 @@ class SecAggSettings:
         problems += parse_distributed_dp(s.distributed_dp)[1]
         if problems:
             raise ConfigError(problems, source)
-        floats = ("clip", "noise_sigma", "stats_noise_sigma", "corrupt_fraction", "dropout_fraction", "stats_epsilon",
-                  "stats_delta", "stats_sensitivity")
+        floats = (
+            "clip",
+            "noise_sigma",
+            "stats_noise_sigma",
+            "corrupt_fraction",
+            "dropout_fraction",
+            "stats_epsilon",
+            "stats_delta",
+            "stats_sensitivity",
+        )
         return cls(**{**values, **{key: float(getattr(s, key)) for key in floats}})
 
 
@@ -255,8 +277,10 @@ def resolve_threshold(threshold: float, n: int, min_clients: int) -> int:
         t = max(math.ceil(float(threshold) * n - 1e-9), n // 2 + 1)
     t = max(t, min_clients)
     if t > n:
-        raise ValueError(f"{n} participants are fewer than the threshold {t} (min_clients {min_clients}); "
-                         f"with so few clients each could learn the others' inputs")
+        raise ValueError(
+            f"{n} participants are fewer than the threshold {t} (min_clients {min_clients}); "
+            f"with so few clients each could learn the others' inputs"
+        )
     return t
 
 

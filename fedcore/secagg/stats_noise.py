@@ -42,10 +42,11 @@ from typing import Any
 @dataclass(frozen=True)
 class StatsNoise:
     """What a client adds in round 0 and what it may charge for it."""
-    sigma_total: float   # std of the noise on the survivors' sum, in counts (for >= T survivors)
-    sensitivity: float   # L2 sensitivity of one client's statistics to one sample, in counts
+
+    sigma_total: float  # std of the noise on the survivors' sum, in counts (for >= T survivors)
+    sensitivity: float  # L2 sensitivity of one client's statistics to one sample, in counts
     delta: float
-    epsilon: float       # the epsilon this sigma_total gives (<= stats_epsilon)
+    epsilon: float  # the epsilon this sigma_total gives (<= stats_epsilon)
 
     def client_sigma(self, threshold: int) -> float:
         """sigma_c = sigma_total / sqrt(T), in counts."""
@@ -53,16 +54,22 @@ class StatsNoise:
 
     def task_config(self) -> dict[str, float]:
         """The ``stats_dp`` table of the statistics task (what a client needs to charge its ledger)."""
-        return {"sigma_total": self.sigma_total, "sensitivity": self.sensitivity, "delta": self.delta,
-                "epsilon": self.epsilon}
+        return {
+            "sigma_total": self.sigma_total,
+            "sensitivity": self.sensitivity,
+            "delta": self.delta,
+            "epsilon": self.epsilon,
+        }
 
 
 def sigma_for_epsilon(epsilon: float, delta: float, sensitivity: float) -> float:
     """sigma_total for (epsilon, delta)-DP of one release with L2 sensitivity Delta (module doc)."""
-    if not (math.isfinite(epsilon) and epsilon > 0 and 0 < delta < 1 and math.isfinite(sensitivity)
-            and sensitivity > 0):
-        raise ValueError(f"need epsilon > 0, delta in (0, 1) and sensitivity > 0 (got {epsilon}, {delta}, "
-                         f"{sensitivity})")
+    if not (
+        math.isfinite(epsilon) and epsilon > 0 and 0 < delta < 1 and math.isfinite(sensitivity) and sensitivity > 0
+    ):
+        raise ValueError(
+            f"need epsilon > 0, delta in (0, 1) and sensitivity > 0 (got {epsilon}, {delta}, {sensitivity})"
+        )
     log_inv = math.log(1 / delta)
     root_rho = math.sqrt(log_inv + epsilon) - math.sqrt(log_inv)
     return sensitivity / (math.sqrt(2.0) * root_rho)

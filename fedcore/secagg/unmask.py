@@ -28,8 +28,9 @@ from fedcore.secagg.prg import apply_masks, pair_mask_key, self_mask_key
 def recover_secret(owner: str, kind: str, shares: list[bytes], threshold: int) -> bytes:
     """One 32-byte secret from revealed shares; AggregationAborted naming the owner if too few."""
     if len(shares) < threshold:
-        raise AggregationAborted(f"cannot unmask: {len(shares)} {kind} shares of {owner!r} arrived, "
-                                 f"{threshold} are needed")
+        raise AggregationAborted(
+            f"cannot unmask: {len(shares)} {kind} shares of {owner!r} arrived, {threshold} are needed"
+        )
     try:
         return shamir.combine(shares, threshold)
     except ValueError as exc:
@@ -44,9 +45,14 @@ def recover_mask_key(owner: str, shares: list[bytes], threshold: int, public: by
     return sk
 
 
-def unmasked_sum(inputs: Mapping[str, np.ndarray], self_seeds: Mapping[str, bytes],
-                 dropped_keys: Mapping[str, X25519PrivateKey], mask_publics: Mapping[str, bytes],
-                 graph: Mapping[str, Iterable[str]], context: bytes) -> np.ndarray:
+def unmasked_sum(
+    inputs: Mapping[str, np.ndarray],
+    self_seeds: Mapping[str, bytes],
+    dropped_keys: Mapping[str, X25519PrivateKey],
+    mask_publics: Mapping[str, bytes],
+    graph: Mapping[str, Iterable[str]],
+    context: bytes,
+) -> np.ndarray:
     """sum_{i in U3} v_i in Z_2^bits (the dtype of the inputs), with U3 = ``inputs``' keys.
 
     ``self_seeds``: b_i of every i in U3; ``dropped_keys``: s_sk_j of every dropped j that masked
@@ -59,9 +65,15 @@ def unmasked_sum(inputs: Mapping[str, np.ndarray], self_seeds: Mapping[str, byte
     return strip_masks(total, survivors, self_seeds, dropped_keys, mask_publics, graph, context)
 
 
-def strip_masks(total: np.ndarray, survivors: Iterable[str], self_seeds: Mapping[str, bytes],
-                dropped_keys: Mapping[str, X25519PrivateKey], mask_publics: Mapping[str, bytes],
-                graph: Mapping[str, Iterable[str]], context: bytes) -> np.ndarray:
+def strip_masks(
+    total: np.ndarray,
+    survivors: Iterable[str],
+    self_seeds: Mapping[str, bytes],
+    dropped_keys: Mapping[str, X25519PrivateKey],
+    mask_publics: Mapping[str, bytes],
+    graph: Mapping[str, Iterable[str]],
+    context: bytes,
+) -> np.ndarray:
     """Turn ``total`` = sum_{i in U3} y_i (the server's running sum, U3 = ``survivors``) into
     sum_{i in U3} v_i, in place: subtract every PRG(b_i) and, for each dropped j, the pairwise
     masks its U3 neighbours added. Returns ``total``."""

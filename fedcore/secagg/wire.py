@@ -97,10 +97,10 @@ def channel_key(sk: X25519PrivateKey, peer_public: bytes, context: bytes, a: str
     return agree(sk, peer_public, CHANNEL_LABEL + context + _field(lo) + _field(hi))
 
 
-def seal_share(key: bytes, ad: bytes, sender: str, receiver: str, self_mask_share: bytes,
-               key_share: bytes) -> bytes:
-    plain = spb.SecAggSharePlaintext(sender=sender, receiver=receiver, self_mask_share=self_mask_share,
-                                     key_share=key_share)
+def seal_share(key: bytes, ad: bytes, sender: str, receiver: str, self_mask_share: bytes, key_share: bytes) -> bytes:
+    plain = spb.SecAggSharePlaintext(
+        sender=sender, receiver=receiver, self_mask_share=self_mask_share, key_share=key_share
+    )
     return seal(key, plain.SerializeToString(), ad)
 
 

@@ -45,8 +45,8 @@ class StatusBoard:
         self.engine = engine
         self.path = Path(run_dir) / STATUS_FILE
         self.interval = interval
-        self.stop_request = ""      # set by the daemon when a stop was asked for
-        self.page = ""              # the status page's URL, when one is served
+        self.stop_request = ""  # set by the daemon when a stop was asked for
+        self.page = ""  # the status page's URL, when one is served
         self.version = 0
         self.snapshot: dict[str, Any] = {}
         self._print: tuple | None = None

@@ -59,13 +59,22 @@ def _from_records(cfg: CoordinatorConfig) -> dict[str, Any] | None:
     metrics, summary = run_dir / "metrics.jsonl", run_dir / "summary.json"
     if not metrics.exists() and not summary.exists():
         return None
-    history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+    history = (
+        [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+    )
     done = json.loads(summary.read_text()) if summary.exists() else {}
     rows = history_rows(history)
-    return {"federation": done.get("federation", cfg.federation.id), "aggregation": cfg.federation.aggregation,
-            "strategy": cfg.strategy.name, "phase": done.get("status", "?"),
-            "round": rows[-1]["round"] if rows else 0, "rounds": cfg.federation.rounds, "completed": len(rows),
-            "outcome": done.get("reason", ""), "history": rows}
+    return {
+        "federation": done.get("federation", cfg.federation.id),
+        "aggregation": cfg.federation.aggregation,
+        "strategy": cfg.strategy.name,
+        "phase": done.get("status", "?"),
+        "round": rows[-1]["round"] if rows else 0,
+        "rounds": cfg.federation.rounds,
+        "completed": len(rows),
+        "outcome": done.get("reason", ""),
+        "history": rows,
+    }
 
 
 def read_status(cfg: CoordinatorConfig) -> tuple[dict[str, Any] | None, str, list[str]]:
@@ -96,8 +105,10 @@ def status_command(config: Path, as_json: bool = False) -> int:
     for note in notes:
         print(f"note: {note}")
     if snap is None:
-        print(f"no run in {cfg.server.run_dir} yet (no coordinator running, no status.json, metrics.jsonl or "
-              f"summary.json)")
+        print(
+            f"no run in {cfg.server.run_dir} yet (no coordinator running, no status.json, metrics.jsonl or "
+            f"summary.json)"
+        )
         return ExitCode.UNREACHABLE
     if as_json:
         print(json.dumps(snap, indent=1, sort_keys=True))
@@ -114,8 +125,10 @@ def stop_command(config: Path, wait: bool = False, reason: str = "") -> int:
         print(f"no coordinator is running on {run_dir}: nothing to stop")
         return ExitCode.UNREACHABLE
     control.request_stop(run_dir, reason)
-    print(f"asked the coordinator (pid {pid}) to stop after the current round; it tells the clients, exits with "
-          f"code {int(ExitCode.STOPPED)} (STOPPED), and resumes from that round when started again")
+    print(
+        f"asked the coordinator (pid {pid}) to stop after the current round; it tells the clients, exits with "
+        f"code {int(ExitCode.STOPPED)} (STOPPED), and resumes from that round when started again"
+    )
     if not wait:
         return ExitCode.OK
     while control.running_pid(run_dir) is not None:

@@ -50,27 +50,37 @@ class FederationCollector:
         s = self.board.current()
         if not s:
             return
-        yield InfoMetricFamily("fedpsyau_federation", "the federation this coordinator serves", value={
-            k: str(s.get(k, "")) for k in ("federation", "aggregation", "strategy", "run_id", "workload")})
-        yield StateSetMetricFamily("fedpsyau_phase", "the round engine's phase",
-                                   value={p.value: p.value == s.get("phase") for p in Phase})
+        yield InfoMetricFamily(
+            "fedpsyau_federation",
+            "the federation this coordinator serves",
+            value={k: str(s.get(k, "")) for k in ("federation", "aggregation", "strategy", "run_id", "workload")},
+        )
+        yield StateSetMetricFamily(
+            "fedpsyau_phase", "the round engine's phase", value={p.value: p.value == s.get("phase") for p in Phase}
+        )
         yield _gauge("round", "the current wire round (0 = set-up and statistics)", s.get("round"))
         yield _gauge("rounds_planned", "training rounds planned", s.get("rounds"))
         yield _gauge("attempt", "the current round's attempt", s.get("attempt"))
-        yield CounterMetricFamily("fedpsyau_rounds_completed", "training rounds completed (checkpointed)",
-                                  value=float(s.get("completed") or 0))
-        yield _gauge("stop_requested", "1 when a stop after the current round was asked for",
-                     bool(s.get("stop_requested")))
+        yield CounterMetricFamily(
+            "fedpsyau_rounds_completed",
+            "training rounds completed (checkpointed)",
+            value=float(s.get("completed") or 0),
+        )
+        yield _gauge(
+            "stop_requested", "1 when a stop after the current round was asked for", bool(s.get("stop_requested"))
+        )
         clients = s.get("clients", [])
         g = GaugeMetricFamily("fedpsyau_clients", "clients by state", labels=["state"])
         g.add_metric(["joined"], len(clients))
         g.add_metric(["alive"], sum(1 for c in clients if c.get("alive")))
         yield g
         up = GaugeMetricFamily("fedpsyau_client_up", "1 while the client is alive", labels=["client"])
-        seen = GaugeMetricFamily("fedpsyau_client_last_seen_seconds", "seconds since the client was last heard from",
-                                 labels=["client"])
-        eps = GaugeMetricFamily("fedpsyau_client_epsilon", "sample-level epsilon the client reports spent",
-                                labels=["client"])
+        seen = GaugeMetricFamily(
+            "fedpsyau_client_last_seen_seconds", "seconds since the client was last heard from", labels=["client"]
+        )
+        eps = GaugeMetricFamily(
+            "fedpsyau_client_epsilon", "sample-level epsilon the client reports spent", labels=["client"]
+        )
         budget = GaugeMetricFamily("fedpsyau_client_epsilon_budget", "the client's target epsilon", labels=["client"])
         for c in clients:
             up.add_metric([c["id"]], 1.0 if c.get("alive") else 0.0)
@@ -82,16 +92,18 @@ class FederationCollector:
         yield from (up, seen, eps, budget)
         history = s.get("history", [])
         evaluated = [r for r in history if any(k in r for k in EVAL_KEYS)]
-        ev = GaugeMetricFamily("fedpsyau_eval", "pooled evaluation metrics of the newest evaluated round",
-                               labels=["metric"])
+        ev = GaugeMetricFamily(
+            "fedpsyau_eval", "pooled evaluation metrics of the newest evaluated round", labels=["metric"]
+        )
         if evaluated:
             for k in EVAL_KEYS:
                 if k in evaluated[-1]:
                     ev.add_metric([k], float(evaluated[-1][k]))
         yield ev
         yield _gauge("eval_round", "the newest evaluated round", evaluated[-1]["round"] if evaluated else 0)
-        yield _gauge("round_seconds", "duration of the newest completed round",
-                     history[-1].get("seconds") if history else 0)
+        yield _gauge(
+            "round_seconds", "duration of the newest completed round", history[-1].get("seconds") if history else 0
+        )
         b = CounterMetricFamily("fedpsyau_bytes", "bytes of the completed rounds", labels=["direction"])
         b.add_metric(["up"], float(s.get("bytes_up") or 0))
         b.add_metric(["down"], float(s.get("bytes_down") or 0))

@@ -42,13 +42,15 @@ log = logging.getLogger(__name__)
 ADDRESS_FILE = "status.address"
 COOKIE = "fedpsyau_status"
 MAX_WAIT = 30.0
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
-    allow_reuse_address = False     # a second coordinator on the same status port must fail, not share it
+    allow_reuse_address = False  # a second coordinator on the same status port must fail, not share it
 
     def handle_error(self, request, client_address) -> None:  # a client that hangs up or speaks no TLS
         log.debug("status request from %s failed", client_address, exc_info=True)
@@ -57,8 +59,15 @@ class _HTTPServer(ThreadingHTTPServer):
 class StatusServer:
     """Serve ``board`` on ``settings.address``; ``cert``/``key`` are used when it is not loopback."""
 
-    def __init__(self, board: StatusBoard, settings: StatusSettings, *, cert: Path | None = None,
-                 key: Path | None = None, run_dir: Path | None = None):
+    def __init__(
+        self,
+        board: StatusBoard,
+        settings: StatusSettings,
+        *,
+        cert: Path | None = None,
+        key: Path | None = None,
+        run_dir: Path | None = None,
+    ):
         from prometheus_client import CollectorRegistry
 
         parsed = split_address(settings.address)
@@ -89,8 +98,9 @@ class StatusServer:
         self.url = f"{'https' if self.tls else 'http'}://{shown}:{self.port}/"
         if run_dir is not None:
             (Path(run_dir) / ADDRESS_FILE).write_text(self.url + "\n")
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="status-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="status-http", daemon=True
+        )
 
     def start(self) -> StatusServer:
         self._thread.start()
@@ -104,12 +114,13 @@ class StatusServer:
 def _handler(srv: StatusServer):
     class Handler(_Handler):
         server_ref = srv
+
     return Handler
 
 
 class _Handler(BaseHTTPRequestHandler):
     server_ref: StatusServer
-    timeout = 15                       # seconds a silent connection may hold a thread
+    timeout = 15  # seconds a silent connection may hold a thread
     server_version = "fedpsyau-status"
     sys_version = ""
 
@@ -167,8 +178,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._text(HTTPStatus.MISDIRECTED_REQUEST, "this status page answers only to a loopback host name")
         ok = self._token_ok(query)
         if ok is False:
-            return self._text(HTTPStatus.UNAUTHORIZED, "a token is required (Authorization: Bearer TOKEN)",
-                              {"WWW-Authenticate": 'Bearer realm="fedpsyau status"'})
+            return self._text(
+                HTTPStatus.UNAUTHORIZED,
+                "a token is required (Authorization: Bearer TOKEN)",
+                {"WWW-Authenticate": 'Bearer realm="fedpsyau status"'},
+            )
         if ok == "set-cookie":
             flags = "; Secure" if self.server_ref.tls else ""
             cookie = f"{COOKIE}={self.server_ref.settings.token}; Path=/; HttpOnly; SameSite=Strict{flags}"

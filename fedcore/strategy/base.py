@@ -51,8 +51,7 @@ class Strategy(ABC):
         unknown = sorted(set(options) - set(cls.defaults))
         if unknown:
             valid = ", ".join(sorted(cls.defaults)) or "(none)"
-            problems.append(f"unknown option(s) {', '.join(unknown)} for strategy {cls.name!r}; "
-                            f"valid options: {valid}")
+            problems.append(f"unknown option(s) {', '.join(unknown)} for strategy {cls.name!r}; valid options: {valid}")
         merged: dict[str, float] = dict(cls.defaults)
         for key, value in options.items():
             if key not in cls.defaults:
@@ -93,8 +92,9 @@ class Strategy(ABC):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned, so that later rounds continue identically."""
         if state:
-            raise ConfigError(f"strategy {self.name!r} keeps no state (got keys {sorted(state)})",
-                              source="strategy state")
+            raise ConfigError(
+                f"strategy {self.name!r} keeps no state (got keys {sorted(state)})", source="strategy state"
+            )
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v:g}" for k, v in sorted(self.options.items()))

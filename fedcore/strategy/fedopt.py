@@ -62,11 +62,12 @@ class _FedOpt(Strategy):
         x, delta = self._check_inputs(global_params, mean_delta)
         tau = self.options["tau"]
         if self.m is None or self.v is None:
-            self.m = np.zeros_like(x)                      # m_{-1} = 0
-            self.v = np.full_like(x, tau * tau)            # v_{-1} = tau^2
+            self.m = np.zeros_like(x)  # m_{-1} = 0
+            self.v = np.full_like(x, tau * tau)  # v_{-1} = tau^2
         elif self.m.shape != x.shape:
-            raise ValueError(f"strategy {self.name!r} holds moments for {self.m.shape[0]} parameters, "
-                             f"the model has {x.shape[0]}")
+            raise ValueError(
+                f"strategy {self.name!r} holds moments for {self.m.shape[0]} parameters, the model has {x.shape[0]}"
+            )
         beta1 = self.options["beta1"]
         m = beta1 * self.m + (1.0 - beta1) * delta
         v = self._second_moment(self.v, delta * delta)
@@ -83,8 +84,10 @@ class _FedOpt(Strategy):
         problems = []
         keys = set(state)
         if keys not in ({"step"}, {"m", "v", "step"}):
-            raise ConfigError(f"strategy {self.name!r} expects keys ['m', 'v', 'step'] or ['step'] "
-                              f"(got {sorted(keys)})", source="strategy state")
+            raise ConfigError(
+                f"strategy {self.name!r} expects keys ['m', 'v', 'step'] or ['step'] (got {sorted(keys)})",
+                source="strategy state",
+            )
         step = np.asarray(state["step"])
         if step.shape != () or step.dtype.kind not in "iu" or int(step) < 0:
             problems.append(f"step must be a non-negative integer (got {state['step']!r})")

@@ -54,6 +54,7 @@ class CsrRefused(CertificateError):
 @dataclass(frozen=True)
 class Credentials:
     """A PEM certificate and its PEM private key (the key is kept out of ``repr``)."""
+
     cert_pem: bytes
     key_pem: bytes = field(repr=False)
 
@@ -85,7 +86,9 @@ def _require_ca(cert: x509.Certificate) -> None:
     except x509.ExtensionNotFound:
         bc = None
     if bc is None or not bc.ca:
-        raise CertificateError(f"{cert.subject.rfc4514_string()} is not a CA certificate (basicConstraints CA:TRUE missing)")
+        raise CertificateError(
+            f"{cert.subject.rfc4514_string()} is not a CA certificate (basicConstraints CA:TRUE missing)"
+        )
 
 
 def _check_days(days: int) -> None:
@@ -98,20 +101,23 @@ def _new_key() -> ec.EllipticCurvePrivateKey:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _builder(subject_cn: str, issuer: x509.Name, public_key, days: int) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.UTC)
-    return (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
-            .issuer_name(issuer)
-            .public_key(public_key)
-            .serial_number(int.from_bytes(secrets.token_bytes(16), "big") >> 1)   # positive, < 2^127
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(int.from_bytes(secrets.token_bytes(16), "big") >> 1)  # positive, < 2^127
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
 
 
 def create_ca(common_name: str = "FED-PsyAU federation CA", days: int = 3650) -> Credentials:
@@ -119,33 +125,61 @@ def create_ca(common_name: str = "FED-PsyAU federation CA", days: int = 3650) ->
     _check_days(days)
     key = _new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    cert = (_builder(common_name, name, key.public_key(), days)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        _builder(common_name, name, key.public_key(), days)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
     return Credentials(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def _issue(ca: Credentials, cn: str, eku: x509.ObjectIdentifier, sans: list[x509.GeneralName],
-           days: int) -> Credentials:
+def _issue(
+    ca: Credentials, cn: str, eku: x509.ObjectIdentifier, sans: list[x509.GeneralName], days: int
+) -> Credentials:
     key = _new_key()
     return Credentials(_sign(ca, cn, key.public_key(), eku, sans, days), _key_pem(key))
 
 
-def _sign(ca: Credentials, cn: str, public_key, eku: x509.ObjectIdentifier, sans: list[x509.GeneralName],
-          days: int) -> bytes:
+def _sign(
+    ca: Credentials, cn: str, public_key, eku: x509.ObjectIdentifier, sans: list[x509.GeneralName], days: int
+) -> bytes:
     """An end-entity certificate for ``public_key`` (CA:FALSE, digitalSignature, ``eku`` only)."""
     _check_days(days)
     ca_cert, ca_key = _load_ca(ca)
-    builder = (_builder(cn, ca_cert.subject, public_key, days)
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                            data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-               .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False))
+    builder = (
+        _builder(cn, ca_cert.subject, public_key, days)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    )
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
@@ -159,8 +193,9 @@ def issue_server(ca: Credentials, hosts: Sequence[str] = ("localhost", "127.0.0.
         hosts = (hosts,)
     bad = [h for h in hosts if not isinstance(h, str) or not h.strip() or any(c.isspace() for c in h)]
     if not hosts or bad:
-        raise ConfigError(f"hosts must be a non-empty list of host names or IP addresses (got {list(hosts)!r})",
-                          source="issue_server")
+        raise ConfigError(
+            f"hosts must be a non-empty list of host names or IP addresses (got {list(hosts)!r})", source="issue_server"
+        )
     sans: list[x509.GeneralName] = []
     for host in hosts:
         try:
@@ -174,8 +209,9 @@ def issue_client(ca: Credentials, client_id: str, days: int = 825) -> Credential
     """A client certificate whose CN is ``client_id`` (the client's federation identity), with the
     clientAuth extended key usage."""
     if not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id):
-        raise ConfigError(f"client id must be 1-64 characters of [A-Za-z0-9_.-] (got {client_id!r})",
-                          source="issue_client")
+        raise ConfigError(
+            f"client id must be 1-64 characters of [A-Za-z0-9_.-] (got {client_id!r})", source="issue_client"
+        )
     return _issue(ca, client_id, ExtendedKeyUsageOID.CLIENT_AUTH, [], days)
 
 
@@ -183,20 +219,22 @@ def make_csr(client_id: str) -> Credentials:
     """A new P-256 key and a CSR for ``CN=client_id`` signed with it, as (``cert_pem`` = the CSR
     PEM, ``key_pem``). Run on the client's own machine; only the CSR leaves it."""
     if not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id):
-        raise ConfigError(f"client id must be 1-64 characters of [A-Za-z0-9_.-] (got {client_id!r})",
-                          source="enroll")
+        raise ConfigError(f"client id must be 1-64 characters of [A-Za-z0-9_.-] (got {client_id!r})", source="enroll")
     key = _new_key()
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, client_id)]))
-           .sign(key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, client_id)]))
+        .sign(key, hashes.SHA256())
+    )
     return Credentials(csr.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
 def _csr_problems(csr: x509.CertificateSigningRequest, issued: set[str], server_names: set[str]) -> list[str]:
     problems = []
     if not csr.is_signature_valid:
-        problems.append("its signature does not verify with the public key it carries (altered, or not "
-                        "signed by that key)")
+        problems.append(
+            "its signature does not verify with the public key it carries (altered, or not signed by that key)"
+        )
     key = csr.public_key()
     if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)):
         got = f"{key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
@@ -221,8 +259,9 @@ def _csr_problems(csr: x509.CertificateSigningRequest, issued: set[str], server_
             if v.ca:
                 problems.append("it requests CA:TRUE (basicConstraints); a client certificate is never a CA")
         elif isinstance(v, x509.SubjectAlternativeName):
-            problems.append(f"it requests subjectAltName {[str(n.value) for n in v]}; a client certificate "
-                            f"carries only its CN")
+            problems.append(
+                f"it requests subjectAltName {[str(n.value) for n in v]}; a client certificate carries only its CN"
+            )
         elif isinstance(v, x509.ExtendedKeyUsage):
             other = [getattr(o, "_name", o.dotted_string) for o in v if o != ExtendedKeyUsageOID.CLIENT_AUTH]
             if other:
@@ -231,8 +270,10 @@ def _csr_problems(csr: x509.CertificateSigningRequest, issued: set[str], server_
             if v.key_cert_sign or v.crl_sign:
                 problems.append("it requests keyCertSign/cRLSign key usage; a client certificate signs no certificates")
         else:
-            problems.append(f"it requests extension {ext.oid._name} ({ext.oid.dotted_string}), which a client "
-                            f"certificate never carries")
+            problems.append(
+                f"it requests extension {ext.oid._name} ({ext.oid.dotted_string}), which a client "
+                f"certificate never carries"
+            )
     return problems
 
 
@@ -283,7 +324,9 @@ def common_name(cert_pem: bytes) -> str:
     cert = _load_cert(cert_pem, "certificate")
     attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if len(attrs) != 1:
-        raise CertificateError(f"expected one subject common name (got {len(attrs)}) in {cert.subject.rfc4514_string()!r}")
+        raise CertificateError(
+            f"expected one subject common name (got {len(attrs)}) in {cert.subject.rfc4514_string()!r}"
+        )
     return str(attrs[0].value)
 
 
@@ -297,7 +340,9 @@ def verify_issued_by(cert_pem: bytes, ca_pem: bytes, *, now: dt.datetime | None 
     try:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
-        raise CertificateError(f"certificate {subject!r} was not issued by CA {ca.subject.rfc4514_string()!r}") from None
+        raise CertificateError(
+            f"certificate {subject!r} was not issued by CA {ca.subject.rfc4514_string()!r}"
+        ) from None
     now = now or dt.datetime.now(dt.UTC)
     if now < cert.not_valid_before_utc:
         raise CertificateError(f"certificate {subject!r} is not valid before {cert.not_valid_before_utc.isoformat()}")

@@ -13,8 +13,9 @@ from fedcore.transport.tls import INSECURE_WARNING, TlsMaterial
 log = logging.getLogger(__name__)
 
 
-def open_channel(address: str, tls: TlsMaterial | None, *, insecure: bool = False,
-                 server_name: str | None = None) -> grpc.Channel:
+def open_channel(
+    address: str, tls: TlsMaterial | None, *, insecure: bool = False, server_name: str | None = None
+) -> grpc.Channel:
     """A channel to ``address``; presents this party's certificate and trusts only the CA."""
     if insecure:
         log.warning(INSECURE_WARNING)

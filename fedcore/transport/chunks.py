@@ -45,8 +45,9 @@ def sha256(payload: bytes | bytearray | memoryview) -> bytes:
     return hashlib.sha256(payload).digest()
 
 
-def send_chunks(header: pb.Header, payload: bytes, blob: str = "", chunk_size: int = CHUNK_SIZE,
-                digest: bytes | None = None) -> Iterator[pb.Chunk]:
+def send_chunks(
+    header: pb.Header, payload: bytes, blob: str = "", chunk_size: int = CHUNK_SIZE, digest: bytes | None = None
+) -> Iterator[pb.Chunk]:
     """The chunks of ``payload``: a StreamHeader, then slices of at most ``chunk_size`` bytes.
 
     ``digest`` may pass a precomputed SHA-256 (the coordinator hashes each model blob once).
@@ -54,10 +55,13 @@ def send_chunks(header: pb.Header, payload: bytes, blob: str = "", chunk_size: i
     if not 0 < chunk_size <= CHUNK_SIZE:
         raise ValueError(f"chunk_size must be in (0, {CHUNK_SIZE}] (got {chunk_size})")
     view = memoryview(payload)
-    yield pb.Chunk(header=pb.StreamHeader(header=header, blob=blob, total_size=len(view),
-                                          sha256=digest if digest is not None else sha256(view)))
+    yield pb.Chunk(
+        header=pb.StreamHeader(
+            header=header, blob=blob, total_size=len(view), sha256=digest if digest is not None else sha256(view)
+        )
+    )
     for start in range(0, len(view), chunk_size):
-        yield pb.Chunk(data=bytes(view[start:start + chunk_size]))
+        yield pb.Chunk(data=bytes(view[start : start + chunk_size]))
 
 
 def first_header(chunks: Iterator[pb.Chunk]) -> pb.StreamHeader:
@@ -67,7 +71,9 @@ def first_header(chunks: Iterator[pb.Chunk]) -> pb.StreamHeader:
     except StopIteration:
         raise InvalidPayload("empty stream: expected a StreamHeader chunk first") from None
     if first.WhichOneof("kind") != "header":
-        raise InvalidPayload(f"expected a StreamHeader as the first chunk (got {first.WhichOneof('kind') or 'nothing'})")
+        raise InvalidPayload(
+            f"expected a StreamHeader as the first chunk (got {first.WhichOneof('kind') or 'nothing'})"
+        )
     head = first.header
     if len(head.sha256) != 32:
         raise InvalidPayload(f"StreamHeader.sha256 must be 32 bytes (got {len(head.sha256)})")

@@ -50,8 +50,9 @@ class EngineEndpoint(Protocol):
     """The coordinator-side methods a memory connection calls (those of ``RoundEngine``)."""
 
     def join(self, client_id: str, header: pb.Header, client_version: str = "") -> pb.JoinReply: ...
-    def task(self, client_id: str, header: pb.Header, wait: float = 0.0,
-             active: Callable[[], bool] | None = None) -> pb.Task: ...
+    def task(
+        self, client_id: str, header: pb.Header, wait: float = 0.0, active: Callable[[], bool] | None = None
+    ) -> pb.Task: ...
     def heartbeat(self, client_id: str, header: pb.Header) -> pb.HeartbeatReply: ...
     def download(self, client_id: str, header: pb.Header, blob: str) -> tuple[bytes, bytes]: ...
     def count_download(self, nbytes: int) -> None: ...
@@ -79,9 +80,18 @@ def _through_bytes(msg: M) -> M:
 class MemoryConnection:
     """A client's connection to ``engine`` in this process (module docstring)."""
 
-    def __init__(self, engine: EngineEndpoint, *, client_id: str, federation_id: str,
-                 max_payload_bytes: int = 1 << 30, server_max_payload_bytes: int = 1 << 30,
-                 rpc_timeout: float = 30.0, tamper: Tamper | None = None, received: list[bytes] | None = None):
+    def __init__(
+        self,
+        engine: EngineEndpoint,
+        *,
+        client_id: str,
+        federation_id: str,
+        max_payload_bytes: int = 1 << 30,
+        server_max_payload_bytes: int = 1 << 30,
+        rpc_timeout: float = 30.0,
+        tamper: Tamper | None = None,
+        received: list[bytes] | None = None,
+    ):
         self.engine = engine
         self.client_id = client_id
         self.federation_id = federation_id
@@ -92,7 +102,7 @@ class MemoryConnection:
         self.reconnected = False
         self.bytes_up = 0
         self.bytes_down = 0
-        self.engine_seconds = 0.0   # time spent inside the engine's methods (the coordinator's share)
+        self.engine_seconds = 0.0  # time spent inside the engine's methods (the coordinator's share)
         self.tamper = tamper
         self.received = received
 
@@ -100,21 +110,23 @@ class MemoryConnection:
         """Nothing to release (a connection object ends with its client)."""
 
     def header(self, round_: int = 0, stage: int = 0, attempt: int = 0) -> pb.Header:
-        return pb.Header(federation_id=self.federation_id, round=round_, stage=wire(stage), attempt=attempt,
-                         client_id=self.client_id)
+        return pb.Header(
+            federation_id=self.federation_id, round=round_, stage=wire(stage), attempt=attempt, client_id=self.client_id
+        )
 
     def _call(self, what: str, header: pb.Header, fn: Callable[[pb.Header], R], *, reply_bytes: bool = True) -> R:
         """Run one engine call as an RPC: identity check, refusal mapping, the reply through bytes
         (``reply_bytes``; a blob is bytes already)."""
         if header.client_id != self.client_id:
-            raise NotAuthorized(f"{what}: the certificate names {self.client_id!r}, the header claims "
-                                f"{header.client_id!r}")
+            raise NotAuthorized(
+                f"{what}: the certificate names {self.client_id!r}, the header claims {header.client_id!r}"
+            )
         started = time.perf_counter()
         try:
             reply = fn(_through_bytes(header))
         except FedError as exc:
             error = client_error(exc)
-            if error is None:   # INTERNAL, or a transient limit (retried over gRPC): a bug in one process
+            if error is None:  # INTERNAL, or a transient limit (retried over gRPC): a bug in one process
                 raise
             raise error(f"{what}: {exc}") from None
         finally:
@@ -141,11 +153,13 @@ class MemoryConnection:
 
     def download(self, header: pb.Header, blob: str, expected_sha256: bytes | None = None) -> bytes:
         req = _through_bytes(pb.DownloadRequest(header=header, blob=blob))
-        payload, digest = self._call("Download", req.header,
-                                     lambda h: self.engine.download(self.client_id, h, req.blob), reply_bytes=False)
+        payload, digest = self._call(
+            "Download", req.header, lambda h: self.engine.download(self.client_id, h, req.blob), reply_bytes=False
+        )
         if len(payload) > self.max_payload:
-            raise InvalidPayload(f"Download {blob}: {len(payload)} bytes, over this client's limit of "
-                                 f"{self.max_payload}")
+            raise InvalidPayload(
+                f"Download {blob}: {len(payload)} bytes, over this client's limit of {self.max_payload}"
+            )
         if sha256(payload) != digest:
             raise InvalidPayload(f"Download {blob}: SHA-256 of the payload differs from the announced one")
         if expected_sha256 is not None and digest != expected_sha256:
@@ -165,8 +179,9 @@ class MemoryConnection:
         def send(h: pb.Header) -> pb.SubmitReply:
             self.engine.precheck_submit(self.client_id, h)
             if len(payload) > self.server_max_payload:
-                raise PayloadTooLarge(f"a submission of {len(payload)} bytes is over the limit of "
-                                      f"{self.server_max_payload}")
+                raise PayloadTooLarge(
+                    f"a submission of {len(payload)} bytes is over the limit of {self.server_max_payload}"
+                )
             return self.engine.submit(self.client_id, h, bytes(payload), sha256(payload))
 
         reply = self._call("Submit", header, send)

@@ -38,7 +38,8 @@ def server_options(max_concurrent_streams: int = 64) -> list[tuple[str, int]]:
 def channel_options(server_name: str | None = None) -> list[tuple[str, object]]:
     """Options for a client channel; ``server_name`` overrides the TLS name checked against the
     server certificate (when dialling an IP address that is not among the certificate's SANs)."""
-    opts: list[tuple[str, object]] = [*_COMMON,
+    opts: list[tuple[str, object]] = [
+        *_COMMON,
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 20_000),
         ("grpc.keepalive_permit_without_calls", 1),

@@ -23,8 +23,11 @@ class AddressInUse(ConfigError):
 
     def __init__(self, address: str, what: str = "[server] address"):
         self.address = address
-        super().__init__(f"cannot listen on {address}: the address is in use (another coordinator?) or not "
-                         f"an address of this machine; choose another {what} or stop the other process", what)
+        super().__init__(
+            f"cannot listen on {address}: the address is in use (another coordinator?) or not "
+            f"an address of this machine; choose another {what} or stop the other process",
+            what,
+        )
 
 
 class BoundServer:
@@ -45,15 +48,24 @@ class BoundServer:
         self.server.stop(grace).wait()
 
 
-def serve(servicer: pb_grpc.FederationServicer, address: str, tls: TlsMaterial | None, *,
-          insecure: bool = False, max_workers: int = 32, max_concurrent_streams: int = 64) -> BoundServer:
+def serve(
+    servicer: pb_grpc.FederationServicer,
+    address: str,
+    tls: TlsMaterial | None,
+    *,
+    insecure: bool = False,
+    max_workers: int = 32,
+    max_concurrent_streams: int = 64,
+) -> BoundServer:
     """Start a server for ``servicer`` on ``address`` ("host:port", port 0 = any free port).
 
     ``tls`` is required unless ``insecure``; the server then asks every client for a certificate
     signed by the federation CA and refuses the handshake without one.
     """
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-                         options=server_options(max_concurrent_streams))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        options=server_options(max_concurrent_streams),
+    )
     pb_grpc.add_FederationServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

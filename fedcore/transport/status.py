@@ -61,12 +61,16 @@ def status_for(exc: BaseException) -> grpc.StatusCode | None:
 
 #: what a client makes of a refusal (the status codes it does not retry)
 CLIENT_ERRORS: dict[grpc.StatusCode, type[FedError]] = {
-    grpc.StatusCode.FAILED_PRECONDITION: WrongStage, grpc.StatusCode.INVALID_ARGUMENT: InvalidPayload,
-    grpc.StatusCode.PERMISSION_DENIED: NotAuthorized, grpc.StatusCode.UNAUTHENTICATED: NotAuthorized,
-    grpc.StatusCode.NOT_FOUND: InvalidPayload}
+    grpc.StatusCode.FAILED_PRECONDITION: WrongStage,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidPayload,
+    grpc.StatusCode.PERMISSION_DENIED: NotAuthorized,
+    grpc.StatusCode.UNAUTHENTICATED: NotAuthorized,
+    grpc.StatusCode.NOT_FOUND: InvalidPayload,
+}
 #: the status codes a client retries with backoff (a restarting coordinator, a limit reached)
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                       grpc.StatusCode.RESOURCE_EXHAUSTED})
+RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
 
 
 def client_error(exc: BaseException) -> type[FedError] | None:

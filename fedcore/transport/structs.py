@@ -50,4 +50,5 @@ def _back(value: Any) -> Any:
 
 def from_struct(s: struct_pb2.Struct) -> dict[str, Any]:
     from google.protobuf.json_format import MessageToDict
+
     return _back(MessageToDict(s))

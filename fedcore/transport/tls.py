@@ -19,8 +19,10 @@ from fedcore.common.errors import NotAuthorized
 
 log = logging.getLogger(__name__)
 
-INSECURE_WARNING = ("*** INSECURE MODE: no TLS, no client certificates; any process that reaches "
-                    "this port can claim any client id. Use only for local debugging. ***")
+INSECURE_WARNING = (
+    "*** INSECURE MODE: no TLS, no client certificates; any process that reaches "
+    "this port can claim any client id. Use only for local debugging. ***"
+)
 
 
 class TlsError(Exception):
@@ -30,6 +32,7 @@ class TlsError(Exception):
 @dataclass(frozen=True)
 class TlsMaterial:
     """PEM bytes: the federation CA, this party's certificate and private key."""
+
     ca_pem: bytes
     cert_pem: bytes
     key_pem: bytes
@@ -49,12 +52,14 @@ class TlsMaterial:
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """Server credentials that REQUIRE a client certificate signed by the CA."""
-        return grpc.ssl_server_credentials([(self.key_pem, self.cert_pem)], root_certificates=self.ca_pem,
-                                           require_client_auth=True)
+        return grpc.ssl_server_credentials(
+            [(self.key_pem, self.cert_pem)], root_certificates=self.ca_pem, require_client_auth=True
+        )
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
-        return grpc.ssl_channel_credentials(root_certificates=self.ca_pem, private_key=self.key_pem,
-                                            certificate_chain=self.cert_pem)
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca_pem, private_key=self.key_pem, certificate_chain=self.cert_pem
+        )
 
 
 def peer_identity(context: grpc.ServicerContext, claimed: str, insecure: bool) -> str:

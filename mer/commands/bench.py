@@ -70,8 +70,9 @@ def check_args(args: argparse.Namespace) -> list[str]:
     if args.seeds is not None and args.seeds < 1:
         problems.append(f"--seeds must be >= 1 (got {args.seeds})")
     if args.clients < MIN_CLIENTS:
-        problems.append(f"--clients must be >= {MIN_CLIENTS}: secagg and ckks refuse smaller federations "
-                        f"(got {args.clients})")
+        problems.append(
+            f"--clients must be >= {MIN_CLIENTS}: secagg and ckks refuse smaller federations (got {args.clients})"
+        )
     if args.rounds is not None and args.rounds < 1:
         problems.append(f"--rounds must be >= 1 (got {args.rounds})")
     unknown = sorted(set(args.settings or ()) - set(bc.SETTINGS))
@@ -114,76 +115,134 @@ def _pooled(parts):
     from mer.data.arrays import MEArrays
 
     first = parts[0]
-    kw = {f.name: np.concatenate([getattr(p, f.name) for p in parts])
-          for f in fields(first) if f.name != "class_names"}
+    kw = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(first) if f.name != "class_names"}
     return MEArrays(class_names=first.class_names, **kw)
 
 
-def run_centralised(settings: dict[str, Any], clients: int, rounds: int, config: dict[str, Any], seed: int,
-                    workdir: Path, device: str = "cpu") -> dict[str, Any]:
+def run_centralised(
+    settings: dict[str, Any],
+    clients: int,
+    rounds: int,
+    config: dict[str, Any],
+    seed: int,
+    workdir: Path,
+    device: str = "cpu",
+) -> dict[str, Any]:
     """DP-SGD on the union of the clients' training subjects, evaluated on the union of their test subjects."""
     import torch
 
     from fedcore.coordinator.reports import confusion_metrics
     from mer.train.federated import workload
 
-    parts = [workload.make_trainer({**settings, "client_index": i, "num_clients": clients}, f"client{i + 1}",
-                                   workdir / f"split{i}", "cpu") for i in range(clients)]
-    central = workload.make_trainer({**settings, "client_index": 0, "num_clients": 1}, "centralised",
-                                    workdir / "centralised", device)
+    parts = [
+        workload.make_trainer(
+            {**settings, "client_index": i, "num_clients": clients}, f"client{i + 1}", workdir / f"split{i}", "cpu"
+        )
+        for i in range(clients)
+    ]
+    central = workload.make_trainer(
+        {**settings, "client_index": 0, "num_clients": 1}, "centralised", workdir / "centralised", device
+    )
     # the same subjects as the federation: train on the union of the clients' training splits
     central.use_split(_pooled([p.train for p in parts]), _pooled([p.test for p in parts]))
     params, spec = workload.initial_parameters(settings, seed)
     stats = central.statistics(config)
     epsilon = None
     for r in range(1, rounds + 1):
-        torch.manual_seed((seed * 1_000_003 + r * 1009) % (2**31))   # new batches and noise each "round"
+        torch.manual_seed((seed * 1_000_003 + r * 1009) % (2**31))  # new batches and noise each "round"
         fit = central.fit(params, spec, r, config, stats)
         params = fit.parameters
         if fit.privacy is not None and fit.privacy.enabled:
             epsilon = float(fit.privacy.epsilon)
     res = central.evaluate(params, spec, rounds, {**settings, "rounds": rounds}, stats)
-    return {**confusion_metrics(res.confusion), "epsilon_spent": epsilon, "train_samples": len(central.train),
-            "test_samples": len(central.test)}
+    return {
+        **confusion_metrics(res.confusion),
+        "epsilon_spent": epsilon,
+        "train_samples": len(central.train),
+        "test_samples": len(central.test),
+    }
 
 
-def run_federated(setting: str, settings: dict[str, Any], clients: int, rounds: int, privacy: dict[str, Any],
-                  seed: int, workdir: Path, device: str = "cpu", **kwargs) -> dict[str, Any]:
+def run_federated(
+    setting: str,
+    settings: dict[str, Any],
+    clients: int,
+    rounds: int,
+    privacy: dict[str, Any],
+    seed: int,
+    workdir: Path,
+    device: str = "cpu",
+    **kwargs,
+) -> dict[str, Any]:
     """One federation through the daemons' engine over the in-memory transport; its final pooled metrics."""
     res = federate(setting, settings, clients, rounds, privacy, seed, workdir, device=device, **kwargs)
     last = next((m for m in reversed(res.metrics) if m.get("eval")), {})
     ev = last.get("eval", {})
     eps = [p.get("epsilon") for m in res.metrics for p in (m.get("privacy") or {}).values() if p.get("epsilon")]
-    return {"uf1": ev.get("uf1"), "uar": ev.get("uar"), "accuracy": ev.get("accuracy"),
-            "epsilon_spent": max(eps) if eps else None,
-            "bytes_up": sum(m.get("bytes_up", 0) for m in res.metrics),
-            "bytes_down": sum(m.get("bytes_down", 0) for m in res.metrics),
-            "contributors": [m.get("contributors") for m in res.metrics],
-            "test_samples": int(ev.get("num_examples", 0))}
+    return {
+        "uf1": ev.get("uf1"),
+        "uar": ev.get("uar"),
+        "accuracy": ev.get("accuracy"),
+        "epsilon_spent": max(eps) if eps else None,
+        "bytes_up": sum(m.get("bytes_up", 0) for m in res.metrics),
+        "bytes_down": sum(m.get("bytes_down", 0) for m in res.metrics),
+        "contributors": [m.get("contributors") for m in res.metrics],
+        "test_samples": int(ev.get("num_examples", 0)),
+    }
 
 
-def federate(setting: str, settings: dict[str, Any], clients: int, rounds: int, privacy: dict[str, Any], seed: int,
-             workdir: Path, *, device: str = "cpu", workload: str = "mer.train.federated:workload", **kwargs):
+def federate(
+    setting: str,
+    settings: dict[str, Any],
+    clients: int,
+    rounds: int,
+    privacy: dict[str, Any],
+    seed: int,
+    workdir: Path,
+    *,
+    device: str = "cpu",
+    workload: str = "mer.train.federated:workload",
+    **kwargs,
+):
     """``simulate`` over the in-memory transport, seeded, quiet; raises when the run did not complete."""
     from fedcore.simulation import simulate
 
-    res = simulate(clients=clients, rounds=rounds, out=workdir, aggregation=setting, workload=workload,
-                   workload_settings=settings, privacy=privacy, seed=seed, transport="memory", seeded=True,
-                   echo=False, progress=False, device=device, federation={"evaluate_every": 0}, **kwargs)
+    res = simulate(
+        clients=clients,
+        rounds=rounds,
+        out=workdir,
+        aggregation=setting,
+        workload=workload,
+        workload_settings=settings,
+        privacy=privacy,
+        seed=seed,
+        transport="memory",
+        seeded=True,
+        echo=False,
+        progress=False,
+        device=device,
+        federation={"evaluate_every": 0},
+        **kwargs,
+    )
     if res.returncode != 0:
-        raise RuntimeError(f"the {setting} federation in {workdir} ended with exit code {res.returncode} "
-                           f"({res.summary.get('status')}: {res.summary.get('reason', '')}); see {workdir / 'logs'}")
+        raise RuntimeError(
+            f"the {setting} federation in {workdir} ended with exit code {res.returncode} "
+            f"({res.summary.get('status')}: {res.summary.get('reason', '')}); see {workdir / 'logs'}"
+        )
     return res
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and sample sd over seeds per (setting, epsilon)."""
     out = []
-    keys = sorted({(r["setting"], r.get("init", "pretrained"), r["epsilon"]) for r in runs},
-                  key=lambda k: (bc.SETTINGS.index(k[0]), k[1] != "pretrained", k[1], k[2]))
+    keys = sorted(
+        {(r["setting"], r.get("init", "pretrained"), r["epsilon"]) for r in runs},
+        key=lambda k: (bc.SETTINGS.index(k[0]), k[1] != "pretrained", k[1], k[2]),
+    )
     for setting, init, eps in keys:
-        rows = [r for r in runs if r["setting"] == setting and r.get("init", "pretrained") == init
-                and r["epsilon"] == eps]
+        rows = [
+            r for r in runs if r["setting"] == setting and r.get("init", "pretrained") == init and r["epsilon"] == eps
+        ]
         row: dict[str, Any] = {"setting": setting, "init": init, "epsilon": eps, "seeds": len(rows)}
         for m in ("uf1", "uar", "accuracy", "epsilon_spent", "seconds"):
             vals = [r[m] for r in rows if r.get(m) is not None]
@@ -202,20 +261,34 @@ def plot(summary: list[dict[str, Any]], path: Path, title: str, num_classes: int
     finite = sorted({r["epsilon"] for r in summary if math.isfinite(r["epsilon"])})
     inf_x = (finite[-1] if finite else 1.0) * 4
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
-    styles = {"centralised": ("k", "o", "-"), "plain": ("C0", "s", "-"), "secagg": ("C1", "^", "--"),
-              "ckks": ("C2", "D", ":")}
+    styles = {
+        "centralised": ("k", "o", "-"),
+        "plain": ("C0", "s", "-"),
+        "secagg": ("C1", "^", "--"),
+        "ckks": ("C2", "D", ":"),
+    }
     for ax, metric in zip(axes, ("uf1", "uar")):
         for setting in bc.SETTINGS:
             for init in sorted({r.get("init", "pretrained") for r in summary}, key=lambda i: i != "pretrained"):
-                rows = sorted((r for r in summary if r["setting"] == setting and r.get("init", "pretrained") == init),
-                              key=lambda r: r["epsilon"])
+                rows = sorted(
+                    (r for r in summary if r["setting"] == setting and r.get("init", "pretrained") == init),
+                    key=lambda r: r["epsilon"],
+                )
                 if not rows:
                     continue
                 xs = [r["epsilon"] if math.isfinite(r["epsilon"]) else inf_x for r in rows]
                 color, marker, ls = styles[setting]
-                ax.errorbar(xs, [r[f"{metric}_mean"] for r in rows], yerr=[r[f"{metric}_sd"] for r in rows],
-                            color=color, marker=marker, ls=ls if init == "pretrained" else (0, (1, 3)),
-                            alpha=1.0 if init == "pretrained" else 0.55, capsize=3, label=f"{setting} ({init})")
+                ax.errorbar(
+                    xs,
+                    [r[f"{metric}_mean"] for r in rows],
+                    yerr=[r[f"{metric}_sd"] for r in rows],
+                    color=color,
+                    marker=marker,
+                    ls=ls if init == "pretrained" else (0, (1, 3)),
+                    alpha=1.0 if init == "pretrained" else 0.55,
+                    capsize=3,
+                    label=f"{setting} ({init})",
+                )
         if metric == "uar":
             ax.axhline(1.0 / num_classes, color="grey", lw=0.8, ls=":", label=f"chance (1/{num_classes})")
         ax.set_xscale("log")
@@ -235,18 +308,38 @@ def write_outputs(result: dict[str, Any], out: Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.json", out / f"{stem}.csv", out / f"{stem}.png"]
     paths[0].write_text(json.dumps(result, indent=1, default=lambda v: None))
-    cols = ["setting", "init", "epsilon", "seeds", "uf1_mean", "uf1_sd", "uar_mean", "uar_sd", "accuracy_mean",
-            "accuracy_sd", "epsilon_spent_mean", "seconds_mean"]
+    cols = [
+        "setting",
+        "init",
+        "epsilon",
+        "seeds",
+        "uf1_mean",
+        "uf1_sd",
+        "uar_mean",
+        "uar_sd",
+        "accuracy_mean",
+        "accuracy_sd",
+        "epsilon_spent_mean",
+        "seconds_mean",
+    ]
     with paths[1].open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
         for row in result["summary"]:
-            w.writerow([f"{row[c]:g}" if c == "epsilon" else
-                        (f"{row[c]:.4f}" if isinstance(row[c], float) else row[c]) for c in cols])
+            w.writerow(
+                [
+                    f"{row[c]:g}" if c == "epsilon" else (f"{row[c]:.4f}" if isinstance(row[c], float) else row[c])
+                    for c in cols
+                ]
+            )
     p = result["plan"]
-    plot(result["summary"], paths[2], f"DPK-GAT on {result['data']['name']}: {p['clients']} clients, {p['rounds']} "
-         f"rounds, {p['seeds']} seed(s), mean +- sd; federated runs: the daemons' engine over the in-memory transport",
-         len(result["data"]["classes"]))
+    plot(
+        result["summary"],
+        paths[2],
+        f"DPK-GAT on {result['data']['name']}: {p['clients']} clients, {p['rounds']} "
+        f"rounds, {p['seeds']} seed(s), mean +- sd; federated runs: the daemons' engine over the in-memory transport",
+        len(result["data"]["classes"]),
+    )
     return paths
 
 
@@ -271,8 +364,11 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     # seeded (non-cryptographic) DP noise keeps runs reproducible; said once here and in the JSON
     logging.getLogger("fedcore.dp.config").setLevel(logging.ERROR)
-    print("note: DP noise from torch's seeded generator (secure_rng off) so that seeds reproduce; "
-          "deployments keep the CSPRNG default", flush=True)
+    print(
+        "note: DP noise from torch's seeded generator (secure_rng off) so that seeds reproduce; "
+        "deployments keep the CSPRNG default",
+        flush=True,
+    )
     from fedcore.dp.config import InsecureRNGWarning
 
     warnings.filterwarnings("ignore", category=InsecureRNGWarning)  # seeded noise, for reproducible runs
@@ -281,20 +377,37 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     plan = make_plan(args)
     data, cache, classes, n_samples = prepare(args, out)
-    settings = {"data": str(data), "format": args.format, "cache_dir": str(cache), "partition": "subjects",
-                "num_classes": len(classes), "model": "dpk-gat", "seed": args.split_seed,
-                "test_fraction": args.test_fraction}
+    settings = {
+        "data": str(data),
+        "format": args.format,
+        "cache_dir": str(cache),
+        "partition": "subjects",
+        "num_classes": len(classes),
+        "model": "dpk-gat",
+        "seed": args.split_seed,
+        "test_fraction": args.test_fraction,
+    }
     todo = plan.runs()
-    print(f"bench epsilon: {len(todo)} training runs ({', '.join(plan.settings)}; epsilon "
-          f"{', '.join(f'{e:g}' for e in plan.epsilons)}; {plan.seeds} seed(s); {plan.rounds} rounds)", flush=True)
+    print(
+        f"bench epsilon: {len(todo)} training runs ({', '.join(plan.settings)}; epsilon "
+        f"{', '.join(f'{e:g}' for e in plan.epsilons)}; {plan.seeds} seed(s); {plan.rounds} rounds)",
+        flush=True,
+    )
     runs = []
     progress = StepProgress(len(todo), "bench epsilon", "run")
     with tempfile.TemporaryDirectory(prefix="bench-epsilon-") as tmp:
         for i, (setting, init, eps, seed) in enumerate(todo):
             hp = bc.recipe(args.recipe_epsilon or eps, init)
-            s = {**settings, "init": init, "dp_trainable": hp["dp_trainable"], "epochs": int(hp["epochs"]),
-                 "batch_size": int(hp["batch_size"]), "lr": float(hp["lr"]), "ema": float(hp["ema"]),
-                 "aug_mult": int(hp["aug_mult"])}
+            s = {
+                **settings,
+                "init": init,
+                "dp_trainable": hp["dp_trainable"],
+                "epochs": int(hp["epochs"]),
+                "batch_size": int(hp["batch_size"]),
+                "lr": float(hp["lr"]),
+                "ema": float(hp["ema"]),
+                "aug_mult": int(hp["aug_mult"]),
+            }
             privacy = privacy_table(eps, hp)
             work = Path(tmp) / f"run{i}"
             t0 = time.perf_counter()
@@ -303,34 +416,58 @@ def run(args: argparse.Namespace) -> int:
                 row = run_centralised(s, plan.clients, plan.rounds, config, seed, work, args.device)
             else:
                 row = run_federated(setting, s, plan.clients, plan.rounds, privacy, seed, work, args.device)
-            row = {"setting": setting, "init": init, "epsilon": eps, "seed": seed, "seconds": time.perf_counter() - t0,
-                   "hyperparameters": hp, **row}
+            row = {
+                "setting": setting,
+                "init": init,
+                "epsilon": eps,
+                "seed": seed,
+                "seconds": time.perf_counter() - t0,
+                "hyperparameters": hp,
+                **row,
+            }
             runs.append(row)
             spent = row.get("epsilon_spent")
-            progress.done(f"[{i + 1}/{len(todo)}] {setting:11s} {init:10s} eps={eps:<4g} seed={seed}: UF1 "
-                          f"{row['uf1']:.3f} UAR {row['uar']:.3f} (spent {'-' if spent is None else f'{spent:.2f}'}) "
-                          f"in {row['seconds']:.1f} s")
+            progress.done(
+                f"[{i + 1}/{len(todo)}] {setting:11s} {init:10s} eps={eps:<4g} seed={seed}: UF1 "
+                f"{row['uf1']:.3f} UAR {row['uar']:.3f} (spent {'-' if spent is None else f'{spent:.2f}'}) "
+                f"in {row['seconds']:.1f} s"
+            )
     progress.close()
     summary = summarise(runs)
-    result = {"benchmark": "bench epsilon", "quick": args.quick, "plan": asdict(plan),
-              "data": {"path": str(data), "name": "the embedded synthetic set" if args.data is None else Path(args.data).name,
-                       "format": args.format, "samples": n_samples, "classes": classes,
-                       "split_seed": args.split_seed, "test_fraction": args.test_fraction},
-              "hyperparameters": {f"{init}/{e:g}": bc.recipe(args.recipe_epsilon or e, init)
-                                  for init in plan.inits for e in plan.epsilons},
-              "recipe_epsilon": args.recipe_epsilon,
-              "engine": "federated settings: the daemons' round engine and client daemons over the in-memory "
-                        "transport (fedcore.simulation_memory; seeded clients); centralised: MERTrainer.fit "
-                        "(dp_train) on the union",
-              "secure_rng": False, "threads": args.threads,
-              "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                          "torch": torch.__version__},
-              "elapsed_s": time.time() - started, "runs": runs, "summary": summary}
+    result = {
+        "benchmark": "bench epsilon",
+        "quick": args.quick,
+        "plan": asdict(plan),
+        "data": {
+            "path": str(data),
+            "name": "the embedded synthetic set" if args.data is None else Path(args.data).name,
+            "format": args.format,
+            "samples": n_samples,
+            "classes": classes,
+            "split_seed": args.split_seed,
+            "test_fraction": args.test_fraction,
+        },
+        "hyperparameters": {
+            f"{init}/{e:g}": bc.recipe(args.recipe_epsilon or e, init) for init in plan.inits for e in plan.epsilons
+        },
+        "recipe_epsilon": args.recipe_epsilon,
+        "engine": "federated settings: the daemons' round engine and client daemons over the in-memory "
+        "transport (fedcore.simulation_memory; seeded clients); centralised: MERTrainer.fit "
+        "(dp_train) on the union",
+        "secure_rng": False,
+        "threads": args.threads,
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__},
+        "elapsed_s": time.time() - started,
+        "runs": runs,
+        "summary": summary,
+    }
     paths = write_outputs(result, out, args.stem or ("epsilon_quick" if args.quick else "epsilon"))
     print(f"{'setting':11s} {'init':10s} {'epsilon':>7s}  UF1 mean+-sd    UAR mean+-sd")
     for row in summary:
-        print(f"{row['setting']:11s} {row['init']:10s} {row['epsilon']:7g}  {row['uf1_mean']:.3f}+-{row['uf1_sd']:.3f}    "
-              f"{row['uar_mean']:.3f}+-{row['uar_sd']:.3f}")
+        print(
+            f"{row['setting']:11s} {row['init']:10s} {row['epsilon']:7g}  {row['uf1_mean']:.3f}+-{row['uf1_sd']:.3f}    "
+            f"{row['uar_mean']:.3f}+-{row['uar_sd']:.3f}"
+        )
     print(f"done in {result['elapsed_s']:.0f} s: " + ", ".join(str(p) for p in paths), flush=True)
     return int(ExitCode.OK)
 
@@ -338,27 +475,42 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     bench = subparsers.add_parser("bench", help="benchmarks users run (`bench epsilon`: accuracy vs privacy budget)")
     sub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
-    p = sub.add_parser("epsilon", help="UF1/UAR vs epsilon: centralised, federated plain / SecAgg / CKKS",
-                       description=__doc__.splitlines()[0])
+    p = sub.add_parser(
+        "epsilon",
+        help="UF1/UAR vs epsilon: centralised, federated plain / SecAgg / CKKS",
+        description=__doc__.splitlines()[0],
+    )
     p.add_argument("--data", help="data folder (default: the embedded synthetic set, written into OUT/data)")
     p.add_argument("--format", default="casme2", choices=FORMATS)
     p.add_argument("--out", required=True, help="output folder for epsilon[_quick].{json,csv,png}")
-    p.add_argument("--quick", action="store_true",
-                   help="epsilon 1, 8, inf; one seed; ckks only at epsilon 8 (under 5 minutes on 2 cores)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="epsilon 1, 8, inf; one seed; ckks only at epsilon 8 (under 5 minutes on 2 cores)",
+    )
     p.add_argument("--seeds", type=int, default=None, help="seeds per point (default 3; --quick 1)")
     p.add_argument("--clients", type=int, default=3, help="federated clients, >= 3 (default 3)")
     p.add_argument("--rounds", type=int, default=None, help="federated rounds (default 20, as fedpsyau simulate)")
     p.add_argument("--epsilons", type=_epsilon, nargs="+", default=None, help="override the budgets (inf = no DP)")
     p.add_argument("--settings", nargs="+", default=None, help=f"a subset of {', '.join(bc.SETTINGS)}")
-    p.add_argument("--inits", nargs="+", default=None, choices=bc.INITS,
-                   help="initialisations to compare (default: pretrained; the full sweep: pretrained none)")
+    p.add_argument(
+        "--inits",
+        nargs="+",
+        default=None,
+        choices=bc.INITS,
+        help="initialisations to compare (default: pretrained; the full sweep: pretrained none)",
+    )
     p.add_argument("--subjects", type=int, default=24, help="subjects of the synthetic set (default 24)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="share of each client's subjects held out")
     p.add_argument("--split-seed", type=int, default=0, help="partition and hold-out seed (fixed across seeds)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    p.add_argument("--recipe-epsilon", type=_epsilon, default=None,
-                   help="train every point with this budget's recipe (e.g. --epsilons 8 inf --recipe-epsilon 8: "
-                        "what DP costs with the recipe held fixed); default each budget's own")
+    p.add_argument(
+        "--recipe-epsilon",
+        type=_epsilon,
+        default=None,
+        help="train every point with this budget's recipe (e.g. --epsilons 8 inf --recipe-epsilon 8: "
+        "what DP costs with the recipe held fixed); default each budget's own",
+    )
     p.add_argument("--stem", default=None, help="output file stem (default epsilon, or epsilon_quick with --quick)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.set_defaults(func=_safe_run)

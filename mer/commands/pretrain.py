@@ -47,8 +47,14 @@ def run(args: argparse.Namespace) -> int:
     from mer.model.pretrained import save_checkpoint
     from mer.train.pretrain import pretrain, print_progress, recipe
 
-    cfg = PretrainConfig(clips=args.clips, corpus_seed=args.corpus_seed, seed=args.seed, epochs=args.epochs,
-                         lr=args.lr, device=args.device)
+    cfg = PretrainConfig(
+        clips=args.clips,
+        corpus_seed=args.corpus_seed,
+        seed=args.seed,
+        epochs=args.epochs,
+        lr=args.lr,
+        device=args.device,
+    )
     problems = cfg.problems() + ([f"--workers must be >= 1 (got {args.workers})"] if args.workers < 1 else [])
     if args.device == "cuda" and not torch.cuda.is_available():
         problems.append("--device cuda: torch.cuda.is_available() is False")
@@ -59,15 +65,24 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     size = build_model("dpk-gat", 3, **cfg.model_options).input_size
-    print(f"rendering the public AU corpus: {cfg.clips} clips (seed {cfg.corpus_seed}, pre-training faces only)",
-          flush=True)
+    print(
+        f"rendering the public AU corpus: {cfg.clips} clips (seed {cfg.corpus_seed}, pre-training faces only)",
+        flush=True,
+    )
     corpus = render_corpus(cfg.clips, cfg.corpus_seed, size=size, workers=args.workers)
     corpus_s = time.perf_counter() - t0
-    print(f"corpus ready in {corpus_s:.0f} s: {len(corpus)} clips, {len(set(corpus.subject.tolist()))} subjects",
-          flush=True)
+    print(
+        f"corpus ready in {corpus_s:.0f} s: {len(corpus)} clips, {len(set(corpus.subject.tolist()))} subjects",
+        flush=True,
+    )
     model, figures = pretrain(corpus, cfg, print_progress(cfg.epochs))
-    figures = {**figures, "corpus_clips": len(corpus), "corpus_s": round(corpus_s, 1),
-               "total_s": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads()}
+    figures = {
+        **figures,
+        "corpus_clips": len(corpus),
+        "corpus_s": round(corpus_s, 1),
+        "total_s": round(time.perf_counter() - t0, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
     out = save_checkpoint(model, args.out, recipe(cfg), figures)
     print(f"wrote {out}/weights.npz and manifest.json: {json.dumps(figures)}", flush=True)
     return int(ExitCode.OK)

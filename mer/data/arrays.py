@@ -16,12 +16,12 @@ from mer.face.regions import AU_NODES
 
 @dataclass
 class MEArrays:
-    flow: np.ndarray      # (N, 3, S, S) float32: horizontal flow u, vertical flow v, optical strain
-    label: np.ndarray     # (N,) int64: mapped class index into class_names
-    au: np.ndarray        # (N, 12) float32: multi-hot AU labels in AU_NODES order
+    flow: np.ndarray  # (N, 3, S, S) float32: horizontal flow u, vertical flow v, optical strain
+    label: np.ndarray  # (N,) int64: mapped class index into class_names
+    au: np.ndarray  # (N, 12) float32: multi-hot AU labels in AU_NODES order
     au_known: np.ndarray  # (N,) bool: False where the data set has no AU coding (SMIC)
-    subject: np.ndarray   # (N,) str: "dataset/subject", unique across data sets
-    dataset: np.ndarray   # (N,) str
+    subject: np.ndarray  # (N,) str: "dataset/subject", unique across data sets
+    dataset: np.ndarray  # (N,) str
     sample_id: np.ndarray  # (N,) str
     class_names: tuple[str, ...]
 
@@ -36,7 +36,9 @@ class MEArrays:
             if len(getattr(self, name)) != n:
                 problems.append(f"{name} has {len(getattr(self, name))} rows, label has {n}")
         if n and (self.label.min() < 0 or self.label.max() >= len(self.class_names)):
-            problems.append(f"labels must lie in [0, {len(self.class_names)}) (got {self.label.min()}..{self.label.max()})")
+            problems.append(
+                f"labels must lie in [0, {len(self.class_names)}) (got {self.label.min()}..{self.label.max()})"
+            )
         if problems:
             raise ValueError("invalid MEArrays: " + "; ".join(problems))
 

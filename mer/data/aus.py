@@ -25,13 +25,15 @@ import numpy as np
 from mer.face.regions import AU_NODES
 
 _SPLIT = re.compile(r"[+,;/\s]+")
-_TOKEN = re.compile(r"^(?:AU)?(?P<side>[LRBUT])?(?:AU|A)?(?P<num>\d{1,2})(?:\.0+)?(?P<intensity>[A-E])?$", re.IGNORECASE)
+_TOKEN = re.compile(
+    r"^(?:AU)?(?P<side>[LRBUT])?(?:AU|A)?(?P<num>\d{1,2})(?:\.0+)?(?P<intensity>[A-E])?$", re.IGNORECASE
+)
 _EMPTY = {"", "none", "-", "/", "n/a", "na", "nan", "null"}
 
 
 @dataclass(frozen=True)
 class AUCode:
-    aus: tuple[int, ...]      # unique AU numbers in order of appearance
+    aus: tuple[int, ...]  # unique AU numbers in order of appearance
     unknown: tuple[str, ...]  # tokens that are not AU codes, verbatim
 
 
@@ -44,7 +46,7 @@ def parse_aus(text: object) -> AUCode:
     s = str(text).strip()
     if s.lower() in _EMPTY:
         return AUCode((), ())
-    s = re.sub(r"\bAU\s+", "AU", s, flags=re.IGNORECASE)        # "AU 4" -> "AU4"
+    s = re.sub(r"\bAU\s+", "AU", s, flags=re.IGNORECASE)  # "AU 4" -> "AU4"
     s = re.sub(r"\b([LRBUT])\s+AU", r"\1AU", s, flags=re.IGNORECASE)  # "L AU10" -> "LAU10"
     aus: list[int] = []
     unknown: list[str] = []

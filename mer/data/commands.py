@@ -32,13 +32,20 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("synth", help="write a synthetic data set: the embedded default (CASME II layout) or a preset")
     p.add_argument("--out", required=True, help="output folder (absent or empty)")
-    p.add_argument("--preset", default="default", choices=list(PRESETS),
-                   help="default (embedded set) | composite-like (MEGC2019 composite format) | casme2-like")
+    p.add_argument(
+        "--preset",
+        default="default",
+        choices=list(PRESETS),
+        help="default (embedded set) | composite-like (MEGC2019 composite format) | casme2-like",
+    )
     p.add_argument("--subjects", type=int, default=None, help="default preset only: number of subjects (default 24)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--samples", type=int, default=None, help="default preset only: total clips (default 9.2 per subject)")
-    p.add_argument("--label-noise", type=float, default=None,
-                   help="default preset only: chance of a wrong sheet label (default 0)")
+    p.add_argument(
+        "--samples", type=int, default=None, help="default preset only: total clips (default 9.2 per subject)"
+    )
+    p.add_argument(
+        "--label-noise", type=float, default=None, help="default preset only: chance of a wrong sheet label (default 0)"
+    )
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("inspect", help="count samples per class and subject; list bad samples and why")
@@ -55,24 +62,36 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.preset != "default":
         return _synth_preset(args)
     try:
-        summary = synthesize(args.out, subjects=args.subjects if args.subjects is not None else 24, seed=args.seed,
-                             samples=args.samples, label_noise=args.label_noise or 0.0)
+        summary = synthesize(
+            args.out,
+            subjects=args.subjects if args.subjects is not None else 24,
+            seed=args.seed,
+            samples=args.samples,
+            label_noise=args.label_noise or 0.0,
+        )
     except (ValueError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {summary['samples']} samples of {summary['subjects']} subjects to {args.out} "
-          f"(CASME II layout, sheet {summary['sheet']})")
+    print(
+        f"wrote {summary['samples']} samples of {summary['subjects']} subjects to {args.out} "
+        f"(CASME II layout, sheet {summary['sheet']})"
+    )
     for name, n in summary["per_class"].items():
         print(f"  {name:12s} {n}")
-    print(f"read it with: load_arrays({args.out!r}, 'casme2') or fedpsyau data inspect --data {args.out} --format casme2")
+    print(
+        f"read it with: load_arrays({args.out!r}, 'casme2') or fedpsyau data inspect --data {args.out} --format casme2"
+    )
     return 0
 
 
 def _synth_preset(args: argparse.Namespace) -> int:
     fixed = [f"--{n.replace('_', '-')}" for n in ("subjects", "samples", "label_noise") if getattr(args, n) is not None]
     if fixed:
-        print(f"error: preset {args.preset} has fixed, documented counts and label noise; {', '.join(fixed)} "
-              f"apply to --preset default only (got {', '.join(fixed)} with --preset {args.preset})", file=sys.stderr)
+        print(
+            f"error: preset {args.preset} has fixed, documented counts and label noise; {', '.join(fixed)} "
+            f"apply to --preset default only (got {', '.join(fixed)} with --preset {args.preset})",
+            file=sys.stderr,
+        )
         return 1
     try:
         summary = write_preset(args.out, args.preset, seed=args.seed)
@@ -80,8 +99,10 @@ def _synth_preset(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     fmt = get_preset(args.preset).layout
-    print(f"wrote preset {args.preset}: {summary['samples']} samples of {summary['subjects']} subjects to {args.out} "
-          f"({fmt} layout; label-noise flips {summary['label_noise_flips']})")
+    print(
+        f"wrote preset {args.preset}: {summary['samples']} samples of {summary['subjects']} subjects to {args.out} "
+        f"({fmt} layout; label-noise flips {summary['label_noise_flips']})"
+    )
     for name, n in summary["per_source"].items():
         print(f"  source {name:8s} {n} samples, {summary['subjects_per_source'][name]} subjects")
     for name, n in summary["per_class"].items():
@@ -106,7 +127,10 @@ def inspect(data: str, fmt: str, *, label_map=None, sheet=None, frames: bool = T
             plog.add(err, sample=r.key)
     mapped = [r for r in good if r.label is not None]
     return {
-        "format": fmt, "data": str(data), "label_map": lmap.name, "classes": list(lmap.classes),
+        "format": fmt,
+        "data": str(data),
+        "label_map": lmap.name,
+        "classes": list(lmap.classes),
         "read": read,
         "usable": len(mapped),
         "per_class": {c: sum(1 for r in mapped if r.label == i) for i, c in enumerate(lmap.classes)},
@@ -127,8 +151,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rep, indent=2))
         return 0
-    print(f"{rep['format']} {rep['data']}: read {rep['read']}, usable {rep['usable']}, "
-          f"skipped {len(rep['skipped'])}, unmapped {sum(rep['unmapped'].values())} (label map {rep['label_map']})")
+    print(
+        f"{rep['format']} {rep['data']}: read {rep['read']}, usable {rep['usable']}, "
+        f"skipped {len(rep['skipped'])}, unmapped {sum(rep['unmapped'].values())} (label map {rep['label_map']})"
+    )
     print("per class:")
     for c, n in rep["per_class"].items():
         print(f"  {c:12s} {n}")

@@ -40,8 +40,12 @@ from mer.data.synth_render import clip_frames, decode_grey, encode_frame, subjec
 
 #: (preset, source or None for all) parts of the corpus, in equal shares
 CORPUS_PARTS: tuple[tuple[str, str | None], ...] = (
-    ("default", None), ("composite-like", "casme2"), ("composite-like", "samm"), ("composite-like", "smic"),
-    ("casme2-like", None))
+    ("default", None),
+    ("composite-like", "casme2"),
+    ("composite-like", "samm"),
+    ("composite-like", "smic"),
+    ("casme2-like", None),
+)
 
 
 def render_clip(preset_name: str, source: str, look, clip: ClipPlan, size: int | None) -> np.ndarray:
@@ -74,8 +78,9 @@ def _run(jobs: list, workers: int) -> list[np.ndarray]:
     env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS",)}
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_init_worker) as ex:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
+        ) as ex:
             return list(ex.map(_render_subject, jobs, chunksize=1))
     finally:
         for k, v in env.items():
@@ -105,10 +110,16 @@ def _arrays(plans: list[tuple[Plan, str]], flows: list[np.ndarray], label_map: s
                 subjects.append(f"{plan.preset}/{sp.source}/{sp.subject}" if prefix else f"{sp.source}/{sp.subject}")
                 datasets.append(sp.source)
                 ids.append(c.sample_id)
-    return MEArrays(flow=np.concatenate(flows).astype(np.float32), label=np.array(labels, dtype=np.int64),
-                    au=np.stack(aus).astype(np.float32), au_known=np.ones(len(labels), dtype=bool),
-                    subject=np.array(subjects, dtype=str), dataset=np.array(datasets, dtype=str),
-                    sample_id=np.array(ids, dtype=str), class_names=lmap.classes)
+    return MEArrays(
+        flow=np.concatenate(flows).astype(np.float32),
+        label=np.array(labels, dtype=np.int64),
+        au=np.stack(aus).astype(np.float32),
+        au_known=np.ones(len(labels), dtype=bool),
+        subject=np.array(subjects, dtype=str),
+        dataset=np.array(datasets, dtype=str),
+        sample_id=np.array(ids, dtype=str),
+        class_names=lmap.classes,
+    )
 
 
 def kept_emotions(preset_name: str, label_map: str) -> set[str]:
@@ -118,22 +129,36 @@ def kept_emotions(preset_name: str, label_map: str) -> set[str]:
     return {e for e in natives if lmap.knows(e) and lmap.map(e) is not None}
 
 
-def plan_samples(preset: str, n: int | None, seed: int, pool: str = "pretrain", *,
-                 sources: tuple[str, ...] | None = None, label_map: str | None = None) -> Plan:
+def plan_samples(
+    preset: str,
+    n: int | None,
+    seed: int,
+    pool: str = "pretrain",
+    *,
+    sources: tuple[str, ...] | None = None,
+    label_map: str | None = None,
+) -> Plan:
     """The plan :func:`render_samples` renders (faces, labels, AU combinations, seeds)."""
     p = get_preset(preset)
     return make_plan(p, seed, pool, n, sources=sources, emotions=kept_emotions(preset, label_map or p.label_map))
 
 
-def render_plan(plan: Plan, *, size: int | None = None, label_map: str | None = None, workers: int = 2,
-                prefix_subjects: bool = False) -> MEArrays:
+def render_plan(
+    plan: Plan,
+    *,
+    size: int | None = None,
+    label_map: str | None = None,
+    workers: int = 2,
+    prefix_subjects: bool = False,
+) -> MEArrays:
     """Render every clip of ``plan`` to model input (see the module doc); labels under ``label_map``."""
     flows = _run(_jobs(plan, size), workers)
     return _arrays([(plan, "")], flows, label_map or get_preset(plan.preset).label_map, prefix_subjects)
 
 
-def render_samples(preset: str, n: int, seed: int, pool: str = "pretrain", *, size: int | None = None,
-                   workers: int = 2) -> MEArrays:
+def render_samples(
+    preset: str, n: int, seed: int, pool: str = "pretrain", *, size: int | None = None, workers: int = 2
+) -> MEArrays:
     """``n`` labelled clips of ``preset`` from identity pool ``pool`` as MEArrays (see the module doc).
 
     ``size`` None: the layout's native side (28 composite, 128 casme2), as ``load_arrays``.
@@ -143,8 +168,9 @@ def render_samples(preset: str, n: int, seed: int, pool: str = "pretrain", *, si
     return render_plan(plan_samples(preset, n, seed, pool), size=size, workers=workers)
 
 
-def render_corpus(n: int, seed: int, *, size: int = 28, label_map: str = "composite-3", pool: str = "pretrain",
-                  workers: int = 2) -> MEArrays:
+def render_corpus(
+    n: int, seed: int, *, size: int = 28, label_map: str = "composite-3", pool: str = "pretrain", workers: int = 2
+) -> MEArrays:
     """``n`` clips across every preset's geometry and normalisation (:data:`CORPUS_PARTS`), one label map.
 
     All flow images are resized to ``size`` exactly as ``load_arrays(..., size=size)`` would.
@@ -158,8 +184,14 @@ def render_corpus(n: int, seed: int, *, size: int = 28, label_map: str = "compos
         emotions = kept_emotions(name, label_map)
         if not emotions:
             raise ValueError(f"label map {label_map} keeps no emotion of preset {name}")
-        plan = make_plan(get_preset(name), seed * len(CORPUS_PARTS) + i, pool, k,
-                         sources=(source,) if source else None, emotions=emotions)
+        plan = make_plan(
+            get_preset(name),
+            seed * len(CORPUS_PARTS) + i,
+            pool,
+            k,
+            sources=(source,) if source else None,
+            emotions=emotions,
+        )
         plans.append(replace(plan, preset=name))
     jobs = [j for p in plans for j in _jobs(p, size)]
     flows = _run(jobs, workers)

@@ -17,8 +17,15 @@ from pathlib import Path
 class DataError(ValueError):
     """Bad input data: a missing or corrupt file, an unreadable sheet, an unknown label."""
 
-    def __init__(self, message: str, *, file: str | Path | None = None, row: int | None = None,
-                 sample: str | None = None, problems: list[Problem] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        row: int | None = None,
+        sample: str | None = None,
+        problems: list[Problem] | None = None,
+    ) -> None:
         self.message = message
         self.file = str(file) if file is not None else None
         self.row = row
@@ -64,5 +71,8 @@ class ProblemLog:
             return
         shown = "\n".join(f"  - {p}" for p in self.problems[:20])
         more = f"\n  ... and {len(self.problems) - 20} more" if len(self.problems) > 20 else ""
-        raise DataError(f"{len(self.problems)} bad sample(s) while {stage} (pass skip_bad=True / --skip-bad to "
-                        f"skip them with a report):\n{shown}{more}", problems=list(self.problems))
+        raise DataError(
+            f"{len(self.problems)} bad sample(s) while {stage} (pass skip_bad=True / --skip-bad to "
+            f"skip them with a report):\n{shown}{more}",
+            problems=list(self.problems),
+        )

@@ -32,9 +32,9 @@ from mer.flow.methods import check_method, compute_flow
 
 @dataclass(frozen=True)
 class FlowSettings:
-    size: int = 128               # output side S of the flow image
-    method: str = "farneback"     # a name in mer.flow.methods.FLOW_METHODS
-    landmarks: str = "template"   # a name in mer.face.landmarks.BACKENDS
+    size: int = 128  # output side S of the flow image
+    method: str = "farneback"  # a name in mer.flow.methods.FLOW_METHODS
+    landmarks: str = "template"  # a name in mer.face.landmarks.BACKENDS
     work_size: int | None = None  # aligned crop side the flow is computed at; None: max(size, 128)
 
     @property
@@ -54,8 +54,10 @@ class FlowSettings:
 def aligned_pair(onset: np.ndarray, apex: np.ndarray, settings: FlowSettings) -> tuple[np.ndarray, np.ndarray]:
     """Both frames warped by the transform that aligns the onset frame's eyes to the template."""
     if onset.shape != apex.shape:
-        raise DataError(f"onset and apex frames differ in size ({onset.shape[1]}x{onset.shape[0]} vs "
-                        f"{apex.shape[1]}x{apex.shape[0]})")
+        raise DataError(
+            f"onset and apex frames differ in size ({onset.shape[1]}x{onset.shape[0]} vs "
+            f"{apex.shape[1]}x{apex.shape[0]})"
+        )
     try:
         lm = get_backend(settings.landmarks).detect(onset)
     except FaceNotFoundError as exc:
@@ -85,9 +87,11 @@ def load_precomputed(path: Path, size: int, shown: str, expect: int | None) -> n
     return resize_flow_image(img, size)
 
 
-def record_flow_image(rec: SampleRecord, settings: FlowSettings, cache: FlowCache | None = None,
-                      root: Path | None = None) -> np.ndarray:
+def record_flow_image(
+    rec: SampleRecord, settings: FlowSettings, cache: FlowCache | None = None, root: Path | None = None
+) -> np.ndarray:
     """The (3, size, size) float32 flow image of one record; DataError naming the file if bad."""
+
     def shown(p: Path) -> str:
         return str(p.relative_to(root)) if root is not None and p.is_relative_to(root) else str(p)
 
@@ -113,4 +117,3 @@ def record_flow_image(rec: SampleRecord, settings: FlowSettings, cache: FlowCach
     if cache is not None:
         cache.put(key, img)
     return img
-

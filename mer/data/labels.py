@@ -47,8 +47,9 @@ class LabelMap:
         """Class index of ``native``; None if the map excludes it; DataError if it is unknown."""
         key = normalise_label(native)
         if key not in self.table:
-            raise DataError(f"unknown emotion label {native!r} for label map {self.name!r} "
-                            f"(known: {', '.join(sorted(self.table))})")
+            raise DataError(
+                f"unknown emotion label {native!r} for label map {self.name!r} (known: {', '.join(sorted(self.table))})"
+            )
         return self.table[key]
 
 
@@ -56,8 +57,9 @@ def _parse(name: str, text: str, origin: str) -> LabelMap:
     rows = list(csv.DictReader(io.StringIO(text)))
     need = {"native", "index", "class"}
     if not rows or not need <= set(rows[0]):
-        raise DataError(f"label map needs columns native,index,class (got {sorted(rows[0]) if rows else 'no rows'})",
-                        file=origin)
+        raise DataError(
+            f"label map needs columns native,index,class (got {sorted(rows[0]) if rows else 'no rows'})", file=origin
+        )
     table: dict[str, int | None] = {}
     names: dict[int, str] = {}
     for i, row in enumerate(rows, start=2):
@@ -88,8 +90,9 @@ def load_label_map(name_or_path: str | Path) -> LabelMap:
         return _parse(name_or_path, text, f"mer/data/labelmaps/{LABEL_MAPS[name_or_path]}")
     path = Path(name_or_path)
     if not path.is_file():
-        raise ValueError(f"unknown label map {str(name_or_path)!r}: not one of {', '.join(LABEL_MAPS)} "
-                         "and not a CSV file")
+        raise ValueError(
+            f"unknown label map {str(name_or_path)!r}: not one of {', '.join(LABEL_MAPS)} and not a CSV file"
+        )
     return _parse(path.stem, path.read_text("utf-8-sig"), str(path))
 
 

@@ -36,20 +36,23 @@ log = logging.getLogger("mer.data")
 class LoadReport:
     fmt: str
     root: str
-    read: int = 0                      # records read from the layout / sheet
-    mapped: int = 0                    # samples in the returned arrays
+    read: int = 0  # records read from the layout / sheet
+    mapped: int = 0  # samples in the returned arrays
     unmapped: Counter = field(default_factory=Counter)  # emotion -> samples the label map excludes
     skipped: list[Problem] = field(default_factory=list)  # bad samples skipped (skip_bad=True)
-    apex_estimated: int = 0            # samples whose apex is the middle frame, not annotated
+    apex_estimated: int = 0  # samples whose apex is the middle frame, not annotated
     unknown_aus: Counter = field(default_factory=Counter)
     cache: dict[str, int] | None = None
     classes: tuple[str, ...] = ()
 
     def summary(self) -> str:
-        parts = [f"{self.fmt} {self.root}: read {self.read}", f"skipped {len(self.skipped)}",
-                 f"unmapped {sum(self.unmapped.values())}" + (
-                     f" ({', '.join(f'{k} {v}' for k, v in sorted(self.unmapped.items()))})" if self.unmapped else ""),
-                 f"mapped {self.mapped} into {len(self.classes)} classes"]
+        parts = [
+            f"{self.fmt} {self.root}: read {self.read}",
+            f"skipped {len(self.skipped)}",
+            f"unmapped {sum(self.unmapped.values())}"
+            + (f" ({', '.join(f'{k} {v}' for k, v in sorted(self.unmapped.items()))})" if self.unmapped else ""),
+            f"mapped {self.mapped} into {len(self.classes)} classes",
+        ]
         if self.apex_estimated:
             parts.append(f"apex estimated (middle frame) for {self.apex_estimated}")
         if self.unknown_aus:
@@ -59,10 +62,19 @@ class LoadReport:
         return "; ".join(parts)
 
 
-def load_with_report(root: str | Path, fmt: str, *, size: int | None = None, flow_method: str = "farneback",
-                     landmarks: str = "template", cache_dir: str | Path | None = None, skip_bad: bool = False,
-                     label_map: str | Path | LabelMap | None = None, sheet: str | Path | None = None,
-                     progress: bool = True) -> tuple[MEArrays, LoadReport]:
+def load_with_report(
+    root: str | Path,
+    fmt: str,
+    *,
+    size: int | None = None,
+    flow_method: str = "farneback",
+    landmarks: str = "template",
+    cache_dir: str | Path | None = None,
+    skip_bad: bool = False,
+    label_map: str | Path | LabelMap | None = None,
+    sheet: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[MEArrays, LoadReport]:
     """Like :func:`load_arrays`, also returning the :class:`LoadReport`."""
     root = Path(root).expanduser()
     if size is None:
@@ -106,10 +118,19 @@ def load_with_report(root: str | Path, fmt: str, *, size: int | None = None, flo
     return arrays, report
 
 
-def load_arrays(root: str | Path, fmt: str, *, size: int | None = None, flow_method: str = "farneback",
-                landmarks: str = "template", cache_dir: str | Path | None = None, skip_bad: bool = False,
-                label_map: str | Path | LabelMap | None = None, sheet: str | Path | None = None,
-                verbose: bool = True) -> MEArrays:
+def load_arrays(
+    root: str | Path,
+    fmt: str,
+    *,
+    size: int | None = None,
+    flow_method: str = "farneback",
+    landmarks: str = "template",
+    cache_dir: str | Path | None = None,
+    skip_bad: bool = False,
+    label_map: str | Path | LabelMap | None = None,
+    sheet: str | Path | None = None,
+    verbose: bool = True,
+) -> MEArrays:
     """Load a data set as flow images and labels.
 
     Args:
@@ -129,9 +150,18 @@ def load_arrays(root: str | Path, fmt: str, *, size: int | None = None, flow_met
 
     Subjects in the result are ``"dataset/subject"``.
     """
-    arrays, report = load_with_report(root, fmt, size=size, flow_method=flow_method, landmarks=landmarks,
-                                      cache_dir=cache_dir, skip_bad=skip_bad, label_map=label_map, sheet=sheet,
-                                      progress=verbose)
+    arrays, report = load_with_report(
+        root,
+        fmt,
+        size=size,
+        flow_method=flow_method,
+        landmarks=landmarks,
+        cache_dir=cache_dir,
+        skip_bad=skip_bad,
+        label_map=label_map,
+        sheet=sheet,
+        progress=verbose,
+    )
     if verbose:
         print(report.summary(), file=sys.stderr)
         for p in report.skipped:

@@ -35,8 +35,15 @@ def _inputs(data, labels):
     return subjects, datasets, (np.asarray(labels) if labels is not None else None)
 
 
-def partition(data: MEArrays | Sequence[str], scheme: str = "subjects", n_clients: int | None = None,
-              seed: int = 0, alpha: float = 0.5, *, labels: Sequence[int] | None = None) -> dict[int, np.ndarray]:
+def partition(
+    data: MEArrays | Sequence[str],
+    scheme: str = "subjects",
+    n_clients: int | None = None,
+    seed: int = 0,
+    alpha: float = 0.5,
+    *,
+    labels: Sequence[int] | None = None,
+) -> dict[int, np.ndarray]:
     """Split samples into clients; returns {client: sorted int64 sample indices}.
 
     ``data`` is an MEArrays or a per-sample sequence of subject ids ("dataset/subject"; pass
@@ -52,8 +59,10 @@ def partition(data: MEArrays | Sequence[str], scheme: str = "subjects", n_client
         if "" in names:
             raise ValueError("by-dataset needs subjects written as 'dataset/subject' (or an MEArrays)")
         if n_clients is not None and n_clients != len(names):
-            raise ValueError(f"by-dataset gives one client per data set: {len(names)} ({', '.join(names)}), "
-                             f"not n_clients={n_clients}")
+            raise ValueError(
+                f"by-dataset gives one client per data set: {len(names)} ({', '.join(names)}), "
+                f"not n_clients={n_clients}"
+            )
         owner = {s: names.index(datasets[subjects == s][0]) for s in uniq}
         return _collect(subjects, owner, len(names))
     if n_clients is None or n_clients < 1:
@@ -85,8 +94,10 @@ def partition(data: MEArrays | Sequence[str], scheme: str = "subjects", n_client
                 owner[s] = int(rng.choice(n_clients, p=p))
         if len(set(owner.values())) == n_clients:
             return _collect(subjects, owner, n_clients)
-    raise ValueError(f"dirichlet(alpha={alpha}) left a client without subjects in 1000 draws; "
-                     f"raise alpha or lower n_clients ({n_clients} clients, {len(uniq)} subjects)")
+    raise ValueError(
+        f"dirichlet(alpha={alpha}) left a client without subjects in 1000 draws; "
+        f"raise alpha or lower n_clients ({n_clients} clients, {len(uniq)} subjects)"
+    )
 
 
 def _collect(subjects: np.ndarray, owner: dict[str, int], n: int) -> dict[int, np.ndarray]:

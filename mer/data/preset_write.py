@@ -51,13 +51,18 @@ def write_preset(out_dir: str | Path, preset_name: str, seed: int = 0) -> dict:
     per_source = Counter(plan.subjects[c.subject].source for c in plan.clips)
     per_class = Counter(c.emotion for c in plan.clips)
     summary = {
-        "preset": preset.name, "format": preset.layout, "seed": seed, "samples": rows,
-        "subjects": len(plan.subjects), "per_source": dict(sorted(per_source.items())),
+        "preset": preset.name,
+        "format": preset.layout,
+        "seed": seed,
+        "samples": rows,
+        "subjects": len(plan.subjects),
+        "per_source": dict(sorted(per_source.items())),
         "subjects_per_source": dict(sorted(Counter(s.source for s in plan.subjects).items())),
         "per_class": dict(sorted(per_class.items())),
-        "per_source_class": {s.name: dict(Counter(c.emotion for c in plan.clips
-                                                  if plan.subjects[c.subject].source == s.name))
-                             for s in preset.sources},
+        "per_source_class": {
+            s.name: dict(Counter(c.emotion for c in plan.clips if plan.subjects[c.subject].source == s.name))
+            for s in preset.sources
+        },
         "label_noise_flips": sum(c.noisy for c in plan.clips),
         "faces": {f"{s.source}/{s.subject}": s.face for s in plan.subjects},
         "preset_settings": asdict(preset),

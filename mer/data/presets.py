@@ -43,20 +43,20 @@ LAYOUTS = ("casme2", "composite")
 class Source:
     """One source "data set" inside a preset."""
 
-    name: str                           # reader's data set name: casme2 | samm | smic
-    samples: int                        # clips in the written preset
-    subjects: int                       # subjects in the written preset
+    name: str  # reader's data set name: casme2 | samm | smic
+    samples: int  # clips in the written preset
+    subjects: int  # subjects in the written preset
     classes: tuple[tuple[str, int], ...]  # (native emotion, clips) in the written preset
-    fps: int = 200                      # frame rate: sets the onset->apex frame gap
-    side: int = 128                     # aligned crop side the frames are rendered at, px
-    grey: bool = False                  # grey-scale camera (SAMM)
-    noise_sigma: float = 1.5            # sensor noise std, grey levels
-    blur_sigma: float = 0.0             # optics / low resolution blur, px
-    jpeg_quality: int | None = 92       # None: lossless frames (SMIC's BMPs)
-    head_px_s: float = 0.6              # head translation drift, px per second onset->apex (std)
-    head_roll_s: float = 0.3            # head roll drift, degrees per second (std)
-    head_jitter_px: float = 0.12        # frame-to-frame head shake, px (std)
-    illumination: float = 0.02          # frame gain change std; gradient half that
+    fps: int = 200  # frame rate: sets the onset->apex frame gap
+    side: int = 128  # aligned crop side the frames are rendered at, px
+    grey: bool = False  # grey-scale camera (SAMM)
+    noise_sigma: float = 1.5  # sensor noise std, grey levels
+    blur_sigma: float = 0.0  # optics / low resolution blur, px
+    jpeg_quality: int | None = 92  # None: lossless frames (SMIC's BMPs)
+    head_px_s: float = 0.6  # head translation drift, px per second onset->apex (std)
+    head_roll_s: float = 0.3  # head roll drift, degrees per second (std)
+    head_jitter_px: float = 0.12  # frame-to-frame head shake, px (std)
+    illumination: float = 0.02  # frame gain change std; gradient half that
     apex_fraction: tuple[float, float] = (0.85, 1.0)  # motion fraction at the frame used as apex
     onset_apex_s: tuple[float, float] = (0.07, 0.25)  # onset->apex duration, seconds
     blink_prob: float = 0.15
@@ -66,15 +66,15 @@ class Source:
 @dataclass(frozen=True)
 class Preset:
     name: str
-    layout: str                          # "casme2" (frames + sheet) | "composite" (28x28 PNGs)
-    label_map: str                       # label map the reader applies
-    emotions_csv: str                    # emotion -> AU combination table (file in mer/data)
+    layout: str  # "casme2" (frames + sheet) | "composite" (28x28 PNGs)
+    label_map: str  # label map the reader applies
+    emotions_csv: str  # emotion -> AU combination table (file in mer/data)
     sources: tuple[Source, ...]
-    amplitude_px: tuple[float, float] = (0.5, 3.0)   # apex motion of the strongest AU point
-    label_noise: float = 0.0             # chance a clip's motion comes from another class
-    expressiveness_sigma: float = 0.15   # per-subject log amplitude factor, std
-    au_gain_sigma: float = 0.0           # per-subject, per-AU log gain, std
-    shape_px: float = 0.0                # per-subject face-shape warp (anatomy vs template), px std
+    amplitude_px: tuple[float, float] = (0.5, 3.0)  # apex motion of the strongest AU point
+    label_noise: float = 0.0  # chance a clip's motion comes from another class
+    expressiveness_sigma: float = 0.15  # per-subject log amplitude factor, std
+    au_gain_sigma: float = 0.0  # per-subject, per-AU log gain, std
+    shape_px: float = 0.0  # per-subject face-shape warp (anatomy vs template), px std
     habit_prob: tuple[float, float] = (0.0, 0.0)  # per-subject chance of a habitual AU in a clip
     habit_strength: tuple[float, float] = (0.3, 0.8)  # habitual AU amplitude, fraction of the clip's
     texture: tuple[float, float] = (2.5, 5.0)  # skin texture std range, grey levels
@@ -99,37 +99,120 @@ _COMPOSITE_COMMON = {"blink_prob": 0.3, "distractor_prob": 0.5, "onset_apex_s": 
 
 PRESETS: dict[str, Preset] = {
     "default": Preset(
-        name="default", layout="casme2", label_map="casme2-5", emotions_csv="synth_emotions.csv",
-        sources=(Source("casme2", samples=221, subjects=24, classes=(
-            ("others", 94), ("disgust", 56), ("repression", 28), ("happiness", 25), ("surprise", 18)),
-            head_px_s=0.0, head_roll_s=0.0),),
+        name="default",
+        layout="casme2",
+        label_map="casme2-5",
+        emotions_csv="synth_emotions.csv",
+        sources=(
+            Source(
+                "casme2",
+                samples=221,
+                subjects=24,
+                classes=(("others", 94), ("disgust", 56), ("repression", 28), ("happiness", 25), ("surprise", 18)),
+                head_px_s=0.0,
+                head_roll_s=0.0,
+            ),
+        ),
     ),
     "composite-like": Preset(
-        name="composite-like", layout="composite", label_map="composite-3",
+        name="composite-like",
+        layout="composite",
+        label_map="composite-3",
         emotions_csv="preset_composite_emotions.csv",
         sources=(
-            Source("casme2", samples=145, subjects=24, classes=(("negative", 88), ("positive", 32), ("surprise", 25)),
-                   fps=200, side=128, noise_sigma=2.0, jpeg_quality=90, head_px_s=1.5, head_roll_s=0.8,
-                   illumination=0.02, **_COMPOSITE_COMMON),
-            Source("samm", samples=133, subjects=28, classes=(("negative", 92), ("positive", 26), ("surprise", 15)),
-                   fps=200, side=160, grey=True, noise_sigma=1.5, jpeg_quality=95, head_px_s=1.5, head_roll_s=0.8,
-                   illumination=0.03, **_COMPOSITE_COMMON),
-            Source("smic", samples=164, subjects=16, classes=(("negative", 70), ("positive", 51), ("surprise", 43)),
-                   fps=100, side=96, noise_sigma=3.0, blur_sigma=0.6, jpeg_quality=None, head_px_s=2.5,
-                   head_roll_s=1.2, head_jitter_px=0.2, illumination=0.04, apex_fraction=(0.35, 1.0),
-                   **_COMPOSITE_COMMON),
+            Source(
+                "casme2",
+                samples=145,
+                subjects=24,
+                classes=(("negative", 88), ("positive", 32), ("surprise", 25)),
+                fps=200,
+                side=128,
+                noise_sigma=2.0,
+                jpeg_quality=90,
+                head_px_s=1.5,
+                head_roll_s=0.8,
+                illumination=0.02,
+                **_COMPOSITE_COMMON,
+            ),
+            Source(
+                "samm",
+                samples=133,
+                subjects=28,
+                classes=(("negative", 92), ("positive", 26), ("surprise", 15)),
+                fps=200,
+                side=160,
+                grey=True,
+                noise_sigma=1.5,
+                jpeg_quality=95,
+                head_px_s=1.5,
+                head_roll_s=0.8,
+                illumination=0.03,
+                **_COMPOSITE_COMMON,
+            ),
+            Source(
+                "smic",
+                samples=164,
+                subjects=16,
+                classes=(("negative", 70), ("positive", 51), ("surprise", 43)),
+                fps=100,
+                side=96,
+                noise_sigma=3.0,
+                blur_sigma=0.6,
+                jpeg_quality=None,
+                head_px_s=2.5,
+                head_roll_s=1.2,
+                head_jitter_px=0.2,
+                illumination=0.04,
+                apex_fraction=(0.35, 1.0),
+                **_COMPOSITE_COMMON,
+            ),
         ),
-        amplitude_px=(0.25, 2.0), label_noise=0.15, expressiveness_sigma=0.35, au_gain_sigma=0.35,
-        shape_px=1.5, habit_prob=(0.2, 0.6), texture=(1.5, 5.0),
+        amplitude_px=(0.25, 2.0),
+        label_noise=0.15,
+        expressiveness_sigma=0.35,
+        au_gain_sigma=0.35,
+        shape_px=1.5,
+        habit_prob=(0.2, 0.6),
+        texture=(1.5, 5.0),
     ),
     "casme2-like": Preset(
-        name="casme2-like", layout="casme2", label_map="casme2-5", emotions_csv="preset_casme2_emotions.csv",
-        sources=(Source("casme2", samples=255, subjects=26, classes=(
-            ("others", 99), ("disgust", 63), ("happiness", 32), ("repression", 27), ("surprise", 25),
-            ("sadness", 7), ("fear", 2)), fps=200, side=128, noise_sigma=2.0, jpeg_quality=90, head_px_s=1.5,
-            head_roll_s=0.8, illumination=0.03, blink_prob=0.3, distractor_prob=0.5, onset_apex_s=(0.07, 0.3)),),
-        amplitude_px=(0.3, 2.0), label_noise=0.1, expressiveness_sigma=0.35, au_gain_sigma=0.35,
-        shape_px=1.5, habit_prob=(0.2, 0.6), texture=(1.5, 5.0),
+        name="casme2-like",
+        layout="casme2",
+        label_map="casme2-5",
+        emotions_csv="preset_casme2_emotions.csv",
+        sources=(
+            Source(
+                "casme2",
+                samples=255,
+                subjects=26,
+                classes=(
+                    ("others", 99),
+                    ("disgust", 63),
+                    ("happiness", 32),
+                    ("repression", 27),
+                    ("surprise", 25),
+                    ("sadness", 7),
+                    ("fear", 2),
+                ),
+                fps=200,
+                side=128,
+                noise_sigma=2.0,
+                jpeg_quality=90,
+                head_px_s=1.5,
+                head_roll_s=0.8,
+                illumination=0.03,
+                blink_prob=0.3,
+                distractor_prob=0.5,
+                onset_apex_s=(0.07, 0.3),
+            ),
+        ),
+        amplitude_px=(0.3, 2.0),
+        label_noise=0.1,
+        expressiveness_sigma=0.35,
+        au_gain_sigma=0.35,
+        shape_px=1.5,
+        habit_prob=(0.2, 0.6),
+        texture=(1.5, 5.0),
     ),
 }
 

@@ -82,8 +82,9 @@ def _raw_rows(path: Path) -> list[list[list[object]]]:
     raise DataError(f"unsupported coding sheet type {suffix!r} (expected .xlsx or .csv)", file=path)
 
 
-def read_sheet(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = (),
-               max_header_rows: int = 40) -> Sheet:
+def read_sheet(
+    path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = (), max_header_rows: int = 40
+) -> Sheet:
     """Read the first table in ``path`` that has a header row with all ``required`` columns."""
     path = Path(path)
     if not path.is_file():
@@ -103,27 +104,33 @@ def read_sheet(path: str | Path, required: tuple[str, ...], optional: tuple[str,
                         break
             if all(r in cols for r in required):
                 rows = []
-                for k, r in enumerate(table[i + 1:], start=i + 2):
+                for k, r in enumerate(table[i + 1 :], start=i + 2):
                     values = {name: cell_text(r[j]) if j < len(r) else "" for name, j in cols.items()}
                     if any(values.values()):
                         rows.append((k, values))
                 return Sheet(path, i + 1, cols, rows)
     want = ", ".join(required)
-    raise DataError(f"no header row with columns {want} in the first {max_header_rows} rows "
-                    f"(first non-empty row: {first_seen})", file=path)
+    raise DataError(
+        f"no header row with columns {want} in the first {max_header_rows} rows (first non-empty row: {first_seen})",
+        file=path,
+    )
 
 
 def find_sheet(root: Path, hint: str, explicit: str | Path | None = None) -> Path:
     """The coding sheet: ``explicit`` if given, else the one .xlsx/.csv in ``root`` (prefer names with ``hint``)."""
     if explicit is not None:
         return Path(explicit)
-    cands = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in (".xlsx", ".csv")
-                   and not p.name.startswith(("~$", ".")))
+    cands = sorted(
+        p
+        for p in root.iterdir()
+        if p.is_file() and p.suffix.lower() in (".xlsx", ".csv") and not p.name.startswith(("~$", "."))
+    )
     hinted = [p for p in cands if hint in p.name.lower()]
     pool = hinted or cands
     if not pool:
         raise DataError("no coding sheet (.xlsx or .csv) found; pass it explicitly", file=root)
     if len(pool) > 1:
-        raise DataError(f"several coding sheets found ({', '.join(p.name for p in pool)}); pass one explicitly",
-                        file=root)
+        raise DataError(
+            f"several coding sheets found ({', '.join(p.name for p in pool)}); pass one explicitly", file=root
+        )
     return pool[0]

@@ -61,18 +61,18 @@ TIMELINE = (0.0, 0.35, 0.75, 1.0, 0.25)
 
 @dataclass(frozen=True)
 class SynthConfig:
-    subjects: int = 24                 # at least 2; CASME II has 26
+    subjects: int = 24  # at least 2; CASME II has 26
     seed: int = 0
-    samples: int | None = None         # total clips; None: round(9.2 * subjects) (CASME II: 255 / 26)
-    size: int = 128                    # frame side, pixels (aligned crops)
+    samples: int | None = None  # total clips; None: round(9.2 * subjects) (CASME II: 255 / 26)
+    size: int = 128  # frame side, pixels (aligned crops)
     amplitude_px: tuple[float, float] = (0.5, 3.0)  # apex motion of the strongest AU point, log-uniform
-    head_px: float = 0.12              # head shift per frame, std, pixels
-    head_roll_deg: float = 0.08        # head roll per frame, std, degrees
-    illumination: float = 0.02         # frame gain std; gradients half that
-    blink_prob: float = 0.15           # chance of a blink (eyelids move) in a clip
-    distractor_prob: float = 0.25      # chance of an unrelated motion at a random facial point
-    noise_sigma: float = 1.5           # sensor noise std, gray levels
-    label_noise: float = 0.0           # chance the sheet gives another class than the motion shows
+    head_px: float = 0.12  # head shift per frame, std, pixels
+    head_roll_deg: float = 0.08  # head roll per frame, std, degrees
+    illumination: float = 0.02  # frame gain std; gradients half that
+    blink_prob: float = 0.15  # chance of a blink (eyelids move) in a clip
+    distractor_prob: float = 0.25  # chance of an unrelated motion at a random facial point
+    noise_sigma: float = 1.5  # sensor noise std, gray levels
+    label_noise: float = 0.0  # chance the sheet gives another class than the motion shows
     jpeg_quality: int = 92
 
     def validate(self) -> None:
@@ -108,8 +108,16 @@ def _samples_per_subject(cfg: SynthConfig, rng: np.random.Generator) -> list[int
     return counts.tolist()
 
 
-def _render(base: np.ndarray, field: np.ndarray, s: float, head: np.ndarray, gain: float,
-            gradient: tuple[float, float], rng: np.random.Generator, cfg: SynthConfig) -> np.ndarray:
+def _render(
+    base: np.ndarray,
+    field: np.ndarray,
+    s: float,
+    head: np.ndarray,
+    gain: float,
+    gradient: tuple[float, float],
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+) -> np.ndarray:
     map_x, map_y = backward_map(field, s, head, cfg.size)
     img = cv2.remap(base, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     ramp = np.linspace(-1.0, 1.0, cfg.size, dtype=np.float32)
@@ -142,8 +150,12 @@ def _clip(base, combo_text, amp, cfg, rng) -> tuple[list[np.ndarray], dict]:
     field = skin_field(centres, apex_disp, cfg.size)
     frames = []
     for s in TIMELINE:
-        head = head_similarity(*rng.normal(0.0, cfg.head_px, 2), rng.normal(0.0, cfg.head_roll_deg),
-                               float(np.exp(rng.normal(0.0, 0.002))), cfg.size)
+        head = head_similarity(
+            *rng.normal(0.0, cfg.head_px, 2),
+            rng.normal(0.0, cfg.head_roll_deg),
+            float(np.exp(rng.normal(0.0, 0.002))),
+            cfg.size,
+        )
         gain = float(1.0 + rng.normal(0.0, cfg.illumination))
         grad = tuple(rng.normal(0.0, cfg.illumination * 0.5, 2).tolist())
         frames.append(_render(base, field, s, head, gain, grad, rng, cfg))
@@ -181,7 +193,9 @@ def synthesize(out_dir: str | Path, subjects: int = 24, seed: int = 0, **overrid
             emotion, combo_text, _ = table[k]
             amp = float(np.exp(rng.uniform(*np.log(cfg.amplitude_px)))) * expressive
             frames, _info = _clip(base, combo_text, amp, cfg, rng)
-            name = f"EP{int(rng.integers(1, 20)):02d}_{int(rng.integers(1, 10)):02d}" + ("f" if rng.random() < 0.3 else "")
+            name = f"EP{int(rng.integers(1, 20)):02d}_{int(rng.integers(1, 10)):02d}" + (
+                "f" if rng.random() < 0.3 else ""
+            )
             while name in used:
                 name = f"EP{int(rng.integers(1, 20)):02d}_{int(rng.integers(1, 10)):02d}"
             used.add(name)
@@ -205,9 +219,16 @@ def synthesize(out_dir: str | Path, subjects: int = 24, seed: int = 0, **overrid
         w.writerow(SHEET_COLUMNS)
         w.writerows(rows)
     summary = {
-        "format": "casme2", "sheet": SHEET_NAME, "subjects": cfg.subjects, "samples": len(rows),
-        "per_class": dict(sorted(per_class.items())), "per_subject": per_subject, "label_noise_flips": noisy,
-        "config": asdict(cfg), "faces": faces, "modelled_aus": sorted(AU_MOTION),
+        "format": "casme2",
+        "sheet": SHEET_NAME,
+        "subjects": cfg.subjects,
+        "samples": len(rows),
+        "per_class": dict(sorted(per_class.items())),
+        "per_subject": per_subject,
+        "label_noise_flips": noisy,
+        "config": asdict(cfg),
+        "faces": faces,
+        "modelled_aus": sorted(AU_MOTION),
     }
     (out / "synth_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

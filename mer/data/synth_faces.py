@@ -56,8 +56,10 @@ def face_sources() -> tuple[FaceSource, ...]:
     grace = cv2.imread(str(grace_path), cv2.IMREAD_COLOR)
     if grace is None:
         raise FileNotFoundError(f"matplotlib sample image not readable: {grace_path}")
-    out = [FaceSource("astronaut", astro, (204.0, 102.0), (246.5, 104.0)),
-           FaceSource("grace_hopper", grace, (225.0, 190.0), (302.0, 188.0))]
+    out = [
+        FaceSource("astronaut", astro, (204.0, 102.0), (246.5, 104.0)),
+        FaceSource("grace_hopper", grace, (225.0, 190.0), (302.0, 188.0)),
+    ]
     lfw = data.lfw_subset()[:100]
     for i, face in enumerate(lfw):
         g = np.clip(face * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -79,8 +81,9 @@ EVAL_FACES = ("astronaut", "grace_hopper") + tuple(f"lfw/{i}" for i in range(PRE
 PRETRAIN_FACES = tuple(f"lfw/{i}" for i in range(PRETRAIN_LFW_START, 100))
 
 
-def subject_face(source: FaceSource, rng: np.random.Generator, size: int = 128,
-                 texture: tuple[float, float] = (2.5, 5.0)) -> tuple[np.ndarray, dict]:
+def subject_face(
+    source: FaceSource, rng: np.random.Generator, size: int = 128, texture: tuple[float, float] = (2.5, 5.0)
+) -> tuple[np.ndarray, dict]:
     """A subject's neutral aligned face (size x size BGR float32, 0..255) and its variation settings.
 
     ``texture`` is the range of the skin texture's std (grey levels) the subject's is drawn from.

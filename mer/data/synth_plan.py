@@ -27,22 +27,22 @@ _SMIC_CODE = {"negative": "ne", "positive": "po", "surprise": "sur"}
 
 @dataclass(frozen=True)
 class SubjectPlan:
-    index: int        # position in Plan.subjects
-    source: str       # source data set name
-    subject: str      # subject id as the source writes it ("sub01", "006", "s1")
-    face: str         # FaceSource name from the plan's identity pool
+    index: int  # position in Plan.subjects
+    source: str  # source data set name
+    subject: str  # subject id as the source writes it ("sub01", "006", "s1")
+    face: str  # FaceSource name from the plan's identity pool
     seed: int
 
 
 @dataclass(frozen=True)
 class ClipPlan:
     index: int
-    subject: int      # index into Plan.subjects
-    emotion: str      # native label written to the sheet / labels.csv
-    combo: str        # AU combination the motion shows (the sheet's Action Units)
-    noisy: bool       # True when combo was drawn from another class (label noise)
+    subject: int  # index into Plan.subjects
+    emotion: str  # native label written to the sheet / labels.csv
+    combo: str  # AU combination the motion shows (the sheet's Action Units)
+    noisy: bool  # True when combo was drawn from another class (label noise)
     sample_id: str
-    onset: int        # frame numbers
+    onset: int  # frame numbers
     apex: int
     offset: int
     seed: int
@@ -84,7 +84,9 @@ def _sample_id(source: str, subject: str, emotion: str, j: int, rng: np.random.G
         elif source == "smic":
             name = f"{subject}_{_SMIC_CODE.get(emotion, emotion[:3])}_{j + 1:02d}"
         else:
-            name = f"EP{int(rng.integers(1, 20)):02d}_{int(rng.integers(1, 10)):02d}" + ("f" if rng.random() < 0.3 else "")
+            name = f"EP{int(rng.integers(1, 20)):02d}_{int(rng.integers(1, 10)):02d}" + (
+                "f" if rng.random() < 0.3 else ""
+            )
         if name not in used:
             used.add(name)
             return name
@@ -99,8 +101,15 @@ def _source_counts(src: Source, n: int | None, keep: set[str] | None) -> tuple[i
     return n, subjects, [(e, c) for (e, _), c in zip(classes, counts)]
 
 
-def make_plan(preset: Preset, seed: int, pool: str, n: int | None = None, *, sources: tuple[str, ...] | None = None,
-              emotions: set[str] | None = None) -> Plan:
+def make_plan(
+    preset: Preset,
+    seed: int,
+    pool: str,
+    n: int | None = None,
+    *,
+    sources: tuple[str, ...] | None = None,
+    emotions: set[str] | None = None,
+) -> Plan:
     """The plan of ``preset`` (documented counts when ``n`` is None, else ``n`` clips in proportion).
 
     ``sources`` restricts the plan to some of the preset's sources; ``emotions`` to some native
@@ -108,8 +117,9 @@ def make_plan(preset: Preset, seed: int, pool: str, n: int | None = None, *, sou
     """
     srcs = [s for s in preset.sources if sources is None or s.name in sources]
     if not srcs:
-        raise ValueError(f"preset {preset.name} has none of the sources {sources} "
-                         f"(has {', '.join(s.name for s in preset.sources)})")
+        raise ValueError(
+            f"preset {preset.name} has none of the sources {sources} (has {', '.join(s.name for s in preset.sources)})"
+        )
     if n is not None and n < 1:
         raise ValueError(f"n must be >= 1 clips (got {n})")
     table = emotion_combos(preset.emotions_csv)
@@ -136,8 +146,13 @@ def make_plan(preset: Preset, seed: int, pool: str, n: int | None = None, *, sou
         names = [e for e, _ in classes]
         pos = 0
         for k in range(n_sub):
-            sp = SubjectPlan(len(subjects), src.name, _subject_id(src.name, k),
-                             faces[order[len(subjects) % len(faces)]].name, int(rng.integers(2**63)))
+            sp = SubjectPlan(
+                len(subjects),
+                src.name,
+                _subject_id(src.name, k),
+                faces[order[len(subjects) % len(faces)]].name,
+                int(rng.integers(2**63)),
+            )
             subjects.append(sp)
             used: set[str] = set()
             for j in range(int(counts[k])):
@@ -154,7 +169,18 @@ def make_plan(preset: Preset, seed: int, pool: str, n: int | None = None, *, sou
                 onset = int(rng.integers(10, 200))
                 apex = onset + max(1, round(duration * src.fps))
                 offset = apex + max(1, round(rng.uniform(0.1, 0.3) * src.fps))
-                clips.append(ClipPlan(len(clips), sp.index, emotion, combo, noisy,
-                                      _sample_id(src.name, sp.subject, emotion, j, rng, used),
-                                      onset, apex, offset, int(rng.integers(2**63))))
+                clips.append(
+                    ClipPlan(
+                        len(clips),
+                        sp.index,
+                        emotion,
+                        combo,
+                        noisy,
+                        _sample_id(src.name, sp.subject, emotion, j, rng, used),
+                        onset,
+                        apex,
+                        offset,
+                        int(rng.integers(2**63)),
+                    )
+                )
     return Plan(preset.name, pool, int(seed), tuple(subjects), tuple(clips))

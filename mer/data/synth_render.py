@@ -47,12 +47,12 @@ _BLINK_POINTS = ((0.32, 0.35), (0.68, 0.35))
 
 @dataclass(frozen=True)
 class SubjectLook:
-    base: np.ndarray                # (side, side, 3) float32 BGR, neutral face after the shape warp
-    shape: np.ndarray               # (side, side, 2) backward shape field, px
+    base: np.ndarray  # (side, side, 3) float32 BGR, neutral face after the shape warp
+    shape: np.ndarray  # (side, side, 2) backward shape field, px
     expressiveness: float
     au_gain: dict[int, float]
     habit: tuple[int, float, float]  # (AU, chance per clip, strength as a fraction of the amplitude)
-    restless: float                 # head-motion factor
+    restless: float  # head-motion factor
 
 
 def _smooth_field(rng: np.random.Generator, side: int, sigma_px: float) -> np.ndarray:
@@ -78,9 +78,14 @@ def subject_look(preset: Preset, src: Source, sp: SubjectPlan) -> SubjectLook:
         base = np.repeat(g[..., None], 3, axis=2)
     shape = _smooth_field(rng, src.side, preset.shape_px)
     if preset.shape_px > 0:
-        ys, xs = np.mgrid[0:src.side, 0:src.side].astype(np.float32)
-        base = cv2.remap(base, xs + shape[..., 0].astype(np.float32), ys + shape[..., 1].astype(np.float32),
-                         cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        ys, xs = np.mgrid[0 : src.side, 0 : src.side].astype(np.float32)
+        base = cv2.remap(
+            base,
+            xs + shape[..., 0].astype(np.float32),
+            ys + shape[..., 1].astype(np.float32),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT,
+        )
     expressive = float(np.exp(rng.normal(0.0, preset.expressiveness_sigma)))
     gains = {au: float(np.exp(rng.normal(0.0, preset.au_gain_sigma))) for au in sorted(AU_MOTION)}
     habit_au = int(rng.choice(sorted(AU_MOTION)))
@@ -118,8 +123,16 @@ def coarse_skin_field(centres: np.ndarray, disp: np.ndarray, side: int, cells: i
     return cv2.remap(coarse, xs, ys, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
 
 
-def _render(look: SubjectLook, field: np.ndarray, s: float, head: np.ndarray, gain: float, grad, src: Source,
-            rng: np.random.Generator) -> np.ndarray:
+def _render(
+    look: SubjectLook,
+    field: np.ndarray,
+    s: float,
+    head: np.ndarray,
+    gain: float,
+    grad,
+    src: Source,
+    rng: np.random.Generator,
+) -> np.ndarray:
     map_x, map_y = backward_map(field, s, head, src.side)
     img = cv2.remap(look.base, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     if src.blur_sigma > 0:
@@ -130,8 +143,9 @@ def _render(look: SubjectLook, field: np.ndarray, s: float, head: np.ndarray, ga
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
-def clip_frames(preset: Preset, src: Source, look: SubjectLook, clip: ClipPlan,
-                with_offset: bool = False) -> list[np.ndarray]:
+def clip_frames(
+    preset: Preset, src: Source, look: SubjectLook, clip: ClipPlan, with_offset: bool = False
+) -> list[np.ndarray]:
     """BGR uint8 frames [onset, apex] (+ offset) of a planned clip; the same for a given plan."""
     onset_seq, offset_seq = np.random.SeedSequence(clip.seed).spawn(2)
     rng = np.random.default_rng(onset_seq)
@@ -162,17 +176,33 @@ def clip_frames(preset: Preset, src: Source, look: SubjectLook, clip: ClipPlan,
     seconds = (clip.apex - clip.onset) / src.fps
     drift = look.restless * seconds
     heads = [head_similarity(*rng.normal(0.0, src.head_jitter_px, 2), rng.normal(0.0, 0.08), 1.0, side)]
-    heads.append(head_similarity(*(rng.normal(0.0, src.head_jitter_px, 2) + rng.normal(0.0, src.head_px_s * drift, 2)),
-                                 rng.normal(0.0, 0.08) + rng.normal(0.0, src.head_roll_s * drift),
-                                 float(np.exp(rng.normal(0.0, 0.002 + 0.004 * drift))), side))
-    lights = [(1.0 + rng.normal(0.0, src.illumination), tuple(rng.normal(0.0, src.illumination * 0.5, 2)))
-              for _ in range(2)]
+    heads.append(
+        head_similarity(
+            *(rng.normal(0.0, src.head_jitter_px, 2) + rng.normal(0.0, src.head_px_s * drift, 2)),
+            rng.normal(0.0, 0.08) + rng.normal(0.0, src.head_roll_s * drift),
+            float(np.exp(rng.normal(0.0, 0.002 + 0.004 * drift))),
+            side,
+        )
+    )
+    lights = [
+        (1.0 + rng.normal(0.0, src.illumination), tuple(rng.normal(0.0, src.illumination * 0.5, 2))) for _ in range(2)
+    ]
     frames = [_render(look, field, s, h, g, gr, src, rng) for s, h, (g, gr) in zip((0.0, apex_s), heads, lights)]
     if with_offset:
         r2 = np.random.default_rng(offset_seq)
         h = head_similarity(*rng_normal2(r2, src.head_px_s * drift + src.head_jitter_px), 0.0, 1.0, side)
-        frames.append(_render(look, field, float(r2.uniform(*OFFSET_FRACTION)) * apex_s, h,
-                              1.0 + r2.normal(0.0, src.illumination), (0.0, 0.0), src, r2))
+        frames.append(
+            _render(
+                look,
+                field,
+                float(r2.uniform(*OFFSET_FRACTION)) * apex_s,
+                h,
+                1.0 + r2.normal(0.0, src.illumination),
+                (0.0, 0.0),
+                src,
+                r2,
+            )
+        )
     return frames
 
 

@@ -29,8 +29,9 @@ class AlignParams:
         return f"align:v1:{self.size}:{self.left_eye}:{self.right_eye}"
 
 
-def alignment_matrix(left_eye: tuple[float, float], right_eye: tuple[float, float],
-                     params: AlignParams = AlignParams()) -> np.ndarray:
+def alignment_matrix(
+    left_eye: tuple[float, float], right_eye: tuple[float, float], params: AlignParams = AlignParams()
+) -> np.ndarray:
     """2x3 similarity matrix mapping the detected eye centres (pixels) to the template's.
 
     Raises ValueError when the eyes coincide (no scale or angle can be read from them).
@@ -51,8 +52,12 @@ def apply_alignment(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndar
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def align_face(image: np.ndarray, left_eye: tuple[float, float], right_eye: tuple[float, float],
-               params: AlignParams = AlignParams()) -> np.ndarray:
+def align_face(
+    image: np.ndarray,
+    left_eye: tuple[float, float],
+    right_eye: tuple[float, float],
+    params: AlignParams = AlignParams(),
+) -> np.ndarray:
     """Aligned square crop of ``image`` given its eye centres (pixels, image-left eye first)."""
     return apply_alignment(image, alignment_matrix(left_eye, right_eye, params), params.size)
 

@@ -17,7 +17,9 @@ from mer.face.landmarks import FaceLandmarks, FaceNotFoundError, check_gray
 
 #: images up to this side with no detected face are taken as face crops (box = whole image)
 CROP_MAX_SIDE = 256
-INSTALL_HINT = "the 'dlib' landmark backend needs: pip install 'fedpsyau[landmarks]' (dlib-bin, face_recognition_models)"
+INSTALL_HINT = (
+    "the 'dlib' landmark backend needs: pip install 'fedpsyau[landmarks]' (dlib-bin, face_recognition_models)"
+)
 
 
 class DlibBackend:

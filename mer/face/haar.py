@@ -29,8 +29,10 @@ def _cascade(filename: str) -> cv2.CascadeClassifier:
     path = cv2.data.haarcascades + filename
     clf = cv2.CascadeClassifier(path)
     if clf.empty():
-        raise ImportError(f"OpenCV Haar cascade {path} is missing or unreadable; "
-                          "install opencv-contrib-python-headless>=4.10,<5 (5.x wheels ship no cascades)")
+        raise ImportError(
+            f"OpenCV Haar cascade {path} is missing or unreadable; "
+            "install opencv-contrib-python-headless>=4.10,<5 (5.x wheels ship no cascades)"
+        )
     return clf
 
 
@@ -49,8 +51,9 @@ class HaarBackend:
             padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else gray
             eq = cv2.equalizeHist(padded)
             min_side = max(20, int(self.min_face_fraction * min(h, w)))
-            faces, _, weights = self.face.detectMultiScale3(eq, scaleFactor=1.05, minNeighbors=4,
-                                                            minSize=(min_side, min_side), outputRejectLevels=True)
+            faces, _, weights = self.face.detectMultiScale3(
+                eq, scaleFactor=1.05, minNeighbors=4, minSize=(min_side, min_side), outputRejectLevels=True
+            )
             if len(faces):
                 break
         else:
@@ -61,8 +64,13 @@ class HaarBackend:
         guess_r = (fx + BOX_RIGHT_EYE[0] * fw, fy + BOX_RIGHT_EYE[1] * fh)
         pair = self._eyes(eq, (fx, fy, fw, fh), guess_l, guess_r)
         if pair is None:
-            return FaceLandmarks((guess_l[0] - pad, guess_l[1] - pad), (guess_r[0] - pad, guess_r[1] - pad), box,
-                                 self.name, eyes_from="face-box")
+            return FaceLandmarks(
+                (guess_l[0] - pad, guess_l[1] - pad),
+                (guess_r[0] - pad, guess_r[1] - pad),
+                box,
+                self.name,
+                eyes_from="face-box",
+            )
         (lx, ly), (rx, ry) = pair
         return FaceLandmarks((lx - pad, ly - pad), (rx - pad, ry - pad), box, self.name, eyes_from="detector")
 
@@ -75,10 +83,11 @@ class HaarBackend:
         """
         fx, fy, fw, fh = face
         y0 = fy + int(0.15 * fh)
-        roi = eq[y0:fy + int(0.6 * fh), fx:fx + fw]
+        roi = eq[y0 : fy + int(0.6 * fh), fx : fx + fw]
         min_eye = max(5, fw // 10)
-        eyes = self.eye.detectMultiScale(roi, scaleFactor=1.05, minNeighbors=3, minSize=(min_eye, min_eye),
-                                         maxSize=(fw // 2, fw // 2))
+        eyes = self.eye.detectMultiScale(
+            roi, scaleFactor=1.05, minNeighbors=3, minSize=(min_eye, min_eye), maxSize=(fw // 2, fw // 2)
+        )
         centres = [(fx + ex + ew / 2.0, y0 + ey + eh / 2.0) for ex, ey, ew, eh in eyes]
         tol = 0.12 * fw
 

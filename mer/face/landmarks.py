@@ -33,7 +33,7 @@ class FaceNotFoundError(ValueError):
 
 @dataclass(frozen=True)
 class FaceLandmarks:
-    left_eye: tuple[float, float]   # image-left eye centre (x, y), pixels
+    left_eye: tuple[float, float]  # image-left eye centre (x, y), pixels
     right_eye: tuple[float, float]  # image-right eye centre (x, y), pixels
     face_box: tuple[int, int, int, int] | None  # (x, y, w, h) or None
     backend: str

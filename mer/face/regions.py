@@ -50,9 +50,9 @@ class FaceCrop:
     """
 
     name: str
-    eye_y: float    # eye centres' y
+    eye_y: float  # eye centres' y
     mouth_y: float  # lip corners' y
-    eye_dx: float   # half the inter-ocular distance
+    eye_dx: float  # half the inter-ocular distance
 
     def map(self, points: np.ndarray) -> np.ndarray:
         """(P, 2) template (x, y) -> this crop's (x, y), clipped to [0, 1]."""
@@ -87,26 +87,49 @@ class Region:
 
 
 REGIONS: tuple[Region, ...] = (
-    Region("brows", (1, 2, 4), (
-        (0.40, 0.27), (0.60, 0.27),  # inner brows (AU1, AU4)
-        (0.27, 0.25), (0.73, 0.25),  # outer brows (AU2)
-        (0.50, 0.30),                # glabella (AU4 furrows)
-    )),
-    Region("eyes_cheeks", (5, 6, 7), (
-        (0.32, 0.35), (0.68, 0.35),  # upper lids (AU5)
-        (0.32, 0.43), (0.68, 0.43),  # lower lids (AU7)
-        (0.27, 0.56), (0.73, 0.56),  # cheeks (AU6)
-    )),
-    Region("nose_upper_lip", (9, 10), (
-        (0.50, 0.45),                # nasal root (AU9 wrinkles)
-        (0.41, 0.58), (0.59, 0.58),  # nose wings (AU9)
-        (0.50, 0.69),                # upper lip (AU10)
-    )),
-    Region("mouth_chin", (12, 14, 15, 17), (
-        (0.35, 0.76), (0.65, 0.76),  # lip corners (AU12, AU14, AU15)
-        (0.50, 0.82),                # lower lip (AU17)
-        (0.50, 0.93),                # chin (AU17)
-    )),
+    Region(
+        "brows",
+        (1, 2, 4),
+        (
+            (0.40, 0.27),
+            (0.60, 0.27),  # inner brows (AU1, AU4)
+            (0.27, 0.25),
+            (0.73, 0.25),  # outer brows (AU2)
+            (0.50, 0.30),  # glabella (AU4 furrows)
+        ),
+    ),
+    Region(
+        "eyes_cheeks",
+        (5, 6, 7),
+        (
+            (0.32, 0.35),
+            (0.68, 0.35),  # upper lids (AU5)
+            (0.32, 0.43),
+            (0.68, 0.43),  # lower lids (AU7)
+            (0.27, 0.56),
+            (0.73, 0.56),  # cheeks (AU6)
+        ),
+    ),
+    Region(
+        "nose_upper_lip",
+        (9, 10),
+        (
+            (0.50, 0.45),  # nasal root (AU9 wrinkles)
+            (0.41, 0.58),
+            (0.59, 0.58),  # nose wings (AU9)
+            (0.50, 0.69),  # upper lip (AU10)
+        ),
+    ),
+    Region(
+        "mouth_chin",
+        (12, 14, 15, 17),
+        (
+            (0.35, 0.76),
+            (0.65, 0.76),  # lip corners (AU12, AU14, AU15)
+            (0.50, 0.82),  # lower lip (AU17)
+            (0.50, 0.93),  # chin (AU17)
+        ),
+    ),
 )
 
 #: Side of a patch as a fraction of the crop's side.

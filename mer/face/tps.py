@@ -81,8 +81,7 @@ def tps_fit(centres: np.ndarray, values: np.ndarray, lam: float = 0.0) -> TPS:
     return TPS(c, sol[:n], sol[n:])
 
 
-def displacement_field(centres: np.ndarray, disp: np.ndarray, shape: tuple[int, int],
-                       lam: float = 0.0) -> np.ndarray:
+def displacement_field(centres: np.ndarray, disp: np.ndarray, shape: tuple[int, int], lam: float = 0.0) -> np.ndarray:
     """Dense forward displacement (H, W, 2) in pixels that moves ``centres`` by ``disp``.
 
     The field is the TPS through the given displacements, evaluated on the pixel grid.

@@ -59,8 +59,9 @@ class FlowCache:
             self.misses += 1
             return None
         if arr.dtype != np.float32 or (shape is not None and arr.shape != tuple(shape)):
-            log.warning("flow cache entry %s has %s %s, expected float32 %s; recomputing",
-                        path, arr.dtype, arr.shape, shape)
+            log.warning(
+                "flow cache entry %s has %s %s, expected float32 %s; recomputing", path, arr.dtype, arr.shape, shape
+            )
             self.misses += 1
             return None
         self.hits += 1

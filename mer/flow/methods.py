@@ -24,16 +24,19 @@ FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 def _check(prev: np.ndarray, nxt: np.ndarray) -> None:
     for name, img in (("prev", prev), ("next", nxt)):
         if not isinstance(img, np.ndarray) or img.ndim != 2 or img.dtype != np.uint8:
-            raise ValueError(f"{name} frame must be a 2-D uint8 array (got {getattr(img, 'shape', None)}, "
-                             f"{getattr(img, 'dtype', type(img).__name__)})")
+            raise ValueError(
+                f"{name} frame must be a 2-D uint8 array (got {getattr(img, 'shape', None)}, "
+                f"{getattr(img, 'dtype', type(img).__name__)})"
+            )
     if prev.shape != nxt.shape:
         raise ValueError(f"frames differ in shape: {prev.shape} vs {nxt.shape}")
 
 
 def farneback(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
     _check(prev, nxt)
-    flow = cv2.calcOpticalFlowFarneback(prev, nxt, None, pyr_scale=0.5, levels=3, winsize=11,
-                                        iterations=5, poly_n=5, poly_sigma=1.1, flags=0)
+    flow = cv2.calcOpticalFlowFarneback(
+        prev, nxt, None, pyr_scale=0.5, levels=3, winsize=11, iterations=5, poly_n=5, poly_sigma=1.1, flags=0
+    )
     return flow.astype(np.float32, copy=False)
 
 

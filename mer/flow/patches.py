@@ -24,5 +24,5 @@ def extract_patches(flow: np.ndarray, patch: int | None = None) -> np.ndarray:
     boxes = patch_boxes(size, patch)
     p = patch_side(size, patch)
     batch = flow if flow.ndim == 4 else flow[None]  # (N, 3, S, S)
-    out = np.stack([batch[:, :, y0:y0 + p, x0:x0 + p] for y0, x0 in boxes], axis=1)  # (N, P, 3, p, p)
+    out = np.stack([batch[:, :, y0 : y0 + p, x0 : x0 + p] for y0, x0 in boxes], axis=1)  # (N, P, 3, p, p)
     return out if flow.ndim == 4 else out[0]

@@ -63,21 +63,21 @@ PRIORS = ("both", "psych", "stat", "none")
 @dataclass(frozen=True)
 class DPKGATConfig:
     num_classes: int = 3
-    work_size: int = 56            # side the flow image is resized to before patches are cut
-    patch: int = 8                 # patch side at work_size (multiple of 4)
-    face_crop: str = "aligned"     # crop geometry of the data (mer.face.regions.FACE_CROPS): aligned | tight
-    dim: int = 64                  # token / node features; also the GAT hidden size per head
+    work_size: int = 56  # side the flow image is resized to before patches are cut
+    patch: int = 8  # patch side at work_size (multiple of 4)
+    face_crop: str = "aligned"  # crop geometry of the data (mer.face.regions.FACE_CROPS): aligned | tight
+    dim: int = 64  # token / node features; also the GAT hidden size per head
     enc_channels: tuple[int, int] = (16, 32)  # patch encoder conv widths
-    tf_heads: int = 4              # transformer heads across patches
-    gat_heads: int = 3             # DPK-GAT heads (averaged)
-    gat_dropout: float = 0.5       # dropout on attention coefficients
-    beta: float = 0.3              # prior weight
-    prior: str = "both"            # both | psych | stat | none
-    stat_smoothing: float = 1.0    # add-s smoothing of co-occurrence counts
-    flow_size: int = 28            # global flow stream input side
-    flow_branch: int = 8           # channels per Inception branch, flow stream
-    au_branch: int = 16            # channels per Inception branch, AU stream
-    dropout: float = 0.5           # before the emotion classifier
+    tf_heads: int = 4  # transformer heads across patches
+    gat_heads: int = 3  # DPK-GAT heads (averaged)
+    gat_dropout: float = 0.5  # dropout on attention coefficients
+    beta: float = 0.3  # prior weight
+    prior: str = "both"  # both | psych | stat | none
+    stat_smoothing: float = 1.0  # add-s smoothing of co-occurrence counts
+    flow_size: int = 28  # global flow stream input side
+    flow_branch: int = 8  # channels per Inception branch, flow stream
+    au_branch: int = 16  # channels per Inception branch, AU stream
+    dropout: float = 0.5  # before the emotion classifier
 
     def problems(self) -> list[str]:
         p = []
@@ -114,10 +114,10 @@ class DPKGAT(nn.Module):
         d, (c1, c2), n_au = c.dim, c.enc_channels, len(AU_NODES)
 
         # 1. regional stage
-        boxes = patch_boxes(c.work_size, c.patch, c.face_crop)          # (P, 2) as (y0, x0)
+        boxes = patch_boxes(c.work_size, c.patch, c.face_crop)  # (P, 2) as (y0, x0)
         off = np.arange(c.patch)
-        rows = boxes[:, 0, None, None] + off[None, :, None]             # (P, p, 1)
-        cols = boxes[:, 1, None, None] + off[None, None, :]             # (P, 1, p)
+        rows = boxes[:, 0, None, None] + off[None, :, None]  # (P, p, 1)
+        cols = boxes[:, 1, None, None] + off[None, None, :]  # (P, 1, p)
         self.register_buffer("patch_index", torch.as_tensor((rows * c.work_size + cols).reshape(-1)))
         self.n_patches = len(boxes)
         self.region_sizes = [len(r.points) for r in REGIONS]
@@ -129,7 +129,7 @@ class DPKGAT(nn.Module):
         self.enc_norm2 = nn.GroupNorm(4, c2)
         self.enc3 = nn.Conv2d(c2, d, c.patch // 4, stride=c.patch // 4)  # whole (p/4)^2 map -> one token
         self.register_buffer("position_onehot", torch.eye(self.n_patches))
-        self.position = nn.Linear(self.n_patches, d, bias=False)        # learned position codes
+        self.position = nn.Linear(self.n_patches, d, bias=False)  # learned position codes
         self.mixer = TransformerLayer(d, c.tf_heads)
         self.regions = RegionSE(self.region_sizes, [len(r.aus) for r in REGIONS], d)
         self.aux_au_head = nn.Linear(n_au * d, n_au)
@@ -161,8 +161,11 @@ class DPKGAT(nn.Module):
         """Set the statistical prior from (12, 12) AU co-occurrence counts (see mer.priors.stat)."""
         stat = statistical_prior(np.asarray(counts), self.config.stat_smoothing)
         self.stat_prior.copy_(torch.as_tensor(stat, dtype=self.stat_prior.dtype))
-        for layer, nodes in ((self.upper, UPPER_NODES), (self.lower, LOWER_NODES),
-                             (self.coordinated, tuple(range(len(AU_NODES))))):
+        for layer, nodes in (
+            (self.upper, UPPER_NODES),
+            (self.lower, LOWER_NODES),
+            (self.coordinated, tuple(range(len(AU_NODES)))),
+        ):
             adj = layer.adjacency.cpu().numpy()
             psych = uniform_prior(adj)
             stat_g = restrict_prior(stat[np.ix_(nodes, nodes)], adj)
@@ -180,35 +183,35 @@ class DPKGAT(nn.Module):
     def au_nodes(self, x: Tensor) -> Tensor:
         """Regional stage: flow image (B, 3, S, S) -> AU node features (B, 12, D)."""
         b, c = x.shape[0], self.config
-        w = resize_flow(x, c.work_size)                                         # (B, 3, W, W)
-        patches = w.flatten(2).index_select(2, self.patch_index)            # (B, 3, P*p*p)
+        w = resize_flow(x, c.work_size)  # (B, 3, W, W)
+        patches = w.flatten(2).index_select(2, self.patch_index)  # (B, 3, P*p*p)
         patches = patches.reshape(b, 3, self.n_patches * c.patch, c.patch)  # (B, 3, P*p, p) patches stacked
-        h = F.gelu(self.enc_norm1(self.enc1(patches)))                      # (B, c1, P*p/2, p/2)
-        h = F.gelu(self.enc_norm2(self.enc2(h)))                            # (B, c2, P*p/4, p/4)
-        tokens = self.enc3(h).flatten(2).transpose(1, 2)                    # (B, P, D)
+        h = F.gelu(self.enc_norm1(self.enc1(patches)))  # (B, c1, P*p/2, p/2)
+        h = F.gelu(self.enc_norm2(self.enc2(h)))  # (B, c2, P*p/4, p/4)
+        tokens = self.enc3(h).flatten(2).transpose(1, 2)  # (B, P, D)
         tokens = tokens + self.position(self.position_onehot.expand(b, -1, -1))
-        tokens = self.mixer(tokens)                                         # (B, P, D)
-        return self.regions(tokens)                                         # (B, 12, D)
+        tokens = self.mixer(tokens)  # (B, P, D)
+        return self.regions(tokens)  # (B, 12, D)
 
     def relate(self, nodes: Tensor) -> Tensor:
         """Hierarchical graphs: upper and lower face with residuals, then the coordinated graph."""
         up, low = nodes[:, list(UPPER_NODES)], nodes[:, list(LOWER_NODES)]  # (B, 6, D) each
         up = up + F.elu(self.upper(up))
         low = low + F.elu(self.lower(low))
-        h = torch.cat([up, low], dim=1)                                     # (B, 12, D)
+        h = torch.cat([up, low], dim=1)  # (B, 12, D)
         return h + F.elu(self.coordinated(h))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
             raise ValueError(f"expected a flow image batch (B, 3, S, S) (got {tuple(x.shape)})")
         b = x.shape[0]
-        nodes = self.au_nodes(x)                                            # (B, 12, D)
-        aux_au = self.aux_au_head(nodes.flatten(1))                         # (B, 12)
-        rel = self.relate(nodes)                                            # (B, 12, D)
-        au = self.au_head(rel.flatten(1))                                   # (B, 12)
-        au_feat = self.au_stream(rel.transpose(1, 2)).flatten(1)            # (B, C_au*12)
-        f = self.flow1(resize_flow(x, self.config.flow_size))                  # (B, C, 14, 14)
-        f = self.flow2(f)                                                   # (B, C, 7, 7)
-        f = F.adaptive_avg_pool2d(f, 3).reshape(b, -1)                      # (B, C*9)
-        logits = self.classifier(torch.cat([au_feat, f], dim=1))            # (B, K)
+        nodes = self.au_nodes(x)  # (B, 12, D)
+        aux_au = self.aux_au_head(nodes.flatten(1))  # (B, 12)
+        rel = self.relate(nodes)  # (B, 12, D)
+        au = self.au_head(rel.flatten(1))  # (B, 12)
+        au_feat = self.au_stream(rel.transpose(1, 2)).flatten(1)  # (B, C_au*12)
+        f = self.flow1(resize_flow(x, self.config.flow_size))  # (B, C, 14, 14)
+        f = self.flow2(f)  # (B, C, 7, 7)
+        f = F.adaptive_avg_pool2d(f, 3).reshape(b, -1)  # (B, C*9)
+        logits = self.classifier(torch.cat([au_feat, f], dim=1))  # (B, K)
         return logits, au, aux_au

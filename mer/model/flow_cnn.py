@@ -21,9 +21,9 @@ from mer.model.layers import resize_flow
 @dataclass(frozen=True)
 class FlowCNNConfig:
     num_classes: int = 3
-    size: int = 28                     # input side the flow image is resized to
+    size: int = 28  # input side the flow image is resized to
     channels: tuple[int, int] = (8, 16)  # conv widths per stream, layer 1 and 2
-    dropout: float = 0.5               # before the classifier
+    dropout: float = 0.5  # before the classifier
 
     def problems(self) -> list[str]:
         p = []
@@ -57,7 +57,7 @@ class FlowCNN(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, None, None]:
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
             raise ValueError(f"expected a flow image batch (B, 3, S, S) (got {tuple(x.shape)})")
-        x = resize_flow(x, self.config.size)                         # (B, 3, 28, 28)
-        h = F.max_pool2d(F.relu(self.norm1(self.conv1(x))), 2)   # (B, 3*c1, S/2, S/2)
-        h = F.max_pool2d(F.relu(self.norm2(self.conv2(h))), 2)   # (B, 3*c2, S/4, S/4)
-        return self.classifier(h.flatten(1)), None, None          # (B, K)
+        x = resize_flow(x, self.config.size)  # (B, 3, 28, 28)
+        h = F.max_pool2d(F.relu(self.norm1(self.conv1(x))), 2)  # (B, 3*c1, S/2, S/2)
+        h = F.max_pool2d(F.relu(self.norm2(self.conv2(h))), 2)  # (B, 3*c2, S/4, S/4)
+        return self.classifier(h.flatten(1)), None, None  # (B, K)

@@ -49,8 +49,11 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tup
         arrays = {k: z[k] for k in z.files}
     problems = [f"missing {k}" for k in expected if k not in arrays]
     problems += [f"unexpected {k}" for k in arrays if k not in expected]
-    problems += [f"{k}: expected shape {tuple(v.shape)} (got {arrays[k].shape})"
-                 for k, v in expected.items() if k in arrays and tuple(v.shape) != arrays[k].shape]
+    problems += [
+        f"{k}: expected shape {tuple(v.shape)} (got {arrays[k].shape})"
+        for k, v in expected.items()
+        if k in arrays and tuple(v.shape) != arrays[k].shape
+    ]
     if problems:
         raise ValueError(f"{d / WEIGHTS_FILE} does not match model {doc['model']!r}: " + "; ".join(problems))
     model.load_state_dict({k: torch.from_numpy(np.array(arrays[k])) for k in expected}, strict=True)

@@ -69,9 +69,17 @@ class DPKGATLayer(nn.Module):
         - output: (B, N, H*C) if ``concat`` else (B, N, C)
     """
 
-    def __init__(self, in_dim: int, adjacency: Tensor, heads: int = 3, hidden: int = 64,
-                 concat: bool = False, beta: float = 0.3, dropout: float = 0.5,
-                 negative_slope: float = 0.2) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        adjacency: Tensor,
+        heads: int = 3,
+        hidden: int = 64,
+        concat: bool = False,
+        beta: float = 0.3,
+        dropout: float = 0.5,
+        negative_slope: float = 0.2,
+    ) -> None:
         super().__init__()
         adjacency = torch.as_tensor(adjacency, dtype=torch.bool)
         n = adjacency.shape[0]
@@ -106,15 +114,15 @@ class DPKGATLayer(nn.Module):
         """Mixed attention alpha' (B, H, N, N) before dropout, and the projected values (B, N, H, C)."""
         b, n, _ = x.shape
         h, c = self.heads, self.hidden
-        out = self.proj(x)                                   # (B, N, H*C + 2H)
-        wh = out[..., : h * c].reshape(b, n, h, c)           # (B, N, H, C)
-        s_dst = out[..., h * c: h * c + h].transpose(1, 2)   # (B, H, N)  a1·Wh_i
-        s_src = out[..., h * c + h:].transpose(1, 2)         # (B, H, N)  a2·Wh_j
+        out = self.proj(x)  # (B, N, H*C + 2H)
+        wh = out[..., : h * c].reshape(b, n, h, c)  # (B, N, H, C)
+        s_dst = out[..., h * c : h * c + h].transpose(1, 2)  # (B, H, N)  a1·Wh_i
+        s_src = out[..., h * c + h :].transpose(1, 2)  # (B, H, N)  a2·Wh_j
         e = F.leaky_relu(s_dst.unsqueeze(-1) + s_src.unsqueeze(-2), self.negative_slope)  # (B, H, N, N)
         e = e.masked_fill(~self.adjacency, float("-inf"))
-        alpha = torch.softmax(e, dim=-1)                     # (B, H, N, N)
+        alpha = torch.softmax(e, dim=-1)  # (B, H, N, N)
         w = self.beta * self.r
-        alpha = (1 - w) * alpha + w * self.prior             # prior (N, N) broadcasts over B, H
+        alpha = (1 - w) * alpha + w * self.prior  # prior (N, N) broadcasts over B, H
         alpha = alpha / alpha.sum(dim=-1, keepdim=True)
         return alpha, wh
 
@@ -147,7 +155,9 @@ class TransformerLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, t, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3x (B, h, T, d/h)
+        q, k, v = (
+            self.qkv(self.norm1(x)).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        )  # 3x (B, h, T, d/h)
         att = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d // self.heads), dim=-1)  # (B, h, T, T)
         y = (self.dropout(att) @ v).transpose(1, 2).reshape(b, t, d)  # (B, T, D)
         x = x + self.out(y)
@@ -183,13 +193,15 @@ class RegionSE(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, d = x.shape
-        parts = x.split(self.patches, dim=1)                                  # R x (B, n_r, D)
-        z = torch.cat([t.mean(dim=1) for t in parts], dim=1).unsqueeze(-1)    # (B, R*D, 1)
-        gate = torch.sigmoid(self.excite2(F.relu(self.excite1(z))))          # (B, R*D, 1)
-        gate = gate.reshape(b, len(parts), 1, d)                              # (B, R, 1, D)
-        nodes = [mix((t * gate[:, i]).transpose(1, 2)).transpose(1, 2)        # (B, m_r, D)
-                 for i, (mix, t) in enumerate(zip(self.to_nodes, parts))]
-        return torch.cat(nodes, dim=1)                                        # (B, sum m_r, D)
+        parts = x.split(self.patches, dim=1)  # R x (B, n_r, D)
+        z = torch.cat([t.mean(dim=1) for t in parts], dim=1).unsqueeze(-1)  # (B, R*D, 1)
+        gate = torch.sigmoid(self.excite2(F.relu(self.excite1(z))))  # (B, R*D, 1)
+        gate = gate.reshape(b, len(parts), 1, d)  # (B, R, 1, D)
+        nodes = [
+            mix((t * gate[:, i]).transpose(1, 2)).transpose(1, 2)  # (B, m_r, D)
+            for i, (mix, t) in enumerate(zip(self.to_nodes, parts))
+        ]
+        return torch.cat(nodes, dim=1)  # (B, sum m_r, D)
 
 
 class Inception2d(nn.Module):
@@ -230,4 +242,4 @@ class Inception1d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         conv = F.relu(self.norm(torch.cat([self.b1(x), self.b3(x)], dim=1)))  # (B, 2*branch, N)
-        return torch.cat([conv, x], dim=1)                                    # (B, 2*branch + C_in, N)
+        return torch.cat([conv, x], dim=1)  # (B, 2*branch + C_in, N)

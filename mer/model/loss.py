@@ -22,8 +22,8 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class LossWeights:
-    emotion: float = 0.2   # weight of the emotion cross-entropy
-    au: float = 0.8        # weight of each AU BCE term (main and auxiliary head); 0 disables them
+    emotion: float = 0.2  # weight of the emotion cross-entropy
+    au: float = 0.8  # weight of each AU BCE term (main and auxiliary head); 0 disables them
 
 
 def loss_weights_for(au_known_share: float, base: LossWeights = LossWeights()) -> LossWeights:
@@ -55,8 +55,14 @@ def loss_weights_for(au_known_share: float, base: LossWeights = LossWeights()) -
     return LossWeights(emotion=base.emotion + (1.0 - s) * base.au, au=s * base.au)
 
 
-def per_sample_loss(outputs: tuple, label: Tensor, au: Tensor, au_known: Tensor,
-                    weights: LossWeights = LossWeights(), class_weight: Tensor | None = None) -> Tensor:
+def per_sample_loss(
+    outputs: tuple,
+    label: Tensor,
+    au: Tensor,
+    au_known: Tensor,
+    weights: LossWeights = LossWeights(),
+    class_weight: Tensor | None = None,
+) -> Tensor:
     """Loss of every sample, shape (B,).
 
     Args:
@@ -84,8 +90,14 @@ def per_sample_loss(outputs: tuple, label: Tensor, au: Tensor, au_known: Tensor,
     return loss
 
 
-def mer_loss(outputs: tuple, label: Tensor, au: Tensor, au_known: Tensor,
-             weights: LossWeights = LossWeights(), class_weight: Tensor | None = None) -> Tensor:
+def mer_loss(
+    outputs: tuple,
+    label: Tensor,
+    au: Tensor,
+    au_known: Tensor,
+    weights: LossWeights = LossWeights(),
+    class_weight: Tensor | None = None,
+) -> Tensor:
     """Batch mean of :func:`per_sample_loss` (a scalar)."""
     return per_sample_loss(outputs, label, au, au_known, weights, class_weight).mean()
 

@@ -90,19 +90,30 @@ def _model_name(model: nn.Module) -> str:
     raise CheckpointError(f"{type(model).__name__} is not a registered model")
 
 
-def save_checkpoint(model: nn.Module, directory: str | Path, recipe: dict[str, Any],
-                    figures: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    model: nn.Module, directory: str | Path, recipe: dict[str, Any], figures: dict[str, Any] | None = None
+) -> Path:
     """Write ``model``'s parameters (classifier excluded) and the manifest into ``directory``."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    arrays = {n: p.detach().cpu().numpy().astype(np.float32)
-              for n, p in model.named_parameters() if not n.startswith(TASK_PARAMETERS)}
+    arrays = {
+        n: p.detach().cpu().numpy().astype(np.float32)
+        for n, p in model.named_parameters()
+        if not n.startswith(TASK_PARAMETERS)
+    }
     tmp = out / (WEIGHTS + ".tmp.npz")
     np.savez(tmp, allow_pickle=False, **arrays)
     tmp.replace(out / WEIGHTS)
-    doc = {"format": FORMAT, "model": _model_name(model), "config": _config_dict(model),
-           "parameters": len(arrays), "values": int(sum(a.size for a in arrays.values())),
-           "weights_sha256": file_sha256(out / WEIGHTS), "recipe": recipe, "figures": figures or {}}
+    doc = {
+        "format": FORMAT,
+        "model": _model_name(model),
+        "config": _config_dict(model),
+        "parameters": len(arrays),
+        "values": int(sum(a.size for a in arrays.values())),
+        "weights_sha256": file_sha256(out / WEIGHTS),
+        "recipe": recipe,
+        "figures": figures or {},
+    }
     (out / MANIFEST).write_text(json.dumps(doc, indent=2) + "\n")
     return out
 
@@ -111,8 +122,10 @@ def read_checkpoint(directory: str | Path) -> tuple[dict[str, Any], dict[str, np
     """The manifest and the verified arrays of a checkpoint folder."""
     d = Path(directory)
     if not (d / MANIFEST).is_file() or not (d / WEIGHTS).is_file():
-        raise CheckpointError(f"{d} is not a pre-trained checkpoint: expected {MANIFEST} and {WEIGHTS} "
-                              f"(make one with `fedpsyau pretrain --out DIR`)")
+        raise CheckpointError(
+            f"{d} is not a pre-trained checkpoint: expected {MANIFEST} and {WEIGHTS} "
+            f"(make one with `fedpsyau pretrain --out DIR`)"
+        )
     try:
         doc = json.loads((d / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -121,8 +134,10 @@ def read_checkpoint(directory: str | Path) -> tuple[dict[str, Any], dict[str, np
         raise CheckpointError(f"{d / MANIFEST}: expected format {FORMAT!r} (got {doc.get('format')!r})")
     digest = file_sha256(d / WEIGHTS)
     if digest != doc.get("weights_sha256"):
-        raise CheckpointError(f"{d / WEIGHTS}: SHA-256 {digest[:16]}... does not match the manifest's "
-                              f"{str(doc.get('weights_sha256'))[:16]}...: the checkpoint is corrupt or was altered")
+        raise CheckpointError(
+            f"{d / WEIGHTS}: SHA-256 {digest[:16]}... does not match the manifest's "
+            f"{str(doc.get('weights_sha256'))[:16]}...: the checkpoint is corrupt or was altered"
+        )
     with np.load(d / WEIGHTS, allow_pickle=False) as z:
         arrays = {k: np.array(z[k]) for k in z.files}
     return doc, arrays
@@ -145,13 +160,19 @@ def check_compatible(model: nn.Module, doc: dict[str, Any], arrays: dict[str, np
         raise CheckpointError(f"{where} is a checkpoint of model {doc.get('model')!r}, not {name!r}")
     mine = {k: v for k, v in _config_dict(model).items() if k not in GEOMETRY_FIELDS}
     theirs = {k: v for k, v in doc.get("config", {}).items() if k not in GEOMETRY_FIELDS}
-    differ = [f"{k}: checkpoint {theirs.get(k)!r}, model {mine.get(k)!r}"
-              for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+    differ = [
+        f"{k}: checkpoint {theirs.get(k)!r}, model {mine.get(k)!r}"
+        for k in sorted(set(mine) | set(theirs))
+        if mine.get(k) != theirs.get(k)
+    ]
     expected = {n: tuple(p.shape) for n, p in model.named_parameters() if not n.startswith(TASK_PARAMETERS)}
     differ += [f"parameter {n}: missing from the checkpoint" for n in expected if n not in arrays]
     differ += [f"parameter {n}: not in the model" for n in arrays if n not in expected]
-    differ += [f"parameter {n}: checkpoint shape {arrays[n].shape}, model {s}"
-               for n, s in expected.items() if n in arrays and tuple(arrays[n].shape) != s]
+    differ += [
+        f"parameter {n}: checkpoint shape {arrays[n].shape}, model {s}"
+        for n, s in expected.items()
+        if n in arrays and tuple(arrays[n].shape) != s
+    ]
     if differ:
         raise CheckpointError(f"{where} does not fit this {name} model: " + "; ".join(differ))
 
@@ -180,8 +201,9 @@ def trainable_names(model_name: str, model: nn.Module, trainable: str) -> list[s
     groups = GROUPS.get(model_name, {})
     if trainable not in groups:
         allowed = ["all", *groups]
-        raise ValueError(f"dp_trainable {trainable!r} is not defined for model {model_name!r} "
-                         f"(allowed: {', '.join(allowed)})")
+        raise ValueError(
+            f"dp_trainable {trainable!r} is not defined for model {model_name!r} (allowed: {', '.join(allowed)})"
+        )
     return [n for n in names if n.startswith(groups[trainable])]
 
 

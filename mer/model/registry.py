@@ -31,14 +31,26 @@ MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "ststnet": (STSTNet, STSTNetConfig),
 }
 
-_OURS = {"epochs": 25, "batch_size": 32, "optimizer": "adamw", "lr": 3e-3, "lr_schedule": "warmup-cosine",
-         "weight_decay": 1e-2}
+_OURS = {
+    "epochs": 25,
+    "batch_size": 32,
+    "optimizer": "adamw",
+    "lr": 3e-3,
+    "lr_schedule": "warmup-cosine",
+    "weight_decay": 1e-2,
+}
 #: name -> the model's own training recipe (fields of mer.train.centralised.TrainConfig); see the table above
 TRAIN_DEFAULTS: dict[str, dict] = {
     "dpk-gat": dict(_OURS),
     "flow-cnn": dict(_OURS),
-    "ststnet": {"epochs": 500, "batch_size": 256, "optimizer": "adam", "lr": 5e-5, "lr_schedule": "constant",
-                "weight_decay": 0.0},
+    "ststnet": {
+        "epochs": 500,
+        "batch_size": 256,
+        "optimizer": "adam",
+        "lr": 5e-5,
+        "lr_schedule": "constant",
+        "weight_decay": 0.0,
+    },
 }
 
 
@@ -66,8 +78,10 @@ def build_config(name: str, num_classes: int, **config):
     valid = {f.name: f for f in fields(cls)}
     unknown = sorted(set(config) - set(valid))
     if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(unknown)} for model {name!r}; "
-                         f"valid: {', '.join(k for k in valid if k != 'num_classes')}")
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for model {name!r}; "
+            f"valid: {', '.join(k for k in valid if k != 'num_classes')}"
+        )
     # JSON brings tuples back as lists
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
     cfg = cls(num_classes=num_classes, **config)

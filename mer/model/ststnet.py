@@ -45,10 +45,10 @@ NORMS = ("group", "none")
 @dataclass(frozen=True)
 class STSTNetConfig:
     num_classes: int = 3
-    size: int = 28                          # input side the flow image is resized to (the paper's 28)
+    size: int = 28  # input side the flow image is resized to (the paper's 28)
     streams: tuple[int, int, int] = (3, 5, 8)  # filters per stream (3x3 convolutions)
-    norm: str = "group"                     # group: GroupNorm, one group per stream | none
-    dropout: float = 0.5                    # after each stream's max pool (the port's nn.Dropout(0.5))
+    norm: str = "group"  # group: GroupNorm, one group per stream | none
+    dropout: float = 0.5  # after each stream's max pool (the port's nn.Dropout(0.5))
 
     def problems(self) -> list[str]:
         p = []
@@ -86,7 +86,7 @@ class STSTNet(nn.Module):
         self.config = c = config
         self.convs = nn.ModuleList(nn.Conv2d(3, k, 3, padding=1) for k in c.streams)
         self.norms = nn.ModuleList(nn.GroupNorm(1, k) if c.norm == "group" else nn.Identity() for k in c.streams)
-        self.classifier = nn.Linear(sum(c.streams) * c.pooled_side ** 2, c.num_classes)
+        self.classifier = nn.Linear(sum(c.streams) * c.pooled_side**2, c.num_classes)
 
     @property
     def input_size(self) -> int:
@@ -96,11 +96,11 @@ class STSTNet(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, None, None]:
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
             raise ValueError(f"expected a flow image batch (B, 3, S, S) (got {tuple(x.shape)})")
-        x = resize_flow(x, self.config.size)                                   # (B, 3, S, S)
+        x = resize_flow(x, self.config.size)  # (B, 3, S, S)
         maps = []
         for conv, norm in zip(self.convs, self.norms):
-            h = norm(F.relu(conv(x)))                                          # (B, c_k, S, S)
-            h = F.max_pool2d(h, 3, stride=3, padding=1)                        # (B, c_k, m, m)
+            h = norm(F.relu(conv(x)))  # (B, c_k, S, S)
+            h = F.max_pool2d(h, 3, stride=3, padding=1)  # (B, c_k, m, m)
             maps.append(F.dropout(h, self.config.dropout, self.training))
-        h = F.avg_pool2d(torch.cat(maps, dim=1), 2, stride=2)                 # (B, 16, a, a)
-        return self.classifier(h.flatten(1)), None, None                      # (B, K)
+        h = F.avg_pool2d(torch.cat(maps, dim=1), 2, stride=2)  # (B, 16, a, a)
+        return self.classifier(h.flatten(1)), None, None  # (B, K)

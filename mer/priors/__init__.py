@@ -21,7 +21,19 @@ from mer.priors.stat import (
 )
 
 __all__ = [
-    "COORDINATED", "COORDINATED_ONE_WAY", "LOWER_EDGES", "SOURCE", "UPPER_EDGES", "VECTOR_LENGTH",
-    "cooccurrence_counts", "counts_to_vector", "global_adjacency", "lower_adjacency", "restrict_prior",
-    "statistical_prior", "uniform_prior", "upper_adjacency", "vector_to_counts",
+    "COORDINATED",
+    "COORDINATED_ONE_WAY",
+    "LOWER_EDGES",
+    "SOURCE",
+    "UPPER_EDGES",
+    "VECTOR_LENGTH",
+    "cooccurrence_counts",
+    "counts_to_vector",
+    "global_adjacency",
+    "lower_adjacency",
+    "restrict_prior",
+    "statistical_prior",
+    "uniform_prior",
+    "upper_adjacency",
+    "vector_to_counts",
 ]

@@ -44,24 +44,24 @@ _logged: set[str] = set()
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "dpk-gat"                 # a name in mer.model.MODELS
+    model: str = "dpk-gat"  # a name in mer.model.MODELS
     model_options: dict = field(default_factory=dict)  # config fields of the model, e.g. {"prior": "psych"}
-    epochs: int = 25                       # fixed schedule; the last epoch's model is the result
+    epochs: int = 25  # fixed schedule; the last epoch's model is the result
     batch_size: int = 32
-    lr: float = 3e-3                       # peak learning rate (the paper's 5e-5 needs ~100x the steps)
+    lr: float = 3e-3  # peak learning rate (the paper's 5e-5 needs ~100x the steps)
     weight_decay: float = 1e-2
-    optimizer: str = "adamw"               # adamw | adam (weight_decay then is L2 in the gradient)
-    lr_schedule: str = "warmup-cosine"     # warmup-cosine | constant
-    warmup: float = 0.1                    # fraction of the steps with a linear warm-up (warmup-cosine)
-    au_loss: bool = True                   # False: emotion CE only (ablation)
-    emotion_weight: float = 0.2            # base weights at full AU coding; scaled by the labelled
-    au_weight: float = 0.8                 # share of the training data (mer.model.loss_weights_for)
-    r_schedule: str = "decay"              # decay: r goes 1 -> 0 over training | fixed: r = r_fixed
+    optimizer: str = "adamw"  # adamw | adam (weight_decay then is L2 in the gradient)
+    lr_schedule: str = "warmup-cosine"  # warmup-cosine | constant
+    warmup: float = 0.1  # fraction of the steps with a linear warm-up (warmup-cosine)
+    au_loss: bool = True  # False: emotion CE only (ablation)
+    emotion_weight: float = 0.2  # base weights at full AU coding; scaled by the labelled
+    au_weight: float = 0.8  # share of the training data (mer.model.loss_weights_for)
+    r_schedule: str = "decay"  # decay: r goes 1 -> 0 over training | fixed: r = r_fixed
     r_fixed: float = 1.0
-    class_balanced: bool = False           # inverse-frequency class weights in the CE
-    init: str = "none"                     # none | pretrained | a checkpoint folder (mer.model.pretrained);
-                                           # train_config_for / `train` default to the model's (simulate's)
-    device: str = "auto"                   # auto | cpu | cuda
+    class_balanced: bool = False  # inverse-frequency class weights in the CE
+    init: str = "none"  # none | pretrained | a checkpoint folder (mer.model.pretrained);
+    # train_config_for / `train` default to the model's (simulate's)
+    device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
 
     def problems(self) -> list[str]:
@@ -83,8 +83,10 @@ class TrainConfig:
             p.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)} (got {self.lr_schedule!r})")
         if self.init == "pretrained" and not ships_checkpoint(self.model):
             # as `simulate` words it (mer.commands.simulate.check_args)
-            p.append(f"init pretrained: the packaged checkpoint is for dpk-gat, not {self.model} "
-                     "(use init none or a checkpoint folder of that model)")
+            p.append(
+                f"init pretrained: the packaged checkpoint is for dpk-gat, not {self.model} "
+                "(use init none or a checkpoint folder of that model)"
+            )
         return p
 
     def to_dict(self) -> dict:
@@ -118,8 +120,11 @@ def train_config_for(model: str, **overrides) -> TrainConfig:
     unknown = sorted(set(overrides) - valid)
     if unknown:
         raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
-    values = {**train_defaults(model), "init": default_init(model),
-              **{k: v for k, v in overrides.items() if v is not None}}
+    values = {
+        **train_defaults(model),
+        "init": default_init(model),
+        **{k: v for k, v in overrides.items() if v is not None},
+    }
     return TrainConfig(model=model, **values)
 
 
@@ -186,8 +191,10 @@ def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
 
 def to_input(flow: np.ndarray, size: int, device: torch.device, chunk: int = 256) -> Tensor:
     """Flow images (N, 3, S, S) as one float32 tensor on ``device``, resized once to ``size``."""
-    parts = [resize_flow(torch.from_numpy(np.ascontiguousarray(flow[i:i + chunk], dtype=np.float32)), size)
-             for i in range(0, len(flow), chunk)]
+    parts = [
+        resize_flow(torch.from_numpy(np.ascontiguousarray(flow[i : i + chunk], dtype=np.float32)), size)
+        for i in range(0, len(flow), chunk)
+    ]
     return (torch.cat(parts) if parts else torch.zeros(0, 3, size, size)).to(device)
 
 
@@ -232,7 +239,7 @@ def train_model(data: MEArrays, cfg: TrainConfig, progress=None) -> nn.Module:
         order = torch.randperm(len(data), generator=gen).to(device)
         losses = []
         for i in range(per_epoch):
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             if hasattr(model, "set_r"):
                 model.set_r(r_at(cfg, step, total))
             for g in opt.param_groups:
@@ -254,6 +261,6 @@ def predict(model: nn.Module, flow: np.ndarray, batch_size: int = 128) -> tuple[
     model.eval()
     device = next(model.parameters()).device
     x = to_input(flow, model.input_size, device)
-    probs = [torch.softmax(model(x[i:i + batch_size])[0].float(), dim=1) for i in range(0, len(x), batch_size)]
+    probs = [torch.softmax(model(x[i : i + batch_size])[0].float(), dim=1) for i in range(0, len(x), batch_size)]
     p = torch.cat(probs).cpu().numpy() if probs else np.zeros((0, model.config.num_classes), np.float32)
     return p.argmax(axis=1), p

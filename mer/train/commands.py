@@ -77,18 +77,25 @@ def register(subparsers) -> None:
     t.add_argument("--out", required=True, help="run folder for summary.json, confusion.png and the final model")
     t.add_argument("--model", choices=sorted(MODELS), default=_DEFAULTS.model)
     t.add_argument("--prior", choices=PRIORS, default=None, help="DPK-GAT prior (default: both)")
-    t.add_argument("--face-crop", choices=sorted(FACE_CROPS), default=None,
-                   help="DPK-GAT patch geometry of the data's face crops (default: tight for --format "
-                        "composite, the MEGC2019 composite's crops; aligned otherwise)")
+    t.add_argument(
+        "--face-crop",
+        choices=sorted(FACE_CROPS),
+        default=None,
+        help="DPK-GAT patch geometry of the data's face crops (default: tight for --format "
+        "composite, the MEGC2019 composite's crops; aligned otherwise)",
+    )
     t.add_argument("--epochs", type=int, default=None, help="fixed number of epochs (default: the model's own)")
     t.add_argument("--batch-size", type=int, default=None, help="default: the model's own")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's own)")
     t.add_argument("--no-au-loss", action="store_true", help="train on the emotion loss only")
     t.add_argument("--r-schedule", choices=R_SCHEDULES, default=_DEFAULTS.r_schedule)
     t.add_argument("--class-balanced", action="store_true", help="inverse-frequency class weights in the CE")
-    t.add_argument("--init", default=None,
-                   help="pretrained (the public AU checkpoint in the package; default for dpk-gat) | none (from "
-                        "scratch; default for other models) | a checkpoint folder (fedpsyau pretrain --out)")
+    t.add_argument(
+        "--init",
+        default=None,
+        help="pretrained (the public AU checkpoint in the package; default for dpk-gat) | none (from "
+        "scratch; default for other models) | a checkpoint folder (fedpsyau pretrain --out)",
+    )
     t.add_argument("--device", choices=DEVICES, default=_DEFAULTS.device)
     t.add_argument("--seed", type=int, default=_DEFAULTS.seed)
     t.add_argument("--max-folds", type=int, default=None, help="run only the first K LOSO folds")
@@ -112,6 +119,7 @@ def _load(args, size):
     from mer.data.load import (
         load_arrays,  # the data side; imported here so the CLI starts fast
     )
+
     return load_arrays(args.data, args.format, size=size, cache_dir=args.cache_dir, skip_bad=args.skip_bad)
 
 
@@ -127,10 +135,19 @@ def train_command(args) -> int:
         return _fail(f"--face-crop applies to dpk-gat only (got --model {args.model})")
     if args.model == "dpk-gat":
         options["face_crop"] = args.face_crop or ("tight" if args.format == "composite" else "aligned")
-    cfg = train_config_for(args.model, model_options=options, epochs=args.epochs, batch_size=args.batch_size,
-                           lr=args.lr, au_loss=not args.no_au_loss, r_schedule=args.r_schedule,
-                           class_balanced=args.class_balanced, device=args.device, seed=args.seed,
-                           init=args.init)
+    cfg = train_config_for(
+        args.model,
+        model_options=options,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        au_loss=not args.no_au_loss,
+        r_schedule=args.r_schedule,
+        class_balanced=args.class_balanced,
+        device=args.device,
+        seed=args.seed,
+        init=args.init,
+    )
     if cfg.problems():
         return _fail("; ".join(cfg.problems()))
     try:
@@ -147,14 +164,20 @@ def train_command(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     given = [n for n in ("epochs", "batch_size", "lr") if getattr(args, n) is not None]
-    print(f"{cfg.model}: {cfg.schedule_line()}" + (f" (given: {', '.join(given)}; the rest the model's own)"
-                                                    if given else " (the model's own recipe)"))
+    print(
+        f"{cfg.model}: {cfg.schedule_line()}"
+        + (f" (given: {', '.join(given)}; the rest the model's own)" if given else " (the model's own recipe)")
+    )
     print(f"protocol: {protocol_line(args.protocol, cfg)}")
     print(f"init: {_init_line(cfg.init, init_doc)}")
     share = au_known_share(data)
     w = loss_weights(cfg, share, getattr(MODELS[cfg.model][0], "predicts_aus", False))
-    print(f"loss: {w.emotion:g} x CE(emotion)" + (f" + {w.au:g} x AU BCE" if w.au else "")
-          + f" ({share:.0%} of the samples have AU labels)", flush=True)
+    print(
+        f"loss: {w.emotion:g} x CE(emotion)"
+        + (f" + {w.au:g} x AU BCE" if w.au else "")
+        + f" ({share:.0%} of the samples have AU labels)",
+        flush=True,
+    )
     t0 = time.perf_counter()
     try:
         if args.protocol == "loso":
@@ -164,21 +187,39 @@ def train_command(args) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     final = train_model(data, cfg)
-    meta = {"class_names": list(data.class_names), "data_size": data.size, "format": args.format,
-            "train_config": cfg.to_dict(), "n_train": len(data)}
+    meta = {
+        "class_names": list(data.class_names),
+        "data_size": data.size,
+        "format": args.format,
+        "train_config": cfg.to_dict(),
+        "n_train": len(data),
+    }
     save_model(final, out, cfg.model, meta)
     summary = result.to_dict(cfg)
-    summary.update(seconds_total=round(time.perf_counter() - t0, 3), device=str(resolve_device(cfg.device)),
-                   init={"init": cfg.init, "weights_sha256": init_doc and init_doc["weights_sha256"]},
-                   data={"path": str(args.data), "format": args.format, "size": data.size,
-                         "n_subjects": len(np.unique(data.subject)), "class_counts":
-                         np.bincount(data.label, minlength=len(data.class_names)).tolist()})
+    summary.update(
+        seconds_total=round(time.perf_counter() - t0, 3),
+        device=str(resolve_device(cfg.device)),
+        init={"init": cfg.init, "weights_sha256": init_doc and init_doc["weights_sha256"]},
+        data={
+            "path": str(args.data),
+            "format": args.format,
+            "size": data.size,
+            "n_subjects": len(np.unique(data.subject)),
+            "class_counts": np.bincount(data.label, minlength=len(data.class_names)).tolist(),
+        },
+    )
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    confusion_png(summary["confusion"], data.class_names, out / "confusion.png",
-                  f"{cfg.model} {args.protocol}: UF1 {summary['uf1']:.3f} UAR {summary['uar']:.3f}")
-    print(f"{cfg.model} {args.protocol} on {len(data)} samples, {summary['n_folds']} fold(s): "
-          f"UF1 {summary['uf1']:.4f} UAR {summary['uar']:.4f} accuracy {summary['accuracy']:.4f} "
-          f"({summary['seconds_per_fold']:.1f} s/fold) -> {out}")
+    confusion_png(
+        summary["confusion"],
+        data.class_names,
+        out / "confusion.png",
+        f"{cfg.model} {args.protocol}: UF1 {summary['uf1']:.3f} UAR {summary['uar']:.3f}",
+    )
+    print(
+        f"{cfg.model} {args.protocol} on {len(data)} samples, {summary['n_folds']} fold(s): "
+        f"UF1 {summary['uf1']:.4f} UAR {summary['uar']:.4f} accuracy {summary['accuracy']:.4f} "
+        f"({summary['seconds_per_fold']:.1f} s/fold) -> {out}"
+    )
     return ExitCode.OK
 
 
@@ -186,8 +227,10 @@ def _init_line(init: str, doc: dict | None) -> str:
     if doc is None:
         return "none (from scratch)"
     where = "the packaged public AU checkpoint" if init == "pretrained" else init
-    return (f"{init} ({where}, {doc['parameters']} arrays, weights SHA-256 {doc['weights_sha256'][:12]}...; "
-            "the emotion classifier starts fresh; all parameters fine-tuned)")
+    return (
+        f"{init} ({where}, {doc['parameters']} arrays, weights SHA-256 {doc['weights_sha256'][:12]}...; "
+        "the emotion classifier starts fresh; all parameters fine-tuned)"
+    )
 
 
 def evaluate_command(args) -> int:
@@ -203,12 +246,20 @@ def evaluate_command(args) -> int:
         return _fail(f"the model's classes {list(names)} differ from the data's {list(data.class_names)}")
     pred, _ = predict(model, data.flow)
     result = summarize(data.label, pred, len(names))
-    result.update(class_names=list(names), n_samples=len(data), model_dir=str(args.model_dir),
-                  data=str(args.data), format=args.format,
-                  predictions=[{"sample_id": str(s), "true": int(t), "pred": int(p)}
-                               for s, t, p in zip(data.sample_id, data.label, pred)])
+    result.update(
+        class_names=list(names),
+        n_samples=len(data),
+        model_dir=str(args.model_dir),
+        data=str(args.data),
+        format=args.format,
+        predictions=[
+            {"sample_id": str(s), "true": int(t), "pred": int(p)} for s, t, p in zip(data.sample_id, data.label, pred)
+        ],
+    )
     out = Path(args.out) if args.out else Path(args.model_dir) / "evaluation.json"
     out.write_text(json.dumps(result, indent=2))
-    print(f"evaluated {len(data)} samples: UF1 {result['uf1']:.4f} UAR {result['uar']:.4f} "
-          f"accuracy {result['accuracy']:.4f} -> {out}")
+    print(
+        f"evaluated {len(data)} samples: UF1 {result['uf1']:.4f} UAR {result['uar']:.4f} "
+        f"accuracy {result['accuracy']:.4f} -> {out}"
+    )
     return ExitCode.OK

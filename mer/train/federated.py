@@ -136,9 +136,11 @@ def load_parameters(model: torch.nn.Module, vec: np.ndarray, spec: ParamSpec) ->
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     names = [t.name for t in spec.tensors]
     if names != list(named):
-        raise ValueError(f"the global model's parameters do not match this client's model "
-                         f"({len(names)} tensors vs {len(named)}; first difference at "
-                         f"{next((a for a, b in zip(names, named) if a != b), '?')!r})")
+        raise ValueError(
+            f"the global model's parameters do not match this client's model "
+            f"({len(names)} tensors vs {len(named)}; first difference at "
+            f"{next((a for a, b in zip(names, named) if a != b), '?')!r})"
+        )
     with torch.no_grad():
         for name, arr in unflatten(vec, spec).items():
             if tuple(arr.shape) != tuple(named[name].shape):
@@ -191,7 +193,7 @@ def shift_image(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
         return x
     h, w = x.shape[-2:]
     pad = torch.nn.functional.pad(x, (abs(dx), abs(dx), abs(dy), abs(dy)), mode="replicate")
-    return pad[..., abs(dy) - dy:abs(dy) - dy + h, abs(dx) - dx:abs(dx) - dx + w]
+    return pad[..., abs(dy) - dy : abs(dy) - dy + h, abs(dx) - dx : abs(dx) - dx + w]
 
 
 def prior_r(round_: int, rounds: int) -> float:
@@ -202,8 +204,9 @@ def prior_r(round_: int, rounds: int) -> float:
 class MERTrainer:
     """One client's data split, model and privacy ledger."""
 
-    def __init__(self, settings: Mapping[str, Any], client_id: str, workdir: Path, device: str,
-                 data: MEArrays | None = None):
+    def __init__(
+        self, settings: Mapping[str, Any], client_id: str, workdir: Path, device: str, data: MEArrays | None = None
+    ):
         """``data``: the whole data set as arrays (benchmarks on in-memory corpora); by default it
         is read from the ``data`` folder of the settings."""
         from mer.data.load import load_arrays
@@ -217,8 +220,9 @@ class MERTrainer:
         self.device = resolve_device(device)
         if data is None:
             if s.data is None:
-                raise ConfigError("the MER workload needs settings 'data' (a data folder)",
-                                  f"{client_id} [workload] settings")
+                raise ConfigError(
+                    "the MER workload needs settings 'data' (a data folder)", f"{client_id} [workload] settings"
+                )
             data = load_arrays(s.data, s.format, flow_method=s.flow_method, cache_dir=s.cache_dir, verbose=False)
         parts = partition(data, s.partition, None if s.partition == "by-dataset" else s.num_clients, s.seed, s.alpha)
         if s.client_index not in parts:
@@ -228,15 +232,22 @@ class MERTrainer:
         self.train, self.test = mine.subset(fold.train), mine.subset(fold.test)
         self.classes = data.class_names
         if s.num_classes is not None and s.num_classes != len(self.classes):
-            raise ValueError(f"num_classes {s.num_classes} differs from the data's "
-                             f"{len(self.classes)} classes {list(self.classes)}")
+            raise ValueError(
+                f"num_classes {s.num_classes} differs from the data's {len(self.classes)} classes {list(self.classes)}"
+            )
         self.model = _model(replace(s, num_classes=len(self.classes)))
         self.use_split(self.train, self.test)
         self._ledger: PrivacyLedger | None = None
         self._plan_: PrivacyPlan | None = None
         self._privacy_cfg: tuple[dict, PrivacyConfig] | None = None
-        log.info("client %s: %d training samples (%d subjects), %d test samples (%d subjects)", client_id,
-                 len(self.train), len(set(self.train.subject)), len(self.test), len(set(self.test.subject)))
+        log.info(
+            "client %s: %d training samples (%d subjects), %d test samples (%d subjects)",
+            client_id,
+            len(self.train),
+            len(set(self.train.subject)),
+            len(self.test),
+            len(set(self.test.subject)),
+        )
 
     def use_split(self, train: MEArrays, test: MEArrays) -> None:
         """Train on ``train`` and evaluate on ``test`` (before the first fit: the privacy plan is sized
@@ -244,10 +255,12 @@ class MERTrainer:
         if self._plan_ if hasattr(self, "_plan_") else None:
             raise RuntimeError("use_split after training started: the privacy plan is sized for the old split")
         self.train, self.test = train, test
-        self._train_tensors = (to_input(train.flow, self.model.input_size, torch.device("cpu")),
-                               torch.as_tensor(train.label, dtype=torch.int64),
-                               torch.as_tensor(train.au, dtype=torch.float32),
-                               torch.as_tensor(train.au_known, dtype=torch.bool))
+        self._train_tensors = (
+            to_input(train.flow, self.model.input_size, torch.device("cpu")),
+            torch.as_tensor(train.label, dtype=torch.int64),
+            torch.as_tensor(train.au, dtype=torch.float32),
+            torch.as_tensor(train.au_known, dtype=torch.bool),
+        )
 
     # -- statistics ------------------------------------------------------------------------
     def statistics(self, config: Mapping[str, Any]) -> np.ndarray | None:
@@ -288,20 +301,33 @@ class MERTrainer:
     def _plan(self, privacy: PrivacyConfig) -> tuple[PrivacyPlan, PrivacyLedger]:
         """The privacy plan (noise derived once for the whole planned run) and the persisted ledger."""
         if self._ledger is None:
-            self._plan_, self._ledger = plan_and_open(privacy, len(self.train), privacy.ledger_path(self.workdir),
-                                                      workdir=self.workdir)
-            log.info("client %s: %s; noise multiplier %.4f (%s), planned epsilon %.3f at delta %.2e",
-                     self.client_id, privacy.summary(), self._plan_.noise_multiplier,
-                     "derived" if self._plan_.derived else "given", self._plan_.planned_epsilon, self._plan_.delta)
+            self._plan_, self._ledger = plan_and_open(
+                privacy, len(self.train), privacy.ledger_path(self.workdir), workdir=self.workdir
+            )
+            log.info(
+                "client %s: %s; noise multiplier %.4f (%s), planned epsilon %.3f at delta %.2e",
+                self.client_id,
+                privacy.summary(),
+                self._plan_.noise_multiplier,
+                "derived" if self._plan_.derived else "given",
+                self._plan_.planned_epsilon,
+                self._plan_.delta,
+            )
         return self._plan_, self._ledger
 
     def _state(self, plan: PrivacyPlan | None, ledger: PrivacyLedger | None, exhausted: bool = False) -> PrivacyState:
         if plan is None or ledger is None:
             return PrivacyState(enabled=False)
-        return PrivacyState(enabled=True, epsilon=float(ledger.spent()), delta=float(plan.delta),
-                            accountant=plan.accountant, steps=int(ledger.steps),
-                            noise_multiplier=float(plan.noise_multiplier),
-                            target_epsilon=float(plan.target_epsilon or 0.0), exhausted=exhausted or ledger.exhausted)
+        return PrivacyState(
+            enabled=True,
+            epsilon=float(ledger.spent()),
+            delta=float(plan.delta),
+            accountant=plan.accountant,
+            steps=int(ledger.steps),
+            noise_multiplier=float(plan.noise_multiplier),
+            target_epsilon=float(plan.target_epsilon or 0.0),
+            exhausted=exhausted or ledger.exhausted,
+        )
 
     def fit(self, params, spec, round, config, statistics) -> FitResult:
         rc = RoundConfig.from_mapping(config, f"{self.client_id} round {round} task config")
@@ -327,6 +353,7 @@ class MERTrainer:
         def on_step(info) -> None:
             proximal(info)
             ema.update()
+
         tr = self.train
         module, tensors = self.model, self._train_tensors
 
@@ -346,8 +373,9 @@ class MERTrainer:
             def loss_fn(logits, label, au, known):  # noqa: F811 -- the head-only loss
                 if logits.dim() == 3:  # (B, K, C): average over the K augmentations of each sample
                     k = logits.shape[1]
-                    per = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                            label.repeat_interleave(k), reduction="none")
+                    per = torch.nn.functional.cross_entropy(
+                        logits.reshape(-1, logits.shape[-1]), label.repeat_interleave(k), reduction="none"
+                    )
                     return per.reshape(-1, k).mean(dim=1).mean()
                 return torch.nn.functional.cross_entropy(logits, label)
 
@@ -355,16 +383,26 @@ class MERTrainer:
             task_seed = (config.get("task") or {}).get("seed")
             if isinstance(task_seed, int):
                 torch.manual_seed(task_seed)  # a retried attempt trains afresh (new batches, new noise)
-            stats = dp_train(module, loss_fn, tensors, privacy=privacy, ledger=ledger, round=round, plan=plan,
-                             charge_key=ChargeKey.from_task(config, round),
-                             epochs=rc.epochs, batch_size=rc.batch_size,
-                             optimizer_factory=lambda ps: make_optimizer([p for p in ps if p.requires_grad],
-                                                                       rc.optimizer, lr),
-                             device=self.device, on_step=on_step)
+            stats = dp_train(
+                module,
+                loss_fn,
+                tensors,
+                privacy=privacy,
+                ledger=ledger,
+                round=round,
+                plan=plan,
+                charge_key=ChargeKey.from_task(config, round),
+                epochs=rc.epochs,
+                batch_size=rc.batch_size,
+                optimizer_factory=lambda ps: make_optimizer([p for p in ps if p.requires_grad], rc.optimizer, lr),
+                device=self.device,
+                on_step=on_step,
+            )
         except BudgetExhausted as exc:
             raise exc.with_privacy(self._state(plan, ledger, exhausted=True)) from None
-        log.info("client %s round %d: %d steps, local loss %.4f (kept local)", self.client_id, round,
-                 stats.steps, stats.loss)
+        log.info(
+            "client %s round %d: %d steps, local loss %.4f (kept local)", self.client_id, round, stats.steps, stats.loss
+        )
         ema.publish()  # what leaves the client: the average of its DP iterates (post-processing, free)
         vec, _ = model_parameters(self.model)
         return FitResult(vec, len(tr), {"steps": float(stats.steps)}, self._state(plan, ledger))
@@ -388,13 +426,13 @@ class MERTrainer:
         try:
             for v in views:
                 for i in range(0, len(v), chunk):
-                    self.model(v[i:i + chunk].to(self.device))
+                    self.model(v[i : i + chunk].to(self.device))
         finally:
             handle.remove()
             self.model.cpu()
         if not seen:
             return torch.zeros(0, self.model.classifier[-1].in_features)
-        flat = torch.cat(seen)                                               # (K*n, F), view by view
+        flat = torch.cat(seen)  # (K*n, F), view by view
         return flat if mult == 1 else flat.reshape(mult, len(x), -1).transpose(0, 1).contiguous()  # (n, K, F)
 
     # -- evaluation ------------------------------------------------------------------------
@@ -433,8 +471,9 @@ class MERWorkload:
         """One sample adds 1 to at most k(k+1)/2 counts (k = MAX_AUS_PER_SAMPLE): sqrt(10) for k = 4."""
         return statistics_sensitivity_for(MAX_AUS_PER_SAMPLE)
 
-    def make_trainer(self, settings: Mapping[str, Any], client_id: str, workdir: Path, device: str,
-                     data: MEArrays | None = None) -> MERTrainer:
+    def make_trainer(
+        self, settings: Mapping[str, Any], client_id: str, workdir: Path, device: str, data: MEArrays | None = None
+    ) -> MERTrainer:
         return MERTrainer(settings, client_id, workdir, device, data)
 
 

@@ -85,8 +85,9 @@ def _duration(seconds: float) -> str:
     return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"
 
 
-def run_folds(data: MEArrays, folds: list[Fold], cfg: TrainConfig, protocol: str,
-              progress: bool | str | None = None) -> EvalResult:
+def run_folds(
+    data: MEArrays, folds: list[Fold], cfg: TrainConfig, protocol: str, progress: bool | str | None = None
+) -> EvalResult:
     """Train and test one model per fold; pooled predictions in fold order.
 
     ``progress``: None = a bar on a terminal, else one line per fold on stdout; True/"bar";
@@ -103,24 +104,43 @@ def run_folds(data: MEArrays, folds: list[Fold], cfg: TrainConfig, protocol: str
         pred, _ = predict(model, data.flow[fold.test])
         true = data.label[fold.test]
         seconds = time.perf_counter() - t
-        per_fold.append({"test": fold.name, "n_train": len(fold.train), "n_test": len(fold.test),
-                         "accuracy": accuracy(true, pred), "uf1": uf1(true, pred, k), "uar": uar(true, pred, k),
-                         "seconds": round(seconds, 3)})
+        per_fold.append(
+            {
+                "test": fold.name,
+                "n_train": len(fold.train),
+                "n_test": len(fold.test),
+                "accuracy": accuracy(true, pred),
+                "uf1": uf1(true, pred, k),
+                "uar": uar(true, pred, k),
+                "seconds": round(seconds, 3),
+            }
+        )
         ys.append(true), ps.append(pred), ids.append(data.sample_id[fold.test])
         pooled_t, pooled_p = np.concatenate(ys), np.concatenate(ps)
         bar.set_postfix(uf1=f"{uf1(pooled_t, pooled_p, k):.3f}", s_per_fold=f"{seconds:.1f}")
         if mode == "lines":
             elapsed = time.perf_counter() - t0
             eta = elapsed / (i + 1) * (len(folds) - i - 1)
-            print(f"{protocol} {cfg.model} fold {i + 1}/{len(folds)} {fold.name}: {len(fold.test)} test, "
-                  f"fold UF1 {per_fold[-1]['uf1']:.3f}, pooled UF1 {uf1(pooled_t, pooled_p, k):.3f}, "
-                  f"{seconds:.1f} s, ETA {_duration(eta)}", flush=True)
-    return EvalResult(protocol, tuple(data.class_names), np.concatenate(ys), np.concatenate(ps),
-                      np.concatenate(ids), per_fold, time.perf_counter() - t0)
+            print(
+                f"{protocol} {cfg.model} fold {i + 1}/{len(folds)} {fold.name}: {len(fold.test)} test, "
+                f"fold UF1 {per_fold[-1]['uf1']:.3f}, pooled UF1 {uf1(pooled_t, pooled_p, k):.3f}, "
+                f"{seconds:.1f} s, ETA {_duration(eta)}",
+                flush=True,
+            )
+    return EvalResult(
+        protocol,
+        tuple(data.class_names),
+        np.concatenate(ys),
+        np.concatenate(ps),
+        np.concatenate(ids),
+        per_fold,
+        time.perf_counter() - t0,
+    )
 
 
-def run_loso(data: MEArrays, cfg: TrainConfig, max_folds: int | None = None,
-             progress: bool | str | None = None) -> EvalResult:
+def run_loso(
+    data: MEArrays, cfg: TrainConfig, max_folds: int | None = None, progress: bool | str | None = None
+) -> EvalResult:
     """Leave-one-subject-out over every subject (the first ``max_folds`` subjects, if given)."""
     folds = loso_folds(data.subject)
     if max_folds is not None:
@@ -130,7 +150,8 @@ def run_loso(data: MEArrays, cfg: TrainConfig, max_folds: int | None = None,
     return run_folds(data, folds, cfg, "loso", progress)
 
 
-def run_holdout(data: MEArrays, cfg: TrainConfig, test_fraction: float = 0.2,
-                progress: bool | str | None = None) -> EvalResult:
+def run_holdout(
+    data: MEArrays, cfg: TrainConfig, test_fraction: float = 0.2, progress: bool | str | None = None
+) -> EvalResult:
     """One subject-disjoint train/test split (``test_fraction`` of the subjects in test)."""
     return run_folds(data, [holdout_split(data.subject, test_fraction, cfg.seed)], cfg, "holdout", progress)

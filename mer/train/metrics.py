@@ -70,8 +70,10 @@ def accuracy(y_true, y_pred, num_classes: int | None = None) -> float:
 
 def summarize(y_true, y_pred, num_classes: int) -> dict:
     """uf1, uar, accuracy, the confusion matrix (as lists) and per-class F1/recall (None where undefined)."""
+
     def clean(v):
         return [None if np.isnan(x) else float(x) for x in v]
+
     return {
         "uf1": uf1(y_true, y_pred, num_classes),
         "uar": uar(y_true, y_pred, num_classes),

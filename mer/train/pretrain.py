@@ -39,15 +39,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    clips: int = 6000                 # corpus size (>= 5,000: the issue's floor)
-    corpus_seed: int = 0              # corpus recipe seed
-    seed: int = 0                     # model initialisation and batch order
-    epochs: int = 16                  # fixed schedule; the last model is the checkpoint
+    clips: int = 6000  # corpus size (>= 5,000: the issue's floor)
+    corpus_seed: int = 0  # corpus recipe seed
+    seed: int = 0  # model initialisation and batch order
+    epochs: int = 16  # fixed schedule; the last model is the checkpoint
     batch_size: int = 64
-    lr: float = 3e-3                  # peak AdamW rate
+    lr: float = 3e-3  # peak AdamW rate
     weight_decay: float = 1e-2
     warmup: float = 0.05
-    val_fraction: float = 0.1         # share of corpus subjects held out for the AU F1 figure
+    val_fraction: float = 0.1  # share of corpus subjects held out for the AU F1 figure
     model_options: dict = field(default_factory=dict)
     device: str = "auto"
 
@@ -136,15 +136,17 @@ def pretrain(corpus: MEArrays, cfg: PretrainConfig, progress=None) -> tuple[nn.M
         order = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=gen)].to(device)
         losses = []
         for i in range(per_epoch):
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             model.set_r(max(0.0, 1.0 - step / max(1, total - 1)))
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * warmup_cosine(step, total, cfg.warmup)
             _, au_logits, aux_logits = model(x[idx])
             target = au[idx]
-            loss = (F.binary_cross_entropy_with_logits(au_logits, target)
-                    + F.binary_cross_entropy_with_logits(aux_logits, target)
-                    + F.binary_cross_entropy_with_logits(feature_au(tap.value), target))
+            loss = (
+                F.binary_cross_entropy_with_logits(au_logits, target)
+                + F.binary_cross_entropy_with_logits(aux_logits, target)
+                + F.binary_cross_entropy_with_logits(feature_au(tap.value), target)
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -154,11 +156,14 @@ def pretrain(corpus: MEArrays, cfg: PretrainConfig, progress=None) -> tuple[nn.M
             progress(epoch, float(np.mean(losses)), time.perf_counter() - t0)
     tap.handle.remove()
     model.eval()
-    figures: dict = {"train_clips": int(len(train_idx)), "val_clips": int(len(val_idx)),
-                     "train_s": round(time.perf_counter() - t0, 1)}
+    figures: dict = {
+        "train_clips": int(len(train_idx)),
+        "val_clips": int(len(val_idx)),
+        "train_s": round(time.perf_counter() - t0, 1),
+    }
     if len(val_idx):
         with torch.no_grad():
-            outs = [model(x[val_idx[i:i + 256]]) for i in range(0, len(val_idx), 256)]
+            outs = [model(x[val_idx[i : i + 256]]) for i in range(0, len(val_idx), 256)]
         logits = torch.cat([o[1] for o in outs]).cpu().numpy()
         figures["val_au_f1"] = round(au_f1(logits, corpus.au[val_idx]), 4)
     return model, figures
@@ -166,17 +171,28 @@ def pretrain(corpus: MEArrays, cfg: PretrainConfig, progress=None) -> tuple[nn.M
 
 def recipe(cfg: PretrainConfig) -> dict:
     """The manifest's description of how a checkpoint was made (enough to make it again)."""
-    return {"command": f"fedpsyau pretrain --clips {cfg.clips} --corpus-seed {cfg.corpus_seed} --seed {cfg.seed} "
-                       f"--epochs {cfg.epochs}",
-            "corpus": {"generator": "mer.data.corpus.render_corpus", "clips": cfg.clips, "seed": cfg.corpus_seed,
-                       "faces": "pretrain pool (mer.data.synth_faces.PRETRAIN_FACES)"},
-            "config": asdict(cfg)}
+    return {
+        "command": f"fedpsyau pretrain --clips {cfg.clips} --corpus-seed {cfg.corpus_seed} --seed {cfg.seed} "
+        f"--epochs {cfg.epochs}",
+        "corpus": {
+            "generator": "mer.data.corpus.render_corpus",
+            "clips": cfg.clips,
+            "seed": cfg.corpus_seed,
+            "faces": "pretrain pool (mer.data.synth_faces.PRETRAIN_FACES)",
+        },
+        "config": asdict(cfg),
+    }
 
 
 def print_progress(total_epochs: int):
     """A one-line-per-epoch reporter (with an ETA), for terminals and logs alike."""
+
     def report(epoch: int, loss: float, elapsed: float) -> None:
         eta = elapsed / (epoch + 1) * (total_epochs - epoch - 1)
-        print(f"pretrain epoch {epoch + 1}/{total_epochs}: AU loss {loss:.4f}, {elapsed:.0f} s, ETA {eta:.0f} s",
-              file=sys.stdout, flush=True)
+        print(
+            f"pretrain epoch {epoch + 1}/{total_epochs}: AU loss {loss:.4f}, {elapsed:.0f} s, ETA {eta:.0f} s",
+            file=sys.stdout,
+            flush=True,
+        )
+
     return report

@@ -56,21 +56,21 @@ def default_init(model: str) -> str:
 class WorkloadSettings:
     """A party's ``[workload]`` settings, read once (see the table in :mod:`mer.train.federated`)."""
 
-    data: str | None = None             # data folder; required on a client unless arrays are given
-    format: str = "casme2"              # a reader in mer.data.readers.READERS
-    flow_method: str = "farneback"      # farneback | dis | tvl1 (mer.flow.methods.FLOW_METHODS)
-    cache_dir: str | None = None        # flow feature cache; None: no cache
-    partition: str = "subjects"         # subjects | by-dataset | dirichlet (mer.data.partition.SCHEMES)
-    alpha: float = 0.5                  # Dirichlet concentration (partition = dirichlet)
-    num_clients: int = 1                # clients in the partition (ignored by by-dataset)
-    client_index: int = 0               # this client's part, 0-based
-    test_fraction: float = 0.25         # share of this client's subjects held out for evaluation
-    seed: int = 0                       # partition and split seed (the same on every party)
-    model: str = "dpk-gat"              # a name in mer.model.MODELS
+    data: str | None = None  # data folder; required on a client unless arrays are given
+    format: str = "casme2"  # a reader in mer.data.readers.READERS
+    flow_method: str = "farneback"  # farneback | dis | tvl1 (mer.flow.methods.FLOW_METHODS)
+    cache_dir: str | None = None  # flow feature cache; None: no cache
+    partition: str = "subjects"  # subjects | by-dataset | dirichlet (mer.data.partition.SCHEMES)
+    alpha: float = 0.5  # Dirichlet concentration (partition = dirichlet)
+    num_clients: int = 1  # clients in the partition (ignored by by-dataset)
+    client_index: int = 0  # this client's part, 0-based
+    test_fraction: float = 0.25  # share of this client's subjects held out for evaluation
+    seed: int = 0  # partition and split seed (the same on every party)
+    model: str = "dpk-gat"  # a name in mer.model.MODELS
     model_options: dict[str, Any] = field(default_factory=dict)  # model config fields, e.g. {"prior": "psych"}
-    num_classes: int | None = None      # None: the data's classes on a client, FALLBACK_NUM_CLASSES (5) otherwise
-    init: str | None = None             # pretrained | none | a checkpoint folder; None: default_init(model)
-    init_sha256: str | None = None      # SHA-256 of the checkpoint's weights every party must hold
+    num_classes: int | None = None  # None: the data's classes on a client, FALLBACK_NUM_CLASSES (5) otherwise
+    init: str | None = None  # pretrained | none | a checkpoint folder; None: default_init(model)
+    init_sha256: str | None = None  # SHA-256 of the checkpoint's weights every party must hold
     dp_trainable: str = DEFAULT_TRAINABLE  # all | graph | head: what local training updates ("head")
     max_samples_per_client: int = MAX_SAMPLES_PER_CLIENT  # bound of one client's AU counts (statistics run)
 
@@ -86,9 +86,13 @@ class WorkloadSettings:
 
     def problems(self) -> list[str]:
         """Every value out of range (the types are already right)."""
-        p = [_choice("format", self.format, READERS), _choice("flow_method", self.flow_method, FLOW_METHODS),
-             _choice("partition", self.partition, SCHEMES), _choice("model", self.model, MODELS),
-             _choice("dp_trainable", self.dp_trainable, TRAINABLE)]
+        p = [
+            _choice("format", self.format, READERS),
+            _choice("flow_method", self.flow_method, FLOW_METHODS),
+            _choice("partition", self.partition, SCHEMES),
+            _choice("model", self.model, MODELS),
+            _choice("dp_trainable", self.dp_trainable, TRAINABLE),
+        ]
         if not self.alpha > 0:
             p.append(f"alpha: expected a number > 0 (got {self.alpha})")
         if self.num_clients < 1:
@@ -128,16 +132,16 @@ class WorkloadSettings:
 class RoundConfig:
     """One round's local-training knobs, from the task's config (see :mod:`mer.train.federated`)."""
 
-    epochs: int = 1                     # local epochs per round
-    batch_size: int = 16                # (expected Poisson) batch size
-    lr: float = 2e-3                    # learning rate of the local optimiser
-    optimizer: str = "adamw"            # adamw (weight decay 1e-2) | sgd (momentum 0.9)
-    proximal_mu: float = 0.0            # FedProx's mu (the fedprox strategy sends it); 0: off
-    emotion_weight: float = 0.2         # loss weight of the emotion term at full AU coding
-    au_weight: float = 0.8              # loss weight of the AU term at full AU coding
-    ema: float = 0.0                    # decay of the parameter average over the local steps; 0: off
-    aug_mult: int = 1                   # augmentation multiplicity K (head-only training)
-    rounds: int = 1                     # the federation's rounds (the coordinator adds it)
+    epochs: int = 1  # local epochs per round
+    batch_size: int = 16  # (expected Poisson) batch size
+    lr: float = 2e-3  # learning rate of the local optimiser
+    optimizer: str = "adamw"  # adamw (weight decay 1e-2) | sgd (momentum 0.9)
+    proximal_mu: float = 0.0  # FedProx's mu (the fedprox strategy sends it); 0: off
+    emotion_weight: float = 0.2  # loss weight of the emotion term at full AU coding
+    au_weight: float = 0.8  # loss weight of the AU term at full AU coding
+    ema: float = 0.0  # decay of the parameter average over the local steps; 0: off
+    aug_mult: int = 1  # augmentation multiplicity K (head-only training)
+    rounds: int = 1  # the federation's rounds (the coordinator adds it)
 
     def problems(self) -> list[str]:
         """Every value out of range (the types are already right)."""
@@ -174,8 +178,9 @@ class RoundConfig:
 
 def defaults(cls: type) -> dict[str, Any]:
     """``{field: default}`` of a settings dataclass."""
-    return {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
-            for f in dataclasses.fields(cls)}
+    return {
+        f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default for f in dataclasses.fields(cls)
+    }
 
 
 # -- reading values ------------------------------------------------------------------------

@@ -14,9 +14,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Fold:
-    name: str            # the held-out subject(s), comma-separated
-    train: np.ndarray    # sample indices, sorted
-    test: np.ndarray     # sample indices, sorted
+    name: str  # the held-out subject(s), comma-separated
+    train: np.ndarray  # sample indices, sorted
+    test: np.ndarray  # sample indices, sorted
 
 
 def loso_folds(subject) -> list[Fold]:

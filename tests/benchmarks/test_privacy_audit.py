@@ -197,6 +197,7 @@ def test_operating_point_counts_and_no_epsilon_claim_from_few_samples():
     assert p["tpr_ci95"][0] < 1 / 3 < p["tpr_ci95"][1]
     assert p["epsilon_lower_bound"] == 0.0  # three non-members certify nothing
     # 1000 members all caught with no false positive among 1000 non-members certifies eps > 5
-    big = mi.operating_point(np.r_[np.ones(1000), np.zeros(1000)], np.r_[np.ones(1000, bool), np.zeros(1000, bool)],
-                             0.001, delta=1e-5)
+    big = mi.operating_point(
+        np.r_[np.ones(1000), np.zeros(1000)], np.r_[np.ones(1000, bool), np.zeros(1000, bool)], 0.001, delta=1e-5
+    )
     assert big["epsilon_lower_bound"] > 5.0

@@ -16,8 +16,13 @@ _spec.loader.exec_module(secagg)
 def test_engine_round_leaves_the_dropout_out_and_adds_up_every_stage(tmp_path):
     row = secagg.engine_round("secagg", 4, 500, {3}, tmp_path / "run")
     assert row["dropouts"] == 1 and row["max_abs_error"] < 1e-6
-    assert list(row["stages"]) == ["TRAIN", "SECAGG_ADVERTISE_KEYS", "SECAGG_SHARE_KEYS", "SECAGG_MASKED_INPUT",
-                                   "SECAGG_UNMASK"]                       # EVALUATE is not part of the round
+    assert list(row["stages"]) == [
+        "TRAIN",
+        "SECAGG_ADVERTISE_KEYS",
+        "SECAGG_SHARE_KEYS",
+        "SECAGG_MASKED_INPUT",
+        "SECAGG_UNMASK",
+    ]  # EVALUATE is not part of the round
     assert row["stages"]["SECAGG_MASKED_INPUT"]["responded"] == 3
     assert row["compute_s"] == pytest.approx(sum(s["server_s"] + s["clients_s"] for s in row["stages"].values()))
     assert 0 < row["compute_protocol_s"] < row["compute_s"]
@@ -35,8 +40,15 @@ def test_engine_round_refuses_a_release_that_is_not_the_survivors_mean(tmp_path,
 
 def test_median_row_takes_medians_per_stage_and_the_worst_error():
     def row(x, err):
-        return {"n": 3, "L": 10, "dropouts": 0, "compute_s": x, "max_abs_error": err, "mode": "plain",
-                "stages": {"TRAIN": {"server_s": x, "clients_s": 2 * x}}}
+        return {
+            "n": 3,
+            "L": 10,
+            "dropouts": 0,
+            "compute_s": x,
+            "max_abs_error": err,
+            "mode": "plain",
+            "stages": {"TRAIN": {"server_s": x, "clients_s": 2 * x}},
+        }
 
     out = secagg.median_row([row(1.0, 1e-9), row(3.0, 1e-7), row(2.0, 1e-8)])
     assert out["compute_s"] == 2.0 and out["stages"]["TRAIN"] == {"server_s": 2.0, "clients_s": 4.0}

@@ -42,7 +42,7 @@ from fedcore.coordinator.checkpoint import CheckpointStore
 from fedcore.provision import client_toml, provision
 
 CLIENTS = ("alice", "bob", "carol", "dave")
-VICTIM = "dave"          # never the CKKS key holder (the first client in sorted order)
+VICTIM = "dave"  # never the CKKS key holder (the first client in sorted order)
 #: every stage closes at its deadline; a stopped ("slow") client stays stopped past it but is
 #: declared dead only after the heartbeat timeout, which is longer
 #: (TRAIN is longer: a client's first fit imports torch._dynamo, seconds on a loaded machine)
@@ -50,19 +50,35 @@ DEADLINE = 6.0
 TRAIN_DEADLINE = 15.0
 HEARTBEAT_TIMEOUT = 20.0
 CUT_FOR = 8.5
-DEADLINES = {"poll_interval": 0.2, "heartbeat_interval": 0.5, "heartbeat_timeout": HEARTBEAT_TIMEOUT,
-             "join": 30.0, "train": TRAIN_DEADLINE, "stage": DEADLINE, "evaluate": DEADLINE, "max_round_retries": 3}
+DEADLINES = {
+    "poll_interval": 0.2,
+    "heartbeat_interval": 0.5,
+    "heartbeat_timeout": HEARTBEAT_TIMEOUT,
+    "join": 30.0,
+    "train": TRAIN_DEADLINE,
+    "stage": DEADLINE,
+    "evaluate": DEADLINE,
+    "max_round_retries": 3,
+}
 
 
 def slow_for(stage: Stage) -> float:
     """How long a "slow" victim stays stopped: past the stage's deadline, short of the heartbeat timeout."""
     return (TRAIN_DEADLINE if stage == Stage.TRAIN else DEADLINE) + 2.5
+
+
 MODE_TABLES = {"plain": {}, "secagg": {"secagg": {"clip": 8.0}}, "ckks": {}}
 #: the stages of a training round, per mode (the fault matrix's columns)
 ROUND_STAGES = {
     "plain": (Stage.TRAIN, Stage.PLAIN_INPUT, Stage.EVALUATE),
-    "secagg": (Stage.TRAIN, Stage.SECAGG_ADVERTISE_KEYS, Stage.SECAGG_SHARE_KEYS, Stage.SECAGG_MASKED_INPUT,
-               Stage.SECAGG_UNMASK, Stage.EVALUATE),
+    "secagg": (
+        Stage.TRAIN,
+        Stage.SECAGG_ADVERTISE_KEYS,
+        Stage.SECAGG_SHARE_KEYS,
+        Stage.SECAGG_MASKED_INPUT,
+        Stage.SECAGG_UNMASK,
+        Stage.EVALUATE,
+    ),
     "ckks": (Stage.TRAIN, Stage.CKKS_ENCRYPTED_INPUT, Stage.CKKS_DECRYPT, Stage.EVALUATE),
 }
 FAULTS = ("kill", "coordinator", "slow", "cut")
@@ -79,7 +95,7 @@ class Proxy:
         self.lock = threading.Lock()
         self.conns: list[tuple[socket.socket, socket.socket]] = []
         self.refuse_until = 0.0
-        self.cut_after: int | None = None      # drop everything once this many more bytes passed
+        self.cut_after: int | None = None  # drop everything once this many more bytes passed
         self.flowing = threading.Event()
         self.flowing.set()
         self.closed = False
@@ -188,19 +204,33 @@ class FaultRun:
         self.logs = self.root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.run_dir = self.root / "fed" / "run"
-        self.prov = provision(self.root / "fed", list(CLIENTS), address=f"127.0.0.1:{self.port}",
-                              listen=f"127.0.0.1:{self.port}", aggregation=self.mode, rounds=self.rounds,
-                              min_clients=3, deadlines=DEADLINES, federation={"min_available": 4},
-                              client_options={"backoff_max": 0.5, "reconnect_timeout": 120.0},
-                              client_settings=[{"fixed_shuffle": 1}] * len(CLIENTS), **MODE_TABLES[self.mode])
+        self.prov = provision(
+            self.root / "fed",
+            list(CLIENTS),
+            address=f"127.0.0.1:{self.port}",
+            listen=f"127.0.0.1:{self.port}",
+            aggregation=self.mode,
+            rounds=self.rounds,
+            min_clients=3,
+            deadlines=DEADLINES,
+            federation={"min_available": 4},
+            client_options={"backoff_max": 0.5, "reconnect_timeout": 120.0},
+            client_settings=[{"fixed_shuffle": 1}] * len(CLIENTS),
+            **MODE_TABLES[self.mode],
+        )
         if self.proxied:
             self.proxy = Proxy(self.port)
             path = self.prov.client_configs[VICTIM]
-            path.write_text(client_toml(VICTIM, federation="fedpsyau", coordinator=f"127.0.0.1:{self.proxy.port}",
-                                        workload="fedcore.examples.softmax:workload",
-                                        settings={"client_index": CLIENTS.index(VICTIM), "num_clients": len(CLIENTS),
-                                                  "fixed_shuffle": 1},
-                                        client={"backoff_max": 0.5, "reconnect_timeout": 120.0}))
+            path.write_text(
+                client_toml(
+                    VICTIM,
+                    federation="fedpsyau",
+                    coordinator=f"127.0.0.1:{self.proxy.port}",
+                    workload="fedcore.examples.softmax:workload",
+                    settings={"client_index": CLIENTS.index(VICTIM), "num_clients": len(CLIENTS), "fixed_shuffle": 1},
+                    client={"backoff_max": 0.5, "reconnect_timeout": 120.0},
+                )
+            )
         self.coord_log = self.logs / "coordinator.log"
 
     # -- processes ---------------------------------------------------------------------------------
@@ -232,8 +262,12 @@ class FaultRun:
 
     def wait_stage(self, round_: int, stage: Stage, timeout: float = 120.0) -> None:
         pattern = re.compile(rf"round {round_} attempt \d+: stage {stage.name} open")
-        wait_for(lambda: pattern.search(self.log()) is not None, timeout, f"round {round_} stage {stage.name}",
-                 [self.coordinator])
+        wait_for(
+            lambda: pattern.search(self.log()) is not None,
+            timeout,
+            f"round {round_} stage {stage.name}",
+            [self.coordinator],
+        )
 
     # -- faults ------------------------------------------------------------------------------------
     def inject(self, fault: str, stage: Stage) -> None:
@@ -244,11 +278,13 @@ class FaultRun:
         elif fault == "coordinator":
             self.coordinator.send_signal(signal.SIGKILL)
             self.coordinator.wait(timeout=10)
-            self.check_checkpoints()          # what a crash leaves behind verifies
+            self.check_checkpoints()  # what a crash leaves behind verifies
             self.start_coordinator()
         elif fault == "slow":
             victim.send_signal(signal.SIGSTOP)
-            threading.Timer(slow_for(stage), lambda: victim.poll() is None and victim.send_signal(signal.SIGCONT)).start()
+            threading.Timer(
+                slow_for(stage), lambda: victim.poll() is None and victim.send_signal(signal.SIGCONT)
+            ).start()
         elif fault == "cut":
             self.proxy.cut(CUT_FOR)
         elif fault == "stall":
@@ -270,7 +306,7 @@ class FaultRun:
     def check_checkpoints(self) -> CheckpointStore:
         store = CheckpointStore(self.run_dir / "checkpoints")
         for r in store.rounds():
-            store.load(r)   # raises CheckpointError for a corrupt or truncated file
+            store.load(r)  # raises CheckpointError for a corrupt or truncated file
         rounds = [x["round"] for x in self.metrics()]
         assert rounds == list(range(1, len(rounds) + 1)), f"metrics rounds {rounds}: a round was lost or repeated"
         return store
@@ -288,7 +324,7 @@ class FaultRun:
         match = match_fedavg(store, fault_round, self.mode)
         line = lines[fault_round - 1]
         assert line["contributors"] == len(match["subset"]) >= 3, (line["contributors"], match)
-        assert lines[fault_round]["contributors"] >= 3   # the round after the fault ran
+        assert lines[fault_round]["contributors"] >= 3  # the round after the fault ran
         return {"subset": match["subset"], "error": match["error"], "line": line, "next": lines[fault_round]}
 
 
@@ -321,8 +357,9 @@ def match_fedavg(store: CheckpointStore, round_: int, mode: str) -> dict:
             err = float(np.abs(prev.params.astype(np.float64) + mean - new.params).max())
             best = min(best, (err, subset))
     err, subset = best
-    assert err < TOLERANCE[mode], (f"round {round_}: the new model is FedAvg of no client subset "
-                                   f"(closest {subset}, max error {err:.3g})")
+    assert err < TOLERANCE[mode], (
+        f"round {round_}: the new model is FedAvg of no client subset (closest {subset}, max error {err:.3g})"
+    )
     return {"subset": subset, "error": err}
 
 

@@ -19,12 +19,13 @@ def test_coordinator_killed_mid_round_resumes_and_finishes(tmp_path, port):
     coord_log = logs / "coordinator.log"
     run = tmp_path / "fed" / "run"
     coord = spawn(["coordinator", "--config", str(prov.coordinator_config)], coord_log)
-    clients = {cid: spawn(["client", "--config", str(path)], logs / f"{cid}.log")
-               for cid, path in prov.client_configs.items()}
+    clients = {
+        cid: spawn(["client", "--config", str(path)], logs / f"{cid}.log") for cid, path in prov.client_configs.items()
+    }
     procs = [coord, *clients.values()]
     try:
         wait_for(lambda: "round 2 attempt 0: stage TRAIN open" in coord_log.read_text(), 90, "round 2", procs)
-        coord.send_signal(signal.SIGKILL)   # clients are training round 2 (0.8 s each)
+        coord.send_signal(signal.SIGKILL)  # clients are training round 2 (0.8 s each)
         assert coord.wait(timeout=10) == -signal.SIGKILL
         before = [json.loads(x)["round"] for x in (run / "metrics.jsonl").read_text().splitlines()]
         assert before == [1]
@@ -37,8 +38,8 @@ def test_coordinator_killed_mid_round_resumes_and_finishes(tmp_path, port):
         stop_all(procs)
     assert codes == {"alice": 0, "bob": 0, "carol": 0}
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [x["round"] for x in lines] == list(range(1, rounds + 1))   # none lost, none repeated
-    assert lines[1]["attempt"] >= 1                                    # round 2 re-run as a new attempt
+    assert [x["round"] for x in lines] == list(range(1, rounds + 1))  # none lost, none repeated
+    assert lines[1]["attempt"] >= 1  # round 2 re-run as a new attempt
     ckpt = CheckpointStore(run / "checkpoints").load_latest()
     assert ckpt.round == rounds and [h["round"] for h in ckpt.history] == list(range(1, rounds + 1))
     assert "resuming from the checkpoint of round 1" in coord_log.read_text()

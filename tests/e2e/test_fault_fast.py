@@ -28,4 +28,3 @@ def test_ckks_client_dying_mid_round_still_yields_the_right_sum(tmp_path, port):
     assert result["victim_in_sum"] and result["line"]["contributors"] == 4
     notes = result["line"]["notes"]
     assert notes["mode"] == "ckks" and len(notes["decryptors"]) >= 3 and not notes["disagreeing"]
-

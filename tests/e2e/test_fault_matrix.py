@@ -26,22 +26,29 @@ def _record(mode: str, stage: Stage, fault: str, result: dict) -> None:
     path = os.environ.get("FEDPSYAU_FAULT_LOG")
     if not path:
         return
-    line = {"mode": mode, "stage": stage.name, "fault": fault, "subset": list(result["subset"]),
-            "victim_in_sum": result["victim_in_sum"], "error": result["error"],
-            "attempt": result["line"]["attempt"], "contributors": result["line"]["contributors"],
-            "next_contributors": result["next"]["contributors"], "notes": result["line"].get("notes", {})}
+    line = {
+        "mode": mode,
+        "stage": stage.name,
+        "fault": fault,
+        "subset": list(result["subset"]),
+        "victim_in_sum": result["victim_in_sum"],
+        "error": result["error"],
+        "attempt": result["line"]["attempt"],
+        "contributors": result["line"]["contributors"],
+        "next_contributors": result["next"]["contributors"],
+        "notes": result["line"].get("notes", {}),
+    }
     with open(path, "a") as fh:
         fh.write(json.dumps(line, default=str) + "\n")
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize(("mode", "stage", "fault"), CELLS,
-                         ids=[f"{m}-{s.name.lower()}-{f}" for m, s, f in CELLS])
+@pytest.mark.parametrize(("mode", "stage", "fault"), CELLS, ids=[f"{m}-{s.name.lower()}-{f}" for m, s, f in CELLS])
 def test_fault_cell_round_completes_and_nothing_is_lost(tmp_path, port, mode, stage, fault):
     result = run_cell(tmp_path, port, mode, stage, fault)
     _record(mode, stage, fault, result)
     if stage == Stage.TRAIN and fault == "kill":
-        assert VICTIM not in result["subset"]          # a client dead before its update never counts
+        assert VICTIM not in result["subset"]  # a client dead before its update never counts
     if stage in (Stage.SECAGG_UNMASK, Stage.CKKS_DECRYPT, Stage.EVALUATE):
-        assert result["victim_in_sum"]                 # its input was in before the fault: it stays in
+        assert result["victim_in_sum"]  # its input was in before the fault: it stays in

@@ -14,8 +14,9 @@ def test_three_client_processes_complete_every_round(tmp_path, port):
     logs = tmp_path / "logs"
     logs.mkdir()
     coord = spawn(["coordinator", "--config", str(prov.coordinator_config)], logs / "coordinator.log")
-    clients = {cid: spawn(["client", "--config", str(path)], logs / f"{cid}.log")
-               for cid, path in prov.client_configs.items()}
+    clients = {
+        cid: spawn(["client", "--config", str(path)], logs / f"{cid}.log") for cid, path in prov.client_configs.items()
+    }
     try:
         assert coord.wait(timeout=90) == 0, (logs / "coordinator.log").read_text()[-3000:]
         codes = {cid: p.wait(timeout=20) for cid, p in clients.items()}

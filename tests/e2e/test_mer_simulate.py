@@ -16,8 +16,24 @@ import pytest
 @pytest.mark.parametrize("aggregation", ["secagg", "ckks"])
 def test_simulate_trains_private_dpkgat_through_the_daemons(tmp_path, aggregation):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "mer.cli", "simulate", "--out", str(out), "--rounds", "2", "--subjects", "9",
-           "--epsilon", "8", "--timeout", "300", "--aggregation", aggregation]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mer.cli",
+        "simulate",
+        "--out",
+        str(out),
+        "--rounds",
+        "2",
+        "--subjects",
+        "9",
+        "--epsilon",
+        "8",
+        "--timeout",
+        "300",
+        "--aggregation",
+        aggregation,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=380, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

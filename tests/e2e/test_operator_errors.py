@@ -53,8 +53,14 @@ def free_port() -> int:
 
 def cli(*args: str, module: str = "fedcore.cli", timeout: float = 120, env=None) -> tuple[int, str]:
     """Run a command to its end; (exit code, stdout + stderr)."""
-    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
-                         env=env or ENV, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or ENV,
+        check=False,
+    )
     return out.returncode, out.stdout + out.stderr
 
 
@@ -115,9 +121,16 @@ def test_a_port_or_run_dir_in_use_is_one_line_and_exit_2(serving):
     assert code == ExitCode.CONFIG
     assert_clear(text, "is in use by another coordinator (pid")
 
-    status = _copy_config(prov, tmp, "third", {'run_dir = "run"': 'run_dir = "run3"',
-                                                f'address = "127.0.0.1:{port}"': 'address = "127.0.0.1:0"',
-                                                'address = ""': f'address = "127.0.0.1:{port}"'})
+    status = _copy_config(
+        prov,
+        tmp,
+        "third",
+        {
+            'run_dir = "run"': 'run_dir = "run3"',
+            f'address = "127.0.0.1:{port}"': 'address = "127.0.0.1:0"',
+            'address = ""': f'address = "127.0.0.1:{port}"',
+        },
+    )
     code, text = cli("coordinator", "--config", str(status))
     assert code == ExitCode.CONFIG
     assert_clear(text, f"[status] address: cannot listen on 127.0.0.1:{port}")
@@ -127,22 +140,32 @@ def test_certificate_problems_are_one_line_and_exit_3(serving, tmp_path):
     prov, port, _ = serving
     from fedcore.provision import provision
 
-    broken = _copy_config(prov, tmp_path, "badcert", {'cert = "server.pem"': f'cert = "{tmp_path / "server.pem"}"',
-                                                      'run_dir = "run"': 'run_dir = "run4"'})
+    broken = _copy_config(
+        prov,
+        tmp_path,
+        "badcert",
+        {'cert = "server.pem"': f'cert = "{tmp_path / "server.pem"}"', 'run_dir = "run"': 'run_dir = "run4"'},
+    )
     (tmp_path / "server.pem").write_text("not a certificate\n")
     code, text = cli("coordinator", "--config", str(broken))
     assert code == ExitCode.TLS
     assert_clear(text, "is not PEM")
 
-    other = provision(tmp_path / "other", ["alice"], address=f"127.0.0.1:{port}", aggregation="plain",
-                      workload=EXAMPLE, client_options={"reconnect_timeout": 60.0})
+    other = provision(
+        tmp_path / "other",
+        ["alice"],
+        address=f"127.0.0.1:{port}",
+        aggregation="plain",
+        workload=EXAMPLE,
+        client_options={"reconnect_timeout": 60.0},
+    )
     client = other.client_configs["alice"]
     t0 = time.monotonic()
     code, text = cli("client", "--config", str(client))
-    assert code == ExitCode.TLS and time.monotonic() - t0 < 45          # at once, not after reconnect_timeout
+    assert code == ExitCode.TLS and time.monotonic() - t0 < 45  # at once, not after reconnect_timeout
     assert_clear(text, "presents a certificate this client does not accept")
 
-    folder = client.parent          # alice of the other federation, but trusting this federation's CA
+    folder = client.parent  # alice of the other federation, but trusting this federation's CA
     (folder / "ca.pem").write_bytes((prov.out / "ca.pem").read_bytes())
     code, text = cli("client", "--config", str(client))
     assert code == ExitCode.TLS
@@ -157,24 +180,31 @@ def test_bad_privacy_defaults_are_refused_before_serving(tmp_path):
     assert not (prov.out / "run" / "coordinator.address").exists()
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--rounds", "0"], "--rounds must be >= 1 (got 0)"),
-    (["--clients", "1"], "--clients must be >= 3 for --aggregation secagg"),
-    (["--epsilon", "-1"], "--epsilon must be > 0, or inf / --no-dp for no DP (got -1.0)"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--rounds", "0"], "--rounds must be >= 1 (got 0)"),
+        (["--clients", "1"], "--clients must be >= 3 for --aggregation secagg"),
+        (["--epsilon", "-1"], "--epsilon must be > 0, or inf / --no-dp for no DP (got -1.0)"),
+    ],
+)
 def test_bad_simulate_arguments_exit_2_before_any_work(tmp_path, argv, needle):
     out = tmp_path / "run"
     code, text = cli("simulate", "--out", str(out), *argv, module="mer.cli")
     assert code == ExitCode.CONFIG
     assert_clear(text, needle)
-    assert not out.exists()                                            # no data written, no process started
+    assert not out.exists()  # no data written, no process started
 
 
 def test_ctrl_c_during_fedpsyau_simulate_data_preparation_is_one_line_and_exit_130(tmp_path):
     out = tmp_path / "run"
     with open(tmp_path / "sim.log", "wb") as log:
-        sim = subprocess.Popen([sys.executable, "-m", "mer.cli", "simulate", "--out", str(out), "--subjects", "8",
-                                "--rounds", "2"], stdout=log, stderr=subprocess.STDOUT, env=ENV)
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "mer.cli", "simulate", "--out", str(out), "--subjects", "8", "--rounds", "2"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=ENV,
+        )
     try:
         wait_for(lambda: (out / "data").exists(), 90, "the data set to be written", [sim])
         sim.send_signal(signal.SIGINT)
@@ -188,8 +218,12 @@ def test_ctrl_c_during_fedpsyau_simulate_data_preparation_is_one_line_and_exit_1
 def test_ctrl_c_during_the_fedpsyau_simulate_federation_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
     with open(tmp_path / "sim.log", "wb") as log:
-        sim = subprocess.Popen([sys.executable, "-m", "mer.cli", "simulate", "--out", str(out), "--subjects", "12",
-                                "--rounds", "20"], stdout=log, stderr=subprocess.STDOUT, env=ENV)
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "mer.cli", "simulate", "--out", str(out), "--subjects", "12", "--rounds", "20"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=ENV,
+        )
     try:
         wait_for(lambda: (out / "coordinator.address").exists(), 300, "the federation to start", [sim])
         sim.send_signal(signal.SIGINT)
@@ -203,12 +237,38 @@ def test_ctrl_c_during_the_fedpsyau_simulate_federation_says_how_to_resume(tmp_p
 def test_ctrl_c_during_a_simulated_federation_stops_every_process_in_one_line(tmp_path):
     out = tmp_path / "run"
     with open(tmp_path / "sim.log", "wb") as log:
-        sim = subprocess.Popen([sys.executable, "-m", "fedcore.cli", "simulate", "--out", str(out), "--workload",
-                                EXAMPLE, "--aggregation", "plain", "--rounds", "50", "--clients", "3"],
-                               stdout=log, stderr=subprocess.STDOUT, env=ENV)
+        sim = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fedcore.cli",
+                "simulate",
+                "--out",
+                str(out),
+                "--workload",
+                EXAMPLE,
+                "--aggregation",
+                "plain",
+                "--rounds",
+                "50",
+                "--clients",
+                "3",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=ENV,
+        )
     try:
-        wait_for(lambda: len((out / "metrics.jsonl").read_text().splitlines()) >= 1 if (out / "metrics.jsonl").exists()
-                 else False, 90, "a first round", [sim])
+        wait_for(
+            lambda: (
+                len((out / "metrics.jsonl").read_text().splitlines()) >= 1
+                if (out / "metrics.jsonl").exists()
+                else False
+            ),
+            90,
+            "a first round",
+            [sim],
+        )
         sim.send_signal(signal.SIGINT)
         assert sim.wait(timeout=60) == ExitCode.INTERRUPTED
     finally:
@@ -226,15 +286,19 @@ def test_sigterm_on_the_coordinator_checkpoints_and_a_restart_resumes(tmp_path):
     coord, clients = _start(prov, tmp_path)
     run = prov.out / "run"
     try:
-        wait_for(lambda: (run / "metrics.jsonl").exists() and len((run / "metrics.jsonl").read_text().splitlines()) >= 2,
-                 90, "two rounds", [coord])
+        wait_for(
+            lambda: (run / "metrics.jsonl").exists() and len((run / "metrics.jsonl").read_text().splitlines()) >= 2,
+            90,
+            "two rounds",
+            [coord],
+        )
         coord.send_signal(signal.SIGTERM)
         assert coord.wait(timeout=60) == ExitCode.INTERRUPTED
         text = _log(tmp_path, "coordinator")
         assert_clear(text, "interrupted by SIGTERM at round")
         summary = json.loads((run / "summary.json").read_text())
         assert summary["status"] == "interrupted" and "written" in summary["reason"]
-        assert all(p.poll() is None for p in clients.values())        # the clients wait for the coordinator
+        assert all(p.poll() is None for p in clients.values())  # the clients wait for the coordinator
         coord = spawn(["coordinator", "--config", str(prov.coordinator_config)], tmp_path / "coordinator2.log")
         assert coord.wait(timeout=120) == ExitCode.OK
         assert [p.wait(timeout=60) for p in clients.values()] == [0, 0, 0]
@@ -252,12 +316,16 @@ def test_stop_finishes_after_the_current_round_and_a_restart_resumes(tmp_path):
     run = prov.out / "run"
     cfg = str(prov.coordinator_config)
     try:
-        wait_for(lambda: (run / "metrics.jsonl").exists() and len((run / "metrics.jsonl").read_text().splitlines()) >= 1,
-                 90, "a first round", [coord])
+        wait_for(
+            lambda: (run / "metrics.jsonl").exists() and len((run / "metrics.jsonl").read_text().splitlines()) >= 1,
+            90,
+            "a first round",
+            [coord],
+        )
         code, text = cli("stop", "--config", cfg, module="mer.cli")
         assert code == ExitCode.OK and "stop after the current round" in text
         assert coord.wait(timeout=60) == ExitCode.STOPPED
-        assert [p.wait(timeout=60) for p in clients.values()] == [0, 0, 0]   # told it is over
+        assert [p.wait(timeout=60) for p in clients.values()] == [0, 0, 0]  # told it is over
         summary = json.loads((run / "summary.json").read_text())
         assert summary["status"] == "stopped" and summary["rounds"] < 16
         code, text = cli("status", "--config", cfg, module="mer.cli")
@@ -281,7 +349,7 @@ def test_a_client_with_broken_data_stops_the_federation_at_once_with_its_message
         stop_all([coord, *clients.values()])
     text = _log(tmp_path, "coordinator")
     assert_clear(text, "FEDERATION ABORTED: carol cannot take part")
-    assert "samples >= 4" in text and "attempt 1" not in text                   # no retry
+    assert "samples >= 4" in text and "attempt 1" not in text  # no retry
     assert_clear(_log(tmp_path, "carol"), "client carol cannot start its workload")
     assert "samples >= 4" in json.loads((prov.out / "run" / "summary.json").read_text())["reason"]
 
@@ -302,8 +370,9 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_only_with_debug(tmp_p
         "class Buggy(SoftmaxWorkload):\n"
         "    def make_trainer(self, settings, client_id, workdir, device):\n"
         "        raise RuntimeError('boom in make_trainer')\n"
-        "workload = Buggy()\n")
-    port = free_port()      # nobody listens there: the client cannot even tell a coordinator
+        "workload = Buggy()\n"
+    )
+    port = free_port()  # nobody listens there: the client cannot even tell a coordinator
     prov = provision_fast(tmp_path / "fed", port, clients=("alice",), workload="buggy_workload:workload")
     text = prov.client_configs["alice"].read_text().replace("reconnect_timeout = 60.0", "reconnect_timeout = 2.0")
     prov.client_configs["alice"].write_text(text)

@@ -15,9 +15,9 @@ from fedcore.dp.report import privacy_report
 from fedcore.secagg.stats_noise import sigma_for_epsilon
 from fedcore.simulation import simulate
 
-N_TRAIN = 180                       # softmax example: 240 samples, a quarter held out
-STEPS = math.ceil(N_TRAIN / 32)     # Poisson steps per round at batch 32 (q = 1 / STEPS)
-DELTA = 1e-5                        # the public default delta
+N_TRAIN = 180  # softmax example: 240 samples, a quarter held out
+STEPS = math.ceil(N_TRAIN / 32)  # Poisson steps per round at batch 32 (q = 1 / STEPS)
+DELTA = 1e-5  # the public default delta
 SIGMA = 1.0
 #: round 0's label counts: each plain-mode client adds its own discrete Gaussian for the default
 #: statistics_epsilon 1 (sensitivity 1, the example's), charged as one Gaussian step before round 1
@@ -32,10 +32,18 @@ def _eps(rounds: int) -> float:  # the default accountant over the statistics re
 def test_client_is_stopped_at_its_budget_and_the_federation_goes_on(tmp_path):
     tiny = (_eps(1) + _eps(2)) / 2  # covers one round, not two
     run = tmp_path / "run"
-    res = simulate(clients=4, rounds=3, out=run, aggregation="plain", progress=False, echo=False,
-                   federation={"min_clients": 3, "min_available": 4},
-                   privacy={"noise_multiplier": SIGMA, "target_epsilon": 100.0},
-                   client_privacy=[{"report_steps": True}, {}, {}, {"target_epsilon": tiny}], timeout=120)
+    res = simulate(
+        clients=4,
+        rounds=3,
+        out=run,
+        aggregation="plain",
+        progress=False,
+        echo=False,
+        federation={"min_clients": 3, "min_available": 4},
+        privacy={"noise_multiplier": SIGMA, "target_epsilon": 100.0},
+        client_privacy=[{"report_steps": True}, {}, {}, {"target_epsilon": tiny}],
+        timeout=120,
+    )
     assert res.returncode == 0, (run / "logs" / "coordinator.log").read_text()[-3000:]
     assert res.summary["status"] == "completed" and res.summary["rounds"] == 3
     lines = res.metrics
@@ -61,7 +69,7 @@ def test_client_is_stopped_at_its_budget_and_the_federation_goes_on(tmp_path):
     rows = {r.client: r for r in privacy_report(run, stream=out)}
     assert rows["client4"].status == "exhausted" and rows["client4"].epsilon <= tiny
     assert rows["client4"].rounds_trained == 1
-    assert "client4 ledger: 1 statistics charge, 1 dp-sgd charge; epsilon" in out.getvalue()   # every charge shown
+    assert "client4 ledger: 1 statistics charge, 1 dp-sgd charge; epsilon" in out.getvalue()  # every charge shown
     assert "client1 ledger: 1 statistics charge, 3 dp-sgd charges" in out.getvalue()
     assert all(rows[c].status == "active" and rows[c].rounds_trained == 3 for c in ("client1", "client2", "client3"))
     assert (run / "report" / "epsilon.png").stat().st_size > 1000 and "exhausted" in out.getvalue()

@@ -16,8 +16,9 @@ PRIVACY = {"secure_rng": False, "noise_multiplier": 1.0, "max_grad_norm": 1.0}
 
 
 def _final(tmp_path, name: str, **kwargs):
-    res = simulate(clients=3, rounds=2, out=tmp_path / name, echo=False, privacy=PRIVACY,
-                   env={"OMP_NUM_THREADS": "1"}, **kwargs)
+    res = simulate(
+        clients=3, rounds=2, out=tmp_path / name, echo=False, privacy=PRIVACY, env={"OMP_NUM_THREADS": "1"}, **kwargs
+    )
     assert res.returncode == 0, res.summary
     ckpt = CheckpointStore(res.run_dir / "checkpoints").load_latest()
     assert ckpt is not None and ckpt.round == 2
@@ -29,7 +30,7 @@ def one_thread():
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # as each client process runs (OMP_NUM_THREADS=1): the same float reductions
+    torch.set_num_threads(1)  # as each client process runs (OMP_NUM_THREADS=1): the same float reductions
     yield
     torch.set_num_threads(threads)
 

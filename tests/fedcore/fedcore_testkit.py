@@ -27,6 +27,7 @@ SPEC = ParamSpec((TensorSpec("w", (2, 3)), TensorSpec("b", (2,))))
 
 class TinyWorkload:
     """8 parameters starting at 0..7; statistics of length 3 (max value 100) unless disabled."""
+
     name = "tiny"
 
     def __init__(self, stats: bool = True, size: int | None = None):
@@ -47,8 +48,17 @@ def config(run_dir: Path, **sections: dict[str, Any]) -> CoordinatorConfig:
     data: dict[str, Any] = {
         "federation": {"id": FED, "rounds": 2, "aggregation": "plain", "min_clients": 2, "workload": "tests:unused"},
         "server": {"address": "127.0.0.1:0", "run_dir": str(run_dir)},
-        "deadlines": {"join": 10.0, "train": 30.0, "stage": 20.0, "evaluate": 15.0, "heartbeat_interval": 1.0,
-                      "heartbeat_timeout": 5.0, "max_round_retries": 1, "poll_interval": 0.1}}
+        "deadlines": {
+            "join": 10.0,
+            "train": 30.0,
+            "stage": 20.0,
+            "evaluate": 15.0,
+            "heartbeat_interval": 1.0,
+            "heartbeat_timeout": 5.0,
+            "max_round_retries": 1,
+            "poll_interval": 0.1,
+        },
+    }
     for name, table in sections.items():
         data.setdefault(name, {}).update(table)
     return parse_coordinator(data, run_dir, insecure=True)
@@ -68,9 +78,14 @@ class FakeClock:
 def make_engine(run_dir: Path, clock=None, workload=None, **sections) -> RoundEngine:
     """An engine in plain mode over ``run_dir``; ``clock`` defaults to a FakeClock that never moves."""
     cfg = config(run_dir, **sections)
-    return RoundEngine(cfg, workload or TinyWorkload(), PlainServer(FED, cfg.mode_settings),
-                       make_strategy(cfg.strategy.name, **cfg.strategy.options),
-                       CheckpointStore(run_dir / "checkpoints"), clock=clock or FakeClock())
+    return RoundEngine(
+        cfg,
+        workload or TinyWorkload(),
+        PlainServer(FED, cfg.mode_settings),
+        make_strategy(cfg.strategy.name, **cfg.strategy.options),
+        CheckpointStore(run_dir / "checkpoints"),
+        clock=clock or FakeClock(),
+    )
 
 
 def packed(msg) -> bytes:
@@ -82,9 +97,23 @@ def packed(msg) -> bytes:
 class ScriptedClient:
     """Answers the engine's tasks like a client daemon would; its update is a constant delta."""
 
-    def __init__(self, engine: RoundEngine, cid: str, delta: float = 1.0, examples: int = 10,
-                 stats=(1.0, 2.0, 3.0), fed: str = FED):
-        self.engine, self.cid, self.delta, self.examples, self.stats, self.fed = engine, cid, delta, examples, stats, fed
+    def __init__(
+        self,
+        engine: RoundEngine,
+        cid: str,
+        delta: float = 1.0,
+        examples: int = 10,
+        stats=(1.0, 2.0, 3.0),
+        fed: str = FED,
+    ):
+        self.engine, self.cid, self.delta, self.examples, self.stats, self.fed = (
+            engine,
+            cid,
+            delta,
+            examples,
+            stats,
+            fed,
+        )
         self.last_task: pb.Task | None = None
         self.train_report = pb.TrainReport(ready=True, metrics={"loss": 1.0})
         self.silent = False

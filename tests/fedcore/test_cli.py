@@ -16,8 +16,9 @@ def test_every_exit_code_is_documented_in_the_table():
 
 
 def test_help_lists_the_four_commands():
-    out = subprocess.run([sys.executable, "-m", "fedcore.cli", "--help"], capture_output=True, text=True, timeout=60,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "fedcore.cli", "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert out.returncode == 0
     for cmd in ("provision", "coordinator", "client", "simulate"):
         assert cmd in out.stdout
@@ -55,7 +56,7 @@ def test_enroll_and_provision_sign_commands(tmp_path):
     assert (site / "alice.key").exists() and (site / "alice.csr").exists()
     args = ["provision", "sign", str(site / "alice.csr"), "--ca", str(fed), "--out", str(reply)]
     assert cli.main(args) == 0 and (reply / "alice.pem").exists()
-    assert cli.main(args) == ExitCode.TLS                           # already issued: refused
+    assert cli.main(args) == ExitCode.TLS  # already issued: refused
     assert cli.main(["provision", "sign", str(site / "alice.csr"), "--out", str(reply)]) == ExitCode.CONFIG  # no --ca
     assert cli.main(["enroll", "--name", "bad id!", "--out", str(site)]) == ExitCode.CONFIG
 
@@ -75,7 +76,7 @@ def test_provision_makes_the_mer_federation_with_dp_by_default(tmp_path):
     assert coord.federation.workload == MER_WORKLOAD and coord.workload["model"] == "dpk-gat"
     assert coord.privacy["enabled"] is True and coord.privacy["target_epsilon"] == 8.0
     path = out / "clients" / "alice" / "client.toml"
-    with pytest.raises(ConfigError) as info:          # the client refuses to start before its data is named
+    with pytest.raises(ConfigError) as info:  # the client refuses to start before its data is named
         load_client_config(path)
     assert '[workload.settings] data = "REQUIRED: ' in str(info.value)
     assert '[workload.settings] format = "REQUIRED: ' in str(info.value)
@@ -89,8 +90,23 @@ def test_provision_makes_the_mer_federation_with_dp_by_default(tmp_path):
 
     plain = tmp_path / "plain"
     assert cli.main(["provision", "--out", str(plain), "--clients", "alice", "--no-dp"]) == ExitCode.CONFIG
-    assert cli.main(["provision", "--out", str(plain), "--clients", "alice", "--workload", "example", "--no-dp",
-                     "--aggregation", "plain"]) == 0
+    assert (
+        cli.main(
+            [
+                "provision",
+                "--out",
+                str(plain),
+                "--clients",
+                "alice",
+                "--workload",
+                "example",
+                "--no-dp",
+                "--aggregation",
+                "plain",
+            ]
+        )
+        == 0
+    )
     coord = load_coordinator_config(plain / "coordinator.toml")
     assert coord.federation.workload == "fedcore.examples.softmax:workload" and coord.privacy == {"enabled": False}
     assert load_client_config(plain / "clients" / "alice" / "client.toml").workload.path == coord.federation.workload

@@ -60,8 +60,12 @@ def test_identical_resubmission_is_ignored_different_is_refused():
 
 def test_bad_updates_never_reach_the_sum():
     server = _server()
-    bad = [_body(np.full(L, np.nan), 1.0), _body(np.ones(L), 0.0), _body(np.ones(L), 1e9),
-           pb.PlainInput(weighted_update=encode_vector(np.ones(L - 1), "float64"), weight=1.0)]
+    bad = [
+        _body(np.full(L, np.nan), 1.0),
+        _body(np.ones(L), 0.0),
+        _body(np.ones(L), 1e9),
+        pb.PlainInput(weighted_update=encode_vector(np.ones(L - 1), "float64"), weight=1.0),
+    ]
     for body in bad:
         with pytest.raises(InvalidPayload):
             server.accept(Stage.PLAIN_INPUT, "a", body)

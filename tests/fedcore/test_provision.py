@@ -20,16 +20,27 @@ def _mode(path) -> int:
 
 def test_layout_certificates_and_key_permissions(tmp_path):
     out = tmp_path / "fed"
-    res = provision(out, ["alice", "bob", "carol"], server_names=["coord.example.org"],
-                    address="10.0.0.5:6000", aggregation="plain", rounds=4)
+    res = provision(
+        out,
+        ["alice", "bob", "carol"],
+        server_names=["coord.example.org"],
+        address="10.0.0.5:6000",
+        aggregation="plain",
+        rounds=4,
+    )
     ca = (out / "ca.pem").read_bytes()
-    for key in [out / "ca.key", out / "server.key", *(out / "clients" / c / "key.pem" for c in ("alice", "bob", "carol"))]:
+    for key in [
+        out / "ca.key",
+        out / "server.key",
+        *(out / "clients" / c / "key.pem" for c in ("alice", "bob", "carol")),
+    ]:
         assert _mode(key) == 0o600, key
     server = x509.load_pem_x509_certificate((out / "server.pem").read_bytes())
     sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert {"localhost", "coord.example.org"} <= set(sans.get_values_for_type(x509.DNSName))
     assert {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("10.0.0.5")} <= set(
-        sans.get_values_for_type(x509.IPAddress))
+        sans.get_values_for_type(x509.IPAddress)
+    )
     verify_issued_by((out / "server.pem").read_bytes(), ca)
     for cid in ("alice", "bob", "carol"):
         cert = (out / "clients" / cid / "cert.pem").read_bytes()
@@ -78,26 +89,30 @@ def test_enrolled_client_joins_a_real_coordinator_and_the_operator_never_held_it
     fed, site, reply = tmp_path / "fed", tmp_path / "alice-site", tmp_path / "reply"
     provision(fed, [], address="127.0.0.1:6000", aggregation="plain", federation_id="fed-test")
     assert not (fed / "clients").exists()
-    done = enroll("alice", site)                                          # at the institution
+    done = enroll("alice", site)  # at the institution
     assert _mode(done.key) == 0o600 and done.csr.name == "alice.csr"
-    signed = sign(done.csr, fed, reply)                                   # at the operator: CSR only
+    signed = sign(done.csr, fed, reply)  # at the operator: CSR only
     assert sorted(p.name for p in reply.iterdir()) == ["alice.pem", "ca.pem", "client.toml"]
     assert (fed / "issued" / "alice.pem").exists() and signed.client_id == "alice"
     assert not list(fed.rglob("*alice*.key")) and not list(reply.rglob("*.key"))
-    for f in reply.iterdir():                                             # the reply travels back
+    for f in reply.iterdir():  # the reply travels back
         (site / f.name).write_bytes(f.read_bytes())
     cfg = load_client_config(site / "client.toml")
     assert cfg.client.id == "alice" and cfg.client.federation == "fed-test"
     assert cfg.client.coordinator == "127.0.0.1:6000" and cfg.tls.key == site / "alice.key"
 
     engine = make_engine(tmp_path / "run", workload=TinyWorkload(stats=False))
-    bound = serve(FederationServicer(engine), "127.0.0.1:0",
-                  TlsMaterial.from_files(fed / "ca.pem", fed / "server.pem", fed / "server.key"))
+    bound = serve(
+        FederationServicer(engine),
+        "127.0.0.1:0",
+        TlsMaterial.from_files(fed / "ca.pem", fed / "server.pem", fed / "server.key"),
+    )
     try:
         tls = TlsMaterial.from_files(cfg.tls.ca, cfg.tls.cert, cfg.tls.key)
         with open_channel(f"127.0.0.1:{bound.port}", tls) as channel:
             reply_msg = pb_grpc.FederationStub(channel).Join(
-                pb.JoinRequest(header=pb.Header(federation_id="fed-test", client_id="alice")), timeout=10)
+                pb.JoinRequest(header=pb.Header(federation_id="fed-test", client_id="alice")), timeout=10
+            )
         assert reply_msg.header.client_id == "alice" and "alice" in engine.registry
     finally:
         bound.stop(grace=None)
@@ -108,7 +123,7 @@ def test_sign_refuses_a_second_certificate_for_a_name(tmp_path):
     from fedcore.transport.certs import CsrRefused
 
     fed = tmp_path / "fed"
-    provision(fed, ["bob"], aggregation="plain")                          # bob provisioned on this machine
+    provision(fed, ["bob"], aggregation="plain")  # bob provisioned on this machine
     sign(enroll("alice", tmp_path / "a").csr, fed, tmp_path / "r1")
     with pytest.raises(CsrRefused, match="'alice' was already issued"):
         sign(enroll("alice", tmp_path / "a2").csr, fed, tmp_path / "r2")

@@ -20,8 +20,9 @@ NO_DP = {"enabled": False}
 
 
 def _run(mode: str, tmp_path, rounds: int = 2):
-    res = bench.federate(mode, SETTINGS, 3, rounds, NO_DP, 3, tmp_path / mode,
-                         workload="fedcore.examples.softmax:workload")
+    res = bench.federate(
+        mode, SETTINGS, 3, rounds, NO_DP, 3, tmp_path / mode, workload="fedcore.examples.softmax:workload"
+    )
     return res, CheckpointStore(res.run_dir / "checkpoints").load_latest()
 
 
@@ -39,8 +40,10 @@ def test_secagg_engine_reaches_the_plain_global_model_up_to_quantisation(tmp_pat
 
 def test_statistics_round_sums_the_clients_counts_exactly_through_secagg(tmp_path):
     _, ckpt = _run("secagg", tmp_path, rounds=1)
-    want = sum(softmax.make_trainer({**SETTINGS, "client_index": i, "num_clients": 3}, "c", tmp_path, "cpu")
-               .statistics({}) for i in range(3))
+    want = sum(
+        softmax.make_trainer({**SETTINGS, "client_index": i, "num_clients": 3}, "c", tmp_path, "cpu").statistics({})
+        for i in range(3)
+    )
     # counts are above the mode's default clip of 1.0: the engine must use the workload's bound
     assert want.max() > 1
     np.testing.assert_allclose(ckpt.statistics, want, atol=1e-6)
@@ -54,9 +57,10 @@ def test_engine_counts_model_and_mode_bytes_every_round(tmp_path):
 
 def test_run_federated_reports_the_last_evaluation_and_the_epsilon_spent(tmp_path):
     privacy = {"target_epsilon": 4.0, "max_grad_norm": 1.0, "secure_rng": False}
-    row = bench.run_federated("secagg", SETTINGS, 3, 2, privacy, 0, tmp_path / "r",
-                              workload="fedcore.examples.softmax:workload")
-    assert 0 < row["epsilon_spent"] <= 4.0 + 1e-9          # the ledgers' figure, statistics release included
+    row = bench.run_federated(
+        "secagg", SETTINGS, 3, 2, privacy, 0, tmp_path / "r", workload="fedcore.examples.softmax:workload"
+    )
+    assert 0 < row["epsilon_spent"] <= 4.0 + 1e-9  # the ledgers' figure, statistics release included
     assert row["contributors"] == [3, 3] and row["test_samples"] > 0
     assert 0 <= row["uf1"] <= 1 and row["bytes_up"] > 0
 
@@ -68,13 +72,33 @@ def _args(argv):
 
 
 def test_bench_epsilon_lists_every_bad_argument_at_once(tmp_path):
-    args = _args(["--out", str(tmp_path), "--clients", "2", "--seeds", "0", "--rounds", "0",
-                  "--settings", "plain", "homomorphic", "--data", str(tmp_path / "missing")])
+    args = _args(
+        [
+            "--out",
+            str(tmp_path),
+            "--clients",
+            "2",
+            "--seeds",
+            "0",
+            "--rounds",
+            "0",
+            "--settings",
+            "plain",
+            "homomorphic",
+            "--data",
+            str(tmp_path / "missing"),
+        ]
+    )
     problems = bench.check_args(args)
     text = "\n".join(problems)
     assert len(problems) == 5
-    for needle in ("--clients must be >= 3", "--seeds must be >= 1", "--rounds must be >= 1", "homomorphic",
-                   "does not exist"):
+    for needle in (
+        "--clients must be >= 3",
+        "--seeds must be >= 1",
+        "--rounds must be >= 1",
+        "homomorphic",
+        "does not exist",
+    ):
         assert needle in text
     assert bench.run(args) == 2  # ExitCode.CONFIG, before any data is written
     assert not (tmp_path / "data").exists()
@@ -126,14 +150,30 @@ def test_recipe_comes_from_one_table_that_simulate_and_bench_share(monkeypatch):
 
 
 def test_outputs_hold_mean_and_sd_over_seeds_and_no_dp_as_inf(tmp_path):
-    runs = [{"setting": s, "epsilon": e, "seed": k, "uf1": u + 0.1 * k, "uar": u, "accuracy": u, "seconds": 1.0,
-             "epsilon_spent": None if math.isinf(e) else e}
-            for s in ("centralised", "secagg") for e, u in ((1.0, 0.2), (math.inf, 0.6)) for k in (0, 1)]
+    runs = [
+        {
+            "setting": s,
+            "epsilon": e,
+            "seed": k,
+            "uf1": u + 0.1 * k,
+            "uar": u,
+            "accuracy": u,
+            "seconds": 1.0,
+            "epsilon_spent": None if math.isinf(e) else e,
+        }
+        for s in ("centralised", "secagg")
+        for e, u in ((1.0, 0.2), (math.inf, 0.6))
+        for k in (0, 1)
+    ]
     summary = bench.summarise(runs)
     row = next(r for r in summary if r["setting"] == "secagg" and r["epsilon"] == 1.0)
     assert row["uf1_mean"] == pytest.approx(0.25) and row["uf1_sd"] == pytest.approx(0.1 / math.sqrt(2))
-    result = {"plan": {"clients": 3, "rounds": 2, "seeds": 2}, "data": {"name": "x", "classes": ["a", "b", "c"]},
-              "summary": summary, "runs": runs}
+    result = {
+        "plan": {"clients": 3, "rounds": 2, "seeds": 2},
+        "data": {"name": "x", "classes": ["a", "b", "c"]},
+        "summary": summary,
+        "runs": runs,
+    }
     paths = bench.write_outputs(result, tmp_path, "epsilon")
     assert all(p.stat().st_size > 0 for p in paths)
     rows = list(csv.DictReader(paths[1].open()))
@@ -150,11 +190,24 @@ def test_prepare_returns_the_class_names_and_sample_count(tmp_path):
 def test_centralised_setting_trains_on_the_union_of_the_clients_training_splits(tmp_path):
     args = _args(["--out", str(tmp_path), "--subjects", "9"])
     data, cache, classes, _ = bench.prepare(args, tmp_path)
-    settings = {"data": str(data), "format": "casme2", "cache_dir": str(cache), "partition": "subjects",
-                "num_classes": len(classes), "model": "dpk-gat", "seed": 0, "test_fraction": 0.25, "epochs": 1,
-                "batch_size": 16, "lr": 0.01, "dp_trainable": "head", "aug_mult": 1}
+    settings = {
+        "data": str(data),
+        "format": "casme2",
+        "cache_dir": str(cache),
+        "partition": "subjects",
+        "num_classes": len(classes),
+        "model": "dpk-gat",
+        "seed": 0,
+        "test_fraction": 0.25,
+        "epochs": 1,
+        "batch_size": 16,
+        "lr": 0.01,
+        "dp_trainable": "head",
+        "aug_mult": 1,
+    }
     hp = bench_config.recipe(8.0)
-    row = bench.run_centralised(settings, 3, 1, {**settings, "rounds": 1, "privacy": bench.privacy_table(8.0, hp)},
-                                0, tmp_path / "work")
+    row = bench.run_centralised(
+        settings, 3, 1, {**settings, "rounds": 1, "privacy": bench.privacy_table(8.0, hp)}, 0, tmp_path / "work"
+    )
     assert row["epsilon_spent"] is not None and 0 < row["epsilon_spent"] <= 8.0 + 1e-6
     assert row["train_samples"] + row["test_samples"] > 0

@@ -9,12 +9,24 @@ import pytest
 
 from mer.cli import build_parser
 
-COMMANDS = ("provision", "coordinator", "client", "simulate", "privacy", "data", "train", "evaluate", "bench", "pretrain")
+COMMANDS = (
+    "provision",
+    "coordinator",
+    "client",
+    "simulate",
+    "privacy",
+    "data",
+    "train",
+    "evaluate",
+    "bench",
+    "pretrain",
+)
 
 
 def test_help_lists_every_command():
-    out = subprocess.run([sys.executable, "-m", "mer.cli", "--help"], capture_output=True, text=True, timeout=120,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "mer.cli", "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
     assert out.returncode == 0, out.stderr
     for command in COMMANDS:
         assert f"    {command} " in out.stdout, f"{command} missing from fedpsyau --help:\n{out.stdout}"
@@ -44,9 +56,9 @@ def test_help_groups_every_command_by_role_in_order():
     headings = [text.index(f"  {role}:\n") for role in ROLES]
     assert headings == sorted(headings) and "  other:" not in text
     for role, names in ROLES.items():
-        block = text[text.index(f"  {role}:\n"):]
+        block = text[text.index(f"  {role}:\n") :]
         nxt = [block.index(f"  {r}:\n") for r in ROLES if r != role and f"  {r}:\n" in block[1:]]
-        block = block[:min(nxt)] if nxt else block
+        block = block[: min(nxt)] if nxt else block
         for name in names:
             assert f"    {name} " in block, f"{name} not under {role!r}:\n{text}"
 

@@ -16,7 +16,7 @@ def test_lines_with_an_eta_when_the_output_is_not_a_terminal(capsys):
     lines = out.out.splitlines()
     assert len(lines) == 3 and all(re.search(r", ETA \d+m\d\ds$", line) for line in lines[:2])
     assert re.search(r"\[3/3\] run 2, done in \d+m\d\ds$", lines[2])
-    assert out.err == ""                      # no bar in a log file
+    assert out.err == ""  # no bar in a log file
 
 
 def test_a_bar_and_the_same_lines_on_a_terminal(capsys):

@@ -7,19 +7,22 @@ import pytest
 from mer.cli import main
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--rounds", "0"], "--rounds must be >= 1 (got 0)"),
-    (["--clients", "1"], "--clients must be >= 3 for --aggregation secagg"),
-    (["--clients", "2", "--aggregation", "ckks"], "--clients must be >= 3 for --aggregation ckks"),
-    (["--epsilon", "-1"], "--epsilon must be > 0"),
-    (["--subjects", "1"], "--subjects must be >= 2"),
-    (["--test-fraction", "1.5"], "--test-fraction must lie in (0, 1)"),
-    (["--batch-size", "0"], "--batch-size must be >= 1"),
-    (["--lr", "0"], "--lr must be > 0"),
-    (["--ema", "1.0"], "--ema must lie in [0, 1)"),
-    (["--init", "/no/such/checkpoint"], "is not a pre-trained checkpoint"),
-    (["--model", "flow-cnn", "--init", "pretrained"], "the packaged checkpoint is for dpk-gat"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--rounds", "0"], "--rounds must be >= 1 (got 0)"),
+        (["--clients", "1"], "--clients must be >= 3 for --aggregation secagg"),
+        (["--clients", "2", "--aggregation", "ckks"], "--clients must be >= 3 for --aggregation ckks"),
+        (["--epsilon", "-1"], "--epsilon must be > 0"),
+        (["--subjects", "1"], "--subjects must be >= 2"),
+        (["--test-fraction", "1.5"], "--test-fraction must lie in (0, 1)"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--lr", "0"], "--lr must be > 0"),
+        (["--ema", "1.0"], "--ema must lie in [0, 1)"),
+        (["--init", "/no/such/checkpoint"], "is not a pre-trained checkpoint"),
+        (["--model", "flow-cnn", "--init", "pretrained"], "the packaged checkpoint is for dpk-gat"),
+    ],
+)
 def test_bad_simulate_argument_exits_2_with_the_option_and_writes_nothing(tmp_path, capsys, argv, needle):
     out = tmp_path / "run"
     assert main(["simulate", "--out", str(out), *argv]) == 2
@@ -43,11 +46,14 @@ def test_other_models_default_to_training_from_scratch():
     assert check_args(args) == [] and args.init == "pretrained"
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--status", "0.0.0.0:8080"], "--status '0.0.0.0:8080' is not a loopback address"),
-    (["--status", "nowhere"], "--status must look like HOST:PORT"),
-    (["--resume"], "holds no run to resume"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--status", "0.0.0.0:8080"], "--status '0.0.0.0:8080' is not a loopback address"),
+        (["--status", "nowhere"], "--status must look like HOST:PORT"),
+        (["--resume"], "holds no run to resume"),
+    ],
+)
 def test_bad_status_and_resume_are_refused_before_any_work(tmp_path, capsys, argv, needle):
     out = tmp_path / "run"
     assert main(["simulate", "--out", str(out), *argv]) == 2
@@ -71,10 +77,17 @@ def test_a_client_left_without_a_test_subject_is_refused_before_any_process():
     from mer.commands.simulate import check_partition
 
     n = 12
-    subjects = np.array([f"casme2/s{i % 4}" for i in range(n)])          # 4 subjects for 3 clients
-    arrays = MEArrays(np.zeros((n, 3, 4, 4), np.float32), np.zeros(n, np.int64), np.zeros((n, 12), np.float32),
-                      np.ones(n, bool), subjects, np.array(["casme2"] * n), np.array([str(i) for i in range(n)]),
-                      ("a", "b"))
+    subjects = np.array([f"casme2/s{i % 4}" for i in range(n)])  # 4 subjects for 3 clients
+    arrays = MEArrays(
+        np.zeros((n, 3, 4, 4), np.float32),
+        np.zeros(n, np.int64),
+        np.zeros((n, 12), np.float32),
+        np.ones(n, bool),
+        subjects,
+        np.array(["casme2"] * n),
+        np.array([str(i) for i in range(n)]),
+        ("a", "b"),
+    )
     settings = {"partition": "subjects", "seed": 0, "test_fraction": 0.25}
     problems = check_partition(arrays, settings, 3)
     assert problems and all("subject-disjoint split needs at least 2 subjects" in p for p in problems)

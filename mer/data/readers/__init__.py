@@ -20,7 +20,12 @@ from mer.data.records import SampleRecord
 log = logging.getLogger("mer.data")
 
 READERS: dict[str, ModuleType] = {
-    "casme2": casme2, "samm": samm, "smic": smic, "casme3": casme3, "composite": composite, "manifest": manifest,
+    "casme2": casme2,
+    "samm": samm,
+    "smic": smic,
+    "casme3": casme3,
+    "composite": composite,
+    "manifest": manifest,
 }
 
 
@@ -42,9 +47,15 @@ def resolve_label_map(fmt: str, root: Path, label_map: str | Path | LabelMap | N
     return load_label_map(default)
 
 
-def read_records(root: str | Path, fmt: str, *, label_map: str | Path | LabelMap | None = None,
-                 skip_bad: bool = False, sheet: str | Path | None = None,
-                 problems: ProblemLog | None = None) -> tuple[list[SampleRecord], LabelMap, ProblemLog]:
+def read_records(
+    root: str | Path,
+    fmt: str,
+    *,
+    label_map: str | Path | LabelMap | None = None,
+    skip_bad: bool = False,
+    sheet: str | Path | None = None,
+    problems: ProblemLog | None = None,
+) -> tuple[list[SampleRecord], LabelMap, ProblemLog]:
     """Read every sample record of a data set.
 
     Returns (records, label map used, problem log). Records whose emotion the map excludes are
@@ -71,6 +82,10 @@ def read_records(root: str | Path, fmt: str, *, label_map: str | Path | LabelMap
     plog.raise_if_any(f"reading {fmt} records from {root}")
     unknown = Counter(code for r in records for code in r.unknown_aus)
     if unknown:
-        log.warning("%s: %d unknown AU code(s) kept verbatim: %s", fmt, sum(unknown.values()),
-                    ", ".join(f"{c!r} x{n}" for c, n in unknown.most_common()))
+        log.warning(
+            "%s: %d unknown AU code(s) kept verbatim: %s",
+            fmt,
+            sum(unknown.values()),
+            ", ".join(f"{c!r} x{n}" for c, n in unknown.most_common()),
+        )
     return records, lmap, plog

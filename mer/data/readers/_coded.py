@@ -54,8 +54,9 @@ ClipDir = Callable[[str, str], tuple[str, list[Path]]]
 """(subject cell, filename cell) -> (subject id, candidate clip folders in order of preference)."""
 
 
-def records_from_sheet(sheet: Sheet, *, dataset: str, root: Path, label_map: LabelMap, log: ProblemLog,
-                       clip_dir: ClipDir) -> list[SampleRecord]:
+def records_from_sheet(
+    sheet: Sheet, *, dataset: str, root: Path, label_map: LabelMap, log: ProblemLog, clip_dir: ClipDir
+) -> list[SampleRecord]:
     out: list[SampleRecord] = []
     try:
         where = str(sheet.path.relative_to(root))
@@ -64,15 +65,24 @@ def records_from_sheet(sheet: Sheet, *, dataset: str, root: Path, label_map: Lab
     for rownum, row in sheet.rows:
         ref = f"{dataset}/{row.get('subject', '')}/{row.get('filename', '')}"
         try:
-            out.append(_record(row, dataset=dataset, root=root, label_map=label_map, clip_dir=clip_dir,
-                               source=f"{where} row {rownum}"))
+            out.append(
+                _record(
+                    row,
+                    dataset=dataset,
+                    root=root,
+                    label_map=label_map,
+                    clip_dir=clip_dir,
+                    source=f"{where} row {rownum}",
+                )
+            )
         except DataError as err:
             log.add(DataError(err.message, file=where, row=rownum), sample=ref)
     return out
 
 
-def _record(row: dict[str, str], *, dataset: str, root: Path, label_map: LabelMap, clip_dir: ClipDir,
-            source: str) -> SampleRecord:
+def _record(
+    row: dict[str, str], *, dataset: str, root: Path, label_map: LabelMap, clip_dir: ClipDir, source: str
+) -> SampleRecord:
     if not row.get("subject") or not row.get("filename"):
         raise DataError(f"empty Subject or Filename cell (got {row.get('subject')!r}, {row.get('filename')!r})")
     subject, candidates = clip_dir(row["subject"], row["filename"])
@@ -108,8 +118,17 @@ def _record(row: dict[str, str], *, dataset: str, root: Path, label_map: LabelMa
         paths[name] = index[n]
     code = parse_aus(row.get("aus", ""))
     return SampleRecord(
-        dataset=dataset, subject=subject, sample_id=folder.name, emotion=emotion, label=label,
-        aus=code.aus, unknown_aus=code.unknown, onset=paths["onset"], apex=paths["apex"],
+        dataset=dataset,
+        subject=subject,
+        sample_id=folder.name,
+        emotion=emotion,
+        label=label,
+        aus=code.aus,
+        unknown_aus=code.unknown,
+        onset=paths["onset"],
+        apex=paths["apex"],
         offset=index.get(offset_n) if offset_n is not None else None,
-        au_known="aus" in row, apex_estimated=estimated, source=source,
+        au_known="aus" in row,
+        apex_estimated=estimated,
+        source=source,
     )

@@ -28,8 +28,15 @@ from mer.data.records import SampleRecord
 DEFAULT_MAP = "composite-3"
 NATIVE_SIZE = 28
 COLUMNS = ("dataset", "subject", "sample", "label")
-_DATASETS = {"casmeii": "casme2", "casme2": "casme2", "samm": "samm", "smic": "smic", "smichs": "smic",
-             "casme3": "casme3", "casmeiii": "casme3"}
+_DATASETS = {
+    "casmeii": "casme2",
+    "casme2": "casme2",
+    "samm": "samm",
+    "smic": "smic",
+    "smichs": "smic",
+    "casme3": "casme3",
+    "casmeiii": "casme3",
+}
 
 
 def dataset_name(text: str) -> str:
@@ -51,7 +58,9 @@ def decode_flow_png(path: Path, shown: str, expect: int | None = NATIVE_SIZE) ->
     want = f"{expect}x{expect}x3" if expect else "a square 3-channel"
     if c != 3 or h != w or (expect and h != expect) or img.dtype != np.uint8:
         bits = "8-bit" if img.dtype == np.uint8 else f"{img.dtype}"
-        raise DataError(f"expected {'a ' if expect else ''}{want} 8-bit flow image (got {h}x{w}x{c} {bits})", file=shown)
+        raise DataError(
+            f"expected {'a ' if expect else ''}{want} 8-bit flow image (got {h}x{w}x{c} {bits})", file=shown
+        )
     rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32)
     out = np.empty((3, h, w), dtype=np.float32)
     out[0] = rgb[..., 0] / 127.5 - 1.0
@@ -90,12 +99,22 @@ def _record(root: Path, row: dict[str, str], label_map: LabelMap, source: str) -
     if native.isdigit():
         idx = int(native)
         if not 0 <= idx < len(label_map.classes):
-            raise DataError(f"numeric label must be in 0..{len(label_map.classes) - 1} "
-                            f"({', '.join(label_map.classes)}) (got {native})")
+            raise DataError(
+                f"numeric label must be in 0..{len(label_map.classes) - 1} "
+                f"({', '.join(label_map.classes)}) (got {native})"
+            )
         native = label_map.classes[idx]
     label = label_map.map(native)
     rel = f"flows/{row['subject']}_{row['sample']}.png"
     flow = root / rel
     decode_flow_png(flow, rel)  # validate now: size, channels, bit depth
-    return SampleRecord(dataset=dataset_name(row["dataset"]), subject=row["subject"], sample_id=row["sample"],
-                        emotion=normalise_label(native), label=label, flow_image=flow, au_known=False, source=source)
+    return SampleRecord(
+        dataset=dataset_name(row["dataset"]),
+        subject=row["subject"],
+        sample_id=row["sample"],
+        emotion=normalise_label(native),
+        label=label,
+        flow_image=flow,
+        au_known=False,
+        source=source,
+    )

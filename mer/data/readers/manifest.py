@@ -97,21 +97,34 @@ def _record(base: Path, row: dict, label_map: LabelMap, source: str) -> SampleRe
             raise DataError(f"empty {c} cell")
     has_frames = bool(row.get("onset") or row.get("apex"))
     if has_frames == bool(row.get("flow")):
-        raise DataError("give either onset and apex frame paths or a flow path (got "
-                        f"{'both' if has_frames else 'neither'})")
+        raise DataError(
+            f"give either onset and apex frame paths or a flow path (got {'both' if has_frames else 'neither'})"
+        )
     label = label_map.map(row["emotion"])
     code = parse_aus(row.get("aus", ""))
     kw: dict = {}
     if has_frames:
         if not row.get("onset") or not row.get("apex"):
             raise DataError("both onset and apex frame paths are needed")
-        kw = {"onset": _path(base, row["onset"], "onset frame"), "apex": _path(base, row["apex"], "apex frame"),
-              "offset": _path(base, row["offset"], "offset frame") if row.get("offset") else None}
+        kw = {
+            "onset": _path(base, row["onset"], "onset frame"),
+            "apex": _path(base, row["apex"], "apex frame"),
+            "offset": _path(base, row["offset"], "offset frame") if row.get("offset") else None,
+        }
     else:
         flow = _path(base, row["flow"], "flow image")
         if flow.suffix.lower() not in (".png", ".npy"):
             raise DataError(f"flow image must be .png or .npy (got {flow.suffix or 'no suffix'})")
         kw = {"flow_image": flow}
-    return SampleRecord(dataset=row.get("dataset") or "manifest", subject=row["subject"], sample_id=row["sample_id"],
-                        emotion=normalise_label(row["emotion"]), label=label, aus=code.aus, unknown_aus=code.unknown,
-                        au_known=bool(row["_has_aus"] and row.get("aus")), source=source, **kw)
+    return SampleRecord(
+        dataset=row.get("dataset") or "manifest",
+        subject=row["subject"],
+        sample_id=row["sample_id"],
+        emotion=normalise_label(row["emotion"]),
+        label=label,
+        aus=code.aus,
+        unknown_aus=code.unknown,
+        au_known=bool(row["_has_aus"] and row.get("aus")),
+        source=source,
+        **kw,
+    )

@@ -29,15 +29,18 @@ def read(root: Path, *, label_map: LabelMap, log: ProblemLog, sheet: str | Path 
         raise ValueError("SMIC has no coding sheet: its labels come from the folder layout")
     if not any(_SUBJECT.match(p.name) for p in root.iterdir() if p.is_dir()) and (root / "HS").is_dir():
         root = root / "HS"
-    subjects = sorted((p for p in root.iterdir() if p.is_dir() and _SUBJECT.match(p.name)),
-                      key=lambda p: int(p.name[1:]))
+    subjects = sorted(
+        (p for p in root.iterdir() if p.is_dir() and _SUBJECT.match(p.name)), key=lambda p: int(p.name[1:])
+    )
     if not subjects:
         raise DataError("no subject folders s1, s2, ... found (expected ROOT/s1/micro/<emotion>/<clip>/)", file=root)
     out: list[SampleRecord] = []
     for sub in subjects:
         micro = sub / "micro"
         if not micro.is_dir():
-            log.add(DataError("subject folder has no 'micro' folder", file=sub.relative_to(root)), sample=f"smic/{sub.name}")
+            log.add(
+                DataError("subject folder has no 'micro' folder", file=sub.relative_to(root)), sample=f"smic/{sub.name}"
+            )
             continue
         for emo_dir in sorted(p for p in micro.iterdir() if p.is_dir()):
             for clip in sorted(p for p in emo_dir.iterdir() if p.is_dir()):
@@ -49,10 +52,21 @@ def read(root: Path, *, label_map: LabelMap, log: ProblemLog, sheet: str | Path 
                     if len(index) < 2:
                         raise DataError(f"clip has {len(index)} frame(s), need at least 2")
                     frames = list(index.values())
-                    out.append(SampleRecord(
-                        dataset=DATASET, subject=sub.name, sample_id=clip.name, emotion=normalise_label(emo_dir.name),
-                        label=label, onset=frames[0], apex=frames[len(frames) // 2], offset=frames[-1],
-                        au_known=False, apex_estimated=True, source=str(rel)))
+                    out.append(
+                        SampleRecord(
+                            dataset=DATASET,
+                            subject=sub.name,
+                            sample_id=clip.name,
+                            emotion=normalise_label(emo_dir.name),
+                            label=label,
+                            onset=frames[0],
+                            apex=frames[len(frames) // 2],
+                            offset=frames[-1],
+                            au_known=False,
+                            apex_estimated=True,
+                            source=str(rel),
+                        )
+                    )
                 except DataError as err:
                     log.add(DataError(err.message, file=rel), sample=ref)
     log_.info("SMIC: %d clips have no apex annotation; apex = middle frame", len(out))

@@ -19,19 +19,32 @@ from fedcore.transport.server import serve
 
 
 def _client_cfg(pki, cid, index, port, tmp_path, **client):
-    data = {"client": {"id": cid, "federation": FED, "coordinator": f"127.0.0.1:{port}",
-                       "workdir": str(tmp_path / cid), "device": "cpu", "backoff_max": 0.2, **client},
-            "tls": {"ca": str(pki.folder / "ca.pem"), "cert": str(pki.folder / f"{cid}.pem"),
-                    "key": str(pki.folder / f"{cid}.key")},
-            "workload": {"path": "fedcore.examples.softmax:workload",
-                         "settings": {"client_index": index, "num_clients": 2}}}
+    data = {
+        "client": {
+            "id": cid,
+            "federation": FED,
+            "coordinator": f"127.0.0.1:{port}",
+            "workdir": str(tmp_path / cid),
+            "device": "cpu",
+            "backoff_max": 0.2,
+            **client,
+        },
+        "tls": {
+            "ca": str(pki.folder / "ca.pem"),
+            "cert": str(pki.folder / f"{cid}.pem"),
+            "key": str(pki.folder / f"{cid}.key"),
+        },
+        "workload": {
+            "path": "fedcore.examples.softmax:workload",
+            "settings": {"client_index": index, "num_clients": 2},
+        },
+    }
     return parse_client(data, tmp_path)
 
 
 def _run_clients(cfgs):
     codes = {}
-    threads = [threading.Thread(target=lambda c=c: codes.__setitem__(c.client.id, ClientDaemon(c).run()))
-               for c in cfgs]
+    threads = [threading.Thread(target=lambda c=c: codes.__setitem__(c.client.id, ClientDaemon(c).run())) for c in cfgs]
     for t in threads:
         t.start()
     for t in threads:
@@ -40,8 +53,9 @@ def _run_clients(cfgs):
 
 
 def test_two_client_daemons_finish_a_federation(tmp_path, pki):
-    engine = make_engine(tmp_path / "run", time.monotonic, workload=example,
-                         federation={"workload": "fedcore.examples.softmax:workload"})
+    engine = make_engine(
+        tmp_path / "run", time.monotonic, workload=example, federation={"workload": "fedcore.examples.softmax:workload"}
+    )
     with served_engine(engine, pki, drive=True) as port:
         codes = _run_clients([_client_cfg(pki, cid, i, port, tmp_path) for i, cid in enumerate(("alice", "bob"))])
     assert codes == {"alice": ExitCode.OK, "bob": ExitCode.OK}
@@ -50,7 +64,7 @@ def test_two_client_daemons_finish_a_federation(tmp_path, pki):
     assert lines[-1]["eval"]["num_examples"] == 120 and 0 <= lines[-1]["eval"]["uf1"] <= 1
     assert set(lines[0]["train"]) == {"alice", "bob"}
     init, _ = example.initial_parameters({}, 0)
-    assert not np.allclose(engine.state.params, init)   # the model moved
+    assert not np.allclose(engine.state.params, init)  # the model moved
 
 
 def test_client_gives_up_when_the_coordinator_never_answers(tmp_path, pki, port):
@@ -76,8 +90,9 @@ class _ServicerBeforeLongPolls(FederationServicer):
 
 def test_client_daemons_finish_against_a_coordinator_without_long_polls(tmp_path, pki):
     """Wire compatibility: a new client polls with ``retry_after`` when its calls are not held."""
-    engine = make_engine(tmp_path / "run", time.monotonic, workload=example,
-                         federation={"workload": "fedcore.examples.softmax:workload"})
+    engine = make_engine(
+        tmp_path / "run", time.monotonic, workload=example, federation={"workload": "fedcore.examples.softmax:workload"}
+    )
     bound = serve(_ServicerBeforeLongPolls(engine), "127.0.0.1:0", pki.tls("server"))
     stop = threading.Event()
     driver = threading.Thread(target=engine.run, args=(stop,), daemon=True)
@@ -94,9 +109,10 @@ def test_client_daemons_finish_against_a_coordinator_without_long_polls(tmp_path
 
 
 def test_stopping_a_client_cancels_its_held_task_call(tmp_path, pki):
-    engine = make_engine(tmp_path / "run", time.monotonic, workload=example,
-                         federation={"workload": "fedcore.examples.softmax:workload"})
-    with served_engine(engine, pki, drive=True) as port:   # min_clients 2: alone, alice has nothing to do
+    engine = make_engine(
+        tmp_path / "run", time.monotonic, workload=example, federation={"workload": "fedcore.examples.softmax:workload"}
+    )
+    with served_engine(engine, pki, drive=True) as port:  # min_clients 2: alone, alice has nothing to do
         stop = threading.Event()
         daemon = ClientDaemon(_client_cfg(pki, "alice", 0, port, tmp_path), stop)
         codes = []
@@ -105,11 +121,11 @@ def test_stopping_a_client_cancels_its_held_task_call(tmp_path, pki):
         deadline = time.monotonic() + 30
         while engine.holding < 1 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert engine.holding == 1                 # its GetTask is held by the coordinator
+        assert engine.holding == 1  # its GetTask is held by the coordinator
         stop.set()
-        thread.join(timeout=LONG_POLL / 2)         # well before the hold would have ended
+        thread.join(timeout=LONG_POLL / 2)  # well before the hold would have ended
         assert codes == [ExitCode.INTERRUPTED]
         deadline = time.monotonic() + 10
         while engine.holding and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert engine.holding == 0                 # the cancelled call left the coordinator too
+        assert engine.holding == 0  # the cancelled call left the coordinator too

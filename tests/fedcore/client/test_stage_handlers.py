@@ -34,8 +34,12 @@ class CountingTrainer:
         out = params + self.step
         if self.nan:
             out[0] = np.nan
-        return FitResult(out.astype(np.float32), 20, dict(self.metrics),
-                         PrivacyState(True, epsilon=1.0, delta=1e-5, accountant="rdp", steps=10, noise_multiplier=1.1))
+        return FitResult(
+            out.astype(np.float32),
+            20,
+            dict(self.metrics),
+            PrivacyState(True, epsilon=1.0, delta=1e-5, accountant="rdp", steps=10, noise_multiplier=1.1),
+        )
 
     def evaluate(self, params, spec, round, config, statistics):
         return EvalResult(5, {"loss": 0.1}, np.array([[2, 1], [0, 2]]))
@@ -48,8 +52,9 @@ class CountingTrainer:
 def train_task(tmp_path, pki):
     engine = make_engine(tmp_path, workload=TinyWorkload(stats=False), privacy={"target_epsilon": 8.0, "delta": 1e-5})
     with served_engine(engine, pki) as port:
-        conn = Connection(f"127.0.0.1:{port}", pki.tls("alice"), client_id="alice", federation_id=FED,
-                          reconnect_timeout=5)
+        conn = Connection(
+            f"127.0.0.1:{port}", pki.tls("alice"), client_id="alice", federation_id=FED, reconnect_timeout=5
+        )
         other = Connection(f"127.0.0.1:{port}", pki.tls("bob"), client_id="bob", federation_id=FED, reconnect_timeout=5)
         conn.join("t")
         other.join("t")
@@ -207,4 +212,6 @@ def test_new_attempt_with_dp_retrains_with_fresh_noise_and_charges_the_ledger_ag
     assert not np.allclose(first, second)  # fresh noise: not the same update in the second aggregate
     charges = json.loads((tmp_path / "privacy_ledger.json").read_text())["charges"]
     assert [(c["round"], c["attempt"], c["run"]) for c in charges] == [
-        (task.header.round, task.header.attempt, "run-1"), (retry.header.round, retry.header.attempt, "run-1")]
+        (task.header.round, task.header.attempt, "run-1"),
+        (retry.header.round, retry.header.attempt, "run-1"),
+    ]

@@ -11,8 +11,12 @@ SHA = bytes(range(32))
 
 
 def _fit(value: float) -> FitResult:
-    return FitResult(np.full(5, value, np.float32), 12, {"loss": 0.25},
-                     PrivacyState(True, epsilon=1.5, delta=1e-5, accountant="rdp", steps=40))
+    return FitResult(
+        np.full(5, value, np.float32),
+        12,
+        {"loss": 0.25},
+        PrivacyState(True, epsilon=1.5, delta=1e-5, accountant="rdp", steps=40),
+    )
 
 
 def test_cached_result_comes_back_identical(tmp_path):

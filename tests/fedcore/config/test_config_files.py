@@ -18,22 +18,27 @@ def _write(path: Path, text: str) -> Path:
 def test_minimal_coordinator_config_gets_documented_defaults(tmp_path, pki):
     cfg_dir = tmp_path / "conf"
     cfg_dir.mkdir()
-    path = _write(cfg_dir / "coordinator.toml", f"""
+    path = _write(
+        cfg_dir / "coordinator.toml",
+        f"""
 [tls]
-ca = "{pki.folder / 'ca.pem'}"
-cert = "{pki.folder / 'server.pem'}"
-key = "{pki.folder / 'server.key'}"
-""")
+ca = "{pki.folder / "ca.pem"}"
+cert = "{pki.folder / "server.pem"}"
+key = "{pki.folder / "server.key"}"
+""",
+    )
     cfg = load_coordinator_config(path)
     assert cfg.federation.aggregation == "secagg" and cfg.federation.min_clients == 3
     assert cfg.federation.fraction == 1.0 and cfg.strategy.name == "fedavg"
-    assert cfg.server.run_dir == cfg_dir / "run"          # relative to the config file, not the cwd
+    assert cfg.server.run_dir == cfg_dir / "run"  # relative to the config file, not the cwd
     assert cfg.mode_settings["min_clients"] == 3
     assert any("TLS: mTLS" in line for line in startup_summary(cfg))
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
-    path = _write(tmp_path / "c.toml", """
+    path = _write(
+        tmp_path / "c.toml",
+        """
 [federation]
 rounds = 0
 aggregation = "magic"
@@ -51,14 +56,23 @@ name = "fedsgd"
 
 [nonsense]
 x = 1
-""")
+""",
+    )
     with pytest.raises(ConfigError) as exc:
         load_coordinator_config(path)
     text = str(exc.value)
-    for needle in ("rounds must be >= 1", "aggregation must be one of plain, secagg, ckks", "fraction must be in (0, 1]",
-                   "min_clients must be an integer", "unknown key 'colour'", "train must be > 0",
-                   "heartbeat_timeout (5.0) must exceed", "strategy must be one of", "unknown section [nonsense]",
-                   "[tls] ca: file not found"):
+    for needle in (
+        "rounds must be >= 1",
+        "aggregation must be one of plain, secagg, ckks",
+        "fraction must be in (0, 1]",
+        "min_clients must be an integer",
+        "unknown key 'colour'",
+        "train must be > 0",
+        "heartbeat_timeout (5.0) must exceed",
+        "strategy must be one of",
+        "unknown section [nonsense]",
+        "[tls] ca: file not found",
+    ):
         assert needle in text, needle
     assert len(exc.value.problems) >= 10
 
@@ -87,7 +101,9 @@ def test_client_config_resolves_paths_relative_to_itself(tmp_path):
     folder.mkdir()
     for name in ("ca.pem", "cert.pem", "key.pem"):
         (folder / name).write_text("-----BEGIN X-----\n")
-    path = _write(folder / "client.toml", """
+    path = _write(
+        folder / "client.toml",
+        """
 [client]
 id = "alice"
 coordinator = "coord.example.org:50051"
@@ -101,7 +117,8 @@ client_index = 0
 
 [privacy]
 target_epsilon = 3.0
-""")
+""",
+    )
     cfg = load_client_config(path)
     assert cfg.tls.cert == folder / "cert.pem" and cfg.client.workdir == folder / "work"
     assert cfg.workload.settings == {"data": "data/alice", "client_index": 0, "config_dir": str(folder)}
@@ -109,17 +126,25 @@ target_epsilon = 3.0
 
 
 def test_client_config_problems_are_collected(tmp_path):
-    path = _write(tmp_path / "client.toml", """
+    path = _write(
+        tmp_path / "client.toml",
+        """
 [client]
 coordinator = "no-port"
 device = "tpu"
 
 [workload]
 path = "nocolon"
-""")
+""",
+    )
     with pytest.raises(ConfigError) as exc:
         load_client_config(path)
     text = str(exc.value)
-    for needle in ("[client] id is required", "coordinator must look like HOST:PORT", "device must be one of",
-                   "path must look like", "[tls] ca: file not found"):
+    for needle in (
+        "[client] id is required",
+        "coordinator must look like HOST:PORT",
+        "device must be one of",
+        "path must look like",
+        "[tls] ca: file not found",
+    ):
         assert needle in text, needle

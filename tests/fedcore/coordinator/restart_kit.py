@@ -30,8 +30,8 @@ class Released:
     """Everything the clients were served that is derived from an aggregate, per round."""
 
     def __init__(self):
-        self.models: dict[int, dict[bytes, np.ndarray]] = defaultdict(dict)   # model round -> sha -> params
-        self.sums: dict[int, list[np.ndarray]] = defaultdict(list)   # round -> decrypted CKKS sums (grid units)
+        self.models: dict[int, dict[bytes, np.ndarray]] = defaultdict(dict)  # model round -> sha -> params
+        self.sums: dict[int, list[np.ndarray]] = defaultdict(list)  # round -> decrypted CKKS sums (grid units)
 
     def model(self, payload: bytes, digest: bytes) -> None:
         msg = pb.Model()
@@ -80,9 +80,14 @@ SPECS = {"alice": (1.0, 10), "bob": (2.0, 30), "carol": (3.0, 20)}
 
 def plain_engine(run_dir, clock, **sections) -> RoundEngine:
     cfg = config(run_dir, **sections)
-    return RoundEngine(cfg, TinyWorkload(stats=False), PlainServer(cfg.federation.id, cfg.mode_settings),
-                       make_strategy(cfg.strategy.name, **cfg.strategy.options),
-                       CheckpointStore(run_dir / "checkpoints"), clock=clock)
+    return RoundEngine(
+        cfg,
+        TinyWorkload(stats=False),
+        PlainServer(cfg.federation.id, cfg.mode_settings),
+        make_strategy(cfg.strategy.name, **cfg.strategy.options),
+        CheckpointStore(run_dir / "checkpoints"),
+        clock=clock,
+    )
 
 
 def start(run_dir, names, released, clock=None, examples: int | None = None, **sections):
@@ -146,14 +151,16 @@ class ModeClient(DownloadingClient):
             task.body.Unpack(body)
             payload, digest = self.engine.download(self.cid, h, body.model_blob)
             self.released.model(payload, digest)
-            if stage == Stage.TRAIN:   # the same update in every attempt: the worst case for the coordinator
+            if stage == Stage.TRAIN:  # the same update in every attempt: the worst case for the coordinator
                 size = self.engine.state.spec.size
-                self.jobs[(h.round, h.attempt)] = ClientJob(h.round, h.attempt, np.full(size, self.delta),
-                                                            float(self.examples))
+                self.jobs[(h.round, h.attempt)] = ClientJob(
+                    h.round, h.attempt, np.full(size, self.delta), float(self.examples)
+                )
             return self.submit(self.answer(task))
         job = self.jobs.get((h.round, h.attempt))
-        answer = self.mode.handle(stage, unpack_any(task.body), job,
-                                  lambda name: self.engine.download(self.cid, h, name)[0])
+        answer = self.mode.handle(
+            stage, unpack_any(task.body), job, lambda name: self.engine.download(self.cid, h, name)[0]
+        )
         if stage == Stage.CKKS_DECRYPT:
             self.released.sums[h.round].append(np.frombuffer(answer.units.data, "<i8").copy())
         return self.submit(answer)
@@ -168,15 +175,28 @@ def ckks_federation(run_dir, names, released, ca, clock=None, **sections):
     clock = clock or FakeClock()
     sections.setdefault("federation", {}).update({"aggregation": "ckks", "min_clients": 3})
     cfg = config(run_dir, **sections)
-    eng = RoundEngine(cfg, TinyWorkload(stats=False), CkksServer(cfg.federation.id, cfg.mode_settings),
-                      make_strategy(cfg.strategy.name, **cfg.strategy.options),
-                      CheckpointStore(run_dir / "checkpoints"), clock=clock)
+    eng = RoundEngine(
+        cfg,
+        TinyWorkload(stats=False),
+        CkksServer(cfg.federation.id, cfg.mode_settings),
+        make_strategy(cfg.strategy.name, **cfg.strategy.options),
+        CheckpointStore(run_dir / "checkpoints"),
+        clock=clock,
+    )
     clients = []
     for n in names:
         creds = issue_client(ca, n)
         identity = ClientIdentity(n, creds.cert_pem, creds.key_pem, ca.cert_pem)
-        clients.append(ModeClient(eng, n, CKKS_SPECS[n][0], CKKS_SPECS[n][1], released,
-                                  CkksClient(identity, cfg.federation.id, cfg.mode_settings)))
+        clients.append(
+            ModeClient(
+                eng,
+                n,
+                CKKS_SPECS[n][0],
+                CKKS_SPECS[n][1],
+                released,
+                CkksClient(identity, cfg.federation.id, cfg.mode_settings),
+            )
+        )
     for c in clients:
         c.join()
     return eng, clients

@@ -101,7 +101,7 @@ def member_data_ranges(data: bytes) -> list[range]:
     ranges = []
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         for info in zf.infolist():
-            local = data[info.header_offset:info.header_offset + 30]
+            local = data[info.header_offset : info.header_offset + 30]
             name_len, extra_len = struct.unpack("<HH", local[26:30])
             start = info.header_offset + 30 + name_len + extra_len
             ranges.append(range(start, start + info.compress_size))
@@ -162,7 +162,7 @@ def test_stray_temp_file_from_a_crash_is_ignored_and_cleaned(tmp_path):
     store.save(make(1))
     partial = make(2)
     stray = tmp_path / ".round-000002.npz.0123456789ab.tmp"
-    stray.write_bytes(ckmod.encode(partial)[:100])          # crashed before fsync + rename
+    stray.write_bytes(ckmod.encode(partial)[:100])  # crashed before fsync + rename
     assert_same(make(1), store.load_latest())
     store.save(make(2))
     assert not stray.exists()
@@ -187,7 +187,7 @@ def test_failed_rename_leaves_previous_checkpoint_and_no_temp(tmp_path, monkeypa
 def test_crash_before_latest_update_uses_the_complete_newer_file(tmp_path):
     store = CheckpointStore(tmp_path)
     store.save(make(1))
-    ckmod.atomic_write(store.path_for(2), ckmod.encode(make(2)))   # renamed, LATEST not yet updated
+    ckmod.atomic_write(store.path_for(2), ckmod.encode(make(2)))  # renamed, LATEST not yet updated
     assert (tmp_path / "LATEST").read_text() == "round-000001.npz\n"
     assert store.load_latest().round == 2
 
@@ -197,7 +197,12 @@ def test_pruning_keeps_the_newest_keep(tmp_path):
     for r in range(1, 7):
         store.save(make(r, stats=False))
     assert store.rounds() == [6, 5, 4]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["LATEST", "round-000004.npz", "round-000005.npz", "round-000006.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "LATEST",
+        "round-000004.npz",
+        "round-000005.npz",
+        "round-000006.npz",
+    ]
     assert (tmp_path / "LATEST").read_text() == "round-000006.npz\n"
 
 
@@ -239,12 +244,15 @@ def test_file_whose_contents_name_another_round_is_refused(tmp_path):
         store.load(5)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (Checkpoint(1, np.zeros(8, np.float32), SPEC), r"shape \(9,\)"),
-    (Checkpoint(-1, np.zeros(9, np.float32), SPEC), "non-negative integer"),
-    (Checkpoint(1, np.zeros(9, np.float32), SPEC, extra={"x": object()}), "JSON"),
-    (Checkpoint(1, np.zeros(9, np.float32), SPEC, strategy_state={"m": "text"}), "strategy state 'm'"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (Checkpoint(1, np.zeros(8, np.float32), SPEC), r"shape \(9,\)"),
+        (Checkpoint(-1, np.zeros(9, np.float32), SPEC), "non-negative integer"),
+        (Checkpoint(1, np.zeros(9, np.float32), SPEC, extra={"x": object()}), "JSON"),
+        (Checkpoint(1, np.zeros(9, np.float32), SPEC, strategy_state={"m": "text"}), "strategy state 'm'"),
+    ],
+)
 def test_save_refuses_bad_fields_and_writes_nothing(tmp_path, bad, match):
     store = CheckpointStore(tmp_path)
     with pytest.raises(ValueError, match=match):

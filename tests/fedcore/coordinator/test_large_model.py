@@ -23,8 +23,12 @@ def test_25m_parameter_model_pull_and_update_submit(tmp_path, pki):
     engine = make_engine(tmp_path, workload=TinyWorkload(stats=False, size=P))
     bound = serve(FederationServicer(engine, max_payload_bytes=1 << 30), "127.0.0.1:0", pki.tls("server"))
     try:
-        conns = {cid: Connection(f"127.0.0.1:{bound.port}", pki.tls(cid), client_id=cid, federation_id=FED,
-                                 reconnect_timeout=5) for cid in ("alice", "bob")}
+        conns = {
+            cid: Connection(
+                f"127.0.0.1:{bound.port}", pki.tls(cid), client_id=cid, federation_id=FED, reconnect_timeout=5
+            )
+            for cid in ("alice", "bob")
+        }
         for c in conns.values():
             c.join("test")
         engine.tick()

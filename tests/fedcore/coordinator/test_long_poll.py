@@ -24,7 +24,7 @@ from fedcore.proto.fedpsyau.v1 import federation_pb2_grpc as pb_grpc
 from fedcore.transport.channel import open_channel
 from fedcore.transport.server import serve
 
-LONG = 60.0   # a hold bound no test may wait out
+LONG = 60.0  # a hold bound no test may wait out
 
 
 @pytest.fixture
@@ -84,12 +84,12 @@ def test_held_task_call_returns_the_task_as_soon_as_its_stage_opens(served, pki)
     alice.join()
     call = alice.held()
     _holding(engine, 1)
-    assert not call.done()                       # nothing to do yet (one client of two): held
+    assert not call.done()  # nothing to do yet (one client of two): held
     bob.join()
-    engine.tick()                                # opens TRAIN for both
-    task = call.result(timeout=10)               # far before the 60 s bound
+    engine.tick()  # opens TRAIN for both
+    task = call.result(timeout=10)  # far before the 60 s bound
     assert task.header.stage == Stage.TRAIN and task.header.round == 1
-    assert bob.task(wait=LONG).header.stage == Stage.TRAIN   # a task that exists is not held at all
+    assert bob.task(wait=LONG).header.stage == Stage.TRAIN  # a task that exists is not held at all
 
 
 def test_task_request_without_wait_is_answered_at_once_as_before(served, pki):
@@ -99,8 +99,10 @@ def test_task_request_without_wait_is_answered_at_once_as_before(served, pki):
     alice.join()
     task = alice.task(timeout=10)
     assert task.header.stage == Stage.WAIT and task.retry_after == pytest.approx(engine.poll_interval)
-    assert pb.TaskRequest(header=alice.hdr()).SerializeToString() == \
-        b"\n" + bytes([alice.hdr().ByteSize()]) + alice.hdr().SerializeToString()   # the field adds no bytes
+    assert (
+        pb.TaskRequest(header=alice.hdr()).SerializeToString()
+        == b"\n" + bytes([alice.hdr().ByteSize()]) + alice.hdr().SerializeToString()
+    )  # the field adds no bytes
 
 
 def test_hold_ends_at_its_bound_with_wait_and_retry_after_zero(served, pki):
@@ -108,14 +110,14 @@ def test_hold_ends_at_its_bound_with_wait_and_retry_after_zero(served, pki):
     alice = Peer(pki, "alice", port)
     alice.join()
     task = alice.task(wait=0.3)
-    assert task.header.stage == Stage.WAIT and task.retry_after == 0.0   # ask again at once
+    assert task.header.stage == Stage.WAIT and task.retry_after == 0.0  # ask again at once
     assert engine.registry.clients["alice"].alive
 
 
 def test_refusals_are_never_held(served, pki):
     _engine, _, port = served()
     alice = Peer(pki, "alice", port)
-    with pytest.raises(grpc.RpcError) as exc:          # not joined
+    with pytest.raises(grpc.RpcError) as exc:  # not joined
         alice.task(wait=LONG, timeout=10)
     assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     alice.join()
@@ -135,21 +137,21 @@ def test_beyond_the_hold_limit_a_client_is_told_to_poll(served, pki):
     engine, servicer, port = served(max_held_polls=1)
     alice, bob = Peer(pki, "alice", port), Peer(pki, "bob", port)
     alice.join()
-    bob.join()                                       # (no tick: the run stays in JOINING, nothing to do)
+    bob.join()  # (no tick: the run stays in JOINING, nothing to do)
     call = alice.held()
     _holding(engine, 1)
-    task = bob.task(wait=LONG, timeout=10)           # the one hold is taken: answered at once, poll
+    task = bob.task(wait=LONG, timeout=10)  # the one hold is taken: answered at once, poll
     assert task.header.stage == Stage.WAIT and task.retry_after == pytest.approx(engine.poll_interval)
     call.cancel()
-    _until(lambda: servicer.held == 0)                # the cancelled call ended at once and freed its slot
-    assert bob.task(wait=0.2, timeout=10).retry_after == 0.0   # held again
+    _until(lambda: servicer.held == 0)  # the cancelled call ended at once and freed its slot
+    assert bob.task(wait=0.2, timeout=10).retry_after == 0.0  # held again
 
 
 def test_hold_never_outlasts_the_call_deadline(served, pki):
     _engine, _, port = served()
     alice = Peer(pki, "alice", port)
     alice.join()
-    task = alice.task(wait=LONG, timeout=3.0)   # the server answers before the client's deadline
+    task = alice.task(wait=LONG, timeout=3.0)  # the server answers before the client's deadline
     assert task.header.stage == Stage.WAIT
 
 
@@ -194,7 +196,7 @@ def test_driver_closes_a_stage_when_its_last_report_lands_between_tick_and_wait(
         c.step()
     engine.tick()
     assert engine.state.phase == Phase.AGGREGATE
-    alice.step()                                  # one of two PLAIN_INPUTs in
+    alice.step()  # one of two PLAIN_INPUTs in
     woke: list[bool] = []
 
     class Recording(threading.Condition):
@@ -209,7 +211,7 @@ def test_driver_closes_a_stage_when_its_last_report_lands_between_tick_and_wait(
     def racing_tick():
         wait = tick()
         if not woke and engine.state.phase == Phase.AGGREGATE and len(engine.state.stage.pending) == 1:
-            last = threading.Thread(target=bob.step)   # lands after this tick, before the driver waits
+            last = threading.Thread(target=bob.step)  # lands after this tick, before the driver waits
             last.start()
             last.join(timeout=0.3)
         return wait
@@ -225,4 +227,4 @@ def test_driver_closes_a_stage_when_its_last_report_lands_between_tick_and_wait(
         with engine.changed:
             engine.changed.notify_all()
         driver.join(timeout=5)
-    assert woke and woke[0] is True      # woken by the submission, not by the driver's timer
+    assert woke and woke[0] is True  # woken by the submission, not by the driver's timer

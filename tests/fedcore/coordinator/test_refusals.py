@@ -20,28 +20,36 @@ from fedcore.plain import PlainClient
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 
 
-@pytest.mark.parametrize("refusal, fatal", [
-    (STARTUP_PREFIX + "client alice: DataError: no coding sheet in /data", True),
-    ("training failed: PrivacyConfigError: privacy config:\n  - target_epsilon must be > 0 (got -1)", True),
-    ("training failed: ConfigError: [workload] data: missing", True),
-    ("training failed: FileNotFoundError: [Errno 2] No such file or directory: '/x'", True),
-    ("training failed: MyWorkloadConfigError: bad key", True),
-    ("this workload computes no statistics", True),
-    ("statistics refused: [privacy] statistics_epsilon / delta: must be > 0", True),
-    ("statistics refused: privacy ledger: the ledger's digest does not match", True),
-    ("training failed: RuntimeError: CUDA out of memory", False),
-    ("round 3: privacy budget exhausted: epsilon spent 7.9 of target 8", False),
-    ("statistics refused: privacy budget exhausted: the statistics release would bring epsilon to 9", False),
-    ("the trainer returned 3 NaN/Inf parameters", False),
-    ("", False),
-])
+@pytest.mark.parametrize(
+    "refusal, fatal",
+    [
+        (STARTUP_PREFIX + "client alice: DataError: no coding sheet in /data", True),
+        ("training failed: PrivacyConfigError: privacy config:\n  - target_epsilon must be > 0 (got -1)", True),
+        ("training failed: ConfigError: [workload] data: missing", True),
+        ("training failed: FileNotFoundError: [Errno 2] No such file or directory: '/x'", True),
+        ("training failed: MyWorkloadConfigError: bad key", True),
+        ("this workload computes no statistics", True),
+        ("statistics refused: [privacy] statistics_epsilon / delta: must be > 0", True),
+        ("statistics refused: privacy ledger: the ledger's digest does not match", True),
+        ("training failed: RuntimeError: CUDA out of memory", False),
+        ("round 3: privacy budget exhausted: epsilon spent 7.9 of target 8", False),
+        ("statistics refused: privacy budget exhausted: the statistics release would bring epsilon to 9", False),
+        ("the trainer returned 3 NaN/Inf parameters", False),
+        ("", False),
+    ],
+)
 def test_only_broken_configuration_or_data_is_fatal(refusal, fatal):
     assert fatal_refusal(refusal) is fatal
 
 
 def test_the_abort_reason_is_one_line_naming_the_client_and_its_words():
-    why = fatal_reason({"alice": "training failed: PrivacyConfigError: privacy config:\n  - target_epsilon must be > 0",
-                        "bob": "training failed: RuntimeError: flaky"}, 2)
+    why = fatal_reason(
+        {
+            "alice": "training failed: PrivacyConfigError: privacy config:\n  - target_epsilon must be > 0",
+            "bob": "training failed: RuntimeError: flaky",
+        },
+        2,
+    )
     assert "\n" not in why and why.startswith("alice cannot take part (round 2)")
     assert "target_epsilon must be > 0" in why and "bob" not in why
 
@@ -58,17 +66,18 @@ def _three(tmp_path):
 
 def test_a_broken_client_aborts_at_once_before_the_others_answer(tmp_path):
     engine, (alice, bob, _carol) = _three(tmp_path)
-    alice.train_report = pb.TrainReport(ready=False, refusal="training failed: PrivacyConfigError: target_epsilon "
-                                                              "must be > 0 (got -1)")
+    alice.train_report = pb.TrainReport(
+        ready=False, refusal="training failed: PrivacyConfigError: target_epsilon must be > 0 (got -1)"
+    )
     alice.step()
     engine.tick()
-    assert engine.state.phase == Phase.ABORTED and engine.state.attempt == 0       # no retry
+    assert engine.state.phase == Phase.ABORTED and engine.state.attempt == 0  # no retry
     assert "alice cannot take part (round 1)" in engine.state.outcome
     assert "target_epsilon must be > 0 (got -1)" in engine.state.outcome
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "aborted" and "target_epsilon must be > 0" in summary["reason"]
     done = bob.task()
-    assert done.header.stage == Stage.DONE                                          # the others are told
+    assert done.header.stage == Stage.DONE  # the others are told
 
 
 def test_a_client_that_cannot_start_is_fatal_in_round_0(tmp_path):
@@ -79,8 +88,9 @@ def test_a_client_that_cannot_start_is_fatal_in_round_0(tmp_path):
     engine.tick()
     assert engine.state.phase == Phase.STATS
     task = clients[0].task()
-    clients[0].submit(pb.StatsReport(ready=False, refusal=STARTUP_PREFIX + "client alice: ValueError: no data"),
-                      task.header)
+    clients[0].submit(
+        pb.StatsReport(ready=False, refusal=STARTUP_PREFIX + "client alice: ValueError: no data"), task.header
+    )
     engine.tick()
     assert engine.state.phase == Phase.ABORTED and "no data" in engine.state.outcome
 
@@ -110,8 +120,10 @@ def test_the_real_handlers_report_a_privacy_config_error_that_aborts_the_federat
     """The refusal text is the client handlers' own (a format change there would fail this)."""
     engine = make_engine(tmp_path, workload=TinyWorkload(stats=False))
     with served_engine(engine, pki) as port:
-        conns = {c: Connection(f"127.0.0.1:{port}", pki.tls(c), client_id=c, federation_id=FED, reconnect_timeout=5)
-                 for c in ("alice", "bob")}
+        conns = {
+            c: Connection(f"127.0.0.1:{port}", pki.tls(c), client_id=c, federation_id=FED, reconnect_timeout=5)
+            for c in ("alice", "bob")
+        }
         try:
             for conn in conns.values():
                 conn.join("t")
@@ -119,8 +131,15 @@ def test_the_real_handlers_report_a_privacy_config_error_that_aborts_the_federat
             conn = conns["alice"]
             task = conn.get_task(pb.Header())
             assert task.header.stage == Stage.TRAIN
-            handlers = StageHandlers(BrokenPrivacyTrainer(), PlainClient(ClientIdentity("alice"), FED, {}), conn,
-                                     UpdateCache(tmp_path / "cache"), {}, federation=FED, run_id="r")
+            handlers = StageHandlers(
+                BrokenPrivacyTrainer(),
+                PlainClient(ClientIdentity("alice"), FED, {}),
+                conn,
+                UpdateCache(tmp_path / "cache"),
+                {},
+                federation=FED,
+                run_id="r",
+            )
             report = handlers.handle(task)
             assert not report.ready and fatal_refusal(report.refusal)
             from google.protobuf import any_pb2

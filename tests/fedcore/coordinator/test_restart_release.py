@@ -44,10 +44,10 @@ def _kill_and_restart(tmp_path, kill_after: int) -> tuple[Released, bool]:
 def test_restart_between_release_and_checkpoint_reveals_no_client_update(tmp_path):
     """The reproduction: the new model reaches alice at EVALUATE, the coordinator dies before its
     checkpoint, and the restarted one must not release a second round-1 model without carol."""
-    released, killed = _kill_and_restart(tmp_path, kill_after=1)   # the aggregating tick, then alice's download
+    released, killed = _kill_and_restart(tmp_path, kill_after=1)  # the aggregating tick, then alice's download
     assert killed
     models = released.distinct(1)
-    if len(models) == 2:   # today's code: carol's exact update follows from the two models
+    if len(models) == 2:  # today's code: carol's exact update follows from the two models
         p0 = np.arange(8, dtype=np.float64)
         carol = _recover_carol(models[0].astype(np.float64), models[1].astype(np.float64), p0)
         np.testing.assert_allclose(carol, SPECS["carol"][0], atol=1e-5)
@@ -62,7 +62,7 @@ def _events_of_a_clean_run(tmp_path) -> int:
 
 def test_kill_at_every_event_after_the_aggregate_releases_one_model_per_round(tmp_path):
     total = _events_of_a_clean_run(tmp_path)
-    assert total >= 4   # the aggregating tick, alice/bob/carol evaluating, the closing tick
+    assert total >= 4  # the aggregating tick, alice/bob/carol evaluating, the closing tick
     for k in range(total + 1):
         run = tmp_path / f"kill-{k}"
         released, killed = _kill_and_restart(run, k)
@@ -109,13 +109,15 @@ CENTRAL = {"enabled": True, "clip_norm": 10.0, "noise_multiplier": 1.0, "clients
 
 def _central_dp_run(run, kill_after: int) -> Released:
     released = Released()
-    eng, clients = start(run, ["alice", "bob", "carol"], released, federation={"rounds": 2}, central_dp=CENTRAL,
-                         examples=1)
+    eng, clients = start(
+        run, ["alice", "bob", "carol"], released, federation={"rounds": 2}, central_dp=CENTRAL, examples=1
+    )
     try:
         drive(eng, clients, lambda: eng.finished, kill_after=kill_after)
     except Killed:
-        eng2, clients2 = start(run, ["alice", "bob"], released, federation={"rounds": 2}, central_dp=CENTRAL,
-                               examples=1)
+        eng2, clients2 = start(
+            run, ["alice", "bob"], released, federation={"rounds": 2}, central_dp=CENTRAL, examples=1
+        )
         drive(eng2, clients2, lambda: eng2.finished)
     return released
 
@@ -152,7 +154,7 @@ def test_ckks_restart_after_the_sum_was_served_never_serves_a_sum_over_other_cli
     eng, clients = ckks_federation(tmp_path, four, released, ca, federation={"rounds": 1})
     with pytest.raises(Killed):
         drive(eng, clients, lambda: eng.finished, kill_after=2, armed=lambda: _decrypt_open(eng))
-    assert len(released.sums[1]) >= 1   # alice (and bob) decrypted the sum over all four
+    assert len(released.sums[1]) >= 1  # alice (and bob) decrypted the sum over all four
     eng2, clients2 = ckks_federation(tmp_path, four[:3], released, ca, federation={"rounds": 1})
     drive(eng2, clients2, lambda: eng2.finished)
     assert len(released.distinct_sums(1)) == 1, "two different round-1 sums were decrypted: dave's update leaks"
@@ -173,4 +175,4 @@ def test_ckks_restart_with_the_same_clients_serves_the_same_sum_and_finishes(tmp
     drive(eng2, clients2, lambda: eng2.finished)
     assert eng2.state.phase == Phase.DONE, eng2.state.outcome
     assert len(released.distinct_sums(1)) == 1 and len(released.distinct(1)) == 1
-    assert not json.loads((tmp_path / "releases.json").read_text())   # forgotten once round 1 is checkpointed
+    assert not json.loads((tmp_path / "releases.json").read_text())  # forgotten once round 1 is checkpointed

@@ -76,8 +76,12 @@ def test_wrong_round_stage_or_attempt_is_refused_and_changes_nothing(tmp_path):
     alice = clients[0]
     task = alice.task()
     good = task.header
-    for change in ({"round": good.round + 1}, {"stage": int(Stage.EVALUATE)}, {"attempt": good.attempt + 1},
-                   {"round": 0}):
+    for change in (
+        {"round": good.round + 1},
+        {"stage": int(Stage.EVALUATE)},
+        {"attempt": good.attempt + 1},
+        {"round": 0},
+    ):
         bad = pb.Header()
         bad.CopyFrom(good)
         for k, v in change.items():
@@ -113,11 +117,11 @@ def test_bad_bodies_are_discarded_and_the_client_may_resubmit(tmp_path):
     assert task.header.stage == Stage.PLAIN_INPUT
     size = eng.state.spec.size
     bad_inputs = [
-        pb.TrainReport(ready=True),                                                       # wrong Any type
+        pb.TrainReport(ready=True),  # wrong Any type
         pb.PlainInput(weighted_update=encode_vector(np.ones(size + 1), "float64"), weight=1.0),  # wrong shape
         pb.PlainInput(weighted_update=encode_vector(np.ones(size, np.float32), "float32"), weight=1.0),  # dtype
-        pb.PlainInput(weighted_update=encode_vector(np.full(size, np.nan), "float64"), weight=1.0),   # NaN
-        pb.PlainInput(weighted_update=encode_vector(np.full(size, np.inf), "float64"), weight=1.0),   # Inf
+        pb.PlainInput(weighted_update=encode_vector(np.full(size, np.nan), "float64"), weight=1.0),  # NaN
+        pb.PlainInput(weighted_update=encode_vector(np.full(size, np.inf), "float64"), weight=1.0),  # Inf
     ]
     for msg in bad_inputs:
         with pytest.raises(InvalidPayload):
@@ -153,7 +157,7 @@ def test_too_few_clients_retries_with_a_new_attempt_then_aborts(tmp_path):
     eng, clients, clock = _federation(tmp_path, n=2)
     _open_stage(eng, Stage.TRAIN, clients)
     assert eng.state.attempt == 0
-    clients[0].step()   # only alice answers; min_clients = 2
+    clients[0].step()  # only alice answers; min_clients = 2
     clock.advance(31)
     for c in clients:
         c.heartbeat()
@@ -190,9 +194,11 @@ def test_dead_client_is_dropped_from_the_stage_at_once(tmp_path):
 
 def test_budget_exhausted_client_is_excluded_from_later_rounds(tmp_path):
     eng, clients, _ = _federation(tmp_path, n=3, federation={"rounds": 2, "min_clients": 2})
-    clients[2].train_report = pb.TrainReport(ready=False, refusal="epsilon 8.2 would exceed the budget 8.0",
-                                             privacy=pb.PrivacyReport(enabled=True, epsilon=7.9, delta=1e-5,
-                                                                      accountant="rdp", exhausted=True))
+    clients[2].train_report = pb.TrainReport(
+        ready=False,
+        refusal="epsilon 8.2 would exceed the budget 8.0",
+        privacy=pb.PrivacyReport(enabled=True, epsilon=7.9, delta=1e-5, accountant="rdp", exhausted=True),
+    )
     run_until(eng, clients, lambda: eng.finished)
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert lines[0]["refused"] == {"carol": "epsilon 8.2 would exceed the budget 8.0"}

@@ -26,22 +26,52 @@ TR, AG, EV, DN, AB = Phase.TRAIN, Phase.AGGREGATE, Phase.EVALUATE, Phase.DONE, P
 
 # Written out by hand from state.py's diagram and the calls in phases.py, never derived from
 # TRANSITIONS: a move added to (or dropped from) the table must be added here too, on purpose.
-LEGAL_LITERAL = frozenset({
-    # JOINING: start any work (EVALUATE first after a restart with an unevaluated round), wait on,
-    # finish (a restart after the last round, or a stop), abort (too many failed attempts)
-    (J, SU), (J, ST), (J, TR), (J, EV), (J, J), (J, DN), (J, AB),
-    # SETUP: next set-up attempt, then the statistics or (no statistics) the first round
-    (SU, SU), (SU, ST), (SU, TR), (SU, J), (SU, AB),
-    (ST, SA), (ST, ST), (ST, J), (ST, AB),
-    # STATS_AGG: a failed sum retries STATS; DONE on a stop request
-    (SA, TR), (SA, ST), (SA, J), (SA, DN), (SA, AB),
-    (TR, AG), (TR, TR), (TR, J), (TR, AB),
-    # AGGREGATE: evaluate, or the next round (not evaluated), a failed sum retries TRAIN; DONE on a stop
-    (AG, EV), (AG, TR), (AG, J), (AG, DN), (AG, AB),
-    # EVALUATE: SETUP when a restart evaluated first and the mode's set-up is still to do
-    (EV, SU), (EV, TR), (EV, J), (EV, DN), (EV, AB),
-    # DONE and ABORTED: no way out
-})
+LEGAL_LITERAL = frozenset(
+    {
+        # JOINING: start any work (EVALUATE first after a restart with an unevaluated round), wait on,
+        # finish (a restart after the last round, or a stop), abort (too many failed attempts)
+        (J, SU),
+        (J, ST),
+        (J, TR),
+        (J, EV),
+        (J, J),
+        (J, DN),
+        (J, AB),
+        # SETUP: next set-up attempt, then the statistics or (no statistics) the first round
+        (SU, SU),
+        (SU, ST),
+        (SU, TR),
+        (SU, J),
+        (SU, AB),
+        (ST, SA),
+        (ST, ST),
+        (ST, J),
+        (ST, AB),
+        # STATS_AGG: a failed sum retries STATS; DONE on a stop request
+        (SA, TR),
+        (SA, ST),
+        (SA, J),
+        (SA, DN),
+        (SA, AB),
+        (TR, AG),
+        (TR, TR),
+        (TR, J),
+        (TR, AB),
+        # AGGREGATE: evaluate, or the next round (not evaluated), a failed sum retries TRAIN; DONE on a stop
+        (AG, EV),
+        (AG, TR),
+        (AG, J),
+        (AG, DN),
+        (AG, AB),
+        # EVALUATE: SETUP when a restart evaluated first and the mode's set-up is still to do
+        (EV, SU),
+        (EV, TR),
+        (EV, J),
+        (EV, DN),
+        (EV, AB),
+        # DONE and ABORTED: no way out
+    }
+)
 LEGAL = sorted(LEGAL_LITERAL)
 ILLEGAL = sorted(set(itertools.product(Phase, Phase)) - LEGAL_LITERAL)
 

@@ -19,8 +19,12 @@ def _ids(n: int) -> list[str]:
 
 
 def _engine(run_dir, clients, *, min_clients, fraction, seed=0, clock=None):
-    eng = make_engine(run_dir, clock or FakeClock(), workload=TinyWorkload(stats=False),
-                      federation={"min_clients": min_clients, "fraction": fraction, "seed": seed})
+    eng = make_engine(
+        run_dir,
+        clock or FakeClock(),
+        workload=TinyWorkload(stats=False),
+        federation={"min_clients": min_clients, "fraction": fraction, "seed": seed},
+    )
     for cid in clients:
         ScriptedClient(eng, cid).join()
     return eng
@@ -33,14 +37,17 @@ def _round_one_selection(run_dir, clients, **fed) -> tuple[str, ...]:
     return eng.state.selected
 
 
-@pytest.mark.parametrize(("pool", "fraction", "min_clients", "k"), [
-    (5, 0.5, 1, 3),    # ceil(2.5) = 3; floor and round() give 2
-    (3, 0.34, 1, 2),   # ceil(1.02) = 2; floor and round() give 1
-    (3, 0.34, 2, 2),   # max(min_clients, 2)
-    (5, 0.4, 1, 2),    # an exact product is not rounded up past itself (not floor + 1)
-    (7, 0.1, 1, 1),    # ceil(0.7) = 1: a small fraction still selects someone
-    (6, 1.0, 2, 6),    # the whole pool, no more
-])
+@pytest.mark.parametrize(
+    ("pool", "fraction", "min_clients", "k"),
+    [
+        (5, 0.5, 1, 3),  # ceil(2.5) = 3; floor and round() give 2
+        (3, 0.34, 1, 2),  # ceil(1.02) = 2; floor and round() give 1
+        (3, 0.34, 2, 2),  # max(min_clients, 2)
+        (5, 0.4, 1, 2),  # an exact product is not rounded up past itself (not floor + 1)
+        (7, 0.1, 1, 1),  # ceil(0.7) = 1: a small fraction still selects someone
+        (6, 1.0, 2, 6),  # the whole pool, no more
+    ],
+)
 def test_selection_size_rounds_the_fraction_up(tmp_path, pool, fraction, min_clients, k):
     selected = _round_one_selection(tmp_path, _ids(pool), min_clients=min_clients, fraction=fraction)
     assert len(selected) == k
@@ -60,13 +67,13 @@ def test_the_fraction_counts_only_eligible_clients(tmp_path):
     clock = FakeClock()
     eng = _engine(tmp_path, _ids(7), min_clients=1, fraction=0.5, clock=clock)
     clock.advance(3.0)
-    for cid in _ids(5):   # c05 and c06 stay silent past the heartbeat timeout (5 s): dead
+    for cid in _ids(5):  # c05 and c06 stay silent past the heartbeat timeout (5 s): dead
         eng.registry.seen(cid, clock())
     clock.advance(3.0)
     eng.tick()
     assert eng.state.phase == Phase.TRAIN
     assert eng.registry.eligible() == _ids(5)
-    assert len(eng.state.selected) == 3                       # ceil(0.5 * 5), not ceil(0.5 * 7) = 4
+    assert len(eng.state.selected) == 3  # ceil(0.5 * 5), not ceil(0.5 * 7) = 4
     assert set(eng.state.selected) <= set(_ids(5))
 
 
@@ -90,6 +97,7 @@ def test_selection_is_reproducible_from_the_seed_whatever_the_join_order(tmp_pat
 
 def test_the_seed_changes_the_selection(tmp_path):
     ids = _ids(7)
-    picks = {_round_one_selection(tmp_path / f"s{seed}", ids, min_clients=1, fraction=0.4, seed=seed)
-             for seed in range(8)}
-    assert len(picks) > 1   # 35 subsets of 3 of 7: eight seeds drawing one subset is no seed at all
+    picks = {
+        _round_one_selection(tmp_path / f"s{seed}", ids, min_clients=1, fraction=0.4, seed=seed) for seed in range(8)
+    }
+    assert len(picks) > 1  # 35 subsets of 3 of 7: eight seeds drawing one subset is no seed at all

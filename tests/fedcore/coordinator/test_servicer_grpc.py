@@ -159,7 +159,7 @@ def test_nan_update_is_invalid_argument_and_discarded(served, pki):
     assert "alice" in engine.state.stage.pending
     good = pb.PlainInput(weighted_update=encode_vector(np.ones(engine.state.spec.size), "float64"), weight=1.0)
     assert alice.submit(task, good).duplicate is False
-    assert alice.submit(task, good).duplicate is True   # idempotent over the wire too
+    assert alice.submit(task, good).duplicate is True  # idempotent over the wire too
 
 
 def test_payload_over_the_limit_is_refused_before_it_is_read(served, pki):
@@ -190,8 +190,9 @@ def test_hash_mismatch_is_invalid_argument(served, pki):
     payload = packed(pb.TrainReport(ready=True))
 
     def chunks():
-        yield pb.Chunk(header=pb.StreamHeader(header=alice.hdr(task), total_size=len(payload),
-                                              sha256=sha256(payload[:-1] + b"?")))
+        yield pb.Chunk(
+            header=pb.StreamHeader(header=alice.hdr(task), total_size=len(payload), sha256=sha256(payload[:-1] + b"?"))
+        )
         yield pb.Chunk(data=payload)
 
     with pytest.raises(grpc.RpcError) as exc:

@@ -29,7 +29,7 @@ def test_a_stop_request_ends_after_the_round_in_flight_and_a_restart_resumes(tmp
     with engine.lock:
         phases.request_stop(engine, "fedcore stop by test")
     run_until(engine, clients, lambda: engine.finished)
-    assert engine.state.phase == Phase.DONE and len(engine.state.history) == 1        # round 1 completed, no round 2
+    assert engine.state.phase == Phase.DONE and len(engine.state.history) == 1  # round 1 completed, no round 2
     assert engine.state.outcome.startswith("stopped on request (fedcore stop by test) after round 1 of 3")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "stopped" and summary["rounds"] == 1
@@ -67,7 +67,7 @@ def test_a_second_coordinator_on_the_same_run_dir_is_refused(tmp_path):
         assert control.running_pid(tmp_path) is not None
         with pytest.raises(ConfigError, match="in use by another coordinator"):
             control.RunLock(tmp_path).acquire()
-    assert control.running_pid(tmp_path) is None                                # released with the lock
+    assert control.running_pid(tmp_path) is None  # released with the lock
     control.RunLock(tmp_path).acquire().release()
 
 
@@ -76,5 +76,5 @@ def test_stop_requests_are_written_read_and_cleared(tmp_path):
     control.request_stop(tmp_path, "because")
     assert control.read_stop(tmp_path)["reason"] == "because"
     (tmp_path / control.STOP_FILE).write_text("{not json")
-    assert "not JSON" in control.read_stop(tmp_path)["reason"]                  # still a request
+    assert "not JSON" in control.read_stop(tmp_path)["reason"]  # still a request
     assert control.clear_stop(tmp_path) and control.read_stop(tmp_path) is None

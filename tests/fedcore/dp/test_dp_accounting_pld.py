@@ -18,8 +18,15 @@ from dp_helpers import make_config
 from fedcore.dp.accounting import Segment, account, pld_epsilon
 from fedcore.dp.plan import plan_privacy
 
-FAST = [(0.125, 1.0, 400), (0.125, 4.0, 2000), (0.25, 0.6, 100), (0.25, 2.0, 400), (1.0, 1.0, 100),
-        (1.0, 4.0, 400), (0.5, 1.0, 100)]
+FAST = [
+    (0.125, 1.0, 400),
+    (0.125, 4.0, 2000),
+    (0.25, 0.6, 100),
+    (0.25, 2.0, 400),
+    (1.0, 1.0, 100),
+    (1.0, 4.0, 400),
+    (0.5, 1.0, 100),
+]
 GRID = [c for c in itertools.product((0.125, 0.25, 0.5, 1.0), (0.6, 1.0, 2.0, 4.0), (100, 400, 2000)) if c not in FAST]
 
 
@@ -43,8 +50,9 @@ def test_default_accountant_agrees_with_dp_accounting_pld_on_the_whole_grid(q, s
 
 
 @pytest.mark.parametrize(("n", "rounds", "target"), [(255, 50, 8.0), (64, 25, 3.0)])
-def test_planned_sigma_meets_the_target_by_pld_within_one_percent_and_logs_the_rdp_cross_check(n, rounds, target,
-                                                                                              caplog):
+def test_planned_sigma_meets_the_target_by_pld_within_one_percent_and_logs_the_rdp_cross_check(
+    n, rounds, target, caplog
+):
     config = make_config(accountant="prv", target_epsilon=target, planned_rounds=rounds, batch_size=32)
     with caplog.at_level("INFO", logger="fedcore.dp.plan"):
         plan = plan_privacy(config, n)

@@ -72,8 +72,10 @@ def test_config_is_frozen_and_round_trips_through_dict():
 def test_default_delta_is_public_and_does_not_reveal_n():
     # min(1e-5, 1/(10 n)) told the coordinator n for every n > 10^4; the default is now one constant
     assert {default_delta(n) for n in (10, 255, 50_000, 99_999)} == {1e-5}
-    assert {plan_privacy(PrivacyConfig.from_dict(dict(GOOD, noise_multiplier=1.0, accountant="rdp")), n).delta
-            for n in (255, 50_000)} == {1e-5}
+    assert {
+        plan_privacy(PrivacyConfig.from_dict(dict(GOOD, noise_multiplier=1.0, accountant="rdp")), n).delta
+        for n in (255, 50_000)
+    } == {1e-5}
     with pytest.raises(PrivacyConfigError, match="public default; set a smaller delta"):
         plan_privacy(PrivacyConfig.from_dict(dict(GOOD, noise_multiplier=1.0)), 10**6)  # 1e-5 >= 1/n
     assert plan_privacy(PrivacyConfig.from_dict(dict(GOOD, noise_multiplier=1.0, delta=1e-8)), 10**6).delta == 1e-8
@@ -109,7 +111,9 @@ def test_configured_noise_that_overspends_warns_that_training_will_stop(caplog):
 
 
 def test_plan_fits_exactly_the_planned_rounds_into_the_ledger(tmp_path):
-    plan = plan_privacy(PrivacyConfig.from_dict(dict(GOOD, planned_rounds=4, target_epsilon=3.0, accountant="rdp")), 255)
+    plan = plan_privacy(
+        PrivacyConfig.from_dict(dict(GOOD, planned_rounds=4, target_epsilon=3.0, accountant="rdp")), 255
+    )
     ledger = plan.open_ledger(tmp_path / "ledger.json")
     for r in range(1, 5):
         assert plan.fits(ledger, r)
@@ -155,4 +159,4 @@ def test_a_plan_over_a_ledger_with_the_statistics_release_still_ends_within_the_
         ledger.charge(r, plan.sample_rate, plan.noise_multiplier, plan.steps_per_round)
     assert ledger.spent() <= cfg.target_epsilon
     without = plan_and_open(cfg, 200, tmp_path / "other.json", workdir=tmp_path / "o")[0]
-    assert without.noise_multiplier == bare.noise_multiplier   # an empty ledger plans as before
+    assert without.noise_multiplier == bare.noise_multiplier  # an empty ledger plans as before

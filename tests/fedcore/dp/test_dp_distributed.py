@@ -45,16 +45,24 @@ def test_threshold_survivors_together_carry_the_configured_noise():
 
 
 def test_epsilon_equals_the_gaussian_one_when_tau_vanishes():
-    eps = distributed_epsilon(noise_multiplier=1.0, clip_norm=1.0, scale=2**16, dim=10**6, threshold=3,
-                              max_clients=10, rounds=50, delta=1e-5)
+    eps = distributed_epsilon(
+        noise_multiplier=1.0, clip_norm=1.0, scale=2**16, dim=10**6, threshold=3, max_clients=10, rounds=50, delta=1e-5
+    )
     assert eps == pytest.approx(epsilon(1.0, 1.0, 50, 1e-5), rel=1e-9)
 
 
 def test_coarse_quantisation_pays_for_the_sum_not_being_a_discrete_gaussian():
     # scale 1 and z = 0.5 give sigma_c ~ 0.66: tau is not negligible, so epsilon must exceed
     # the continuous Gaussian's at the same noise multiplier
-    kw = {"noise_multiplier": 0.5, "clip_norm": 1.0, "dim": 10, "threshold": 3, "max_clients": 10, "rounds": 20,
-          "delta": 1e-5}
+    kw = {
+        "noise_multiplier": 0.5,
+        "clip_norm": 1.0,
+        "dim": 10,
+        "threshold": 3,
+        "max_clients": 10,
+        "rounds": 20,
+        "delta": 1e-5,
+    }
     sigma_c = client_noise_stddev(0.5, quantised_l2_sensitivity(1.0, 1.0, 10), 3)
     assert sigma_c < 1 and kairouz_tau(sigma_c, 10) > 0.01
     assert distributed_epsilon(scale=1.0, **kw) > 1.05 * epsilon(1.0, 0.5, 20, 1e-5)
@@ -64,7 +72,9 @@ def test_coarse_quantisation_pays_for_the_sum_not_being_a_discrete_gaussian():
 
 def test_tau_grows_with_clients_and_vanishes_with_noise():
     assert kairouz_tau(1.0, 2) < kairouz_tau(1.0, 10)
-    assert kairouz_tau(1.0, 10) == pytest.approx(10 * sum(math.exp(-2 * math.pi**2 * k / (k + 1)) for k in range(1, 10)))
+    assert kairouz_tau(1.0, 10) == pytest.approx(
+        10 * sum(math.exp(-2 * math.pi**2 * k / (k + 1)) for k in range(1, 10))
+    )
     assert kairouz_tau(10.0, 100) == 0.0
     assert kairouz_tau(1.0, 1) == 0.0
 
@@ -89,5 +99,6 @@ def test_invalid_survivor_settings_are_refused():
     with pytest.raises(ValueError, match="threshold must be an integer >= 1"):
         client_noise_stddev(1.0, 10.0, 0)
     with pytest.raises(ValueError, match="max_clients \\(2\\) must be >= threshold \\(3\\)"):
-        distributed_epsilon(noise_multiplier=1.0, clip_norm=1.0, scale=16.0, dim=4, threshold=3, max_clients=2,
-                            rounds=1, delta=1e-5)
+        distributed_epsilon(
+            noise_multiplier=1.0, clip_norm=1.0, scale=16.0, dim=4, threshold=3, max_clients=2, rounds=1, delta=1e-5
+        )

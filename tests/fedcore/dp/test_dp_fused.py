@@ -12,13 +12,16 @@ from torch import nn
 from fedcore.dp.fused import FusedClipper, clip_factors, unsupported
 
 
-def loop_clipped_sum(model: nn.Module, loss_fn, inputs, targets, clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+def loop_clipped_sum(
+    model: nn.Module, loss_fn, inputs, targets, clip: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """sum_i c_i g_i by one backward per sample (and the per-sample norms): the oracle."""
     params = [p for p in model.parameters() if p.requires_grad]
     rows = []
     for i in range(len(inputs)):
-        grads = torch.autograd.grad(loss_fn(model(inputs[i : i + 1]), targets[i : i + 1]), params, allow_unused=True,
-                                    materialize_grads=True)
+        grads = torch.autograd.grad(
+            loss_fn(model(inputs[i : i + 1]), targets[i : i + 1]), params, allow_unused=True, materialize_grads=True
+        )
         rows.append(torch.cat([g.reshape(-1) for g in grads]))
     flat = torch.stack(rows)  # (B, P)
     norms = flat.norm(dim=1)
@@ -57,28 +60,34 @@ class ConvZoo(nn.Module):
     1x1 strided, kernel = stride with groups, "same" padding, Conv1d on a strided input; norms."""
 
     ROUTES: ClassVar[dict[str, str]] = {
-        "c0": "grouped", "c1": "grouped", "c2": "unfold", "c3": "unfold", "c4": "unfold", "c5": "unfold", "c6": "unfold",
+        "c0": "grouped",
+        "c1": "grouped",
+        "c2": "unfold",
+        "c3": "unfold",
+        "c4": "unfold",
+        "c5": "unfold",
+        "c6": "unfold",
     }
 
     def __init__(self):
         super().__init__()
-        self.c0 = nn.Conv2d(3, 6, 3, padding=1, groups=3)                # 16x16, grouped materialisation
-        self.c1 = nn.Conv2d(6, 8, 3, stride=2, padding=2, dilation=2)     # -> 8x8
-        self.c2 = nn.Conv2d(8, 8, 1, stride=2, groups=4)                  # -> 4x4, pointwise strided
-        self.c3 = nn.Conv2d(8, 16, 2, stride=2, groups=2, bias=False)     # -> 2x2, kernel = stride, ghost
-        self.c4 = nn.Conv2d(16, 6, 3, padding="same")                     # im2col with "same", ghost
+        self.c0 = nn.Conv2d(3, 6, 3, padding=1, groups=3)  # 16x16, grouped materialisation
+        self.c1 = nn.Conv2d(6, 8, 3, stride=2, padding=2, dilation=2)  # -> 8x8
+        self.c2 = nn.Conv2d(8, 8, 1, stride=2, groups=4)  # -> 4x4, pointwise strided
+        self.c3 = nn.Conv2d(8, 16, 2, stride=2, groups=2, bias=False)  # -> 2x2, kernel = stride, ghost
+        self.c4 = nn.Conv2d(16, 6, 3, padding="same")  # im2col with "same", ghost
         self.gn = nn.GroupNorm(3, 6)
-        self.c5 = nn.Conv1d(6, 16, 3, padding=1)                          # ghost, strided input
-        self.c6 = nn.Conv1d(16, 16, 1, groups=4)                          # pointwise, materialised
+        self.c5 = nn.Conv1d(6, 16, 3, padding=1)  # ghost, strided input
+        self.c6 = nn.Conv1d(16, 16, 1, groups=4)  # pointwise, materialised
         self.ln = nn.LayerNorm(16)
         self.fc = nn.Linear(16, 3)
 
     def forward(self, x):  # (B, 3, 16, 16)
         h = F.relu(self.c1(F.relu(self.c0(x))))
         h = F.relu(self.c3(F.relu(self.c2(h))))
-        h = self.gn(self.c4(h))                      # (B, 6, 2, 2)
+        h = self.gn(self.c4(h))  # (B, 6, 2, 2)
         seq = h.flatten(2).transpose(1, 2).contiguous().transpose(1, 2)  # (B, 6, 4), not contiguous
-        seq = self.c6(F.relu(self.c5(seq)))          # (B, 16, 4)
+        seq = self.c6(F.relu(self.c5(seq)))  # (B, 16, 4)
         return self.fc(self.ln(seq.transpose(1, 2)).mean(dim=1))
 
 
@@ -86,8 +95,9 @@ def test_conv_zoo_takes_every_route():
     from fedcore.dp.fused import _conv_route
 
     model, outs = ConvZoo(), {}
-    hooks = [getattr(model, n).register_forward_hook(lambda m, i, o, n=n: outs.setdefault(n, o))
-             for n in ConvZoo.ROUTES]
+    hooks = [
+        getattr(model, n).register_forward_hook(lambda m, i, o, n=n: outs.setdefault(n, o)) for n in ConvZoo.ROUTES
+    ]
     model(torch.randn(2, 3, 16, 16))
     for h in hooks:
         h.remove()
@@ -102,7 +112,7 @@ def _data(shape, n=6, classes=3, seed=1):
 @pytest.mark.parametrize(
     ("make", "shape"),
     [
-        (lambda: nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)), (5,)),        # T = 1
+        (lambda: nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)), (5,)),  # T = 1
         (lambda: nn.Sequential(nn.Linear(40, 40), nn.Tanh(), nn.Flatten(), nn.Linear(80, 3)), (2, 40)),  # ghost
         (lambda: nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Flatten(), nn.Linear(36, 3)), (9, 3)),  # materialised
         (TwoCalls, (4, 6)),

@@ -151,11 +151,25 @@ def test_train_task_carries_the_clip_norm(tmp_path):
 
 def test_central_dp_config_problems_are_reported_together(tmp_path):
     with pytest.raises(ConfigError) as exc:
-        config(tmp_path, central_dp={"enabled": True, "clip_norm": -1.0, "noise_multiplier": 0.0, "clients_total": 1,
-                                     "delta": 1.5, "sigma": 2})
+        config(
+            tmp_path,
+            central_dp={
+                "enabled": True,
+                "clip_norm": -1.0,
+                "noise_multiplier": 0.0,
+                "clients_total": 1,
+                "delta": 1.5,
+                "sigma": 2,
+            },
+        )
     text = str(exc.value)
-    for part in ("clip_norm must be > 0", "noise_multiplier must be > 0", "clients_total must be >=",
-                 "delta must be in", "unknown key 'sigma'"):
+    for part in (
+        "clip_norm must be > 0",
+        "noise_multiplier must be > 0",
+        "clients_total must be >=",
+        "delta must be in",
+        "unknown key 'sigma'",
+    ):
         assert part in text
 
 
@@ -164,9 +178,11 @@ def test_coordinator_config_refuses_a_population_larger_than_the_federation_it_w
     from fedcore.config.coordinator import parse_coordinator
 
     def parse(clients_total):
-        data = {"federation": {"min_available": 3}, "tls": {"insecure": True},
-                "central_dp": {"enabled": True, "clip_norm": 1.0, "noise_multiplier": 1.0,
-                               "clients_total": clients_total}}
+        data = {
+            "federation": {"min_available": 3},
+            "tls": {"insecure": True},
+            "central_dp": {"enabled": True, "clip_norm": 1.0, "noise_multiplier": 1.0, "clients_total": clients_total},
+        }
         return parse_coordinator(data, tmp_path, check_files=False)
 
     with pytest.raises(ConfigError, match=r"clients_total must equal the federation's 3 clients \(got 100\)"):

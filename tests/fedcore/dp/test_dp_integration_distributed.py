@@ -36,17 +36,29 @@ def _ids(n):
     return [f"c{i}" for i in range(n)]
 
 
-def _federation(tmp_path, n: int, secagg: dict, *, length: int, scales=None, statistics: bool = False,
-                drop=None):
+def _federation(tmp_path, n: int, secagg: dict, *, length: int, scales=None, statistics: bool = False, drop=None):
     """``n`` clients of the known-updates workload (weight 1; client i's update has std
     ``scales[i]``, default 0: zeros; with ``statistics`` a round-0 vector of ``length`` too), one
     round; ``drop``: stage -> clients that go silent when handed it."""
-    settings = {"size": length, "scale": 0.0, "num_examples": 1, "seed": 7,
-                **({"statistics": length} if statistics else {})}
-    fed = memory_federation(n, 1, tmp_path / "run", aggregation="secagg", workload="fedcore.examples.updates:workload",
-                            workload_settings=settings, client_ids=_ids(n), secagg=secagg,
-                            client_settings=[{"scale": s} for s in scales] if scales else None,
-                            faults=Faults(silent_at={s: set(ids) for s, ids in (drop or {}).items()}))
+    settings = {
+        "size": length,
+        "scale": 0.0,
+        "num_examples": 1,
+        "seed": 7,
+        **({"statistics": length} if statistics else {}),
+    }
+    fed = memory_federation(
+        n,
+        1,
+        tmp_path / "run",
+        aggregation="secagg",
+        workload="fedcore.examples.updates:workload",
+        workload_settings=settings,
+        client_ids=_ids(n),
+        secagg=secagg,
+        client_settings=[{"scale": s} for s in scales] if scales else None,
+        faults=Faults(silent_at={s: set(ids) for s, ids in (drop or {}).items()}),
+    )
     return fed, settings
 
 
@@ -82,7 +94,7 @@ def test_survivors_sum_carries_at_least_the_configured_central_variance(tmp_path
 
 def test_noisy_sum_is_exact_up_to_the_noise_and_rounding_with_no_overflow(tmp_path):
     d, ids = 300, _ids(4)
-    scales = (0.01, 0.2, 1.0, 5.0)   # the last two get clipped
+    scales = (0.01, 0.2, 1.0, 5.0)  # the last two get clipped
     drawn: dict[str, np.ndarray] = {}
 
     def recorder(i, cid):
@@ -91,12 +103,13 @@ def test_noisy_sum_is_exact_up_to_the_noise_and_rounding_with_no_overflow(tmp_pa
         def sample(sigma, size):
             drawn[cid] = sample_discrete_gaussian(sigma, size, gen)
             return drawn[cid]
+
         return sample
 
     settings = {"threshold": 0.6, "distributed_dp": DDP}
     fed, workload = _federation(tmp_path, 4, settings, length=d, scales=scales)
     fed.start()
-    for i, cid in enumerate(ids):   # each client daemon's mode draws its noise through a recorder
+    for i, cid in enumerate(ids):  # each client daemon's mode draws its noise through a recorder
         fed.daemons[cid].handlers.mode.noise_sampler = recorder(i, cid)
     assert fed.run() == 0
     res = fed.engine.mode.result()
@@ -118,14 +131,16 @@ def test_client_refuses_less_noise_than_its_distributed_dp_settings_require(tmp_
     ids = _ids(4)
     fed, _ = _federation(tmp_path, 4, {"threshold": 0.6}, length=50)
     fed.start()
-    for cid in ids:   # the client's mode with its own settings (floors) instead of the coordinator's table
+    for cid in ids:  # the client's mode with its own settings (floors) instead of the coordinator's table
         daemon = fed.daemons[cid]
-        daemon.handlers.mode = SecAggClient(daemon.identity, daemon.cfg.client.federation,
-                                            {"threshold": 0.6, "distributed_dp": DDP})
+        daemon.handlers.mode = SecAggClient(
+            daemon.identity, daemon.cfg.client.federation, {"threshold": 0.6, "distributed_dp": DDP}
+        )
     with caplog.at_level(logging.ERROR, logger="fedcore.client"):
-        assert fed.run() == 4   # aborted
-    refusals = [r.getMessage() for r in caplog.records
-                if r.name == "fedcore.client" and "cannot answer" in r.getMessage()]
+        assert fed.run() == 4  # aborted
+    refusals = [
+        r.getMessage() for r in caplog.records if r.name == "fedcore.client" and "cannot answer" in r.getMessage()
+    ]
     assert refusals and all(re.search("noise_sigma .* below", m) for m in refusals)
     assert {m.split(" stage ")[1].split(":")[0] for m in refusals} == {"SECAGG_MASKED_INPUT"}
     assert CheckpointStore(fed.cfg.server.run_dir / "checkpoints").load_latest() is None
@@ -149,8 +164,17 @@ def test_accountant_composes_rounds_like_distributed_epsilon():
     sigma = 1.2 * sens / math.sqrt(6)
     for _ in range(4):
         acc.charge(sensitivity=sens, sigma_client=sigma, threshold=6, participants=10, dim=1000)
-    want = distributed_epsilon(noise_multiplier=1.2, clip_norm=0.5, scale=2.0**20, dim=1000, threshold=6,
-                               max_clients=10, rounds=4, delta=1e-6, beta=None)
+    want = distributed_epsilon(
+        noise_multiplier=1.2,
+        clip_norm=0.5,
+        scale=2.0**20,
+        dim=1000,
+        threshold=6,
+        max_clients=10,
+        rounds=4,
+        delta=1e-6,
+        beta=None,
+    )
     assert acc.epsilon() == pytest.approx(want) and acc.record(dp)["rounds"] == 4
 
 
@@ -168,13 +192,26 @@ def test_chosen_scale_is_the_largest_whose_noise_tails_fit_the_ring():
 
 
 def test_validate_settings_reports_every_bad_secagg_value_at_once(tmp_path):
-    bad = {"threshold": -3, "k": 1, "clip": 0.0, "colour": "red", "stats_noise_sigma": -1.0,
-           "distributed_dp": {"noise_multiplier": -1.0, "sigma": 2}}
+    bad = {
+        "threshold": -3,
+        "k": 1,
+        "clip": 0.0,
+        "colour": "red",
+        "stats_noise_sigma": -1.0,
+        "distributed_dp": {"noise_multiplier": -1.0, "sigma": 2},
+    }
     problems = SecAggServer.validate_settings(bad)
     text = "\n".join(problems)
-    for part in ("unknown key 'colour'", "absolute threshold must be >= 2", "k must be", "clip must be a positive",
-                 "stats_noise_sigma must be", "noise_multiplier must be a finite number > 0",
-                 "unknown key 'sigma'", "clip_norm is required"):
+    for part in (
+        "unknown key 'colour'",
+        "absolute threshold must be >= 2",
+        "k must be",
+        "clip must be a positive",
+        "stats_noise_sigma must be",
+        "noise_multiplier must be a finite number > 0",
+        "unknown key 'sigma'",
+        "clip_norm is required",
+    ):
         assert part in text, part
     assert SecAggServer.validate_settings({"threshold": 0.6, "distributed_dp": DDP, "stats_noise_sigma": 2.0}) == []
     with pytest.raises(ConfigError) as exc:  # and the coordinator's config loader reports them at load
@@ -188,4 +225,4 @@ def test_statistics_record_uses_the_workloads_stated_sensitivity_not_sqrt_length
     threshold = res.notes["distributed_dp"]["threshold"]
     assert record["sensitivity"] == 3.0
     assert record["epsilon"] == pytest.approx(stats_epsilon(s, d, threshold, 4, 1e-5, sensitivity=3.0))
-    assert record["epsilon"] < stats_epsilon(s, d, threshold, 4, 1e-5)   # sqrt(300) would overstate it
+    assert record["epsilon"] < stats_epsilon(s, d, threshold, 4, 1e-5)  # sqrt(300) would overstate it

@@ -23,8 +23,11 @@ def _eps(rounds: int) -> float:
 @pytest.mark.filterwarnings("ignore")
 def test_softmax_dp_spends_cumulatively_across_a_restart_and_stops_at_the_budget(tmp_path):
     params, spec = W.initial_parameters({}, seed=0)
-    config = {"rounds": 5, "lr": 0.1, "privacy": {"noise_multiplier": 1.0, "target_epsilon": (_eps(2) + _eps(3)) / 2,
-                                                     "accountant": "rdp"}}
+    config = {
+        "rounds": 5,
+        "lr": 0.1,
+        "privacy": {"noise_multiplier": 1.0, "target_epsilon": (_eps(2) + _eps(3)) / 2, "accountant": "rdp"},
+    }
     first = W.make_trainer({"client_index": 0}, "a", tmp_path, "cpu")
     fit = first.fit(params, spec, 1, config, None)
     assert fit.privacy.enabled and fit.privacy.epsilon == pytest.approx(_eps(1)) and fit.privacy.steps == STEPS

@@ -90,15 +90,25 @@ def test_changed_settings_on_restart_recompute_epsilon_from_the_charges(tmp_path
         ("[]", "expected a JSON object"),
         ('{"version": 7}', "expected ledger version 1 or 2"),
         ('{"version": 1, "accountant": "rdp", "delta": 1e-5}', "missing field\\(s\\) target_epsilon, charges"),
-        ('{"version": 1, "accountant": "gdp", "delta": 1e-5, "target_epsilon": 1, "charges": []}',
-         "accountant must be one of prv, rdp"),
-        (('{"version": 1, "accountant": "rdp", "delta": 1e-5, "target_epsilon": 1, "charges": '
-          '[{"round": 1, "sample_rate": 0.1, "noise_multiplier": -1, "steps": 8}]}'),
-         r"charges\[0\]: noise_multiplier must be a number > 0"),
-        (('{"version": 1, "accountant": "rdp", "delta": 1e-5, "target_epsilon": 1, "charges": '
-          '[{"round": 1, "sample_rate": 0.1, "noise_multiplier": 1, "steps": 8},'
-          ' {"round": 1, "sample_rate": 0.1, "noise_multiplier": 1, "steps": 8}]}'),
-         r"v1 ledger repeats a round"),
+        (
+            '{"version": 1, "accountant": "gdp", "delta": 1e-5, "target_epsilon": 1, "charges": []}',
+            "accountant must be one of prv, rdp",
+        ),
+        (
+            (
+                '{"version": 1, "accountant": "rdp", "delta": 1e-5, "target_epsilon": 1, "charges": '
+                '[{"round": 1, "sample_rate": 0.1, "noise_multiplier": -1, "steps": 8}]}'
+            ),
+            r"charges\[0\]: noise_multiplier must be a number > 0",
+        ),
+        (
+            (
+                '{"version": 1, "accountant": "rdp", "delta": 1e-5, "target_epsilon": 1, "charges": '
+                '[{"round": 1, "sample_rate": 0.1, "noise_multiplier": 1, "steps": 8},'
+                ' {"round": 1, "sample_rate": 0.1, "noise_multiplier": 1, "steps": 8}]}'
+            ),
+            r"v1 ledger repeats a round",
+        ),
     ],
 )
 def test_corrupt_ledger_files_are_reported_with_path_and_field(tmp_path, content, message):

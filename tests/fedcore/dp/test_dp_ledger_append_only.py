@@ -34,7 +34,12 @@ def test_charges_are_keyed_by_federation_run_round_attempt(tmp_path):
     ledger.charge(2, Q, SIGMA, STEPS, key=key)
     stored = json.loads((tmp_path / "l.json").read_text())["charges"][0]
     assert (stored["federation"], stored["run"], stored["round"], stored["attempt"], stored["kind"]) == (
-        "f", "r9", 2, 1, "dp-sgd")
+        "f",
+        "r9",
+        2,
+        1,
+        "dp-sgd",
+    )
     with pytest.raises(ValueError, match="differs from its key's round"):
         ledger.charge(3, Q, SIGMA, STEPS, key=key)
 
@@ -117,8 +122,17 @@ def test_new_budget_is_explicit_archives_the_old_charges_and_is_logged_loudly(tm
 
 def test_version_1_ledger_is_migrated_with_a_warning_and_a_backup(tmp_path, caplog):
     path = tmp_path / "privacy_ledger.json"
-    path.write_text(json.dumps({"version": 1, "accountant": "rdp", "delta": 1e-5, "target_epsilon": 8.0,
-                                "charges": [{"round": 1, "sample_rate": Q, "noise_multiplier": SIGMA, "steps": 4}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "accountant": "rdp",
+                "delta": 1e-5,
+                "target_epsilon": 8.0,
+                "charges": [{"round": 1, "sample_rate": Q, "noise_multiplier": SIGMA, "steps": 4}],
+            }
+        )
+    )
     with caplog.at_level(logging.WARNING, logger="fedcore.dp.ledger"):
         ledger = PrivacyLedger.open(path, accountant="rdp", delta=1e-5, target_epsilon=8.0)
     assert ledger.steps == 4 and "migrated from version 1" in caplog.text and "lower bound" in caplog.text

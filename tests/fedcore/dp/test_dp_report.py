@@ -12,8 +12,14 @@ from fedcore.dp.report import ReportError, format_table, privacy_report
 
 
 def client(eps, steps, exhausted=False, delta=1e-5, accountant="rdp", sigma=1.8):
-    return {"epsilon": eps, "delta": delta, "accountant": accountant, "steps": steps,
-            "noise_multiplier": sigma, "exhausted": exhausted}
+    return {
+        "epsilon": eps,
+        "delta": delta,
+        "accountant": accountant,
+        "steps": steps,
+        "noise_multiplier": sigma,
+        "exhausted": exhausted,
+    }
 
 
 def write_run(run_dir, lines) -> None:
@@ -24,15 +30,24 @@ def write_run(run_dir, lines) -> None:
 @pytest.fixture
 def run_dir(tmp_path):
     run = tmp_path / "run"
-    write_run(run, [
-        {"round": 1, "epsilon_max": 2.0, "privacy": {"casme2": client(2.0, 8), "samm": client(1.5, 5),
-                                                     "smic": client(1.0, 6)}},
-        {"event": "client_joined", "client": "late"},  # not a privacy record: skipped
-        {"round": 2, "epsilon_max": 3.1, "privacy": {"casme2": client(3.1, 16), "samm": client(3.0, 10, True),
-                                                     "smic": client(1.6, 12)}},
-        "",
-        {"round": 3, "epsilon_max": 3.9, "privacy": {"casme2": client(3.9, 24), "samm": client(3.0, 10, True)}},
-    ])
+    write_run(
+        run,
+        [
+            {
+                "round": 1,
+                "epsilon_max": 2.0,
+                "privacy": {"casme2": client(2.0, 8), "samm": client(1.5, 5), "smic": client(1.0, 6)},
+            },
+            {"event": "client_joined", "client": "late"},  # not a privacy record: skipped
+            {
+                "round": 2,
+                "epsilon_max": 3.1,
+                "privacy": {"casme2": client(3.1, 16), "samm": client(3.0, 10, True), "smic": client(1.6, 12)},
+            },
+            "",
+            {"round": 3, "epsilon_max": 3.9, "privacy": {"casme2": client(3.9, 24), "samm": client(3.0, 10, True)}},
+        ],
+    )
     return run
 
 
@@ -68,12 +83,19 @@ def test_table_has_a_row_per_client_with_every_column(run_dir):
         (['{"round": 1, "epsilon_max": 1.0, "privacy": {}}', "{oops"], "metrics.jsonl line 2: not valid JSON"),
         ([{"round": "one", "epsilon_max": 1.0, "privacy": {}}], "field 'round' must be an integer"),
         ([{"round": 1, "privacy": {}}], "field 'epsilon_max' must be a number"),
-        ([{"round": 1, "epsilon_max": 1.0, "privacy": {"a": {"epsilon": 1.0}}}], r"privacy\['a'\]: missing field 'delta'"),
-        ([{"round": 1, "epsilon_max": 1.0, "privacy": {"a": client(1.0, 8, exhausted="no")}}],
-         "field 'exhausted' must be bool"),
+        (
+            [{"round": 1, "epsilon_max": 1.0, "privacy": {"a": {"epsilon": 1.0}}}],
+            r"privacy\['a'\]: missing field 'delta'",
+        ),
+        (
+            [{"round": 1, "epsilon_max": 1.0, "privacy": {"a": client(1.0, 8, exhausted="no")}}],
+            "field 'exhausted' must be bool",
+        ),
         ([{"round": 1, "epsilon_max": 1.0, "privacy": {"a": client(-1.0, 8)}}], "field 'epsilon' must be"),
-        ([{"round": 2, "epsilon_max": 1.0, "privacy": {}}, {"round": 1, "epsilon_max": 1.0, "privacy": {}}],
-         "round 1 does not follow round 2"),
+        (
+            [{"round": 2, "epsilon_max": 1.0, "privacy": {}}, {"round": 1, "epsilon_max": 1.0, "privacy": {}}],
+            "round 1 does not follow round 2",
+        ),
         ([{"round": 1, "loss": 0.3}], "no record with a 'privacy' field"),
     ],
 )
@@ -107,8 +129,11 @@ def test_cli_report_exits_two_with_a_precise_message(tmp_path, capsys, case):
     args = parse(["privacy", "report", str(run)])
     assert args.func(args) == 2
     err = capsys.readouterr().err
-    expected = {"missing_dir": "does not exist", "missing_metrics": "has no metrics.jsonl",
-                "malformed": "line 1: expected a JSON object"}[case]
+    expected = {
+        "missing_dir": "does not exist",
+        "missing_metrics": "has no metrics.jsonl",
+        "malformed": "line 1: expected a JSON object",
+    }[case]
     assert expected in err and str(run) in err
 
 
@@ -127,8 +152,9 @@ def test_cli_plan_prints_the_derived_noise(capsys):
 def test_cli_report_on_a_client_workdir_prints_its_own_charges_and_steps(tmp_path, capsys):
     from fedcore.dp.ledger import ChargeKey, PrivacyLedger
 
-    ledger = PrivacyLedger.open(tmp_path / "privacy_ledger.json", accountant="rdp", delta=1e-5, target_epsilon=8.0,
-                                workdir=tmp_path)
+    ledger = PrivacyLedger.open(
+        tmp_path / "privacy_ledger.json", accountant="rdp", delta=1e-5, target_epsilon=8.0, workdir=tmp_path
+    )
     ledger.charge(1, 0.125, 1.5, 8, key=ChargeKey("fed", "run-3", 1, 0))
     ledger.charge_statistics(ChargeKey("fed", "run-3", 0, 0, "statistics"), 2.0)
     args = parse(["privacy", "report", str(tmp_path)])
@@ -146,6 +172,8 @@ def test_cli_new_budget_archives_and_a_missing_ledger_needs_it(tmp_path, capsys)
     path.unlink()  # lost: the workdir's marker shows it trained
     with pytest.raises(LedgerError, match="is missing"):
         PrivacyLedger.open(path, accountant="rdp", delta=1e-5, target_epsilon=8.0, workdir=tmp_path)
-    args = parse(["privacy", "new-budget", "--ledger", str(path), "--workdir", str(tmp_path), "--reason", "ledger lost"])
+    args = parse(
+        ["privacy", "new-budget", "--ledger", str(path), "--workdir", str(tmp_path), "--reason", "ledger lost"]
+    )
     assert args.func(args) == 0 and "NEW PRIVACY BUDGET" in capsys.readouterr().out
     assert PrivacyLedger.open(path, accountant="rdp", delta=1e-5, target_epsilon=8.0, workdir=tmp_path).spent() == 0

@@ -53,8 +53,17 @@ def test_one_dp_step_equals_the_per_sample_clipping_oracle(tmp_path, mode):
         summed = [s + factor * g for s, g in zip(summed, grads, strict=True)]
     expected = [p.detach() - lr * s / n for p, s in zip(oracle.parameters(), summed, strict=True)]
 
-    stats = dp_train(model, F.cross_entropy, (x, y), privacy=config, ledger=ledger_for(config, n, tmp_path),
-                     round=1, lr=lr, device="cpu", grad_sample_mode=mode)
+    stats = dp_train(
+        model,
+        F.cross_entropy,
+        (x, y),
+        privacy=config,
+        ledger=ledger_for(config, n, tmp_path),
+        round=1,
+        lr=lr,
+        device="cpu",
+        grad_sample_mode=mode,
+    )
     assert stats.steps == 1 and stats.sample_rate == 1.0 and stats.empty_batches == 0
     for got, want in zip(model.parameters(), expected, strict=True):
         torch.testing.assert_close(got.detach(), want, atol=1e-5, rtol=0)
@@ -67,9 +76,17 @@ def test_empty_poisson_batches_take_noise_only_steps(tmp_path):
     model = small_model()
     seen: list[tuple[int, dict]] = []
     torch.manual_seed(3)
-    stats = dp_train(model, F.cross_entropy, (x, y), privacy=config, ledger=ledger_for(config, n, tmp_path),
-                     round=1, epochs=3, device="cpu",
-                     on_step=lambda info: seen.append((info.batch_size, snapshot(model))))
+    stats = dp_train(
+        model,
+        F.cross_entropy,
+        (x, y),
+        privacy=config,
+        ledger=ledger_for(config, n, tmp_path),
+        round=1,
+        epochs=3,
+        device="cpu",
+        on_step=lambda info: seen.append((info.batch_size, snapshot(model))),
+    )
     assert stats.steps == 30 and len(seen) == 30
     assert stats.empty_batches == sum(1 for size, _ in seen if size == 0) > 0
     for (size, after), (_, before) in zip(seen[1:], seen[:-1], strict=True):
@@ -82,9 +99,17 @@ def test_ew_mode_survives_empty_batches_because_they_skip_the_forward(tmp_path):
     x, y = data(n)
     config = make_config(target_epsilon=None, noise_multiplier=1.0, batch_size=1)
     torch.manual_seed(3)
-    stats = dp_train(small_model(), F.cross_entropy, (x, y), privacy=config,
-                     ledger=ledger_for(config, n, tmp_path), round=1, epochs=2, device="cpu",
-                     grad_sample_mode="ew")
+    stats = dp_train(
+        small_model(),
+        F.cross_entropy,
+        (x, y),
+        privacy=config,
+        ledger=ledger_for(config, n, tmp_path),
+        round=1,
+        epochs=2,
+        device="cpu",
+        grad_sample_mode="ew",
+    )
     assert stats.steps == 20 and stats.empty_batches > 0
 
 
@@ -127,8 +152,9 @@ def test_model_is_left_unwrapped_without_opacus_state(tmp_path):
     config = make_config(target_epsilon=None, noise_multiplier=1.0, batch_size=8)
     model = small_model()
     keys = list(model.state_dict())
-    dp_train(model, F.cross_entropy, (x, y), privacy=config, ledger=ledger_for(config, n, tmp_path), round=1,
-             device="auto")
+    dp_train(
+        model, F.cross_entropy, (x, y), privacy=config, ledger=ledger_for(config, n, tmp_path), round=1, device="auto"
+    )
     assert list(model.state_dict()) == keys  # no "_module." prefix
     for p in model.parameters():
         assert p.grad is None
@@ -146,8 +172,15 @@ def test_secure_rng_noise_does_not_come_from_torch_global_generator(tmp_path):
         config = make_config(target_epsilon=None, noise_multiplier=1.0, batch_size=8, secure_rng=secure)
         model = small_model()
         torch.manual_seed(11)
-        dp_train(model, F.cross_entropy, (x, y), privacy=config, ledger=ledger_for(config, n, tmp_path, name),
-                 round=1, device="cpu")
+        dp_train(
+            model,
+            F.cross_entropy,
+            (x, y),
+            privacy=config,
+            ledger=ledger_for(config, n, tmp_path, name),
+            round=1,
+            device="cpu",
+        )
         return snapshot(model)
 
     insecure_a, insecure_b = train(False, "a.json"), train(False, "b.json")
@@ -182,8 +215,15 @@ def test_loss_fn_receives_every_target_tensor(tmp_path):
 
     config = make_config(target_epsilon=None, noise_multiplier=1.0, batch_size=4)
     torch.manual_seed(0)
-    stats = dp_train(small_model(), weighted, (x, y, weights), privacy=config,
-                     ledger=ledger_for(config, n, tmp_path), round=1, device="cpu")
+    stats = dp_train(
+        small_model(),
+        weighted,
+        (x, y, weights),
+        privacy=config,
+        ledger=ledger_for(config, n, tmp_path),
+        round=1,
+        device="cpu",
+    )
     assert calls and all(c > 0 for c in calls)
     assert len(calls) == stats.steps - stats.empty_batches
 
@@ -230,8 +270,15 @@ def test_an_epoch_has_exactly_ceil_n_over_batch_steps(tmp_path):
     x, y = data(n)
     config = make_config(target_epsilon=None, noise_multiplier=1.0, batch_size=1)
     torch.manual_seed(0)
-    stats = dp_train(small_model(), F.cross_entropy, (x, y), privacy=config, ledger=ledger_for(config, n, tmp_path),
-                     round=1, device="cpu")
+    stats = dp_train(
+        small_model(),
+        F.cross_entropy,
+        (x, y),
+        privacy=config,
+        ledger=ledger_for(config, n, tmp_path),
+        round=1,
+        device="cpu",
+    )
     assert stats.steps == 93 and stats.sample_rate == 1 / 93
 
 
@@ -243,9 +290,17 @@ def test_fused_and_hooks_charge_the_same_epsilon(tmp_path, secure):
     runs = {}
     for mode in ("fused", "hooks"):
         torch.manual_seed(5)
-        runs[mode] = dp_train(small_model(), F.cross_entropy, (x, y), privacy=config,
-                              ledger=ledger_for(config, n, tmp_path, f"{mode}.json"), round=1, epochs=2,
-                              device="cpu", grad_sample_mode=mode)
+        runs[mode] = dp_train(
+            small_model(),
+            F.cross_entropy,
+            (x, y),
+            privacy=config,
+            ledger=ledger_for(config, n, tmp_path, f"{mode}.json"),
+            round=1,
+            epochs=2,
+            device="cpu",
+            grad_sample_mode=mode,
+        )
     fused, hooks = runs["fused"], runs["hooks"]
     assert fused.steps == hooks.steps == 10 and fused.sample_rate == hooks.sample_rate == 0.2
     assert fused.epsilon == hooks.epsilon and fused.noise_multiplier == hooks.noise_multiplier == 1.1
@@ -256,8 +311,7 @@ def test_fused_noise_has_the_dp_sgd_scale(tmp_path):
     n, sigma, clip = 8, 2.0, 0.5
     x, y = data(n)
     model = nn.Sequential(nn.Linear(4, 500))
-    config = make_config(target_epsilon=None, noise_multiplier=sigma, max_grad_norm=clip, batch_size=8,
-                         secure_rng=True)
+    config = make_config(target_epsilon=None, noise_multiplier=sigma, max_grad_norm=clip, batch_size=8, secure_rng=True)
     before = model[0].weight.detach().clone()
     empty = (x[:0], y[:0])
     from fedcore.dp import opacus_train
@@ -265,8 +319,16 @@ def test_fused_noise_has_the_dp_sgd_scale(tmp_path):
     original = opacus_train._poisson_batches
     opacus_train._poisson_batches = lambda tensors, q, steps, uniform: iter([empty])
     try:
-        stats = dp_train(model, F.cross_entropy, (x, y), privacy=config, ledger=ledger_for(config, n, tmp_path),
-                         round=1, lr=1.0, device="cpu")
+        stats = dp_train(
+            model,
+            F.cross_entropy,
+            (x, y),
+            privacy=config,
+            ledger=ledger_for(config, n, tmp_path),
+            round=1,
+            lr=1.0,
+            device="cpu",
+        )
     finally:
         opacus_train._poisson_batches = original
     assert stats.steps == 1 and stats.empty_batches == 1
@@ -289,12 +351,35 @@ def test_auto_falls_back_to_opacus_hooks_for_layers_fused_clipping_does_not_know
     idx, y = torch.arange(n) % 5, torch.arange(n) % 3
     config = make_config(target_epsilon=None, noise_multiplier=1.0, batch_size=8)
     with caplog.at_level("INFO", logger="fedcore.dp.opacus_train"):
-        stats = dp_train(Scaled(), F.cross_entropy, (idx, y), privacy=config, ledger=ledger_for(config, n, tmp_path),
-                         round=1, device="cpu")
+        stats = dp_train(
+            Scaled(),
+            F.cross_entropy,
+            (idx, y),
+            privacy=config,
+            ledger=ledger_for(config, n, tmp_path),
+            round=1,
+            device="cpu",
+        )
     assert stats.steps == 2 and "Opacus hooks" in caplog.text and "Embedding" in caplog.text
     with pytest.raises(ValueError, match="grad_sample_mode='fused' cannot train this module"):
-        dp_train(Scaled(), F.cross_entropy, (idx, y), privacy=config, ledger=ledger_for(config, n, tmp_path, "b"),
-                 round=1, device="cpu", grad_sample_mode="fused")
+        dp_train(
+            Scaled(),
+            F.cross_entropy,
+            (idx, y),
+            privacy=config,
+            ledger=ledger_for(config, n, tmp_path, "b"),
+            round=1,
+            device="cpu",
+            grad_sample_mode="fused",
+        )
     with pytest.raises(ValueError, match="grad_sample_mode must be one of auto, fused, hooks, ew, functorch"):
-        dp_train(small_model(), F.cross_entropy, data(n), privacy=config, ledger=ledger_for(config, n, tmp_path, "c"),
-                 round=1, device="cpu", grad_sample_mode="ghost")
+        dp_train(
+            small_model(),
+            F.cross_entropy,
+            data(n),
+            privacy=config,
+            ledger=ledger_for(config, n, tmp_path, "c"),
+            round=1,
+            device="cpu",
+            grad_sample_mode="ghost",
+        )

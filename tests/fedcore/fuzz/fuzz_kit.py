@@ -26,9 +26,15 @@ from fedcore.common.stages import Stage
 COUNTS = {"fast": 200, "full": 10_000}
 PROFILES = ["fast", pytest.param("full", marks=pytest.mark.slow)]
 #: the statuses a refusal may carry; INTERNAL (or an escaped exception) is a bug
-REFUSALS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
-                      grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                      grpc.StatusCode.NOT_FOUND})
+REFUSALS = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.NOT_FOUND,
+    }
+)
 
 
 def examples(profile: str) -> int:
@@ -45,8 +51,13 @@ def run_property(prop, profile: str, name: str) -> int:
         return inner(*args, **kwargs)
 
     prop.hypothesis.inner_test = counted
-    settings(max_examples=examples(profile), deadline=None, derandomize=profile == "fast", database=None,
-             suppress_health_check=list(HealthCheck))(prop)()
+    settings(
+        max_examples=examples(profile),
+        deadline=None,
+        derandomize=profile == "fast",
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )(prop)()
     path = os.environ.get("FEDPSYAU_FUZZ_LOG")
     if path:
         with open(path, "a") as fh:
@@ -83,7 +94,7 @@ def call(fn, request, cn: str | None):
 STAGES = [int(s) for s in Stage]
 names = st.sampled_from(["alice", "bob", "carol", "dave", "", "mallory", "alice\x00", "ALICE"])
 small = st.one_of(st.integers(0, 3), st.integers(0, 2**32 - 1))
-stages = st.one_of(st.sampled_from(STAGES), st.integers(-2**31, 2**31 - 1))
+stages = st.one_of(st.sampled_from(STAGES), st.integers(-(2**31), 2**31 - 1))
 big = st.one_of(st.integers(0, 3), st.integers(0, 2**64 - 1))
 
 
@@ -101,5 +112,5 @@ def mutate(data: bytes, seed: int, flips: int = 3) -> bytes:
         elif op == 2 and buf:
             del buf[rng.randrange(len(buf))]
         elif buf:
-            del buf[rng.randint(0, len(buf) - 1):]
+            del buf[rng.randint(0, len(buf) - 1) :]
     return bytes(buf)

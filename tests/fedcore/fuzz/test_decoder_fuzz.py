@@ -44,8 +44,12 @@ def _valid_vector(draw_dtype: str, n: int) -> pb.Vector:
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_decode_vector_decodes_what_it_declares_or_refuses(profile):
-    @given(msg=st.one_of(vectors, st.builds(_valid_vector, st.sampled_from(list(WIRE_DTYPES)), st.integers(0, 12))),
-           want=st.one_of(st.none(), dtypes), length=st.one_of(st.none(), st.integers(0, 16)), seed=st.integers(0, 99))
+    @given(
+        msg=st.one_of(vectors, st.builds(_valid_vector, st.sampled_from(list(WIRE_DTYPES)), st.integers(0, 12))),
+        want=st.one_of(st.none(), dtypes),
+        length=st.one_of(st.none(), st.integers(0, 16)),
+        seed=st.integers(0, 99),
+    )
     def prop(msg, want, length, seed):
         if seed % 3 == 0:
             try:
@@ -71,9 +75,15 @@ def test_a_huge_declared_length_allocates_nothing():
     assert peak < 1 << 20
 
 
-specs = st.lists(st.builds(pb.TensorSpec, name=st.text(max_size=8),
-                           shape=st.lists(st.one_of(st.integers(-2, 4), st.integers(-2**63, 2**63 - 1)), max_size=4),
-                           dtype=st.sampled_from(["float32", "float64", ""])), max_size=3)
+specs = st.lists(
+    st.builds(
+        pb.TensorSpec,
+        name=st.text(max_size=8),
+        shape=st.lists(st.one_of(st.integers(-2, 4), st.integers(-(2**63), 2**63 - 1)), max_size=4),
+        dtype=st.sampled_from(["float32", "float64", ""]),
+    ),
+    max_size=3,
+)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -101,12 +111,14 @@ def chunk_streams(draw):
     digest = draw(st.one_of(st.just(hashlib.sha256(payload).digest()), st.binary(min_size=32, max_size=32)))
     step = draw(st.integers(1, 700))
     chunks = [pb.Chunk(header=pb.StreamHeader(total_size=total, sha256=digest))]
-    chunks += [pb.Chunk(data=payload[i:i + step]) for i in range(0, len(payload), step)]
+    chunks += [pb.Chunk(data=payload[i : i + step]) for i in range(0, len(payload), step)]
     if draw(st.booleans()) and chunks:
         del chunks[draw(st.integers(0, len(chunks) - 1))]
     if draw(st.booleans()):
-        chunks.insert(draw(st.integers(0, len(chunks))), draw(st.sampled_from(
-            [pb.Chunk(), chunks[0] if chunks else pb.Chunk(), pb.Chunk(data=b"\x01")])))
+        chunks.insert(
+            draw(st.integers(0, len(chunks))),
+            draw(st.sampled_from([pb.Chunk(), chunks[0] if chunks else pb.Chunk(), pb.Chunk(data=b"\x01")])),
+        )
     return chunks
 
 
@@ -143,14 +155,26 @@ metrics = st.dictionaries(st.text(max_size=6), st.floats(allow_nan=True, allow_i
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_report_checks_pass_only_reports_the_coordinator_can_use(profile):
-    privacy = st.builds(pb.PrivacyReport, enabled=st.booleans(), epsilon=st.floats(), delta=st.floats(),
-                        noise_multiplier=st.floats(), target_epsilon=st.floats(), steps=big)
-    train = st.builds(pb.TrainReport, ready=st.booleans(), metrics=metrics, privacy=privacy,
-                      refusal=st.text(max_size=20))
+    privacy = st.builds(
+        pb.PrivacyReport,
+        enabled=st.booleans(),
+        epsilon=st.floats(),
+        delta=st.floats(),
+        noise_multiplier=st.floats(),
+        target_epsilon=st.floats(),
+        steps=big,
+    )
+    train = st.builds(
+        pb.TrainReport, ready=st.booleans(), metrics=metrics, privacy=privacy, refusal=st.text(max_size=20)
+    )
     counts = st.one_of(st.integers(0, 5), st.integers(0, 2**64 - 1))
-    evaluate = st.builds(pb.EvaluateReport, metrics=metrics, num_examples=big,
-                         num_classes=st.one_of(st.integers(0, 4), st.integers(0, 2**32 - 1)),
-                         confusion=st.lists(counts, max_size=17))
+    evaluate = st.builds(
+        pb.EvaluateReport,
+        metrics=metrics,
+        num_examples=big,
+        num_classes=st.one_of(st.integers(0, 4), st.integers(0, 2**32 - 1)),
+        confusion=st.lists(counts, max_size=17),
+    )
 
     @given(t=train, reports=st.lists(evaluate, min_size=1, max_size=3))
     def prop(t, reports):
@@ -168,7 +192,7 @@ def test_report_checks_pass_only_reports_the_coordinator_can_use(profile):
             except InvalidPayload:
                 continue
             kept[f"c{i}"] = r
-        pooled = pooled_metrics(kept)            # what close_evaluate does with the accepted reports
+        pooled = pooled_metrics(kept)  # what close_evaluate does with the accepted reports
         json.dumps(jsonable(pooled), allow_nan=False)
 
     assert run_property(prop, profile, "check_train_report/check_eval_report") >= 100

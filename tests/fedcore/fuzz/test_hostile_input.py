@@ -77,7 +77,7 @@ def test_replayed_messages_of_an_earlier_round_are_refused_and_change_nothing(wo
     _step_all(engine, clients, lambda: engine.state.round == 2 and engine.state.phase == Phase.TRAIN)
     assert {Stage(h.stage) for h, _ in recorded} >= {Stage.TRAIN, Stage.PLAIN_INPUT, Stage.EVALUATE}
     before = (engine.state.round, engine.state.attempt, set(engine.state.stage.responded), engine.state.params.copy())
-    for header, payload in recorded:       # every round-1 message, sent again during round 2
+    for header, payload in recorded:  # every round-1 message, sent again during round 2
         with pytest.raises(Aborted) as exc:
             _submit(servicer, "alice", header, payload)
         assert exc.value.code == grpc.StatusCode.FAILED_PRECONDITION and "expected round 2" in exc.value.details
@@ -89,11 +89,14 @@ def test_a_client_impersonating_another_is_refused_on_every_rpc(world):
     engine, servicer, _ = world
     claim = pb.Header(federation_id=FED, client_id="alice")
     current = engine.header("alice")
-    for fn, request in ((servicer.Join, pb.JoinRequest(header=claim)), (servicer.GetTask, pb.TaskRequest(header=claim)),
-                        (servicer.Heartbeat, pb.HeartbeatRequest(header=claim)),
-                        (servicer.Download, pb.DownloadRequest(header=current, blob="model/0"))):
+    for fn, request in (
+        (servicer.Join, pb.JoinRequest(header=claim)),
+        (servicer.GetTask, pb.TaskRequest(header=claim)),
+        (servicer.Heartbeat, pb.HeartbeatRequest(header=claim)),
+        (servicer.Download, pb.DownloadRequest(header=current, blob="model/0")),
+    ):
         with pytest.raises(Aborted) as exc:
-            call(fn, request, "bob")       # bob's certificate, alice's name in the header
+            call(fn, request, "bob")  # bob's certificate, alice's name in the header
         assert exc.value.code == grpc.StatusCode.PERMISSION_DENIED and "'bob'" in exc.value.details
     with pytest.raises(Aborted) as exc:
         _submit(servicer, "bob", current, packed(pb.TrainReport(ready=True)))
@@ -116,7 +119,7 @@ def test_oversized_streams_are_refused_before_any_data_is_read(world):
     with pytest.raises(Aborted) as exc:
         _submit(servicer, "alice", engine.header("alice"), b"x" * 10, total=64 * 1024 + 1)
     assert exc.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "exceeds the limit" in exc.value.details
-    payload = b"y" * (64 * 1024 + 1)   # announced honestly, still too large
+    payload = b"y" * (64 * 1024 + 1)  # announced honestly, still too large
     with pytest.raises(Aborted) as exc:
         _submit(servicer, "alice", engine.header("alice"), payload)
     assert exc.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -125,8 +128,11 @@ def test_oversized_streams_are_refused_before_any_data_is_read(world):
 def test_truncated_and_padded_streams_are_refused_and_nothing_recorded(world):
     engine, servicer, _ = world
     payload = packed(pb.TrainReport(ready=True))
-    for kwargs, words in (({"cut": len(payload) // 2}, "ended after"), ({"total": len(payload) + 5}, "ended after"),
-                          ({"total": len(payload) - 1}, "exceeds its announced")):
+    for kwargs, words in (
+        ({"cut": len(payload) // 2}, "ended after"),
+        ({"total": len(payload) + 5}, "ended after"),
+        ({"total": len(payload) - 1}, "exceeds its announced"),
+    ):
         with pytest.raises(Aborted) as exc:
             _submit(servicer, "alice", engine.header("alice"), payload, **kwargs)
         assert exc.value.code == grpc.StatusCode.INVALID_ARGUMENT and words in exc.value.details
@@ -146,9 +152,16 @@ def test_garbage_tenseal_bytes_are_refused_and_the_round_still_sums(tmp_path):
     honest = {c: _answer(server, clients[c], Stage.CKKS_ENCRYPTED_INPUT, jobs[c]) for c in IDS}
     real = honest["client-01"].ciphertexts[0]
     rng = np.random.default_rng(0)
-    garbage = [b"", os.urandom(40), b"\x5e\xa1" + os.urandom(100), real[:16] + os.urandom(len(real) - 16),
-               real[: len(real) // 2], real + b"\0" * 32, real[:16] + bytes(len(real) - 16),
-               bytes(rng.integers(0, 256, len(real), dtype=np.uint8))]
+    garbage = [
+        b"",
+        os.urandom(40),
+        b"\x5e\xa1" + os.urandom(100),
+        real[:16] + os.urandom(len(real) - 16),
+        real[: len(real) // 2],
+        real + b"\0" * 32,
+        real[:16] + bytes(len(real) - 16),
+        bytes(rng.integers(0, 256, len(real), dtype=np.uint8)),
+    ]
     for junk in garbage:
         body = ckpb.CkksEncryptedInput(key_id=honest["client-01"].key_id, ciphertexts=[junk])
         with pytest.raises(InvalidPayload):
@@ -165,21 +178,25 @@ def test_garbage_tenseal_bytes_are_refused_and_the_round_still_sums(tmp_path):
 
 
 def _coordinator_toml(tmp_path, **tls) -> dict:
-    return {"federation": {"id": "f", "aggregation": "plain", "min_clients": 1},
-            "server": {"run_dir": "../../run-outside"}, "tls": tls}
+    return {
+        "federation": {"id": "f", "aggregation": "plain", "min_clients": 1},
+        "server": {"run_dir": "../../run-outside"},
+        "tls": tls,
+    }
 
 
 def test_path_tricks_in_coordinator_tls_paths_are_resolved_and_reported(tmp_path):
     base = tmp_path / "a" / "b"
     base.mkdir(parents=True)
     with pytest.raises(ConfigError) as exc:
-        parse_coordinator(_coordinator_toml(tmp_path, ca="../../etc/passwd", cert="/etc/passwd", key="x/../../k.pem"),
-                          base)
+        parse_coordinator(
+            _coordinator_toml(tmp_path, ca="../../etc/passwd", cert="/etc/passwd", key="x/../../k.pem"), base
+        )
     text = str(exc.value)
     # relative paths are taken from the config's folder and named in full, resolved: no silent cwd lookup
     assert f"[tls] ca: file not found: {(tmp_path / 'etc' / 'passwd').resolve()}" in text
     assert f"[tls] key: file not found: {(tmp_path / 'a' / 'k.pem').resolve()}" in text
-    with pytest.raises(TlsError, match="is not PEM"):   # an existing non-PEM file is refused by content
+    with pytest.raises(TlsError, match="is not PEM"):  # an existing non-PEM file is refused by content
         TlsMaterial.from_files("/etc/passwd", "/etc/passwd", "/etc/passwd")
 
 
@@ -192,8 +209,11 @@ def test_run_dir_outside_the_config_folder_is_resolved_explicitly_and_logged(tmp
 
 
 def test_data_paths_reach_the_workload_verbatim_with_an_absolute_config_dir(tmp_path):
-    cfg = parse_client({"client": {"id": "alice", "workdir": "../w"},
-                        "workload": {"settings": {"data": "../../etc/passwd"}}}, tmp_path / "c", insecure=True)
+    cfg = parse_client(
+        {"client": {"id": "alice", "workdir": "../w"}, "workload": {"settings": {"data": "../../etc/passwd"}}},
+        tmp_path / "c",
+        insecure=True,
+    )
     # fedcore never guesses which strings are paths: the workload resolves them against config_dir
     assert cfg.workload.settings["data"] == "../../etc/passwd"
     assert cfg.workload.settings["config_dir"] == str((tmp_path / "c").resolve())
@@ -218,7 +238,11 @@ def test_a_secagg_share_replayed_into_another_attempt_is_refused():
     token = wire.seal_share(key, ad1, "alice", "bob", b"\1" * 70, b"\2" * 70)
     assert wire.open_share(key, ad1, token).sender == "alice"
     from fedcore.crypto.recipes import InvalidToken
-    for ad in (wire.share_ad(FED, 1, 1, "alice", "bob"), wire.share_ad(FED, 2, 0, "alice", "bob"),
-               wire.share_ad(FED, 1, 0, "carol", "bob")):
+
+    for ad in (
+        wire.share_ad(FED, 1, 1, "alice", "bob"),
+        wire.share_ad(FED, 2, 0, "alice", "bob"),
+        wire.share_ad(FED, 1, 0, "carol", "bob"),
+    ):
         with pytest.raises(InvalidToken):
             wire.open_share(key, ad, token)

@@ -48,9 +48,16 @@ def _at(out, mode: str, stage: Stage, settings: dict):
     """A federation of real client daemons run by the real engine (in-memory transport) until
     ``stage`` is open: the engine's ServerMode, the clients' ClientModes and their jobs (None in a
     set-up stage) in that state."""
-    fed = memory_federation(len(IDS), 1, out, aggregation=mode, client_ids=IDS,
-                            workload="fedcore.examples.updates:workload",
-                            workload_settings={"size": LENGTH, "scale": 0.3, "seed": 5}, **{mode: settings})
+    fed = memory_federation(
+        len(IDS),
+        1,
+        out,
+        aggregation=mode,
+        client_ids=IDS,
+        workload="fedcore.examples.updates:workload",
+        workload_settings={"size": LENGTH, "scale": 0.3, "seed": 5},
+        **{mode: settings},
+    )
     with fed:
         assert fed.run_until(lambda e: e.state.stage is not None and e.state.stage.stage == stage)
     st = fed.engine.state
@@ -60,8 +67,13 @@ def _at(out, mode: str, stage: Stage, settings: dict):
 
 
 SECAGG = [Stage.SECAGG_ADVERTISE_KEYS, Stage.SECAGG_SHARE_KEYS, Stage.SECAGG_MASKED_INPUT, Stage.SECAGG_UNMASK]
-CKKS = [Stage.CKKS_KEY_ADVERTISE, Stage.CKKS_KEY_DISTRIBUTE, Stage.CKKS_KEY_RECEIVE, Stage.CKKS_ENCRYPTED_INPUT,
-        Stage.CKKS_DECRYPT]
+CKKS = [
+    Stage.CKKS_KEY_ADVERTISE,
+    Stage.CKKS_KEY_DISTRIBUTE,
+    Stage.CKKS_KEY_RECEIVE,
+    Stage.CKKS_ENCRYPTED_INPUT,
+    Stage.CKKS_DECRYPT,
+]
 CASES = [("secagg", s) for s in SECAGG] + [("ckks", s) for s in CKKS]
 
 
@@ -76,9 +88,13 @@ def test_mode_accept_refuses_mutated_and_random_bodies_cleanly(tmp_path, mode, s
     cls = type(honest[victim])
     wire = honest[victim].SerializeToString()
 
-    @given(seed=st.integers(0, 2**32 - 1), flips=st.integers(1, 8), junk=st.binary(max_size=200),
-           kind=st.sampled_from(["mutate", "mutate", "random", "wrong-type"]),
-           who=st.sampled_from([victim, victim, "intruder", expected[-1]]))
+    @given(
+        seed=st.integers(0, 2**32 - 1),
+        flips=st.integers(1, 8),
+        junk=st.binary(max_size=200),
+        kind=st.sampled_from(["mutate", "mutate", "random", "wrong-type"]),
+        who=st.sampled_from([victim, victim, "intruder", expected[-1]]),
+    )
     def prop(seed, flips, junk, kind, who):
         try:
             if kind == "mutate":
@@ -95,7 +111,7 @@ def test_mode_accept_refuses_mutated_and_random_bodies_cleanly(tmp_path, mode, s
             pass
 
     assert run_property(prop, profile, f"{mode}.accept {stage.name}") >= 100
-    for c in expected:       # the honest replies (a victim's may be refused if a mutant got in first)
+    for c in expected:  # the honest replies (a victim's may be refused if a mutant got in first)
         try:
             server.accept(stage, c, honest[c])
         except InvalidPayload:

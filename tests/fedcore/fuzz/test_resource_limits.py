@@ -94,10 +94,10 @@ def test_max_concurrent_streams_refuses_a_transfer_beyond_the_limit(tmp_path):
     with pytest.raises(Aborted) as exc:
         _submit(servicer, engine, "bob", packed(pb.TrainReport(ready=True)))
     assert exc.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit 1" in exc.value.details
-    with pytest.raises(Aborted) as exc:   # a Download needs a transfer slot too
+    with pytest.raises(Aborted) as exc:  # a Download needs a transfer slot too
         call(servicer.Download, pb.DownloadRequest(header=engine.header("bob"), blob="model/0"), "bob")
     assert exc.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert isinstance(held.finish(), Aborted)       # the held stream ended truncated
+    assert isinstance(held.finish(), Aborted)  # the held stream ended truncated
     assert _submit(servicer, engine, "bob", packed(pb.TrainReport(ready=True))).message == "accepted"
 
 
@@ -116,7 +116,7 @@ def test_one_client_holds_at_most_one_upload_at_a_time(tmp_path):
 def test_a_client_cannot_upload_more_than_its_per_round_budget(tmp_path):
     engine = _engine(tmp_path)
     servicer = FederationServicer(engine, max_payload_bytes=1000, max_client_bytes_per_round=2500)
-    for _ in range(2):   # two announced-but-truncated 1000-byte streams are charged in full
+    for _ in range(2):  # two announced-but-truncated 1000-byte streams are charged in full
         with pytest.raises(Aborted) as exc:
             _submit(servicer, engine, "alice", b"x", total=1000)
         assert exc.value.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -124,18 +124,33 @@ def test_a_client_cannot_upload_more_than_its_per_round_budget(tmp_path):
         _submit(servicer, engine, "alice", b"", total=600)
     assert exc.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "per-client limit of 2500" in exc.value.details
     assert _submit(servicer, engine, "bob", packed(pb.TrainReport(ready=True))).message == "accepted"
-    engine.state.round += 1              # a new round gives every client a fresh budget
+    engine.state.round += 1  # a new round gives every client a fresh budget
     assert servicer._begin_upload("alice", 2500) is None
 
 
 def test_limits_are_validated_in_the_config(tmp_path):
     with pytest.raises(ConfigError) as exc:
-        parse_coordinator({"federation": {"aggregation": "plain", "min_clients": 3, "min_available": 9},
-                           "limits": {"max_clients": 2, "max_payload_bytes": 0, "max_concurrent_streams": -1,
-                                      "max_client_bytes_per_round": -5}}, tmp_path, insecure=True)
+        parse_coordinator(
+            {
+                "federation": {"aggregation": "plain", "min_clients": 3, "min_available": 9},
+                "limits": {
+                    "max_clients": 2,
+                    "max_payload_bytes": 0,
+                    "max_concurrent_streams": -1,
+                    "max_client_bytes_per_round": -5,
+                },
+            },
+            tmp_path,
+            insecure=True,
+        )
     text = str(exc.value)
-    for words in ("max_clients (2) is below", "max_payload_bytes must be > 0", "max_concurrent_streams must be > 0",
-                  "max_client_bytes_per_round must be >= 0", "min_available must be in [0, max_clients=2]"):
+    for words in (
+        "max_clients (2) is below",
+        "max_payload_bytes must be > 0",
+        "max_concurrent_streams must be > 0",
+        "max_client_bytes_per_round must be >= 0",
+        "min_available must be in [0, max_clients=2]",
+    ):
         assert words in text
 
 
@@ -145,7 +160,7 @@ def test_min_available_waits_for_a_late_joiner_up_to_the_join_deadline(tmp_path)
     from fedcore.coordinator.state import Phase
 
     engine = make_engine(tmp_path, workload=TinyWorkload(stats=False), federation={"min_available": 3})
-    for cid in ("alice", "bob"):            # min_clients (2) joined: not enough to start yet
+    for cid in ("alice", "bob"):  # min_clients (2) joined: not enough to start yet
         ScriptedClient(engine, cid).join()
     engine.tick()
     assert engine.state.phase == Phase.JOINING
@@ -158,7 +173,7 @@ def test_min_available_waits_for_a_late_joiner_up_to_the_join_deadline(tmp_path)
         c.join()
     late.tick()
     waited = 0.0
-    while late.state.phase == Phase.JOINING and waited < 60:   # nobody else comes: start with min_clients
+    while late.state.phase == Phase.JOINING and waited < 60:  # nobody else comes: start with min_clients
         late.clock.advance(0.5)
         waited += 0.5
         for c in pair:

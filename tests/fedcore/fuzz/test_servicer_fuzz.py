@@ -67,8 +67,14 @@ def _refused_properly(fn, request, cn) -> None:
         assert exc.code in REFUSALS, exc
 
 
-headers = st.builds(pb.Header, federation_id=st.sampled_from([FED, "", "other-fed", FED + "\x00"]),
-                    round=big, stage=stages, attempt=small, client_id=names)
+headers = st.builds(
+    pb.Header,
+    federation_id=st.sampled_from([FED, "", "other-fed", FED + "\x00"]),
+    round=big,
+    stage=stages,
+    attempt=small,
+    client_id=names,
+)
 cns = st.one_of(st.none(), names)
 
 
@@ -94,8 +100,11 @@ def test_download_never_crashes_on_hostile_requests(world, profile):
     engine, servicer, clients = world
     current = engine.header("alice")
 
-    @given(header=st.one_of(headers, st.just(current)), cn=cns,
-           blob=st.sampled_from(["model/0", "model/1", "", "../model/0", "model/0\x00", "ckks/sum/1/0"]))
+    @given(
+        header=st.one_of(headers, st.just(current)),
+        cn=cns,
+        blob=st.sampled_from(["model/0", "model/1", "", "../model/0", "model/0\x00", "ckks/sum/1/0"]),
+    )
     def prop(header, cn, blob):
         _refused_properly(servicer.Download, pb.DownloadRequest(header=header, blob=blob), cn)
 
@@ -105,13 +114,29 @@ def test_download_never_crashes_on_hostile_requests(world, profile):
 
 def _bodies():
     """Submission payloads: valid-looking engine bodies with random fields, and random bytes."""
-    train = st.builds(lambda ready, loss, eps: packed(pb.TrainReport(
-        ready=ready, metrics={"loss": loss}, privacy=pb.PrivacyReport(enabled=True, epsilon=eps, delta=1e-5))),
-        st.booleans(), st.floats(allow_nan=True, allow_infinity=True), st.floats(allow_nan=True))
-    plain = st.builds(lambda n, w: packed(pb.PlainInput(weighted_update=encode_vector(
-        __import__("numpy").ones(n), "float64"), weight=w)), st.integers(0, 20), st.floats())
-    evaluate = st.builds(lambda c, conf, n: packed(pb.EvaluateReport(num_classes=c, confusion=conf, num_examples=n)),
-                         st.integers(0, 5000), st.lists(st.integers(0, 2**64 - 1), max_size=30), big)
+    train = st.builds(
+        lambda ready, loss, eps: packed(
+            pb.TrainReport(
+                ready=ready, metrics={"loss": loss}, privacy=pb.PrivacyReport(enabled=True, epsilon=eps, delta=1e-5)
+            )
+        ),
+        st.booleans(),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.floats(allow_nan=True),
+    )
+    plain = st.builds(
+        lambda n, w: packed(
+            pb.PlainInput(weighted_update=encode_vector(__import__("numpy").ones(n), "float64"), weight=w)
+        ),
+        st.integers(0, 20),
+        st.floats(),
+    )
+    evaluate = st.builds(
+        lambda c, conf, n: packed(pb.EvaluateReport(num_classes=c, confusion=conf, num_examples=n)),
+        st.integers(0, 5000),
+        st.lists(st.integers(0, 2**64 - 1), max_size=30),
+        big,
+    )
     return st.one_of(train, plain, evaluate, st.binary(max_size=300))
 
 
@@ -128,10 +153,14 @@ def streams(draw, engine):
     if draw(st.booleans()):
         chunks = draw(st.sampled_from([[], [pb.Chunk(data=b"x")], [pb.Chunk()]]))
     cut = draw(st.integers(1, max(1, len(payload))))
-    chunks += [pb.Chunk(data=payload[i:i + cut]) for i in range(0, len(payload), cut)]
+    chunks += [pb.Chunk(data=payload[i : i + cut]) for i in range(0, len(payload), cut)]
     if draw(st.booleans()):
-        chunks.insert(draw(st.integers(0, len(chunks))), draw(st.sampled_from(
-            [pb.Chunk(), chunks[0] if chunks else pb.Chunk(data=b"\1"), pb.Chunk(data=b"\0" * 3)])))
+        chunks.insert(
+            draw(st.integers(0, len(chunks))),
+            draw(
+                st.sampled_from([pb.Chunk(), chunks[0] if chunks else pb.Chunk(data=b"\1"), pb.Chunk(data=b"\0" * 3)])
+            ),
+        )
     return chunks
 
 
@@ -147,23 +176,27 @@ def test_submit_never_crashes_on_hostile_streams(world, profile):
             assert exc.code in REFUSALS, exc
         else:
             assert isinstance(reply, pb.SubmitReply)
-        assert len(servicer._uploading) == 0      # the per-client upload slot is always released
+        assert len(servicer._uploading) == 0  # the per-client upload slot is always released
 
     assert run_property(prop, profile, "servicer.Submit") >= 100
-    assert servicer._streams._value == 32        # every transfer slot was given back
+    assert servicer._streams._value == 32  # every transfer slot was given back
     _finishes(engine, clients)
 
 
 def _ctx(cn):
     from fuzz_kit import FakeContext
+
     return FakeContext(cn)
 
 
 def test_oversized_chunk_is_refused_as_invalid(world):
     engine, _, _ = world
     payload = b"\0" * (CHUNK_SIZE + 1)
-    head = pb.Chunk(header=pb.StreamHeader(header=engine.header("alice"), total_size=len(payload),
-                                           sha256=hashlib.sha256(payload).digest()))
+    head = pb.Chunk(
+        header=pb.StreamHeader(
+            header=engine.header("alice"), total_size=len(payload), sha256=hashlib.sha256(payload).digest()
+        )
+    )
     big_servicer = FederationServicer(engine, max_payload_bytes=2 * CHUNK_SIZE)
     with pytest.raises(Aborted) as exc:
         big_servicer.Submit(iter([head, pb.Chunk(data=payload)]), _ctx("alice"))

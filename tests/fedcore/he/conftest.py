@@ -31,13 +31,14 @@ from fedcore.coordinator.checkpoint import CheckpointStore
 from fedcore.examples import updates
 from fedcore.simulation_memory import MemoryFederation, memory_federation
 
-FEDERATION = "fedpsyau"   # the federation id memory_federation provisions
+FEDERATION = "fedpsyau"  # the federation id memory_federation provisions
 WORKLOAD = "fedcore.examples.updates:workload"
 
 
 def _pem_key(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 class FederationCA:
@@ -47,26 +48,37 @@ class FederationCA:
         self.key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         now = dt.datetime.now(dt.UTC)
-        self.cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-                     .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-                     .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-                     .sign(self.key, hashes.SHA256()))
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
         self.pem = self.cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, common_name: str, key=None, eku=ExtendedKeyUsageOID.CLIENT_AUTH,
-              valid_days: float = 1.0) -> tuple[bytes, bytes]:
+    def issue(
+        self, common_name: str, key=None, eku=ExtendedKeyUsageOID.CLIENT_AUTH, valid_days: float = 1.0
+    ) -> tuple[bytes, bytes]:
         """(certificate PEM, private key PEM) for ``common_name``."""
         key = key or ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-                .issuer_name(self.cert.subject).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=valid_days))
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-                .sign(self.key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=valid_days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
         return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
     def identity(self, client_id: str, key=None) -> ClientIdentity:
@@ -114,6 +126,7 @@ class Refusals(logging.Handler):
                     return _inner(wait)
                 finally:
                     self.current = None
+
             daemon.step = step
 
 
@@ -122,7 +135,7 @@ class CkksRun:
     """One federation (not started) and what the tests read from it."""
 
     fed: MemoryFederation
-    settings: dict                       # the updates workload's settings (the coordinator's)
+    settings: dict  # the updates workload's settings (the coordinator's)
     client_settings: list[dict] = field(default_factory=list)
     refusals_log: Refusals = field(default_factory=Refusals)
 
@@ -170,8 +183,9 @@ class CkksRun:
     def expected_sum(self, cids, round_: int = 1) -> tuple[np.ndarray, float]:
         """(sum of weight * update, sum of weights) of ``cids`` in ``round_``."""
         idx = [self.index(c) for c in cids]
-        total = sum(updates.weight(self._settings_of(i), i) * updates.update(self._settings_of(i), i, round_)
-                    for i in idx)
+        total = sum(
+            updates.weight(self._settings_of(i), i) * updates.update(self._settings_of(i), i, round_) for i in idx
+        )
         return total, float(sum(updates.weight(self._settings_of(i), i) for i in idx))
 
     def expected_mean(self, cids, round_: int = 1) -> np.ndarray:
@@ -180,9 +194,11 @@ class CkksRun:
 
     def stage_open(self, stage: Stage, round_: int | None = None):
         """A run_until condition: ``stage`` (of ``round_``) is open."""
+
         def cond(engine) -> bool:
             st = engine.state
             return st.stage is not None and st.stage.stage == stage and (round_ is None or st.round == round_)
+
         return cond
 
     def run_until(self, cond) -> bool:
@@ -203,11 +219,28 @@ def ckks_run(tmp_path):
     names = itertools.count()
     logger = logging.getLogger("fedcore.client")
 
-    def make(n: int, *, size: int = 300, rounds: int = 1, scale: float = 1.0, settings: dict | None = None,
-             client_settings: list[dict] | None = None, aggregation: str = "ckks", **kwargs) -> CkksRun:
+    def make(
+        n: int,
+        *,
+        size: int = 300,
+        rounds: int = 1,
+        scale: float = 1.0,
+        settings: dict | None = None,
+        client_settings: list[dict] | None = None,
+        aggregation: str = "ckks",
+        **kwargs,
+    ) -> CkksRun:
         ws = {"size": size, "scale": scale, "seed": 11, **dict(settings or {})}
-        fed = memory_federation(n, rounds, Path(tmp_path) / f"run{next(names)}", aggregation=aggregation,
-                                workload=WORKLOAD, workload_settings=ws, client_settings=client_settings, **kwargs)
+        fed = memory_federation(
+            n,
+            rounds,
+            Path(tmp_path) / f"run{next(names)}",
+            aggregation=aggregation,
+            workload=WORKLOAD,
+            workload_settings=ws,
+            client_settings=client_settings,
+            **kwargs,
+        )
         run = CkksRun(fed, ws, list(client_settings or []))
         run.refusals_log.watch(fed)
         logger.addHandler(run.refusals_log)
@@ -222,6 +255,7 @@ def ckks_run(tmp_path):
 
 class Helpers:
     """What the tests use besides the fixtures (tests cannot import conftest under importlib mode)."""
+
     FEDERATION = FEDERATION
     WORKLOAD = WORKLOAD
 

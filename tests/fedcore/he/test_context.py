@@ -25,8 +25,12 @@ def public() -> PublicContext:
 
 
 def _load(ctx: PublicContext, blobs, count=None, max_bytes=None):
-    return ctx.load_ciphertexts(blobs, count=len(blobs) if count is None else count,
-                                max_bytes=max_bytes or ctx.max_input_bytes, what="test input")
+    return ctx.load_ciphertexts(
+        blobs,
+        count=len(blobs) if count is None else count,
+        max_bytes=max_bytes or ctx.max_input_bytes,
+        what="test input",
+    )
 
 
 def _encrypted_sum(secret, public, vectors):
@@ -142,8 +146,9 @@ def test_switched_down_sum_decrypts_to_the_same_values_and_declares_its_level(se
     assert {ct.coeff_modulus_size() for ct in low} == {PARAMS.download_level} == {1}
     low_blobs = public.dump_ciphertexts(low)
     assert sum(map(len, low_blobs)) < 0.6 * sum(map(len, blobs))
-    got = secret.decrypt(secret.load_ciphertexts(low_blobs, count=1, max_bytes=secret.sum_bytes_limit(1),
-                                                 what="low", primes=1), L)
+    got = secret.decrypt(
+        secret.load_ciphertexts(low_blobs, count=1, max_bytes=secret.sum_bytes_limit(1), what="low", primes=1), L
+    )
     np.testing.assert_array_equal(got, secret.decrypt(top, L))  # dropping a prime keeps message and noise
     with pytest.raises(InvalidPayload, match="another level"):  # not where the upload level is expected
         _load(public, low_blobs, max_bytes=public.max_sum_bytes)

@@ -18,8 +18,8 @@ from fedcore.proto.fedpsyau.v1 import ckks_pb2 as ckpb
 from fedcore.simulation_memory import Faults
 
 R = CkksParams().reals_per_ciphertext
-ONE_TRY = {"max_round_retries": 0}   # a failed round attempt aborts the run
-HEAVY = {"num_examples": 20000}      # weights of 20000: the bound slot (sum of peaks > 60000) exceeds 2^14
+ONE_TRY = {"max_round_retries": 0}  # a failed round attempt aborts the run
+HEAVY = {"num_examples": 20000}  # weights of 20000: the bound slot (sum of peaks > 60000) exceeds 2^14
 
 
 def _rel(got, want):
@@ -31,8 +31,13 @@ def _sum_message(server) -> ckpb.CkksEncryptedSum:
 
 
 def _primes(server, blob_cts) -> set[int]:
-    cts = server.public.load_ciphertexts(list(blob_cts), count=len(blob_cts), max_bytes=server.public.max_sum_bytes,
-                                         what="served", primes=server.params.download_level)
+    cts = server.public.load_ciphertexts(
+        list(blob_cts),
+        count=len(blob_cts),
+        max_bytes=server.public.max_sum_bytes,
+        what="served",
+        primes=server.params.download_level,
+    )
     return {ct.coeff_modulus_size() for ct in cts}
 
 
@@ -51,6 +56,7 @@ def test_served_sum_is_one_prime_and_at_most_16_bytes_per_parameter(ckks_run):
         if stage == Stage.CKKS_DECRYPT and direction == "down":
             task_bytes.setdefault(cid, len(data))
         return data
+
     length = 4 * R - 3  # the frame fills four ciphertexts: no padding in the figure
     run = ckks_run(4, size=length, scale=0.01, tamper=tamper)
     assert run.run() == 0
@@ -60,7 +66,9 @@ def test_served_sum_is_one_prime_and_at_most_16_bytes_per_parameter(ckks_run):
     assert res.notes["sum_bytes_per_param"] <= 16.0
     decrypt = run.fed.timings[(1, 0, "CKKS_DECRYPT")]
     assert len(task_bytes) == 4 and decrypt.bytes_down == 4 * len(run.server._round.blob)
-    assert (decrypt.bytes_down + sum(task_bytes.values())) / (4 * length) <= 16.0  # task + sum, per client and parameter
+    assert (decrypt.bytes_down + sum(task_bytes.values())) / (
+        4 * length
+    ) <= 16.0  # task + sum, per client and parameter
 
 
 def test_sum_beyond_one_prime_is_decrypted_at_the_upload_level(ckks_run):
@@ -101,6 +109,7 @@ def _serve_primary(box, make_blob):
         if direction == "blob" and data == server._round.blob:
             return fake["blob"]
         return data
+
     return tamper
 
 
@@ -108,6 +117,7 @@ def test_client_refuses_a_sum_served_at_an_undeclared_level(ckks_run):
     # the coordinator serves the upload-level sum where the one-prime sum is declared
     def full(server):
         return server._sum_message(server._round, server._round.total)
+
     box = {}
     run = box["run"] = ckks_run(3, size=50, deadlines=ONE_TRY, tamper=_serve_primary(box, full))
     assert run.run() == 4
@@ -128,6 +138,7 @@ def test_client_refuses_a_full_sum_that_is_not_the_served_one(ckks_run):
             s.ciphertexts.extend(cts[::-1])
             return s.SerializeToString()
         return data
+
     run = ckks_run(3, size=R + 10, settings=HEAVY, deadlines=ONE_TRY, tamper=tamper)
     assert run.run() == 4
     assert "no client returned" in run.fed.engine.state.outcome
@@ -150,14 +161,15 @@ def test_full_sum_only_for_contributors_and_only_when_it_exists(ckks_run):
     with pytest.raises(KeyError):
         run.server.blob("ckks/sum/1/0" + FULL_SUFFIX, "client1")
     # one prime all the way (max_abs <= 2^14): no fuller sum exists
-    run = ckks_run(4, size=50, ckks={"max_abs": 2.0 ** 14},
-                   faults=Faults(silent_at={("CKKS_ENCRYPTED_INPUT", 1): {"client4"}}))
+    run = ckks_run(
+        4, size=50, ckks={"max_abs": 2.0**14}, faults=Faults(silent_at={("CKKS_ENCRYPTED_INPUT", 1): {"client4"}})
+    )
     assert run.run_until(run.stage_open(Stage.CKKS_DECRYPT, 1))
     name = run.server._round.blob_name
     assert _download(run, "client1", name)
     with pytest.raises(InvalidPayload, match="no blob"):
         _download(run, "client1", name + FULL_SUFFIX)
-    with pytest.raises(NotAuthorized):        # client4 sent no input
+    with pytest.raises(NotAuthorized):  # client4 sent no input
         _download(run, "client4", name)
     assert run.run() == 0
     res = run.result()

@@ -27,9 +27,15 @@ def _advert(identity, setup):
     return keys.make_advertisement(identity, FED, setup, pk)
 
 
-@pytest.mark.parametrize("key", [ec.generate_private_key(ec.SECP256R1()), ed25519.Ed25519PrivateKey.generate(),
-                                 rsa.generate_private_key(public_exponent=65537, key_size=2048)],
-                         ids=["ecdsa-p256", "ed25519", "rsa-pss"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        ec.generate_private_key(ec.SECP256R1()),
+        ed25519.Ed25519PrivateKey.generate(),
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    ],
+    ids=["ecdsa-p256", "ed25519", "rsa-pss"],
+)
 def test_advertisement_verifies_for_each_key_type(ca, key):
     setup = _setup()
     adv = _advert(ca.identity("bob", key), setup)
@@ -38,6 +44,7 @@ def test_advertisement_verifies_for_each_key_type(ca, key):
 
 def test_unsupported_own_key_type_is_a_config_error(ca):
     from cryptography.hazmat.primitives.asymmetric import dsa
+
     ident = ca.identity("bob", dsa.generate_private_key(2048))
     with pytest.raises(ConfigError, match="cannot sign"):
         _advert(ident, _setup())
@@ -122,6 +129,7 @@ def test_transcript_is_unambiguous():
 def test_federation_provisioned_certificates_work_and_server_one_is_refused():
     """The certificates fedcore.transport.certs issues (ECDSA P-256, clientAuth / serverAuth)."""
     from fedcore.transport.certs import create_ca, issue_client, issue_server
+
     fed_ca = create_ca()
     cred = issue_client(fed_ca, "site-a")
     setup = _setup()

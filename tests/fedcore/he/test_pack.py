@@ -49,8 +49,10 @@ def test_frame_weights_and_appends_weight_count_and_bound():
 
 def test_summed_bound_slot_bounds_every_slot_of_the_sum():
     rng = np.random.default_rng(3)
-    frames = [pack.frame(rng.normal(scale=s, size=20), w, bound_shift_bits=5)
-              for s, w in ((0.01, 300.0), (10.0, 2.0), (0.5, 0.25))]
+    frames = [
+        pack.frame(rng.normal(scale=s, size=20), w, bound_shift_bits=5)
+        for s, w in ((0.01, 300.0), (10.0, 2.0), (0.5, 0.25))
+    ]
     head, bound = pack.split_bound(np.sum(frames, axis=0), 5)
     assert np.abs(head).max() <= bound
     assert bound == pytest.approx(sum(max(np.abs(f[:-1]).max(), 1.0) for f in frames))
@@ -61,7 +63,7 @@ def test_grid_rounds_to_multiples_and_back():
     units = pack.to_grid(v, 10)
     assert units.dtype == np.int64
     back = pack.from_grid(units, 10)
-    assert np.abs(back - v).max() <= 2.0 ** -11
+    assert np.abs(back - v).max() <= 2.0**-11
 
 
 def test_client_returns_only_grid_units_never_the_exact_decryption(ckks_run):
@@ -83,6 +85,7 @@ def test_client_returns_only_grid_units_never_the_exact_decryption(ckks_run):
         if stage == Stage.CKKS_DECRYPT and direction == "blob":
             blobs[cid] = data
         return data
+
     L = 50
     run = ckks_run(3, size=L, tamper=capture)
     assert run.run() == 0
@@ -96,16 +99,21 @@ def test_client_returns_only_grid_units_never_the_exact_decryption(ckks_run):
         assert {f.name for f, _ in msg.ListFields()} == {"key_id", "round_bits", "units"}
         units = decode_vector(msg.units, dtype="int64", length=L + 2, what="returned units")
         secret = run.client(cid)._keys[msg.key_id]
-        cts = secret.load_ciphertexts(list(blob.ciphertexts), count=len(blob.ciphertexts),
-                                      max_bytes=secret.max_sum_bytes, what="sum", primes=secret.params.download_level)
-        exact = secret.decrypt(cts, L + 2) * 2.0 ** msg.round_bits
+        cts = secret.load_ciphertexts(
+            list(blob.ciphertexts),
+            count=len(blob.ciphertexts),
+            max_bytes=secret.max_sum_bytes,
+            what="sum",
+            primes=secret.params.download_level,
+        )
+        exact = secret.decrypt(cts, L + 2) * 2.0**msg.round_bits
         np.testing.assert_array_equal(units, np.rint(exact).astype(np.int64))
         assert np.abs(exact - np.rint(exact)).max() > 0  # the noise was there, and was rounded away
-        np.testing.assert_allclose(units[:L] * 2.0 ** -msg.round_bits, want, atol=1e-3)
-        assert units[L] * 2.0 ** -msg.round_bits == pytest.approx(weight, abs=1e-3)
+        np.testing.assert_allclose(units[:L] * 2.0**-msg.round_bits, want, atol=1e-3)
+        assert units[L] * 2.0**-msg.round_bits == pytest.approx(weight, abs=1e-3)
         assert units[L + 1] == 3 * 2**msg.round_bits  # the count slot: exactly 3 contributors
 
 
 def test_grid_overflow_refused():
     with pytest.raises(ValueError, match="int64"):
-        pack.to_grid(np.array([2.0 ** 50]), 20)
+        pack.to_grid(np.array([2.0**50]), 20)

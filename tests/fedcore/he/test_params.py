@@ -44,23 +44,23 @@ def test_small_ring_imprecise_chain_refused():
 
 def test_max_abs_beyond_modulus_refused():
     with pytest.raises(ConfigError, match="data modulus"):
-        CkksParams(coeff_mod_bit_sizes=(60, 60), max_abs=2.0 ** 30)
+        CkksParams(coeff_mod_bit_sizes=(60, 60), max_abs=2.0**30)
 
 
 def test_level_is_the_fewest_primes_that_fit_max_abs():
-    assert CkksParams(max_abs=2.0 ** 14).level_primes == 1
-    assert CkksParams(max_abs=2.0 ** 15).level_primes == 2
-    assert CkksParams(max_abs=2.0 ** 14).capacity_bits >= 14
+    assert CkksParams(max_abs=2.0**14).level_primes == 1
+    assert CkksParams(max_abs=2.0**15).level_primes == 2
+    assert CkksParams(max_abs=2.0**14).capacity_bits >= 14
     old = {"coeff_mod_bit_sizes": (60, 40, 60)}  # the previous default: one 60-bit prime holds 2^17
-    assert CkksParams(max_abs=2.0 ** 17, **old).level_primes == 1
-    assert CkksParams(max_abs=2.0 ** 18, **old).level_primes == 2
+    assert CkksParams(max_abs=2.0**17, **old).level_primes == 1
+    assert CkksParams(max_abs=2.0**18, **old).level_primes == 2
 
 
 def test_fingerprint_changes_with_any_parameter():
     base = CkksParams().fingerprint()
     assert CkksParams().fingerprint() == base
     assert CkksParams(round_bits=20).fingerprint() != base
-    assert CkksParams(max_abs=2.0 ** 14).fingerprint() != base  # another level
+    assert CkksParams(max_abs=2.0**14).fingerprint() != base  # another level
 
 
 def test_settings_unknown_key_lists_known_ones():
@@ -79,6 +79,7 @@ def test_settings_bad_types_become_config_errors():
 
 
 def test_settings_override_parameters():
-    p = CkksParams.from_settings({"poly_modulus_degree": 16384, "coeff_mod_bit_sizes": [60, 40, 60],
-                                  "max_abs": 1000, "round_bits": 20})
+    p = CkksParams.from_settings(
+        {"poly_modulus_degree": 16384, "coeff_mod_bit_sizes": [60, 40, 60], "max_abs": 1000, "round_bits": 20}
+    )
     assert p.poly_modulus_degree == 16384 and p.level_primes == 1 and p.round_bits == 20

@@ -32,7 +32,7 @@ from fedcore.proto.fedpsyau.v1 import ckks_pb2 as ckpb
 from fedcore.simulation_memory import Faults, MemoryFederation
 
 L = 300
-ONE_TRY = {"max_round_retries": 0}   # a failed round attempt aborts the run (no retry to wait through)
+ONE_TRY = {"max_round_retries": 0}  # a failed round attempt aborts the run (no retry to wait through)
 
 
 def _rel(got, want):
@@ -41,6 +41,7 @@ def _rel(got, want):
 
 def _rewrite(msg_cls, edit):
     """A tamper hook body: parse the Any as msg_cls, let edit() change it, re-pack."""
+
     def apply(data: bytes) -> bytes:
         packed = any_pb2.Any.FromString(data)
         msg = msg_cls()
@@ -48,6 +49,7 @@ def _rewrite(msg_cls, edit):
         edit(msg)
         packed.Pack(msg)
         return packed.SerializeToString()
+
     return apply
 
 
@@ -87,7 +89,7 @@ def test_every_client_holds_the_same_key_and_the_coordinator_none(ckks_run):
     secret = run.client("client1")._keys[server._key.key_id].secret_bytes()
     # the secret key (or any 64-byte window of it) never appears in what the coordinator received
     seen = b"".join(run.fed.server_received)
-    assert run.fed.server_received and all(secret[i:i + 64] not in seen for i in range(16, len(secret) - 64, 4096))
+    assert run.fed.server_received and all(secret[i : i + 64] not in seen for i in range(16, len(secret) - 64, 4096))
     assert not any(isinstance(v, SecretContext) for v in (*vars(server).values(), *vars(server._relay).values()))
     # nor a client's update, raw or weighted, in float64 or float32
     for cid in run.ids:
@@ -117,8 +119,8 @@ def test_key_holder_absent_at_setup_another_is_chosen(ckks_run):
     run = ckks_run(4, size=L, faults=Faults(silent_at={"CKKS_KEY_ADVERTISE": {"client1"}}))
     assert run.run() == 0
     assert run.fed.engine.state.setup_done and run.fed.silent == {"client1"}
-    assert (0, 1, "CKKS_KEY_ADVERTISE") in run.fed.timings      # the set-up's second attempt ...
-    assert set(run.fed.timings[(0, 1, "CKKS_KEY_DISTRIBUTE")].client_s) == {"client2"}   # ... with a new holder
+    assert (0, 1, "CKKS_KEY_ADVERTISE") in run.fed.timings  # the set-up's second attempt ...
+    assert set(run.fed.timings[(0, 1, "CKKS_KEY_DISTRIBUTE")].client_s) == {"client2"}  # ... with a new holder
     assert run.server._key.holders == {"client2", "client3", "client4"}
     _check_sum(run, ["client2", "client3", "client4"])
 
@@ -126,7 +128,7 @@ def test_key_holder_absent_at_setup_another_is_chosen(ckks_run):
 def test_key_holder_gone_after_setup_is_no_problem(ckks_run):
     run = ckks_run(4, size=L, faults=Faults(silent_at={("TRAIN", 1): {"client1"}}))
     assert run.run() == 0
-    assert set(run.fed.timings[(0, 0, "CKKS_KEY_DISTRIBUTE")].client_s) == {"client1"}   # it was the holder
+    assert set(run.fed.timings[(0, 0, "CKKS_KEY_DISTRIBUTE")].client_s) == {"client1"}  # it was the holder
     _check_sum(run, ["client2", "client3", "client4"])
 
 
@@ -149,10 +151,13 @@ def test_keys_rotate_with_each_coordinator_run(ckks_run):
 def test_tampered_envelope_refused_by_peer(ckks_run):
     def tamper(stage, cid, direction, data):
         if stage == Stage.CKKS_KEY_RECEIVE and direction == "down" and cid == "client2":
+
             def flip(m):
                 m.envelope = m.envelope[:-1] + bytes([m.envelope[-1] ^ 1])
+
             return _rewrite(ckpb.CkksKeyReceiveTask, flip)(data)
         return data
+
     run = ckks_run(3, size=L, tamper=tamper)
     assert run.run_until(_setup_done)
     assert run.refusals.keys() == {"client2"} and "does not open" in run.refusals["client2"][0]
@@ -165,12 +170,15 @@ def test_envelope_moved_to_another_peer_refused(ckks_run):
 
     def tamper(stage, cid, direction, data):
         if stage == Stage.CKKS_KEY_RECEIVE and direction == "down":
+
             def swap(m):
                 envelopes.setdefault(cid, m.envelope)
                 if cid == "client3":
                     m.envelope = envelopes["client2"]
+
             return _rewrite(ckpb.CkksKeyReceiveTask, swap)(data)
         return data
+
     run = ckks_run(3, size=L, tamper=tamper)
     assert run.run_until(_setup_done)
     assert run.refusals.keys() == {"client3"} and run.client("client2").key_ids
@@ -186,8 +194,9 @@ def test_peer_with_wrong_certificate_gets_no_key(ckks_run, other_ca):
         if stage == Stage.CKKS_KEY_RECEIVE and direction == "down":
             seen.setdefault("receivers", set()).add(cid)
         return data
+
     run = ckks_run(4, size=L, tamper=tamper)
-    run.fed.daemons["client4"].identity = other_ca.identity("client4")   # a certificate of a foreign CA
+    run.fed.daemons["client4"].identity = other_ca.identity("client4")  # a certificate of a foreign CA
     assert run.run_until(_setup_done)
     assert "not issued by the federation CA" in seen["dist"].rejected["client4"]
     assert run.refusals == {} and seen["receivers"] == {"client2", "client3"}
@@ -198,10 +207,13 @@ def test_swapped_holder_key_refused_by_peer(ckks_run):
     # the coordinator replaces the holder's advertisement key with its own: the signature breaks
     def tamper(stage, cid, direction, data):
         if stage == Stage.CKKS_KEY_RECEIVE and direction == "down":
+
             def swap(m):
                 m.holder.x25519_public = recipes.new_keypair()[1]
+
             return _rewrite(ckpb.CkksKeyReceiveTask, swap)(data)
         return data
+
     run = ckks_run(3, size=L, tamper=tamper)
     assert run.run_until(_setup_done)
     refusals = run.refusals
@@ -213,21 +225,26 @@ def _garble(stage_wanted, victim, edit):
         if stage == stage_wanted and direction == "up" and cid == victim:
             return _rewrite(ckpb.CkksEncryptedInput, edit)(data)
         return data
+
     return tamper
 
 
-@pytest.mark.parametrize("edit, needle", [
-    (lambda m: m.ciphertexts.__setitem__(0, b"\x00" * 100), "SEAL"),
-    (lambda m: m.ciphertexts.__setitem__(0, m.ciphertexts[0][:5000]), "declares|SEAL"),
-    (lambda m: m.ciphertexts.append(m.ciphertexts[0]), "expected 1 ciphertexts"),
-    (lambda m: setattr(m, "key_id", b"x" * 16), "key"),
-], ids=["garbage", "truncated", "wrong-count", "wrong-key-id"])
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (lambda m: m.ciphertexts.__setitem__(0, b"\x00" * 100), "SEAL"),
+        (lambda m: m.ciphertexts.__setitem__(0, m.ciphertexts[0][:5000]), "declares|SEAL"),
+        (lambda m: m.ciphertexts.append(m.ciphertexts[0]), "expected 1 ciphertexts"),
+        (lambda m: setattr(m, "key_id", b"x" * 16), "key"),
+    ],
+    ids=["garbage", "truncated", "wrong-count", "wrong-key-id"],
+)
 def test_bad_input_drops_that_client_and_round_goes_on(ckks_run, edit, needle):
     run = ckks_run(4, size=L, tamper=_garble(Stage.CKKS_ENCRYPTED_INPUT, "client2", edit))
     assert run.run() == 0
     assert run.refusals.keys() == {"client2"}
     (why,) = run.refusals["client2"]
-    assert "Submit" in why and re.search(needle, why)        # the coordinator refused it
+    assert "Submit" in why and re.search(needle, why)  # the coordinator refused it
     _check_sum(run, ["client1", "client3", "client4"])
 
 
@@ -236,6 +253,7 @@ def test_input_under_other_parameters_refused(ckks_run):
 
     def edit(m):
         m.ciphertexts[0] = other.encrypt(np.ones(10))[0]
+
     run = ckks_run(4, size=L, tamper=_garble(Stage.CKKS_ENCRYPTED_INPUT, "client4", edit))
     assert run.run() == 0
     assert run.refusals.keys() == {"client4"}
@@ -268,8 +286,14 @@ def test_client_refuses_decrypt_without_input_and_a_second_decrypt(ckks_run):
     run = ckks_run(3, size=L)
     assert run.run() == 0
     c, job = run.client("client1"), run.job("client1")
-    task = ckpb.CkksDecryptTask(key_id=run.server._key.key_id, sum_blob="x", vector_length=L, num_ciphertexts=1,
-                                num_contributors=3, round_bits=c.params.round_bits)
+    task = ckpb.CkksDecryptTask(
+        key_id=run.server._key.key_id,
+        sum_blob="x",
+        vector_length=L,
+        num_ciphertexts=1,
+        num_contributors=3,
+        round_bits=c.params.round_bits,
+    )
     with pytest.raises(ProtocolAbort, match="already decrypted"):
         c.handle(Stage.CKKS_DECRYPT, task, job, lambda n: b"")
     with pytest.raises(ProtocolAbort, match="sent no input"):
@@ -288,8 +312,9 @@ def _serve_one_clients_ciphertext(run_box: dict, claimed: int):
         if stage == Stage.CKKS_ENCRYPTED_INPUT and direction == "up" and cid == "client1":
             m = ckpb.CkksEncryptedInput()
             any_pb2.Any.FromString(data).Unpack(m)
-            cts = public.load_ciphertexts(list(m.ciphertexts), count=len(m.ciphertexts),
-                                          max_bytes=public.max_input_bytes, what="fake")
+            cts = public.load_ciphertexts(
+                list(m.ciphertexts), count=len(m.ciphertexts), max_bytes=public.max_input_bytes, what="fake"
+            )
             fake["cts"] = public.dump_ciphertexts(public.switch_down(cts, public.params.download_level))
         if stage == Stage.CKKS_DECRYPT and direction == "down":
             s = ckpb.CkksEncryptedSum.FromString(server._round.blob)
@@ -301,10 +326,12 @@ def _serve_one_clients_ciphertext(run_box: dict, claimed: int):
             def fix(t):
                 t.sum_sha256 = hashlib.sha256(fake["blob"]).digest()
                 t.num_contributors = claimed
+
             return _rewrite(ckpb.CkksDecryptTask, fix)(data)
         if stage == Stage.CKKS_DECRYPT and direction == "blob":
             return fake["blob"]
         return data
+
     return tamper
 
 
@@ -331,8 +358,13 @@ def test_client_refuses_a_single_ciphertext_with_an_honest_count_of_one(ckks_run
 def test_client_min_clients_is_its_own_and_never_below_two(ckks_run, ca, h):
     # a client mode made with its own settings (min_clients 3 by default): a coordinator configured
     # with min_clients 2 cannot lower that floor
-    run = ckks_run(3, size=L, ckks={"min_clients": 2}, deadlines=ONE_TRY,
-                   faults=Faults(silent_at={("CKKS_ENCRYPTED_INPUT", 1): {"client3"}}))
+    run = ckks_run(
+        3,
+        size=L,
+        ckks={"min_clients": 2},
+        deadlines=ONE_TRY,
+        faults=Faults(silent_at={("CKKS_ENCRYPTED_INPUT", 1): {"client3"}}),
+    )
     run.fed.start()
     for daemon in run.fed.daemons.values():
         daemon.handlers.mode = CkksClient(daemon.identity, h.FEDERATION, {})
@@ -345,13 +377,21 @@ def test_client_min_clients_is_its_own_and_never_below_two(ckks_run, ca, h):
             CkksClient(ca.identity("client1"), h.FEDERATION, {"min_clients": bad})
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the client daemon builds its ckks mode from the coordinator's JoinReply "
-                          "mode_settings: a client has no min_clients of its own (no [ckks] in client.toml), "
-                          "so a coordinator configured with min_clients 2 lowers every client's floor to 2")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="the client daemon builds its ckks mode from the coordinator's JoinReply "
+    "mode_settings: a client has no min_clients of its own (no [ckks] in client.toml), "
+    "so a coordinator configured with min_clients 2 lowers every client's floor to 2",
+)
 def test_the_client_daemon_keeps_its_own_min_clients_floor(ckks_run):
-    run = ckks_run(3, size=L, ckks={"min_clients": 2}, deadlines=ONE_TRY,
-                   faults=Faults(silent_at={("CKKS_ENCRYPTED_INPUT", 1): {"client3"}}))
+    run = ckks_run(
+        3,
+        size=L,
+        ckks={"min_clients": 2},
+        deadlines=ONE_TRY,
+        faults=Faults(silent_at={("CKKS_ENCRYPTED_INPUT", 1): {"client3"}}),
+    )
     rc = run.run()
     assert rc == 4 and all("min_clients 3" in w[0] for w in run.refusals.values())
 
@@ -363,10 +403,12 @@ def test_decrypt_retry_of_the_same_sum_gives_the_same_answer(ckks_run):
         if stage == Stage.CKKS_DECRYPT and cid == "client1":
             seen.setdefault(direction, data)
         return data
+
     run = ckks_run(3, size=L, tamper=tamper)
     assert run.run() == 0
-    again = run.client("client1").handle(Stage.CKKS_DECRYPT, any_pb2.Any.FromString(seen["down"]), run.job("client1"),
-                                         lambda name: seen["blob"])
+    again = run.client("client1").handle(
+        Stage.CKKS_DECRYPT, any_pb2.Any.FromString(seen["down"]), run.job("client1"), lambda name: seen["blob"]
+    )
     first = ckpb.CkksDecryptedSum()
     any_pb2.Any.FromString(seen["up"]).Unpack(first)
     assert again == first
@@ -374,8 +416,7 @@ def test_decrypt_retry_of_the_same_sum_gives_the_same_answer(ckks_run):
 
 def test_capacity_overflow_refused_by_client(ckks_run):
     # client2's update is 1e5 times larger: its peak times 3 participants exceeds max_abs
-    run = ckks_run(3, size=L, ckks={"max_abs": 1.0e5, "min_clients": 2},
-                   client_settings=[{}, {"scale": 1.0e5}, {}])
+    run = ckks_run(3, size=L, ckks={"max_abs": 1.0e5, "min_clients": 2}, client_settings=[{}, {"scale": 1.0e5}, {}])
     assert run.run() == 0
     assert run.refusals.keys() == {"client2"} and "max_abs" in run.refusals["client2"][0]
     _check_sum(run, ["client1", "client3"])
@@ -388,11 +429,12 @@ def test_late_joiner_sits_out_until_next_setup(ckks_run):
         if direction == "down":
             handed.add((cid, stage))
         return data
+
     run = ckks_run(4, size=L, tamper=tamper)
     late = run.fed.daemons.pop("client4")
     del run.fed.exit_codes["client4"]
     assert run.run_until(_setup_done)
-    run.fed.daemons["client4"] = late        # joins after the key exchange
+    run.fed.daemons["client4"] = late  # joins after the key exchange
     run.fed.exit_codes["client4"] = None
     late.join()
     assert run.run() == 0
@@ -410,10 +452,11 @@ def test_blob_only_for_contributors(ckks_run):
     def download(cid, blob):
         conn = run.fed.daemons[cid].conn
         return conn.download(conn.header(st.round, int(st.stage.stage), st.attempt), blob)
+
     assert download("client1", name)
-    with pytest.raises(NotAuthorized):       # PERMISSION_DENIED over gRPC
+    with pytest.raises(NotAuthorized):  # PERMISSION_DENIED over gRPC
         download("client4", name)
-    with pytest.raises(InvalidPayload, match="no blob"):   # NOT_FOUND over gRPC
+    with pytest.raises(InvalidPayload, match="no blob"):  # NOT_FOUND over gRPC
         download("client1", "ckks/sum/0/0")
     assert run.run() == 0
     assert run.result().notes["dropped"] == ["client4"]
@@ -437,8 +480,9 @@ def test_plain_mode_runs_through_the_same_engine(ckks_run):
 
 
 def test_key_holder_dying_at_distribute_retries_with_another(ckks_run, caplog):
-    run = ckks_run(4, size=L, ckks={"key_holder": "client3"},
-                   faults=Faults(silent_at={"CKKS_KEY_DISTRIBUTE": {"client3"}}))
+    run = ckks_run(
+        4, size=L, ckks={"key_holder": "client3"}, faults=Faults(silent_at={"CKKS_KEY_DISTRIBUTE": {"client3"}})
+    )
     with caplog.at_level(logging.WARNING, logger="fedcore.coordinator.phases"):
         assert run.run_until(_setup_done)
     assert any("attempt 0 failed" in r.getMessage() and "did not distribute" in r.getMessage() for r in caplog.records)
@@ -456,11 +500,14 @@ def test_holder_choice_prefers_setting_and_skips_failed_holders():
 def test_duplicated_peer_advertisement_is_sealed_once(ckks_run):
     def tamper(stage, cid, direction, data):
         if stage == Stage.CKKS_KEY_DISTRIBUTE and direction == "down":
+
             def dup(m):
                 m.peers.append(m.peers[0])
                 m.peers.append(m.peers[0])
+
             return _rewrite(ckpb.CkksKeyDistributeTask, dup)(data)
         return data
+
     run = ckks_run(3, size=L, tamper=tamper)
     assert run.run_until(_setup_done)
     assert run.server._key.holders == set(run.ids) and run.refusals == {}
@@ -493,6 +540,7 @@ def test_decrypt_stage_keeps_one_copy_of_identical_decryptions(ckks_run):
                 assert len(r.groups) == 1 and len(r.decrypted_by) == 4
                 seen["checked"] = True
         return data
+
     run = ckks_run(5, size=L, tamper=tamper)
     assert run.run() == 0
     assert seen.get("checked"), run.refusals

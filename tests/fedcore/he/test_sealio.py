@@ -27,14 +27,17 @@ def _header(**over) -> bytes:
     return sealio.HEADER.pack(*fields.values())
 
 
-@pytest.mark.parametrize("over, needle", [
-    ({"magic": 0x1234}, "not a SEAL object"),
-    ({"hsize": 17}, "not a SEAL object"),
-    ({"major": 3}, "version"),
-    ({"compr": 9}, "compression"),
-    ({"reserved": 1}, "reserved"),
-    ({"size": 999}, "declares"),
-])
+@pytest.mark.parametrize(
+    "over, needle",
+    [
+        ({"magic": 0x1234}, "not a SEAL object"),
+        ({"hsize": 17}, "not a SEAL object"),
+        ({"major": 3}, "version"),
+        ({"compr": 9}, "compression"),
+        ({"reserved": 1}, "reserved"),
+        ({"size": 999}, "declares"),
+    ],
+)
 def test_header_precheck_names_the_problem(over, needle):
     with pytest.raises(InvalidPayload, match=needle):
         sealio.check_header(_header(**over), max_size=1000, what="x")
@@ -48,7 +51,7 @@ def test_oversized_input_refused_before_parsing():
 def test_header_of_real_ciphertext_passes(pair):
     _, _, blob = pair
     sealio.check_header(blob, max_size=len(blob), what="x")
-    magic, *_ , size = struct.unpack_from("<HBBBBHQ", blob)
+    magic, *_, size = struct.unpack_from("<HBBBBHQ", blob)
     assert magic == sealio.SEAL_MAGIC and size == len(blob)
 
 
@@ -118,6 +121,8 @@ def test_fuzzed_seal_bytes_never_crash_or_hang_the_process():
     abort or segfault inside SEAL would kill it) within the timeout (a hang would time out)."""
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, "-c", FUZZ, "11", "3000"], check=False, capture_output=True, text=True,
-                          timeout=240)
+
+    proc = subprocess.run(
+        [sys.executable, "-c", FUZZ, "11", "3000"], check=False, capture_output=True, text=True, timeout=240
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

@@ -10,8 +10,13 @@ from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 
 
 def test_generated_code_is_up_to_date():
-    proc = subprocess.run([sys.executable, "-m", "fedcore.proto.generate", "--check"], capture_output=True, text=True, check=False,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedcore.proto.generate", "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
 
 

@@ -79,9 +79,9 @@ class Attempt:
 
     round: int
     attempt: int
-    pattern: dict[Stage, frozenset[str]]   # stage -> the clients that dropped there
-    result: AggregateResult | None         # the round's aggregate; None when the attempt failed
-    failure: str = ""                       # the engine's reason for failing the attempt
+    pattern: dict[Stage, frozenset[str]]  # stage -> the clients that dropped there
+    result: AggregateResult | None  # the round's aggregate; None when the attempt failed
+    failure: str = ""  # the engine's reason for failing the attempt
 
 
 _FAILED = re.compile(r"round (\d+) attempt (\d+) failed: (.*)", re.DOTALL)
@@ -114,7 +114,7 @@ class Dropouts:
     pattern."""
 
     patterns: list[dict[Stage, frozenset[str]]]
-    assigned: dict[tuple[int, int], int] = field(default_factory=dict)   # (round, attempt) -> pattern
+    assigned: dict[tuple[int, int], int] = field(default_factory=dict)  # (round, attempt) -> pattern
     fed: MemoryFederation | None = None
 
     @classmethod
@@ -130,7 +130,7 @@ class Dropouts:
             self.assigned[key] = len(self.assigned)
         k = self.assigned.get(key)
         if k is not None and cid in self.patterns[k].get(stage, ()):
-            return b"\x0a\x01?"   # an Any naming no registered type: the client cannot answer
+            return b"\x0a\x01?"  # an Any naming no registered type: the client cannot answer
         return data
 
     def run(self, fed: MemoryFederation, check: Callable[[Attempt], None] | None = None) -> list[Attempt]:
@@ -149,8 +149,9 @@ class Dropouts:
                 completed = any((line.get("round"), line.get("attempt")) == key for line in history)
                 if not completed and key not in failures.reasons:
                     break
-                outcome = Attempt(*key, self.patterns[k], engine.mode.result() if completed else None,
-                                  failures.reasons.get(key, ""))
+                outcome = Attempt(
+                    *key, self.patterns[k], engine.mode.result() if completed else None, failures.reasons.get(key, "")
+                )
                 done.append(outcome)
                 if check is not None:
                     check(outcome)
@@ -174,8 +175,13 @@ class SecAggRun:
     updates`): :meth:`update` and :meth:`expected` recompute what each client contributed.
     """
 
-    def __init__(self, fed: MemoryFederation, settings: Mapping[str, Any],
-                 known: Mapping[str, KnownTrainer] | None = None, dropouts: Dropouts | None = None):
+    def __init__(
+        self,
+        fed: MemoryFederation,
+        settings: Mapping[str, Any],
+        known: Mapping[str, KnownTrainer] | None = None,
+        dropouts: Dropouts | None = None,
+    ):
         self.fed = fed
         self.settings = dict(settings)
         self.ids = tuple(fed.daemons)
@@ -218,8 +224,7 @@ class SecAggRun:
 
     def is_open(self, stage: SecAggStage | Stage, attempt: int | None = None) -> bool:
         st = self.engine.state
-        return (st.stage is not None and st.stage.stage == _wire(stage)
-                and (attempt is None or st.attempt == attempt))
+        return st.stage is not None and st.stage.stage == _wire(stage) and (attempt is None or st.attempt == attempt)
 
     def open(self, stage: SecAggStage | Stage, attempt: int | None = None) -> SecAggRun:
         return self.until(lambda: self.is_open(stage, attempt))
@@ -284,7 +289,7 @@ class SecAggRun:
 
     def tolerance(self, total_weight: float) -> float:
         """Worst-case quantisation error of a weighted sum: one unit of 2^-f per unit of weight."""
-        return total_weight * 2.0 ** -self.server.r.quant.frac_bits + 1e-12
+        return total_weight * 2.0**-self.server.r.quant.frac_bits + 1e-12
 
 
 @pytest.fixture
@@ -299,20 +304,39 @@ def secagg_round(tmp_path):
     built: list[MemoryFederation] = []
     count = itertools.count()
 
-    def build(n: int, *, length: int = 6, secagg: Mapping[str, Any] | None = None, scale: float = 0.1,
-              seed: int = 0, num_examples: int = 0, rounds: int = 1, faults: Faults | None = None,
-              tamper=None, record: bool = False, vectors: Mapping[str, Any] | None = None,
-              weights: Mapping[str, float] | None = None, stats: Mapping[str, Any] | None = None,
-              dropouts: Sequence[Mapping[Any, Iterable[str]]] | None = None,
-              deadlines: Mapping[str, Any] | None = None) -> SecAggRun:
+    def build(
+        n: int,
+        *,
+        length: int = 6,
+        secagg: Mapping[str, Any] | None = None,
+        scale: float = 0.1,
+        seed: int = 0,
+        num_examples: int = 0,
+        rounds: int = 1,
+        faults: Faults | None = None,
+        tamper=None,
+        record: bool = False,
+        vectors: Mapping[str, Any] | None = None,
+        weights: Mapping[str, float] | None = None,
+        stats: Mapping[str, Any] | None = None,
+        dropouts: Sequence[Mapping[Any, Iterable[str]]] | None = None,
+        deadlines: Mapping[str, Any] | None = None,
+    ) -> SecAggRun:
         ids = client_ids(n)
         settings = {"size": length, "scale": scale, "seed": seed, "num_examples": num_examples}
         if stats:
             settings["statistics"] = len(next(iter(stats.values())))
         known = {}
         if vectors or weights or stats:
-            known = {c: KnownTrainer({**settings, "client_index": i}, (vectors or {}).get(c),
-                                     (weights or {}).get(c), (stats or {}).get(c)) for i, c in enumerate(ids)}
+            known = {
+                c: KnownTrainer(
+                    {**settings, "client_index": i},
+                    (vectors or {}).get(c),
+                    (weights or {}).get(c),
+                    (stats or {}).get(c),
+                )
+                for i, c in enumerate(ids)
+            }
         sweep = None
         if dropouts is not None:
             assert tamper is None, "dropouts use the tamper hook"
@@ -320,10 +344,21 @@ def secagg_round(tmp_path):
             tamper, rounds = sweep.tamper, max(rounds, len(sweep.patterns))
             # a round and a retry for every pattern; a stage with a dropout closes at its deadline
             deadlines = {"max_round_retries": len(sweep.patterns), "stage": 5.0, **dict(deadlines or {})}
-        fed = memory_federation(n, rounds, Path(tmp_path) / f"fed{next(count)}", aggregation="secagg",
-                                workload=UPDATES, workload_settings=settings, client_ids=ids,
-                                secagg=dict(secagg or {}), faults=faults, tamper=tamper, record=record,
-                                trainers=known or None, deadlines=deadlines)
+        fed = memory_federation(
+            n,
+            rounds,
+            Path(tmp_path) / f"fed{next(count)}",
+            aggregation="secagg",
+            workload=UPDATES,
+            workload_settings=settings,
+            client_ids=ids,
+            secagg=dict(secagg or {}),
+            faults=faults,
+            tamper=tamper,
+            record=record,
+            trainers=known or None,
+            deadlines=deadlines,
+        )
         built.append(fed)
         return SecAggRun(fed, settings, known, sweep)
 
@@ -345,16 +380,32 @@ class Federation:
 
     def next_round(self, round_: int, attempt: int = 0) -> Federation:
         """The same server and clients, a new (round, attempt)."""
-        ctx = AggregationContext(FED, round_, attempt, self.ctx.participants, self.ctx.vector_length,
-                                 self.ctx.settings, max_weight=self.ctx.max_weight)
+        ctx = AggregationContext(
+            FED,
+            round_,
+            attempt,
+            self.ctx.participants,
+            self.ctx.vector_length,
+            self.ctx.settings,
+            max_weight=self.ctx.max_weight,
+        )
         jobs = {c: ClientJob(round_, attempt, j.vector, j.weight) for c, j in self.jobs.items()}
         return Federation(self.server, self.clients, ctx, jobs)
 
 
-def make_federation(n: int, length: int = 6, settings: dict[str, Any] | None = None, *, round_: int = 1,
-                    attempt: int = 0, max_weight: float = 100.0, weights: Mapping[str, float] | None = None,
-                    vectors: Mapping[str, np.ndarray] | None = None, seed: int = 0,
-                    client_settings: dict[str, Any] | None = None) -> Federation:
+def make_federation(
+    n: int,
+    length: int = 6,
+    settings: dict[str, Any] | None = None,
+    *,
+    round_: int = 1,
+    attempt: int = 0,
+    max_weight: float = 100.0,
+    weights: Mapping[str, float] | None = None,
+    vectors: Mapping[str, np.ndarray] | None = None,
+    seed: int = 0,
+    client_settings: dict[str, Any] | None = None,
+) -> Federation:
     settings = dict(settings or {})
     ids = client_ids(n)
     rng = np.random.default_rng(seed)
@@ -363,8 +414,10 @@ def make_federation(n: int, length: int = 6, settings: dict[str, Any] | None = N
     ctx = AggregationContext(FED, round_, attempt, ids, length, settings, max_weight=max_weight)
     server = SecAggServer(FED, settings)
     csettings = settings if client_settings is None else client_settings
-    clients = {c: SecAggClient(ClientIdentity(c), FED, csettings, rng=np.random.default_rng(seed + i))
-               for i, c in enumerate(ids)}
+    clients = {
+        c: SecAggClient(ClientIdentity(c), FED, csettings, rng=np.random.default_rng(seed + i))
+        for i, c in enumerate(ids)
+    }
     jobs = {c: ClientJob(round_, attempt, vectors[c], weights[c]) for c in ids}
     return Federation(server, clients, ctx, jobs)
 

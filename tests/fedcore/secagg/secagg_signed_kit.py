@@ -16,14 +16,22 @@ from pathlib import Path
 
 #: (old, new) text of protos/fedpsyau/v1/secagg.proto: signature and certificate on both messages
 PROTO_CHANGE = [
-    ("  bytes mask_public_key = 2;     // s_pk: 32 bytes, agrees the pairwise masks\n}",
-     ("  bytes mask_public_key = 2;     // s_pk: 32 bytes, agrees the pairwise masks\n"
-     "  bytes signature = 3;           // certificate key over fedcore.secagg.auth.keys_transcript\n"
-     "  bytes certificate_pem = 4;     // the client's certificate from the federation CA\n}")),
-    ("  bytes mask_public_key = 3;\n}",
-     ("  bytes mask_public_key = 3;\n"
-     "  bytes signature = 4;        // relayed from the neighbour's SecAggAdvertiseKeys\n"
-     "  bytes certificate_pem = 5;  // relayed likewise; the receiving client verifies both\n}")),
+    (
+        "  bytes mask_public_key = 2;     // s_pk: 32 bytes, agrees the pairwise masks\n}",
+        (
+            "  bytes mask_public_key = 2;     // s_pk: 32 bytes, agrees the pairwise masks\n"
+            "  bytes signature = 3;           // certificate key over fedcore.secagg.auth.keys_transcript\n"
+            "  bytes certificate_pem = 4;     // the client's certificate from the federation CA\n}"
+        ),
+    ),
+    (
+        "  bytes mask_public_key = 3;\n}",
+        (
+            "  bytes mask_public_key = 3;\n"
+            "  bytes signature = 4;        // relayed from the neighbour's SecAggAdvertiseKeys\n"
+            "  bytes certificate_pem = 5;  // relayed likewise; the receiving client verifies both\n}"
+        ),
+    ),
 ]
 ROOT = Path(__file__).resolve().parents[3]
 CLIENTS = ("alice", "bob", "carol", "dave")
@@ -73,9 +81,17 @@ def substitution_scenario(folder: Path) -> dict:
 
     def federation(name: str, tamper=None):
         trainers = {c: _Known(np.full(3, 0.1 * (i + 1))) for i, c in enumerate(CLIENTS)}
-        return memory_federation(len(CLIENTS), 1, work / name, aggregation="secagg", client_ids=CLIENTS,
-                                 workload="fedcore.examples.updates:workload", workload_settings={"size": 3},
-                                 trainers=trainers, tamper=tamper)
+        return memory_federation(
+            len(CLIENTS),
+            1,
+            work / name,
+            aggregation="secagg",
+            client_ids=CLIENTS,
+            workload="fedcore.examples.updates:workload",
+            workload_settings={"size": 3},
+            trainers=trainers,
+            tamper=tamper,
+        )
 
     out = {"wire_support": auth.WIRE_SUPPORT}
     fed = federation("honest")
@@ -103,7 +119,7 @@ def substitution_scenario(folder: Path) -> dict:
     refusals: list[Exception] = []
     handle = alice.handle
 
-    def watched(*args, **kwargs):   # what alice's daemon runs into (it logs the refusal and skips the task)
+    def watched(*args, **kwargs):  # what alice's daemon runs into (it logs the refusal and skips the task)
         try:
             return handle(*args, **kwargs)
         except Exception as exc:
@@ -126,7 +142,7 @@ def substitution_scenario(folder: Path) -> dict:
 def run_patched(tmp: Path, folder: Path) -> dict:
     """:func:`substitution_scenario` in a fresh interpreter whose secagg_pb2 has :data:`PROTO_CHANGE`."""
     protos = tmp / "protos"
-    src = (ROOT / "protos" / "fedpsyau" / "v1")
+    src = ROOT / "protos" / "fedpsyau" / "v1"
     (protos / "fedpsyau" / "v1").mkdir(parents=True)
     for proto in src.glob("*.proto"):
         text = proto.read_text()
@@ -155,14 +171,22 @@ import secagg_signed_kit as kit
 print("RESULT " + json.dumps(kit.substitution_scenario(Path({str(folder)!r}))))
 """
     env_path = str(Path(__file__).resolve().parent)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, check=False,
-                          cwd=str(ROOT), env={**_env(), "PYTHONPATH": env_path})
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=str(ROOT),
+        env={**_env(), "PYTHONPATH": env_path},
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise AssertionError(f"the patched run failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def _env() -> dict:
     import os
+
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}

@@ -99,12 +99,15 @@ def test_a_task_for_another_round_or_attempt_is_refused(federation):
         ask(fed, S.ADVERTISE_KEYS, spb.SecAggAdvertiseKeysTask(round=1, attempt=3, participants=fed.ctx.participants))
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda ids: list(reversed(ids)), "sorted"),
-    (lambda ids: [*ids, ids[0]], "duplicate"),
-    (lambda ids: ids[1:] + ["client-99"], "do not include"),
-    (lambda ids: ["", *ids], "empty"),
-])
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda ids: list(reversed(ids)), "sorted"),
+        (lambda ids: [*ids, ids[0]], "duplicate"),
+        (lambda ids: ids[1:] + ["client-99"], "do not include"),
+        (lambda ids: ["", *ids], "empty"),
+    ],
+)
 def test_advertise_refuses_bad_rosters(federation, mutate, match):
     fed = federation(4)
     task = spb.SecAggAdvertiseKeysTask(round=1, attempt=0, participants=mutate(list(fed.ctx.participants)))
@@ -137,6 +140,7 @@ def _corrupt_once(victim: str):
             done.append(cid)
             return data[:-3] + bytes(3)
         return data
+
     return tamper
 
 
@@ -146,7 +150,7 @@ def test_a_new_attempt_gets_fresh_keys_and_never_reuses_masks(secagg_round):
     run.open(S.UNMASK, attempt=0)
     first_keys = run.client(ME).state.own_keys
     first_masked = run.server.r.inputs[ME].copy()
-    run.open(S.UNMASK, attempt=1)     # attempt 0's sum failed its range check; the engine retried
+    run.open(S.UNMASK, attempt=1)  # attempt 0's sum failed its range check; the engine retried
     assert run.client(ME).state.own_keys != first_keys
     assert not set(first_keys) & set(run.client(ME).state.own_keys)
     second_masked = run.server.r.inputs[ME].copy()
@@ -154,7 +158,7 @@ def test_a_new_attempt_gets_fresh_keys_and_never_reuses_masks(secagg_round):
     assert run.run() == 0
     # with reused masks the difference would be the rounding noise (|d| <= 1); fresh masks make it uniform
     diff = qz.from_ring(second_masked - first_masked, 32)
-    assert np.abs(diff).max() > 2 ** 20
+    assert np.abs(diff).max() > 2**20
     res = run.result()
     want, weight = run.expected(run.ids)
     assert res.num_contributors == 4 and res.total_weight == weight
@@ -186,8 +190,9 @@ def test_unmask_refuses_both_shares_across_two_requests(secagg_round):
     again = run.ask(S.UNMASK, task, ME)  # a repeated identical request is answered identically
     assert again == first
     peer = next(c for c in task.survivors if c != ME)
-    second = spb.SecAggUnmaskTask(round=run.round, attempt=run.attempt, survivors=[ME], dropped=[peer],
-                                  num_survivors=task.num_survivors)
+    second = spb.SecAggUnmaskTask(
+        round=run.round, attempt=run.attempt, survivors=[ME], dropped=[peer], num_survivors=task.num_survivors
+    )
     with pytest.raises(ProtocolAbort, match="revealed before"):
         run.ask(S.UNMASK, second, ME)
 
@@ -195,8 +200,13 @@ def test_unmask_refuses_both_shares_across_two_requests(secagg_round):
 def test_unmask_refuses_its_own_key_share_and_too_few_survivors(secagg_round):
     run = secagg_round(4).open(S.UNMASK)
     task = run.task(S.UNMASK, ME)
-    bad = spb.SecAggUnmaskTask(round=run.round, attempt=run.attempt, dropped=[ME], num_survivors=4,
-                               survivors=[c for c in task.survivors if c != ME])
+    bad = spb.SecAggUnmaskTask(
+        round=run.round,
+        attempt=run.attempt,
+        dropped=[ME],
+        num_survivors=4,
+        survivors=[c for c in task.survivors if c != ME],
+    )
     with pytest.raises(ProtocolAbort, match="never as dropped"):
         run.ask(S.UNMASK, bad, ME)
     run = secagg_round(4).open(S.UNMASK)
@@ -243,12 +253,15 @@ def test_unmask_refuses_a_share_of_a_peer_outside_the_neighbourhood(secagg_round
         run.ask(S.UNMASK, task, ME)
 
 
-@pytest.mark.parametrize("tamper,match", [
-    (lambda env, other: setattr(env, "sealed", env.sealed[:-1] + bytes([env.sealed[-1] ^ 1])), "does not open"),
-    (lambda env, other: setattr(env, "sealed", b"\x01" + bytes(200)), "does not open"),
-    (lambda env, other: setattr(env, "sealed", other.sealed), "does not open"),  # a share meant for someone else
-    (lambda env, other: setattr(env, "receiver", "client-03"), "addressed to"),
-])
+@pytest.mark.parametrize(
+    "tamper,match",
+    [
+        (lambda env, other: setattr(env, "sealed", env.sealed[:-1] + bytes([env.sealed[-1] ^ 1])), "does not open"),
+        (lambda env, other: setattr(env, "sealed", b"\x01" + bytes(200)), "does not open"),
+        (lambda env, other: setattr(env, "sealed", other.sealed), "does not open"),  # a share meant for someone else
+        (lambda env, other: setattr(env, "receiver", "client-03"), "addressed to"),
+    ],
+)
 def test_masked_input_refuses_garbage_or_misdirected_sealed_shares(secagg_round, tamper, match):
     run = secagg_round(4).open(S.MASKED_INPUT)
     task = run.task(S.MASKED_INPUT, ME)
@@ -260,13 +273,16 @@ def test_masked_input_refuses_garbage_or_misdirected_sealed_shares(secagg_round,
     assert run.stage_of(ME) == S.ABORTED
 
 
-@pytest.mark.parametrize("field_,value,match", [
-    ("frac_bits", 31, "refusing quantization"),
-    ("bits", 16, "refusing quantization"),
-    ("num_clients", 3, "quantization is for 3 clients"),
-    ("clip", float("nan"), "refusing quantization"),
-    ("noise_sigma", 1.0, "no discrete noise sampler"),
-])
+@pytest.mark.parametrize(
+    "field_,value,match",
+    [
+        ("frac_bits", 31, "refusing quantization"),
+        ("bits", 16, "refusing quantization"),
+        ("num_clients", 3, "quantization is for 3 clients"),
+        ("clip", float("nan"), "refusing quantization"),
+        ("noise_sigma", 1.0, "no discrete noise sampler"),
+    ],
+)
 def test_masked_input_refuses_unsafe_quantization(secagg_round, field_, value, match, monkeypatch):
     monkeypatch.setattr("fedcore.secagg.noise.default_sampler", lambda: None)
     # the 32-bit ring (64 bits is chosen by default for the engine's weight bound 1e6, and 31
@@ -296,13 +312,16 @@ def test_client_floors_on_noise_threshold_and_degree(secagg_round):
         run.ask(S.SHARE_KEYS, run.task(S.SHARE_KEYS, ME), ME)
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda t: setattr(t, "graph_seed", b"short"), "seed"),
-    (lambda t: setattr(t, "degree", 1), "refusing masking graph degree"),
-    (lambda t: t.neighbours[0].__setattr__("mask_public_key", b"\x01" * 31), "32-byte"),
-    (lambda t: t.neighbours.add().CopyFrom(t.neighbours[0]), "duplicate"),
-    (lambda t: t.participants.append("client-99"), "differ from the advertise-keys roster"),
-])
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda t: setattr(t, "graph_seed", b"short"), "seed"),
+        (lambda t: setattr(t, "degree", 1), "refusing masking graph degree"),
+        (lambda t: t.neighbours[0].__setattr__("mask_public_key", b"\x01" * 31), "32-byte"),
+        (lambda t: t.neighbours.add().CopyFrom(t.neighbours[0]), "duplicate"),
+        (lambda t: t.participants.append("client-99"), "differ from the advertise-keys roster"),
+    ],
+)
 def test_share_keys_refuses_malformed_tasks(secagg_round, mutate, match):
     run = secagg_round(4).open(S.SHARE_KEYS)
     task = run.task(S.SHARE_KEYS, ME)

@@ -38,8 +38,9 @@ def test_noisy_statistics_round_releases_no_clip_count(secagg_round):
 def test_distributed_dp_quantises_at_the_clip_norm_so_nothing_is_clipped(secagg_round):
     # a [secagg] clip below the L2 clip norm used to clip coordinates and count them in the clear
     vecs = _full(4, 8, 0.15)  # L2 norm 0.42 < clip_norm 0.5: left alone by the L2 clip
-    run = secagg_round(4, length=8, secagg={"distributed_dp": DDP, "clip": 0.1}, vectors=vecs,
-                       weights={c: 1.0 for c in vecs})
+    run = secagg_round(
+        4, length=8, secagg={"distributed_dp": DDP, "clip": 0.1}, vectors=vecs, weights={c: 1.0 for c in vecs}
+    )
     assert run.run() == 0
     res = run.result()
     assert res.notes["max_weight"] == 1  # the engine caps weights at 1 under distributed DP
@@ -88,8 +89,7 @@ def test_statistics_go_without_noise_only_when_no_dp_is_on(secagg_round):
 
 
 def test_client_refuses_less_statistics_noise_than_its_own_budget(secagg_round, caplog):
-    run = secagg_round(4, stats=_full(4, 10, 1.0),
-                       secagg={"federation_dp": True, "stats_epsilon": 2.0, "clip": 100.0})
+    run = secagg_round(4, stats=_full(4, 10, 1.0), secagg={"federation_dp": True, "stats_epsilon": 2.0, "clip": 100.0})
     for c in run.ids:
         run.use_client_settings(c, {"federation_dp": True, "stats_epsilon": 1.0})
     with caplog.at_level(logging.WARNING):
@@ -103,6 +103,7 @@ def test_client_refuses_less_statistics_noise_than_its_own_budget(secagg_round, 
 
 def test_sigma_meets_the_budget_under_the_coordinators_rdp_accounting():
     from fedcore.dp.secagg_dp import stats_epsilon
+
     for eps, length, t in [(1.0, 78, 3), (0.5, 78, 10), (4.0, 500, 6)]:
         total = sigma_for_epsilon(eps, 1e-5, math.sqrt(length))
         assert epsilon_of(total, math.sqrt(length), 1e-5) == pytest.approx(eps)
@@ -111,8 +112,15 @@ def test_sigma_meets_the_budget_under_the_coordinators_rdp_accounting():
 
 def test_statistics_task_carries_what_a_client_charges():
     cfg = stats_task_config({"distributed_dp": DDP, "stats_sensitivity": 4.0}, 78)
-    assert cfg == {"stats_dp": {"sigma_total": pytest.approx(sigma_for_epsilon(1.0, 1e-5, 4.0)), "sensitivity": 4.0,
-                                "delta": 1e-5, "epsilon": pytest.approx(1.0)}}
+    assert cfg == {
+        "stats_dp": {
+            "sigma_total": pytest.approx(sigma_for_epsilon(1.0, 1e-5, 4.0)),
+            "sensitivity": 4.0,
+            "delta": 1e-5,
+            "epsilon": pytest.approx(1.0),
+        }
+    }
     assert stats_task_config({}, 78) == {}
     assert stats_noise(SecAggSettings.from_mapping({"stats_noise": True}), 78).sigma_total == pytest.approx(
-        sigma_for_epsilon(1.0, 1e-5, math.sqrt(78)))
+        sigma_for_epsilon(1.0, 1e-5, math.sqrt(78))
+    )

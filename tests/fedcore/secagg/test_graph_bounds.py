@@ -95,9 +95,11 @@ def test_no_honest_client_exposed_by_coalitions_of_the_stated_size(n):
     for trial in range(trials):
         k, t_nb, _, graph = _server_round(n)  # a fresh seed, as every round draws
         adj = _adjacency(ids, graph)
-        coalitions = [np.isin(np.arange(n), rng.choice(n, size, replace=False)).astype(np.int32),
-                      _greedy(previous, int(rng.integers(n)), size, rng),
-                      np.isin(np.arange(n), np.arange(size) + trial).astype(np.int32)]
+        coalitions = [
+            np.isin(np.arange(n), rng.choice(n, size, replace=False)).astype(np.int32),
+            _greedy(previous, int(rng.integers(n)), size, rng),
+            np.isin(np.arange(n), np.arange(size) + trial).astype(np.int32),
+        ]
         if k == n - 1:  # the complete graph holds even against a coalition that sees this round's graph
             coalitions.append(_greedy(adj, int(rng.integers(n)), T - 1, rng))
         for corrupt in coalitions:
@@ -144,6 +146,7 @@ def test_float_search_agrees_with_exact_tails(n, gamma, delta):
 def test_hypergeometric_tail_against_direct_counting():
     """P[HG(N, K, m) >= j] by enumerating every m-subset of a small population."""
     import itertools
+
     N, K, m = 9, 4, 5
     subsets = list(itertools.combinations(range(N), m))
     for j in range(m + 2):

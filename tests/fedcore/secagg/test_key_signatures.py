@@ -19,8 +19,9 @@ def _identity(pki, cid: str) -> ClientIdentity:
 
 
 def _verify(pki, peer: str, c_pk: bytes, s_pk: bytes, sig: bytes, cert: bytes, round_: int = 3, attempt: int = 1):
-    auth.verify_peer_keys(peer, c_pk, s_pk, sig, cert, ca_pem=pki.ca_pem, federation_id=FED, round_=round_,
-                          attempt=attempt)
+    auth.verify_peer_keys(
+        peer, c_pk, s_pk, sig, cert, ca_pem=pki.ca_pem, federation_id=FED, round_=round_, attempt=attempt
+    )
 
 
 def test_signed_keys_verify_and_every_substitution_is_refused(pki):
@@ -55,6 +56,7 @@ def test_signed_keys_verify_and_every_substitution_is_refused(pki):
 def test_ckks_and_secagg_share_one_signing_helper():
     from fedcore.crypto import signing
     from fedcore.he import keys
+
     assert issubclass(keys.KeyExchangeRefused, signing.IdentityRefused)
     assert keys.transcript is signing.transcript and keys.MAX_CERT_BYTES == signing.MAX_CERT_BYTES
 

@@ -39,8 +39,7 @@ def _assert_exact(run, res, contributors, round_: int = 1):
     want, weight = run.expected(contributors, round_)
     assert res.num_contributors == len(contributors)
     assert res.total_weight == weight
-    np.testing.assert_allclose(res.weighted_sum, want, rtol=0,
-                               atol=weight * 2.0 ** -res.notes["frac_bits"] + 1e-12)
+    np.testing.assert_allclose(res.weighted_sum, want, rtol=0, atol=weight * 2.0 ** -res.notes["frac_bits"] + 1e-12)
 
 
 @pytest.mark.parametrize("n", [3, 4, 5, pytest.param(6, marks=pytest.mark.slow)])
@@ -53,7 +52,7 @@ def test_masks_cancel_under_every_dropout_pattern_complete_graph(secagg_round, n
     patterns = list(itertools.product((None, BEFORE, AFTER), repeat=n))
     run = secagg_round(n, length=5, secagg={"k": "all"}, seed=n, dropouts=[_drops(ids, p) for p in patterns])
     attempts = run.sweep()
-    assert len(attempts) == 3 ** n
+    assert len(attempts) == 3**n
     outcomes = {"exact": 0, "aborted": 0}
     for pattern, at in zip(patterns, attempts):
         assert at.pattern == {s: frozenset(c) for s, c in _drops(ids, pattern).items() if c}
@@ -75,7 +74,7 @@ def test_early_dropouts_complete_or_abort_by_the_threshold(secagg_round, stage):
     gone = [{ids[i] for i in g} for size in range(n + 1) for g in itertools.combinations(range(n), size)]
     run = secagg_round(n, length=4, dropouts=[{stage: g} for g in gone])
     attempts = run.sweep()
-    assert len(attempts) == 2 ** n
+    assert len(attempts) == 2**n
     for dropped, at in zip(gone, attempts):
         if n - len(dropped) >= 3:
             _assert_exact(run, at.result, [c for c in ids if c not in dropped], at.round)
@@ -91,8 +90,9 @@ def test_sparse_graph_every_pattern_is_exact_or_a_clear_abort(secagg_round):
     n, done = 6, 0
     ids = _ids(n)
     patterns = [p for p in itertools.product((None, BEFORE, AFTER), repeat=n) if sum(x is not None for x in p) <= 2]
-    run = secagg_round(n, length=3, secagg={"k": 2, **NO_ADVERSARY}, seed=1,
-                       dropouts=[_drops(ids, p) for p in patterns])
+    run = secagg_round(
+        n, length=3, secagg={"k": 2, **NO_ADVERSARY}, seed=1, dropouts=[_drops(ids, p) for p in patterns]
+    )
     attempts = run.sweep()
     assert len(attempts) == len(patterns) == 73
     for pattern, at in zip(patterns, attempts):

@@ -51,8 +51,7 @@ def masked_round(secagg_round):
     structured = {c: np.full(L, 0.25 * (i + 1)) for i, c in enumerate(ids)}  # far from uniform
     # the 32-bit ring (without it the engine's weight bound 1e6 leaves too few fractional bits and
     # "auto" picks 64); weights 1
-    run = secagg_round(3, length=L, vectors=structured, weights={c: 1.0 for c in ids}, secagg={"bits": 32},
-                       record=True)
+    run = secagg_round(3, length=L, vectors=structured, weights={c: 1.0 for c in ids}, secagg={"bits": 32}, record=True)
     run.server.record_inputs = True  # keep what the coordinator received
     run.open(SecAggStage.UNMASK)
     received = run.server.r.inputs["client-00"].copy()

@@ -28,8 +28,8 @@ def test_same_seed_same_graph_other_seed_other_graph():
 
 def test_degree_resolution():
     assert resolve_degree("all", 20) == 19
-    assert resolve_degree(25, 20) == 19          # k >= n - 1: complete
-    assert resolve_degree(5, 20) == 6            # odd rounded up to even
+    assert resolve_degree(25, 20) == 19  # k >= n - 1: complete
+    assert resolve_degree(5, 20) == 6  # odd rounded up to even
     with pytest.raises(ValueError, match="bounds.plan"):  # auto depends on gamma and delta
         resolve_degree("auto", 100)
     for bad in (1, 0, "some", 2.5, True):

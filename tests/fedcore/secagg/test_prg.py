@@ -65,13 +65,15 @@ def test_mask_keys_differ_across_rounds_attempts_and_pairs():
     sk_a, _ = new_keypair()
     _, pk_b = new_keypair()
     seed = b"\x07" * 32
-    keys = {pair_mask_key(sk_a, pk_b, round_context("fed", 1, 0), "a", "b"),
-            pair_mask_key(sk_a, pk_b, round_context("fed", 1, 1), "a", "b"),
-            pair_mask_key(sk_a, pk_b, round_context("fed", 2, 0), "a", "b"),
-            pair_mask_key(sk_a, pk_b, round_context("fed", 1, 0), "a", "c"),
-            self_mask_key(seed, round_context("fed", 1, 0), "a"),
-            self_mask_key(seed, round_context("fed", 1, 1), "a"),
-            self_mask_key(seed, round_context("fed", 1, 0), "b")}
+    keys = {
+        pair_mask_key(sk_a, pk_b, round_context("fed", 1, 0), "a", "b"),
+        pair_mask_key(sk_a, pk_b, round_context("fed", 1, 1), "a", "b"),
+        pair_mask_key(sk_a, pk_b, round_context("fed", 2, 0), "a", "b"),
+        pair_mask_key(sk_a, pk_b, round_context("fed", 1, 0), "a", "c"),
+        self_mask_key(seed, round_context("fed", 1, 0), "a"),
+        self_mask_key(seed, round_context("fed", 1, 1), "a"),
+        self_mask_key(seed, round_context("fed", 1, 0), "b"),
+    }
     assert len(keys) == 7
 
 

@@ -8,8 +8,17 @@ import pytest
 from fedcore.secagg import quantize as qz
 
 
-@pytest.mark.parametrize("n,clip,max_weight,bits", [(3, 1.0, 1, 32), (10, 1.0, 100, 32), (100, 1.0, 100, 32),
-                                                    (50, 5.0, 1000, "auto"), (3, 1e4, 1, "auto"), (7, 2.5, 10**6, 64)])
+@pytest.mark.parametrize(
+    "n,clip,max_weight,bits",
+    [
+        (3, 1.0, 1, 32),
+        (10, 1.0, 100, 32),
+        (100, 1.0, 100, 32),
+        (50, 5.0, 1000, "auto"),
+        (3, 1e4, 1, "auto"),
+        (7, 2.5, 10**6, 64),
+    ],
+)
 def test_worst_case_sums_never_overflow(n, clip, max_weight, bits):
     p = qz.choose_params(n, clip, max_weight, bits=bits, length=4)
     for sign in (+1, -1):

@@ -58,12 +58,15 @@ def test_wrong_message_types_are_invalid(secagg_round, stage):
     refused(run, stage, b"raw bytes", "got bytes")
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda m: setattr(m, "channel_public_key", b"\x01" * 31), "32-byte"),
-    (lambda m: setattr(m, "mask_public_key", m.channel_public_key), "distinct"),
-    (lambda m: setattr(m, "mask_public_key", bytes(32)), "not a usable X25519"),  # low-order point
-    (lambda m: setattr(m, "mask_public_key", b""), "32-byte"),
-])
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda m: setattr(m, "channel_public_key", b"\x01" * 31), "32-byte"),
+        (lambda m: setattr(m, "mask_public_key", m.channel_public_key), "distinct"),
+        (lambda m: setattr(m, "mask_public_key", bytes(32)), "not a usable X25519"),  # low-order point
+        (lambda m: setattr(m, "mask_public_key", b""), "32-byte"),
+    ],
+)
 def test_bad_advertised_keys_are_invalid(secagg_round, mutate, match):
     run = secagg_round(3)
     reply = at_stage(run, S.ADVERTISE_KEYS)
@@ -79,14 +82,17 @@ def test_a_key_already_advertised_by_another_client_is_invalid(secagg_round):
     refused(run, S.ADVERTISE_KEYS, copy, "already advertised")
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda m: m.shares.pop(), "expected one share for each"),
-    (lambda m: m.shares.add().CopyFrom(m.shares[0]), "expected one share for each"),
-    (lambda m: setattr(m.shares[0], "receiver", "client-99"), "expected one share for each"),
-    (lambda m: setattr(m.shares[0], "sender", "client-01"), "malformed"),
-    (lambda m: setattr(m.shares[0], "sealed", b"\x02" + m.shares[0].sealed[1:]), "malformed"),  # version
-    (lambda m: setattr(m.shares[0], "sealed", m.shares[0].sealed[:40]), "malformed"),
-])
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda m: m.shares.pop(), "expected one share for each"),
+        (lambda m: m.shares.add().CopyFrom(m.shares[0]), "expected one share for each"),
+        (lambda m: setattr(m.shares[0], "receiver", "client-99"), "expected one share for each"),
+        (lambda m: setattr(m.shares[0], "sender", "client-01"), "malformed"),
+        (lambda m: setattr(m.shares[0], "sealed", b"\x02" + m.shares[0].sealed[1:]), "malformed"),  # version
+        (lambda m: setattr(m.shares[0], "sealed", m.shares[0].sealed[:40]), "malformed"),
+    ],
+)
 def test_bad_share_envelopes_are_invalid(secagg_round, mutate, match):
     run = secagg_round(4)
     reply = at_stage(run, S.SHARE_KEYS)
@@ -94,13 +100,16 @@ def test_bad_share_envelopes_are_invalid(secagg_round, mutate, match):
     refused(run, S.SHARE_KEYS, reply, match)
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda m: m.ClearField("masked"), "no vector"),
-    (lambda m: m.masked.CopyFrom(encode_vector(np.zeros(8, np.uint64))), "expected dtype uint32"),
-    (lambda m: m.masked.CopyFrom(encode_vector(np.zeros(5, np.uint32))), "expected 8 values"),
-    (lambda m: setattr(m.masked, "data", m.masked.data[:-4]), "need 32 bytes"),
-    (lambda m: m.masked.CopyFrom(encode_vector(np.zeros(8, np.float64))), "expected dtype uint32"),
-])
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda m: m.ClearField("masked"), "no vector"),
+        (lambda m: m.masked.CopyFrom(encode_vector(np.zeros(8, np.uint64))), "expected dtype uint32"),
+        (lambda m: m.masked.CopyFrom(encode_vector(np.zeros(5, np.uint32))), "expected 8 values"),
+        (lambda m: setattr(m.masked, "data", m.masked.data[:-4]), "need 32 bytes"),
+        (lambda m: m.masked.CopyFrom(encode_vector(np.zeros(8, np.float64))), "expected dtype uint32"),
+    ],
+)
 def test_bad_masked_vectors_are_invalid(secagg_round, mutate, match):
     # vector length 6 -> 8 ring values; the 32-bit ring (the engine's weight bound 1e6 makes "auto" pick 64)
     run = secagg_round(3, secagg={"bits": 32})
@@ -109,12 +118,15 @@ def test_bad_masked_vectors_are_invalid(secagg_round, mutate, match):
     refused(run, S.MASKED_INPUT, reply, match)
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda m: m.self_mask_shares.pop(), "expected self-mask shares"),
-    (lambda m: m.key_shares.add(owner="client-01", share=m.self_mask_shares[0].share), "expected key shares"),
-    (lambda m: setattr(m.self_mask_shares[0], "share", b"\x00" * 10), "not a 70-byte share"),
-    (lambda m: setattr(m.self_mask_shares[0], "share", shamir.split(b"x", [2], 1)[0]), "for holder 1"),
-])
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda m: m.self_mask_shares.pop(), "expected self-mask shares"),
+        (lambda m: m.key_shares.add(owner="client-01", share=m.self_mask_shares[0].share), "expected key shares"),
+        (lambda m: setattr(m.self_mask_shares[0], "share", b"\x00" * 10), "not a 70-byte share"),
+        (lambda m: setattr(m.self_mask_shares[0], "share", shamir.split(b"x", [2], 1)[0]), "for holder 1"),
+    ],
+)
 def test_bad_unmask_replies_are_invalid(secagg_round, mutate, match):
     run = secagg_round(3)
     reply = at_stage(run, S.UNMASK)
@@ -153,12 +165,15 @@ def test_out_of_stage_and_unexpected_clients_are_wrong_stage(secagg_round):
         run.server.close_stage(Stage.SECAGG_ADVERTISE_KEYS, frozenset())
 
 
-@pytest.mark.parametrize("n,settings,match", [
-    (2, {}, "fewer than the threshold"),
-    (3, {"min_clients": 4}, "fewer than the threshold"),
-    (6, {"threshold": 3}, "not more than half"),
-    (5, {"bits": 32, "clip": 1e9}, "overflow"),
-])
+@pytest.mark.parametrize(
+    "n,settings,match",
+    [
+        (2, {}, "fewer than the threshold"),
+        (3, {"min_clients": 4}, "fewer than the threshold"),
+        (6, {"threshold": 3}, "not more than half"),
+        (5, {"bits": 32, "clip": 1e9}, "overflow"),
+    ],
+)
 def test_unsafe_rounds_are_refused_at_begin(federation, n, settings, match):
     fed = federation(n, settings=settings, client_settings={}, max_weight=1e6)
     with pytest.raises(AggregationAborted, match=match):

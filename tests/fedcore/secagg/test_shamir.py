@@ -59,13 +59,16 @@ def test_share_encoding_carries_the_holder_number():
     assert all(len(s) == shamir.SHARE_BYTES for s in shares)
 
 
-@pytest.mark.parametrize("secret,xs,t,match", [
-    (b"x" * 33, [1, 2, 3], 2, "at most 32"),
-    (b"x", [1, 1, 2], 2, "distinct"),
-    (b"x", [0, 1, 2], 2, "distinct"),
-    (b"x", [1, 2, 3], 4, "threshold"),
-    (b"x", [1, 2, 3], 0, "threshold"),
-])
+@pytest.mark.parametrize(
+    "secret,xs,t,match",
+    [
+        (b"x" * 33, [1, 2, 3], 2, "at most 32"),
+        (b"x", [1, 1, 2], 2, "distinct"),
+        (b"x", [0, 1, 2], 2, "distinct"),
+        (b"x", [1, 2, 3], 4, "threshold"),
+        (b"x", [1, 2, 3], 0, "threshold"),
+    ],
+)
 def test_split_refuses_bad_arguments(secret, xs, t, match):
     with pytest.raises(ValueError, match=match):
         shamir.split(secret, xs, t)

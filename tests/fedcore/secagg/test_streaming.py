@@ -32,7 +32,9 @@ def _watch_inputs(server) -> dict[tuple[int, int], list]:
         if SecAggStage.from_wire(stage) == SecAggStage.MASKED_INPUT:
             r = server.r
             seen[(r.ctx.round, r.ctx.attempt)].append(
-                (frozenset(r.bodies[SecAggStage.MASKED_INPUT]), frozenset(r.folded), frozenset(r.held)))
+                (frozenset(r.bodies[SecAggStage.MASKED_INPUT]), frozenset(r.folded), frozenset(r.held))
+            )
+
     server.accept = watched
     return seen
 
@@ -40,8 +42,7 @@ def _watch_inputs(server) -> dict[tuple[int, int], list]:
 def _assert_exact(run, res, contributors, round_: int = 1):
     want, weight = run.expected(contributors, round_)
     assert res.num_contributors == len(contributors) and res.total_weight == weight
-    np.testing.assert_allclose(res.weighted_sum, want, rtol=0,
-                               atol=weight * 2.0 ** -res.notes["frac_bits"] + 1e-12)
+    np.testing.assert_allclose(res.weighted_sum, want, rtol=0, atol=weight * 2.0 ** -res.notes["frac_bits"] + 1e-12)
 
 
 def test_complete_graph_folds_every_input_at_once_and_keeps_none(secagg_round):
@@ -73,16 +74,20 @@ def test_sparse_graph_holds_only_inputs_the_prune_could_still_exclude(secagg_rou
     n, done = 6, 0
     ids = [f"client-{i:02d}" for i in range(n)]
     patterns = [p for p in itertools.product((None, BEFORE, AFTER), repeat=n) if sum(x is not None for x in p) <= 2]
-    drops = [{stage: {c for c, p in zip(ids, pattern) if p == stage} for stage in (BEFORE, AFTER)}
-             for pattern in patterns]
+    drops = [
+        {stage: {c for c, p in zip(ids, pattern) if p == stage} for stage in (BEFORE, AFTER)} for pattern in patterns
+    ]
     run = secagg_round(n, length=3, secagg={"k": 2, **NO_ADVERSARY}, seed=1, dropouts=drops)
     seen = _watch_inputs(run.server)
     state = {}
 
     def at_end(at):  # while the engine's mode still holds this attempt's round (its graph)
         r, kept_of = run.server.r, run.server._kept
-        state[(at.round, at.attempt)] = ([(*s, kept_of(s[0])) for s in seen[(at.round, at.attempt)]],
-                                         r.held, r.recorded)
+        state[(at.round, at.attempt)] = (
+            [(*s, kept_of(s[0])) for s in seen[(at.round, at.attempt)]],
+            r.held,
+            r.recorded,
+        )
 
     attempts = run.sweep(at_end)
     assert len(attempts) == len(patterns)

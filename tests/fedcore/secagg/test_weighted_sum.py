@@ -70,8 +70,14 @@ def test_clipped_values_are_counted_and_the_sum_is_of_clipped_values(secagg_roun
 
 def _noisy(secagg_round, sampler=None, sigma=2.0, faults=None):
     counts = {c: np.arange(6, dtype=np.int64) for c in IDS}
-    run = secagg_round(5, length=6, vectors=counts, weights={c: 1.0 for c in IDS}, faults=faults,
-                       secagg={"clip": 100.0, "noise_sigma": sigma})
+    run = secagg_round(
+        5,
+        length=6,
+        vectors=counts,
+        weights={c: 1.0 for c in IDS},
+        faults=faults,
+        secagg={"clip": 100.0, "noise_sigma": sigma},
+    )
     run.fed.start()  # the daemons have joined: their modes exist
     for c in IDS:
         run.client(c).noise_sampler = sampler
@@ -89,7 +95,7 @@ def test_injected_noise_sampler_is_added_in_integer_units(secagg_round):
     assert run.run() == 0
     res = run.result()
     f = res.notes["frac_bits"]
-    np.testing.assert_array_equal(res.weighted_sum, 4 * np.arange(6) + 4 * 3 * 2.0 ** -f)
+    np.testing.assert_array_equal(res.weighted_sum, 4 * np.arange(6) + 4 * 3 * 2.0**-f)
     assert calls == [(2.0, 6)] * 4 and res.notes["noise_sigma"] == 2.0
 
 
@@ -99,7 +105,7 @@ def test_module_level_noise_hook_and_tail_clipping(secagg_round, monkeypatch):
     assert run.run() == 0
     res = run.result()
     f = res.notes["frac_bits"]
-    np.testing.assert_array_equal(res.weighted_sum, 5 * np.arange(6) + 5 * 12 * 2.0 ** -f)  # clipped to 12 sigma
+    np.testing.assert_array_equal(res.weighted_sum, 5 * np.arange(6) + 5 * 12 * 2.0**-f)  # clipped to 12 sigma
 
 
 def test_a_broken_noise_sampler_aborts_the_client(secagg_round, caplog):
@@ -108,8 +114,10 @@ def test_a_broken_noise_sampler_aborts_the_client(secagg_round, caplog):
     run.client("client-00").noise_sampler = lambda sigma, size: np.zeros(size + 1)
     with caplog.at_level(logging.ERROR, logger="fedcore.client"):
         assert run.run() == 0
-    assert any("cannot answer" in r.getMessage() and "noise sampler must return 6 integers" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "cannot answer" in r.getMessage() and "noise sampler must return 6 integers" in r.getMessage()
+        for r in caplog.records
+    )
     assert run.stage_of("client-00") == SecAggStage.ABORTED  # its mode ended its part in the round
     res = run.result()
     assert res.notes["dropouts"]["masked_input"] == ["client-00"] and res.num_contributors == 4
@@ -121,8 +129,9 @@ def test_default_noise_is_the_dp_packages_discrete_gaussian(secagg_round):
     assert noise_mod.default_sampler() is not None
     length, sigma = 4000, 4.0
     counts = {c: np.full(length, 7, np.int64) for c in IDS}
-    run = secagg_round(5, length=length, vectors=counts, weights={c: 1.0 for c in IDS},
-                       secagg={"clip": 100.0, "noise_sigma": sigma})
+    run = secagg_round(
+        5, length=length, vectors=counts, weights={c: 1.0 for c in IDS}, secagg={"clip": 100.0, "noise_sigma": sigma}
+    )
     assert run.run() == 0
     res = run.result()
     assert all(run.client(c).noise_sampler is None for c in IDS)  # the daemons' modes, as deployed

@@ -34,8 +34,9 @@ def _serve(board, tmp_path, address="127.0.0.1:0", token="", pki=None):
     cert = key = None
     if pki is not None:
         cert, key = pki.folder / "server.pem", pki.folder / "server.key"
-    return StatusServer(board, StatusSettings(address=address, token=token, refresh=1.0), cert=cert, key=key,
-                        run_dir=tmp_path).start()
+    return StatusServer(
+        board, StatusSettings(address=address, token=token, refresh=1.0), cert=cert, key=key, run_dir=tmp_path
+    ).start()
 
 
 def _get(port, path, headers=None, method="GET"):
@@ -62,7 +63,7 @@ def test_every_route_answers_read_only_with_a_strict_content_policy(board, tmp_p
         assert _get(srv.port, "/app.js")[0] == _get(srv.port, "/style.css")[0] == 200
         assert _get(srv.port, "/nope")[0] == 404
         assert _get(srv.port, "/", method="POST")[0] == 405
-        assert _get(srv.port, "/", {"Host": "evil.example:80"})[0] == 421            # DNS rebinding
+        assert _get(srv.port, "/", {"Host": "evil.example:80"})[0] == 421  # DNS rebinding
         assert _get(srv.port, "/fragment?since=x")[0] == 400
     finally:
         srv.close()
@@ -109,10 +110,10 @@ def test_a_network_address_is_served_over_tls_with_the_token_only(board, tmp_pat
         assert snap["federation"] == board.current()["federation"]
         with pytest.raises(ValueError, match="HTTP 401"):
             fetch_status(srv.url, "", pki.folder / "ca.pem")
-        with pytest.raises(ssl.SSLError):                        # a certificate not from the federation's CA
+        with pytest.raises(ssl.SSLError):  # a certificate not from the federation's CA
             fetch_status(srv.url, TOKEN, None)
         with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
-            _get(srv.port, "/status.json")                       # plain HTTP gets no answer
+            _get(srv.port, "/status.json")  # plain HTTP gets no answer
     finally:
         srv.close()
 
@@ -125,19 +126,22 @@ def test_a_status_port_in_use_is_refused_with_the_option_name(board, tmp_path):
             _serve(board, tmp_path, address=f"127.0.0.1:{s.getsockname()[1]}")
 
 
-@pytest.mark.parametrize("table, insecure, needle", [
-    ({"address": "0.0.0.0:8080"}, False, "needs a [status] token"),
-    ({"address": "0.0.0.0:8080", "token": TOKEN}, True, "needs TLS (not --insecure)"),
-    ({"address": "192.168.1.5:8080"}, True, "needs a [status] token and TLS"),
-    ({"address": "127.0.0.1:8080", "token": "short"}, False, "token must have at least 16 characters"),
-    ({"address": "localhost"}, False, "must look like HOST:PORT"),
-    ({"address": "127.0.0.1:8080", "refresh": 0}, False, "refresh must be > 0"),
-])
+@pytest.mark.parametrize(
+    "table, insecure, needle",
+    [
+        ({"address": "0.0.0.0:8080"}, False, "needs a [status] token"),
+        ({"address": "0.0.0.0:8080", "token": TOKEN}, True, "needs TLS (not --insecure)"),
+        ({"address": "192.168.1.5:8080"}, True, "needs a [status] token and TLS"),
+        ({"address": "127.0.0.1:8080", "token": "short"}, False, "token must have at least 16 characters"),
+        ({"address": "localhost"}, False, "must look like HOST:PORT"),
+        ({"address": "127.0.0.1:8080", "refresh": 0}, False, "refresh must be > 0"),
+    ],
+)
 def test_a_bad_status_table_is_refused_with_the_reason(tmp_path, table, insecure, needle):
     import re
 
     assert any(needle in p for p in status_problems(StatusSettings(**table), insecure))
-    with pytest.raises(ConfigError, match=re.escape(needle)):   # the coordinator config refuses it too (insecure)
+    with pytest.raises(ConfigError, match=re.escape(needle)):  # the coordinator config refuses it too (insecure)
         config(tmp_path, status=table)
 
 
@@ -145,4 +149,4 @@ def test_loopback_and_a_tokened_tls_network_address_are_accepted():
     assert status_problems(StatusSettings(address="127.0.0.1:8080"), tls_insecure=True) == []
     assert status_problems(StatusSettings(address="[::1]:8080"), tls_insecure=True) == []
     assert status_problems(StatusSettings(address="0.0.0.0:8443", token=TOKEN), tls_insecure=False) == []
-    assert status_problems(StatusSettings(), tls_insecure=True) == []          # off
+    assert status_problems(StatusSettings(), tls_insecure=True) == []  # off

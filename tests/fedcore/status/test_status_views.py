@@ -35,7 +35,13 @@ def test_the_snapshot_holds_round_stage_clients_privacy_and_metrics(tmp_path):
     engine = _after_one_round(tmp_path)
     with engine.lock:
         snap = take(engine)
-    assert (snap["phase"], snap["round"], snap["rounds"], snap["stage"], snap["completed"]) == ("train", 2, 3, "TRAIN", 1)
+    assert (snap["phase"], snap["round"], snap["rounds"], snap["stage"], snap["completed"]) == (
+        "train",
+        2,
+        3,
+        "TRAIN",
+        1,
+    )
     parts = {c["id"]: c["part"] for c in snap["clients"]}
     assert parts == {"alice": "working", "bob": "answered"}
     alice = next(c for c in snap["clients"] if c["id"] == "alice")
@@ -53,14 +59,19 @@ def test_the_page_shows_every_client_the_round_and_a_plot_point_per_evaluated_ro
     assert 'data-round="2"' in html and 'data-version="7"' in html and "stage TRAIN" in html
     for cid in ("alice", "bob"):
         assert f'data-client="{cid}"' in html
-    assert "1.500 / 8" in html and 'data-round="1"' in html       # epsilon vs budget; round 1's row
+    assert "1.500 / 8" in html and 'data-round="1"' in html  # epsilon vs budget; round 1's row
     assert re.search(r'data-key="uf1" data-points="1"', html)
-    assert "<script" not in render_fragment(snap)                 # the fragment carries no script
+    assert "<script" not in render_fragment(snap)  # the fragment carries no script
 
 
 def test_client_ids_and_reasons_are_escaped(tmp_path):
-    snap = {"federation": "f<b>", "phase": "aborted", "outcome": "<img src=x onerror=alert(1)>",
-            "clients": [{"id": "<script>alert(1)</script>", "alive": True, "part": "idle"}], "history": []}
+    snap = {
+        "federation": "f<b>",
+        "phase": "aborted",
+        "outcome": "<img src=x onerror=alert(1)>",
+        "clients": [{"id": "<script>alert(1)</script>", "alive": True, "part": "idle"}],
+        "history": [],
+    }
     html = render_page(snap)
     assert "<script>alert" not in html and "<img src=x" not in html and "&lt;script&gt;" in html
 
@@ -95,7 +106,7 @@ def test_the_board_counts_versions_by_what_changed_and_writes_status_json(tmp_pa
     board.refresh(block=True)
     first = board.version
     board.refresh(block=True)
-    assert board.version == first                          # only the ages moved
+    assert board.version == first  # only the ages moved
     with engine.lock:
         before = fingerprint(take(engine))
         engine.registry.clients["alice"].alive = False
@@ -103,7 +114,7 @@ def test_the_board_counts_versions_by_what_changed_and_writes_status_json(tmp_pa
     board.refresh(block=True)
     assert board.version == first + 1
     assert '"alive": false' in (tmp_path / "status.json").read_text()
-    assert board.wait(first, timeout=0.05)["version"] == first + 1   # a newer version returns at once
+    assert board.wait(first, timeout=0.05)["version"] == first + 1  # a newer version returns at once
 
 
 def test_the_terminal_view_lists_the_same(tmp_path):

@@ -63,11 +63,14 @@ def test_stateless_strategies_round_trip_empty_state_and_refuse_foreign_state():
         s.load_state_dict({"m": np.zeros(2)})
 
 
-@pytest.mark.parametrize("bad", [
-    (np.zeros((2, 2), np.float32), np.zeros((2, 2))),       # not 1-D
-    (np.zeros(3, np.float32), np.zeros(4)),                 # length mismatch
-    (np.zeros(2, np.float32), np.array([0.0, np.nan])),     # NaN in the aggregate
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        (np.zeros((2, 2), np.float32), np.zeros((2, 2))),  # not 1-D
+        (np.zeros(3, np.float32), np.zeros(4)),  # length mismatch
+        (np.zeros(2, np.float32), np.array([0.0, np.nan])),  # NaN in the aggregate
+    ],
+)
 def test_apply_refuses_malformed_inputs(bad):
     with pytest.raises(ValueError):
         make_strategy("fedavg").apply(*bad, 1)

@@ -14,7 +14,7 @@ import pytest
 from fedcore.common.errors import ConfigError
 from fedcore.strategy import STRATEGY_OPTIONS, FedAdam, FedYogi, make_strategy
 
-OPTS = {"server_lr": 0.1, "beta1": 0.5, "beta2": 0.75, "tau": 0.5}   # easy numbers: tau^2 = 0.25
+OPTS = {"server_lr": 0.1, "beta1": 0.5, "beta2": 0.75, "tau": 0.5}  # easy numbers: tau^2 = 0.25
 X0 = [1.0, -2.0]
 DELTAS = [[0.1, 1.0], [0.0, -0.5], [0.2, 0.2]]
 
@@ -32,61 +32,61 @@ def run(name, rounds=3):
 def test_fedadam_matches_hand_computation_over_three_rounds():
     _, xs = run("fedadam")
     # element 0: D = 0.1, 0.0, 0.2
-    m = 0.5 * 0 + 0.5 * 0.1                     # 0.05
-    v = 0.75 * 0.25 + 0.25 * 0.01               # 0.19
+    m = 0.5 * 0 + 0.5 * 0.1  # 0.05
+    v = 0.75 * 0.25 + 0.25 * 0.01  # 0.19
     x = 1.0 + 0.1 * m / (sqrt(v) + 0.5)
     e0 = [x]
-    m = 0.5 * m + 0.5 * 0.0                     # 0.025
-    v = 0.75 * v + 0.25 * 0.0                   # 0.1425
+    m = 0.5 * m + 0.5 * 0.0  # 0.025
+    v = 0.75 * v + 0.25 * 0.0  # 0.1425
     x = x + 0.1 * m / (sqrt(v) + 0.5)
     e0.append(x)
-    m = 0.5 * m + 0.5 * 0.2                     # 0.1125
-    v = 0.75 * v + 0.25 * 0.04                  # 0.116875
+    m = 0.5 * m + 0.5 * 0.2  # 0.1125
+    v = 0.75 * v + 0.25 * 0.04  # 0.116875
     x = x + 0.1 * m / (sqrt(v) + 0.5)
     e0.append(x)
     # element 1: D = 1.0, -0.5, 0.2
-    m = 0.5 * 1.0                               # 0.5
-    v = 0.75 * 0.25 + 0.25 * 1.0                # 0.4375
+    m = 0.5 * 1.0  # 0.5
+    v = 0.75 * 0.25 + 0.25 * 1.0  # 0.4375
     x = -2.0 + 0.1 * m / (sqrt(v) + 0.5)
     e1 = [x]
-    m = 0.5 * m + 0.5 * -0.5                    # 0.0
-    v = 0.75 * v + 0.25 * 0.25                  # 0.390625
-    x = x + 0.1 * m / (sqrt(v) + 0.5)           # unchanged: m = 0
+    m = 0.5 * m + 0.5 * -0.5  # 0.0
+    v = 0.75 * v + 0.25 * 0.25  # 0.390625
+    x = x + 0.1 * m / (sqrt(v) + 0.5)  # unchanged: m = 0
     e1.append(x)
-    m = 0.5 * m + 0.5 * 0.2                     # 0.1
-    v = 0.75 * v + 0.25 * 0.04                  # 0.30296875
+    m = 0.5 * m + 0.5 * 0.2  # 0.1
+    v = 0.75 * v + 0.25 * 0.04  # 0.30296875
     x = x + 0.1 * m / (sqrt(v) + 0.5)
     e1.append(x)
     for r in range(3):
         np.testing.assert_allclose(xs[r], [e0[r], e1[r]], rtol=1e-6)
-    assert xs[0][1] == xs[1][1]                 # the m = 0 round left element 1 exactly in place
+    assert xs[0][1] == xs[1][1]  # the m = 0 round left element 1 exactly in place
 
 
 def test_fedyogi_matches_hand_computation_with_sign_update():
     s, xs = run("fedyogi")
     # element 0: v starts at 0.25 > D^2 = 0.01 -> sign +1 -> v decreases
     m = 0.05
-    v = 0.25 - 0.25 * 0.01 * 1                  # 0.2475
+    v = 0.25 - 0.25 * 0.01 * 1  # 0.2475
     x = 1.0 + 0.1 * m / (sqrt(v) + 0.5)
     e0 = [x]
     m = 0.025
-    v = v - 0.25 * 0.0 * 1                      # D = 0: v unchanged, 0.2475
+    v = v - 0.25 * 0.0 * 1  # D = 0: v unchanged, 0.2475
     x = x + 0.1 * m / (sqrt(v) + 0.5)
     e0.append(x)
     m = 0.1125
-    v = v - 0.25 * 0.04 * 1                     # 0.2375
+    v = v - 0.25 * 0.04 * 1  # 0.2375
     x = x + 0.1 * m / (sqrt(v) + 0.5)
     e0.append(x)
     # element 1: 0.25 < D^2 = 1 -> sign -1 -> v increases; then 0.5 > 0.25 -> decreases
     m = 0.5
-    v = 0.25 - 0.25 * 1.0 * -1                  # 0.5 (Adam would give 0.4375)
+    v = 0.25 - 0.25 * 1.0 * -1  # 0.5 (Adam would give 0.4375)
     x = -2.0 + 0.1 * m / (sqrt(v) + 0.5)
     e1 = [x]
     m = 0.0
-    v = v - 0.25 * 0.25 * 1                     # 0.4375
+    v = v - 0.25 * 0.25 * 1  # 0.4375
     e1.append(x)
     m = 0.1
-    v = v - 0.25 * 0.04 * 1                     # 0.4275
+    v = v - 0.25 * 0.04 * 1  # 0.4275
     x = x + 0.1 * m / (sqrt(v) + 0.5)
     e1.append(x)
     for r in range(3):
@@ -140,12 +140,15 @@ def test_state_dict_is_a_copy_not_a_live_view():
     np.testing.assert_array_equal(state["m"], before)
 
 
-@pytest.mark.parametrize("state, match", [
-    ({"m": np.zeros(2)}, "expects keys"),
-    ({"m": np.zeros(2), "v": np.zeros(3), "step": 1}, "one length"),
-    ({"m": np.zeros(2), "v": -np.ones(2), "step": 1}, "non-negative"),
-    ({"step": 1.5}, "non-negative integer"),
-])
+@pytest.mark.parametrize(
+    "state, match",
+    [
+        ({"m": np.zeros(2)}, "expects keys"),
+        ({"m": np.zeros(2), "v": np.zeros(3), "step": 1}, "one length"),
+        ({"m": np.zeros(2), "v": -np.ones(2), "step": 1}, "non-negative"),
+        ({"step": 1.5}, "non-negative integer"),
+    ],
+)
 def test_load_state_dict_refuses_malformed_state(state, match):
     with pytest.raises(ConfigError, match=match):
         FedAdam().load_state_dict(state)

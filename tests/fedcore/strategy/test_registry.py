@@ -39,8 +39,13 @@ def test_all_problems_are_reported_at_once():
     problems = info.value.problems
     assert len(problems) == 5
     joined = " | ".join(problems)
-    for part in ("eps", "server_lr must be > 0", "beta1 must be in [0, 1)", "beta2 must be in [0, 1)",
-                 "tau must be > 0"):
+    for part in (
+        "eps",
+        "server_lr must be > 0",
+        "beta1 must be in [0, 1)",
+        "beta2 must be in [0, 1)",
+        "tau must be > 0",
+    ):
         assert part in joined
 
 

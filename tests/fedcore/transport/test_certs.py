@@ -41,7 +41,7 @@ def ca():
 
 @pytest.fixture(scope="module")
 def other_ca():
-    return create_ca()          # same default CN: only the signature tells them apart
+    return create_ca()  # same default CN: only the signature tells them apart
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_malformed_pem_and_non_ca_issuer_are_refused(ca, server):
     with pytest.raises(CertificateError, match="not a CA certificate"):
         verify_issued_by(server.cert_pem, server.cert_pem)
     with pytest.raises(CertificateError, match="not a CA certificate"):
-        issue_client(server, "site-3")       # an end-entity certificate cannot issue
+        issue_client(server, "site-3")  # an end-entity certificate cannot issue
 
 
 def test_ca_key_must_match_ca_certificate(ca, other_ca):
@@ -135,7 +135,7 @@ def test_credentials_repr_hides_the_key(ca):
 
 
 def test_key_files_are_0600_and_not_overwritten_silently(tmp_path, ca):
-    old = os.umask(0o000)             # the most permissive umask must not widen the key's mode
+    old = os.umask(0o000)  # the most permissive umask must not widen the key's mode
     try:
         path = tmp_path / "ca.key"
         write_private_key(path, ca.key_pem)
@@ -162,12 +162,14 @@ def test_load_credentials_checks_the_pair(tmp_path, ca, server):
 
 # -- a real TLS handshake ------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def mtls_port(ca, server):
     srv = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), srv)
-    creds = grpc.ssl_server_credentials([(server.key_pem, server.cert_pem)], root_certificates=ca.cert_pem,
-                                        require_client_auth=True)
+    creds = grpc.ssl_server_credentials(
+        [(server.key_pem, server.cert_pem)], root_certificates=ca.cert_pem, require_client_auth=True
+    )
     port = srv.add_secure_port("127.0.0.1:0", creds)
     assert port > 0
     srv.start()
@@ -176,9 +178,11 @@ def mtls_port(ca, server):
 
 
 def check(port, ca_pem, client: Credentials | None):
-    creds = grpc.ssl_channel_credentials(root_certificates=ca_pem,
-                                         private_key=client.key_pem if client else None,
-                                         certificate_chain=client.cert_pem if client else None)
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=ca_pem,
+        private_key=client.key_pem if client else None,
+        certificate_chain=client.cert_pem if client else None,
+    )
     with grpc.secure_channel(f"127.0.0.1:{port}", creds) as channel:
         return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
 
@@ -207,11 +211,15 @@ def test_client_refuses_server_from_another_ca(mtls_port, ca, other_ca):
 
 
 def test_server_certificate_without_the_target_host_is_refused(ca):
-    wrong = issue_server(ca, ("coordinator.example.org",))     # no 127.0.0.1 in its SANs
+    wrong = issue_server(ca, ("coordinator.example.org",))  # no 127.0.0.1 in its SANs
     srv = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), srv)
-    port = srv.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
-        [(wrong.key_pem, wrong.cert_pem)], root_certificates=ca.cert_pem, require_client_auth=True))
+    port = srv.add_secure_port(
+        "127.0.0.1:0",
+        grpc.ssl_server_credentials(
+            [(wrong.key_pem, wrong.cert_pem)], root_certificates=ca.cert_pem, require_client_auth=True
+        ),
+    )
     srv.start()
     try:
         with pytest.raises(grpc.RpcError) as info:
@@ -226,23 +234,25 @@ def _csr(cn="site-9", key=None, extensions=(), subject=None) -> tuple[bytes, byt
     """(CSR PEM, key PEM) built with cryptography directly, with the given requested extensions."""
     key = key or ec.generate_private_key(ec.SECP256R1())
     b = x509.CertificateSigningRequestBuilder().subject_name(
-        subject or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        subject or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    )
     for ext, critical in extensions:
         b = b.add_extension(ext, critical=critical)
     csr = b.sign(key, hashes.SHA256())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return csr.public_bytes(serialization.Encoding.PEM), pem
 
 
 def test_signed_csr_gives_a_client_certificate_that_a_real_mtls_server_accepts(mtls_port, ca):
-    enrolment = make_csr("site-7")                         # on the client's machine
-    cert_pem = sign_csr(Credentials(ca.cert_pem, ca.key_pem), enrolment.cert_pem)   # at the CA: no client key
+    enrolment = make_csr("site-7")  # on the client's machine
+    cert_pem = sign_csr(Credentials(ca.cert_pem, ca.key_pem), enrolment.cert_pem)  # at the CA: no client key
     cert = x509.load_pem_x509_certificate(cert_pem)
     verify_issued_by(cert_pem, ca.cert_pem)
     assert common_name(cert_pem) == "site-7"
     assert cert.public_key() == serialization.load_pem_private_key(enrolment.key_pem, None).public_key()
-    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.CLIENT_AUTH
+    ]
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     with pytest.raises(x509.ExtensionNotFound):
         cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
@@ -254,7 +264,7 @@ def test_csr_with_a_bad_signature_is_refused(ca):
     csr_pem, _ = _csr("site-9")
     csr = x509.load_pem_x509_csr(csr_pem)
     der = bytearray(csr.public_bytes(serialization.Encoding.DER))
-    der[-3] ^= 0x01                                         # flip a bit inside the signature
+    der[-3] ^= 0x01  # flip a bit inside the signature
     bad = x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM)
     with pytest.raises(CsrRefused, match="signature does not verify"):
         sign_csr(ca, bad)
@@ -268,16 +278,30 @@ def test_csr_whose_subject_was_swapped_after_signing_is_refused(ca):
         sign_csr(ca, x509.load_der_x509_csr(forged).public_bytes(serialization.Encoding.PEM))
 
 
-@pytest.mark.parametrize("extension,match", [
-    (x509.BasicConstraints(ca=True, path_length=None), "CA:TRUE"),
-    (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), r"extended key usage \['serverAuth'\]"),
-    (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.CODE_SIGNING]), "codeSigning"),
-    (x509.SubjectAlternativeName([x509.DNSName("coordinator.example.org")]), "subjectAltName"),
-    (x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
-                   key_agreement=False, key_cert_sign=True, crl_sign=False, encipher_only=False,
-                   decipher_only=False), "keyCertSign"),
-    (x509.OCSPNoCheck(), "never carries"),
-])
+@pytest.mark.parametrize(
+    "extension,match",
+    [
+        (x509.BasicConstraints(ca=True, path_length=None), "CA:TRUE"),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), r"extended key usage \['serverAuth'\]"),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.CODE_SIGNING]), "codeSigning"),
+        (x509.SubjectAlternativeName([x509.DNSName("coordinator.example.org")]), "subjectAltName"),
+        (
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            "keyCertSign",
+        ),
+        (x509.OCSPNoCheck(), "never carries"),
+    ],
+)
 def test_csr_requesting_more_than_a_client_certificate_is_refused(ca, extension, match):
     csr_pem, _ = _csr("site-9", extensions=[(extension, False)])
     with pytest.raises(CsrRefused, match=match):
@@ -285,8 +309,13 @@ def test_csr_requesting_more_than_a_client_certificate_is_refused(ca, extension,
 
 
 def test_csr_requesting_only_client_auth_is_signed(ca):
-    csr_pem, _ = _csr("site-9", extensions=[(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False),
-                                            (x509.BasicConstraints(ca=False, path_length=None), True)])
+    csr_pem, _ = _csr(
+        "site-9",
+        extensions=[
+            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False),
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+        ],
+    )
     assert common_name(sign_csr(ca, csr_pem)) == "site-9"
 
 
@@ -299,8 +328,9 @@ def test_csr_for_an_issued_name_a_server_name_or_a_bad_name_is_refused(ca, serve
         sign_csr(ca, _csr("localhost")[0], server_names=names)
     with pytest.raises(CsrRefused, match="1-64 characters"):
         sign_csr(ca, _csr("bad id!")[0])
-    two = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "site-2"),
-                     x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Org")])
+    two = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, "site-2"), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Org")]
+    )
     with pytest.raises(CsrRefused, match="exactly CN=<client id>"):
         sign_csr(ca, _csr(subject=two)[0])
 

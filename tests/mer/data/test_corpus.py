@@ -46,10 +46,12 @@ def _thumb(img: np.ndarray) -> np.ndarray:
 
 def test_corpus_frames_resemble_a_pretrain_face_not_an_evaluation_face():
     """By pixel content: each rendered corpus onset frame is nearest (correlation) to a pretrain face."""
+
     def refs(pool):
         out = []
         for i, f in enumerate(face_pool(pool)):
             from mer.data.synth_faces import subject_face
+
             base, _ = subject_face(f, np.random.default_rng(i), 64)
             out += [_thumb(base), _thumb(base[:, ::-1])]
         return np.stack(out)

@@ -11,7 +11,14 @@ from mer.data.labels import LABEL_MAPS, load_label_map
 def test_casme2_5class_table():
     m = load_label_map("casme2-5")
     assert m.classes == ("happiness", "disgust", "repression", "surprise", "others")
-    assert [m.map(x) for x in ("Happiness", "disgust", "repression", "surprise", "others", "other")] == [0, 1, 2, 3, 4, 4]
+    assert [m.map(x) for x in ("Happiness", "disgust", "repression", "surprise", "others", "other")] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        4,
+    ]
     assert m.map("fear") is None and m.map("sadness") is None  # excluded, documented in the table
     with pytest.raises(DataError, match="unknown emotion label 'joy'"):
         m.map("joy")

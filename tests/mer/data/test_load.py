@@ -18,9 +18,11 @@ def flow_calls(monkeypatch):
     """Count calls of every flow method (the real functions still run)."""
     calls = {"n": 0}
     for name, fn in list(methods.FLOW_METHODS.items()):
+
         def counted(a, b, fn=fn):
             calls["n"] += 1
             return fn(a, b)
+
         monkeypatch.setitem(methods.FLOW_METHODS, name, counted)
     return calls
 
@@ -44,8 +46,8 @@ def test_flow_image_keeps_direction_of_motion(tmp_path):
     fx.casme2(tmp_path)  # every apex is the onset shifted +1.5 px in x
     arr = load_arrays(tmp_path, "casme2", size=64, verbose=False)
     inner = arr.flow[:, :, 16:48, 16:48]
-    assert (inner[:, 0].mean(axis=(1, 2)) > 0.3).all()               # u positive: rightward motion
-    assert (np.abs(inner[:, 1].mean(axis=(1, 2))) < 0.15).all()      # v near zero
+    assert (inner[:, 0].mean(axis=(1, 2)) > 0.3).all()  # u positive: rightward motion
+    assert (np.abs(inner[:, 1].mean(axis=(1, 2))) < 0.15).all()  # v near zero
     assert arr.flow[:, :2].min() >= -1 and arr.flow[:, :2].max() <= 1 and arr.flow[:, 2].min() >= 0
 
 
@@ -92,8 +94,10 @@ def test_haar_on_a_faceless_frame_is_a_data_error_naming_the_onset(tmp_path):
     with pytest.raises(DataError) as ei:
         load_arrays(tmp_path, "casme2", size=28, landmarks="haar", verbose=False)
     assert len(ei.value.problems) == 6
-    assert "landmarks (haar): no frontal face found by the Haar cascade in a 48x48 image in sub01/EP02_01f/img46.jpg" \
+    assert (
+        "landmarks (haar): no frontal face found by the Haar cascade in a 48x48 image in sub01/EP02_01f/img46.jpg"
         in str(ei.value)
+    )
 
 
 def test_composite_is_28_natively_and_resized_on_request(tmp_path):
@@ -116,16 +120,20 @@ def test_unknown_flow_method_and_landmarks_list_valid_names(tmp_path):
 def test_nothing_usable_is_an_error_not_an_empty_array(tmp_path):
     fx.casme2(tmp_path / "d")
     lm = tmp_path / "only_joy.csv"
-    lm.write_text("native,index,class,note\njoy,0,joy,\n" + "".join(
-        f"{e},,,excluded\n" for e in ("happiness", "disgust", "surprise", "others", "repression", "fear")))
+    lm.write_text(
+        "native,index,class,note\njoy,0,joy,\n"
+        + "".join(f"{e},,,excluded\n" for e in ("happiness", "disgust", "surprise", "others", "repression", "fear"))
+    )
     with pytest.raises(DataError, match=r"no usable samples .*unmapped 7"):
         load_arrays(tmp_path / "d", "casme2", label_map=lm, verbose=False)
 
 
 def test_manifest_npy_flow_rows_load_and_save_round_trip(tmp_path):
     np.save(tmp_path / "f.npy", np.full((3, 16, 16), 0.5, np.float32))
-    fx.write_csv(tmp_path / "manifest.csv", [["subject", "sample_id", "emotion", "flow"], ["p1", "s1", "joy", "f.npy"],
-                                             ["p2", "s1", "fear", "f.npy"]])
+    fx.write_csv(
+        tmp_path / "manifest.csv",
+        [["subject", "sample_id", "emotion", "flow"], ["p1", "s1", "joy", "f.npy"], ["p2", "s1", "fear", "f.npy"]],
+    )
     arr = load_arrays(tmp_path, "manifest", size=16, verbose=False)
     assert list(arr.subject) == ["manifest/p1", "manifest/p2"] and arr.class_names == ("fear", "joy")
     arr.save(tmp_path / "a.npz")

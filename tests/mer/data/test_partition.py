@@ -20,10 +20,16 @@ def make_arrays(seed: int = 0) -> MEArrays:
             ds += [d] * k
             lab += [major if rng.random() < 0.8 else int(rng.integers(0, 3)) for _ in range(k)]
     n = len(lab)
-    return MEArrays(flow=np.zeros((n, 3, 4, 4), np.float32), label=np.array(lab, np.int64),
-                    au=np.zeros((n, 12), np.float32), au_known=np.ones(n, bool), subject=np.array(subj),
-                    dataset=np.array(ds), sample_id=np.array([f"c{i}" for i in range(n)]),
-                    class_names=("negative", "positive", "surprise"))
+    return MEArrays(
+        flow=np.zeros((n, 3, 4, 4), np.float32),
+        label=np.array(lab, np.int64),
+        au=np.zeros((n, 12), np.float32),
+        au_known=np.ones(n, bool),
+        subject=np.array(subj),
+        dataset=np.array(ds),
+        sample_id=np.array([f"c{i}" for i in range(n)]),
+        class_names=("negative", "positive", "surprise"),
+    )
 
 
 def check_partition(arr: MEArrays, parts: dict[int, np.ndarray]) -> None:
@@ -35,8 +41,9 @@ def check_partition(arr: MEArrays, parts: dict[int, np.ndarray]) -> None:
             assert owner.setdefault(s, c) == c, f"subject {s} on clients {owner[s]} and {c}"
 
 
-@pytest.mark.parametrize("scheme, n", [("subjects", 3), ("subjects", 5), ("dirichlet", 3), ("dirichlet", 4),
-                                       ("by-dataset", None)])
+@pytest.mark.parametrize(
+    "scheme, n", [("subjects", 3), ("subjects", 5), ("dirichlet", 3), ("dirichlet", 4), ("by-dataset", None)]
+)
 def test_subject_never_split_across_clients(scheme, n):
     arr = make_arrays()
     for seed in range(5):

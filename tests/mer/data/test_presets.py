@@ -18,9 +18,11 @@ from mer.data.presets import PRESETS, emotion_combos, get_preset
 from mer.data.synth_faces import EVAL_FACES
 from mer.data.synth_plan import largest_remainder, make_plan
 
-COMPOSITE = {"casme2": (145, 24, {"negative": 88, "positive": 32, "surprise": 25}),
-             "samm": (133, 28, {"negative": 92, "positive": 26, "surprise": 15}),
-             "smic": (164, 16, {"negative": 70, "positive": 51, "surprise": 43})}
+COMPOSITE = {
+    "casme2": (145, 24, {"negative": 88, "positive": 32, "surprise": 25}),
+    "samm": (133, 28, {"negative": 92, "positive": 26, "surprise": 15}),
+    "smic": (164, 16, {"negative": 70, "positive": 51, "surprise": 43}),
+}
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +105,15 @@ def test_casme2_like_has_casme2_counts_and_loads_with_the_casme2_reader(casme2_d
     assert rc == 0
     s = json.loads((folder / "synth_summary.json").read_text())
     assert s["samples"] == 255 and s["subjects"] == 26
-    assert s["per_class"] == {"others": 99, "disgust": 63, "happiness": 32, "repression": 27, "surprise": 25,
-                              "sadness": 7, "fear": 2}
+    assert s["per_class"] == {
+        "others": 99,
+        "disgust": 63,
+        "happiness": 32,
+        "repression": 27,
+        "surprise": 25,
+        "sadness": 7,
+        "fear": 2,
+    }
     arr, rep = load_with_report(folder, "casme2", progress=False)
     assert len(arr) == 246 and rep.unmapped == Counter({"sadness": 7, "fear": 2}) and not rep.skipped
     assert arr.au_known.all() and arr.au.sum(1).min() >= 1 and len(set(arr.subject)) == 26

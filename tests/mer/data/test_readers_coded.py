@@ -20,14 +20,14 @@ def test_casme2_reader_reads_layout_and_quirks(tmp_path, sheet):
     assert r.onset.name == "img46.jpg" and r.apex.name == "img59.jpg" and r.offset.name == "img86.jpg"
     assert lmap.classes[r.label] == "disgust"
     assert by["EP03_02"].apex_estimated and by["EP03_02"].apex.name == "img20.jpg"  # '/' apex -> middle frame
-    assert by["EP03_02"].aus == (12,)                                                # R12
+    assert by["EP03_02"].aus == (12,)  # R12
     assert by["EP01_11f"].aus == (1, 2) and by["EP01_11f"].unknown_aus == ("M57",)  # A1+A2, unknown kept
-    assert by["EP01_11f"].subject == "sub02"                                         # 'sub02' text cell
-    assert by["EP04_05"].onset.name == "reg_img100.jpg"                              # cropped naming
+    assert by["EP01_11f"].subject == "sub02"  # 'sub02' text cell
+    assert by["EP04_05"].onset.name == "reg_img100.jpg"  # cropped naming
     assert by["EP04_05"].aus == (4,) and lmap.classes[by["EP04_05"].label] == "others"
     assert lmap.classes[by["EP06_01"].label] == "repression"
-    assert by["EP07_03"].label is None and by["EP07_03"].emotion == "fear"           # excluded, not lost
-    assert lmap.classes[by["EP08_01"].label] == "happiness"                          # 'Happiness ' normalised
+    assert by["EP07_03"].label is None and by["EP07_03"].emotion == "fear"  # excluded, not lost
+    assert lmap.classes[by["EP08_01"].label] == "happiness"  # 'Happiness ' normalised
 
 
 def test_samm_reader_finds_header_below_title_block(tmp_path):
@@ -37,11 +37,11 @@ def test_samm_reader_finds_header_below_title_block(tmp_path):
     by = {r.sample_id: r for r in recs}
     r = by["006_1_2"]
     assert r.subject == "006" and r.onset.name == "006_05562.jpg" and r.apex.name == "006_05588.jpg"
-    assert r.aus == (14,) and lmap.classes[r.label] == "contempt"      # R14A: side and intensity dropped
-    assert r.source.endswith("row 12")                                  # 10 title rows + header
+    assert r.aus == (14,) and lmap.classes[r.label] == "contempt"  # R14A: side and intensity dropped
+    assert r.source.endswith("row 12")  # 10 title rows + header
     assert by["007_5_1"].aus == (12, 6)
     assert by["007_5_2"].unknown_aus == ("?",) and lmap.classes[by["007_5_2"].label] == "other"
-    assert by["007_6_1"].label is None                                  # disgust excluded by samm-5
+    assert by["007_6_1"].label is None  # disgust excluded by samm-5
 
 
 def test_casme3_reader_uses_color_folder_and_composite_map(tmp_path):
@@ -52,9 +52,9 @@ def test_casme3_reader_uses_color_folder_and_composite_map(tmp_path):
     a = by[("spNO.1", "a")]
     assert a.onset.parent.name == "color" and a.onset.name == "0.jpg" and a.aus == (4, 12)
     assert lmap.classes[a.label] == "positive"
-    assert lmap.classes[by[("spNO.2", "c")].label] == "negative"      # numeric subject -> spNO.2; sad -> negative
-    assert by[("spNO.2", "d")].label is None                          # others excluded from 3 classes
-    assert by[("spNO.2", "d")].onset.parent.name == "d"               # no color/ folder: clip folder itself
+    assert lmap.classes[by[("spNO.2", "c")].label] == "negative"  # numeric subject -> spNO.2; sad -> negative
+    assert by[("spNO.2", "d")].label is None  # others excluded from 3 classes
+    assert by[("spNO.2", "d")].onset.parent.name == "d"  # no color/ folder: clip folder itself
 
 
 def test_missing_frame_names_sheet_row_and_folder(tmp_path):

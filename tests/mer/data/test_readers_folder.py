@@ -18,7 +18,7 @@ def test_smic_reader_labels_from_folders_apex_is_middle_frame(tmp_path):
     r = by["s1_ne_01"]
     assert r.subject == "s1" and lmap.classes[r.label] == "negative" and not r.au_known
     assert r.onset.name == "image106720.bmp" and r.offset.name == "image106724.bmp"
-    assert r.apex.name == "image106722.bmp" and r.apex_estimated   # middle of 5 frames
+    assert r.apex.name == "image106722.bmp" and r.apex_estimated  # middle of 5 frames
     assert lmap.classes[by["s2_sur_01"].label] == "surprise"
 
 
@@ -35,8 +35,14 @@ def test_composite_reader_maps_names_and_numbers(tmp_path):
     recs, lmap, _ = read_records(tmp_path, "composite")
     assert lmap.classes == ("negative", "positive", "surprise")
     got = {(r.dataset, r.subject): lmap.classes[r.label] for r in recs}
-    assert got == {("casme2", "sub01"): "negative", ("casme2", "sub02"): "positive", ("samm", "006"): "positive",
-                   ("samm", "007"): "surprise", ("smic", "s1"): "negative", ("smic", "s2"): "surprise"}
+    assert got == {
+        ("casme2", "sub01"): "negative",
+        ("casme2", "sub02"): "positive",
+        ("samm", "006"): "positive",
+        ("samm", "007"): "surprise",
+        ("smic", "s1"): "negative",
+        ("smic", "s2"): "surprise",
+    }
     assert all(r.flow_image is not None and r.onset is None for r in recs)
 
 
@@ -60,11 +66,14 @@ def test_composite_skip_bad_reports_every_skipped_sample(tmp_path):
 def test_manifest_reader_frames_and_flow_rows(tmp_path):
     fx.write_clip(tmp_path / "clips" / "a", [1, 2, 3], lambda n: f"f{n}")
     np.save(tmp_path / "flow_b.npy", np.zeros((3, 16, 16), np.float32))
-    fx.write_csv(tmp_path / "manifest.csv", [
-        ["dataset", "subject", "sample_id", "emotion", "onset", "apex", "offset", "flow", "aus"],
-        ["mine", "p1", "a", "Joy", "clips/a/f1.jpg", "clips/a/f3.jpg", "", "", "6+12"],
-        ["mine", "p2", "b", "anger", "", "", "", "flow_b.npy", ""],
-    ])
+    fx.write_csv(
+        tmp_path / "manifest.csv",
+        [
+            ["dataset", "subject", "sample_id", "emotion", "onset", "apex", "offset", "flow", "aus"],
+            ["mine", "p1", "a", "Joy", "clips/a/f1.jpg", "clips/a/f3.jpg", "", "", "6+12"],
+            ["mine", "p2", "b", "anger", "", "", "", "flow_b.npy", ""],
+        ],
+    )
     recs, lmap, _ = read_records(tmp_path, "manifest")
     assert lmap.classes == ("anger", "joy")  # sorted emotions of the file
     a, b = recs
@@ -75,9 +84,16 @@ def test_manifest_reader_frames_and_flow_rows(tmp_path):
 def test_manifest_row_with_both_frames_and_flow_is_rejected(tmp_path):
     fx.write_clip(tmp_path / "c", [1, 2], lambda n: f"f{n}")
     np.save(tmp_path / "x.npy", np.zeros((3, 8, 8), np.float32))
-    fx.write_csv(tmp_path / "m.csv", [["subject", "sample_id", "emotion", "onset", "apex", "flow"],
-                                      ["p", "s", "joy", "c/f1.jpg", "c/f2.jpg", "x.npy"]])
-    with pytest.raises(DataError, match=r"either onset and apex frame paths or a flow path \(got both\) in m.csv, row 2"):
+    fx.write_csv(
+        tmp_path / "m.csv",
+        [
+            ["subject", "sample_id", "emotion", "onset", "apex", "flow"],
+            ["p", "s", "joy", "c/f1.jpg", "c/f2.jpg", "x.npy"],
+        ],
+    )
+    with pytest.raises(
+        DataError, match=r"either onset and apex frame paths or a flow path \(got both\) in m.csv, row 2"
+    ):
         read_records(tmp_path / "m.csv", "manifest")
 
 

@@ -11,8 +11,15 @@ from mer.data.sheets import read_sheet
 
 def test_header_found_after_title_block_and_aliases_matched(tmp_path):
     p = tmp_path / "s.xlsx"
-    fx.write_xlsx(p, [["Subject", "File name", "Onset Frame", "apex_frame", "Estimated Emotion"], [6, "x", 10.0, 12, "Anger"],
-                      [None, None, None, None, None]], title_rows=[["title"], [], ["notes"]])
+    fx.write_xlsx(
+        p,
+        [
+            ["Subject", "File name", "Onset Frame", "apex_frame", "Estimated Emotion"],
+            [6, "x", 10.0, 12, "Anger"],
+            [None, None, None, None, None],
+        ],
+        title_rows=[["title"], [], ["notes"]],
+    )
     sh = read_sheet(p, ("subject", "filename", "onset", "apex", "emotion"))
     assert sh.header_row == 4
     assert sh.rows == [(5, {"subject": "6", "filename": "x", "onset": "10", "apex": "12", "emotion": "Anger"})]

@@ -84,17 +84,27 @@ def test_each_au_moves_its_own_region(au):
     moving = {p: d * 1.0 for p, d in au_displacements([(au, "B")], {}).items()}
     centres, _ = control_points(moving, 128)
     disp = np.zeros_like(centres)
-    disp[:len(moving)] = list(moving.values())
+    disp[: len(moving)] = list(moving.values())
     field = skin_field(centres, disp, 128)
     ident = head_similarity(0, 0, 0, 1, 128)
-    frames = [cv2.cvtColor(np.clip(cv2.remap(base, *backward_map(field, s, ident, 128), cv2.INTER_LINEAR,
-                                             borderMode=cv2.BORDER_REFLECT), 0, 255).astype(np.uint8),
-                           cv2.COLOR_BGR2GRAY) for s in (0.0, 1.0)]
+    frames = [
+        cv2.cvtColor(
+            np.clip(
+                cv2.remap(base, *backward_map(field, s, ident, 128), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT),
+                0,
+                255,
+            ).astype(np.uint8),
+            cv2.COLOR_BGR2GRAY,
+        )
+        for s in (0.0, 1.0)
+    ]
     flow = compute_flow(frames[0], frames[1], "farneback")
     mag = np.hypot(flow[..., 0], flow[..., 1])
     boxes, p, reg = patch_boxes(128), patch_side(128), region_of_point()
-    per_region = [np.mean([mag[y:y + p, x:x + p].mean() for (y, x), r in zip(boxes, reg) if r == k])
-                  for k in range(len(REGIONS))]
+    per_region = [
+        np.mean([mag[y : y + p, x : x + p].mean() for (y, x), r in zip(boxes, reg) if r == k])
+        for k in range(len(REGIONS))
+    ]
     want = next(i for i, r in enumerate(REGIONS) if au in r.aus)
     assert int(np.argmax(per_region)) == want, f"AU{au}: region motion {np.round(per_region, 3)}"
 
@@ -107,7 +117,12 @@ def test_full_default_set_has_documented_counts(tmp_path):
     arr, rep = load_with_report(tmp_path / "d", "casme2", progress=False)
     assert len(arr) == 221 and not rep.skipped and len(set(arr.subject)) == 24
     assert dict(zip(arr.class_names, np.bincount(arr.label).tolist())) == {
-        "happiness": 25, "disgust": 56, "repression": 28, "surprise": 18, "others": 94}
+        "happiness": 25,
+        "disgust": 56,
+        "repression": 28,
+        "surprise": 18,
+        "others": 94,
+    }
 
 
 def test_config_defaults_are_documented_values():

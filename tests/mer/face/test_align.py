@@ -22,7 +22,7 @@ def test_aligned_crop_levels_a_rotated_eye_pair():
     img = np.zeros((200, 200), np.uint8)
     le, re = (60.0, 100.0), (140.0, 120.0)  # tilted 14 degrees
     for x, y in (le, re):
-        img[int(y) - 2:int(y) + 3, int(x) - 2:int(x) + 3] = 255
+        img[int(y) - 2 : int(y) + 3, int(x) - 2 : int(x) + 3] = 255
     out = align_face(img, le, re, AlignParams(size=64))
     ys, xs = np.nonzero(out > 100)
     left = xs < 32

@@ -10,7 +10,7 @@ from mer.face.regions import FACE_CROPS, REGIONS, all_points, face_crop, patch_b
 def _boxes_of(region: str, size: int, crop: str) -> np.ndarray:
     starts = np.cumsum([0] + [len(r.points) for r in REGIONS])
     i = [r.name for r in REGIONS].index(region)
-    return patch_boxes(size, crop=crop)[starts[i]:starts[i + 1]]
+    return patch_boxes(size, crop=crop)[starts[i] : starts[i + 1]]
 
 
 def _covers(boxes: np.ndarray, p: int, x: float, y: float) -> bool:
@@ -50,7 +50,7 @@ def test_aligned_geometry_is_the_one_align_face_and_the_synthetic_sets_use():
 def test_tight_geometry_matches_the_composite_crop():
     g = face_crop("tight")
     assert 0.30 <= g.eye_y <= 0.35 and 0.75 <= g.mouth_y <= 0.80
-    upper_lids = all_points("tight")[len(REGIONS[0].points):][:2]  # eyes_cheeks starts with the upper lids
+    upper_lids = all_points("tight")[len(REGIONS[0].points) :][:2]  # eyes_cheeks starts with the upper lids
     assert (upper_lids[:, 1] < g.eye_y).all()
     with pytest.raises(ValueError, match="unknown face crop 'loose'; valid: aligned, tight"):
         patch_boxes(28, crop="loose")

@@ -14,13 +14,13 @@ from mer.flow.patches import extract_patches
 def test_flow_image_shape_range_and_sign(size):
     flow = np.zeros((128, 128, 2), np.float32)
     flow[:, :64, 0] = -2.0  # left half moves left
-    flow[:, 64:, 0] = 1.0   # right half moves right, half as far
+    flow[:, 64:, 0] = 1.0  # right half moves right, half as far
     img = flow_image(flow, size)
     assert img.shape == (3, size, size) and img.dtype == np.float32
     assert img[0, :, : size // 4].mean() == pytest.approx(-1.0, abs=0.02)
-    assert img[0, :, -size // 4:].mean() == pytest.approx(0.5, abs=0.02)  # relative size kept
+    assert img[0, :, -size // 4 :].mean() == pytest.approx(0.5, abs=0.02)  # relative size kept
     assert np.abs(img[1]).max() < 1e-6
-    assert img[2].max() == pytest.approx(1.0) and img[2].min() >= 0.0     # strain only at the seam
+    assert img[2].max() == pytest.approx(1.0) and img[2].min() >= 0.0  # strain only at the seam
     assert img[2, :, : size // 4].max() < 1e-6
 
 
@@ -43,7 +43,7 @@ def test_patches_match_region_boxes():
     p, boxes = patch_side(128), patch_boxes(128)
     assert pt.shape == (len(all_points()), 3, p, p)
     y0, x0 = boxes[5]
-    np.testing.assert_array_equal(pt[5], img[:, y0:y0 + p, x0:x0 + p])
+    np.testing.assert_array_equal(pt[5], img[:, y0 : y0 + p, x0 : x0 + p])
     batch = extract_patches(np.stack([img, img * 2]), patch=7)
     assert batch.shape == (2, len(all_points()), 3, 7, 7)
     with pytest.raises(ValueError, match=r"expected a flow image \(3, S, S\)"):

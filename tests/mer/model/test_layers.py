@@ -22,7 +22,7 @@ def test_attention_matches_the_formula_by_hand():
     w, b = layer.proj.weight, layer.proj.bias
     out = x @ w.T + b
     for head in range(h):
-        s1 = out[..., h * c + head]      # a1 . W h_i
+        s1 = out[..., h * c + head]  # a1 . W h_i
         s2 = out[..., h * c + h + head]  # a2 . W h_j
         e = F.leaky_relu(s1[:, :, None] + s2[:, None, :], 0.2)
         e = e.masked_fill(~layer.adjacency, float("-inf"))

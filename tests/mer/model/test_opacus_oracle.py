@@ -41,7 +41,7 @@ def _loop_grads(model, x, label, au, au_known):
     grads = []
     for i in range(len(x)):
         model.zero_grad()
-        mer_loss(model(x[i:i + 1]), label[i:i + 1], au[i:i + 1], au_known[i:i + 1]).backward()
+        mer_loss(model(x[i : i + 1]), label[i : i + 1], au[i : i + 1], au_known[i : i + 1]).backward()
         grads.append({n: p.grad.detach().clone() for n, p in model.named_parameters()})
     return grads
 
@@ -83,8 +83,9 @@ def test_clipped_mean_gradient_matches_hand_computation():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gsm = GradSampleModule(model, batch_first=True, loss_reduction="mean")
-        opt = DPOptimizer(torch.optim.SGD(gsm.parameters(), lr=0.0), noise_multiplier=0.0,
-                          max_grad_norm=clip, expected_batch_size=B)
+        opt = DPOptimizer(
+            torch.optim.SGD(gsm.parameters(), lr=0.0), noise_multiplier=0.0, max_grad_norm=clip, expected_batch_size=B
+        )
         opt.zero_grad()
         mer_loss(gsm(x), label, au, au_known).backward()
         opt.step()
@@ -128,14 +129,15 @@ def test_fused_head_only_with_augmented_views_matches_the_loop():
     label = torch.arange(6) % 3
 
     def loss(logits, y):  # mer.train.federated's head-only loss: CE averaged over the K views first
-        per = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat_interleave(4),
-                                                reduction="none")
+        per = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), y.repeat_interleave(4), reduction="none"
+        )
         return per.reshape(-1, 4).mean(dim=1).mean()
 
     rows = []
     for i in range(6):
         model.zero_grad()
-        loss(model(feats[i:i + 1]), label[i:i + 1]).backward()
+        loss(model(feats[i : i + 1]), label[i : i + 1]).backward()
         rows.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     flat = torch.stack(rows)
     clip = flat.norm(dim=1).median().item()
@@ -157,8 +159,19 @@ def test_fused_clipped_sum_of_the_graph_group_matches_the_loop():
     params = [p for n, p in model.named_parameters() if n in names]
     assert 0 < sum(p.numel() for p in params) < sum(p.numel() for p in model.parameters())
     x, label, au, au_known = _batch(56, n=6)
-    flat = torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(
-        mer_loss(model(x[i:i + 1]), label[i:i + 1], au[i:i + 1], au_known[i:i + 1]), params)]) for i in range(6)])
+    flat = torch.stack(
+        [
+            torch.cat(
+                [
+                    g.flatten()
+                    for g in torch.autograd.grad(
+                        mer_loss(model(x[i : i + 1]), label[i : i + 1], au[i : i + 1], au_known[i : i + 1]), params
+                    )
+                ]
+            )
+            for i in range(6)
+        ]
+    )
     clip = float(flat.norm(dim=1).median())
     factor = (clip / (flat.norm(dim=1) + 1e-6)).clamp(max=1.0)
     clipper = FusedClipper(model, max_grad_norm=clip)

@@ -15,9 +15,9 @@ from mer.priors import (
 
 def test_cooccurrence_counts_by_hand():
     au = np.zeros((3, 12), np.float32)
-    au[0, [0, 1]] = 1   # AU1 + AU2
-    au[1, [0, 8]] = 1   # AU1 + AU12
-    au[2, [0]] = 1      # AU1
+    au[0, [0, 1]] = 1  # AU1 + AU2
+    au[1, [0, 8]] = 1  # AU1 + AU12
+    au[2, [0]] = 1  # AU1
     c = cooccurrence_counts(au)
     assert c.dtype == np.int64 and c.shape == (12, 12)
     assert c[0, 0] == 3 and c[1, 1] == 1 and c[8, 8] == 1

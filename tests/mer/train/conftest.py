@@ -18,22 +18,30 @@ def region_motion_arrays(subjects: int = 4, per_subject: int = 9, size: int = 28
     boxes = patch_boxes(size)
     side = max(3, round(0.14 * size))
     starts = np.cumsum([0] + [len(r.points) for r in REGIONS])
-    brow_boxes, mouth_boxes = boxes[starts[0]:starts[1]], boxes[starts[3]:starts[4]][:2]
+    brow_boxes, mouth_boxes = boxes[starts[0] : starts[1]], boxes[starts[3] : starts[4]][:2]
     au = np.zeros((n, 12), np.float32)
     for i in range(n):
         flow[i] += rng.normal(0, 0.1)
         amp = rng.uniform(0.6, 1.2)
         chosen, channel = (brow_boxes, 1) if label[i] == 0 else (mouth_boxes, 0) if label[i] == 1 else ([], 0)
         for y0, x0 in chosen:
-            flow[i, channel, y0:y0 + side, x0:x0 + side] += amp
-            flow[i, 2, y0:y0 + side, x0:x0 + side] += amp / 2
+            flow[i, channel, y0 : y0 + side, x0 : x0 + side] += amp
+            flow[i, 2, y0 : y0 + side, x0 : x0 + side] += amp / 2
         au[i, [0, 1]] = label[i] == 0
         au[i, 8] = label[i] == 1
     subject = np.repeat([f"toy/s{k}" for k in range(subjects)], per_subject)
     known = np.ones(n, bool)
     known[::5] = False  # some samples without AU coding, as SMIC has
-    return MEArrays(flow=flow, label=label.astype(np.int64), au=au, au_known=known, subject=subject,
-                    dataset=np.full(n, "toy"), sample_id=np.array([f"x{i}" for i in range(n)]), class_names=CLASSES)
+    return MEArrays(
+        flow=flow,
+        label=label.astype(np.int64),
+        au=au,
+        au_known=known,
+        subject=subject,
+        dataset=np.full(n, "toy"),
+        sample_id=np.array([f"x{i}" for i in range(n)]),
+        class_names=CLASSES,
+    )
 
 
 @pytest.fixture

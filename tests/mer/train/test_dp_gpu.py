@@ -25,11 +25,19 @@ def test_dp_train_runs_on_cuda_charges_the_ledger_and_returns_the_model_home(tmp
     plan = plan_privacy(privacy, n)
     ledger = plan.open_ledger(tmp_path / "ledger.json")
     seen = []
-    stats = dp_train(model, lambda out, *t: per_sample_loss(out, *t).mean(), (x, y, au, known), privacy=privacy,
-                     ledger=ledger, round=1, plan=plan, device="cuda",
-                     optimizer_factory=lambda ps: torch.optim.AdamW(ps, lr=1e-3),
-                     on_step=lambda info: seen.append(next(model.parameters()).device.type))
-    assert seen and set(seen) == {"cuda"}                      # the steps ran on the GPU
+    stats = dp_train(
+        model,
+        lambda out, *t: per_sample_loss(out, *t).mean(),
+        (x, y, au, known),
+        privacy=privacy,
+        ledger=ledger,
+        round=1,
+        plan=plan,
+        device="cuda",
+        optimizer_factory=lambda ps: torch.optim.AdamW(ps, lr=1e-3),
+        on_step=lambda info: seen.append(next(model.parameters()).device.type),
+    )
+    assert seen and set(seen) == {"cuda"}  # the steps ran on the GPU
     assert all(p.device.type == "cpu" for p in model.parameters())  # and the model came back
     after = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert not torch.equal(before, after)

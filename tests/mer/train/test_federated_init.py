@@ -23,9 +23,16 @@ def _data(n: int = 72, seed: int = 0) -> MEArrays:
     flow = rng.normal(0, 0.1, (n, 3, 28, 28)).astype(np.float32)
     flow[:, 0, 10:16, 8:20] += label[:, None, None] * 0.5  # a class signal
     au = (rng.random((n, 12)) < 0.2).astype(np.float32)
-    return MEArrays(flow=flow, label=label.astype(np.int64), au=au, au_known=np.ones(n, bool),
-                    subject=np.array([f"s{i % 12:02d}" for i in range(n)]), dataset=np.array(["t"] * n),
-                    sample_id=np.array([str(i) for i in range(n)]), class_names=("neg", "pos", "sur"))
+    return MEArrays(
+        flow=flow,
+        label=label.astype(np.int64),
+        au=au,
+        au_known=np.ones(n, bool),
+        subject=np.array([f"s{i % 12:02d}" for i in range(n)]),
+        dataset=np.array(["t"] * n),
+        sample_id=np.array([str(i) for i in range(n)]),
+        class_names=("neg", "pos", "sur"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +44,34 @@ def checkpoint(tmp_path_factory):
 
 
 def _settings(checkpoint, **kw):
-    return {"format": "composite", "partition": "subjects", "num_classes": 3, "model": "dpk-gat", "seed": 0,
-            "test_fraction": 0.25, "init": str(checkpoint), "dp_trainable": "head", "epochs": 2,
-            "batch_size": 8, "lr": 0.01, **kw}
+    return {
+        "format": "composite",
+        "partition": "subjects",
+        "num_classes": 3,
+        "model": "dpk-gat",
+        "seed": 0,
+        "test_fraction": 0.25,
+        "init": str(checkpoint),
+        "dp_trainable": "head",
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 0.01,
+        **kw,
+    }
 
 
 def _trainers(settings, data, tmp_path):
     """The clients' trainers on in-memory data, in the workdirs their daemons use (one ledger each)."""
-    return {f"client{i + 1}": workload.make_trainer({**settings, "client_index": i, "num_clients": 3},
-                                                    f"client{i + 1}", _workdir(tmp_path, f"client{i + 1}"), "cpu",
-                                                    data=data)
-            for i in range(3)}
+    return {
+        f"client{i + 1}": workload.make_trainer(
+            {**settings, "client_index": i, "num_clients": 3},
+            f"client{i + 1}",
+            _workdir(tmp_path, f"client{i + 1}"),
+            "cpu",
+            data=data,
+        )
+        for i in range(3)
+    }
 
 
 def _workdir(tmp_path, cid):
@@ -94,8 +118,11 @@ def test_ledger_epsilon_with_frozen_layers_is_the_accountants_for_the_steps_take
     sgd = [c for c in t._ledger.charges if c.round > 0]
     assert len(stats) == 1 and stats[0].sample_rate == 1.0 and stats[0].steps == 1
     assert {(c.sample_rate, c.noise_multiplier) for c in sgd} == {(q, t._plan_.noise_multiplier)}
-    want = account([(1.0, stats[0].noise_multiplier, 1), (q, t._plan_.noise_multiplier, steps)], t._plan_.delta,
-                   t._plan_.accountant).epsilon
+    want = account(
+        [(1.0, stats[0].noise_multiplier, 1), (q, t._plan_.noise_multiplier, steps)],
+        t._plan_.delta,
+        t._plan_.accountant,
+    ).epsilon
     assert res.metrics[-1]["privacy"]["client1"]["epsilon"] == pytest.approx(want, rel=1e-9)
     assert sum(c.steps for c in sgd) == steps
 
@@ -103,8 +130,13 @@ def test_ledger_epsilon_with_frozen_layers_is_the_accountants_for_the_steps_take
 def test_a_client_with_another_checkpoint_is_refused(checkpoint, tmp_path):
     data = _data()
     with pytest.raises(CheckpointError, match="the federation expects"):
-        workload.make_trainer({**_settings(checkpoint, init_sha256="0" * 64), "client_index": 0, "num_clients": 3},
-                              "client1", tmp_path, "cpu", data=data)
+        workload.make_trainer(
+            {**_settings(checkpoint, init_sha256="0" * 64), "client_index": 0, "num_clients": 3},
+            "client1",
+            tmp_path,
+            "cpu",
+            data=data,
+        )
     with pytest.raises(CheckpointError, match="prior: checkpoint 'both', model 'psych'"):
         workload.initial_parameters(_settings(checkpoint, model_options={"prior": "psych"}), 0)
 
@@ -146,8 +178,9 @@ def test_augmentation_multiplicity_adds_shifted_views_after_the_sample_itself(ch
     from mer.train.federated import shift_image
 
     data = _data(30)
-    t = workload.make_trainer({**_settings(checkpoint), "client_index": 0, "num_clients": 1}, "c", tmp_path, "cpu",
-                              data=data)
+    t = workload.make_trainer(
+        {**_settings(checkpoint), "client_index": 0, "num_clients": 1}, "c", tmp_path, "cpu", data=data
+    )
     one, four = t._classifier_inputs(1), t._classifier_inputs(4)
     assert one.shape == (len(t.train), one.shape[1]) and four.shape == (len(t.train), 4, one.shape[1])
     torch.testing.assert_close(four[:, 0], one)  # view 0 is the image itself

@@ -100,16 +100,24 @@ def _corpus(n: int = 160, seed: int = 0) -> MEArrays:
     # AU k moves a patch of the flow: a learnable signal
     for k in range(12):
         y, x = 2 + 2 * (k % 6), 4 + 12 * (k // 6)
-        flow[au[:, k] > 0, 0, y:y + 4, x:x + 6] += 1.0
-    return MEArrays(flow=flow, label=np.zeros(n, np.int64), au=au, au_known=np.ones(n, bool),
-                    subject=np.array([f"s{i % 16}" for i in range(n)]), dataset=np.array(["t"] * n),
-                    sample_id=np.array([str(i) for i in range(n)]), class_names=("a", "b"))
+        flow[au[:, k] > 0, 0, y : y + 4, x : x + 6] += 1.0
+    return MEArrays(
+        flow=flow,
+        label=np.zeros(n, np.int64),
+        au=au,
+        au_known=np.ones(n, bool),
+        subject=np.array([f"s{i % 16}" for i in range(n)]),
+        dataset=np.array(["t"] * n),
+        sample_id=np.array([str(i) for i in range(n)]),
+        class_names=("a", "b"),
+    )
 
 
 def test_pretraining_learns_the_aus_and_writes_a_loadable_checkpoint(tmp_path):
     corpus = _corpus()
-    model, figures = pretrain(corpus, PretrainConfig(clips=len(corpus), epochs=6, batch_size=32, lr=3e-3,
-                                                     val_fraction=0.25, device="cpu"))
+    model, figures = pretrain(
+        corpus, PretrainConfig(clips=len(corpus), epochs=6, batch_size=32, lr=3e-3, val_fraction=0.25, device="cpu")
+    )
     assert figures["val_clips"] > 0 and figures["train_clips"] + figures["val_clips"] == len(corpus)
     assert figures["val_au_f1"] > 0.5  # chance with 25 % positives is ~0.3
     save_checkpoint(model, tmp_path / "ck", {"clips": len(corpus)}, figures)

@@ -18,12 +18,16 @@ import me_fixtures as fx
 from cli_kit import run_cli as _cli
 
 
-
-
 def test_ststnet_without_options_gets_its_published_recipe():
     cfg = train_config_for("ststnet")
-    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.lr_schedule, cfg.weight_decay) == \
-        (500, 256, 5e-5, "adam", "constant", 0.0)
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.optimizer, cfg.lr_schedule, cfg.weight_decay) == (
+        500,
+        256,
+        5e-5,
+        "adam",
+        "constant",
+        0.0,
+    )
     assert train_config_for("ststnet", epochs=7, lr=None).epochs == 7  # None keeps the model's value
     # the plain defaults are DPK-GAT's recipe; its starting weights are simulate's default, the
     # packaged checkpoint, where the dataclass itself stays at scratch
@@ -87,8 +91,26 @@ def test_fold_lines_carry_an_eta_when_not_a_terminal(toy_arrays, capsys):
 def test_train_states_the_protocol_and_uses_the_model_recipe(tmp_path, capsys):
     fx.composite(tmp_path / "data")
     run = tmp_path / "run"
-    assert _cli(["train", "--data", str(tmp_path / "data"), "--format", "composite", "--out", str(run),
-                 "--model", "ststnet", "--max-folds", "1", "--device", "cpu"]) == 0
+    assert (
+        _cli(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "data"),
+                "--format",
+                "composite",
+                "--out",
+                str(run),
+                "--model",
+                "ststnet",
+                "--max-folds",
+                "1",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     summary = json.loads((run / "summary.json").read_text())
     assert summary["protocol_line"] == "LOSO, fixed 500 epochs, last epoch, no test-epoch selection"
@@ -96,4 +118,7 @@ def test_train_states_the_protocol_and_uses_the_model_recipe(tmp_path, capsys):
     assert "ststnet: 500 epochs, batch 256, Adam lr 5e-05 constant (the model's own recipe)" in out
     assert "loss: 1 x CE(emotion) (0% of the samples have AU labels)" in out
     assert (summary["config"]["epochs"], summary["config"]["lr"]) == (500, 5e-5)
-    assert protocol_line("holdout", TrainConfig(epochs=3)) == "HOLDOUT, fixed 3 epochs, last epoch, no test-epoch selection"
+    assert (
+        protocol_line("holdout", TrainConfig(epochs=3))
+        == "HOLDOUT, fixed 3 epochs, last epoch, no test-epoch selection"
+    )

@@ -21,11 +21,14 @@ DECAY = TrainConfig(r_schedule="decay")
 
 
 # -- the centralised schedule -------------------------------------------------------------------
-@pytest.mark.parametrize(("total", "want"), [
-    (2, [1.0, 0.0]),
-    (5, [1.0, 0.75, 0.5, 0.25, 0.0]),
-    (9, [1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125, 0.0]),
-])
+@pytest.mark.parametrize(
+    ("total", "want"),
+    [
+        (2, [1.0, 0.0]),
+        (5, [1.0, 0.75, 0.5, 0.25, 0.0]),
+        (9, [1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125, 0.0]),
+    ],
+)
 def test_decay_runs_from_exactly_1_to_exactly_0(total, want):
     assert [r_at(DECAY, s, total) for s in range(total)] == want
 
@@ -80,7 +83,7 @@ def _per_forward(seen: list[tuple[int, float]]) -> list[float]:
     assert len(seen) % 3 == 0 and len({lid for lid, _ in seen}) == 3
     out = []
     for i in range(0, len(seen), 3):
-        rs = {r for _, r in seen[i:i + 3]}
+        rs = {r for _, r in seen[i : i + 3]}
         assert len(rs) == 1, f"the three DPK-GAT layers saw different r in one forward: {rs}"
         out.append(rs.pop())
     return out
@@ -88,7 +91,7 @@ def _per_forward(seen: list[tuple[int, float]]) -> list[float]:
 
 def test_training_feeds_every_step_its_decayed_r(toy_arrays, seen_r):
     small = toy_arrays.subset(np.arange(12))
-    train_model(small, TrainConfig(epochs=2, batch_size=6, device="cpu"))    # 2 x 2 = 4 steps
+    train_model(small, TrainConfig(epochs=2, batch_size=6, device="cpu"))  # 2 x 2 = 4 steps
     assert _per_forward(seen_r) == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0], abs=1e-6)
 
 
@@ -99,10 +102,18 @@ def test_training_feeds_every_step_r_fixed(toy_arrays, seen_r):
 
 
 def _federated_trainer(toy_arrays, tmp_path):
-    settings = {"model": "dpk-gat", "init": "none", "num_classes": 3, "partition": "subjects", "seed": 0,
-                "test_fraction": 0.25, "dp_trainable": "head"}
-    trainer = workload.make_trainer({**settings, "client_index": 0, "num_clients": 1}, "c1", tmp_path, "cpu",
-                                    data=toy_arrays)
+    settings = {
+        "model": "dpk-gat",
+        "init": "none",
+        "num_classes": 3,
+        "partition": "subjects",
+        "seed": 0,
+        "test_fraction": 0.25,
+        "dp_trainable": "head",
+    }
+    trainer = workload.make_trainer(
+        {**settings, "client_index": 0, "num_clients": 1}, "c1", tmp_path, "cpu", data=toy_arrays
+    )
     return trainer, workload.initial_parameters(settings, 0)
 
 
@@ -117,9 +128,8 @@ def test_federated_evaluation_uses_the_rounds_r(toy_arrays, tmp_path, seen_r, ro
 @pytest.mark.parametrize(("round_", "want"), [(1, 1.0), (4, 0.0)])
 def test_federated_training_uses_the_rounds_r(toy_arrays, tmp_path, seen_r, round_, want):
     trainer, (params, spec) = _federated_trainer(toy_arrays, tmp_path)
-    trainer.fit(params, spec, round_, {"rounds": 4, "epochs": 1, "batch_size": 8,
-                                       "privacy": {"enabled": False}}, None)
-    rs = _per_forward(seen_r)   # head-only: the frozen network runs once, with this round's r
+    trainer.fit(params, spec, round_, {"rounds": 4, "epochs": 1, "batch_size": 8, "privacy": {"enabled": False}}, None)
+    rs = _per_forward(seen_r)  # head-only: the frozen network runs once, with this round's r
     assert rs and rs == pytest.approx([want] * len(rs), abs=1e-6)
 
 
@@ -150,11 +160,11 @@ X = torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(1))
 @pytest.mark.parametrize("r", [0.25, 0.6, 1.0])
 def test_attention_is_the_linear_mix_of_softmax_and_prior(r):
     layer = _layer(P1)
-    softmax, _ = _run(layer, 0.0, X)                   # r = 0: the GAT attention alone
+    softmax, _ = _run(layer, 0.0, X)  # r = 0: the GAT attention alone
     assert torch.allclose(softmax.sum(-1), torch.ones(2, 2, 4), atol=1e-6)
     assert (softmax[..., ~ADJ] == 0).all()
     mixed, _ = _run(layer, r, X)
-    want = (1 - BETA * r) * softmax + BETA * r * P1    # rows already sum to 1: no renormalising left
+    want = (1 - BETA * r) * softmax + BETA * r * P1  # rows already sum to 1: no renormalising left
     torch.testing.assert_close(mixed, want, rtol=0, atol=1e-6)
 
 
@@ -166,7 +176,7 @@ def test_r_1_and_r_0_give_different_outputs():
 
 
 def test_with_r_0_the_prior_has_no_effect_and_with_r_1_it_has():
-    a, b = _layer(P1), _layer(P2)                      # same weights (seeded), different priors
+    a, b = _layer(P1), _layer(P2)  # same weights (seeded), different priors
     assert torch.equal(_run(a, 0.0, X)[1], _run(b, 0.0, X)[1])
     assert (_run(a, 1.0, X)[1] - _run(b, 1.0, X)[1]).abs().max() > 1e-3
 

@@ -18,14 +18,35 @@ from mer.train.settings import FEDCORE_SETTINGS, RoundConfig, WorkloadSettings, 
 #: the defaults federated.py read with settings.get(...) / config.get(...) before the dataclasses,
 #: written out literally: a changed default must change this table on purpose
 TODAYS_SETTINGS = {
-    "data": None, "format": "casme2", "flow_method": "farneback", "cache_dir": None, "partition": "subjects",
-    "alpha": 0.5, "num_clients": 1, "client_index": 0, "test_fraction": 0.25, "seed": 0, "model": "dpk-gat",
-    "model_options": {}, "num_classes": None, "init": None, "init_sha256": None, "dp_trainable": "head",
+    "data": None,
+    "format": "casme2",
+    "flow_method": "farneback",
+    "cache_dir": None,
+    "partition": "subjects",
+    "alpha": 0.5,
+    "num_clients": 1,
+    "client_index": 0,
+    "test_fraction": 0.25,
+    "seed": 0,
+    "model": "dpk-gat",
+    "model_options": {},
+    "num_classes": None,
+    "init": None,
+    "init_sha256": None,
+    "dp_trainable": "head",
     "max_samples_per_client": 100_000,
 }
 TODAYS_ROUND = {
-    "epochs": 1, "batch_size": 16, "lr": 2e-3, "optimizer": "adamw", "proximal_mu": 0.0, "emotion_weight": 0.2,
-    "au_weight": 0.8, "ema": 0.0, "aug_mult": 1, "rounds": 1,
+    "epochs": 1,
+    "batch_size": 16,
+    "lr": 2e-3,
+    "optimizer": "adamw",
+    "proximal_mu": 0.0,
+    "emotion_weight": 0.2,
+    "au_weight": 0.8,
+    "ema": 0.0,
+    "aug_mult": 1,
+    "rounds": 1,
 }
 
 
@@ -75,8 +96,15 @@ def test_the_module_docstring_tables_list_exactly_the_fields():
 
 
 def test_numbers_that_crossed_a_struct_keep_their_types():
-    given = {"num_clients": 3, "seed": 7, "alpha": 1, "epochs": 2, "lr": 1, "aug_mult": 4,
-             "model_options": {"prior": "stat"}}
+    given = {
+        "num_clients": 3,
+        "seed": 7,
+        "alpha": 1,
+        "epochs": 2,
+        "lr": 1,
+        "aug_mult": 4,
+        "model_options": {"prior": "stat"},
+    }
     raw = MessageToDict(to_struct(given))  # every number a double: 3.0, 7.0, ...
     assert isinstance(raw["num_clients"], float)
     for data in (raw, from_struct(to_struct(given))):
@@ -86,17 +114,20 @@ def test_numbers_that_crossed_a_struct_keep_their_types():
         assert type(s.alpha) is float and type(rc.lr) is float and rc.lr == 1.0
 
 
-@pytest.mark.parametrize(("key", "value", "words"), [
-    ("num_clients", 3.5, "num_clients: expected an integer (got 3.5, a float)"),
-    ("client_index", True, "client_index: expected an integer (got True, a bool)"),
-    ("seed", "0", "seed: expected an integer (got '0', a str)"),
-    ("alpha", "0.5", "alpha: expected a finite number (got '0.5', a str)"),
-    ("test_fraction", float("nan"), "test_fraction: expected a finite number (got nan, a float)"),
-    ("model", 3, "model: expected a string (got 3, a int)"),
-    ("model_options", "psych", "model_options: expected a table (got 'psych', a str)"),
-    ("epochs", 2.5, "epochs: expected an integer (got 2.5, a float)"),
-    ("lr", "fast", "lr: expected a finite number (got 'fast', a str)"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("num_clients", 3.5, "num_clients: expected an integer (got 3.5, a float)"),
+        ("client_index", True, "client_index: expected an integer (got True, a bool)"),
+        ("seed", "0", "seed: expected an integer (got '0', a str)"),
+        ("alpha", "0.5", "alpha: expected a finite number (got '0.5', a str)"),
+        ("test_fraction", float("nan"), "test_fraction: expected a finite number (got nan, a float)"),
+        ("model", 3, "model: expected a string (got 3, a int)"),
+        ("model_options", "psych", "model_options: expected a table (got 'psych', a str)"),
+        ("epochs", 2.5, "epochs: expected an integer (got 2.5, a float)"),
+        ("lr", "fast", "lr: expected a finite number (got 'fast', a str)"),
+    ],
+)
 def test_a_wrong_type_names_the_key_the_type_and_what_came(key, value, words):
     with pytest.raises(ConfigError) as err:
         WorkloadSettings.from_mapping({key: value})
@@ -104,8 +135,15 @@ def test_a_wrong_type_names_the_key_the_type_and_what_came(key, value, words):
 
 
 def test_every_problem_is_reported_at_once():
-    bad = {"epoch": 2, "partiton": "subjects", "seed": "0", "test_fraction": 2.0, "lr": -1.0, "optimizer": "adam",
-           "format": "casme9"}
+    bad = {
+        "epoch": 2,
+        "partiton": "subjects",
+        "seed": "0",
+        "test_fraction": 2.0,
+        "lr": -1.0,
+        "optimizer": "adam",
+        "format": "casme9",
+    }
     with pytest.raises(ConfigError) as err:
         WorkloadSettings.from_mapping(bad, "client.toml [workload.settings]")
     p = err.value.problems
@@ -123,15 +161,30 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_every_documented_name_and_fedcores_config_dir_are_accepted():
-    values = {**TODAYS_SETTINGS, **TODAYS_ROUND, "config_dir": "/etc/fedpsyau", "data": Path("/data/casme2"),
-              "init": "none", "num_classes": 5, "init_sha256": "0" * 64}
+    values = {
+        **TODAYS_SETTINGS,
+        **TODAYS_ROUND,
+        "config_dir": "/etc/fedpsyau",
+        "data": Path("/data/casme2"),
+        "init": "none",
+        "num_classes": 5,
+        "init_sha256": "0" * 64,
+    }
     s = WorkloadSettings.from_mapping(values)
     assert s.data == "/data/casme2" and s.init == "none"  # a Path is taken as its string
 
 
 def test_the_round_config_leaves_fedcores_and_the_settings_keys_alone():
-    config = {"data": "/x", "model": "dpk-gat", "privacy": {"enabled": False}, "task": {"seed": 3},
-              "central_dp": {"clip_norm": 1.0}, "rounds": 20.0, "epochs": 3, "lr": 0.01}
+    config = {
+        "data": "/x",
+        "model": "dpk-gat",
+        "privacy": {"enabled": False},
+        "task": {"seed": 3},
+        "central_dp": {"clip_norm": 1.0},
+        "rounds": 20.0,
+        "epochs": 3,
+        "lr": 0.01,
+    }
     rc = RoundConfig.from_mapping(config)
     assert (rc.rounds, rc.epochs, rc.lr, rc.batch_size) == (20, 3, 0.01, 16)
     with pytest.raises(ConfigError, match="epochs: expected an integer >= 1 .got 0.; ema: expected a number in"):

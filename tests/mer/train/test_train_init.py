@@ -18,13 +18,23 @@ import me_fixtures as fx
 from cli_kit import run_cli as _cli
 
 
-
-
 def _train(tmp_path, *extra) -> list[str]:
     if not (tmp_path / "data").exists():
         fx.composite(tmp_path / "data")
-    return ["train", "--data", str(tmp_path / "data"), "--format", "composite", "--device", "cpu",
-            "--epochs", "1", "--max-folds", "1", *extra]
+    return [
+        "train",
+        "--data",
+        str(tmp_path / "data"),
+        "--format",
+        "composite",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--max-folds",
+        "1",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
