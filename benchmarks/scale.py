@@ -115,24 +115,11 @@ def _cpu_s(pid: int) -> float:
 
 
 def source() -> str:
-    """The commit measured: ``git rev-parse HEAD`` (with "+dirty" for uncommitted changes to tracked files)."""
-    import subprocess
+    """The commit measured (``benchmarks/secagg.py``'s :func:`source`, one definition)."""
+    sys.path.insert(0, str(BENCH))
+    import secagg as secagg_bench
 
-    here = str(Path(__file__).resolve().parent)
-    try:
-        head = subprocess.run(
-            ["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        return head + ("+dirty: " + " ".join(sorted(line[3:] for line in dirty.splitlines())) if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return os.environ.get("SOURCE_COMMIT", "unknown")
+    return secagg_bench.source()
 
 
 # -- 1. in memory: one child process per (mode, n, rep) --------------------------------------------

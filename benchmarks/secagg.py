@@ -270,8 +270,9 @@ def source() -> str:
             text=True,
             check=True,
             timeout=10,
-        ).stdout.strip()
-        return head + ("+dirty: " + " ".join(sorted(line[3:] for line in dirty.splitlines())) if dirty else "")
+        ).stdout  # not stripped: each line is "XY path", its first column may be a space
+        changed = sorted(line[3:] for line in dirty.splitlines() if line.strip())
+        return head + ("+dirty: " + " ".join(changed) if changed else "")
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("SOURCE_COMMIT", "unknown")
 
