@@ -166,7 +166,7 @@ class MemoryFederation:
         self.silent: set[str] = set()
         self._task_seen: dict[str, tuple[tuple, float]] = {}  # late clients: the task and when it appeared
         self._lock: control.RunLock | None = None
-        self._lines = 0  # metrics.jsonl lines passed to on_round
+        self._lines = 0  # history lines (metrics.jsonl's) passed to on_round
 
     # -- one pass -----------------------------------------------------------------------------
     def _expected(self, cid: str) -> tuple | None:
@@ -272,7 +272,10 @@ class MemoryFederation:
             if open_stage is not None:
                 self._timing(open_stage).server_s += time.perf_counter() - t0
             if on_round is not None:
-                self._lines = _follow(self.engine.records, self._lines, on_round)
+                history = self.engine.state.history  # what metrics.jsonl holds, without re-reading it each pass
+                for line in history[self._lines :]:
+                    on_round(line)
+                self._lines = len(history)
             if done is not None and done(self.engine):
                 return True
             if self.engine.finished and not self._live():
@@ -301,15 +304,6 @@ def _exit_code(engine) -> ExitCode:
     if engine.state.phase == Phase.DONE:
         return ExitCode.STOPPED if engine.state.outcome.startswith("stopped on request") else ExitCode.OK
     return ExitCode.ABORTED
-
-
-def _follow(records, seen: int, on_round) -> int:
-    from fedcore.simulation import read_metrics
-
-    lines = read_metrics(records.metrics_path)
-    for line in lines[seen:]:
-        on_round(line)
-    return len(lines)
 
 
 def _note_wall_time(path: Path, total: float, per_line: list[float]) -> None:

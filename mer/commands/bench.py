@@ -176,18 +176,16 @@ def run_federated(
 ) -> dict[str, Any]:
     """One federation through the daemons' engine over the in-memory transport; its final pooled metrics."""
     res = federate(setting, settings, clients, rounds, privacy, seed, workdir, device=device, **kwargs)
-    last = next((m for m in reversed(res.metrics) if m.get("eval")), {})
-    ev = last.get("eval", {})
-    eps = [p.get("epsilon") for m in res.metrics for p in (m.get("privacy") or {}).values() if p.get("epsilon")]
+    s = res.summary  # the coordinator's summary.json: last evaluation, epsilon_max, bytes (round 0 included)
     return {
-        "uf1": ev.get("uf1"),
-        "uar": ev.get("uar"),
-        "accuracy": ev.get("accuracy"),
-        "epsilon_spent": max(eps) if eps else None,
-        "bytes_up": sum(m.get("bytes_up", 0) for m in res.metrics),
-        "bytes_down": sum(m.get("bytes_down", 0) for m in res.metrics),
+        "uf1": s.get("uf1"),
+        "uar": s.get("uar"),
+        "accuracy": s.get("accuracy"),
+        "epsilon_spent": s.get("epsilon_max"),
+        "bytes_up": s.get("bytes_up", 0),
+        "bytes_down": s.get("bytes_down", 0),
         "contributors": [m.get("contributors") for m in res.metrics],
-        "test_samples": int(ev.get("num_examples", 0)),
+        "test_samples": int(s.get("final", {}).get("num_examples", 0)),
     }
 
 
