@@ -36,7 +36,8 @@ def test_every_problem_is_listed_at_once(tmp_path, capsys):
     assert "--rounds" in err and "--clients" in err and "--epsilon" in err
 
 
-def test_other_models_default_to_training_from_scratch():
+def test_other_models_default_to_training_from_scratch(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default --out runs/demo is relative: a README run in the checkout must not matter
     from mer.cli import build_parser
     from mer.commands.simulate import check_args
 
