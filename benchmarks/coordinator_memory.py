@@ -36,6 +36,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import numpy as np
 
 from fedcore.common.aggregation import ClientIdentity, ClientJob
@@ -45,6 +46,7 @@ from fedcore.proto.fedpsyau.v1 import federation_pb2_grpc as pb_grpc
 from fedcore.provision import provision
 from fedcore.transport.channel import open_channel
 from fedcore.transport.chunks import receive_chunks, send_chunks
+from fedcore.transport.status import retry_hint
 from fedcore.transport.tls import TlsMaterial
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -81,6 +83,7 @@ class Peer:
         self.cid, self.mode, self.vector = cid, mode, vector
         self.stub = pb_grpc.FederationStub(open_channel(address, tls))
         self.jobs: dict[tuple[int, int], ClientJob] = {}
+        self.retries = 0  # Submit streams the coordinator's upload budget told to retry
 
     def hdr(self, task: pb.Task | None = None) -> pb.Header:
         h = pb.Header(federation_id=FED, client_id=self.cid)
@@ -125,8 +128,16 @@ class Peer:
         stage = Stage(task.header.stage)
         if stage in (Stage.WAIT, Stage.DONE):
             return stage.name
-        self.stub.Submit(send_chunks(self.hdr(task), self.body(task)), timeout=600)
-        return stage.name
+        body = self.body(task)
+        while True:  # as the client daemon does: a refusal by the upload budget is retried after its hint
+            try:
+                self.stub.Submit(send_chunks(self.hdr(task), body), timeout=600)
+                return stage.name
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise
+                self.retries += 1
+                time.sleep(retry_hint(exc) or 0.2)
 
 
 def _mode_client(mode: str, cid: str, folder: Path, ca: bytes):
@@ -251,6 +262,7 @@ def run(
         "rounds_completed": [m["round"] for m in metrics],
         "contributors": [m.get("contributors") for m in metrics],
         "bytes_up_per_round": [m.get("bytes_up") for m in metrics],
+        "submit_retries": sum(p.retries for p in peers),
         "coordinator_log_tail": tail if rc != 0 else [],
         "samples": sampler.samples,
     }

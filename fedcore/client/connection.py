@@ -3,6 +3,8 @@
 Transient failures (UNAVAILABLE -- including a coordinator that is restarting --,
 DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) are retried with capped exponential backoff and jitter
 until ``reconnect_timeout`` passes without one success; then :class:`CoordinatorUnreachable`.
+A refusal that names a wait (the coordinator's upload budget: trailing metadata
+:data:`~fedcore.transport.status.RETRY_AFTER_KEY`) is retried no sooner than that wait.
 Refusals become domain errors: FAILED_PRECONDITION -> :class:`WrongStage`, INVALID_ARGUMENT ->
 :class:`InvalidPayload`, PERMISSION_DENIED/UNAUTHENTICATED -> :class:`NotAuthorized`.
 """
@@ -23,7 +25,7 @@ from fedcore.common.stages import wire
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 from fedcore.transport.channel import federation_stub, open_channel
 from fedcore.transport.chunks import receive_chunks, send_chunks
-from fedcore.transport.status import CLIENT_ERRORS, RETRYABLE
+from fedcore.transport.status import CLIENT_ERRORS, RETRYABLE, retry_hint
 from fedcore.transport.tls import TlsMaterial
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,9 @@ class Connection:
                         f"{self.reconnect_timeout:.0f} s (last: {code.name}: {detail})"
                     ) from None
                 delay = next(delays)
+                hint = retry_hint(exc)
+                if hint is not None:  # the coordinator says when: at least that, jittered, capped
+                    delay = min(self.backoff_max, max(delay, hint * random.uniform(1.0, 1.25)))  # noqa: S311
                 (log.warning if failures in (1, 10) or failures % 50 == 0 else log.debug)(
                     "%s failed (%s: %s); retrying in %.1f s", what, code.name, detail, delay
                 )

@@ -296,7 +296,7 @@ class RoundEngine:
             )
             raise WrongStage(f"client {client_id!r} {why} (stage {stage.stage.name})")
 
-    def submit(self, client_id: str, header: pb.Header, payload: bytes, digest: bytes) -> pb.SubmitReply:
+    def submit(self, client_id: str, header: pb.Header, payload: bytes | bytearray, digest: bytes) -> pb.SubmitReply:
         with self.lock:
             self._check_federation(header)
             self._check_joined(client_id)

@@ -14,6 +14,12 @@ the data. Receiver: :func:`receive_chunks` checks, in this order and before keep
    :class:`InvalidPayload`).
 
 Violations other than the size limit map to INVALID_ARGUMENT; the payload is discarded.
+
+Copies: each chunk's bytes are read once from the message, hashed and appended to one buffer;
+:func:`receive_buffer` hands that buffer back as it is (the coordinator parses it in place), so
+a received payload costs its size once, not twice; :func:`receive_data` (the clients) returns
+``bytes``. Bounding how many payloads are held at once is the caller's job (the coordinator's
+upload budget, :class:`~fedcore.coordinator.servicer.FederationServicer`).
 """
 
 from __future__ import annotations
@@ -80,30 +86,36 @@ def first_header(chunks: Iterator[pb.Chunk]) -> pb.StreamHeader:
     return head
 
 
-def receive_data(head: pb.StreamHeader, chunks: Iterable[pb.Chunk], limit: int) -> bytes:
-    """Read the data chunks announced by ``head`` (see the module docstring for the checks)."""
+def receive_buffer(head: pb.StreamHeader, chunks: Iterable[pb.Chunk], limit: int) -> bytearray:
+    """Read the data chunks announced by ``head`` into one buffer, returned without a copy (see
+    the module docstring for the checks)."""
     total = int(head.total_size)
     if total > limit:
         raise PayloadTooLarge(f"payload of {total} bytes exceeds the limit of {limit} bytes")
     buf = bytearray()  # grows with what arrives (never sized from the peer's declaration)
     hasher = hashlib.sha256()
-    got = 0
     for index, chunk in enumerate(chunks, start=1):
         if chunk.WhichOneof("kind") != "data":
             raise InvalidPayload(f"chunk {index}: expected data (got {chunk.WhichOneof('kind') or 'nothing'})")
-        n = len(chunk.data)
+        data = chunk.data  # read once: each read of a bytes field is a fresh copy
+        n = len(data)
         if n > CHUNK_SIZE:
             raise InvalidPayload(f"chunk {index}: {n} bytes exceeds the chunk limit of {CHUNK_SIZE} bytes")
-        if got + n > total:
+        if len(buf) + n > total:
             raise InvalidPayload(f"chunk {index}: stream exceeds its announced total_size of {total} bytes")
-        buf += chunk.data
-        hasher.update(chunk.data)
-        got += n
-    if got != total:
-        raise InvalidPayload(f"stream ended after {got} of its announced {total} bytes")
+        buf += data
+        hasher.update(data)
+        del data
+    if len(buf) != total:
+        raise InvalidPayload(f"stream ended after {len(buf)} of its announced {total} bytes")
     if hasher.digest() != head.sha256:
         raise InvalidPayload("SHA-256 of the received payload does not match the StreamHeader")
-    return bytes(buf)
+    return buf
+
+
+def receive_data(head: pb.StreamHeader, chunks: Iterable[pb.Chunk], limit: int) -> bytes:
+    """Like :func:`receive_buffer`, as ``bytes`` (one copy more: for payloads that are kept)."""
+    return bytes(receive_buffer(head, chunks, limit))
 
 
 def receive_chunks(chunks: Iterable[pb.Chunk], limit: int) -> Received:

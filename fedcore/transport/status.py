@@ -14,6 +14,10 @@ NotAuthorized             PERMISSION_DENIED    certificate name differs from the
 Busy                      RESOURCE_EXHAUSTED   too many clients or concurrent transfers
 KeyError (unknown blob)   NOT_FOUND            a Download names no current blob
 ========================  ===================  ===============================================
+
+A :class:`Busy` refusal may carry ``retry_after`` (seconds): it travels as the trailing metadata
+:data:`RETRY_AFTER_KEY` (milliseconds), and a client waits at least that long before its retry
+(:func:`retry_hint`; :meth:`fedcore.client.connection.Connection.call`).
 """
 
 from __future__ import annotations
@@ -30,8 +34,34 @@ from fedcore.transport.chunks import PayloadTooLarge
 log = logging.getLogger(__name__)
 
 
+#: trailing metadata of a retryable refusal: how long to wait before the retry, in milliseconds
+RETRY_AFTER_KEY = "fedpsyau-retry-after-ms"
+
+
 class Busy(FedError):
-    """The server is at a configured limit (clients, concurrent transfers); retry later."""
+    """The server is at a configured limit (clients, concurrent transfers, the upload budget);
+    retry later, after ``retry_after`` seconds when it is given."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def retry_hint(exc: BaseException) -> float | None:
+    """The wait (seconds) a refusal asks for in its trailing metadata, or None."""
+    trailing = getattr(exc, "trailing_metadata", None)
+    try:
+        pairs = trailing() if callable(trailing) else None
+    except Exception:  # noqa: BLE001 - a call object without metadata: no hint
+        return None
+    for key, value in pairs or ():
+        if key == RETRY_AFTER_KEY:
+            try:
+                ms = float(value)
+            except (TypeError, ValueError):
+                return None
+            return ms / 1000 if 0 <= ms < 3.6e6 else None
+    return None
 
 
 class UnknownBlob(FedError, KeyError):
@@ -95,9 +125,16 @@ def maps_errors(method: Callable) -> Callable:
                 log.exception("%s failed", method.__name__)
                 context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
             log.info("%s refused with %s: %s", method.__name__, code.name, exc)
+            _hint(context, exc)
             context.abort(code, str(exc))
 
     return wrapper
+
+
+def _hint(context, exc: BaseException) -> None:
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(max(0, round(retry_after * 1000)))),))
 
 
 def streams_errors(method: Callable) -> Callable:

@@ -84,3 +84,13 @@ def test_stream_must_open_with_a_header_with_a_32_byte_hash():
 def test_sender_refuses_chunks_over_4_mib():
     with pytest.raises(ValueError, match="chunk_size"):
         list(send_chunks(HDR, b"x", chunk_size=CHUNK_SIZE + 1))
+
+
+def test_receive_buffer_returns_the_assembled_buffer_itself():
+    """The coordinator's path: one buffer, handed over without a second whole-payload copy."""
+    from fedcore.transport.chunks import first_header, receive_buffer
+
+    payload = bytes(range(256)) * 100
+    it = iter(send_chunks(HDR, payload, chunk_size=1000))
+    buf = receive_buffer(first_header(it), it, limit=len(payload))
+    assert isinstance(buf, bytearray) and buf == payload
