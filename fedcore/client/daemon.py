@@ -40,7 +40,7 @@ from fedcore.common.workload import load_workload, statistics_sensitivity
 from fedcore.config.client import ClientConfig
 from fedcore.exitcodes import ExitCode
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
-from fedcore.transport.structs import from_struct
+from fedcore.transport.settings import from_config
 from fedcore.transport.tls import TlsMaterial
 
 log = logging.getLogger("fedcore.client")
@@ -114,7 +114,7 @@ class ClientDaemon:
     # -- joining ------------------------------------------------------------------------------
     def join(self) -> None:
         reply = self.conn.join(VERSION)
-        settings = from_struct(reply.settings)
+        settings = from_config(reply.settings)
         self.heartbeat_interval = float(reply.heartbeat_interval or 5.0)
         self.poll_interval = float(settings.get("poll_interval", 0.5))
         name = settings.get("aggregation", "")

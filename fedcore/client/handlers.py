@@ -9,6 +9,11 @@ Never one update in two aggregates: a cached training result is reused only for 
 again, with fresh DP noise charged to the ledger (or, without DP, a fresh seed: the round then
 leaks approximately, logged). The Trainer gets ``config["task"]`` (federation, run, round,
 attempt, seed; :func:`fedcore.client.privacy.task_context`) to key its ledger charges.
+
+Privacy settings arrive only in the task's typed ``privacy`` message
+(:mod:`fedcore.common.task_privacy`). The workload sees ``config["privacy"]``: the coordinator's
+DP-SGD defaults overridden key by key by this client's own ``[privacy]``. Under client-level DP
+(central or distributed) the update is clipped here, in :func:`client_update`, and nowhere else.
 """
 
 from __future__ import annotations
@@ -38,9 +43,10 @@ from fedcore.common.aggregation import ClientJob, ClientMode
 from fedcore.common.errors import InvalidPayload
 from fedcore.common.params import decode_model, decode_vector
 from fedcore.common.stages import Stage
+from fedcore.common.task_privacy import TaskPrivacy, decode_privacy
 from fedcore.common.workload import BudgetExhausted, FitResult, PrivacyState, Trainer
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
-from fedcore.transport.structs import from_struct
+from fedcore.transport.settings import from_config
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +147,11 @@ class StageHandlers:
         job = self.jobs.get((task.header.round, task.header.attempt))
         return self.mode.handle(stage, unpack_any(task.body), job, lambda name: self.conn.download(task.header, name))
 
-    def _config(self, struct, header: pb.Header | None = None) -> dict[str, Any]:
-        config = from_struct(struct)
-        config["privacy"] = {**config.get("privacy", {}), **self.privacy}
+    def _config(self, wire: pb.Config, header: pb.Header, privacy: TaskPrivacy) -> dict[str, Any]:
+        config = from_config(wire, "task config")
+        if "privacy" in config:
+            raise InvalidPayload("privacy settings travel in the task's privacy message, not in its config")
+        config["privacy"] = {**privacy.local, **self.privacy}
         if header is not None:
             config["task"] = task_context(
                 self._federation(header), self.run_id, header.round, header.attempt, self.seed
@@ -174,7 +182,8 @@ class StageHandlers:
     def train(self, header: pb.Header, t: pb.TrainTask) -> pb.TrainReport:
         params, spec, _ = self._model(header, t.model_blob, t.model_sha256)
         r, attempt, fed = int(header.round), int(header.attempt), self._federation(header)
-        config = self._config(t.config, header)
+        privacy_spec = decode_privacy(t.privacy)
+        config = self._config(t.config, header, privacy_spec)
         report_steps = config["privacy"].get("report_steps") is True
         fit = self.cache.get(r, t.model_sha256, spec.size, attempt=attempt, federation=fed, run=self.run_id)
         if fit is not None:
@@ -215,15 +224,15 @@ class StageHandlers:
                 return pb.TrainReport(ready=False, refusal=problem, privacy=privacy_report(privacy))
             self.cache.put(r, t.model_sha256, fit, attempt=attempt, federation=fed, run=self.run_id)
         delta = np.asarray(fit.parameters, np.float64) - np.asarray(params, np.float64)
-        delta, weight = _central_dp(delta, float(fit.num_examples), from_struct(t.config).get("central_dp"), r)
-        self._keep(ClientJob(r, attempt, delta, weight))
+        delta, weight = client_update(delta, float(fit.num_examples), privacy_spec, r)
+        self._keep(ClientJob(r, attempt, delta, weight, distributed_dp=privacy_spec.distributed))
         privacy, metrics = trim_report(
             fit.privacy, _finite_metrics(fit.metrics, f"round {r} training"), report_steps, f"round {r}"
         )
         return pb.TrainReport(ready=True, metrics=metrics, privacy=privacy_report(privacy))
 
     def stats(self, header: pb.Header, t: pb.StatsTask) -> pb.StatsReport:
-        config = self._config(t.config, header)
+        config = self._config(t.config, header, decode_privacy(t.privacy))
         vec = self.trainer.statistics(config)
         if vec is None:
             return pb.StatsReport(ready=False, refusal="this workload computes no statistics")
@@ -248,7 +257,7 @@ class StageHandlers:
     def evaluate(self, header: pb.Header, t: pb.EvaluateTask) -> pb.EvaluateReport:
         params, spec, _ = self._model(header, t.model_blob, t.model_sha256)
         res = self.trainer.evaluate(
-            params, spec, int(header.round), from_struct(t.config), self._statistics(t.statistics)
+            params, spec, int(header.round), from_config(t.config, "task config"), self._statistics(t.statistics)
         )
         report = pb.EvaluateReport(
             metrics=_finite_metrics(res.metrics, f"round {header.round} evaluation"), num_examples=int(res.num_examples)
@@ -270,19 +279,20 @@ def _unpack(body: any_pb2.Any, cls: type[Message]) -> Message:
     return msg
 
 
-def _central_dp(delta: np.ndarray, weight: float, central: Any, round_: int) -> tuple[np.ndarray, float]:
-    """DP-FedAvg on the client: with ``central_dp = {clip_norm}`` in the TrainTask config the update
-    (new - global) is clipped to that L2 norm and sent with weight 1 (the coordinator adds the noise;
-    see :class:`fedcore.dp.central.DPFedAvg`). Without it: unchanged."""
-    if not central:
+def client_update(delta: np.ndarray, weight: float, privacy: TaskPrivacy, round_: int) -> tuple[np.ndarray, float]:
+    """The one place a client clips its update. Under client-level DP (central: DP-FedAvg, the
+    coordinator adds the noise; distributed: SecAgg+'s discrete Gaussian, the mode adds this
+    client's share) the update (new - global) is clipped to L2 ``clip_norm`` and sent with weight
+    1, so one client's contribution is bounded whatever its sample count. Otherwise unchanged."""
+    clip = privacy.update_clip
+    if clip is None:
         return delta, weight
-    if not isinstance(central, Mapping) or not isinstance(central.get("clip_norm"), (int, float)):
-        raise InvalidPayload(f"TrainTask config central_dp must be a table with a numeric clip_norm (got {central!r})")
     from fedcore.dp.central import clip_update
 
-    clipped, was = clip_update(delta, float(central["clip_norm"]))
+    clipped, was = clip_update(delta, clip)
+    kind = "central" if privacy.central is not None else "distributed"
     if was:
-        log.info("round %d: update clipped to L2 norm %g for central DP", round_, float(central["clip_norm"]))
+        log.info("round %d: update clipped to L2 norm %g for %s DP", round_, clip, kind)
     return clipped, 1.0
 
 

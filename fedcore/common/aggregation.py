@@ -33,13 +33,14 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from google.protobuf.message import Message
 
 from fedcore.common.errors import ConfigError
 from fedcore.common.stages import Stage
+from fedcore.common.task_privacy import ClientLevelDP
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,34 @@ class AggregationContext:
     max_weight: float = 1.0e6  # upper bound on one client's weight (clients clip to it)
 
 
+@dataclass(frozen=True)
+class NoiseRecord:
+    """The DP noise inside an aggregate (SecAgg+'s distributed discrete Gaussian), as the
+    coordinator's accounting needs it (:class:`fedcore.dp.coordinator_dp.CoordinatorPrivacy`).
+
+    ``kind`` ``"update"`` (a training round: ``sigma_client`` and ``sensitivity`` in the ring's
+    integer units) or ``"stats"`` (round 0's statistics: in counts, with the release's
+    ``sigma_total``, ``delta`` and ``epsilon`` as the clients charge them)."""
+
+    kind: Literal["update", "stats"]
+    sigma_client: float  # each client's noise std
+    sensitivity: float  # L2 sensitivity of one client's (update) or one sample's (stats) contribution
+    threshold: int  # T: the fewest survivors the noise was scaled for
+    participants: int  # clients that began the aggregation
+    dim: int  # vector length
+    survivors: int = 0  # clients whose noise is in the sum
+    sigma_total: float = 0.0  # stats: the std the release is charged for
+    delta: float | None = None  # stats: the release's delta
+    epsilon: float | None = None  # stats: the release's epsilon
+
+
 @dataclass
 class AggregateResult:
     weighted_sum: np.ndarray  # float64 (L,): sum over contributors of w_i * x_i
     total_weight: float  # sum of w_i over contributors
     num_contributors: int  # how many clients' inputs are in the sum
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. clipped values, quantisation, dropouts
+    noise: NoiseRecord | None = None  # the DP noise in the sum, when a mode added some
 
     @property
     def mean(self) -> np.ndarray:
@@ -76,6 +99,9 @@ class ClientJob:
     vector: np.ndarray  # (L,) the client's update (or statistics), not yet weighted
     weight: float  # e.g. the sample count; clipped by the mode to ctx.max_weight
     result: AggregateResult | None = None  # filled by modes whose clients learn the sum (CKKS)
+    #: the task's distributed DP (SecAgg+ adds this client's noise share); the vector is already
+    #: clipped to its clip_norm (fedcore.client.handlers.client_update)
+    distributed_dp: ClientLevelDP | None = None
 
 
 class ServerMode(ABC):

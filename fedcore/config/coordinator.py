@@ -179,6 +179,11 @@ def privacy_default_problems(table: dict[str, Any]) -> list[str]:
     batch size, or its own budget) may be missing here."""
     from fedcore.dp.config import PrivacyConfig, PrivacyConfigError
 
+    from fedcore.common.task_privacy import local_problems
+
+    travel = local_problems(table)  # what TrainTask.privacy.local cannot carry (a ledger path, a wrong type)
+    if travel:
+        return travel
     probe = {"planned_rounds": 1, "local_epochs": 1, "batch_size": 1, "target_epsilon": 1.0, **table}
     if not isinstance(table.get("secure_rng", True), bool):
         return [f"[privacy] secure_rng: expected true or false (got {table['secure_rng']!r})"]

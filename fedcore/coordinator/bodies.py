@@ -15,6 +15,7 @@ from google.protobuf.message import DecodeError, Message
 from fedcore.common.errors import InvalidPayload
 from fedcore.common.params import encode_vector
 from fedcore.common.stages import Stage
+from fedcore.common.task_privacy import encode_privacy
 from fedcore.coordinator.reports import (
     check_eval_report,
     check_train_report,
@@ -22,7 +23,7 @@ from fedcore.coordinator.reports import (
 )
 from fedcore.coordinator.state import Phase
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
-from fedcore.transport.structs import to_struct
+from fedcore.transport.settings import to_config
 
 if TYPE_CHECKING:
     from fedcore.coordinator.engine import RoundEngine
@@ -35,15 +36,15 @@ ENGINE_BODIES: dict[Stage, type[Message]] = {
 
 
 def train_config(eng: RoundEngine, round_: int) -> dict:
-    """TrainTask.config: the [workload] table, the strategy's client keys and privacy defaults."""
+    """TrainTask.config: the [workload] table and the strategy's client keys (no privacy setting:
+    those travel typed in TrainTask.privacy, :func:`task_privacy`)."""
     cfg = eng.cfg
-    return {
-        **cfg.workload,
-        **eng.strategy.client_config(round_),
-        "rounds": cfg.federation.rounds,
-        "privacy": dict(cfg.privacy),
-        **eng.client_dp.client_config(),
-    }
+    return {**cfg.workload, **eng.strategy.client_config(round_), "rounds": cfg.federation.rounds}
+
+
+def task_privacy(eng: RoundEngine) -> pb.TaskPrivacy:
+    """The one privacy message of a TrainTask or StatsTask (:mod:`fedcore.common.task_privacy`)."""
+    return encode_privacy(eng.client_dp.task_privacy(eng.cfg.privacy))
 
 
 def _statistics(eng: RoundEngine) -> pb.Vector | None:
@@ -59,19 +60,20 @@ def task_body(eng: RoundEngine, client_id: str) -> Message:
         return pb.TrainTask(
             model_blob=blob.name,
             model_sha256=blob.sha256,
-            config=to_struct(train_config(eng, st.round)),
+            config=to_config(train_config(eng, st.round)),
             statistics=_statistics(eng),
+            privacy=task_privacy(eng),
         )
     if stage == Stage.EVALUATE:
         blob = st.model_blob()
         return pb.EvaluateTask(
             model_blob=blob.name,
             model_sha256=blob.sha256,
-            config=to_struct({**eng.cfg.workload, "rounds": eng.cfg.federation.rounds}),
+            config=to_config({**eng.cfg.workload, "rounds": eng.cfg.federation.rounds}),
             statistics=_statistics(eng),
         )
     if stage == Stage.STATS:
-        return pb.StatsTask(config=to_struct({**eng.cfg.workload, "privacy": dict(eng.cfg.privacy)}))
+        return pb.StatsTask(config=to_config(eng.cfg.workload), privacy=task_privacy(eng))
     return eng.mode.task(stage, client_id)
 
 

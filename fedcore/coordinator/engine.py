@@ -46,8 +46,8 @@ from fedcore.coordinator.state import Phase, State
 from fedcore.dp.coordinator_dp import CoordinatorPrivacy
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
 from fedcore.transport.chunks import sha256
+from fedcore.transport.settings import to_config
 from fedcore.transport.status import UnknownBlob
-from fedcore.transport.structs import to_struct
 
 log = logging.getLogger(__name__)
 
@@ -204,18 +204,24 @@ class RoundEngine:
             return pb.JoinReply(
                 header=self.header(client_id),
                 heartbeat_interval=self.cfg.deadlines.heartbeat_interval,
-                settings=to_struct(self.join_settings()),
+                settings=to_config(self.join_settings()),
             )
 
     def join_settings(self) -> dict:
+        """What a JoinReply tells a client. No DP setting travels here: ``distributed_dp`` goes to
+        the clients in each task's typed privacy message; the mode's ``federation_dp`` flag (round 0's
+        statistics noise on) stays, and is set whenever distributed DP is configured."""
         fed = self.cfg.federation
+        mode_settings = {k: v for k, v in self.cfg.mode_settings.items() if k != "distributed_dp"}
+        if self.cfg.mode_settings.get("distributed_dp"):
+            mode_settings.setdefault("federation_dp", True)
         return {
             "federation_id": fed.id,
             "aggregation": fed.aggregation,
             "rounds": fed.rounds,
             "min_clients": fed.min_clients,
             "workload": fed.workload,
-            "mode_settings": self.cfg.mode_settings,
+            "mode_settings": mode_settings,
             "heartbeat_interval": self.cfg.deadlines.heartbeat_interval,
             "poll_interval": self.poll_interval,
             "run_id": self.run_id,

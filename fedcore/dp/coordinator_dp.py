@@ -5,8 +5,10 @@ One :class:`CoordinatorPrivacy` per coordinator run, built from the config and t
 
 - :meth:`max_weight` -- weights are capped at 1 under either kind of client-level DP (one
   client's contribution is then bounded by the clip norm whatever its sample count);
-- :meth:`client_config` -- the ``central_dp`` keys sent in ``TrainTask.config`` (the client daemon
-  clips its update to ``clip_norm`` and sends weight 1);
+- :meth:`task_privacy` -- the typed privacy settings of each TrainTask/StatsTask
+  (:class:`fedcore.common.task_privacy.TaskPrivacy`: the DP-SGD defaults, and the clip norm of
+  client-level DP, central or distributed, under which the client clips its update and sends
+  weight 1);
 - :meth:`release` -- for each aggregate: add DP-FedAvg noise (if on) and charge the accounts; it
   returns the mean to hand to the strategy and the fields for ``metrics.jsonl``;
 - :meth:`stats_release` -- round 0's statistics noise (``[secagg] stats_noise_sigma``).
@@ -24,9 +26,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from fedcore.common.aggregation import AggregateResult
+from fedcore.common.task_privacy import ClientLevelDP, TaskPrivacy
 
 from .secagg_dp import (
     DistributedAccountant,
@@ -111,25 +117,28 @@ class CoordinatorPrivacy:
         """1.0 under client-level DP (uniform weights), else None (the mode's default)."""
         return 1.0 if (self.central is not None or self.distributed is not None) else None
 
-    def client_config(self) -> dict[str, Any]:
-        """Keys for ``TrainTask.config``."""
-        return {"central_dp": {"clip_norm": self.central.clip_norm}} if self.central is not None else {}
+    def task_privacy(self, local: Mapping[str, Any]) -> TaskPrivacy:
+        """The privacy settings of a task: ``local`` (the ``[privacy]`` defaults) and client-level DP."""
+        central = ClientLevelDP(self.central.clip_norm) if self.central is not None else None
+        d = self.distributed
+        distributed = ClientLevelDP(d.clip_norm, d.noise_multiplier, d.delta) if d is not None else None
+        return TaskPrivacy(dict(local), central, distributed)
 
-    def release(self, result: Any, selected: int) -> tuple[np.ndarray, dict[str, Any]]:
+    def release(self, result: AggregateResult, selected: int) -> tuple[np.ndarray, dict[str, Any]]:
         """(mean for the strategy, fields for the round's metrics line). ValueError: not releasable."""
         fields: dict[str, Any] = {}
-        note = result.notes.get("distributed_dp") if isinstance(result.notes, dict) else None
+        noise = result.noise
         distributed = self._distributed()
         if distributed is not None:
             dp, account = distributed
-            if not note or note.get("kind") != "update":
+            if noise is None or noise.kind != "update":
                 raise ValueError("distributed DP is configured but the secagg result carries no noise record")
             account.charge(
-                sensitivity=note["sensitivity"],
-                sigma_client=note["sigma_client"],
-                threshold=note["threshold"],
-                participants=note["participants"],
-                dim=note["dim"],
+                sensitivity=noise.sensitivity,
+                sigma_client=noise.sigma_client,
+                threshold=noise.threshold,
+                participants=noise.participants,
+                dim=noise.dim,
             )
             fields["distributed_dp"] = account.record(dp)
         if self.central is None:
@@ -139,22 +148,20 @@ class CoordinatorPrivacy:
         )
         return mean, fields
 
-    def stats_release(self, result: Any) -> dict[str, Any] | None:
+    def stats_release(self, result: AggregateResult) -> dict[str, Any] | None:
         """The round-0 statistics' sample-level DP record, or None without statistics noise."""
-        note = result.notes.get("distributed_dp") if isinstance(result.notes, dict) else None
-        if not note or note.get("kind") != "stats":
+        noise = result.noise
+        if noise is None or noise.kind != "stats":
             return None
-        sigma, length = float(note["stats_noise_sigma"]), int(note["dim"])
-        sens = float(note.get("sensitivity") or math.sqrt(length))  # the workload's stated sensitivity
-        delta = float(note.get("delta") or self.stats_delta)
+        sigma, length = noise.sigma_client, noise.dim
+        sens = noise.sensitivity or math.sqrt(length)  # the workload's stated sensitivity
+        delta = noise.delta or self.stats_delta
         self.stats = {
-            "epsilon": stats_epsilon(
-                sigma, length, int(note["threshold"]), int(note["participants"]), delta, sensitivity=sens
-            ),
+            "epsilon": stats_epsilon(sigma, length, noise.threshold, noise.participants, delta, sensitivity=sens),
             "delta": delta,
             "stats_noise_sigma": sigma,
             "sensitivity": sens,
-            "threshold": int(note["threshold"]),
+            "threshold": noise.threshold,
             "level": "sample",
         }
         log.info(

@@ -35,6 +35,7 @@ from fedcore.common.errors import ProtocolAbort
 from fedcore.common.params import encode_vector
 from fedcore.common.stages import Stage
 from fedcore.crypto.recipes import InvalidToken, new_keypair, private_bytes
+from fedcore.dp.secagg_dp import DistributedDP, update_noise_sigma
 from fedcore.proto.fedpsyau.v1 import secagg_pb2 as spb
 from fedcore.secagg import auth, shamir, wire
 from fedcore.secagg import noise as noise_mod
@@ -321,7 +322,7 @@ class SecAggClient(ClientMode):
         if vec.ndim != 1 or vec.dtype.kind not in "fiu" or not np.isfinite(vec).all():
             raise ProtocolAbort(f"the job vector must be 1-D, numeric and finite (got {vec.dtype} {vec.shape})")
         qp = self._check_quantization(task, vec.shape[0])
-        vec = self._private_input(vec, qp, int(job.round))
+        vec = self._private_input(vec, qp, job)
         senders = self._open_shares(task.shares)
         weight = qz.quantize_weight(float(job.weight), qp.max_weight)
         length = vec.shape[0]
@@ -374,18 +375,21 @@ class SecAggClient(ClientMode):
             self._sampler()  # refuse now, before any share is opened, when there is none
         return qp
 
-    def _private_input(self, vec: np.ndarray, qp: qz.QuantParams, round_: int) -> np.ndarray:
-        """Distributed DP: check the server's noise scale against this client's own settings (never
-        less noise than they require, weights capped at 1) and clip a training update to L2 clip_norm
-        before quantisation (:mod:`fedcore.dp.secagg_dp`)."""
-        dp, length, min_survivors = self.config.dp, vec.shape[0], self._round_state().min_survivors
+    def _private_input(self, vec: np.ndarray, qp: qz.QuantParams, job: ClientJob) -> np.ndarray:
+        """Distributed DP: check the server's noise scale against what the task's settings and this
+        mode's own floor (``distributed_dp`` in its settings, when a client sets one) require (never
+        less noise, weights capped at 1), and that the update arrived clipped to L2 clip_norm (the
+        handler clips it, :func:`fedcore.client.handlers.client_update`; this mode only checks)."""
+        round_, length, min_survivors = int(job.round), vec.shape[0], self._round_state().min_survivors
+        task = job.distributed_dp
+        wanted = [
+            d for d in (self.config.dp, task and DistributedDP(task.noise_multiplier, task.clip_norm, task.delta)) if d
+        ]
         if round_ == 0:
             stats = stats_noise(self.config, length, min_survivors)
             need = stats.client_sigma(min_survivors) * 2.0**qp.frac_bits if stats else 0.0
-        elif dp is not None:
-            from fedcore.dp.secagg_dp import update_noise_sigma
-
-            need = update_noise_sigma(dp, qp.frac_bits, min_survivors, length)
+        elif wanted:
+            need = max(update_noise_sigma(d, qp.frac_bits, min_survivors, length) for d in wanted)
         else:
             return vec
         if qp.noise_sigma < need * (1 - 1e-9):
@@ -396,16 +400,13 @@ class SecAggClient(ClientMode):
         if round_ == 0:
             self.last_stats_dp = stats.task_config() if stats else None
             return vec
-        if dp is None:
-            return vec
         if qp.max_weight != 1:
             raise ProtocolAbort(f"distributed DP needs weight 1 per client (the server allows {qp.max_weight})")
-        from fedcore.dp.central import clip_update
-
-        clipped, was = clip_update(np.asarray(vec, np.float64), dp.clip_norm)
-        if was:
-            log.info("secagg round %d: update clipped to L2 norm %g for distributed DP", round_, dp.clip_norm)
-        return clipped
+        clip = min(d.clip_norm for d in wanted)
+        norm = float(np.linalg.norm(np.asarray(vec, np.float64)))
+        if not norm <= clip * (1 + 1e-9):
+            raise ProtocolAbort(f"the update has L2 norm {norm:.6g}, above distributed DP's clip_norm {clip}")
+        return vec
 
     def _open_shares(self, shares) -> list[str]:
         st = self._round_state()

@@ -32,7 +32,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict
 
 import numpy as np
@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PublicKey,
 )
 
-from fedcore.common.aggregation import AggregateResult, AggregationContext, ServerMode
+from fedcore.common.aggregation import AggregateResult, AggregationContext, NoiseRecord, ServerMode
 from fedcore.common.errors import (
     AggregationAborted,
     ConfigError,
@@ -104,7 +104,7 @@ class ServerRound:
     dropouts: dict[str, list[str]] = field(default_factory=dict)
     excluded: dict[str, list[str]] = field(default_factory=dict)
     result: AggregateResult | None = None
-    dp_note: dict[str, Any] | None = None  # distributed DP of this round (for the coordinator's accounting)
+    noise: NoiseRecord | None = None  # distributed DP of this round (for the coordinator's accounting)
     plan: GraphPlan | None = None  # the bounds.GraphPlan k and t_nb were chosen under
 
     @property
@@ -129,7 +129,7 @@ class _RingChoice(TypedDict):
 
 def _quantization(
     config: SecAggSettings, ctx: AggregationContext, n: int, t: int
-) -> tuple[qz.QuantParams, dict[str, Any] | None]:
+) -> tuple[qz.QuantParams, NoiseRecord | None]:
     """The round's fixed-point parameters; with distributed DP (training rounds) or statistics noise
     (round 0) the per-client noise scale follows the chosen f and the overflow bound includes its tails
     (:func:`fedcore.secagg.quantize.choose_noisy_params`, :mod:`fedcore.dp.secagg_dp`)."""
@@ -156,14 +156,17 @@ def _quantization(
             stats.epsilon,
             stats.delta,
         )
-        return quant, {
-            "kind": "stats",
-            "stats_noise_sigma": sigma_c,
-            "threshold": t,
-            "participants": n,
-            "dim": length,
-            **stats.task_config(),
-        }
+        return quant, NoiseRecord(
+            "stats",
+            sigma_c,
+            stats.sensitivity,
+            t,
+            n,
+            length,
+            sigma_total=stats.sigma_total,
+            delta=stats.delta,
+            epsilon=stats.epsilon,
+        )
     if ctx.round >= 1 and dp is not None:
         from fedcore.dp.distributed import quantised_l2_sensitivity
         from fedcore.dp.secagg_dp import update_noise_sigma
@@ -175,14 +178,7 @@ def _quantization(
             n, dp.clip_norm, 1.0, **kwargs, sigma_of_f=lambda f: max(floor, update_noise_sigma(dp, f, t, length))
         )
         sensitivity = quantised_l2_sensitivity(dp.clip_norm, 2.0**quant.frac_bits, length, beta=None)
-        return quant, {
-            "kind": "update",
-            "sensitivity": sensitivity,
-            "sigma_client": quant.noise_sigma,
-            "threshold": t,
-            "participants": n,
-            "dim": length,
-        }
+        return quant, NoiseRecord("update", quant.noise_sigma, sensitivity, t, n, length)
     return qz.choose_params(n, config.clip, ctx.max_weight, noise_sigma=config.noise_sigma, **kwargs), None
 
 
@@ -209,7 +205,7 @@ class SecAggServer(ServerMode):
         try:
             t = resolve_threshold(config.threshold, n, config.min_clients)
             gp = graph_plan(config, n, t)
-            quant, dp_note = _quantization(config, ctx, n, t)
+            quant, noise = _quantization(config, ctx, n, t)
         except ValueError as exc:
             raise AggregationAborted(f"secagg round {ctx.round} attempt {ctx.attempt}: {exc}") from None
         log.info("secagg round %d attempt %d: %s", ctx.round, ctx.attempt, gp.describe())
@@ -225,7 +221,7 @@ class SecAggServer(ServerMode):
             masking_graph(roster, gp.k, seed),
             {cid: i + 1 for i, cid in enumerate(roster)},
             quant,
-            dp_note=dp_note,
+            noise=noise,
             plan=gp,
             record=self.record_inputs,
         )
@@ -579,11 +575,10 @@ class SecAggServer(ServerMode):
             "dropouts": dict(r.dropouts),
             "excluded": dict(r.excluded),
         }
-        if r.dp_note is not None:
-            notes["distributed_dp"] = {**r.dp_note, "survivors": count}
+        noise = replace(r.noise, survivors=count) if r.noise is not None else None
         if clipped:
             log.warning("secagg round %d: %d values were clipped to +-%g", r.ctx.round, clipped, q.clip)
-        return AggregateResult(weighted, float(weight), count, notes)
+        return AggregateResult(weighted, float(weight), count, notes, noise)
 
     def result(self) -> AggregateResult:
         r = self.r

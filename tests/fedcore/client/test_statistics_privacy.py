@@ -20,7 +20,7 @@ from fedcore.plain import PlainClient
 from fedcore.secagg.client import SecAggClient
 from fedcore.secagg.stats_noise import sigma_for_epsilon
 from fedcore.proto.fedpsyau.v1 import federation_pb2 as pb
-from fedcore.transport.structs import to_struct
+from fedcore.transport.settings import to_config
 
 FED = "fed-stats"
 #: what a (curious) coordinator might claim in the task: far more noise than anyone adds
@@ -45,7 +45,7 @@ def _handlers(tmp_path, privacy, mode=None, sensitivity=1.0):
 def _stats(handlers, attempt=0, claimed=CLAIMED):
     config = {} if claimed is None else {"statistics_noise": claimed}
     header = pb.Header(federation_id=FED, round=0, attempt=attempt)
-    return handlers.stats(header, pb.StatsTask(config=to_struct(config)))
+    return handlers.stats(header, pb.StatsTask(config=to_config(config)))
 
 
 def _own_sigma(epsilon=1.0, sensitivity=1.0):

@@ -120,11 +120,11 @@ def test_foreign_federation_id_is_permission_denied(served, pki):
 
 
 def test_join_reply_carries_the_mode_and_heartbeat(served, pki):
-    from fedcore.transport.structs import from_struct
+    from fedcore.transport.settings import from_config
 
     _engine, port = served
     reply = Peer(pki, "alice", port).join()
-    settings = from_struct(reply.settings)
+    settings = from_config(reply.settings)
     assert settings["aggregation"] == "plain" and settings["rounds"] == 2
     assert settings["mode_settings"]["min_clients"] == 2 and reply.heartbeat_interval == 1.0
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from fedcore_testkit import ScriptedClient, config, make_engine, run_until
 
-from fedcore.client.handlers import _central_dp
+from fedcore.client.handlers import client_update
 from fedcore.common.errors import ConfigError, InvalidPayload
+from fedcore.common.task_privacy import ClientLevelDP, TaskPrivacy, decode_privacy
 from fedcore.coordinator.state import Phase
 from fedcore.dp.accounting import Segment, account
 from fedcore.dp.central import DPFedAvg
@@ -91,13 +92,14 @@ def test_poisson_selection_draws_from_secrets_not_a_seeded_generator():
 def test_client_clipped_update_norm_never_exceeds_clip(scale):
     rng = np.random.default_rng(7)
     delta = rng.normal(0, scale, 1000)
-    clipped, weight = _central_dp(delta, 180.0, {"clip_norm": 1.0}, round_=1)
+    clipped, weight = client_update(delta, 180.0, TaskPrivacy(central=ClientLevelDP(1.0)), round_=1)
     assert np.linalg.norm(clipped) <= 1.0 + 1e-12 and weight == 1.0
     if np.linalg.norm(delta) <= 1.0:
         np.testing.assert_array_equal(clipped, delta)
     else:  # same direction
         assert np.dot(clipped, delta) / (np.linalg.norm(clipped) * np.linalg.norm(delta)) == pytest.approx(1.0)
-    assert _central_dp(delta, 180.0, None, round_=1)[1] == 180.0  # without central DP: untouched
+    same, weight = client_update(delta, 180.0, TaskPrivacy(), round_=1)  # without client-level DP: untouched
+    assert weight == 180.0 and same is delta
 
 
 def test_coordinator_noises_aggregate_and_records_client_level_epsilon(tmp_path, caplog):
@@ -141,12 +143,15 @@ def test_coordinator_refuses_a_weighted_update_under_central_dp(tmp_path):
         heavy.submit(heavy.answer(task))
 
 
-def test_train_task_carries_the_clip_norm(tmp_path):
+def test_train_task_carries_the_clip_norm_in_its_privacy_message_only(tmp_path):
     eng = make_engine(tmp_path, central_dp={**CENTRAL, "clip_norm": 0.25})
-    from fedcore.coordinator.bodies import train_config
+    from fedcore.coordinator.bodies import task_privacy, train_config
 
-    assert train_config(eng, 1)["central_dp"] == {"clip_norm": 0.25}
-    assert "central_dp" not in train_config(make_engine(tmp_path / "off"), 1)
+    wire = task_privacy(eng)
+    assert wire.HasField("central") and not wire.HasField("distributed")
+    assert decode_privacy(wire).central == ClientLevelDP(0.25)
+    assert "central_dp" not in train_config(eng, 1) and "privacy" not in train_config(eng, 1)
+    assert not task_privacy(make_engine(tmp_path / "off")).HasField("central")
 
 
 def test_central_dp_config_problems_are_reported_together(tmp_path):

@@ -82,8 +82,9 @@ def test_survivors_sum_carries_at_least_the_configured_central_variance(tmp_path
     d, ids = 4000, _ids(5)
     settings = {"threshold": 0.5, "distributed_dp": DDP}  # t = 3 of 5
     res = _round(tmp_path, 5, settings, length=d, drop={("SECAGG_MASKED_INPUT", 1): ids[:dropped]})
-    note, f = res.notes["distributed_dp"], res.notes["frac_bits"]
-    assert note["threshold"] == 3 and res.num_contributors == 5 - dropped and res.notes["clipped"] == 0
+    note, f = res.noise, res.notes["frac_bits"]
+    assert note is not None and note.kind == "update" and note.survivors == 5 - dropped
+    assert note.threshold == 3 and res.num_contributors == 5 - dropped and res.notes["clipped"] == 0
     central = (DDP["noise_multiplier"] * quantised_l2_sensitivity(1.0, 2.0**f, d, beta=None)) ** 2  # integer units
     assert res.notes["noise_sigma"] == pytest.approx(math.sqrt(central / 3))
     variance = np.var(res.weighted_sum * 2.0**f)
@@ -149,12 +150,16 @@ def test_client_refuses_less_noise_than_its_distributed_dp_settings_require(tmp_
 def test_statistics_round_gets_count_noise_of_the_configured_std(tmp_path):
     d, s = 3000, 4.0
     res, record = _statistics(tmp_path, 4, {"stats_noise_sigma": s}, length=d)
-    note = res.notes["distributed_dp"]
-    assert note["kind"] == "stats" and res.notes["noise_sigma"] == pytest.approx(s * 2.0 ** res.notes["frac_bits"])
+    note = res.noise
+    assert (
+        note is not None
+        and note.kind == "stats"
+        and res.notes["noise_sigma"] == pytest.approx(s * 2.0 ** res.notes["frac_bits"])
+    )
     # in counts, over 4 clients (client i sends i + 1 in every slot: a constant, no variance of its own)
     assert np.var(res.weighted_sum) == pytest.approx(4 * s * s, rel=0.08)
     assert record["sensitivity"] == pytest.approx(math.sqrt(d))
-    assert record["epsilon"] == pytest.approx(stats_epsilon(s, d, note["threshold"], 4, 1e-5))
+    assert record["epsilon"] == pytest.approx(stats_epsilon(s, d, note.threshold, 4, 1e-5))
 
 
 def test_accountant_composes_rounds_like_distributed_epsilon():
@@ -222,7 +227,8 @@ def test_validate_settings_reports_every_bad_secagg_value_at_once(tmp_path):
 def test_statistics_record_uses_the_workloads_stated_sensitivity_not_sqrt_length(tmp_path):
     d, s = 300, 4.0
     res, record = _statistics(tmp_path, 4, {"stats_noise_sigma": s, "stats_sensitivity": 3.0}, length=d)
-    threshold = res.notes["distributed_dp"]["threshold"]
+    assert res.noise is not None
+    threshold = res.noise.threshold
     assert record["sensitivity"] == 3.0
     assert record["epsilon"] == pytest.approx(stats_epsilon(s, d, threshold, 4, 1e-5, sensitivity=3.0))
     assert record["epsilon"] < stats_epsilon(s, d, threshold, 4, 1e-5)  # sqrt(300) would overstate it

@@ -66,11 +66,11 @@ def test_statistics_get_noise_by_default_when_the_federation_has_dp(secagg_round
     run = secagg_round(n, stats=_full(n, length), secagg={"distributed_dp": DDP}, faults=faults).until_statistics()
     res = run.result()
     assert res.num_contributors == n - dropped and res.notes["dropouts"]["masked_input"] == ids[:dropped]
-    note = res.notes["distributed_dp"]
+    note = res.noise
     total = sigma_for_epsilon(1.0, 1e-5, math.sqrt(length))
-    assert note["kind"] == "stats" and note["threshold"] == 3
-    assert note["sigma_total"] == pytest.approx(total) and note["delta"] == 1e-5
-    assert note["sensitivity"] == pytest.approx(math.sqrt(length))
+    assert note is not None and note.kind == "stats" and note.threshold == 3 and note.survivors == n - dropped
+    assert note.sigma_total == pytest.approx(total) and note.delta == 1e-5
+    assert note.sensitivity == pytest.approx(math.sqrt(length))
     assert res.notes["noise_sigma"] == pytest.approx(total / math.sqrt(3) * 2.0 ** res.notes["frac_bits"])
     survivors = n - dropped
     assert np.var(res.weighted_sum) == pytest.approx(total**2 * survivors / 3, rel=0.1)
@@ -82,7 +82,7 @@ def test_statistics_get_noise_by_default_when_the_federation_has_dp(secagg_round
 def test_statistics_go_without_noise_only_when_no_dp_is_on(secagg_round):
     run = secagg_round(4, stats=_full(4, 10, 3.0), secagg={"clip": 100.0}).until_statistics()
     res = run.result()
-    assert "distributed_dp" not in res.notes and res.notes["noise_sigma"] == 0
+    assert res.noise is None and res.notes["noise_sigma"] == 0
     np.testing.assert_array_equal(res.weighted_sum, np.full(10, 12.0))
     assert SecAggSettings.from_mapping({"federation_dp": True}).stats_noise_on
     assert not SecAggSettings.from_mapping({"distributed_dp": DDP, "stats_noise": False}).stats_noise_on

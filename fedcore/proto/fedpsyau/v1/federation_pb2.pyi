@@ -1,5 +1,4 @@
 from google.protobuf import any_pb2 as _any_pb2
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -73,8 +72,8 @@ class JoinReply(_message.Message):
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     header: Header
     heartbeat_interval: float
-    settings: _struct_pb2.Struct
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., heartbeat_interval: _Optional[float] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    settings: Config
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., heartbeat_interval: _Optional[float] = ..., settings: _Optional[_Union[Config, _Mapping]] = ...) -> None: ...
 
 class TaskRequest(_message.Message):
     __slots__ = ("header", "wait_up_to")
@@ -197,34 +196,121 @@ class DoneTask(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., success: _Optional[bool] = ...) -> None: ...
 
 class TrainTask(_message.Message):
-    __slots__ = ("model_blob", "model_sha256", "config", "statistics")
+    __slots__ = ("model_blob", "model_sha256", "statistics", "config", "privacy")
     MODEL_BLOB_FIELD_NUMBER: _ClassVar[int]
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
-    CONFIG_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_FIELD_NUMBER: _ClassVar[int]
     model_blob: str
     model_sha256: bytes
-    config: _struct_pb2.Struct
     statistics: Vector
-    def __init__(self, model_blob: _Optional[str] = ..., model_sha256: _Optional[bytes] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., statistics: _Optional[_Union[Vector, _Mapping]] = ...) -> None: ...
+    config: Config
+    privacy: TaskPrivacy
+    def __init__(self, model_blob: _Optional[str] = ..., model_sha256: _Optional[bytes] = ..., statistics: _Optional[_Union[Vector, _Mapping]] = ..., config: _Optional[_Union[Config, _Mapping]] = ..., privacy: _Optional[_Union[TaskPrivacy, _Mapping]] = ...) -> None: ...
 
 class StatsTask(_message.Message):
-    __slots__ = ("config",)
+    __slots__ = ("config", "privacy")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
-    config: _struct_pb2.Struct
-    def __init__(self, config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    PRIVACY_FIELD_NUMBER: _ClassVar[int]
+    config: Config
+    privacy: TaskPrivacy
+    def __init__(self, config: _Optional[_Union[Config, _Mapping]] = ..., privacy: _Optional[_Union[TaskPrivacy, _Mapping]] = ...) -> None: ...
 
 class EvaluateTask(_message.Message):
-    __slots__ = ("model_blob", "model_sha256", "config", "statistics")
+    __slots__ = ("model_blob", "model_sha256", "statistics", "config")
     MODEL_BLOB_FIELD_NUMBER: _ClassVar[int]
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
-    CONFIG_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
     model_blob: str
     model_sha256: bytes
-    config: _struct_pb2.Struct
     statistics: Vector
-    def __init__(self, model_blob: _Optional[str] = ..., model_sha256: _Optional[bytes] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., statistics: _Optional[_Union[Vector, _Mapping]] = ...) -> None: ...
+    config: Config
+    def __init__(self, model_blob: _Optional[str] = ..., model_sha256: _Optional[bytes] = ..., statistics: _Optional[_Union[Vector, _Mapping]] = ..., config: _Optional[_Union[Config, _Mapping]] = ...) -> None: ...
+
+class Config(_message.Message):
+    __slots__ = ("items",)
+    class ItemsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ConfigValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ConfigValue, _Mapping]] = ...) -> None: ...
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.MessageMap[str, ConfigValue]
+    def __init__(self, items: _Optional[_Mapping[str, ConfigValue]] = ...) -> None: ...
+
+class ConfigList(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ConfigValue]
+    def __init__(self, items: _Optional[_Iterable[_Union[ConfigValue, _Mapping]]] = ...) -> None: ...
+
+class ConfigValue(_message.Message):
+    __slots__ = ("int_value", "float_value", "str_value", "bool_value", "table_value", "list_value")
+    INT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    FLOAT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    STR_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    TABLE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    LIST_VALUE_FIELD_NUMBER: _ClassVar[int]
+    int_value: int
+    float_value: float
+    str_value: str
+    bool_value: bool
+    table_value: Config
+    list_value: ConfigList
+    def __init__(self, int_value: _Optional[int] = ..., float_value: _Optional[float] = ..., str_value: _Optional[str] = ..., bool_value: _Optional[bool] = ..., table_value: _Optional[_Union[Config, _Mapping]] = ..., list_value: _Optional[_Union[ConfigList, _Mapping]] = ...) -> None: ...
+
+class LocalDP(_message.Message):
+    __slots__ = ("enabled", "target_epsilon", "delta", "max_grad_norm", "noise_multiplier", "accountant", "secure_rng", "report_steps", "statistics_epsilon", "planned_rounds", "local_epochs", "batch_size")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    TARGET_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    MAX_GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTANT_FIELD_NUMBER: _ClassVar[int]
+    SECURE_RNG_FIELD_NUMBER: _ClassVar[int]
+    REPORT_STEPS_FIELD_NUMBER: _ClassVar[int]
+    STATISTICS_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    target_epsilon: float
+    delta: float
+    max_grad_norm: float
+    noise_multiplier: float
+    accountant: str
+    secure_rng: bool
+    report_steps: bool
+    statistics_epsilon: float
+    planned_rounds: int
+    local_epochs: int
+    batch_size: int
+    def __init__(self, enabled: _Optional[bool] = ..., target_epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., max_grad_norm: _Optional[float] = ..., noise_multiplier: _Optional[float] = ..., accountant: _Optional[str] = ..., secure_rng: _Optional[bool] = ..., report_steps: _Optional[bool] = ..., statistics_epsilon: _Optional[float] = ..., planned_rounds: _Optional[int] = ..., local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class ClientLevelDP(_message.Message):
+    __slots__ = ("clip_norm", "noise_multiplier", "delta")
+    CLIP_NORM_FIELD_NUMBER: _ClassVar[int]
+    NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    clip_norm: float
+    noise_multiplier: float
+    delta: float
+    def __init__(self, clip_norm: _Optional[float] = ..., noise_multiplier: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
+
+class TaskPrivacy(_message.Message):
+    __slots__ = ("local", "central", "distributed")
+    LOCAL_FIELD_NUMBER: _ClassVar[int]
+    CENTRAL_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTED_FIELD_NUMBER: _ClassVar[int]
+    local: LocalDP
+    central: ClientLevelDP
+    distributed: ClientLevelDP
+    def __init__(self, local: _Optional[_Union[LocalDP, _Mapping]] = ..., central: _Optional[_Union[ClientLevelDP, _Mapping]] = ..., distributed: _Optional[_Union[ClientLevelDP, _Mapping]] = ...) -> None: ...
 
 class PlainInputTask(_message.Message):
     __slots__ = ()
